@@ -1,0 +1,1 @@
+//! Cluster CA, certificate issuance, and ready-made quinn/rustls configurations (being written).

@@ -1,0 +1,3 @@
+//! The swarmcast node daemon: membership, neighbours, control socket.
+
+pub mod neighbours;

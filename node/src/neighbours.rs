@@ -1,0 +1,1 @@
+//! Neighbour core (being written).

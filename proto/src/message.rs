@@ -1,0 +1,363 @@
+//! Every message that crosses the wire, control plane and data plane.
+//!
+//! Messages are encoded as *named* msgpack (structs as maps keyed by field name, enums as a map
+//! `{variant: body}`); see the crate docs for why. Adding an optional field (with
+//! `#[serde(default)]`) or a new variant keeps `swarmcast/1`; anything else bumps the ALPN.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{BroadcastId, NodeId, Role, Version};
+
+/// One protocol message. The variant says what it is; see each body for who sends it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Message {
+    // ----- control plane: node -> bootstrap -----
+    /// First message of a node to a bootstrap. Answered by [`Message::Registered`].
+    Register(Register),
+    /// Periodic liveness and progress. Answered by [`Message::Ack`].
+    Heartbeat(Heartbeat),
+    /// Ask for the whole registry. Answered by [`Message::Registry`].
+    Lookup(Lookup),
+    /// Register a broadcast (origin only). Answered by [`Message::Ack`].
+    Announce(Announce),
+
+    // ----- control plane: bootstrap -> node -----
+    /// Answer to [`Message::Register`].
+    Registered(Registered),
+    /// Answer to a request that carries nothing back.
+    Ack(Ack),
+    /// A bootstrap's whole view of the registry (peer list).
+    Registry(RegistryView),
+
+    // ----- control plane: bootstrap <-> bootstrap (anti-entropy) -----
+    /// Versions of everything the sender holds. Answered by [`Message::Delta`].
+    Digest(Digest),
+    /// Entries the receiver lacks, and what the sender wants back.
+    Delta(Delta),
+
+    // ----- either plane -----
+    /// Liveness probe; also measures RTT. Answered by [`Message::Pong`] with the same nonce.
+    Ping(Ping),
+    /// Answer to [`Message::Ping`].
+    Pong(Ping),
+    /// A typed refusal. The sender closes the stream after it.
+    Error(ErrorMsg),
+
+    // ----- data plane: node <-> node -----
+    /// Which chunks of a broadcast the sender holds, as a bitfield.
+    Have(Have),
+    /// Chunks the sender has newly acquired.
+    HaveUpdate(HaveUpdate),
+    /// Ask for one chunk. Answered by [`Message::ChunkData`] or [`Message::Error`].
+    ChunkRequest(ChunkRequest),
+    /// Header of a chunk; exactly `len` raw bytes follow the frame.
+    ChunkData(ChunkHeader),
+    /// Ask for a broadcast's manifest. Answered by [`Message::ManifestData`].
+    ManifestRequest(ManifestRequest),
+    /// Header of a manifest; exactly `len` raw bytes (the canonical manifest) follow the frame.
+    ManifestData(ManifestHeader),
+}
+
+/// A node's registration. `id` is a claim checked against the certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Register {
+    /// The NodeId the sender claims; refused unless it equals its certificate's.
+    pub id: NodeId,
+    /// Incarnation of this process (rises at every start).
+    pub incarnation: u64,
+    /// Addresses other nodes can dial.
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// Answer to [`Register`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registered {
+    /// The NodeId the bootstrap recorded (from the certificate).
+    pub id: NodeId,
+    /// Addresses of every bootstrap the answering one knows, itself included.
+    pub bootstraps: Vec<SocketAddr>,
+}
+
+/// A heartbeat. `id` is a claim checked against the certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The NodeId the sender claims.
+    pub id: NodeId,
+    /// The sender's current version.
+    pub version: Version,
+    /// Addresses other nodes can dial.
+    pub addrs: Vec<SocketAddr>,
+    /// Per-broadcast progress.
+    #[serde(default)]
+    pub progress: Vec<Progress>,
+}
+
+/// Progress of one broadcast at one node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Which broadcast.
+    pub broadcast: BroadcastId,
+    /// Chunks held durably.
+    pub held: u64,
+    /// Chunks in the broadcast.
+    pub total: u64,
+}
+
+/// Ask for the registry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lookup {}
+
+/// Empty acknowledgement.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {}
+
+/// Register or update a broadcast record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announce {
+    /// The record; its `origin` must be the sender's certificate NodeId.
+    pub record: BroadcastRecord,
+}
+
+/// A node's registry entry as it travels between processes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Identity (from the certificate at the bootstrap that first accepted it).
+    pub id: NodeId,
+    /// Certificate name.
+    pub name: String,
+    /// Certificate role.
+    pub role: Role,
+    /// Dialable addresses.
+    pub addrs: Vec<SocketAddr>,
+    /// Merge key: higher wins.
+    pub version: Version,
+    /// Per-broadcast progress carried by the latest heartbeat.
+    #[serde(default)]
+    pub progress: Vec<Progress>,
+}
+
+/// A record with the time since its version last advanced at the sender.
+///
+/// Freshness travels as an age, never a wall-clock time, so clock skew cannot revive or kill.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryUpdate {
+    /// The record.
+    pub record: NodeRecord,
+    /// Milliseconds since the sender saw this version advance.
+    pub age_ms: u64,
+}
+
+/// Liveness as one bootstrap observes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Version advanced recently.
+    Alive,
+    /// No advance for the suspect timeout.
+    Suspect,
+    /// No advance for the dead timeout.
+    Dead,
+}
+
+/// One line of a bootstrap's registry view.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryEntry {
+    /// The record.
+    pub record: NodeRecord,
+    /// Liveness as the answering bootstrap sees it.
+    pub status: Status,
+    /// Milliseconds since the version last advanced, at the answering bootstrap.
+    pub age_ms: u64,
+}
+
+/// A bootstrap's whole view.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryView {
+    /// Every node and bootstrap entry.
+    pub nodes: Vec<RegistryEntry>,
+    /// Every broadcast record.
+    pub broadcasts: Vec<BroadcastRecord>,
+}
+
+/// State of a broadcast as its origin declares it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BroadcastState {
+    /// Being distributed (or complete and still served).
+    Active,
+    /// The origin gave up (for example, the source changed under it).
+    Failed,
+}
+
+/// A broadcast in the registry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BroadcastRecord {
+    /// BLAKE3 of the canonical manifest.
+    pub id: BroadcastId,
+    /// Base name of the sent directory.
+    pub name: String,
+    /// NodeId of the node that ran `node send`.
+    pub origin: NodeId,
+    /// Total bytes of file data.
+    pub size: u64,
+    /// Number of chunks.
+    pub chunks: u64,
+    /// Declared state.
+    pub state: BroadcastState,
+    /// Merge key: the origin bumps it on every change; higher wins.
+    pub version: u64,
+}
+
+/// Anti-entropy step one: what the sender holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    /// (node, version) for every entry.
+    pub nodes: Vec<(NodeId, Version)>,
+    /// (broadcast, version) for every record.
+    pub broadcasts: Vec<(BroadcastId, u64)>,
+}
+
+/// Anti-entropy step two (and three): entries, plus what the sender wants back.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delta {
+    /// Entries newer at the sender than in the digest it answers.
+    pub nodes: Vec<EntryUpdate>,
+    /// Broadcast records newer at the sender.
+    pub broadcasts: Vec<BroadcastRecord>,
+    /// Nodes for which the digest was newer: send them back.
+    #[serde(default)]
+    pub want_nodes: Vec<NodeId>,
+    /// Broadcasts for which the digest was newer: send them back.
+    #[serde(default)]
+    pub want_broadcasts: Vec<BroadcastId>,
+}
+
+/// Ping or pong body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ping {
+    /// Echoed back unchanged.
+    pub nonce: u64,
+}
+
+/// Why a request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The certificate does not allow this (wrong role, or another node's entry).
+    Forbidden,
+    /// The request is malformed or not expected here.
+    BadRequest,
+    /// The thing asked for is not known here.
+    NotFound,
+    /// Temporarily unable to serve (overloaded, shutting down).
+    Unavailable,
+}
+
+/// A typed refusal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorMsg {
+    /// Machine-readable reason.
+    pub code: ErrorCode,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+/// Index of a chunk within a broadcast.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ChunkIndex(pub u32);
+
+/// A full bitfield of held chunks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Have {
+    /// Which broadcast.
+    pub broadcast: BroadcastId,
+    /// Number of chunks; `bits` has exactly `ceil(chunks / 8)` bytes, MSB first.
+    pub chunks: u32,
+    /// The bitfield.
+    #[serde(with = "serde_bytes")]
+    pub bits: Vec<u8>,
+}
+
+/// Chunks newly held.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaveUpdate {
+    /// Which broadcast.
+    pub broadcast: BroadcastId,
+    /// The new chunks.
+    pub chunks: Vec<ChunkIndex>,
+}
+
+/// Ask for one chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRequest {
+    /// Which broadcast.
+    pub broadcast: BroadcastId,
+    /// Which chunk.
+    pub index: ChunkIndex,
+}
+
+/// Header of a chunk payload; `len` raw bytes follow the frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkHeader {
+    /// Which broadcast.
+    pub broadcast: BroadcastId,
+    /// Which chunk.
+    pub index: ChunkIndex,
+    /// Payload length in bytes.
+    pub len: u32,
+}
+
+/// Ask for a manifest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestRequest {
+    /// Which broadcast.
+    pub broadcast: BroadcastId,
+}
+
+/// Header of a manifest payload; `len` raw bytes follow the frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestHeader {
+    /// Which broadcast; the payload's BLAKE3 must equal it.
+    pub broadcast: BroadcastId,
+    /// Payload length in bytes.
+    pub len: u64,
+}
+
+impl Message {
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Register(_) => "register",
+            Message::Heartbeat(_) => "heartbeat",
+            Message::Lookup(_) => "lookup",
+            Message::Announce(_) => "announce",
+            Message::Registered(_) => "registered",
+            Message::Ack(_) => "ack",
+            Message::Registry(_) => "registry",
+            Message::Digest(_) => "digest",
+            Message::Delta(_) => "delta",
+            Message::Ping(_) => "ping",
+            Message::Pong(_) => "pong",
+            Message::Error(_) => "error",
+            Message::Have(_) => "have",
+            Message::HaveUpdate(_) => "have_update",
+            Message::ChunkRequest(_) => "chunk_request",
+            Message::ChunkData(_) => "chunk_data",
+            Message::ManifestRequest(_) => "manifest_request",
+            Message::ManifestData(_) => "manifest_data",
+        }
+    }
+
+    /// A typed error message.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        Message::Error(ErrorMsg {
+            code,
+            message: message.into(),
+        })
+    }
+}
