@@ -228,7 +228,7 @@ pub fn decode_value<T: DeserializeOwned>(
         return Ok(None);
     };
     let len = check_prefix(*prefix, limits)?;
-    let Some(body) = buf.get(PREFIX_LEN..PREFIX_LEN + len) else {
+    let Some(body) = buf.get(PREFIX_LEN..).and_then(|rest| rest.get(..len)) else {
         return Ok(None);
     };
     let value = decode_body(body, limits)?;
@@ -245,7 +245,8 @@ pub fn decode(buf: &[u8], limits: &Limits) -> Result<Option<(Frame, usize)>, Dec
     let Some(plen) = payload_len(&msg, limits)? else {
         return Ok(Some((Frame::Message(msg), used)));
     };
-    let Some(data) = buf.get(used..used + plen) else {
+    // No `used + plen`: with a limit as large as `u64::MAX`, that sum can overflow.
+    let Some(data) = buf.get(used..).and_then(|rest| rest.get(..plen)) else {
         return Ok(None);
     };
     let data = data.to_vec();

@@ -17,10 +17,25 @@
 //!
 //! ## Frames
 //! A frame is a big-endian `u32` length `L` followed by `L` bytes of msgpack: a [`Message`] in
-//! *named* encoding (struct fields as map keys, enum variants as a one-entry map
-//! `{"Variant": body}`). `L` must be between 1 and [`Limits::max_frame`] and is checked before
+//! *named* encoding. `L` must be between 1 and [`Limits::max_frame`] and is checked before
 //! anything is allocated; the body must be exactly one msgpack value nested at most
 //! [`Limits::max_depth`] deep.
+//!
+//! How each Rust shape is written (pinned by the golden-bytes tests):
+//! * a struct is a map from field name (str) to value, in declaration order; an empty struct
+//!   ([`Lookup`], [`Ack`]) is an empty map;
+//! * an enum variant with a body, [`Message`] included, is a one-entry map `{"Variant": body}`;
+//!   a variant without one ([`Role`], [`Status`], [`BroadcastState`], [`ErrorCode`]) is just its
+//!   name as a str (`"node"`, `"alive"`, `"not_found"`);
+//! * [`NodeId`] and [`BroadcastId`] are bin8 of 32 bytes; [`Have::bits`] is a bin;
+//! * [`ChunkIndex`] is a plain integer; every integer uses its smallest msgpack form;
+//! * a tuple (as in [`Digest`]) is an array;
+//! * a `SocketAddr` is `{"V4": [[a, b, c, d], port]}` or `{"V6": [[16 octets], port]}`, the
+//!   octets being an array of integers (not a bin). IPv6 flow info and scope id are not
+//!   carried: they decode as zero.
+//!
+//! Decoders are lenient where serde is: a struct given as an array of its fields, or a variant
+//! given by index, is accepted, and re-encodes in the form above.
 //!
 //! [`Message::ChunkData`] and [`Message::ManifestData`] are *headers*: exactly `len` raw bytes
 //! follow the frame, outside msgpack, so bulk data is never copied through a serializer. The

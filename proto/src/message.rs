@@ -1,8 +1,9 @@
 //! Every message that crosses the wire, control plane and data plane.
 //!
-//! Messages are encoded as *named* msgpack (structs as maps keyed by field name, enums as a map
-//! `{variant: body}`); see the crate docs for why. Adding an optional field (with
-//! `#[serde(default)]`) or a new variant keeps `swarmcast/1`; anything else bumps the ALPN.
+//! Messages are encoded as *named* msgpack (structs as maps keyed by field name, enum variants
+//! with a body as a map `{variant: body}`, variants without one as their name); see the crate
+//! docs for the details and the reason. Adding an optional field (with `#[serde(default)]`) or a
+//! new variant keeps `swarmcast/1`; anything else bumps the ALPN.
 
 use std::net::SocketAddr;
 
