@@ -1,0 +1,270 @@
+//! Issuing leaf certificates.
+
+use std::fmt;
+use std::fs::DirBuilder;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use swarmcast_proto::Role;
+
+use crate::ca::{CA_CERT_FILE, Ca, Validity};
+use crate::identity::{CERT_FILE, KEY_FILE};
+use crate::{CertError, Identity, der, files, pem};
+
+/// The longest name: a DNS label.
+const MAX_NAME_LEN: usize = 63;
+
+/// Checks that `name` can name a certificate: 1..=63 characters of `[a-z0-9-]`, not starting
+/// or ending with `-`.
+///
+/// A valid name is a DNS label (it becomes the DNS subjectAltName) and a safe directory name
+/// (no `/`, no `.`, so no `..`).
+pub fn validate_name(name: &str) -> Result<(), CertError> {
+    let reason = if name.is_empty() {
+        Some("empty")
+    } else if name.len() > MAX_NAME_LEN {
+        Some("longer than 63 characters")
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        Some("only a-z, 0-9 and '-' are allowed")
+    } else if name.starts_with('-') || name.ends_with('-') {
+        Some("must not start or end with '-'")
+    } else {
+        None
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(CertError::InvalidName {
+            name: name.to_owned(),
+            reason,
+        }),
+    }
+}
+
+/// A freshly issued leaf certificate, in memory.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IssuedCert {
+    /// The leaf certificate in PEM.
+    pub cert_pem: String,
+    /// The leaf's private key in PEM (PKCS#8).
+    pub key_pem: String,
+    /// The issuing CA's certificate in PEM.
+    pub ca_pem: String,
+}
+
+impl IssuedCert {
+    /// The [`Identity`] holding this certificate.
+    pub fn identity(&self) -> Result<Identity, CertError> {
+        Identity::from_pem(&self.cert_pem, &self.key_pem, &self.ca_pem)
+    }
+}
+
+impl fmt::Debug for IssuedCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedCert")
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"[elided]")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Issues a leaf certificate for `name` with `role`, signed by `ca`, in memory.
+///
+/// Any validity is accepted, including one entirely in the past: tests use that to make
+/// expired certificates.
+pub fn issue_with(
+    ca: &Ca,
+    name: &str,
+    role: Role,
+    validity: Validity,
+) -> Result<IssuedCert, CertError> {
+    validate_name(name)?;
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+
+    let mut params = CertificateParams::default();
+    let mut subject = DistinguishedName::new();
+    subject.push(DnType::CommonName, name);
+    params.distinguished_name = subject;
+    // Cannot fail: a valid name is ASCII.
+    params.subject_alt_names = vec![SanType::DnsName(name.try_into()?)];
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = validity.not_before;
+    params.not_after = validity.not_after;
+
+    let without_role = params.signed_by(&key, ca.issuer())?;
+    let cert = der::append_extension(
+        without_role.der(),
+        &der::role_extension(role),
+        ca.issuer().key(),
+    )
+    .map_err(|e| CertError::BadCertificate {
+        origin: format!("certificate issued for {name}"),
+        reason: e.to_string(),
+    })?;
+
+    Ok(IssuedCert {
+        cert_pem: pem::encode_certificate(&cert),
+        key_pem: key.serialize_pem(),
+        ca_pem: ca.cert_pem().to_owned(),
+    })
+}
+
+/// Where [`issue`] wrote a leaf.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedPaths {
+    /// `dir/name`, the identity directory ([`Identity::load`] takes it).
+    pub dir: PathBuf,
+    /// `dir/name/cert.pem`.
+    pub cert: PathBuf,
+    /// `dir/name/key.pem` (mode 0600).
+    pub key: PathBuf,
+    /// `dir/name/ca.pem`, a copy of the CA certificate.
+    pub ca: PathBuf,
+}
+
+/// Issues a leaf for `name` with `role` from the CA in `dir`, and writes it to `dir/name/`.
+///
+/// The name is checked with [`validate_name`] before anything is read or written. Refuses
+/// with [`CertError::AlreadyExists`] if `dir/name/` already holds any of the three files.
+/// The leaf is valid for [`Validity::leaf`].
+pub fn issue(dir: &Path, name: &str, role: Role) -> Result<IssuedPaths, CertError> {
+    validate_name(name)?;
+    let ca = Ca::load(dir)?;
+    let leaf_dir = dir.join(name);
+    let paths = IssuedPaths {
+        cert: leaf_dir.join(CERT_FILE),
+        key: leaf_dir.join(KEY_FILE),
+        ca: leaf_dir.join(CA_CERT_FILE),
+        dir: leaf_dir,
+    };
+    for path in [&paths.cert, &paths.key, &paths.ca] {
+        files::ensure_absent(path)?;
+    }
+
+    let issued = issue_with(&ca, name, role, Validity::leaf())?;
+    create_private_dir(&paths.dir)?;
+    files::create_new(&paths.key, issued.key_pem.as_bytes(), files::PRIVATE)?;
+    files::create_new(&paths.cert, issued.cert_pem.as_bytes(), files::PUBLIC)?;
+    files::create_new(&paths.ca, issued.ca_pem.as_bytes(), files::PUBLIC)?;
+    tracing::info!(name, %role, dir = %paths.dir.display(), "issued certificate");
+    Ok(paths)
+}
+
+/// Creates `dir` with mode 0700 unless it exists.
+fn create_private_dir(dir: &Path) -> Result<(), CertError> {
+    let mut builder = DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    match builder.create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(source) => Err(CertError::Write {
+            path: dir.to_owned(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    use time::{Duration, OffsetDateTime};
+    use x509_parser::extensions::{GeneralName, ParsedExtension};
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    use x509_parser::x509::X509Version;
+
+    use super::*;
+
+    #[test]
+    fn names() {
+        for good in ["a", "node-1", "0", "a-b-c", &"x".repeat(63)] {
+            assert!(validate_name(good).is_ok(), "{good:?} should be valid");
+        }
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            "UPPER",
+            "a.b",
+            "..",
+            "-a",
+            "a-",
+            "-",
+            "a b",
+            "ä",
+            &"x".repeat(64),
+        ] {
+            let err = validate_name(bad).expect_err(bad);
+            assert!(
+                matches!(err, CertError::InvalidName { .. }),
+                "{bad:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn leaf_has_the_documented_shape() {
+        let ca = Ca::generate().expect("ca");
+        let issued = issue_with(&ca, "alpha", Role::Bootstrap, Validity::leaf()).expect("issue");
+        let der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).expect("pem");
+        let (rest, cert) = X509Certificate::from_der(&der).expect("parse");
+        assert!(rest.is_empty());
+        assert_eq!(cert.version(), X509Version::V3);
+
+        let cn = cert.subject().iter_common_name().next().expect("CN");
+        assert_eq!(cn.as_str().expect("utf8"), "alpha");
+        let san = cert
+            .subject_alternative_name()
+            .expect("san")
+            .expect("present");
+        assert_eq!(san.value.general_names, vec![GeneralName::DNSName("alpha")]);
+
+        let bc = cert.basic_constraints().expect("bc").expect("present");
+        assert!(!bc.value.ca);
+        let ku = cert.key_usage().expect("ku").expect("present").value;
+        assert!(ku.digital_signature() && !ku.key_cert_sign());
+        let eku = cert
+            .extended_key_usage()
+            .expect("eku")
+            .expect("present")
+            .value;
+        assert!(eku.server_auth && eku.client_auth);
+
+        let role = cert
+            .extensions()
+            .iter()
+            .find(|ext| ext.oid.as_bytes() == der::ROLE_OID_DER)
+            .expect("role extension");
+        assert!(!role.critical);
+        assert!(matches!(
+            role.parsed_extension(),
+            ParsedExtension::UnsupportedExtension { .. }
+        ));
+        assert_eq!(role.value, [&[0x0c, 9][..], b"bootstrap"].concat());
+
+        let lifetime = cert.validity().not_after.to_datetime() - OffsetDateTime::now_utc();
+        assert!(lifetime > Duration::days(364) && lifetime <= Duration::days(365));
+
+        // Still signed by the CA after the role was appended.
+        let (_, ca_cert) = X509Certificate::from_der(ca.cert_der()).expect("parse CA");
+        cert.verify_signature(Some(ca_cert.public_key()))
+            .expect("signed by CA");
+        assert_eq!(cert.issuer(), ca_cert.subject());
+    }
+}
