@@ -1,1 +1,0 @@
-//! Registry core (being written).
