@@ -1,0 +1,170 @@
+//! Client side of the bootstrap protocol, used by nodes, by fellow bootstraps and by the CLI.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use swarmcast_certs::{CertError, PeerInfo};
+use swarmcast_proto::{
+    Announce, BroadcastRecord, Heartbeat, Limits, Lookup, Message, NodeId, Register, Registered,
+    RegistryView, Role,
+};
+
+use crate::wire::{self, WireError};
+
+/// The name put in SNI when dialling. Peers are dialled by address; the certificate is checked
+/// against the cluster CA and, where the registry gave one, against the expected NodeId.
+pub const SERVER_NAME: &str = "swarmcast";
+
+/// Errors of a bootstrap client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Transport or protocol failure.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// The peer's certificate could not be read.
+    #[error("peer certificate: {0}")]
+    Cert(#[from] CertError),
+    /// The peer at that address is not a bootstrap.
+    #[error("{addr} is not a bootstrap (its certificate says role {role})")]
+    NotBootstrap {
+        /// Dialled address.
+        addr: SocketAddr,
+        /// The role it has.
+        role: Role,
+    },
+}
+
+/// Dial `addr` and return the connection with the peer's certificate identity.
+pub async fn connect(
+    endpoint: &quinn::Endpoint,
+    config: &quinn::ClientConfig,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<(quinn::Connection, PeerInfo), ClientError> {
+    let attempt = async {
+        let connecting = endpoint
+            .connect_with(config.clone(), addr, SERVER_NAME)
+            .map_err(WireError::from)?;
+        let conn = connecting.await.map_err(WireError::from)?;
+        let peer = swarmcast_certs::peer_info(&conn)?;
+        Ok::<_, ClientError>((conn, peer))
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .map_err(|_| WireError::Timeout(timeout))?
+}
+
+/// A connection to one bootstrap.
+#[derive(Debug, Clone)]
+pub struct BootstrapClient {
+    conn: quinn::Connection,
+    peer: PeerInfo,
+    addr: SocketAddr,
+    limits: Limits,
+    timeout: Duration,
+}
+
+impl BootstrapClient {
+    /// Dial a bootstrap; fails unless its certificate has the bootstrap role.
+    pub async fn connect(
+        endpoint: &quinn::Endpoint,
+        config: &quinn::ClientConfig,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        let (conn, peer) = connect(endpoint, config, addr, timeout).await?;
+        if peer.role != Role::Bootstrap {
+            conn.close(wire::codes::WRONG_PEER.into(), b"not a bootstrap");
+            return Err(ClientError::NotBootstrap {
+                addr,
+                role: peer.role,
+            });
+        }
+        Ok(Self {
+            conn,
+            peer,
+            addr,
+            limits: Limits::default(),
+            timeout,
+        })
+    }
+
+    /// The bootstrap's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The bootstrap's certificate identity.
+    pub fn peer(&self) -> &PeerInfo {
+        &self.peer
+    }
+
+    /// The underlying connection.
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
+    /// Whether the connection has been closed (by either side, or by a timeout).
+    pub fn is_closed(&self) -> bool {
+        self.conn.close_reason().is_some()
+    }
+
+    /// Set the per-request timeout.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    async fn call(&self, msg: Message) -> Result<Message, ClientError> {
+        Ok(wire::request(&self.conn, &msg, &self.limits, self.timeout).await?)
+    }
+
+    /// Register this node (`id` must be this process's certificate NodeId).
+    pub async fn register(
+        &self,
+        id: NodeId,
+        incarnation: u64,
+        addrs: Vec<SocketAddr>,
+    ) -> Result<Registered, ClientError> {
+        match self
+            .call(Message::Register(Register {
+                id,
+                incarnation,
+                addrs,
+            }))
+            .await?
+        {
+            Message::Registered(r) => Ok(r),
+            _ => Err(WireError::Unexpected("expected Registered").into()),
+        }
+    }
+
+    /// Send one heartbeat.
+    pub async fn heartbeat(&self, hb: Heartbeat) -> Result<(), ClientError> {
+        match self.call(Message::Heartbeat(hb)).await? {
+            Message::Ack(_) => Ok(()),
+            _ => Err(WireError::Unexpected("expected Ack").into()),
+        }
+    }
+
+    /// The bootstrap's whole registry view.
+    pub async fn lookup(&self) -> Result<RegistryView, ClientError> {
+        match self.call(Message::Lookup(Lookup {})).await? {
+            Message::Registry(v) => Ok(v),
+            _ => Err(WireError::Unexpected("expected Registry").into()),
+        }
+    }
+
+    /// Register or update a broadcast record (origin only).
+    pub async fn announce(&self, record: BroadcastRecord) -> Result<(), ClientError> {
+        match self.call(Message::Announce(Announce { record })).await? {
+            Message::Ack(_) => Ok(()),
+            _ => Err(WireError::Unexpected("expected Ack").into()),
+        }
+    }
+
+    /// Close the connection.
+    pub fn close(&self) {
+        self.conn.close(wire::codes::SHUTDOWN.into(), b"bye");
+    }
+}

@@ -1,0 +1,550 @@
+//! The bootstrap server shell: QUIC in, registry core in the middle, anti-entropy and snapshots
+//! out. All protocol decisions are in [`crate::registry`]; this file only moves bytes and time.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use swarmcast_certs::{Identity, PeerInfo};
+use swarmcast_proto::{
+    Ack, Delta, ErrorCode, Limits, Message, NodeId, NodeRecord, Ping, Registered, Role, Status,
+    Version,
+};
+use tokio::task::JoinSet;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::client::{self, ClientError};
+use crate::registry::{Registry, RegistryConfig};
+use crate::snapshot;
+use crate::wire::{self, WireError, codes};
+
+/// Most addresses a node may advertise.
+pub const MAX_ADDRS: usize = 16;
+/// Most per-broadcast progress items a heartbeat may carry.
+pub const MAX_PROGRESS: usize = 4096;
+
+/// Settings of a bootstrap server.
+#[derive(Debug, Clone)]
+pub struct BootstrapConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Fellow bootstraps to replicate with (more are learned from the registry).
+    pub peers: Vec<SocketAddr>,
+    /// Where the registry snapshot and incarnation live; `None` keeps nothing on disk.
+    pub data_dir: Option<PathBuf>,
+    /// Liveness timeouts.
+    pub registry: RegistryConfig,
+    /// Push-pull period with each fellow.
+    pub anti_entropy_interval: Duration,
+    /// How often a changed registry is snapshotted.
+    pub snapshot_interval: Duration,
+    /// Timeout of one request to a fellow.
+    pub request_timeout: Duration,
+}
+
+impl BootstrapConfig {
+    /// Defaults: anti-entropy every 300 ms, snapshot every 1 s, 2 s request timeout.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            peers: Vec::new(),
+            data_dir: None,
+            registry: RegistryConfig::default(),
+            anti_entropy_interval: Duration::from_millis(300),
+            snapshot_interval: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why a bootstrap server could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BootstrapError {
+    /// The identity's certificate does not have the bootstrap role.
+    #[error("identity {name} has role {role}; a bootstrap needs a bootstrap certificate")]
+    WrongRole {
+        /// Certificate name.
+        name: String,
+        /// Its role.
+        role: Role,
+    },
+    /// TLS configuration failed.
+    #[error("certificates: {0}")]
+    Cert(#[from] swarmcast_certs::CertError),
+    /// Binding the socket or touching the data dir failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The listen address cannot be advertised to others.
+    #[error("cannot advertise unspecified address {0}; listen on a concrete address")]
+    Unspecified(SocketAddr),
+}
+
+struct Shared {
+    me: PeerInfo,
+    addr: SocketAddr,
+    incarnation: u64,
+    config: BootstrapConfig,
+    limits: Limits,
+    registry: Mutex<Registry>,
+    heartbeat: Mutex<u64>,
+}
+
+impl Shared {
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        // A panic while holding the lock would be a bug in the pure core; keep serving.
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bump and record this bootstrap's own entry.
+    fn beat(&self, now: Instant) {
+        let hb = {
+            let mut h = self.heartbeat.lock().unwrap_or_else(|p| p.into_inner());
+            *h += 1;
+            *h
+        };
+        let record = NodeRecord {
+            id: self.me.id,
+            name: self.me.name.clone(),
+            role: Role::Bootstrap,
+            addrs: vec![self.addr],
+            version: Version::new(self.incarnation, hb),
+            progress: Vec::new(),
+        };
+        self.registry().observe(now, record);
+    }
+
+    /// Addresses of fellow bootstraps: configured ones plus live ones in the registry.
+    fn fellows(&self, now: Instant) -> BTreeSet<SocketAddr> {
+        let mut out: BTreeSet<SocketAddr> = self.config.peers.iter().copied().collect();
+        let view = self.registry().view(now);
+        for e in view.nodes {
+            if e.record.role == Role::Bootstrap
+                && e.record.id != self.me.id
+                && e.status != Status::Dead
+            {
+                out.extend(e.record.addrs.iter().copied());
+            }
+        }
+        out.remove(&self.addr);
+        out
+    }
+}
+
+/// Run a bootstrap server until `shutdown` resolves.
+pub async fn run(
+    identity: Identity,
+    config: BootstrapConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), BootstrapError> {
+    if identity.role() != Role::Bootstrap {
+        return Err(BootstrapError::WrongRole {
+            name: identity.name().to_owned(),
+            role: identity.role(),
+        });
+    }
+    if config.listen.ip().is_unspecified() {
+        return Err(BootstrapError::Unspecified(config.listen));
+    }
+    let transport = wire::transport_config();
+    let server = identity.server_config(transport.clone())?;
+    let client_config = identity.client_config(transport)?;
+    let endpoint =
+        quinn::Endpoint::server(server, config.listen).map_err(|source| BootstrapError::Io {
+            what: format!("binding {}", config.listen),
+            source,
+        })?;
+    let addr = endpoint.local_addr().map_err(|source| BootstrapError::Io {
+        what: "local address".into(),
+        source,
+    })?;
+    let incarnation = crate::incarnation::next(config.data_dir.as_deref()).map_err(|source| {
+        BootstrapError::Io {
+            what: "incarnation file".into(),
+            source,
+        }
+    })?;
+    let mut registry = Registry::new(config.registry.clone());
+    if let Some(dir) = &config.data_dir {
+        let now = Instant::now();
+        match snapshot::load(dir) {
+            Ok(Some(snap)) => {
+                let n = snap.nodes.len();
+                for u in snap.nodes {
+                    registry.merge(now, u);
+                }
+                for b in snap.broadcasts {
+                    registry.merge_broadcast(b);
+                }
+                info!(entries = n, "registry snapshot loaded");
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "registry snapshot unreadable; starting empty"),
+        }
+    }
+    let me = PeerInfo {
+        id: identity.node_id(),
+        name: identity.name().to_owned(),
+        role: Role::Bootstrap,
+    };
+    info!(%addr, id = %me.id, name = %me.name, incarnation, "bootstrap listening");
+    let shared = Arc::new(Shared {
+        me,
+        addr,
+        incarnation,
+        limits: Limits::default(),
+        registry: Mutex::new(registry),
+        heartbeat: Mutex::new(0),
+        config,
+    });
+    shared.beat(Instant::now());
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(accept_loop(endpoint.clone(), shared.clone()));
+    tasks.spawn(tick_loop(endpoint.clone(), client_config, shared.clone()));
+    if shared.config.data_dir.is_some() {
+        tasks.spawn(snapshot_loop(shared.clone()));
+    }
+    shutdown.await;
+    info!("bootstrap shutting down");
+    tasks.abort_all();
+    if let Some(dir) = &shared.config.data_dir {
+        let (nodes, broadcasts) = shared.registry().export(Instant::now());
+        if let Err(e) = snapshot::save(dir, nodes, broadcasts) {
+            warn!(error = %e, "final snapshot failed");
+        }
+    }
+    endpoint.close(codes::SHUTDOWN.into(), b"shutdown");
+    endpoint.wait_idle().await;
+    Ok(())
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    debug!(%remote, error = %e, "handshake failed");
+                    return;
+                }
+            };
+            let peer = match swarmcast_certs::peer_info(&conn) {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!(%remote, error = %e, "peer certificate unreadable");
+                    conn.close(codes::FORBIDDEN.into(), b"certificate");
+                    return;
+                }
+            };
+            let span = info_span!("conn", %remote, peer = %peer.name, role = %peer.role);
+            serve_connection(conn, peer, shared).instrument(span).await;
+        });
+    }
+}
+
+async fn serve_connection(conn: quinn::Connection, peer: PeerInfo, shared: Arc<Shared>) {
+    debug!("connection up");
+    loop {
+        let (mut send, mut recv) = match conn.accept_bi().await {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(error = %e, "connection closed");
+                return;
+            }
+        };
+        let shared = shared.clone();
+        let peer = peer.clone();
+        let conn = conn.clone();
+        tokio::spawn(
+            async move {
+                let limits = shared.limits;
+                let timeout = shared.config.request_timeout;
+                let request =
+                    match tokio::time::timeout(timeout, wire::read_message(&mut recv, &limits))
+                        .await
+                    {
+                        Ok(Ok(Some(m))) => m,
+                        Ok(Ok(None)) => return,
+                        Ok(Err(WireError::Decode(e))) => {
+                            warn!(error = %e, "undecodable request; closing connection");
+                            conn.close(codes::PROTOCOL.into(), b"protocol error");
+                            return;
+                        }
+                        Ok(Err(e)) => {
+                            debug!(error = %e, "request read failed");
+                            return;
+                        }
+                        Err(_) => {
+                            let _ = recv.stop(codes::PROTOCOL.into());
+                            return;
+                        }
+                    };
+                let kind = request.kind();
+                let answer = handle_request(&shared, &peer, request);
+                if let Message::Error(e) = &answer {
+                    warn!(request = kind, code = ?e.code, reason = %e.message, "request refused");
+                }
+                if let Err(e) = wire::write_message(&mut send, &answer, &limits).await {
+                    debug!(error = %e, "answer not delivered");
+                    return;
+                }
+                let _ = send.finish();
+            }
+            .in_current_span(),
+        );
+    }
+}
+
+/// Authorize and answer one request. Identity always comes from `peer` (the certificate).
+fn handle_request(shared: &Shared, peer: &PeerInfo, request: Message) -> Message {
+    let now = Instant::now();
+    match request {
+        Message::Register(r) => {
+            if let Some(refusal) = check_own_entry(peer, r.id, &r.addrs) {
+                return refusal;
+            }
+            let record = NodeRecord {
+                id: peer.id,
+                name: peer.name.clone(),
+                role: peer.role,
+                addrs: r.addrs,
+                version: Version::new(r.incarnation, 0),
+                progress: Vec::new(),
+            };
+            let fresh = shared.registry().observe(now, record);
+            info!(node = %peer.name, id = %peer.id.short(), incarnation = r.incarnation, fresh, "node registered");
+            let mut bootstraps: Vec<SocketAddr> = shared.fellows(now).into_iter().collect();
+            bootstraps.insert(0, shared.addr);
+            Message::Registered(Registered {
+                id: peer.id,
+                bootstraps,
+            })
+        }
+        Message::Heartbeat(h) => {
+            if let Some(refusal) = check_own_entry(peer, h.id, &h.addrs) {
+                return refusal;
+            }
+            if h.progress.len() > MAX_PROGRESS {
+                return Message::error(ErrorCode::BadRequest, "too many progress items");
+            }
+            let record = NodeRecord {
+                id: peer.id,
+                name: peer.name.clone(),
+                role: peer.role,
+                addrs: h.addrs,
+                version: h.version,
+                progress: h.progress,
+            };
+            shared.registry().observe(now, record);
+            Message::Ack(Ack {})
+        }
+        Message::Lookup(_) => Message::Registry(shared.registry().view(now)),
+        Message::Announce(a) => {
+            if a.record.origin != peer.id {
+                return Message::error(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "broadcast origin {} is not the sender {}",
+                        a.record.origin, peer.id
+                    ),
+                );
+            }
+            shared.registry().merge_broadcast(a.record);
+            Message::Ack(Ack {})
+        }
+        Message::Digest(d) => {
+            if peer.role != Role::Bootstrap {
+                return forbidden_replication(peer);
+            }
+            Message::Delta(shared.registry().delta_for(now, &d))
+        }
+        Message::Delta(d) => {
+            if peer.role != Role::Bootstrap {
+                return forbidden_replication(peer);
+            }
+            shared.registry().apply_delta(now, &d);
+            Message::Ack(Ack {})
+        }
+        Message::Ping(p) => Message::Pong(Ping { nonce: p.nonce }),
+        other => Message::error(
+            ErrorCode::BadRequest,
+            format!("{} is not a bootstrap request", other.kind()),
+        ),
+    }
+}
+
+fn check_own_entry(peer: &PeerInfo, claimed: NodeId, addrs: &[SocketAddr]) -> Option<Message> {
+    if peer.role != Role::Node {
+        return Some(Message::error(
+            ErrorCode::Forbidden,
+            "only node certificates may register",
+        ));
+    }
+    if claimed != peer.id {
+        return Some(Message::error(
+            ErrorCode::Forbidden,
+            format!(
+                "registration claims NodeId {claimed} but the certificate's is {}",
+                peer.id
+            ),
+        ));
+    }
+    if addrs.len() > MAX_ADDRS {
+        return Some(Message::error(ErrorCode::BadRequest, "too many addresses"));
+    }
+    None
+}
+
+fn forbidden_replication(peer: &PeerInfo) -> Message {
+    Message::error(
+        ErrorCode::Forbidden,
+        format!(
+            "{} has role {}; only bootstraps may replicate",
+            peer.name, peer.role
+        ),
+    )
+}
+
+/// Beat, advance the core's clock, and keep one replication task per fellow.
+async fn tick_loop(
+    endpoint: quinn::Endpoint,
+    client_config: quinn::ClientConfig,
+    shared: Arc<Shared>,
+) {
+    let mut interval = tokio::time::interval(shared.config.anti_entropy_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut fellows: std::collections::HashMap<SocketAddr, tokio::task::JoinHandle<()>> =
+        Default::default();
+    loop {
+        interval.tick().await;
+        let now = Instant::now();
+        shared.beat(now);
+        {
+            let mut reg = shared.registry();
+            reg.handle_timeout(now);
+            while let Some(event) = reg.poll_event() {
+                info!(?event, "registry");
+            }
+        }
+        for addr in shared.fellows(now) {
+            let alive = fellows.get(&addr).is_some_and(|h| !h.is_finished());
+            if !alive {
+                let task = replicate(
+                    endpoint.clone(),
+                    client_config.clone(),
+                    shared.clone(),
+                    addr,
+                )
+                .instrument(info_span!("fellow", %addr));
+                fellows.insert(addr, tokio::spawn(task));
+            }
+        }
+    }
+}
+
+/// Push-pull with one fellow forever: digest out, delta back, wanted entries out.
+async fn replicate(
+    endpoint: quinn::Endpoint,
+    client_config: quinn::ClientConfig,
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+) {
+    let period = shared.config.anti_entropy_interval;
+    let timeout = shared.config.request_timeout;
+    let mut failures = 0u32;
+    loop {
+        let conn = match client::connect(&endpoint, &client_config, addr, timeout).await {
+            Ok((conn, peer)) if peer.role == Role::Bootstrap && peer.id != shared.me.id => {
+                info!(fellow = %peer.name, "replicating");
+                failures = 0;
+                conn
+            }
+            Ok((conn, peer)) => {
+                warn!(name = %peer.name, role = %peer.role, "not a fellow bootstrap; not replicating with it");
+                conn.close(codes::UNWANTED.into(), b"not a fellow");
+                return;
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                if failures == 1 || failures % 20 == 0 {
+                    debug!(error = %e, failures, "fellow unreachable");
+                }
+                // A fellow that is gone for good is dropped from the registry, and with it this task.
+                if failures > 10 && !shared.config.peers.contains(&addr) {
+                    return;
+                }
+                tokio::time::sleep(period.max(Duration::from_millis(100)) * failures.min(10)).await;
+                continue;
+            }
+        };
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            if let Err(e) = exchange(&conn, &shared, timeout).await {
+                if matches!(e, ClientError::Wire(WireError::Refused { .. })) {
+                    warn!(error = %e, "fellow refused replication");
+                } else {
+                    debug!(error = %e, "anti-entropy round failed");
+                }
+                conn.close(codes::SHUTDOWN.into(), b"reconnect");
+                break;
+            }
+        }
+    }
+}
+
+async fn exchange(
+    conn: &quinn::Connection,
+    shared: &Shared,
+    timeout: Duration,
+) -> Result<(), ClientError> {
+    let digest = shared.registry().digest();
+    let answer = wire::request(conn, &Message::Digest(digest), &shared.limits, timeout).await?;
+    let Message::Delta(delta) = answer else {
+        return Err(WireError::Unexpected("expected Delta").into());
+    };
+    let now = Instant::now();
+    let back: Delta = {
+        let mut reg = shared.registry();
+        reg.apply_delta(now, &delta);
+        reg.answer_wants(now, &delta.want_nodes, &delta.want_broadcasts)
+    };
+    if !back.nodes.is_empty() || !back.broadcasts.is_empty() {
+        match wire::request(conn, &Message::Delta(back), &shared.limits, timeout).await? {
+            Message::Ack(_) => {}
+            _ => return Err(WireError::Unexpected("expected Ack").into()),
+        }
+    }
+    Ok(())
+}
+
+async fn snapshot_loop(shared: Arc<Shared>) {
+    let Some(dir) = shared.config.data_dir.clone() else {
+        return;
+    };
+    let mut interval = tokio::time::interval(shared.config.snapshot_interval);
+    loop {
+        interval.tick().await;
+        let (nodes, broadcasts) = shared.registry().export(Instant::now());
+        let dir = dir.clone();
+        let result =
+            tokio::task::spawn_blocking(move || snapshot::save(&dir, nodes, broadcasts)).await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "registry snapshot failed"),
+            Err(e) => warn!(error = %e, "registry snapshot task failed"),
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Framed messages over quinn streams: the async side of `swarmcast_proto`'s framing.
+//!
+//! One request per bidirectional stream: the client writes one frame and finishes; the server
+//! answers with one frame and finishes. These helpers are shared by the bootstrap server, its
+//! client and the node daemon.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use swarmcast_proto::{
+    DecodeError, EncodeError, ErrorCode, Frame, Limits, Message, PREFIX_LEN, check_prefix,
+    decode_body, encode, payload_len,
+};
+
+/// QUIC application close and stream reset codes.
+pub mod codes {
+    /// Normal shutdown.
+    pub const SHUTDOWN: u32 = 0;
+    /// The peer sent bytes that do not decode.
+    pub const PROTOCOL: u32 = 1;
+    /// The peer's certificate does not allow what it tried.
+    pub const FORBIDDEN: u32 = 2;
+    /// A duplicate or unwanted connection (neighbour tie-break, over the cap).
+    pub const UNWANTED: u32 = 3;
+    /// The dialled peer is not who the registry said.
+    pub const WRONG_PEER: u32 = 4;
+    /// Neighbour missed its pings or was declared dead.
+    pub const LOST: u32 = 5;
+}
+
+/// Errors of framed stream I/O.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The connection could not be established or was lost.
+    #[error("connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// Establishing the connection failed before the handshake.
+    #[error("connect: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    /// Reading from the stream failed.
+    #[error("read: {0}")]
+    Read(#[from] quinn::ReadExactError),
+    /// Writing to the stream failed.
+    #[error("write: {0}")]
+    Write(#[from] quinn::WriteError),
+    /// The stream was already closed.
+    #[error("stream closed")]
+    Closed(#[from] quinn::ClosedStream),
+    /// The peer sent bytes that do not decode.
+    #[error("decode: {0}")]
+    Decode(#[from] DecodeError),
+    /// A message could not be encoded.
+    #[error("encode: {0}")]
+    Encode(#[from] EncodeError),
+    /// The peer answered with a typed refusal.
+    #[error("refused ({code:?}): {message}")]
+    Refused {
+        /// Why.
+        code: ErrorCode,
+        /// Detail from the peer.
+        message: String,
+    },
+    /// The peer answered with a message that does not fit the request.
+    #[error("unexpected answer: {0}")]
+    Unexpected(&'static str),
+    /// No answer in time.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// Transport settings shared by every swarmcast endpoint.
+///
+/// Idle timeout 10 s with keep-alives every 2 s: a silent peer is noticed by the application's
+/// own pings and heartbeats long before QUIC gives up on it.
+pub fn transport_config() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(256u32.into());
+    t.max_concurrent_uni_streams(0u32.into());
+    t.keep_alive_interval(Some(Duration::from_secs(2)));
+    // 10 s fits comfortably in a VarInt, so this conversion cannot fail.
+    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(10)) {
+        t.max_idle_timeout(Some(idle));
+    }
+    Arc::new(t)
+}
+
+/// Read one frame. `Ok(None)` if the stream finished cleanly before a frame began.
+pub async fn read_frame(
+    recv: &mut quinn::RecvStream,
+    limits: &Limits,
+) -> Result<Option<Frame>, WireError> {
+    let mut prefix = [0u8; PREFIX_LEN];
+    match recv.read_exact(&mut prefix).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = check_prefix(prefix, limits)?;
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body).await?;
+    let msg: Message = decode_body(&body, limits)?;
+    let Some(plen) = payload_len(&msg, limits)? else {
+        return Ok(Some(Frame::Message(msg)));
+    };
+    let mut data = vec![0u8; plen];
+    recv.read_exact(&mut data).await?;
+    Ok(Some(match msg {
+        Message::ChunkData(header) => Frame::Chunk { header, data },
+        Message::ManifestData(header) => Frame::Manifest { header, data },
+        other => Frame::Message(other),
+    }))
+}
+
+/// Read one frame that must be a plain message.
+pub async fn read_message(
+    recv: &mut quinn::RecvStream,
+    limits: &Limits,
+) -> Result<Option<Message>, WireError> {
+    match read_frame(recv, limits).await? {
+        None => Ok(None),
+        Some(Frame::Message(m)) => Ok(Some(m)),
+        Some(_) => Err(WireError::Unexpected(
+            "payload frame where a message was expected",
+        )),
+    }
+}
+
+/// Write one message frame.
+pub async fn write_message(
+    send: &mut quinn::SendStream,
+    msg: &Message,
+    limits: &Limits,
+) -> Result<(), WireError> {
+    let mut buf = Vec::new();
+    encode(msg, limits, &mut buf)?;
+    send.write_all(&buf).await?;
+    Ok(())
+}
+
+/// One request on a fresh bidirectional stream; the answer, or `Refused` for a [`Message::Error`].
+pub async fn request(
+    conn: &quinn::Connection,
+    msg: &Message,
+    limits: &Limits,
+    timeout: Duration,
+) -> Result<Message, WireError> {
+    let exchange = async {
+        let (mut send, mut recv) = conn.open_bi().await?;
+        write_message(&mut send, msg, limits).await?;
+        send.finish()?;
+        match read_message(&mut recv, limits).await? {
+            None => Err(WireError::Unexpected("stream finished without an answer")),
+            Some(Message::Error(e)) => Err(WireError::Refused {
+                code: e.code,
+                message: e.message,
+            }),
+            Some(m) => Ok(m),
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| WireError::Timeout(timeout))?
+}
