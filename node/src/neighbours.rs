@@ -1,1 +1,0 @@
-//! Neighbour core (being written).

@@ -1,0 +1,602 @@
+//! Neighbour core: which peers a node keeps QUIC connections to.
+//!
+//! [`Neighbours`] is pure, in the manner of quinn-proto: it opens no sockets and reads no clock.
+//! The shell feeds it inputs with the current time and carries out the [`Action`]s it emits.
+//! Randomness comes from an RNG seeded at construction, so a run is reproducible from its seed.
+//!
+//! # What it does
+//! * **Refill.** Whenever live neighbours plus fresh dials fall below
+//!   [`NeighbourConfig::target`], it dials candidates from the latest registry view, chosen at
+//!   random with low RTT favoured (RTTs are remembered from earlier connections). A lost
+//!   neighbour is replaced in the same call that loses it. With fewer candidates than the
+//!   target it connects to all of them (a full mesh).
+//! * **Pings.** Every connected neighbour gets a [`Action::Ping`] each
+//!   [`ping_interval`](NeighbourConfig::ping_interval); pongs give a smoothed RTT; a ping
+//!   unanswered for [`ping_timeout`](NeighbourConfig::ping_timeout) is a miss, and
+//!   [`max_missed_pings`](NeighbourConfig::max_missed_pings) consecutive misses lose the
+//!   neighbour.
+//! * **Loss.** A neighbour is lost when its connection closes, when it misses its pings, when the
+//!   registry marks it dead, or when it is banned. Peers whose connection closed, whose dial
+//!   failed, or who missed their pings enter a cooldown and are not dialled for
+//!   [`failure_cooldown`](NeighbourConfig::failure_cooldown). Banned peers are never dialled
+//!   nor accepted again.
+//!
+//! # Call order
+//! 1. Create the core with [`Neighbours::new`].
+//! 2. Feed every input through the matching `handle_*` method, with `now` read just before:
+//!    [`handle_registry`](Neighbours::handle_registry) for each registry view from the
+//!    bootstrap, [`handle_connected`](Neighbours::handle_connected),
+//!    [`handle_dial_failed`](Neighbours::handle_dial_failed),
+//!    [`handle_closed`](Neighbours::handle_closed), [`handle_pong`](Neighbours::handle_pong),
+//!    [`handle_ban`](Neighbours::handle_ban).
+//! 3. After every `handle_*` call, drain [`poll_action`](Neighbours::poll_action) until it
+//!    returns `None` and carry each action out, then drain
+//!    [`poll_event`](Neighbours::poll_event) (optional: events are for logs and status; the
+//!    queue keeps the latest 256), then re-arm the timer with
+//!    [`poll_timeout`](Neighbours::poll_timeout).
+//! 4. When the timer fires (the clock reached `poll_timeout()`), call
+//!    [`handle_timeout`](Neighbours::handle_timeout) and go to step 3. `None` means no timer.
+//!
+//! Every `handle_*` call already refills neighbour slots, so a replacement [`Action::Dial`] is
+//! ready as soon as the call that lost a neighbour returns; calling `handle_timeout` right
+//! after each `handle_*`, as quinn-proto's shells do, is allowed and harmless.
+//!
+//! # The shell's side of the contract
+//! The shell keeps at most one *accepted* connection per peer [`NodeId`], mirroring the core's
+//! single record per peer.
+//! * [`Action::Dial`]: connect to `addr`. Once the handshake is done, check that the NodeId of
+//!   the peer's certificate equals `id`, then call `handle_connected(id, addr, Outbound)`. If the
+//!   handshake fails or times out, or the certificate names another NodeId, close it and call
+//!   `handle_dial_failed(id)`.
+//! * An inbound connection: once the handshake is done, take the NodeId from the peer's
+//!   certificate (never from a message) and call `handle_connected(id, remote, Inbound)`.
+//! * `handle_connected` returned `true`: this connection is now *the* connection to `id`.
+//!   Close any other connection the shell holds to `id`, and abort any dial to `id` still in
+//!   flight, **silently**: do not report them to the core. This happens when both peers dial
+//!   each other at once, or when a peer reconnects after a restart.
+//! * `handle_connected` returned `false`: close the new connection (with the close code for
+//!   [`LossReason::Refused`]) and forget it; do not report its end. An earlier accepted
+//!   connection to `id`, if any, stays.
+//! * [`Action::Close`]: close the accepted connection to `id`, or abort the dial to `id`, with
+//!   the close code for `reason`. Do not report its end to the core.
+//! * [`Action::Ping`]: send `Message::Ping { nonce }` on the control stream of the accepted
+//!   connection to `id`. When a `Message::Pong` arrives on that connection, call
+//!   `handle_pong(id, nonce)`. (The shell answers the peer's pings itself; the core is not
+//!   involved.)
+//! * The accepted connection to `id` closed (by the peer, idle timeout, error): call
+//!   `handle_closed(id)`. Only ever report the accepted connection: a late report about a
+//!   connection the shell was told to drop would kill its successor.
+//!
+//! Reports about peers the core holds no record of, and failed dials that the core no longer
+//! waits for, are ignored, so a report that races with a `Close` does no harm.
+//!
+//! # Duplicate connections
+//! When two peers dial each other at once, both keep the connection **dialled by the peer
+//! with the smaller NodeId**. In `handle_connected`, with `self` the local NodeId:
+//!
+//! | core's record of `id`   | new `Outbound`          | new `Inbound`                          |
+//! |-------------------------|-------------------------|----------------------------------------|
+//! | none                    | refuse (not asked for)  | accept unless at `max_neighbours`      |
+//! | dialling                | accept (our dial is up) | accept iff `id < self`, else refuse    |
+//! | connected, outbound     | refuse                  | accept iff `id < self`, else refuse    |
+//! | connected, inbound      | refuse                  | accept (the peer reconnected)          |
+//!
+//! Self and banned peers are always refused. Both sides follow the same table, so whichever
+//! order the four handshakes complete in, both end up with the connection the smaller peer
+//! dialled (the simulation in `node/tests/neighbours_sim.rs` checks every interleaving). In
+//! some orders the larger peer first sees its own refused dial close and records a spurious
+//! `Lost { Closed }` before accepting the right connection.
+
+mod config;
+mod link;
+mod select;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use swarmcast_proto::{NodeId, RegistryEntry, Role, Status};
+use tracing::debug;
+
+pub use config::NeighbourConfig;
+use link::{Link, Phase};
+
+/// At most this many [`Event`]s wait in the queue; older ones are dropped first.
+pub const MAX_EVENTS: usize = 256;
+
+/// Who dialled a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// This node dialled the peer.
+    Outbound,
+    /// The peer dialled this node.
+    Inbound,
+}
+
+/// Why a neighbour (or a dial) ended. The shell maps it to a QUIC application close code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossReason {
+    /// The connection closed or timed out (reported by the shell).
+    Closed,
+    /// The neighbour missed `max_missed_pings` consecutive pings.
+    PingsMissed,
+    /// The registry marks the peer dead.
+    RegistryDead,
+    /// The dial failed or timed out.
+    DialFailed,
+    /// The peer was banned.
+    Banned,
+    /// Not a loss: the close code for a connection `handle_connected` refused.
+    Refused,
+}
+
+/// Where a neighbour is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NeighbourState {
+    /// Our dial is in flight.
+    Dialling,
+    /// The connection is up.
+    Connected,
+}
+
+/// A neighbour, for status output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NeighbourInfo {
+    /// The peer.
+    pub id: NodeId,
+    /// The address dialled, or the remote address of the inbound connection.
+    pub addr: SocketAddr,
+    /// Who dialled.
+    pub direction: Direction,
+    /// Dialling or connected.
+    pub state: NeighbourState,
+    /// Smoothed RTT, from this connection or an earlier one to the same peer.
+    pub rtt: Option<Duration>,
+    /// When the dial started, or when the connection was accepted.
+    pub since: Instant,
+}
+
+/// What the shell must do. See the [module docs](self) for the contract.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Connect to `addr`; the peer's certificate must carry NodeId `id`.
+    Dial {
+        /// The peer expected.
+        id: NodeId,
+        /// Where to dial.
+        addr: SocketAddr,
+    },
+    /// Close the connection to `id`, or abort the dial to it; do not report it afterwards.
+    Close {
+        /// The peer.
+        id: NodeId,
+        /// Why, for the close code.
+        reason: LossReason,
+    },
+    /// Send `Message::Ping { nonce }` on the control stream of the connection to `id`.
+    Ping {
+        /// The peer.
+        id: NodeId,
+        /// Echoed in the pong.
+        nonce: u64,
+    },
+}
+
+/// Something that happened, for logs and status. Nothing depends on reading them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A connection to `id` was accepted as its neighbour connection.
+    Connected {
+        /// The peer.
+        id: NodeId,
+        /// Who dialled.
+        direction: Direction,
+    },
+    /// `handle_connected` refused a connection.
+    Refused {
+        /// The peer.
+        id: NodeId,
+        /// Who dialled.
+        direction: Direction,
+    },
+    /// A neighbour was lost, or a dial failed (`reason` is then `DialFailed`).
+    Lost {
+        /// The peer.
+        id: NodeId,
+        /// Why.
+        reason: LossReason,
+    },
+    /// A new neighbour took the slot of one lost earlier.
+    Replaced {
+        /// The neighbour lost.
+        lost: NodeId,
+        /// The new neighbour.
+        by: NodeId,
+    },
+}
+
+/// The neighbour core. See the [module docs](self) for the call order and the contract.
+#[derive(Clone, Debug)]
+pub struct Neighbours {
+    config: NeighbourConfig,
+    self_id: NodeId,
+    rng: StdRng,
+    /// The latest `now` given; `None` before the first call.
+    now: Option<Instant>,
+    /// Dialable peers from the latest registry view: Alive, role Node, not self.
+    candidates: BTreeMap<NodeId, SocketAddr>,
+    /// One record per neighbour, dialling or connected.
+    links: BTreeMap<NodeId, Link>,
+    /// Smoothed RTT per peer, kept across connections.
+    srtt: BTreeMap<NodeId, Duration>,
+    /// Peers not to dial until the given instant.
+    cooldown: BTreeMap<NodeId, Instant>,
+    /// Peers never to connect to again.
+    banned: BTreeSet<NodeId>,
+    /// The next ping nonce; starts at a random value and counts up.
+    next_nonce: u64,
+    actions: VecDeque<Action>,
+    events: VecDeque<Event>,
+    /// Lost neighbours whose slot has not been taken yet, oldest first, for [`Event::Replaced`].
+    unreplaced: VecDeque<NodeId>,
+}
+
+impl Neighbours {
+    /// A core for the node `self_id`, with its RNG seeded from `rng_seed`.
+    pub fn new(config: NeighbourConfig, self_id: NodeId, rng_seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(rng_seed);
+        let next_nonce = rng.random();
+        Self {
+            config,
+            self_id,
+            rng,
+            now: None,
+            candidates: BTreeMap::new(),
+            links: BTreeMap::new(),
+            srtt: BTreeMap::new(),
+            cooldown: BTreeMap::new(),
+            banned: BTreeSet::new(),
+            next_nonce,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+            unreplaced: VecDeque::new(),
+        }
+    }
+
+    /// A fresh registry view from the bootstrap.
+    ///
+    /// The candidates become the entries that are Alive, of role Node, not self, and with at
+    /// least one address (the first is dialled). A neighbour the view marks Dead is lost: its
+    /// connection or dial is closed with [`LossReason::RegistryDead`]. Suspect neighbours are
+    /// kept but not dialled anew; neighbours missing from the view are kept.
+    pub fn handle_registry(&mut self, now: Instant, entries: &[RegistryEntry]) {
+        self.advance(now);
+        let mut candidates = BTreeMap::new();
+        let mut dead = BTreeSet::new();
+        for entry in entries {
+            let record = &entry.record;
+            if record.id == self.self_id {
+                continue;
+            }
+            match entry.status {
+                Status::Dead => {
+                    dead.insert(record.id);
+                }
+                Status::Alive if record.role == Role::Node => {
+                    if let Some(&addr) = record.addrs.first() {
+                        candidates.insert(record.id, addr);
+                    }
+                }
+                Status::Alive | Status::Suspect => {}
+            }
+        }
+        for id in &dead {
+            candidates.remove(id);
+            if self.links.contains_key(id) {
+                self.lose(now, *id, LossReason::RegistryDead, true);
+            }
+        }
+        self.candidates = candidates;
+        self.refill(now);
+    }
+
+    /// A connection to `id` is up: our dial finished (`Outbound`) or we accepted one
+    /// (`Inbound`).
+    ///
+    /// Returns `false` if the shell must close this connection: it is from self or a banned
+    /// peer, it would exceed `max_neighbours`, it is a dial the core did not ask for (or gave
+    /// up on), or it loses the duplicate tie-break (see the module docs). Returns `true` if it
+    /// is now *the* connection to `id`, and the shell must silently drop any other it has.
+    pub fn handle_connected(
+        &mut self,
+        now: Instant,
+        id: NodeId,
+        addr: SocketAddr,
+        direction: Direction,
+    ) -> bool {
+        self.advance(now);
+        let accepted = self.accepts(id, direction);
+        if accepted {
+            let fresh = !self.links.get(&id).is_some_and(Link::is_connected);
+            self.links.insert(id, Link::connected(now, addr, direction));
+            debug!(peer = %id, ?direction, "neighbour connected");
+            self.push_event(Event::Connected { id, direction });
+            if fresh {
+                if let Some(lost) = self.unreplaced.pop_front() {
+                    self.push_event(Event::Replaced { lost, by: id });
+                }
+            }
+        } else {
+            debug!(peer = %id, ?direction, "connection refused");
+            self.push_event(Event::Refused { id, direction });
+        }
+        self.refill(now);
+        accepted
+    }
+
+    /// The dial to `id` failed (handshake error, timeout, wrong certificate).
+    ///
+    /// The peer enters cooldown and another candidate is dialled. Ignored unless the core is
+    /// dialling `id`.
+    pub fn handle_dial_failed(&mut self, now: Instant, id: NodeId) {
+        self.advance(now);
+        if self.links.get(&id).is_some_and(Link::is_dialling) {
+            self.lose(now, id, LossReason::DialFailed, false);
+        }
+        self.refill(now);
+    }
+
+    /// The accepted connection to `id` closed; the peer enters cooldown and the slot is
+    /// refilled. During a dial this counts as a failed dial. Ignored for unknown peers.
+    pub fn handle_closed(&mut self, now: Instant, id: NodeId) {
+        self.advance(now);
+        let reason = match self.links.get(&id).map(|link| &link.phase) {
+            Some(Phase::Dialling) => Some(LossReason::DialFailed),
+            Some(Phase::Connected(_)) => Some(LossReason::Closed),
+            None => None,
+        };
+        if let Some(reason) = reason {
+            self.lose(now, id, reason, false);
+        }
+        self.refill(now);
+    }
+
+    /// A pong from `id`. If `nonce` is an outstanding ping's, the RTT sample updates the
+    /// smoothed RTT (`srtt = 7/8 srtt + 1/8 sample`, the first sample taken as is) and the miss
+    /// count resets; stale or unknown nonces are ignored.
+    pub fn handle_pong(&mut self, now: Instant, id: NodeId, nonce: u64) {
+        self.advance(now);
+        let Some(Phase::Connected(pinger)) = self.links.get_mut(&id).map(|link| &mut link.phase)
+        else {
+            return;
+        };
+        let Some(sample) = pinger.pong(now, nonce) else {
+            return;
+        };
+        let srtt = match self.srtt.get(&id) {
+            Some(&old) => (old * 7 + sample) / 8,
+            None => sample,
+        };
+        self.srtt.insert(id, srtt);
+    }
+
+    /// Bans `id` for the life of this core: its connection or dial is closed with
+    /// [`LossReason::Banned`], it is never dialled again, and its connections are refused.
+    pub fn handle_ban(&mut self, now: Instant, id: NodeId) {
+        self.advance(now);
+        self.banned.insert(id);
+        if self.links.contains_key(&id) {
+            self.lose(now, id, LossReason::Banned, true);
+        }
+        self.refill(now);
+    }
+
+    /// The timer fired: time out dials, count missed pings, send due pings, refill slots.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        self.cooldown.retain(|_, until| *until > now);
+
+        let timed_out: Vec<NodeId> = self
+            .links
+            .iter()
+            .filter(|(_, link)| link.is_dialling() && link.since + self.config.dial_timeout <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in timed_out {
+            debug!(peer = %id, "dial timed out");
+            self.lose(now, id, LossReason::DialFailed, true);
+        }
+
+        let interval = self.config.effective_ping_interval();
+        let max_missed = self.config.effective_max_missed();
+        let mut silent = Vec::new();
+        for (&id, link) in &mut self.links {
+            let Phase::Connected(pinger) = &mut link.phase else {
+                continue;
+            };
+            if pinger.expire(now, self.config.ping_timeout) >= max_missed {
+                silent.push(id);
+            } else if pinger.is_due(now) {
+                let nonce = self.next_nonce;
+                self.next_nonce = nonce.wrapping_add(1);
+                pinger.sent(now, nonce, interval);
+                self.actions.push_back(Action::Ping { id, nonce });
+            }
+        }
+        for id in silent {
+            debug!(peer = %id, "neighbour missed its pings");
+            self.lose(now, id, LossReason::PingsMissed, true);
+        }
+
+        self.refill(now);
+    }
+
+    /// The next action for the shell, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When `handle_timeout` must next be called; `None` if nothing is timed.
+    ///
+    /// May be at or before the latest `now` given, meaning "at once".
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let now = self.now?;
+        let mut next: Option<Instant> = None;
+        let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        for link in self.links.values() {
+            match &link.phase {
+                Phase::Dialling => {
+                    at(link.since + self.config.dial_timeout);
+                    // A dial turning stale frees its slot for a hedge dial.
+                    let stale = link.since + self.config.dial_hedge_after;
+                    if stale > now {
+                        at(stale);
+                    }
+                }
+                Phase::Connected(pinger) => at(pinger.deadline(self.config.ping_timeout)),
+            }
+        }
+        if self.slots_taken(now) < self.config.target {
+            // Below target: wake when a candidate leaves cooldown.
+            self.candidates
+                .keys()
+                .filter(|id| !self.links.contains_key(id) && !self.banned.contains(id))
+                .filter_map(|id| self.cooldown.get(id))
+                .filter(|&&until| until > now)
+                .for_each(|&until| at(until));
+        }
+        next
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Every neighbour, dialling or connected, sorted by id.
+    pub fn neighbours(&self) -> Vec<NeighbourInfo> {
+        self.links
+            .iter()
+            .map(|(&id, link)| NeighbourInfo {
+                id,
+                addr: link.addr,
+                direction: link.direction,
+                state: link.state(),
+                rtt: self.srtt.get(&id).copied(),
+                since: link.since,
+            })
+            .collect()
+    }
+
+    /// How many neighbours are connected.
+    pub fn connected_count(&self) -> usize {
+        self.links
+            .values()
+            .filter(|link| link.is_connected())
+            .count()
+    }
+
+    /// Records the latest time given; time never runs backwards here.
+    fn advance(&mut self, now: Instant) {
+        self.now = Some(self.now.map_or(now, |old| old.max(now)));
+    }
+
+    /// The duplicate tie-break and admission table of the module docs.
+    fn accepts(&self, id: NodeId, direction: Direction) -> bool {
+        if id == self.self_id || self.banned.contains(&id) {
+            return false;
+        }
+        let smaller_peer = id < self.self_id;
+        match (self.links.get(&id), direction) {
+            (None, Direction::Outbound) => false,
+            (None, Direction::Inbound) => self.links.len() < self.config.max_neighbours,
+            (Some(link), Direction::Outbound) => link.is_dialling(),
+            (Some(link), Direction::Inbound) => {
+                smaller_peer || (link.is_connected() && link.direction == Direction::Inbound)
+            }
+        }
+    }
+
+    /// Neighbour slots held: connected neighbours plus dials not yet stale.
+    fn slots_taken(&self, now: Instant) -> usize {
+        self.links
+            .values()
+            .filter(|link| link.is_connected() || link.since + self.config.dial_hedge_after > now)
+            .count()
+    }
+
+    /// Drops the record of `id`, closing it if `close`; failures put the peer in cooldown.
+    fn lose(&mut self, now: Instant, id: NodeId, reason: LossReason, close: bool) {
+        let Some(link) = self.links.remove(&id) else {
+            return;
+        };
+        if close {
+            self.actions.push_back(Action::Close { id, reason });
+        }
+        if matches!(
+            reason,
+            LossReason::Closed | LossReason::PingsMissed | LossReason::DialFailed
+        ) {
+            self.cooldown.insert(id, now + self.config.failure_cooldown);
+        }
+        if link.is_connected() {
+            debug!(peer = %id, ?reason, "neighbour lost");
+            self.unreplaced.push_back(id);
+            if self.unreplaced.len() > self.config.target.max(1) {
+                self.unreplaced.pop_front();
+            }
+        }
+        self.push_event(Event::Lost { id, reason });
+    }
+
+    /// Dials candidates while slots are free and the dial budget allows.
+    fn refill(&mut self, now: Instant) {
+        let taken = self.slots_taken(now);
+        let dialling = self.links.values().filter(|l| l.is_dialling()).count();
+        let want = self
+            .config
+            .target
+            .saturating_sub(taken)
+            .min(self.config.max_parallel_dials.saturating_sub(dialling))
+            .min(self.config.max_neighbours.saturating_sub(self.links.len()));
+        if want == 0 {
+            return;
+        }
+        let eligible: Vec<(NodeId, Option<Duration>)> = self
+            .candidates
+            .keys()
+            .filter(|id| {
+                !self.links.contains_key(id)
+                    && !self.banned.contains(id)
+                    && self.cooldown.get(id).is_none_or(|&until| until <= now)
+            })
+            .map(|&id| (id, self.srtt.get(&id).copied()))
+            .collect();
+        for id in select::pick(&mut self.rng, &eligible, want) {
+            // Picked from the keys of `candidates`, so the lookup cannot fail.
+            let Some(&addr) = self.candidates.get(&id) else {
+                continue;
+            };
+            debug!(peer = %id, %addr, "dialling");
+            self.links.insert(id, Link::dialling(now, addr));
+            self.actions.push_back(Action::Dial { id, addr });
+        }
+    }
+
+    /// Queues an event, dropping the oldest beyond [`MAX_EVENTS`].
+    fn push_event(&mut self, event: Event) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
+    }
+}
