@@ -1,1 +1,351 @@
-fn main() {}
+//! `swarmcast`: the command-line interface. Thin: clap → typed config → library call.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use swarmcast_proto::Role;
+
+mod output;
+
+/// Push a directory to every machine of a fleet over an authenticated QUIC swarm.
+#[derive(Debug, Parser)]
+#[command(name = "swarmcast", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage the cluster CA and issue certificates.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Run a bootstrap (registry) server in the foreground.
+    Bootstrap(BootstrapArgs),
+    /// Run or query a node daemon.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Print one bootstrap's view of the registry.
+    Registry(RegistryArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// Create the cluster CA: D/ca.pem and D/ca.key (mode 0600). Refuses to overwrite.
+    Init {
+        /// Directory for the CA.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Issue a certificate: D/N/cert.pem, D/N/key.pem, D/N/ca.pem.
+    Issue {
+        /// Directory holding the CA.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Name of the process (DNS SAN; lower-case letters, digits and '-').
+        #[arg(long)]
+        name: String,
+        /// What the certificate allows.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+    },
+}
+
+#[derive(Debug, Args)]
+struct BootstrapArgs {
+    /// Identity directory (from `certs issue`), e.g. certs/b1.
+    #[arg(long)]
+    identity: PathBuf,
+    /// QUIC address to listen on (must be a concrete address: it is what others dial).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// A fellow bootstrap to replicate with (repeatable).
+    #[arg(long = "peer")]
+    peers: Vec<SocketAddr>,
+    /// Where the registry snapshot and incarnation are kept.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// No heartbeat for this long: suspect.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    suspect_after: Duration,
+    /// No heartbeat for this long: dead.
+    #[arg(long, default_value = "6s", value_parser = parse_duration)]
+    dead_after: Duration,
+    /// Dead entries are dropped this long after death.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    gc_after: Duration,
+    /// Push-pull period with each fellow.
+    #[arg(long, default_value = "300ms", value_parser = parse_duration)]
+    anti_entropy: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// Run the node daemon in the foreground.
+    Join(JoinArgs),
+    /// Ask the running daemon for its state.
+    Status {
+        #[command(flatten)]
+        data: DataDir,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct DataDir {
+    /// The node's data dir (control socket, incarnation, broadcasts).
+    #[arg(long, env = "SWARMCAST_DATA_DIR", default_value_os_t = default_data_dir())]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct JoinArgs {
+    /// Identity directory (from `certs issue`), e.g. certs/n1.
+    #[arg(long)]
+    identity: PathBuf,
+    /// A bootstrap to register through (repeatable; the first that answers is used).
+    #[arg(long = "seed", required = true)]
+    seeds: Vec<SocketAddr>,
+    /// QUIC address to bind.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Address other nodes dial (default: the bound address).
+    #[arg(long)]
+    advertise: Option<SocketAddr>,
+    #[command(flatten)]
+    data: DataDir,
+    /// Heartbeat period.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    heartbeat: Duration,
+    /// Give up (exit 1) if no seed accepts the registration in this time.
+    #[arg(long, value_parser = parse_duration)]
+    join_timeout: Option<Duration>,
+    /// Target number of neighbours.
+    #[arg(long, default_value_t = 8)]
+    neighbours: usize,
+}
+
+#[derive(Debug, Args)]
+struct RegistryArgs {
+    /// The bootstrap to ask.
+    #[arg(long)]
+    seed: SocketAddr,
+    /// Identity directory to authenticate with (any role).
+    #[arg(long)]
+    identity: PathBuf,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(|h| Path::new(&h).join(".swarmcast"))
+        .unwrap_or_else(|| PathBuf::from(".swarmcast"))
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse()
+        .map_err(|e: swarmcast_proto::RoleParseError| e.to_string())
+}
+
+/// "250ms", "3s", "1.5s", "2m"; a bare number is seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (try 500ms, 3s, 1m)"))?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        return Err(format!("duration {s:?} out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    swarmcast_certs::install_crypto_provider();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = term => {},
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Certs(CertsCommand::Init { dir }) => {
+            let paths = swarmcast_certs::init_ca(&dir)
+                .with_context(|| format!("creating the CA in {}", dir.display()))?;
+            println!(
+                "created {} and {}",
+                paths.cert.display(),
+                paths.key.display()
+            );
+            Ok(())
+        }
+        Command::Certs(CertsCommand::Issue { dir, name, role }) => {
+            let paths = swarmcast_certs::issue(&dir, &name, role)
+                .with_context(|| format!("issuing {name}"))?;
+            println!(
+                "issued {role} certificate {} (key {})",
+                paths.cert.display(),
+                paths.key.display()
+            );
+            Ok(())
+        }
+        Command::Bootstrap(args) => {
+            let identity = load_identity(&args.identity)?;
+            let mut config = swarmcast_bootstrap::BootstrapConfig::new(args.listen);
+            config.peers = args.peers;
+            config.data_dir = args.data_dir;
+            config.anti_entropy_interval = args.anti_entropy;
+            config.registry.suspect_after = args.suspect_after;
+            config.registry.dead_after = args.dead_after;
+            config.registry.gc_after = args.gc_after;
+            if args.dead_after <= args.suspect_after {
+                bail!("--dead-after must be longer than --suspect-after");
+            }
+            runtime()?.block_on(swarmcast_bootstrap::run(
+                identity,
+                config,
+                shutdown_signal(),
+            ))?;
+            Ok(())
+        }
+        Command::Node(NodeCommand::Join(args)) => {
+            let identity = load_identity(&args.identity)?;
+            if args.neighbours == 0 {
+                bail!("--neighbours must be at least 1");
+            }
+            let mut config = swarmcast_node::NodeConfig::new(args.seeds, args.data.data_dir);
+            config.listen = args.listen;
+            config.advertise = args.advertise;
+            config.heartbeat = args.heartbeat;
+            config.join_timeout = args.join_timeout;
+            config.neighbours.target = args.neighbours;
+            config.neighbours.max_neighbours = args.neighbours * 2 + 4;
+            runtime()?.block_on(swarmcast_node::run(identity, config, shutdown_signal()))?;
+            Ok(())
+        }
+        Command::Node(NodeCommand::Status { data, json }) => {
+            let status = runtime()?.block_on(async {
+                match swarmcast_node::control::call(
+                    &data.data_dir,
+                    &swarmcast_node::control::ControlRequest::Status,
+                )
+                .await?
+                {
+                    swarmcast_node::control::ControlResponse::Status(s) => Ok(*s),
+                    swarmcast_node::control::ControlResponse::Error(e) => bail!("daemon: {e}"),
+                    other => bail!("unexpected answer: {other:?}"),
+                }
+            })?;
+            output::node_status(&status, json)
+        }
+        Command::Registry(args) => {
+            let identity = load_identity(&args.identity)?;
+            let (peer, view) = runtime()?.block_on(async {
+                let transport = swarmcast_bootstrap::wire::transport_config();
+                let client_config = identity.client_config(transport)?;
+                let endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))
+                    .context("opening a UDP socket")?;
+                let client = swarmcast_bootstrap::BootstrapClient::connect(
+                    &endpoint,
+                    &client_config,
+                    args.seed,
+                    Duration::from_secs(5),
+                )
+                .await
+                .with_context(|| format!("connecting to {}", args.seed))?;
+                let view = client.lookup().await.context("registry lookup")?;
+                let peer = client.peer().clone();
+                client.close();
+                endpoint.wait_idle().await;
+                anyhow::Ok((peer, view))
+            })?;
+            output::registry(args.seed, &peer, &view, args.json)
+        }
+    }
+}
+
+fn load_identity(dir: &Path) -> Result<swarmcast_certs::Identity> {
+    swarmcast_certs::Identity::load(dir)
+        .with_context(|| format!("loading identity from {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("3 parsecs").is_err());
+        assert!(parse_duration("NaNs").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

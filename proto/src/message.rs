@@ -298,9 +298,20 @@ pub struct HaveUpdate {
 pub struct ChunkRequest {
     /// Which broadcast.
     pub broadcast: BroadcastId,
-    /// Which chunk.
+    /// The first chunk.
     pub index: ChunkIndex,
+    /// How many consecutive chunks, from `index` (batching for small files). Each is answered by
+    /// its own [`ChunkHeader`] and payload, in order, on the same stream. Absent means 1.
+    #[serde(default = "one")]
+    pub count: u32,
 }
+
+fn one() -> u32 {
+    1
+}
+
+/// Most chunks one [`ChunkRequest`] may ask for.
+pub const MAX_CHUNKS_PER_REQUEST: u32 = 1024;
 
 /// Header of a chunk payload; `len` raw bytes follow the frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

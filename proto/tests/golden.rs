@@ -293,13 +293,31 @@ fn have_update() {
 
 #[test]
 fn chunk_request() {
-    const GOLDEN: &str = "0000004281ac4368756e6b5265717565737482a962726f616463617374c420bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbba5696e64657803";
+    const GOLDEN: &str = "0000004981ac4368756e6b5265717565737483a962726f616463617374c420bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbba5696e64657803a5636f756e7402";
     check(
         &Message::ChunkRequest(ChunkRequest {
             broadcast: B,
             index: ChunkIndex(3),
+            count: 2,
         }),
         GOLDEN,
+    );
+}
+
+/// A request from before `count` existed decodes as a request for one chunk.
+#[test]
+fn chunk_request_without_count_means_one() {
+    const OLD: &str = "0000004281ac4368756e6b5265717565737482a962726f616463617374c420bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbba5696e64657803";
+    let bytes = hex::decode(OLD).unwrap();
+    let (msg, used) = decode_value::<Message>(&bytes, &Limits::default()).unwrap().unwrap();
+    assert_eq!(used, bytes.len());
+    assert_eq!(
+        msg,
+        Message::ChunkRequest(ChunkRequest {
+            broadcast: B,
+            index: ChunkIndex(3),
+            count: 1,
+        })
     );
 }
 

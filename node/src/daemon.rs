@@ -1,0 +1,243 @@
+//! The node daemon: wires the QUIC endpoint, membership, the neighbour actor and the control
+//! socket together, and owns the state `node status` reports.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use swarmcast_certs::Identity;
+use swarmcast_proto::{NodeId, Role};
+use tokio::sync::mpsc;
+use tracing::{Instrument, info, info_span};
+
+use crate::control::{
+    self, ControlRequest, ControlResponse, NeighbourStatus, NodeStatus, SeedStatus,
+};
+use crate::membership::{JoinError, Membership};
+use crate::neighbours::NeighbourConfig;
+use crate::peers;
+
+/// Settings of a node daemon.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Bootstraps to register through (more are learned from them).
+    pub seeds: Vec<SocketAddr>,
+    /// QUIC address to bind.
+    pub listen: SocketAddr,
+    /// Address given to others; defaults to the bound address.
+    pub advertise: Option<SocketAddr>,
+    /// Incarnation, control socket and (later) broadcasts live here.
+    pub data_dir: PathBuf,
+    /// Heartbeat period (default 1 s); registry lookups follow it.
+    pub heartbeat: Duration,
+    /// Give up when no seed accepted the registration in this time (default: never).
+    pub join_timeout: Option<Duration>,
+    /// Neighbour selection and liveness.
+    pub neighbours: NeighbourConfig,
+}
+
+impl NodeConfig {
+    /// Defaults for everything but the seeds and the data dir.
+    pub fn new(seeds: Vec<SocketAddr>, data_dir: PathBuf) -> Self {
+        Self {
+            seeds,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
+            data_dir,
+            heartbeat: Duration::from_secs(1),
+            join_timeout: None,
+            neighbours: NeighbourConfig::default(),
+        }
+    }
+}
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The identity is not a node certificate.
+    #[error("identity {name} has role {role}; a node needs a node certificate")]
+    WrongRole {
+        /// Certificate name.
+        name: String,
+        /// Its role.
+        role: Role,
+    },
+    /// No seed given.
+    #[error("at least one --seed is needed")]
+    NoSeeds,
+    /// The advertised address would be useless to others.
+    #[error("cannot advertise {0}; pass --advertise with a concrete address")]
+    Unadvertisable(SocketAddr),
+    /// TLS configuration failed.
+    #[error("certificates: {0}")]
+    Cert(#[from] swarmcast_certs::CertError),
+    /// Filesystem or socket failure.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The control socket could not be set up.
+    #[error(transparent)]
+    Control(#[from] control::ControlError),
+    /// Joining timed out.
+    #[error(transparent)]
+    Join(#[from] JoinError),
+}
+
+#[derive(Debug, Default)]
+struct Dynamic {
+    bootstrap: Option<SocketAddr>,
+    registered: bool,
+    seeds: Vec<SeedStatus>,
+    neighbours: Vec<NeighbourStatus>,
+    registry_size: usize,
+    registry_alive: usize,
+}
+
+/// What every part of the daemon shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) id: NodeId,
+    pub(crate) name: String,
+    pub(crate) incarnation: u64,
+    pub(crate) listen: SocketAddr,
+    pub(crate) advertise: SocketAddr,
+    pub(crate) config: NodeConfig,
+    pub(crate) endpoint: quinn::Endpoint,
+    pub(crate) client_config: quinn::ClientConfig,
+    started: Instant,
+    dynamic: Mutex<Dynamic>,
+}
+
+impl Shared {
+    fn dynamic(&self) -> MutexGuard<'_, Dynamic> {
+        self.dynamic.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn registered(&self) -> bool {
+        self.dynamic().registered
+    }
+
+    pub(crate) fn set_bootstrap(&self, b: Option<SocketAddr>) {
+        let mut d = self.dynamic();
+        d.bootstrap = b;
+        d.registered |= b.is_some();
+    }
+
+    pub(crate) fn set_seeds(&self, seeds: Vec<SeedStatus>) {
+        self.dynamic().seeds = seeds;
+    }
+
+    pub(crate) fn set_registry_size(&self, size: usize, alive: usize) {
+        let mut d = self.dynamic();
+        d.registry_size = size;
+        d.registry_alive = alive;
+    }
+
+    pub(crate) fn set_neighbours(&self, n: Vec<NeighbourStatus>) {
+        self.dynamic().neighbours = n;
+    }
+
+    fn status(&self) -> NodeStatus {
+        let d = self.dynamic();
+        NodeStatus {
+            id: self.id.to_hex(),
+            name: self.name.clone(),
+            incarnation: self.incarnation,
+            listen: self.listen,
+            advertise: self.advertise,
+            registered: d.registered,
+            bootstrap: d.bootstrap,
+            seeds: d.seeds.clone(),
+            neighbours: d.neighbours.clone(),
+            registry_size: d.registry_size,
+            registry_alive: d.registry_alive,
+            uptime_s: self.started.elapsed().as_secs(),
+        }
+    }
+}
+
+impl control::Handler for Shared {
+    fn handle(&self, request: ControlRequest) -> ControlResponse {
+        match request {
+            ControlRequest::Status => ControlResponse::Status(Box::new(self.status())),
+        }
+    }
+}
+
+/// Run a node daemon until `shutdown` resolves (or the join timeout passes).
+pub async fn run(
+    identity: Identity,
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NodeError> {
+    if identity.role() != Role::Node {
+        return Err(NodeError::WrongRole {
+            name: identity.name().to_owned(),
+            role: identity.role(),
+        });
+    }
+    if config.seeds.is_empty() {
+        return Err(NodeError::NoSeeds);
+    }
+    let io = |what: &str| {
+        let what = what.to_owned();
+        move |source| NodeError::Io { what, source }
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(io("creating the data dir"))?;
+    // Own the data dir before anything else: a second daemon on it must fail fast.
+    let control_listener = control::bind(&config.data_dir).await?;
+    let incarnation = swarmcast_bootstrap::incarnation::next(Some(&config.data_dir))
+        .map_err(io("incarnation file"))?;
+
+    let transport = swarmcast_bootstrap::wire::transport_config();
+    let server_config = identity.server_config(transport.clone())?;
+    let client_config = identity.client_config(transport)?;
+    let endpoint = quinn::Endpoint::server(server_config, config.listen)
+        .map_err(io(&format!("binding {}", config.listen)))?;
+    let listen = endpoint.local_addr().map_err(io("local address"))?;
+    let advertise = config.advertise.unwrap_or(listen);
+    if advertise.ip().is_unspecified() || advertise.port() == 0 {
+        return Err(NodeError::Unadvertisable(advertise));
+    }
+    let shared = Arc::new(Shared {
+        id: identity.node_id(),
+        name: identity.name().to_owned(),
+        incarnation,
+        listen,
+        advertise,
+        config,
+        endpoint: endpoint.clone(),
+        client_config,
+        started: Instant::now(),
+        dynamic: Mutex::default(),
+    });
+    info!(id = %shared.id, name = %shared.name, %listen, %advertise, incarnation, "node starting");
+
+    let control_task = tokio::spawn(control::serve(control_listener, shared.clone()));
+    let (peers_tx, peers_rx) = mpsc::channel(256);
+    let peers_task = tokio::spawn(
+        peers::run(shared.clone(), peers_tx.clone(), peers_rx).instrument(info_span!("peers")),
+    );
+    let membership = Membership::new(shared.clone(), peers_tx);
+    let result = tokio::select! {
+        r = membership.run() => r.map_err(NodeError::from),
+        () = shutdown => Ok(()),
+    };
+    info!("node stopping");
+    control_task.abort();
+    peers_task.abort();
+    let _ = std::fs::remove_file(control::socket_path(&shared.config.data_dir));
+    endpoint.close(
+        swarmcast_bootstrap::wire::codes::SHUTDOWN.into(),
+        b"shutdown",
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+    result
+}

@@ -1,0 +1,223 @@
+//! Manifests: what a broadcast contains, in a canonical form whose BLAKE3 is the broadcast id.
+//!
+//! A manifest lists regular files (size, mode, one BLAKE3 hash per file-aligned chunk) and empty
+//! directories, sorted by path. Chunks are numbered globally: file after file in manifest order,
+//! chunk after chunk within a file; empty files have none. Chunks are grouped into *pieces*, the
+//! unit the swarm schedules: a chunk of a large file is a piece alone, and runs of consecutive
+//! small chunks are packed into one piece of up to `chunk_size` bytes (at most
+//! [`MAX_CHUNKS_PER_PIECE`] chunks), so a dataset of many small files moves in few requests.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the manifest format.
+pub const MANIFEST_VERSION: u32 = 1;
+/// Most chunks packed into one piece (and so asked for in one request).
+pub const MAX_CHUNKS_PER_PIECE: u32 = 256;
+
+/// A BLAKE3 hash of one chunk.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ChunkHash(#[serde(with = "serde_bytes")] pub [u8; 32]);
+
+impl std::fmt::Debug for ChunkHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in &self.0[..4] {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A directory snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`MANIFEST_VERSION`].
+    pub version: u32,
+    /// Base name of the sent directory (the name under `received/`).
+    pub name: String,
+    /// Bytes per chunk (the last chunk of a file may be shorter).
+    pub chunk_size: u32,
+    /// Files and empty directories, sorted by path (bytewise).
+    pub entries: Vec<Entry>,
+}
+
+/// One file or empty directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Relative path, `/`-separated, no empty, `.` or `..` components.
+    pub path: String,
+    /// What it is.
+    pub kind: EntryKind,
+}
+
+/// What an entry is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    /// A regular file.
+    File {
+        /// Bytes.
+        size: u64,
+        /// Permission bits (`0o777` mask; the executable bits survive).
+        mode: u32,
+        /// One hash per chunk: `ceil(size / chunk_size)` of them.
+        chunks: Vec<ChunkHash>,
+    },
+    /// An empty directory.
+    Dir {
+        /// Permission bits.
+        mode: u32,
+    },
+}
+
+/// Where a chunk lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkInfo {
+    /// Index into [`Manifest::entries`].
+    pub entry: u32,
+    /// Byte offset in that file.
+    pub offset: u64,
+    /// Bytes.
+    pub len: u32,
+    /// Expected BLAKE3.
+    pub hash: ChunkHash,
+}
+
+/// A run of consecutive chunks scheduled and requested as one unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// First chunk.
+    pub first: u32,
+    /// Number of chunks (at least 1).
+    pub count: u32,
+    /// Total bytes.
+    pub bytes: u64,
+}
+
+/// The chunk and piece tables of a manifest, computed once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Every chunk, in global order.
+    pub chunks: Vec<ChunkInfo>,
+    /// Every piece, in order; pieces partition the chunks.
+    pub pieces: Vec<Piece>,
+    /// Piece of each chunk.
+    pub piece_of: Vec<u32>,
+    /// Total file bytes.
+    pub total_bytes: u64,
+}
+
+impl Layout {
+    /// Compute the tables. The manifest must have been validated (counts fit in `u32`).
+    pub fn new(m: &Manifest) -> Self {
+        let mut chunks = Vec::new();
+        let mut total_bytes = 0u64;
+        for (i, e) in m.entries.iter().enumerate() {
+            if let EntryKind::File { size, chunks: hs, .. } = &e.kind {
+                total_bytes += size;
+                let cs = u64::from(m.chunk_size.max(1));
+                for (k, h) in hs.iter().enumerate() {
+                    let offset = k as u64 * cs;
+                    let len = (size.saturating_sub(offset)).min(cs) as u32;
+                    chunks.push(ChunkInfo {
+                        entry: i as u32,
+                        offset,
+                        len,
+                        hash: *h,
+                    });
+                }
+            }
+        }
+        let mut pieces: Vec<Piece> = Vec::new();
+        let mut piece_of = Vec::with_capacity(chunks.len());
+        let limit = u64::from(m.chunk_size.max(1));
+        for (i, c) in chunks.iter().enumerate() {
+            let fits = pieces.last().is_some_and(|p| {
+                p.count < MAX_CHUNKS_PER_PIECE && p.bytes + u64::from(c.len) <= limit
+            });
+            if fits {
+                if let Some(p) = pieces.last_mut() {
+                    p.count += 1;
+                    p.bytes += u64::from(c.len);
+                }
+            } else {
+                pieces.push(Piece {
+                    first: i as u32,
+                    count: 1,
+                    bytes: u64::from(c.len),
+                });
+            }
+            piece_of.push((pieces.len() - 1) as u32);
+        }
+        Self {
+            chunks,
+            pieces,
+            piece_of,
+            total_bytes,
+        }
+    }
+
+    /// Number of chunks.
+    pub fn chunk_count(&self) -> u32 {
+        self.chunks.len() as u32
+    }
+
+    /// Number of pieces.
+    pub fn piece_count(&self) -> u32 {
+        self.pieces.len() as u32
+    }
+
+    /// Chunk indices of a piece.
+    pub fn chunks_of(&self, piece: u32) -> std::ops::Range<u32> {
+        let p = self.pieces[piece as usize];
+        p.first..p.first + p.count
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    fn file(path: &str, size: u64, cs: u32) -> Entry {
+        let n = size.div_ceil(u64::from(cs)) as usize;
+        Entry {
+            path: path.into(),
+            kind: EntryKind::File {
+                size,
+                mode: 0o644,
+                chunks: vec![ChunkHash([0; 32]); n],
+            },
+        }
+    }
+
+    #[test]
+    fn chunks_are_file_aligned_and_small_ones_packed() {
+        let cs = 100;
+        let m = Manifest {
+            version: MANIFEST_VERSION,
+            name: "x".into(),
+            chunk_size: cs,
+            entries: vec![
+                file("a", 250, cs),
+                file("b", 0, cs),
+                file("c", 30, cs),
+                file("d", 30, cs),
+                file("e", 50, cs),
+                Entry {
+                    path: "z".into(),
+                    kind: EntryKind::Dir { mode: 0o755 },
+                },
+            ],
+        };
+        let l = Layout::new(&m);
+        let lens: Vec<u32> = l.chunks.iter().map(|c| c.len).collect();
+        assert_eq!(lens, vec![100, 100, 50, 30, 30, 50]);
+        assert_eq!(l.chunks[2].offset, 200);
+        assert_eq!(l.chunks[3].entry, 2);
+        // 100 | 100 | 50+30 | 30+50: packing never exceeds chunk_size.
+        let pieces: Vec<(u32, u32, u64)> = l.pieces.iter().map(|p| (p.first, p.count, p.bytes)).collect();
+        assert_eq!(pieces, vec![(0, 1, 100), (1, 1, 100), (2, 2, 80), (4, 2, 80)]);
+        assert_eq!(l.piece_of, vec![0, 1, 2, 2, 3, 3]);
+        assert_eq!(l.total_bytes, 360);
+        assert_eq!(l.chunks_of(2), 2..4);
+    }
+}

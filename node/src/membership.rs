@@ -1,0 +1,293 @@
+//! Membership shell: keeps a connection to every seed (retrying failed ones with exponential
+//! backoff and jitter), registers through the first seed that answers, heartbeats, fails over
+//! when its bootstrap stops answering, and hands each registry view to the neighbour actor.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use swarmcast_bootstrap::BootstrapClient;
+use swarmcast_proto::{Heartbeat, RegistryView, Role, Status, Version};
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::daemon::Shared;
+use crate::peers::Input;
+
+/// One seed's live state, shared between its prober task and the membership loop.
+#[derive(Debug, Default)]
+struct Slot {
+    client: Option<BootstrapClient>,
+    last_error: Option<String>,
+    failures: u32,
+}
+
+type Slots = Arc<Mutex<BTreeMap<SocketAddr, Slot>>>;
+
+/// Why membership gave up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// No seed accepted the registration in time.
+    #[error("no seed accepted the registration within {0:?}")]
+    Timeout(Duration),
+}
+
+pub(crate) struct Membership {
+    shared: Arc<Shared>,
+    slots: Slots,
+    order: Vec<SocketAddr>,
+    current: Option<BootstrapClient>,
+    heartbeat: u64,
+    peers_tx: mpsc::Sender<Input>,
+}
+
+impl Membership {
+    pub(crate) fn new(shared: Arc<Shared>, peers_tx: mpsc::Sender<Input>) -> Self {
+        Self {
+            shared,
+            slots: Arc::default(),
+            order: Vec::new(),
+            current: None,
+            heartbeat: 0,
+            peers_tx,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<SocketAddr, Slot>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start probing a seed (once per address).
+    fn add_seed(&mut self, addr: SocketAddr) {
+        if addr == self.shared.advertise || self.order.contains(&addr) {
+            return;
+        }
+        self.order.push(addr);
+        self.lock().insert(addr, Slot::default());
+        let slots = self.slots.clone();
+        let shared = self.shared.clone();
+        tokio::spawn(probe(shared, slots, addr).instrument(info_span!("seed", %addr)));
+    }
+
+    /// Run until the process stops; fails only on the join timeout.
+    pub(crate) async fn run(mut self) -> Result<(), JoinError> {
+        for s in self.shared.config.seeds.clone() {
+            self.add_seed(s);
+        }
+        let started = Instant::now();
+        let period = self.shared.config.heartbeat;
+        // While no bootstrap is in use, retry quickly: a prober may connect at any moment.
+        let retry = period.min(Duration::from_millis(100));
+        let mut failing_since: Option<Instant> = None;
+        let mut last_warn: Option<Instant> = None;
+        let mut next = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep_until(next).await;
+            let ok = self.beat().await;
+            self.publish_status();
+            if ok {
+                failing_since = None;
+                next += period;
+                // After a stall (slow bootstrap, suspended process) beat at once, then on period.
+                next = next.max(tokio::time::Instant::now());
+                continue;
+            }
+            next = tokio::time::Instant::now() + retry;
+            let since = *failing_since.get_or_insert_with(Instant::now);
+            if !self.shared.registered() {
+                if let Some(limit) = self.shared.config.join_timeout {
+                    if started.elapsed() >= limit {
+                        return Err(JoinError::Timeout(limit));
+                    }
+                }
+            }
+            if since.elapsed() >= Duration::from_secs(2)
+                && last_warn.is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
+            {
+                last_warn = Some(Instant::now());
+                warn!(seeds = ?self.order, "no bootstrap reachable; retrying");
+            }
+        }
+    }
+
+    /// One heartbeat period: make sure a bootstrap is in use, beat, look up. True on success.
+    async fn beat(&mut self) -> bool {
+        // Try the current bootstrap first, then every other live seed in order.
+        for _ in 0..=self.order.len() {
+            if self.current.as_ref().is_none_or(|c| c.is_closed()) {
+                self.current = None;
+                if !self.choose().await {
+                    return false;
+                }
+            }
+            let Some(client) = self.current.clone() else {
+                return false;
+            };
+            match self.exchange(&client).await {
+                Ok(view) => {
+                    self.learn(&view);
+                    let _ = self.peers_tx.send(Input::Registry(view.nodes)).await;
+                    return true;
+                }
+                Err(e) => {
+                    warn!(bootstrap = %client.addr(), error = %e, "bootstrap stopped answering; failing over");
+                    self.fail(client.addr(), e.to_string());
+                    client.close();
+                    self.current = None;
+                }
+            }
+        }
+        false
+    }
+
+    async fn exchange(
+        &mut self,
+        client: &BootstrapClient,
+    ) -> Result<RegistryView, swarmcast_bootstrap::ClientError> {
+        self.heartbeat += 1;
+        let hb = Heartbeat {
+            id: self.shared.id,
+            version: Version::new(self.shared.incarnation, self.heartbeat),
+            addrs: vec![self.shared.advertise],
+            progress: Vec::new(),
+        };
+        client.heartbeat(hb).await?;
+        client.lookup().await
+    }
+
+    /// Register through the first live seed, in the order given. True on success.
+    async fn choose(&mut self) -> bool {
+        let candidates: Vec<BootstrapClient> = {
+            let slots = self.lock();
+            self.order
+                .iter()
+                .filter_map(|a| slots.get(a).and_then(|s| s.client.clone()))
+                .filter(|c| !c.is_closed())
+                .collect()
+        };
+        for client in candidates {
+            let addrs = vec![self.shared.advertise];
+            match client
+                .register(self.shared.id, self.shared.incarnation, addrs)
+                .await
+            {
+                Ok(reg) => {
+                    info!(bootstrap = %client.addr(), name = %client.peer().name, "registered");
+                    for b in reg.bootstraps {
+                        self.add_seed(b);
+                    }
+                    self.shared.set_bootstrap(Some(client.addr()));
+                    self.current = Some(client);
+                    return true;
+                }
+                Err(e) => {
+                    warn!(bootstrap = %client.addr(), error = %e, "registration failed");
+                    self.fail(client.addr(), e.to_string());
+                    client.close();
+                }
+            }
+        }
+        self.shared.set_bootstrap(None);
+        false
+    }
+
+    fn fail(&self, addr: SocketAddr, error: String) {
+        if let Some(slot) = self.lock().get_mut(&addr) {
+            slot.last_error = Some(error);
+        }
+    }
+
+    /// Bootstraps found in the registry become seeds too.
+    fn learn(&mut self, view: &RegistryView) {
+        let alive = view
+            .nodes
+            .iter()
+            .filter(|e| e.status == Status::Alive)
+            .count();
+        self.shared.set_registry_size(view.nodes.len(), alive);
+        let found: Vec<SocketAddr> = view
+            .nodes
+            .iter()
+            .filter(|e| e.record.role == Role::Bootstrap && e.status != Status::Dead)
+            .flat_map(|e| e.record.addrs.iter().copied())
+            .collect();
+        for a in found {
+            self.add_seed(a);
+        }
+    }
+
+    fn publish_status(&self) {
+        let seeds = self
+            .order
+            .iter()
+            .filter_map(|a| {
+                let slots = self.lock();
+                slots.get(a).map(|s| crate::control::SeedStatus {
+                    addr: *a,
+                    reachable: s.client.as_ref().is_some_and(|c| !c.is_closed()),
+                    last_error: s.last_error.clone(),
+                    failures: s.failures,
+                })
+            })
+            .collect();
+        self.shared.set_seeds(seeds);
+    }
+}
+
+/// Keep a connection to one seed: connect, wait for it to close, retry with backoff and jitter.
+async fn probe(shared: Arc<Shared>, slots: Slots, addr: SocketAddr) {
+    let builder = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times();
+    let mut backoff = builder.build();
+    loop {
+        let timeout = shared.config.heartbeat.max(Duration::from_secs(1)) * 2;
+        match BootstrapClient::connect(&shared.endpoint, &shared.client_config, addr, timeout).await
+        {
+            Ok(mut client) => {
+                client.set_timeout(shared.config.heartbeat.max(Duration::from_millis(500)));
+                debug!(name = %client.peer().name, "seed reachable");
+                let conn = client.connection().clone();
+                if let Some(slot) = slots
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(&addr)
+                {
+                    slot.client = Some(client);
+                    slot.failures = 0;
+                }
+                backoff = builder.build();
+                let reason = conn.closed().await;
+                debug!(%reason, "seed connection closed");
+                if let Some(slot) = slots
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(&addr)
+                {
+                    slot.client = None;
+                }
+            }
+            Err(e) => {
+                let failures = {
+                    let mut guard = slots.lock().unwrap_or_else(|p| p.into_inner());
+                    let Some(slot) = guard.get_mut(&addr) else {
+                        return;
+                    };
+                    slot.failures = slot.failures.saturating_add(1);
+                    slot.last_error = Some(e.to_string());
+                    slot.failures
+                };
+                if failures == 1 {
+                    info!(error = %e, "seed unreachable; retrying with backoff");
+                }
+                let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}

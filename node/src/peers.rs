@@ -1,0 +1,336 @@
+//! Neighbour shell: one actor owns the [`Neighbours`] core, dials and accepts QUIC connections,
+//! runs one control stream per neighbour (pings and pongs now, have-updates later) and turns
+//! connection events into core inputs.
+//!
+//! The dialler of a connection opens its control stream and sends a first ping at once, so the
+//! acceptor's `accept_bi` returns. Every dial checks that the certificate met carries the NodeId
+//! the registry gave; any other peer is refused.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use swarmcast_bootstrap::client;
+use swarmcast_bootstrap::wire::{self, codes};
+use swarmcast_proto::{Limits, Message, NodeId, Ping, RegistryEntry, Role};
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::control::NeighbourStatus;
+use crate::daemon::Shared;
+use crate::neighbours::{Action, Direction, NeighbourState, Neighbours};
+
+/// Inputs of the neighbour actor.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// A fresh registry view.
+    Registry(Vec<RegistryEntry>),
+    /// A connection is up, with its control stream.
+    Connected(Box<Link>),
+    /// A dial failed.
+    DialFailed { id: NodeId, error: String },
+    /// A connection ended.
+    Closed { id: NodeId, stable_id: usize },
+    /// A pong arrived.
+    Pong { id: NodeId, nonce: u64 },
+}
+
+/// A connection to a neighbour with its control stream.
+#[derive(Debug)]
+pub(crate) struct Link {
+    id: NodeId,
+    name: String,
+    addr: SocketAddr,
+    direction: Direction,
+    conn: quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+}
+
+struct Entry {
+    conn: quinn::Connection,
+    name: String,
+    tx: mpsc::Sender<Message>,
+}
+
+/// Run the neighbour actor until aborted.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Input>,
+    mut rx: mpsc::Receiver<Input>,
+) {
+    tokio::spawn(accept_loop(shared.clone(), tx.clone()).in_current_span());
+    let mut core = Neighbours::new(
+        shared.config.neighbours.clone(),
+        shared.id,
+        rand::random::<u64>(),
+    );
+    let mut links: HashMap<NodeId, Entry> = HashMap::new();
+    loop {
+        let deadline = core
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        let input = tokio::select! {
+            biased;
+            input = rx.recv() => match input {
+                Some(i) => Some(i),
+                None => return,
+            },
+            () = tokio::time::sleep_until(deadline.into()) => None,
+        };
+        let now = Instant::now();
+        if let Some(input) = input {
+            handle_input(&shared, &tx, &mut core, &mut links, now, input);
+        }
+        core.handle_timeout(now);
+        while let Some(action) = core.poll_action() {
+            perform(&shared, &tx, &mut links, action);
+        }
+        while let Some(event) = core.poll_event() {
+            info!(?event, "neighbours");
+        }
+        publish(&shared, &core, &links);
+    }
+}
+
+fn handle_input(
+    shared: &Arc<Shared>,
+    tx: &mpsc::Sender<Input>,
+    core: &mut Neighbours,
+    links: &mut HashMap<NodeId, Entry>,
+    now: Instant,
+    input: Input,
+) {
+    match input {
+        Input::Registry(entries) => core.handle_registry(now, &entries),
+        Input::DialFailed { id, error } => {
+            debug!(peer = %id.short(), %error, "dial failed");
+            core.handle_dial_failed(now, id);
+        }
+        Input::Pong { id, nonce } => core.handle_pong(now, id, nonce),
+        Input::Closed { id, stable_id } => {
+            // Only the connection the core knows about counts; a duplicate closing is noise.
+            if links
+                .get(&id)
+                .is_some_and(|e| e.conn.stable_id() == stable_id)
+            {
+                links.remove(&id);
+                core.handle_closed(now, id);
+            }
+        }
+        Input::Connected(link) => {
+            let link = *link;
+            if !core.handle_connected(now, link.id, link.addr, link.direction) {
+                debug!(peer = %link.name, "connection not wanted");
+                link.conn.close(codes::UNWANTED.into(), b"unwanted");
+                return;
+            }
+            if let Some(old) = links.remove(&link.id) {
+                // The core kept the new connection of a duplicated pair; drop the old one quietly.
+                old.conn.close(codes::UNWANTED.into(), b"duplicate");
+            }
+            let (ltx, lrx) = mpsc::channel(64);
+            links.insert(
+                link.id,
+                Entry {
+                    conn: link.conn.clone(),
+                    name: link.name.clone(),
+                    tx: ltx,
+                },
+            );
+            let span = info_span!("neighbour", peer = %link.name, addr = %link.addr);
+            tokio::spawn(drive_link(shared.clone(), tx.clone(), link, lrx).instrument(span));
+        }
+    }
+}
+
+fn perform(
+    shared: &Arc<Shared>,
+    tx: &mpsc::Sender<Input>,
+    links: &mut HashMap<NodeId, Entry>,
+    action: Action,
+) {
+    match action {
+        Action::Dial { id, addr } => {
+            let span = info_span!("dial", peer = %id.short(), %addr);
+            tokio::spawn(dial(shared.clone(), tx.clone(), id, addr).instrument(span));
+        }
+        Action::Close { id, reason } => {
+            if let Some(e) = links.remove(&id) {
+                info!(peer = %e.name, ?reason, "dropping neighbour");
+                e.conn.close(codes::LOST.into(), b"lost");
+            }
+        }
+        Action::Ping { id, nonce } => {
+            if let Some(e) = links.get(&id) {
+                // A full queue means the link is stuck; the missed pong will tell the core.
+                let _ = e.tx.try_send(Message::Ping(Ping { nonce }));
+            }
+        }
+    }
+}
+
+fn publish(shared: &Shared, core: &Neighbours, links: &HashMap<NodeId, Entry>) {
+    let list = core
+        .neighbours()
+        .into_iter()
+        .map(|n| NeighbourStatus {
+            id: n.id.to_hex(),
+            name: links.get(&n.id).map(|e| e.name.clone()),
+            addr: n.addr,
+            direction: match n.direction {
+                Direction::Outbound => "outbound",
+                Direction::Inbound => "inbound",
+            }
+            .to_owned(),
+            state: match n.state {
+                NeighbourState::Dialling => "dialling",
+                NeighbourState::Connected => "connected",
+            }
+            .to_owned(),
+            rtt_ms: n.rtt.map(|d| d.as_secs_f64() * 1000.0),
+        })
+        .collect();
+    shared.set_neighbours(list);
+}
+
+async fn dial(shared: Arc<Shared>, tx: mpsc::Sender<Input>, id: NodeId, addr: SocketAddr) {
+    let timeout = shared.config.neighbours.dial_timeout;
+    let result = async {
+        let (conn, peer) = client::connect(&shared.endpoint, &shared.client_config, addr, timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        if peer.id != id || peer.role != Role::Node {
+            warn!(expected = %id, met = %peer.id, role = %peer.role, "peer is not who the registry said; refusing");
+            conn.close(codes::WRONG_PEER.into(), b"unexpected identity");
+            return Err(format!("expected NodeId {id}, met {} ({})", peer.id, peer.role));
+        }
+        let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        // The first frame makes the stream visible to the acceptor.
+        wire::write_message(&mut send, &Message::Ping(Ping { nonce: 0 }), &Limits::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Link {
+            id,
+            name: peer.name,
+            addr,
+            direction: Direction::Outbound,
+            conn,
+            send,
+            recv,
+        })
+    }
+    .await;
+    let input = match result {
+        Ok(link) => Input::Connected(Box::new(link)),
+        Err(error) => Input::DialFailed { id, error },
+    };
+    let _ = tx.send(input).await;
+}
+
+async fn accept_loop(shared: Arc<Shared>, tx: mpsc::Sender<Input>) {
+    while let Some(incoming) = shared.endpoint.accept().await {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let addr = incoming.remote_address();
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    debug!(%addr, error = %e, "inbound handshake failed");
+                    return;
+                }
+            };
+            let peer = match swarmcast_certs::peer_info(&conn) {
+                Ok(p) if p.role == Role::Node => p,
+                Ok(p) => {
+                    debug!(%addr, role = %p.role, "inbound from a non-node; refusing");
+                    conn.close(codes::FORBIDDEN.into(), b"nodes only");
+                    return;
+                }
+                Err(e) => {
+                    warn!(%addr, error = %e, "inbound certificate unreadable");
+                    conn.close(codes::FORBIDDEN.into(), b"certificate");
+                    return;
+                }
+            };
+            let stream = tokio::time::timeout(Duration::from_secs(5), conn.accept_bi()).await;
+            let Ok(Ok((send, recv))) = stream else {
+                conn.close(codes::PROTOCOL.into(), b"no control stream");
+                return;
+            };
+            // Inbound peers advertise their address in the registry; the socket address of the
+            // connection is what we can see, and is good enough for status.
+            let link = Link {
+                id: peer.id,
+                name: peer.name,
+                addr,
+                direction: Direction::Inbound,
+                conn,
+                send,
+                recv,
+            };
+            let _ = tx.send(Input::Connected(Box::new(link))).await;
+        });
+    }
+}
+
+/// Pump one neighbour's control stream until its connection ends.
+async fn drive_link(
+    _shared: Arc<Shared>,
+    tx: mpsc::Sender<Input>,
+    link: Link,
+    mut outbox: mpsc::Receiver<Message>,
+) {
+    let Link {
+        id,
+        conn,
+        mut send,
+        mut recv,
+        ..
+    } = link;
+    let stable_id = conn.stable_id();
+    let limits = Limits::default();
+    let (reply_tx, mut replies) = mpsc::channel::<Message>(16);
+    let writer = async {
+        loop {
+            let msg = tokio::select! {
+                m = outbox.recv() => m,
+                m = replies.recv() => m,
+            };
+            let Some(msg) = msg else { return };
+            if let Err(e) = wire::write_message(&mut send, &msg, &limits).await {
+                debug!(error = %e, "control stream write failed");
+                return;
+            }
+        }
+    };
+    let reader = async {
+        loop {
+            match wire::read_message(&mut recv, &limits).await {
+                Ok(Some(Message::Ping(p))) => {
+                    let _ = reply_tx.try_send(Message::Pong(p));
+                }
+                Ok(Some(Message::Pong(p))) => {
+                    let _ = tx.send(Input::Pong { id, nonce: p.nonce }).await;
+                }
+                Ok(Some(other)) => {
+                    debug!(kind = other.kind(), "ignoring control message");
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    warn!(error = %e, "bad control stream; closing connection");
+                    conn.close(codes::PROTOCOL.into(), b"protocol error");
+                    return;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = writer => {},
+        () = reader => {},
+        _ = conn.closed() => {},
+    }
+    conn.close(codes::SHUTDOWN.into(), b"done");
+    let _ = tx.send(Input::Closed { id, stable_id }).await;
+}

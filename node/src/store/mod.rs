@@ -1,0 +1,1 @@
+//! Storage: receiver workspaces and origin sources (being written).

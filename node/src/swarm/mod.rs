@@ -1,0 +1,1 @@
+//! Swarm scheduling core (being written).

@@ -1,0 +1,145 @@
+//! Human and JSON renderings of query results. The JSON shapes are documented in the README.
+
+use std::net::SocketAddr;
+
+use anyhow::Result;
+use serde_json::{Value, json};
+use swarmcast_certs::PeerInfo;
+use swarmcast_node::control::NodeStatus;
+use swarmcast_proto::{RegistryView, Status};
+
+pub fn node_status(s: &NodeStatus, as_json: bool) -> Result<()> {
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(s)?);
+        return Ok(());
+    }
+    println!("node        {} ({})", s.name, s.id);
+    println!("incarnation {}", s.incarnation);
+    println!("listen      {} (advertised {})", s.listen, s.advertise);
+    match s.bootstrap {
+        Some(b) => println!("bootstrap   {b}"),
+        None => println!(
+            "bootstrap   none reachable (registered before: {})",
+            s.registered
+        ),
+    }
+    for seed in &s.seeds {
+        let state = if seed.reachable {
+            "reachable"
+        } else {
+            "unreachable"
+        };
+        match &seed.last_error {
+            Some(e) if !seed.reachable => println!("  seed {} {state} ({e})", seed.addr),
+            _ => println!("  seed {} {state}", seed.addr),
+        }
+    }
+    println!(
+        "registry    {} entries, {} alive",
+        s.registry_size, s.registry_alive
+    );
+    println!("neighbours  {}", s.neighbours.len());
+    for n in &s.neighbours {
+        let rtt = n
+            .rtt_ms
+            .map_or_else(|| "-".to_owned(), |r| format!("{r:.2} ms"));
+        println!(
+            "  {:<16} {:<21} {:<9} {:<9} rtt {rtt}",
+            n.name.as_deref().unwrap_or(&n.id[..8]),
+            n.addr,
+            n.direction,
+            n.state
+        );
+    }
+    Ok(())
+}
+
+fn status_str(s: Status) -> &'static str {
+    match s {
+        Status::Alive => "alive",
+        Status::Suspect => "suspect",
+        Status::Dead => "dead",
+    }
+}
+
+pub fn registry(
+    addr: SocketAddr,
+    peer: &PeerInfo,
+    view: &RegistryView,
+    as_json: bool,
+) -> Result<()> {
+    if as_json {
+        let nodes: Vec<Value> = view
+            .nodes
+            .iter()
+            .map(|e| {
+                json!({
+                    "id": e.record.id.to_hex(),
+                    "name": e.record.name,
+                    "role": e.record.role.as_str(),
+                    "addrs": e.record.addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "incarnation": e.record.version.incarnation,
+                    "heartbeat": e.record.version.heartbeat,
+                    "status": status_str(e.status),
+                    "age_ms": e.age_ms,
+                    "progress": e.record.progress.iter().map(|p| json!({
+                        "broadcast": p.broadcast.to_hex(), "held": p.held, "total": p.total,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let broadcasts: Vec<Value> = view
+            .broadcasts
+            .iter()
+            .map(|b| {
+                json!({
+                    "id": b.id.to_hex(),
+                    "name": b.name,
+                    "origin": b.origin.to_hex(),
+                    "size": b.size,
+                    "chunks": b.chunks,
+                    "state": format!("{:?}", b.state).to_lowercase(),
+                    "version": b.version,
+                })
+            })
+            .collect();
+        let out = json!({
+            "bootstrap": { "addr": addr.to_string(), "name": peer.name, "id": peer.id.to_hex() },
+            "nodes": nodes,
+            "broadcasts": broadcasts,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "registry of {} ({addr}): {} entries",
+        peer.name,
+        view.nodes.len()
+    );
+    println!(
+        "{:<16} {:<9} {:<7} {:>8} {:>14} {:>9}  {:<21} ID",
+        "NAME", "ROLE", "STATUS", "AGE", "INCARNATION", "HEARTBEAT", "ADDRESS"
+    );
+    for e in &view.nodes {
+        let r = &e.record;
+        let addr = r
+            .addrs
+            .first()
+            .map_or_else(|| "-".to_owned(), ToString::to_string);
+        println!(
+            "{:<16} {:<9} {:<7} {:>6}ms {:>14} {:>9}  {:<21} {}",
+            r.name,
+            r.role.as_str(),
+            status_str(e.status),
+            e.age_ms,
+            r.version.incarnation,
+            r.version.heartbeat,
+            addr,
+            r.id.short()
+        );
+    }
+    for b in &view.broadcasts {
+        println!("broadcast {} {} ({} bytes)", b.id.short(), b.name, b.size);
+    }
+    Ok(())
+}

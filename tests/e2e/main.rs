@@ -1,0 +1,10 @@
+//! End-to-end tests of the `swarmcast` binary: real processes, real QUIC on 127.0.0.1, real
+//! signals. Tests run one at a time (see `support::serial`) so their time bounds hold on a
+//! loaded 2-core machine.
+
+#![allow(clippy::unwrap_used)]
+
+mod authz;
+mod bench_control;
+mod control_plane;
+mod support;

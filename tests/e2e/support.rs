@@ -1,0 +1,329 @@
+//! Harness for end-to-end tests: real `swarmcast` processes on 127.0.0.1, killed by PID.
+//!
+//! Every process is a [`Proc`] whose drop sends SIGKILL to its own PID and reaps it, so nothing
+//! outlives a failing test. Logs go to files in the test's temp dir and are printed on failure.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// End-to-end tests share two cores: run them one at a time so timing bounds hold.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_swarmcast")
+}
+
+/// A free UDP port on 127.0.0.1 (bound and released; collisions are unlikely on a quiet host).
+pub fn free_addr() -> SocketAddr {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
+    s.local_addr().expect("local addr")
+}
+
+/// A child process, SIGKILLed by PID on drop.
+pub struct Proc {
+    pub name: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL by PID and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Send a signal by PID (the child is ours, so the PID cannot have been reused before reaping).
+    #[allow(dead_code)]
+    pub fn signal(&self, sig: i32) {
+        if let Some(pid) = self.pid() {
+            let _ = std::process::Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+
+    /// Whether the process has exited (and its exit code).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Wait for exit up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(s) = self.exited() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Timing knobs used by every e2e cluster.
+pub const HEARTBEAT: Duration = Duration::from_millis(300);
+pub const SUSPECT: Duration = Duration::from_millis(1200);
+pub const DEAD: Duration = Duration::from_millis(2400);
+pub const ANTI_ENTROPY: Duration = Duration::from_millis(300);
+
+/// A temp dir with a CA and the processes of one test.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub procs: Vec<Proc>,
+    /// Use the binary's default timings instead of the fast test ones.
+    pub defaults: bool,
+}
+
+impl Cluster {
+    pub fn new() -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("swarmcast-e2e").tempdir()?;
+        let c = Self {
+            dir,
+            procs: Vec::new(),
+            defaults: false,
+        };
+        c.cli(&["certs", "init", "--dir", &c.certs().to_string_lossy()])?;
+        Ok(c)
+    }
+
+    pub fn certs(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Run the CLI to completion; error unless it exits 0. Returns stdout.
+    pub fn cli(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(bin())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .with_context(|| format!("running swarmcast {args:?}"))?;
+        if !out.status.success() {
+            bail!(
+                "swarmcast {args:?} exited {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    pub fn issue(&self, name: &str, role: &str) -> Result<PathBuf> {
+        let certs = self.certs();
+        if !certs.join(name).join("cert.pem").exists() {
+            self.cli(&[
+                "certs",
+                "issue",
+                "--dir",
+                &certs.to_string_lossy(),
+                "--name",
+                name,
+                "--role",
+                role,
+            ])?;
+        }
+        Ok(certs.join(name))
+    }
+
+    fn spawn(&mut self, name: &str, args: Vec<String>) -> Result<usize> {
+        let log = self
+            .dir
+            .path()
+            .join(format!("{name}.{}.log", self.procs.len()));
+        let file = std::fs::File::create(&log)?;
+        let child = Command::new(bin())
+            .args(&args)
+            .env("RUST_LOG", "info,quinn=warn")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("spawning {name}"))?;
+        self.procs.push(Proc {
+            name: name.to_owned(),
+            child: Some(child),
+            log,
+        });
+        Ok(self.procs.len() - 1)
+    }
+
+    /// Start a bootstrap; returns its index in `procs`.
+    pub fn bootstrap(
+        &mut self,
+        name: &str,
+        listen: SocketAddr,
+        peers: &[SocketAddr],
+    ) -> Result<usize> {
+        let identity = self.issue(name, "bootstrap")?;
+        let mut args = vec![
+            "bootstrap".to_owned(),
+            "--identity".into(),
+            identity.to_string_lossy().into_owned(),
+            "--listen".into(),
+            listen.to_string(),
+            "--data-dir".into(),
+            self.path(&format!("data/{name}"))
+                .to_string_lossy()
+                .into_owned(),
+        ];
+        if !self.defaults {
+            args.extend([
+                "--suspect-after".into(),
+                format!("{}ms", SUSPECT.as_millis()),
+                "--dead-after".into(),
+                format!("{}ms", DEAD.as_millis()),
+                "--anti-entropy".into(),
+                format!("{}ms", ANTI_ENTROPY.as_millis()),
+            ]);
+        }
+        for p in peers {
+            args.push("--peer".into());
+            args.push(p.to_string());
+        }
+        self.spawn(name, args)
+    }
+
+    /// Start a node; returns its index in `procs`.
+    pub fn node(&mut self, name: &str, seeds: &[SocketAddr], extra: &[&str]) -> Result<usize> {
+        let identity = self.issue(name, "node")?;
+        let mut args = vec![
+            "node".to_owned(),
+            "join".into(),
+            "--identity".into(),
+            identity.to_string_lossy().into_owned(),
+            "--data-dir".into(),
+            self.data_dir(name).to_string_lossy().into_owned(),
+        ];
+        if !self.defaults {
+            args.extend(["--heartbeat".into(), format!("{}ms", HEARTBEAT.as_millis())]);
+        }
+        for s in seeds {
+            args.push("--seed".into());
+            args.push(s.to_string());
+        }
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        self.spawn(name, args)
+    }
+
+    pub fn data_dir(&self, name: &str) -> PathBuf {
+        self.path(&format!("data/{name}"))
+    }
+
+    /// `registry --json` against one bootstrap, as a map name → entry.
+    pub fn registry(&self, seed: SocketAddr) -> Result<Value> {
+        let identity = self.issue("probe", "node")?;
+        let out = self.cli(&[
+            "registry",
+            "--seed",
+            &seed.to_string(),
+            "--identity",
+            &identity.to_string_lossy(),
+            "--json",
+        ])?;
+        Ok(serde_json::from_str(&out)?)
+    }
+
+    /// `node status --json` of one node.
+    pub fn status(&self, name: &str) -> Result<Value> {
+        let out = self.cli(&[
+            "node",
+            "status",
+            "--json",
+            "--data-dir",
+            &self.data_dir(name).to_string_lossy(),
+        ])?;
+        Ok(serde_json::from_str(&out)?)
+    }
+
+    pub fn dump_logs(&self) {
+        for p in &self.procs {
+            let text = std::fs::read_to_string(&p.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            eprintln!("----- {} ({}) last lines -----", p.name, p.log.display());
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        for p in &mut self.procs {
+            p.kill();
+        }
+    }
+}
+
+/// Poll `check` every 50 ms until it returns `Ok(Some(v))`, up to `timeout`.
+pub fn wait_for<T>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    let mut last_err = None;
+    loop {
+        match check() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what} (last error: {last_err:?})");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Entries of a registry JSON with the given role.
+pub fn entries<'a>(reg: &'a Value, role: &str) -> Vec<&'a Value> {
+    reg["nodes"]
+        .as_array()
+        .map(|a| a.iter().filter(|e| e["role"] == role).collect())
+        .unwrap_or_default()
+}
+
+/// Names of node entries with the given status.
+pub fn names_with(reg: &Value, status: &str) -> Vec<String> {
+    let mut v: Vec<String> = entries(reg, "node")
+        .into_iter()
+        .filter(|e| e["status"] == status)
+        .filter_map(|e| e["name"].as_str().map(str::to_owned))
+        .filter(|n| n != "probe")
+        .collect();
+    v.sort();
+    v
+}
