@@ -563,12 +563,11 @@ fn stalled_dial_is_hedged_with_another_candidate() {
     let config = NeighbourConfig::with_target(1);
     let (hedge, timeout) = (config.dial_hedge_after, config.dial_timeout);
     let mut d = Driver::new(config, 6);
+    // The first dial hangs; later ones connect at once.
+    d.unreachable = (0..3).map(id).collect();
     d.registry(&alive(0..3));
     let first = d.core.neighbours()[0].id;
-    // Make the first dial hang (the driver connected it at once; redo with it unreachable).
-    let mut d = Driver::new(NeighbourConfig::with_target(1), 6);
-    d.unreachable.insert(first);
-    d.registry(&alive(0..3));
+    d.unreachable = BTreeSet::from([first]);
     assert_eq!(d.core.neighbours()[0].state, NeighbourState::Dialling);
 
     let done = d.run_until(d.now + hedge - Duration::from_millis(1));
