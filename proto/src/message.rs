@@ -256,6 +256,8 @@ pub enum ErrorCode {
     NotFound,
     /// Temporarily unable to serve (overloaded, shutting down).
     Unavailable,
+    /// The origin declines: the chunk is already in the swarm, fetch it from a peer.
+    Elsewhere,
 }
 
 /// A typed refusal.

@@ -309,7 +309,9 @@ fn chunk_request() {
 fn chunk_request_without_count_means_one() {
     const OLD: &str = "0000004281ac4368756e6b5265717565737482a962726f616463617374c420bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbba5696e64657803";
     let bytes = hex::decode(OLD).unwrap();
-    let (msg, used) = decode_value::<Message>(&bytes, &Limits::default()).unwrap().unwrap();
+    let (msg, used) = decode_value::<Message>(&bytes, &Limits::default())
+        .unwrap()
+        .unwrap();
     assert_eq!(used, bytes.len());
     assert_eq!(
         msg,

@@ -251,10 +251,13 @@ pub fn have_update() -> impl Strategy<Value = Message> {
 }
 
 pub fn chunk_request() -> impl Strategy<Value = Message> {
-    (broadcast_id(), chunk_index(), any::<u32>())
-        .prop_map(|(broadcast, index, count)| {
-            Message::ChunkRequest(ChunkRequest { broadcast, index, count })
+    (broadcast_id(), chunk_index(), any::<u32>()).prop_map(|(broadcast, index, count)| {
+        Message::ChunkRequest(ChunkRequest {
+            broadcast,
+            index,
+            count,
         })
+    })
 }
 
 /// A chunk header alone, with any length (the payload is not part of the value).
