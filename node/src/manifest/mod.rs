@@ -6,8 +6,29 @@
 //! unit the swarm schedules: a chunk of a large file is a piece alone, and runs of consecutive
 //! small chunks are packed into one piece of up to `chunk_size` bytes (at most
 //! [`MAX_CHUNKS_PER_PIECE`] chunks), so a dataset of many small files moves in few requests.
+//!
+//! * [`Manifest::from_dir`] snapshots a directory (regular files and empty directories only).
+//! * [`Manifest::to_bytes`] is the canonical encoding and [`manifest_id`] its BLAKE3, the
+//!   broadcast id.
+//! * [`Manifest::decode`] takes untrusted bytes: it checks the id first, then the msgpack shape,
+//!   then [`Manifest::validate`], all before anything touches the filesystem.
+//! * [`ManifestLimits`] caps what a manifest may describe; [`check_free_space`] checks that a
+//!   broadcast fits on disk.
 
 use serde::{Deserialize, Serialize};
+
+mod build;
+mod codec;
+mod error;
+mod limits;
+mod space;
+mod validate;
+
+pub use build::hash_chunk;
+pub use codec::{MANIFEST_MAX_DEPTH, manifest_id};
+pub use error::{BuildError, MAX_REPORTED, ManifestError};
+pub use limits::{DEFAULT_CHUNK_SIZE, ManifestLimits};
+pub use space::{check_free_space, free_space};
 
 /// Version of the manifest format.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -112,7 +133,10 @@ impl Layout {
         let mut chunks = Vec::new();
         let mut total_bytes = 0u64;
         for (i, e) in m.entries.iter().enumerate() {
-            if let EntryKind::File { size, chunks: hs, .. } = &e.kind {
+            if let EntryKind::File {
+                size, chunks: hs, ..
+            } = &e.kind
+            {
                 total_bytes += size;
                 let cs = u64::from(m.chunk_size.max(1));
                 for (k, h) in hs.iter().enumerate() {
@@ -214,8 +238,15 @@ mod layout_tests {
         assert_eq!(l.chunks[2].offset, 200);
         assert_eq!(l.chunks[3].entry, 2);
         // 100 | 100 | 50+30 | 30+50: packing never exceeds chunk_size.
-        let pieces: Vec<(u32, u32, u64)> = l.pieces.iter().map(|p| (p.first, p.count, p.bytes)).collect();
-        assert_eq!(pieces, vec![(0, 1, 100), (1, 1, 100), (2, 2, 80), (4, 2, 80)]);
+        let pieces: Vec<(u32, u32, u64)> = l
+            .pieces
+            .iter()
+            .map(|p| (p.first, p.count, p.bytes))
+            .collect();
+        assert_eq!(
+            pieces,
+            vec![(0, 1, 100), (1, 1, 100), (2, 2, 80), (4, 2, 80)]
+        );
         assert_eq!(l.piece_of, vec![0, 1, 2, 2, 3, 3]);
         assert_eq!(l.total_bytes, 360);
         assert_eq!(l.chunks_of(2), 2..4);

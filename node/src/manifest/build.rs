@@ -1,0 +1,349 @@
+//! [`Manifest::from_dir`]: snapshot a directory into a manifest, hashing every chunk.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::error::MAX_REPORTED;
+use super::validate::{check_chunk_size, check_name, check_path};
+use super::{
+    BuildError, ChunkHash, Entry, EntryKind, MANIFEST_VERSION, Manifest, ManifestError,
+    ManifestLimits,
+};
+
+/// Bytes read from a file at a time while hashing.
+const READ_BUF: usize = 1 << 20;
+
+/// BLAKE3 of one chunk.
+pub fn hash_chunk(data: &[u8]) -> ChunkHash {
+    ChunkHash(*blake3::hash(data).as_bytes())
+}
+
+impl Manifest {
+    /// Snapshot `dir` (canonicalized; its base name becomes the broadcast name).
+    ///
+    /// Regular files (size, permission bits, one BLAKE3 per `chunk_size` slice) and empty
+    /// directories become entries; other directories are implied by their contents. Nothing is
+    /// followed: a symlink, FIFO, socket or device anywhere in the tree fails the build with
+    /// [`BuildError::Unsupported`], and a name that is not UTF-8 with [`BuildError::NonUtf8`].
+    ///
+    /// The tree is walked first and checked against `limits` (chunk size, name, paths, counts,
+    /// total size) before a byte is hashed; files are then read through one 1 MiB buffer. The
+    /// result passes [`Manifest::validate`], and its encoding fits `max_manifest_bytes`.
+    pub fn from_dir(
+        dir: &Path,
+        chunk_size: u32,
+        limits: &ManifestLimits,
+    ) -> Result<Manifest, BuildError> {
+        let root = fs::canonicalize(dir).map_err(io_error(dir))?;
+        if !fs::metadata(&root).map_err(io_error(&root))?.is_dir() {
+            return Err(BuildError::NotADirectory { path: root });
+        }
+        let Some(base) = root.file_name() else {
+            return Err(BuildError::NoName { path: root });
+        };
+        let Some(name) = base.to_str() else {
+            return Err(BuildError::NonUtf8 { paths: vec![root] });
+        };
+        check_name(name, limits)?;
+        check_chunk_size(chunk_size, limits)?;
+        let name = name.to_owned();
+
+        let mut found = walk(&root, limits)?;
+        found.sort_unstable_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+        check_before_hashing(&found, chunk_size, limits)?;
+
+        let mut buf = vec![0u8; READ_BUF];
+        let mut entries = Vec::with_capacity(found.len());
+        for f in found {
+            let kind = match f.kind {
+                Found::Dir => EntryKind::Dir { mode: f.mode },
+                Found::File { size } => EntryKind::File {
+                    size,
+                    mode: f.mode,
+                    chunks: hash_file(&f.abs, size, chunk_size, &mut buf)?,
+                },
+            };
+            entries.push(Entry { path: f.path, kind });
+        }
+        let manifest = Manifest {
+            version: MANIFEST_VERSION,
+            name,
+            chunk_size,
+            entries,
+        };
+        manifest.validate(limits)?;
+        // Receivers refuse longer encodings: better to fail here than to publish it.
+        let len = manifest.to_bytes().len() as u64;
+        if len > limits.max_manifest_bytes {
+            return Err(ManifestError::TooLarge {
+                len,
+                max: limits.max_manifest_bytes,
+            }
+            .into());
+        }
+        tracing::debug!(
+            name = %manifest.name,
+            entries = manifest.entries.len(),
+            "manifest built"
+        );
+        Ok(manifest)
+    }
+}
+
+/// What the walk found at one path.
+#[derive(Debug)]
+struct FoundEntry {
+    /// Where it is on disk.
+    abs: PathBuf,
+    /// Its manifest path.
+    path: String,
+    /// Permission bits.
+    mode: u32,
+    kind: Found,
+}
+
+#[derive(Debug)]
+enum Found {
+    File { size: u64 },
+    Dir,
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> BuildError + '_ {
+    move |source| BuildError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Walk the tree without following anything, collecting regular files and empty directories.
+///
+/// The whole tree is walked so that every unsupported file is found, but entries past the cap
+/// are only counted, not kept.
+fn walk(root: &Path, limits: &ManifestLimits) -> Result<Vec<FoundEntry>, BuildError> {
+    let mut found = Vec::new();
+    let mut count = 0u64;
+    let mut unsupported = Vec::new();
+    let mut non_utf8 = Vec::new();
+    // Directories still to read: (on disk, manifest path, permission bits).
+    let mut pending = vec![(root.to_owned(), String::new(), 0)];
+    while let Some((dir, rel, mode)) = pending.pop() {
+        let mut empty = true;
+        for child in fs::read_dir(&dir).map_err(io_error(&dir))? {
+            let child = child.map_err(io_error(&dir))?;
+            empty = false;
+            let abs = child.path();
+            let Some(name) = child.file_name().to_str().map(str::to_owned) else {
+                if non_utf8.len() < MAX_REPORTED {
+                    non_utf8.push(abs);
+                }
+                continue;
+            };
+            let path = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let meta = fs::symlink_metadata(&abs).map_err(io_error(&abs))?;
+            let mode = meta.mode() & 0o777;
+            let kind = meta.file_type();
+            if kind.is_dir() {
+                pending.push((abs, path, mode));
+            } else if kind.is_file() {
+                count += 1;
+                if count <= limits.entry_cap() {
+                    let size = meta.len();
+                    found.push(FoundEntry {
+                        abs,
+                        path,
+                        mode,
+                        kind: Found::File { size },
+                    });
+                }
+            } else if unsupported.len() < MAX_REPORTED {
+                unsupported.push(abs);
+            }
+        }
+        if empty && !rel.is_empty() {
+            count += 1;
+            if count <= limits.entry_cap() {
+                found.push(FoundEntry {
+                    abs: dir,
+                    path: rel,
+                    mode,
+                    kind: Found::Dir,
+                });
+            }
+        }
+    }
+    if !unsupported.is_empty() {
+        unsupported.sort();
+        return Err(BuildError::Unsupported { paths: unsupported });
+    }
+    if !non_utf8.is_empty() {
+        non_utf8.sort();
+        return Err(BuildError::NonUtf8 { paths: non_utf8 });
+    }
+    if count > limits.entry_cap() {
+        return Err(ManifestError::TooManyEntries {
+            count,
+            max: limits.entry_cap(),
+        }
+        .into());
+    }
+    Ok(found)
+}
+
+/// Paths, total size and chunk count, checked from the walk alone so that nothing is hashed
+/// for a tree that will be refused anyway.
+fn check_before_hashing(
+    found: &[FoundEntry],
+    chunk_size: u32,
+    limits: &ManifestLimits,
+) -> Result<(), ManifestError> {
+    let mut bytes = 0u64;
+    let mut chunks = 0u64;
+    for (index, f) in found.iter().enumerate() {
+        check_path(index, &f.path, limits)?;
+        if let Found::File { size } = f.kind {
+            bytes = bytes
+                .checked_add(size)
+                .filter(|total| *total <= limits.max_total_bytes)
+                .ok_or_else(|| ManifestError::TotalTooLarge {
+                    path: super::error::quote(&f.path),
+                    max: limits.max_total_bytes,
+                })?;
+            chunks = chunks.saturating_add(size.div_ceil(u64::from(chunk_size)));
+        }
+    }
+    if chunks > limits.chunk_cap() {
+        return Err(ManifestError::TooManyChunks {
+            count: chunks,
+            max: limits.chunk_cap(),
+        });
+    }
+    Ok(())
+}
+
+/// Hash the `size` bytes of a regular file in `chunk_size` slices, through `buf`.
+fn hash_file(
+    path: &Path,
+    size: u64,
+    chunk_size: u32,
+    buf: &mut [u8],
+) -> Result<Vec<ChunkHash>, BuildError> {
+    let mut file = open_regular(path)?;
+    let chunk_size = u64::from(chunk_size);
+    // Bounded by the chunk cap, checked before hashing.
+    let mut hashes = Vec::with_capacity(usize::try_from(size.div_ceil(chunk_size)).unwrap_or(0));
+    let mut hasher = blake3::Hasher::new();
+    let mut in_chunk = 0u64;
+    let mut remaining = size;
+    while remaining > 0 {
+        // At most `buf.len()`, so it fits in usize.
+        let want = remaining.min(buf.len() as u64) as usize;
+        file.read_exact(&mut buf[..want]).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                BuildError::Changed {
+                    path: path.to_owned(),
+                }
+            } else {
+                io_error(path)(e)
+            }
+        })?;
+        remaining -= want as u64;
+        let mut data = &buf[..want];
+        while !data.is_empty() {
+            // At most `data.len()`, so it fits in usize.
+            let take = (chunk_size - in_chunk).min(data.len() as u64) as usize;
+            hasher.update(&data[..take]);
+            in_chunk += take as u64;
+            data = &data[take..];
+            if in_chunk == chunk_size {
+                hashes.push(ChunkHash(*hasher.finalize().as_bytes()));
+                hasher.reset();
+                in_chunk = 0;
+            }
+        }
+    }
+    if in_chunk > 0 {
+        hashes.push(ChunkHash(*hasher.finalize().as_bytes()));
+    }
+    // A file that grew since it was listed would be sent truncated: refuse it.
+    if file.read(&mut buf[..1]).map_err(io_error(path))? != 0 {
+        return Err(BuildError::Changed {
+            path: path.to_owned(),
+        });
+    }
+    Ok(hashes)
+}
+
+/// Open a file for reading, refusing it if it is no longer a regular file (a symlink or FIFO
+/// swapped in since the walk: no following, no blocking on a FIFO).
+fn open_regular(path: &Path) -> Result<File, BuildError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(nix::libc::ELOOP) {
+                BuildError::Unsupported {
+                    paths: vec![path.to_owned()],
+                }
+            } else {
+                io_error(path)(e)
+            }
+        })?;
+    if !file.metadata().map_err(io_error(path))?.is_file() {
+        return Err(BuildError::Unsupported {
+            paths: vec![path.to_owned()],
+        });
+    }
+    Ok(file)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_chunk_is_blake3() {
+        assert_eq!(hash_chunk(b"abc").0, *blake3::hash(b"abc").as_bytes());
+    }
+
+    #[test]
+    fn chunks_straddle_read_buffer() {
+        // Chunk boundaries that do not divide the read buffer, and chunks larger than it.
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..(READ_BUF * 2 + 12_345))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let p = dir.path().join("f");
+        fs::write(&p, &data).unwrap();
+        let mut buf = vec![0; READ_BUF];
+        for cs in [4096u32, 1_000_003, (READ_BUF as u32) * 3] {
+            let hashes = hash_file(&p, data.len() as u64, cs, &mut buf).unwrap();
+            let expected: Vec<ChunkHash> = data.chunks(cs as usize).map(hash_chunk).collect();
+            assert_eq!(hashes, expected, "chunk size {cs}");
+        }
+    }
+
+    #[test]
+    fn file_that_changed_size_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        fs::write(&p, b"12345").unwrap();
+        let mut buf = vec![0; 16];
+        assert!(matches!(
+            hash_file(&p, 6, 4, &mut buf),
+            Err(BuildError::Changed { .. })
+        ));
+        assert!(matches!(
+            hash_file(&p, 4, 4, &mut buf),
+            Err(BuildError::Changed { .. })
+        ));
+        assert_eq!(hash_file(&p, 5, 4, &mut buf).unwrap().len(), 2);
+    }
+}

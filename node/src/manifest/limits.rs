@@ -1,0 +1,72 @@
+//! Caps on what a manifest may describe.
+
+/// Chunk size `node send` uses unless told otherwise: 1 MiB.
+pub const DEFAULT_CHUNK_SIZE: u32 = 1 << 20;
+
+/// Caps a manifest must respect, whether built from a directory or received from a peer.
+///
+/// Every count is additionally capped at `u32::MAX`, because chunk and entry indices are `u32`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ManifestLimits {
+    /// Most entries (files plus empty directories).
+    pub max_entries: u64,
+    /// Most file bytes in total.
+    pub max_total_bytes: u64,
+    /// Most chunks in total.
+    pub max_chunks: u64,
+    /// Longest path, in bytes.
+    pub max_path_bytes: usize,
+    /// Longest path component (and broadcast name), in bytes.
+    pub max_component_bytes: usize,
+    /// Smallest chunk size accepted.
+    pub min_chunk_size: u32,
+    /// Largest chunk size accepted.
+    pub max_chunk_size: u32,
+    /// Largest encoded manifest accepted, in bytes.
+    pub max_manifest_bytes: u64,
+}
+
+impl Default for ManifestLimits {
+    /// One million entries, 16 TiB, 16 Mi chunks (16 TiB at the default 1 MiB chunk size);
+    /// paths of 4096 bytes and components of 255 (Linux's `PATH_MAX` and `NAME_MAX`); chunks of
+    /// 4 KiB to 16 MiB (the wire's largest chunk payload); encoded manifests up to 256 MiB (the
+    /// wire's largest manifest payload).
+    fn default() -> Self {
+        Self {
+            max_entries: 1_000_000,
+            max_total_bytes: 16 << 40,
+            max_chunks: 16_777_216,
+            max_path_bytes: 4096,
+            max_component_bytes: 255,
+            min_chunk_size: 4096,
+            max_chunk_size: 16 << 20,
+            max_manifest_bytes: 256 << 20,
+        }
+    }
+}
+
+impl ManifestLimits {
+    /// Limits for tests: the default path and chunk-size caps, except that any non-zero chunk
+    /// size is accepted (so tiny files can span several chunks); 10 000 entries, 100 000 chunks,
+    /// 1 GiB in total and 16 MiB manifests.
+    pub fn for_test() -> Self {
+        Self {
+            max_entries: 10_000,
+            max_total_bytes: 1 << 30,
+            max_chunks: 100_000,
+            min_chunk_size: 1,
+            max_manifest_bytes: 16 << 20,
+            ..Self::default()
+        }
+    }
+
+    /// `max_entries`, capped at `u32::MAX`.
+    pub(crate) fn entry_cap(&self) -> u64 {
+        self.max_entries.min(u64::from(u32::MAX))
+    }
+
+    /// `max_chunks`, capped at `u32::MAX`.
+    pub(crate) fn chunk_cap(&self) -> u64 {
+        self.max_chunks.min(u64::from(u32::MAX))
+    }
+}
