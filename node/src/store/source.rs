@@ -1,0 +1,158 @@
+//! The origin's side: serving chunks from the source directory in place, and remembering what
+//! it seeds across restarts.
+
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use swarmcast_proto::BroadcastId;
+use tracing::{error, info};
+
+use super::fsx::{self, Access, Follow, Handles};
+use super::{
+    BROADCASTS_DIR, MANIFEST_FILE, ORIGIN_FILE, StoreError, broadcast_dir, decode_manifest,
+    read_manifest,
+};
+use crate::manifest::{Layout, Manifest, hash_chunk, manifest_id};
+
+/// The origin's view of a broadcast: chunks read from the source directory, verified.
+///
+/// Files inside the source directory are opened without following symlinks (the directory
+/// itself may be reached through one). Any chunk that no longer matches the manifest, or whose
+/// file is short, missing or replaced by a symlink, is [`StoreError::SourceChanged`]: the
+/// broadcast must then fail loudly.
+pub struct Source {
+    dir: PathBuf,
+    manifest: Arc<Manifest>,
+    layout: Arc<Layout>,
+    handles: Handles,
+}
+
+impl Source {
+    /// Serves the broadcast of `manifest` from `dir`.
+    pub fn new(dir: PathBuf, manifest: Arc<Manifest>, layout: Arc<Layout>) -> Source {
+        Source {
+            dir,
+            manifest,
+            layout,
+            handles: Handles::default(),
+        }
+    }
+
+    /// The source of a broadcast saved with [`save_origin`]; `None` if `id` is not stored as an
+    /// origin under `data_dir`.
+    pub fn resume(data_dir: &Path, id: BroadcastId) -> Result<Option<Source>, StoreError> {
+        let dir = broadcast_dir(data_dir, id);
+        let Some(origin) = fsx::read_small(&dir.join(ORIGIN_FILE))? else {
+            return Ok(None);
+        };
+        let Some(bytes) = read_manifest(data_dir, id)? else {
+            return Ok(None);
+        };
+        let manifest = decode_manifest(&dir.join(MANIFEST_FILE), id, &bytes)?;
+        let layout = Layout::new(&manifest);
+        let source = fsx::path_from_bytes(origin);
+        info!(id = %id.short(), source = %source.display(), "resuming as origin");
+        Ok(Some(Source::new(
+            source,
+            Arc::new(manifest),
+            Arc::new(layout),
+        )))
+    }
+
+    /// The source directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Arc<Manifest> {
+        &self.manifest
+    }
+
+    /// Its chunk and piece tables.
+    pub fn layout(&self) -> &Arc<Layout> {
+        &self.layout
+    }
+
+    /// Reads chunk `index` from its source file and verifies it against the manifest.
+    pub fn read_chunk(&self, index: u32) -> Result<Vec<u8>, StoreError> {
+        let info =
+            self.layout
+                .chunks
+                .get(index as usize)
+                .copied()
+                .ok_or(StoreError::NoSuchChunk {
+                    index,
+                    count: self.layout.chunk_count(),
+                })?;
+        // The layout's entries index the manifest it was computed from.
+        let rel = &self.manifest.entries[info.entry as usize].path;
+        let changed = |what: &str| {
+            let path = self.dir.join(rel);
+            error!(index, path = %path.display(), what, "source changed");
+            self.handles.forget(info.entry);
+            StoreError::SourceChanged { path, index }
+        };
+        let opened = self.handles.get_or_open(info.entry, Access::Read, || {
+            let root = fsx::open_dir_path(&self.dir, Follow::Yes)?;
+            fsx::open_file_at(&root, &self.dir, rel, Access::Read)
+        });
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) if fsx::is_not_found(&e) => return Err(changed("missing")),
+            Err(StoreError::Unsafe { .. }) => return Err(changed("not a regular file")),
+            Err(e) => return Err(e),
+        };
+        let mut buf = vec![0u8; info.len as usize];
+        match file.read_exact_at(&mut buf, info.offset) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(changed("short")),
+            Err(e) => return Err(StoreError::io(self.dir.join(rel), e)),
+        }
+        if hash_chunk(&buf) != info.hash {
+            return Err(changed("hash mismatch"));
+        }
+        Ok(buf)
+    }
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("dir", &self.dir)
+            .field("name", &self.manifest.name)
+            .field("chunks", &self.layout.chunk_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Records that this node is the origin of `id`, seeding from `source_dir`: writes
+/// `broadcasts/<id>/manifest` and `broadcasts/<id>/origin` (the absolute path), each
+/// atomically, so that a restarted origin resumes seeding the same id ([`Source::resume`]).
+pub fn save_origin(
+    data_dir: &Path,
+    id: BroadcastId,
+    manifest_bytes: &[u8],
+    source_dir: &Path,
+) -> Result<(), StoreError> {
+    let dir = broadcast_dir(data_dir, id);
+    let manifest_path = dir.join(MANIFEST_FILE);
+    if manifest_id(manifest_bytes) != id {
+        return Err(StoreError::ManifestMismatch {
+            path: manifest_path,
+            id,
+        });
+    }
+    let source = std::path::absolute(source_dir).map_err(|e| StoreError::io(source_dir, e))?;
+    fsx::ensure_real_dir(&data_dir.join(BROADCASTS_DIR))?;
+    fsx::ensure_real_dir(&dir)?;
+    if fsx::read_small(&manifest_path)?.as_deref() != Some(manifest_bytes) {
+        fsx::write_atomic(&dir, MANIFEST_FILE, manifest_bytes)?;
+    }
+    fsx::write_atomic(&dir, ORIGIN_FILE, source.as_os_str().as_bytes())?;
+    info!(id = %id.short(), source = %source.display(), "origin saved");
+    Ok(())
+}

@@ -1,0 +1,569 @@
+//! A receiver's copy of one broadcast: durable, resumable, published atomically when done.
+
+use std::fs::{File, Permissions};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, openat};
+use nix::sys::stat::{Mode, SFlag, fstatat};
+use swarmcast_proto::BroadcastId;
+use tracing::{debug, info, warn};
+
+use super::fsx::{self, Access, Create, DirCache, Follow, Handles};
+use super::journal::Journal;
+use super::{
+    BROADCASTS_DIR, COMPLETE_FILE, DATA_DIR, JOURNAL_FILE, MANIFEST_FILE, ORIGIN_FILE,
+    RECEIVED_DIR, StoreError, available_space, broadcast_dir, check_space, decode_manifest,
+};
+use crate::bitfield::Bitfield;
+use crate::manifest::{ChunkInfo, EntryKind, Layout, Manifest, hash_chunk, manifest_id};
+
+/// Mode of files while they are being received (the manifest's modes are applied on
+/// [`Workspace::finalize`]).
+const RECEIVING_FILE_MODE: u32 = 0o600;
+
+/// A receiver's workspace for one broadcast, `D/broadcasts/<id>/`.
+///
+/// # Use
+/// 1. [`Workspace::open`] at start-up for each stored receiver broadcast, or
+///    [`Workspace::create`] once a manifest was fetched and validated.
+/// 2. [`Workspace::write_chunk`] for every chunk that arrives (verified here first), from as
+///    many threads as needed.
+/// 3. [`Workspace::commit`] every ~50–100 ms: only then are the written chunks *held*, and only
+///    held chunks may be advertised ([`Workspace::held`]) or served
+///    ([`Workspace::read_chunk`]).
+/// 4. [`Workspace::finalize`] once [`Workspace::is_complete`].
+pub struct Workspace {
+    id: BroadcastId,
+    /// `D/broadcasts/<id>`.
+    dir: PathBuf,
+    /// `D/broadcasts/<id>/data`.
+    data_path: PathBuf,
+    /// `D/received`.
+    received: PathBuf,
+    manifest: Arc<Manifest>,
+    layout: Arc<Layout>,
+    /// A handle on `data/`: every file is reached from it without following symlinks.
+    data: OwnedFd,
+    state: Mutex<State>,
+    /// Also serialises [`Workspace::commit`] and [`Workspace::finalize`].
+    journal: Mutex<Journal>,
+    handles: Handles,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Durable chunks.
+    held: Bitfield,
+    /// Chunks written since the last commit (maybe with duplicates).
+    pending: Vec<u32>,
+    /// The `complete` marker exists.
+    finalized: bool,
+}
+
+impl Workspace {
+    /// Creates the workspace of a validated manifest (or resumes it if it exists: this is
+    /// idempotent with [`Workspace::open`]).
+    ///
+    /// Checks that the bytes not yet present fit on disk, then writes the manifest file
+    /// (atomically), creates every directory and every file (sparse, at its final size, mode
+    /// 0o600) and an empty journal.
+    pub fn create(
+        data_dir: &Path,
+        id: BroadcastId,
+        manifest_bytes: &[u8],
+        manifest: Arc<Manifest>,
+        layout: Arc<Layout>,
+    ) -> Result<Workspace, StoreError> {
+        let dir = broadcast_dir(data_dir, id);
+        let manifest_path = dir.join(MANIFEST_FILE);
+        if manifest_id(manifest_bytes) != id {
+            return Err(StoreError::ManifestMismatch {
+                path: manifest_path,
+                id,
+            });
+        }
+        let fresh = !fsx::exists(&dir)?;
+        if fresh {
+            check_space(&dir, layout.total_bytes, available_space(&dir)?)?;
+        }
+        fsx::ensure_real_dir(&data_dir.join(BROADCASTS_DIR))?;
+        fsx::ensure_real_dir(&dir)?;
+        if fsx::exists(&dir.join(ORIGIN_FILE))? {
+            return Err(StoreError::IsOrigin { id });
+        }
+        if fsx::read_small(&manifest_path)?.as_deref() != Some(manifest_bytes) {
+            fsx::write_atomic(&dir, MANIFEST_FILE, manifest_bytes)?;
+        }
+        let ws = Self::load(data_dir, id, manifest, layout)?;
+        if !fresh {
+            check_space(&dir, ws.missing_bytes(), available_space(&dir)?)?;
+        }
+        info!(id = %id.short(), fresh, "workspace ready");
+        Ok(ws)
+    }
+
+    /// Reopens a workspace after a restart or a crash; `None` if there is none for `id` (no
+    /// directory, or one left before its manifest was written).
+    ///
+    /// Checks the manifest file against `id`, loads the journal (dropping a torn trailing
+    /// record, out-of-range and duplicate indices) and, unless finalized, recreates missing
+    /// directories and files. A file that had to be recreated or resized loses its held chunks.
+    pub fn open(data_dir: &Path, id: BroadcastId) -> Result<Option<Workspace>, StoreError> {
+        let dir = broadcast_dir(data_dir, id);
+        if !fsx::exists(&dir)? {
+            return Ok(None);
+        }
+        fsx::ensure_real_dir(&dir)?;
+        if fsx::exists(&dir.join(ORIGIN_FILE))? {
+            return Err(StoreError::IsOrigin { id });
+        }
+        let path = dir.join(MANIFEST_FILE);
+        let Some(bytes) = fsx::read_small(&path)? else {
+            return Ok(None);
+        };
+        let manifest = decode_manifest(&path, id, &bytes)?;
+        let layout = Layout::new(&manifest);
+        Self::load(data_dir, id, Arc::new(manifest), Arc::new(layout)).map(Some)
+    }
+
+    /// Opens the parts of a workspace whose manifest file is in place.
+    fn load(
+        data_dir: &Path,
+        id: BroadcastId,
+        manifest: Arc<Manifest>,
+        layout: Arc<Layout>,
+    ) -> Result<Workspace, StoreError> {
+        let dir = broadcast_dir(data_dir, id);
+        fsx::remove_stale_temps(&dir);
+        let data_path = dir.join(DATA_DIR);
+        fsx::ensure_real_dir(&data_path)?;
+        let data = fsx::open_dir_path(&data_path, Follow::No)?;
+        let (mut journal, mut held) = Journal::open(&dir.join(JOURNAL_FILE), layout.chunk_count())?;
+        let complete_path = dir.join(COMPLETE_FILE);
+        let mut finalized = fsx::exists(&complete_path)?;
+        if finalized && !held.is_complete() {
+            warn!(id = %id.short(), "complete marker on an incomplete workspace; resuming");
+            std::fs::remove_file(&complete_path).map_err(|e| StoreError::io(&complete_path, e))?;
+            fsx::sync_dir(&dir)?;
+            finalized = false;
+        }
+        if !finalized {
+            let lost = repair(&data, &data_path, &manifest)?;
+            if !lost.is_empty() {
+                let before = held.count_ones();
+                held = without_entries(&held, &layout, &lost);
+                if held.count_ones() != before {
+                    warn!(
+                        id = %id.short(),
+                        files = lost.len(),
+                        chunks = before - held.count_ones(),
+                        "files were missing or resized; their chunks must be fetched again"
+                    );
+                    journal.rewrite(&held)?;
+                }
+            }
+            // Make the directory entries of every file durable before any chunk written into
+            // them can count as held.
+            fsx::sync_filesystem(&data, &data_path)?;
+        }
+        debug!(id = %id.short(), held = held.count_ones(), finalized, "workspace loaded");
+        Ok(Workspace {
+            id,
+            dir,
+            data_path,
+            received: data_dir.join(RECEIVED_DIR),
+            manifest,
+            layout,
+            data,
+            state: Mutex::new(State {
+                held,
+                pending: Vec::new(),
+                finalized,
+            }),
+            journal: Mutex::new(journal),
+            handles: Handles::default(),
+        })
+    }
+
+    /// The broadcast.
+    pub fn id(&self) -> BroadcastId {
+        self.id
+    }
+
+    /// Its manifest.
+    pub fn manifest(&self) -> &Arc<Manifest> {
+        &self.manifest
+    }
+
+    /// Its chunk and piece tables.
+    pub fn layout(&self) -> &Arc<Layout> {
+        &self.layout
+    }
+
+    /// `D/broadcasts/<id>/data`, where the files are.
+    pub fn data_path(&self) -> &Path {
+        &self.data_path
+    }
+
+    /// The chunks durably held (a copy).
+    pub fn held(&self) -> Bitfield {
+        fsx::lock(&self.state).held.clone()
+    }
+
+    /// Whether one chunk is durably held.
+    pub fn is_held(&self, index: u32) -> bool {
+        fsx::lock(&self.state).held.get(index)
+    }
+
+    /// Whether every chunk is durably held (then [`Workspace::finalize`] may be called).
+    pub fn is_complete(&self) -> bool {
+        fsx::lock(&self.state).held.is_complete()
+    }
+
+    /// Whether [`Workspace::finalize`] has completed (the `complete` marker exists).
+    pub fn is_finalized(&self) -> bool {
+        fsx::lock(&self.state).finalized
+    }
+
+    /// Verifies a chunk against the layout (length, then BLAKE3) and writes it in place.
+    ///
+    /// The chunk is then *pending*: it is held only after the next [`Workspace::commit`].
+    /// Rejected data ([`StoreError::WrongLength`], [`StoreError::HashMismatch`]) is never
+    /// written. Writing a chunk already held does nothing.
+    pub fn write_chunk(&self, index: u32, data: &[u8]) -> Result<(), StoreError> {
+        let info = self.chunk(index)?;
+        if data.len() != info.len as usize {
+            return Err(StoreError::WrongLength {
+                index,
+                expected: info.len,
+                got: data.len(),
+            });
+        }
+        if hash_chunk(data) != info.hash {
+            return Err(StoreError::HashMismatch { index });
+        }
+        if self.is_held(index) {
+            return Ok(());
+        }
+        let file = self.file(info.entry, Access::Write)?;
+        file.write_all_at(data, info.offset)
+            .map_err(|e| StoreError::io(self.path_of(info.entry), e))?;
+        fsx::lock(&self.state).pending.push(index);
+        Ok(())
+    }
+
+    /// Group commit: makes every chunk written since the last commit durable and held, and
+    /// returns them (ascending).
+    ///
+    /// `fdatasync`s every file written to, then appends the indices to the journal and
+    /// `fdatasync`s it. If a file cannot be synced, its pages may have been dropped by the
+    /// kernel, so the whole batch is discarded (not held; fetch it again) and the error
+    /// returned. If only the journal fails, the batch stays pending for the next commit.
+    pub fn commit(&self) -> Result<Vec<u32>, StoreError> {
+        let mut journal = fsx::lock(&self.journal);
+        let mut batch = {
+            let mut st = fsx::lock(&self.state);
+            let mut batch = std::mem::take(&mut st.pending);
+            batch.retain(|i| !st.held.get(*i));
+            batch
+        };
+        batch.sort_unstable();
+        batch.dedup();
+        if batch.is_empty() {
+            return Ok(batch);
+        }
+        let mut entries: Vec<u32> = batch.iter().map(|i| self.info(*i).entry).collect();
+        entries.sort_unstable();
+        entries.dedup();
+        for entry in entries {
+            let synced = self.file(entry, Access::Write).and_then(|f| {
+                f.sync_data()
+                    .map_err(|e| StoreError::io(self.path_of(entry), e))
+            });
+            if let Err(e) = synced {
+                warn!(id = %self.id.short(), chunks = batch.len(), error = %e,
+                    "sync failed; dropping the chunks of this commit");
+                self.handles.forget(entry);
+                return Err(e);
+            }
+        }
+        if let Err(e) = journal.append(&batch) {
+            fsx::lock(&self.state).pending.extend_from_slice(&batch);
+            return Err(e);
+        }
+        let mut st = fsx::lock(&self.state);
+        for i in &batch {
+            st.held.set(*i);
+        }
+        debug!(id = %self.id.short(), chunks = batch.len(), held = st.held.count_ones(), "committed");
+        Ok(batch)
+    }
+
+    /// Reads a held chunk and verifies it: [`StoreError::NotHeld`] if it is not held,
+    /// [`StoreError::Corrupt`] if the bytes on disk no longer match (or the file is gone).
+    pub fn read_chunk(&self, index: u32) -> Result<Vec<u8>, StoreError> {
+        let info = self.chunk(index)?;
+        if !self.is_held(index) {
+            return Err(StoreError::NotHeld { index });
+        }
+        let file = match self.file(info.entry, Access::Read) {
+            Ok(f) => f,
+            Err(e) if fsx::is_not_found(&e) => {
+                warn!(id = %self.id.short(), index, "file of a held chunk is gone");
+                return Err(StoreError::Corrupt { index });
+            }
+            Err(e) => return Err(e),
+        };
+        let mut buf = vec![0u8; info.len as usize];
+        match file.read_exact_at(&mut buf, info.offset) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                self.handles.forget(info.entry);
+                warn!(id = %self.id.short(), index, "file of a held chunk is short");
+                return Err(StoreError::Corrupt { index });
+            }
+            Err(e) => return Err(StoreError::io(self.path_of(info.entry), e)),
+        }
+        if hash_chunk(&buf) != info.hash {
+            self.handles.forget(info.entry);
+            warn!(id = %self.id.short(), index, "held chunk is corrupt on disk");
+            return Err(StoreError::Corrupt { index });
+        }
+        Ok(buf)
+    }
+
+    /// Publishes a complete broadcast and returns `D/received/<name>`.
+    ///
+    /// The first time: applies the manifest's modes to every file and empty directory, makes
+    /// the tree durable, and writes the `complete` marker. Every time (so calling it again
+    /// after a restart is fine): points `D/received/<name>` at `../broadcasts/<id>/data` by
+    /// renaming a fresh symlink over it, so a newer broadcast of the same name replaces an
+    /// older one atomically. Refuses ([`StoreError::NotASymlink`]) to replace anything there
+    /// that is not a symlink.
+    pub fn finalize(&self) -> Result<PathBuf, StoreError> {
+        let _serial = fsx::lock(&self.journal);
+        let finalized = {
+            let st = fsx::lock(&self.state);
+            if !st.held.is_complete() {
+                return Err(StoreError::Incomplete {
+                    id: self.id,
+                    missing: st.held.len() - st.held.count_ones(),
+                });
+            }
+            st.finalized
+        };
+        let name = self.manifest.name.as_str();
+        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+            return Err(StoreError::Unsafe {
+                path: self.received.join(name),
+                reason: "the broadcast name is not a single path component",
+            });
+        }
+        if !finalized {
+            self.apply_modes()?;
+            fsx::sync_filesystem(&self.data, &self.data_path)?;
+            fsx::write_atomic(&self.dir, COMPLETE_FILE, b"")?;
+            fsx::lock(&self.state).finalized = true;
+            // Handles opened for writing are no longer needed.
+            self.handles.clear();
+        }
+        let published = self.publish(name)?;
+        info!(id = %self.id.short(), path = %published.display(), "broadcast published");
+        Ok(published)
+    }
+
+    /// Sets every file's and empty directory's mode from the manifest.
+    fn apply_modes(&self) -> Result<(), StoreError> {
+        let mut dirs = DirCache::default();
+        for e in &self.manifest.entries {
+            let path = self.data_path.join(&e.path);
+            let parts = fsx::split(&self.data_path, &e.path)?;
+            let (file, mode) = match e.kind {
+                EntryKind::File { mode, .. } => {
+                    let (name, parents) = fsx::split_last(&self.data_path, &parts)?;
+                    let dir = dirs.open(&self.data, &self.data_path, parents, Create::No)?;
+                    (fsx::open_file_in(dir, name, &path, Access::Read)?, mode)
+                }
+                EntryKind::Dir { mode } => {
+                    let fd = fsx::open_dir_at(&self.data, &self.data_path, &parts, Create::Yes)?;
+                    (File::from(fd), mode)
+                }
+            };
+            file.set_permissions(Permissions::from_mode(mode & 0o777))
+                .map_err(|e| StoreError::io(&path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Points `D/received/<name>` at this workspace's data, atomically.
+    fn publish(&self, name: &str) -> Result<PathBuf, StoreError> {
+        fsx::ensure_real_dir(&self.received)?;
+        let dst = self.received.join(name);
+        let refuse_non_symlink = || -> Result<(), StoreError> {
+            match std::fs::symlink_metadata(&dst) {
+                Ok(m) if !m.file_type().is_symlink() => {
+                    Err(StoreError::NotASymlink { path: dst.clone() })
+                }
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(StoreError::io(&dst, e)),
+            }
+        };
+        refuse_non_symlink()?;
+        let target = Path::new("..")
+            .join(BROADCASTS_DIR)
+            .join(self.id.to_hex())
+            .join(DATA_DIR);
+        let tmp = self.received.join(fsx::temp_name("swarmcast-link"));
+        std::os::unix::fs::symlink(&target, &tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        if let Err(e) = std::fs::rename(&tmp, &dst) {
+            let _ = std::fs::remove_file(&tmp);
+            // Something that is not a symlink appeared meanwhile (rename refuses directories).
+            refuse_non_symlink()?;
+            return Err(StoreError::io(&dst, e));
+        }
+        fsx::sync_dir(&self.received)?;
+        Ok(dst)
+    }
+
+    /// Bytes of the chunks not held.
+    fn missing_bytes(&self) -> u64 {
+        let st = fsx::lock(&self.state);
+        st.held
+            .iter_zeros()
+            .map(|i| u64::from(self.info(i).len))
+            .sum()
+    }
+
+    fn chunk(&self, index: u32) -> Result<ChunkInfo, StoreError> {
+        self.layout
+            .chunks
+            .get(index as usize)
+            .copied()
+            .ok_or(StoreError::NoSuchChunk {
+                index,
+                count: self.layout.chunk_count(),
+            })
+    }
+
+    /// A chunk known to exist.
+    fn info(&self, index: u32) -> ChunkInfo {
+        // Only called with indices already checked against (or taken from) the layout.
+        self.layout.chunks[index as usize]
+    }
+
+    fn path_of(&self, entry: u32) -> PathBuf {
+        // The layout's entries index the manifest it was computed from.
+        self.data_path
+            .join(&self.manifest.entries[entry as usize].path)
+    }
+
+    /// An open handle on the file of a manifest entry.
+    fn file(&self, entry: u32, access: Access) -> Result<Arc<File>, StoreError> {
+        self.handles.get_or_open(entry, access, || {
+            // The layout's entries index the manifest it was computed from.
+            let rel = &self.manifest.entries[entry as usize].path;
+            fsx::open_file_at(&self.data, &self.data_path, rel, access)
+        })
+    }
+}
+
+impl std::fmt::Debug for Workspace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = fsx::lock(&self.state);
+        f.debug_struct("Workspace")
+            .field("id", &self.id)
+            .field("dir", &self.dir)
+            .field("held", &st.held.count_ones())
+            .field("chunks", &st.held.len())
+            .field("pending", &st.pending.len())
+            .field("finalized", &st.finalized)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`ensure_file`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FileState {
+    /// There, at its size.
+    Intact,
+    /// Missing (now created) or of the wrong size (now resized).
+    Remade,
+}
+
+/// Creates every directory and file of the manifest that is missing, and resizes files of the
+/// wrong size. Returns the entries whose files were remade.
+fn repair(data: &OwnedFd, data_path: &Path, manifest: &Manifest) -> Result<Vec<u32>, StoreError> {
+    let mut remade = Vec::new();
+    let mut dirs = DirCache::default();
+    for (i, e) in manifest.entries.iter().enumerate() {
+        let parts = fsx::split(data_path, &e.path)?;
+        match e.kind {
+            EntryKind::Dir { .. } => {
+                fsx::open_dir_at(data, data_path, &parts, Create::Yes)?;
+            }
+            EntryKind::File { size, .. } => {
+                let (name, parents) = fsx::split_last(data_path, &parts)?;
+                let dir = dirs.open(data, data_path, parents, Create::Yes)?;
+                if ensure_file(dir, name, size, &data_path.join(&e.path))? == FileState::Remade {
+                    remade.push(i as u32);
+                }
+            }
+        }
+    }
+    Ok(remade)
+}
+
+/// Makes `name` in `dir` a regular file of `size` bytes (sparse if created).
+fn ensure_file(dir: &OwnedFd, name: &str, size: u64, path: &Path) -> Result<FileState, StoreError> {
+    let file = match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => {
+            if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+                return Err(StoreError::Unsafe {
+                    path: path.to_owned(),
+                    reason: "a symlink or special file where a file should be",
+                });
+            }
+            if u64::try_from(st.st_size).ok() == Some(size) {
+                return Ok(FileState::Intact);
+            }
+            fsx::open_file_in(dir, name, path, Access::Write)?
+        }
+        Err(Errno::ENOENT) => {
+            let flags = OFlag::O_WRONLY
+                | OFlag::O_CREAT
+                | OFlag::O_EXCL
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_CLOEXEC;
+            let fd = openat(dir, name, flags, Mode::from_bits_truncate(0o600))
+                .map_err(|e| StoreError::io(path, e))?;
+            let file = File::from(fd);
+            // Not subject to the umask.
+            file.set_permissions(Permissions::from_mode(RECEIVING_FILE_MODE))
+                .map_err(|e| StoreError::io(path, e))?;
+            file
+        }
+        Err(e) => return Err(StoreError::io(path, e)),
+    };
+    file.set_len(size).map_err(|e| StoreError::io(path, e))?;
+    Ok(FileState::Remade)
+}
+
+/// `held` minus every chunk of the given entries.
+fn without_entries(held: &Bitfield, layout: &Layout, entries: &[u32]) -> Bitfield {
+    let mut out = Bitfield::new(held.len());
+    for i in held.iter_ones() {
+        if entries
+            .binary_search(&layout.chunks[i as usize].entry)
+            .is_err()
+        {
+            out.set(i);
+        }
+    }
+    out
+}
