@@ -1,0 +1,78 @@
+//! Tuning of the swarm core.
+
+use std::time::Duration;
+
+/// Tuning of [`Transfer`](super::Transfer).
+///
+/// [`Default`] is the production setting; [`SwarmConfig::for_test`] has short timeouts for unit
+/// tests. Values are taken as given (parse, don't validate), with guards in the core: windows
+/// and caps of 0 count as 1, and `endgame_duplicates` is capped at 255.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SwarmConfig {
+    /// Hard cap on requests outstanding at one peer, expired ones included: the core never
+    /// emits a request beyond it, whatever the window says. Default 64.
+    pub max_in_flight_per_peer: u32,
+    /// Window of a peer whose throughput has not been measured yet. Default 4.
+    pub initial_window: u32,
+    /// Largest window. Default 64.
+    pub max_window: u32,
+    /// How much work, in time at the peer's measured rate, to keep queued at a peer:
+    /// `window = clamp(ceil(rate × target_queue / mean piece bytes), 1, max_window)`.
+    /// Default 500 ms.
+    pub target_queue: Duration,
+    /// Shortest request deadline. Default 3 s.
+    pub min_request_timeout: Duration,
+    /// A request's deadline is `max(min_request_timeout, factor × expected service time)`,
+    /// where the expected service time is the bytes outstanding at that peer (this request
+    /// included) over the peer's measured rate. Default 4.
+    pub request_timeout_factor: u32,
+    /// Bad pieces from one peer that get it banned. Default 3.
+    pub max_strikes: u32,
+    /// In endgame, extra copies of one in-flight piece that may be requested from other
+    /// peers. Default 1.
+    pub endgame_duplicates: u32,
+    /// Bytes are credited to a peer's rate over intervals at least this long, so that
+    /// responses landing together do not read as an infinite rate. Default 10 ms.
+    pub min_rate_sample: Duration,
+    /// A peer whose request timed out is suspect: it is probed with one request after
+    /// `min_request_timeout`, then after twice that, and so on up to this. Default 60 s.
+    pub max_probe_backoff: Duration,
+    /// A receiver next to the origin first asks it for one stripe of pieces; after that, only
+    /// while it has nothing live at any other peer, and then after waiting a random part of
+    /// this, so that receivers starving at once do not all fetch the same pieces from the
+    /// origin. Default 1 s.
+    pub origin_patience: Duration,
+}
+
+impl Default for SwarmConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight_per_peer: 64,
+            initial_window: 4,
+            max_window: 64,
+            target_queue: Duration::from_millis(500),
+            min_request_timeout: Duration::from_secs(3),
+            request_timeout_factor: 4,
+            max_strikes: 3,
+            endgame_duplicates: 1,
+            min_rate_sample: Duration::from_millis(10),
+            max_probe_backoff: Duration::from_secs(60),
+            origin_patience: Duration::from_secs(1),
+        }
+    }
+}
+
+impl SwarmConfig {
+    /// The defaults with short timeouts for tests: requests time out after 300 ms at least,
+    /// probes back off to 2 s at most, rates are sampled over 1 ms, and a starving receiver asks
+    /// the origin at once.
+    pub fn for_test() -> Self {
+        Self {
+            origin_patience: Duration::ZERO,
+            min_request_timeout: Duration::from_millis(300),
+            min_rate_sample: Duration::from_millis(1),
+            max_probe_backoff: Duration::from_secs(2),
+            ..Self::default()
+        }
+    }
+}

@@ -1,0 +1,954 @@
+//! Swarm cores wired together on a virtual clock: one origin, 30 receivers, a file of 256
+//! pieces of 1 MiB. Every receiver runs a [`Transfer`] with the default [`SwarmConfig`].
+//!
+//! # The model
+//! * **Graph.** A random graph in which every node has at least 8 neighbours (and at most 12,
+//!   bar a few forced over), as the neighbour core's default target of 8 builds; every link
+//!   is one connection. The graph is redrawn until it is connected. (Not a full mesh: receivers
+//!   see only their neighbours, which is what makes sparing the origin hard.)
+//! * **Capacities.** The origin uploads at 50 MB/s; each receiver uploads at a rate drawn
+//!   uniformly from 5–50 MB/s and downloads at twice that.
+//! * **Transfers.** A connection serves its requests first come, first served, one piece at a
+//!   time. Connections that are sending share the capacities max-min fairly (progressive
+//!   filling over every uploader's upload and every downloader's download), as congestion
+//!   control between flows roughly does. RTT is 1 ms: every message takes 0.5 ms.
+//! * **Durability.** A piece received is durable at once; its holder announces it to every
+//!   neighbour (0.5 ms later) and serves it from then on.
+//! * **Faults.** A *stalled* receiver accepts requests and never answers them (it downloads and
+//!   announces normally, the worst case: its pieces look available). A *corrupt* receiver
+//!   serves only pieces that fail verification. A `Ban` closes the connection both ways; the
+//!   banned peer's core is told it is gone. The faulty receiver is drawn at random per seed.
+//! * **Super-seeding** (optional): the origin sends each piece once until it has sent them all,
+//!   and declines other requests, as `node/src/data/serve.rs` does.
+//!
+//! # What is checked, per seed (tests `seed_N::*`)
+//! * every receiver completes (but for the faulty one);
+//! * the origin uploads less than 1.5 copies of the file (fault-free runs);
+//! * the time to the last completion `T` is within 1.5× of the lower bound
+//!   `T* = max(F/u_origin, F/d_min, N·F/(u_origin + Σ u_i))`;
+//! * with a stalled receiver, the others complete within 1.5× the fault-free time;
+//! * with a corrupt receiver, exactly the neighbours that got 3 bad pieces from it banned it,
+//!   and none asked it for anything afterwards;
+//! * with a super-seeding origin, the same bounds hold.
+//!
+//! The figures are printed with `eprintln!` (`--nocapture`). `many_seeds` (20 seeds) and
+//! `capacity_bound` (fast receivers, so that the swarm's total upload bounds T*) are ignored by
+//! default: run them with `cargo test --release -p swarmcast-node --test swarm_sim -- --ignored
+//! --nocapture`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use swarmcast_node::bitfield::Bitfield;
+use swarmcast_node::swarm::{SwarmAction, SwarmConfig, Transfer};
+use swarmcast_proto::NodeId;
+
+const MIB: u64 = 1 << 20;
+const MB: f64 = 1e6;
+const RECEIVERS: usize = 30;
+const PIECES: u32 = 256;
+const DEGREE: usize = 8;
+const MAX_DEGREE: usize = 12;
+const ORIGIN_UP: f64 = 50.0 * MB;
+/// Half the RTT, in nanoseconds.
+const HALF_RTT: u64 = 500_000;
+/// Give up after this much virtual time.
+const HORIZON: u64 = 600_000_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    None,
+    Stalled,
+    Corrupt,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Ev {
+    HaveAll {
+        to: usize,
+        from: usize,
+        bits: Bitfield,
+    },
+    HavePiece {
+        to: usize,
+        from: usize,
+        piece: u32,
+    },
+    Request {
+        up: usize,
+        down: usize,
+        piece: u32,
+    },
+    Cancel {
+        up: usize,
+        down: usize,
+        piece: u32,
+    },
+    Data {
+        up: usize,
+        down: usize,
+        piece: u32,
+    },
+    Failed {
+        up: usize,
+        down: usize,
+        piece: u32,
+    },
+    Declined {
+        up: usize,
+        down: usize,
+        piece: u32,
+    },
+    Gone {
+        at: usize,
+        peer: usize,
+    },
+    Timer {
+        node: usize,
+    },
+}
+
+struct Node {
+    id: NodeId,
+    /// `None` for the origin.
+    core: Option<Transfer>,
+    has: Bitfield,
+    up: f64,
+    down: f64,
+    neighbours: BTreeSet<usize>,
+    timer: Option<u64>,
+    done_at: Option<u64>,
+    uploaded: f64,
+}
+
+/// One connection's sending side: `up` serves `down`.
+#[derive(Default)]
+struct Conn {
+    open: bool,
+    queue: VecDeque<u32>,
+    /// Bytes left of the head of the queue.
+    remaining: f64,
+    rate: f64,
+}
+
+struct Sim {
+    base: Instant,
+    now: u64,
+    seq: u64,
+    nodes: Vec<Node>,
+    ids: BTreeMap<NodeId, usize>,
+    /// Indexed `up * nodes + down`.
+    conns: Vec<Conn>,
+    /// Every connection ever open, as (up, down).
+    links: Vec<(usize, usize)>,
+    /// Connections sending, as of the last rate computation.
+    active: Vec<(usize, usize)>,
+    events: BTreeMap<(u64, u64), Ev>,
+    fault: Fault,
+    faulty: usize,
+    /// With super-seeding: the pieces the origin has sent once.
+    first_round: Option<Bitfield>,
+    declines: u32,
+    rates_dirty: bool,
+    /// (banning node, banned node).
+    bans: BTreeSet<(usize, usize)>,
+    /// Bad pieces delivered, per (downloader, uploader).
+    bad_delivered: BTreeMap<(usize, usize), u32>,
+    requests_after_ban: u32,
+    duplicates: u32,
+    /// Bytes the origin sent to each node.
+    origin_to: Vec<f64>,
+}
+
+fn node_id(n: usize) -> NodeId {
+    let mut bytes = [0u8; 32];
+    let mixed = (n as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    bytes[..8].copy_from_slice(&mixed.to_be_bytes());
+    NodeId(bytes)
+}
+
+/// A connected random graph on `n` nodes, each of degree at least [`DEGREE`].
+fn random_graph(rng: &mut StdRng, n: usize) -> Vec<BTreeSet<usize>> {
+    loop {
+        let mut adj = vec![BTreeSet::new(); n];
+        let mut order: Vec<usize> = (0..n).collect();
+        rand::seq::SliceRandom::shuffle(&mut order[..], rng);
+        for &i in &order {
+            let mut tries = 0;
+            while adj[i].len() < DEGREE && tries < 1000 {
+                tries += 1;
+                let j = rng.random_range(0..n);
+                let cap = if tries > 500 { n } else { MAX_DEGREE };
+                if j != i && !adj[i].contains(&j) && adj[j].len() < cap {
+                    adj[i].insert(j);
+                    adj[j].insert(i);
+                }
+            }
+        }
+        let mut seen = vec![false; n];
+        let mut stack = vec![0];
+        seen[0] = true;
+        while let Some(i) = stack.pop() {
+            for &j in &adj[i] {
+                if !seen[j] {
+                    seen[j] = true;
+                    stack.push(j);
+                }
+            }
+        }
+        if seen.iter().all(|&s| s) {
+            return adj;
+        }
+    }
+}
+
+/// What one run measured.
+#[derive(Debug)]
+struct Outcome {
+    /// Completion of the last receiver that must complete, seconds.
+    t: f64,
+    t_star: f64,
+    origin_copies: f64,
+    /// The same, without what the origin sent the faulty receiver itself.
+    origin_copies_to_others: f64,
+    /// Receivers that must complete but did not.
+    incomplete: usize,
+    faulty: usize,
+    faulty_done: bool,
+    bans: BTreeSet<(usize, usize)>,
+    bad_delivered: BTreeMap<(usize, usize), u32>,
+    requests_after_ban: u32,
+    banned_in_cores: BTreeSet<(usize, usize)>,
+    duplicates: u32,
+    /// Requests the origin declined (super-seeding).
+    declines: u32,
+}
+
+impl Sim {
+    fn new(seed: u64, setup: &Setup) -> Self {
+        let Setup {
+            fault,
+            ref uploads,
+            superseed,
+        } = *setup;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let n = RECEIVERS + 1;
+        let adj = random_graph(&mut rng, n);
+        let faulty = rng.random_range(1..n);
+        let base = Instant::now();
+        let mut nodes = Vec::new();
+        for (i, neighbours) in adj.into_iter().enumerate() {
+            let (up, down, has, core) = if i == 0 {
+                (ORIGIN_UP, 2.0 * ORIGIN_UP, Bitfield::full(PIECES), None)
+            } else {
+                let up = rng.random_range(uploads.clone()) * MB;
+                let core = Transfer::new(
+                    SwarmConfig::default(),
+                    vec![MIB; PIECES as usize],
+                    Bitfield::new(PIECES),
+                    node_id(0),
+                    rng.random(),
+                );
+                (up, 2.0 * up, Bitfield::new(PIECES), Some(core))
+            };
+            nodes.push(Node {
+                id: node_id(i),
+                core,
+                has,
+                up,
+                down,
+                neighbours,
+                timer: None,
+                done_at: None,
+                uploaded: 0.0,
+            });
+        }
+        let ids = nodes.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
+        let mut sim = Self {
+            base,
+            now: 0,
+            seq: 0,
+            nodes,
+            ids,
+            conns: (0..n * n).map(|_| Conn::default()).collect(),
+            links: Vec::new(),
+            active: Vec::new(),
+            events: BTreeMap::new(),
+            fault,
+            faulty,
+            first_round: superseed.then(|| Bitfield::new(PIECES)),
+            declines: 0,
+            rates_dirty: false,
+            bans: BTreeSet::new(),
+            bad_delivered: BTreeMap::new(),
+            requests_after_ban: 0,
+            duplicates: 0,
+            origin_to: vec![0.0; n],
+        };
+        for a in 0..n {
+            for b in sim.nodes[a].neighbours.clone() {
+                sim.conns[a * n + b].open = true;
+                sim.links.push((a, b));
+                let bits = sim.nodes[a].has.clone();
+                sim.push(
+                    HALF_RTT,
+                    Ev::HaveAll {
+                        to: b,
+                        from: a,
+                        bits,
+                    },
+                );
+            }
+        }
+        sim
+    }
+
+    fn index(&self, id: NodeId) -> usize {
+        self.ids[&id]
+    }
+
+    fn conn(&mut self, up: usize, down: usize) -> &mut Conn {
+        let n = self.nodes.len();
+        &mut self.conns[up * n + down]
+    }
+
+    fn instant(&self) -> Instant {
+        self.base + Duration::from_nanos(self.now)
+    }
+
+    fn push(&mut self, delay: u64, ev: Ev) {
+        self.seq += 1;
+        self.events.insert((self.now + delay, self.seq), ev);
+    }
+
+    fn linked(&self, a: usize, b: usize) -> bool {
+        self.nodes[a].neighbours.contains(&b)
+    }
+
+    fn sending(&self, up: usize, c: &Conn) -> bool {
+        c.open && !c.queue.is_empty() && !(self.fault == Fault::Stalled && up == self.faulty)
+    }
+
+    /// Max-min fair rates of the sending connections (progressive filling).
+    fn recompute_rates(&mut self) {
+        self.rates_dirty = false;
+        let n = self.nodes.len();
+        for &(u, d) in &self.active {
+            self.conns[u * n + d].rate = 0.0;
+        }
+        let flows: Vec<(usize, usize)> = self
+            .links
+            .iter()
+            .copied()
+            .filter(|&(u, d)| self.sending(u, &self.conns[u * n + d]))
+            .collect();
+        // Resources 0..n are uploads, n..2n downloads.
+        let mut cap: Vec<f64> = (0..2 * n)
+            .map(|r| {
+                if r < n {
+                    self.nodes[r].up
+                } else {
+                    self.nodes[r - n].down
+                }
+            })
+            .collect();
+        let mut users: Vec<Vec<usize>> = vec![Vec::new(); 2 * n];
+        for (f, &(u, d)) in flows.iter().enumerate() {
+            users[u].push(f);
+            users[n + d].push(f);
+        }
+        let mut count: Vec<usize> = users.iter().map(Vec::len).collect();
+        let mut busy: Vec<usize> = (0..2 * n).filter(|&r| count[r] > 0).collect();
+        let mut rate = vec![f64::NAN; flows.len()];
+        while !busy.is_empty() {
+            let mut best = 0;
+            let mut share = f64::INFINITY;
+            for (i, &r) in busy.iter().enumerate() {
+                let s = cap[r] / count[r] as f64;
+                if s < share {
+                    (best, share) = (i, s);
+                }
+            }
+            let r = busy.swap_remove(best);
+            for &f in &users[r] {
+                if !rate[f].is_nan() {
+                    continue;
+                }
+                rate[f] = share;
+                let (u, d) = flows[f];
+                for res in [u, n + d] {
+                    cap[res] -= share;
+                    count[res] -= 1;
+                }
+            }
+            busy.retain(|&r| count[r] > 0);
+        }
+        for (f, &(u, d)) in flows.iter().enumerate() {
+            self.conns[u * n + d].rate = rate[f].max(0.0);
+        }
+        self.active = flows;
+    }
+
+    fn next_completion(&self) -> Option<u64> {
+        let n = self.nodes.len();
+        self.active
+            .iter()
+            .map(|&(u, d)| &self.conns[u * n + d])
+            .filter(|c| c.rate > 0.0 && !c.queue.is_empty())
+            .map(|c| self.now + (c.remaining.max(0.0) / c.rate * 1e9).ceil() as u64)
+            .min()
+    }
+
+    fn advance(&mut self, to: u64) {
+        let n = self.nodes.len();
+        let dt = (to - self.now) as f64 / 1e9;
+        self.now = to;
+        let mut done = Vec::new();
+        for &(up, down) in &self.active {
+            let c = &mut self.conns[up * n + down];
+            if c.queue.is_empty() || c.rate <= 0.0 {
+                continue;
+            }
+            let sent = (c.rate * dt).min(c.remaining.max(0.0));
+            self.nodes[up].uploaded += sent;
+            if up == 0 {
+                self.origin_to[down] += sent;
+            }
+            c.remaining -= c.rate * dt;
+            if c.remaining <= 1.0 {
+                done.push((up, down));
+            }
+        }
+        for (up, down) in done {
+            let c = self.conn(up, down);
+            let piece = c.queue.pop_front().unwrap();
+            c.remaining = if c.queue.is_empty() { 0.0 } else { MIB as f64 };
+            if c.queue.is_empty() {
+                self.rates_dirty = true;
+            }
+            self.push(HALF_RTT, Ev::Data { up, down, piece });
+        }
+    }
+
+    fn run(&mut self) {
+        let must: Vec<usize> = (1..self.nodes.len())
+            .filter(|&i| self.fault == Fault::None || i != self.faulty)
+            .collect();
+        loop {
+            if must.iter().all(|&i| self.nodes[i].done_at.is_some()) {
+                return;
+            }
+            if self.rates_dirty {
+                self.recompute_rates();
+            }
+            let next_ev = self.events.keys().next().map(|k| k.0);
+            let t = match (next_ev, self.next_completion()) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => match a.or(b) {
+                    Some(t) => t,
+                    None => return,
+                },
+            };
+            if t > HORIZON {
+                return;
+            }
+            self.advance(t.max(self.now));
+            while let Some(entry) = self.events.first_entry() {
+                if entry.key().0 > self.now {
+                    break;
+                }
+                let ev = entry.remove();
+                self.handle(ev);
+            }
+        }
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        let now = self.instant();
+        match ev {
+            Ev::HaveAll { to, from, bits } => {
+                if self.linked(to, from) {
+                    let id = self.nodes[from].id;
+                    if let Some(core) = &mut self.nodes[to].core {
+                        core.handle_peer_have(now, id, &bits);
+                        self.drain(to);
+                    }
+                }
+            }
+            Ev::HavePiece { to, from, piece } => {
+                if self.linked(to, from) {
+                    let id = self.nodes[from].id;
+                    if let Some(core) = &mut self.nodes[to].core {
+                        core.handle_peer_piece(now, id, piece);
+                        self.drain(to);
+                    }
+                }
+            }
+            Ev::Request { up, down, piece } => self.on_request(up, down, piece),
+            Ev::Cancel { up, down, piece } => {
+                let c = self.conn(up, down);
+                if let Some(i) = c.queue.iter().position(|&p| p == piece) {
+                    c.queue.remove(i);
+                    if i == 0 {
+                        c.remaining = MIB as f64;
+                    }
+                    if c.queue.is_empty() {
+                        self.rates_dirty = true;
+                    }
+                }
+            }
+            Ev::Data { up, down, piece } => self.on_data(up, down, piece),
+            Ev::Failed { up, down, piece } => {
+                if self.linked(up, down) {
+                    let from = self.nodes[up].id;
+                    let core = self.nodes[down].core.as_mut().unwrap();
+                    core.handle_piece_failed(now, from, piece);
+                    self.drain(down);
+                }
+            }
+            Ev::Declined { up, down, piece } => {
+                if self.linked(up, down) {
+                    let from = self.nodes[up].id;
+                    let core = self.nodes[down].core.as_mut().unwrap();
+                    core.handle_piece_declined(now, from, piece);
+                    self.drain(down);
+                }
+            }
+            Ev::Gone { at, peer } => {
+                let id = self.nodes[peer].id;
+                if let Some(core) = &mut self.nodes[at].core {
+                    core.handle_peer_gone(now, id);
+                    self.drain(at);
+                }
+            }
+            Ev::Timer { node } => {
+                if self.nodes[node].timer == Some(self.now) {
+                    self.nodes[node].timer = None;
+                    self.nodes[node].core.as_mut().unwrap().handle_timeout(now);
+                    self.drain(node);
+                }
+            }
+        }
+    }
+
+    /// A request reaches the uploader: queue it, or refuse it.
+    fn on_request(&mut self, up: usize, down: usize, piece: u32) {
+        if !self.linked(up, down) {
+            return;
+        }
+        if !self.nodes[up].has.get(piece) {
+            self.push(HALF_RTT, Ev::Failed { up, down, piece });
+            return;
+        }
+        if let Some(sent) = self.first_round.as_mut().filter(|_| up == 0) {
+            if !sent.is_complete() && !sent.set(piece) {
+                self.declines += 1;
+                self.push(HALF_RTT, Ev::Declined { up, down, piece });
+                return;
+            }
+        }
+        let c = self.conn(up, down);
+        c.queue.push_back(piece);
+        if c.queue.len() == 1 {
+            c.remaining = MIB as f64;
+            self.rates_dirty = true;
+        }
+    }
+
+    /// A piece reaches the downloader: verify (bad if from the corrupt node), store, announce.
+    fn on_data(&mut self, up: usize, down: usize, piece: u32) {
+        if !self.linked(up, down) {
+            return;
+        }
+        let now = self.instant();
+        let from = self.nodes[up].id;
+        if self.fault == Fault::Corrupt && up == self.faulty {
+            *self.bad_delivered.entry((down, up)).or_default() += 1;
+            let core = self.nodes[down].core.as_mut().unwrap();
+            core.handle_piece_bad(now, from, piece);
+        } else if self.nodes[down].has.set(piece) {
+            let core = self.nodes[down].core.as_mut().unwrap();
+            core.handle_piece_received(now, from, piece);
+            core.handle_durable(now, &[piece]);
+            for to in self.nodes[down].neighbours.clone() {
+                self.push(
+                    HALF_RTT,
+                    Ev::HavePiece {
+                        to,
+                        from: down,
+                        piece,
+                    },
+                );
+            }
+        } else {
+            self.duplicates += 1;
+            let core = self.nodes[down].core.as_mut().unwrap();
+            core.handle_piece_received(now, from, piece);
+        }
+        self.drain(down);
+    }
+
+    /// Carry out `node`'s actions, then re-arm its timer.
+    fn drain(&mut self, node: usize) {
+        while let Some(action) = self.nodes[node].core.as_mut().unwrap().poll_action() {
+            match action {
+                SwarmAction::Request { peer, piece } => {
+                    let up = self.index(peer);
+                    if self.bans.contains(&(node, up)) {
+                        self.requests_after_ban += 1;
+                    }
+                    self.push(
+                        HALF_RTT,
+                        Ev::Request {
+                            up,
+                            down: node,
+                            piece,
+                        },
+                    );
+                }
+                SwarmAction::Cancel { peer, piece } => {
+                    let up = self.index(peer);
+                    self.push(
+                        HALF_RTT,
+                        Ev::Cancel {
+                            up,
+                            down: node,
+                            piece,
+                        },
+                    );
+                }
+                SwarmAction::Ban { peer } => {
+                    let other = self.index(peer);
+                    assert!(self.bans.insert((node, other)), "banned twice");
+                    self.nodes[node].neighbours.remove(&other);
+                    self.nodes[other].neighbours.remove(&node);
+                    for (u, d) in [(node, other), (other, node)] {
+                        let c = self.conn(u, d);
+                        c.open = false;
+                        c.queue.clear();
+                    }
+                    self.rates_dirty = true;
+                    self.push(
+                        HALF_RTT,
+                        Ev::Gone {
+                            at: other,
+                            peer: node,
+                        },
+                    );
+                    // Harmless, and what a shell reacting to its own close may do.
+                    let now = self.instant();
+                    let core = self.nodes[node].core.as_mut().unwrap();
+                    core.handle_peer_gone(now, peer);
+                }
+                SwarmAction::Complete => {
+                    assert!(self.nodes[node].done_at.is_none(), "Complete twice");
+                    assert!(self.nodes[node].has.is_complete());
+                    self.nodes[node].done_at = Some(self.now);
+                }
+            }
+        }
+        let timeout = self.nodes[node].core.as_ref().unwrap().poll_timeout();
+        let at = timeout
+            .map(|t| (t.saturating_duration_since(self.base).as_nanos() as u64).max(self.now));
+        if at != self.nodes[node].timer {
+            self.nodes[node].timer = at;
+            if let Some(at) = at {
+                self.push(at - self.now, Ev::Timer { node });
+            }
+        }
+    }
+
+    fn outcome(&self) -> Outcome {
+        let f = (u64::from(PIECES) * MIB) as f64;
+        let receivers = &self.nodes[1..];
+        let d_min = receivers
+            .iter()
+            .map(|n| n.down)
+            .fold(f64::INFINITY, f64::min);
+        let sum_up: f64 = receivers.iter().map(|n| n.up).sum();
+        let t_star = (f / ORIGIN_UP)
+            .max(f / d_min)
+            .max(RECEIVERS as f64 * f / (ORIGIN_UP + sum_up));
+        let must = |i: &usize| self.fault == Fault::None || *i != self.faulty;
+        let t = (1..self.nodes.len())
+            .filter(must)
+            .filter_map(|i| self.nodes[i].done_at)
+            .max()
+            .unwrap_or(0) as f64
+            / 1e9;
+        let incomplete = (1..self.nodes.len())
+            .filter(must)
+            .filter(|&i| self.nodes[i].done_at.is_none())
+            .count();
+        let mut banned_in_cores = BTreeSet::new();
+        for (i, n) in self.nodes.iter().enumerate().skip(1) {
+            for s in n.core.as_ref().unwrap().peers() {
+                if s.banned {
+                    banned_in_cores.insert((i, self.index(s.id)));
+                }
+            }
+        }
+        Outcome {
+            t,
+            t_star,
+            origin_copies: self.nodes[0].uploaded / f,
+            origin_copies_to_others: (self.nodes[0].uploaded - self.origin_to[self.faulty]) / f,
+            incomplete,
+            faulty: self.faulty,
+            faulty_done: self.nodes[self.faulty].done_at.is_some(),
+            bans: self.bans.clone(),
+            bad_delivered: self.bad_delivered.clone(),
+            requests_after_ban: self.requests_after_ban,
+            banned_in_cores,
+            duplicates: self.duplicates,
+            declines: self.declines,
+        }
+    }
+}
+
+/// Receivers' upload capacities, in MB/s.
+const UPLOADS: std::ops::Range<f64> = 5.0..50.0;
+
+fn run(seed: u64, fault: Fault) -> Outcome {
+    run_with(seed, fault, UPLOADS)
+}
+
+/// What a run varies.
+#[derive(Clone, Debug)]
+struct Setup {
+    fault: Fault,
+    /// Receivers' upload capacities, in MB/s.
+    uploads: std::ops::Range<f64>,
+    /// Whether the origin sends each piece only once until it has sent them all, declining
+    /// the other requests (as `node/src/data/serve.rs` does).
+    superseed: bool,
+}
+
+fn run_with(seed: u64, fault: Fault, uploads: std::ops::Range<f64>) -> Outcome {
+    run_setup(
+        seed,
+        &Setup {
+            fault,
+            uploads,
+            superseed: false,
+        },
+    )
+}
+
+fn run_setup(seed: u64, setup: &Setup) -> Outcome {
+    let fault = setup.fault;
+    let mut sim = Sim::new(seed, setup);
+    sim.run();
+    let o = sim.outcome();
+    let superseed = if setup.superseed {
+        ", super-seeding"
+    } else {
+        ""
+    };
+    eprintln!(
+        "seed {seed} {fault:?}{superseed}: T = {:.2} s, T* = {:.2} s, T/T* = {:.3}; origin \
+         uploaded {:.3} copies ({:.3} to receivers other than #{}); {} declined; {} duplicate \
+         pieces received; {} bans; #{} completed: {}",
+        o.t,
+        o.t_star,
+        o.t / o.t_star,
+        o.origin_copies,
+        o.origin_copies_to_others,
+        o.faulty,
+        o.declines,
+        o.duplicates,
+        o.bans.len(),
+        o.faulty,
+        o.faulty_done,
+    );
+    o
+}
+
+/// The fault-free run of `seed` (< 8), computed once.
+fn baseline(seed: u64) -> &'static Outcome {
+    static RUNS: [OnceLock<Outcome>; 8] = [const { OnceLock::new() }; 8];
+    RUNS[seed as usize].get_or_init(|| run(seed, Fault::None))
+}
+
+fn check_baseline(seed: u64) {
+    let o = baseline(seed);
+    assert_eq!(o.incomplete, 0, "seed {seed}: receivers did not complete");
+    assert!(o.origin_copies < 1.5, "seed {seed}: {o:?}");
+    assert!(o.t / o.t_star < 1.5, "seed {seed}: {o:?}");
+    assert!(o.bans.is_empty(), "seed {seed}: {o:?}");
+}
+
+fn check_stalled(seed: u64) {
+    let base = baseline(seed);
+    let o = run(seed, Fault::Stalled);
+    assert_eq!(o.incomplete, 0, "seed {seed}: receivers did not complete");
+    assert!(
+        o.t < 1.5 * base.t,
+        "seed {seed}: {:.2} s vs {:.2} s",
+        o.t,
+        base.t
+    );
+    assert!(
+        o.bans.is_empty(),
+        "seed {seed}: a stall is no ground for a ban"
+    );
+    eprintln!(
+        "seed {seed}: the stalled receiver costs {:+.1}% ({:.2} s vs {:.2} s), origin {:.3} vs \
+         {:.3} copies",
+        (o.t / base.t - 1.0) * 100.0,
+        o.t,
+        base.t,
+        o.origin_copies,
+        base.origin_copies
+    );
+}
+
+fn check_corrupt(seed: u64) {
+    let o = run(seed, Fault::Corrupt);
+    assert_eq!(o.incomplete, 0, "seed {seed}: receivers did not complete");
+    assert_eq!(o.requests_after_ban, 0, "seed {seed}: asked after the ban");
+    for (&(victim, server), &bad) in &o.bad_delivered {
+        assert_eq!(server, o.faulty);
+        assert_eq!(
+            o.bans.contains(&(victim, server)),
+            bad >= 3,
+            "seed {seed}: #{victim} got {bad} bad pieces: {o:?}"
+        );
+        assert_eq!(
+            o.banned_in_cores.contains(&(victim, server)),
+            bad >= 3,
+            "seed {seed}"
+        );
+    }
+    assert!(
+        o.bans.iter().all(|&(_, banned)| banned == o.faulty),
+        "seed {seed}: an honest node was banned: {o:?}"
+    );
+    assert!(
+        !o.bans.is_empty(),
+        "seed {seed}: nobody banned the corrupt node"
+    );
+    eprintln!(
+        "seed {seed}: corrupt receiver #{} banned by {} neighbours; others done at T/T* = {:.3}",
+        o.faulty,
+        o.bans.len(),
+        o.t / o.t_star
+    );
+}
+
+/// With an origin that sends each piece once in its first round, and optionally a stalled
+/// receiver: everyone (else) completes, within 1.5× T* (and 1.5× the fault-free run).
+fn check_superseed(seed: u64, fault: Fault) {
+    let base = baseline(seed);
+    let o = run_setup(
+        seed,
+        &Setup {
+            fault,
+            uploads: UPLOADS,
+            superseed: true,
+        },
+    );
+    assert_eq!(o.incomplete, 0, "seed {seed}: receivers did not complete");
+    assert!(o.t / o.t_star < 1.5, "seed {seed}: {o:?}");
+    assert!(o.t < 1.5 * base.t, "seed {seed}: {o:?}");
+    assert!(o.origin_copies < 1.5, "seed {seed}: {o:?}");
+}
+
+macro_rules! seeds {
+    ($($name:ident: $seed:expr),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn fault_free() {
+                super::check_baseline($seed);
+            }
+
+            #[test]
+            fn stalled_receiver() {
+                super::check_stalled($seed);
+            }
+
+            #[test]
+            fn corrupt_receiver() {
+                super::check_corrupt($seed);
+            }
+
+            #[test]
+            fn superseeding_origin() {
+                super::check_superseed($seed, super::Fault::None);
+            }
+
+        }
+    )*};
+}
+
+seeds!(seed_1: 1, seed_2: 2, seed_3: 3);
+
+/// More seeds, for the figures: `cargo test --release -p swarmcast-node --test swarm_sim --
+/// --ignored --nocapture`.
+#[test]
+#[ignore = "slow in debug; run with --release"]
+fn many_seeds() {
+    type Row = [f64; 8];
+    let mut rows: Vec<Row> = Vec::new();
+    for seed in 10..30 {
+        let base = run(seed, Fault::None);
+        let stalled = run(seed, Fault::Stalled);
+        let corrupt = run(seed, Fault::Corrupt);
+        let superseed = |fault| {
+            let setup = Setup {
+                fault,
+                uploads: UPLOADS,
+                superseed: true,
+            };
+            run_setup(seed, &setup)
+        };
+        let (ss, ss_stalled) = (superseed(Fault::None), superseed(Fault::Stalled));
+        for o in [&base, &stalled, &corrupt, &ss, &ss_stalled] {
+            assert_eq!(o.incomplete, 0, "seed {seed}");
+        }
+        rows.push([
+            base.t / base.t_star,
+            base.origin_copies,
+            stalled.t / base.t,
+            stalled.origin_copies,
+            corrupt.t / base.t,
+            corrupt.origin_copies_to_others,
+            ss.origin_copies,
+            ss_stalled.t / base.t,
+        ]);
+    }
+    let labels = [
+        "fault-free T/T*",
+        "fault-free origin copies",
+        "stalled T / fault-free T",
+        "stalled origin copies",
+        "corrupt T / fault-free T",
+        "corrupt origin copies (to others)",
+        "super-seeding origin copies",
+        "super-seeding + stalled T / fault-free T",
+    ];
+    eprintln!("over {} seeds, min / mean / max:", rows.len());
+    for (i, label) in labels.iter().enumerate() {
+        let v: Vec<f64> = rows.iter().map(|r| r[i]).collect();
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        eprintln!("  {label:<42} {min:.3} / {mean:.3} / {max:.3}");
+    }
+}
+
+/// Fast receivers (25–50 MB/s up), so that the swarm's total upload, not the slowest
+/// download, bounds T*.
+#[test]
+#[ignore = "slow in debug; run with --release"]
+fn capacity_bound() {
+    for seed in 1..6 {
+        let o = run_with(seed, Fault::None, 25.0..50.0);
+        assert_eq!(o.incomplete, 0);
+    }
+}
