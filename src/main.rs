@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use swarmcast_proto::Role;
 
 mod output;
+mod send;
 
 /// Push a directory to every machine of a fleet over an authenticated QUIC swarm.
 #[derive(Debug, Parser)]
@@ -31,6 +32,24 @@ enum Command {
     Node(NodeCommand),
     /// Print one bootstrap's view of the registry.
     Registry(RegistryArgs),
+    /// The built-in default: a local fleet on 127.0.0.1 receives a sample dataset through faults.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Size of the sample dataset (e.g. 200MiB, 1GiB).
+    #[arg(long, default_value = "200MiB", value_parser = parse_size)]
+    size: u64,
+    /// Nodes, the origin included.
+    #[arg(long, default_value_t = 8)]
+    nodes: usize,
+    /// Bootstraps.
+    #[arg(long, default_value_t = 3)]
+    bootstraps: usize,
+    /// Keep the temporary directory (certificates, data dirs, logs) for inspection.
+    #[arg(long)]
+    keep: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,6 +106,16 @@ struct BootstrapArgs {
 enum NodeCommand {
     /// Run the node daemon in the foreground.
     Join(JoinArgs),
+    /// Publish a directory to every node of the fleet (asks the local daemon).
+    Send(SendArgs),
+    /// List every broadcast this node knows.
+    Ls {
+        #[command(flatten)]
+        data: DataDir,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ask the running daemon for its state.
     Status {
         #[command(flatten)]
@@ -95,6 +124,26 @@ enum NodeCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+struct SendArgs {
+    /// The directory to send (regular files and directories only).
+    dir: PathBuf,
+    #[command(flatten)]
+    data: DataDir,
+    /// Bytes per chunk (e.g. 1MiB, 256KiB).
+    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+    chunk_size: u32,
+    /// Wait until every alive node holds the broadcast, showing fleet progress.
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: give up (exit 1) after this long.
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +204,31 @@ fn parse_role(s: &str) -> Result<Role, String> {
         .map_err(|e: swarmcast_proto::RoleParseError| e.to_string())
 }
 
+/// "4096", "256KiB", "1MiB", "4M" (K/M/G are powers of 1024 too); must fit in 32 bits.
+fn parse_bytes(s: &str) -> Result<u32, String> {
+    parse_size(s).and_then(|v| u32::try_from(v).map_err(|_| format!("size {s:?} is too large")))
+}
+
+/// Like [`parse_bytes`], up to 64 bits.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (try 1MiB or 262144)"))?;
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("unknown unit in {s:?} (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
 /// "250ms", "3s", "1.5s", "2m"; a bare number is seconds.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -184,10 +258,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Daemons log their lifecycle; one-shot commands only warnings, unless RUST_LOG says more.
+    let default = match cli.command {
+        Command::Bootstrap(_) | Command::Node(NodeCommand::Join(_)) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -279,8 +358,30 @@ fn run(cli: Cli) -> Result<()> {
             config.join_timeout = args.join_timeout;
             config.neighbours.target = args.neighbours;
             config.neighbours.max_neighbours = args.neighbours * 2 + 4;
+            // Test-only fault switches, read from the environment so they never show in --help.
+            config.fault_corrupt = std::env::var("SWARMCAST_FAULT_CORRUPT").is_ok_and(|v| v == "1");
+            config.fault_serve_delay = std::env::var("SWARMCAST_FAULT_SERVE_DELAY_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis);
             runtime()?.block_on(swarmcast_node::run(identity, config, shutdown_signal()))?;
             Ok(())
+        }
+        Command::Node(NodeCommand::Send(args)) => send::run(args),
+        Command::Node(NodeCommand::Ls { data, json }) => {
+            let list = runtime()?.block_on(async {
+                match swarmcast_node::control::call(
+                    &data.data_dir,
+                    &swarmcast_node::control::ControlRequest::List,
+                )
+                .await?
+                {
+                    swarmcast_node::control::ControlResponse::List(l) => Ok(l),
+                    swarmcast_node::control::ControlResponse::Error(e) => bail!("daemon: {e}"),
+                    other => bail!("unexpected answer: {other:?}"),
+                }
+            })?;
+            output::broadcasts(&list, json)
         }
         Command::Node(NodeCommand::Status { data, json }) => {
             let status = runtime()?.block_on(async {
@@ -296,6 +397,22 @@ fn run(cli: Cli) -> Result<()> {
                 }
             })?;
             output::node_status(&status, json)
+        }
+        Command::Demo(args) => {
+            let exe = std::env::current_exe().context("locating the swarmcast binary")?;
+            let config = swarmcast_chaos::demo::DemoConfig {
+                size: args.size,
+                nodes: args.nodes,
+                bootstraps: args.bootstraps,
+                keep: args.keep,
+                ..Default::default()
+            };
+            runtime()?.block_on(async {
+                tokio::select! {
+                    r = swarmcast_chaos::demo::run(exe, config) => r.map(|_| ()),
+                    _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+                }
+            })
         }
         Command::Registry(args) => {
             let identity = load_identity(&args.identity)?;
@@ -341,6 +458,17 @@ mod tests {
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("3 parsecs").is_err());
         assert!(parse_duration("NaNs").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("256KiB"), Ok(256 << 10));
+        assert_eq!(parse_bytes("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_bytes("4m"), Ok(4 << 20));
+        assert!(parse_bytes("8GiB").is_err());
+        assert!(parse_bytes("1 parsec").is_err());
+        assert!(parse_bytes("-1").is_err());
     }
 
     #[test]

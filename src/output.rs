@@ -143,3 +143,53 @@ pub fn registry(
     }
     Ok(())
 }
+
+/// 1536 -> "1.5 KiB".
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub fn broadcasts(list: &[swarmcast_node::data::BroadcastInfo], as_json: bool) -> Result<()> {
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(list)?);
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("no broadcasts");
+        return Ok(());
+    }
+    println!(
+        "{:<10} {:<20} {:<10} {:>15} {:>21}  PATH",
+        "ID", "NAME", "STATE", "CHUNKS", "BYTES"
+    );
+    for b in list {
+        println!(
+            "{:<10} {:<20} {:<10} {:>15} {:>21}  {}",
+            &b.id[..8.min(b.id.len())],
+            b.name,
+            b.state,
+            format!("{}/{}", b.chunks_held, b.chunks_total),
+            format!(
+                "{}/{}",
+                human_bytes(b.bytes_held),
+                human_bytes(b.bytes_total)
+            ),
+            b.path.as_deref().unwrap_or("-")
+        );
+        if let Some(e) = &b.error {
+            println!("           error: {e}");
+        }
+    }
+    Ok(())
+}

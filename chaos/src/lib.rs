@@ -1,3 +1,10 @@
-//! The swarmcast chaos harness: scenarios, process and netns orchestration, verification and
-//! reports. Its scenarios arrive with the data plane; the crate exists now so that the
-//! dependency direction (proto ← certs ← bootstrap / node ← chaos ← CLI) is fixed from the start.
+//! The swarmcast chaos harness and demo: real processes of the `swarmcast` binary on 127.0.0.1,
+//! faults as real signals, and verification of every byte.
+//!
+//! * [`procs`]: a local cluster of bootstrap and node processes, killed by PID.
+//! * [`tree`]: sample directories and byte-for-byte verification of copies.
+//! * [`demo`]: `swarmcast demo`, the built-in default run.
+
+pub mod demo;
+pub mod procs;
+pub mod tree;

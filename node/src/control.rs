@@ -23,6 +23,20 @@ pub const SOCKET: &str = "control.sock";
 pub enum ControlRequest {
     /// Identity, bootstrap, neighbours and registry size.
     Status,
+    /// Publish a directory (`node send`).
+    Send {
+        /// Absolute path of the directory.
+        dir: PathBuf,
+        /// Bytes per chunk.
+        chunk_size: u32,
+    },
+    /// Every broadcast this node knows (`node ls`).
+    List,
+    /// Fleet-wide progress of one broadcast, from the registry (`node send --wait`).
+    Fleet {
+        /// Hex broadcast id.
+        id: String,
+    },
 }
 
 /// The daemon's answer.
@@ -31,6 +45,12 @@ pub enum ControlRequest {
 pub enum ControlResponse {
     /// Answer to [`ControlRequest::Status`].
     Status(Box<NodeStatus>),
+    /// Answer to [`ControlRequest::Send`].
+    Sent(crate::data::PublishInfo),
+    /// Answer to [`ControlRequest::List`].
+    List(Vec<crate::data::BroadcastInfo>),
+    /// Answer to [`ControlRequest::Fleet`].
+    Fleet(FleetProgress),
     /// The request failed.
     Error(String),
 }
@@ -62,6 +82,27 @@ pub struct NodeStatus {
     pub registry_alive: usize,
     /// Seconds since the daemon started.
     pub uptime_s: u64,
+}
+
+/// Fleet-wide progress of one broadcast, as the registry reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetProgress {
+    /// Hex broadcast id.
+    pub id: String,
+    /// Bytes of the broadcast.
+    pub bytes: u64,
+    /// Chunks of the broadcast.
+    pub chunks: u64,
+    /// Nodes alive in the registry.
+    pub nodes_alive: u64,
+    /// Alive nodes holding every chunk.
+    pub nodes_complete: u64,
+    /// Chunks held, summed over alive nodes.
+    pub chunks_held: u64,
+    /// Set when the broadcast failed (at the origin or here).
+    pub failed: Option<String>,
+    /// Per node: name, chunks held (alive nodes only).
+    pub nodes: Vec<(String, u64)>,
 }
 
 /// One seed's reachability.
@@ -188,11 +229,14 @@ pub async fn bind(data_dir: &Path) -> Result<UnixListener, ControlError> {
 /// Something that answers control requests.
 pub trait Handler: Send + Sync + 'static {
     /// Answer one request.
-    fn handle(&self, request: ControlRequest) -> ControlResponse;
+    fn handle(
+        &self,
+        request: ControlRequest,
+    ) -> impl std::future::Future<Output = ControlResponse> + Send;
 }
 
 /// Serve the control socket forever.
-pub async fn serve(listener: UnixListener, handler: Arc<dyn Handler>) {
+pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>) {
     loop {
         let (mut stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -205,7 +249,7 @@ pub async fn serve(listener: UnixListener, handler: Arc<dyn Handler>) {
         let handler = handler.clone();
         tokio::spawn(async move {
             let answer = match read_value::<ControlRequest>(&mut stream).await {
-                Ok(req) => handler.handle(req),
+                Ok(req) => handler.handle(req).await,
                 Err(e) => {
                     debug!(error = %e, "bad control request");
                     ControlResponse::Error(e.to_string())
@@ -224,7 +268,7 @@ mod tests {
 
     struct Fixed;
     impl Handler for Fixed {
-        fn handle(&self, _: ControlRequest) -> ControlResponse {
+        async fn handle(&self, _: ControlRequest) -> ControlResponse {
             let a: SocketAddr = "127.0.0.1:1".parse().expect("addr");
             ControlResponse::Status(Box::new(NodeStatus {
                 id: "00".repeat(32),

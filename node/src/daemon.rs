@@ -7,14 +7,20 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
 use swarmcast_certs::Identity;
-use swarmcast_proto::{NodeId, Role};
-use tokio::sync::mpsc;
+
+use swarmcast_proto::{
+    BroadcastId, BroadcastRecord, BroadcastState, NodeId, Progress, RegistryEntry, Role, Status,
+};
+use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, info_span};
 
 use crate::control::{
-    self, ControlRequest, ControlResponse, NeighbourStatus, NodeStatus, SeedStatus,
+    self, ControlRequest, ControlResponse, FleetProgress, NeighbourStatus, NodeStatus, SeedStatus,
 };
+use crate::data::serve::{Catalog, ServeEvent};
+use crate::data::{DataInput, DataPlane};
 use crate::membership::{JoinError, Membership};
 use crate::neighbours::NeighbourConfig;
 use crate::peers;
@@ -36,6 +42,11 @@ pub struct NodeConfig {
     pub join_timeout: Option<Duration>,
     /// Neighbour selection and liveness.
     pub neighbours: NeighbourConfig,
+    /// Test-only fault: serve corrupted chunk payloads (`SWARMCAST_FAULT_CORRUPT=1`).
+    pub fault_corrupt: bool,
+    /// Test-only fault: wait this long before serving each chunk request, to slow a transfer
+    /// down enough to interrupt it mid-way (`SWARMCAST_FAULT_SERVE_DELAY_MS`).
+    pub fault_serve_delay: Option<Duration>,
 }
 
 impl NodeConfig {
@@ -49,6 +60,8 @@ impl NodeConfig {
             heartbeat: Duration::from_secs(1),
             join_timeout: None,
             neighbours: NeighbourConfig::default(),
+            fault_corrupt: false,
+            fault_serve_delay: None,
         }
     }
 }
@@ -92,6 +105,11 @@ pub enum NodeError {
 
 #[derive(Debug, Default)]
 struct Dynamic {
+    progress: Vec<Progress>,
+    records: Vec<BroadcastRecord>,
+    uploaded_to: HashMap<NodeId, u64>,
+    view: Vec<RegistryEntry>,
+    view_broadcasts: Vec<BroadcastRecord>,
     bootstrap: Option<SocketAddr>,
     registered: bool,
     seeds: Vec<SeedStatus>,
@@ -111,6 +129,9 @@ pub(crate) struct Shared {
     pub(crate) config: NodeConfig,
     pub(crate) endpoint: quinn::Endpoint,
     pub(crate) client_config: quinn::ClientConfig,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) serve_tx: mpsc::Sender<ServeEvent>,
+    pub(crate) data_tx: mpsc::Sender<DataInput>,
     started: Instant,
     dynamic: Mutex<Dynamic>,
 }
@@ -144,6 +165,70 @@ impl Shared {
         self.dynamic().neighbours = n;
     }
 
+    /// Progress for heartbeats, broadcast records to announce, and upload counters.
+    pub(crate) fn set_data(
+        &self,
+        progress: Vec<Progress>,
+        records: Vec<BroadcastRecord>,
+        uploaded_to: HashMap<NodeId, u64>,
+    ) {
+        let mut d = self.dynamic();
+        d.progress = progress;
+        d.records = records;
+        d.uploaded_to = uploaded_to;
+    }
+
+    pub(crate) fn progress(&self) -> Vec<Progress> {
+        self.dynamic().progress.clone()
+    }
+
+    pub(crate) fn records(&self) -> Vec<BroadcastRecord> {
+        self.dynamic().records.clone()
+    }
+
+    pub(crate) fn set_view(&self, nodes: Vec<RegistryEntry>, broadcasts: Vec<BroadcastRecord>) {
+        let mut d = self.dynamic();
+        d.view = nodes;
+        d.view_broadcasts = broadcasts;
+    }
+
+    /// Fleet progress of one broadcast from the latest registry view.
+    fn fleet(&self, id: BroadcastId) -> FleetProgress {
+        let d = self.dynamic();
+        let record = d.view_broadcasts.iter().find(|r| r.id == id);
+        let chunks = record.map_or(0, |r| r.chunks);
+        let mut out = FleetProgress {
+            id: id.to_hex(),
+            bytes: record.map_or(0, |r| r.size),
+            chunks,
+            nodes_alive: 0,
+            nodes_complete: 0,
+            chunks_held: 0,
+            failed: record
+                .filter(|r| r.state == BroadcastState::Failed)
+                .map(|_| "the origin declared the broadcast failed".to_owned()),
+            nodes: Vec::new(),
+        };
+        for e in &d.view {
+            if e.record.role != Role::Node || e.status != Status::Alive {
+                continue;
+            }
+            out.nodes_alive += 1;
+            let held = e
+                .record
+                .progress
+                .iter()
+                .find(|p| p.broadcast == id)
+                .map_or(0, |p| p.held.min(chunks));
+            out.chunks_held += held;
+            if chunks > 0 && held == chunks {
+                out.nodes_complete += 1;
+            }
+            out.nodes.push((e.record.name.clone(), held));
+        }
+        out
+    }
+
     fn status(&self) -> NodeStatus {
         let d = self.dynamic();
         NodeStatus {
@@ -164,9 +249,39 @@ impl Shared {
 }
 
 impl control::Handler for Shared {
-    fn handle(&self, request: ControlRequest) -> ControlResponse {
+    async fn handle(&self, request: ControlRequest) -> ControlResponse {
         match request {
             ControlRequest::Status => ControlResponse::Status(Box::new(self.status())),
+            ControlRequest::Send { dir, chunk_size } => {
+                let (reply, answer) = oneshot::channel();
+                let input = DataInput::Publish {
+                    dir,
+                    chunk_size,
+                    reply,
+                };
+                if self.data_tx.send(input).await.is_err() {
+                    return ControlResponse::Error("the daemon is shutting down".into());
+                }
+                match answer.await {
+                    Ok(Ok(info)) => ControlResponse::Sent(info),
+                    Ok(Err(e)) => ControlResponse::Error(e),
+                    Err(_) => ControlResponse::Error("the daemon is shutting down".into()),
+                }
+            }
+            ControlRequest::List => {
+                let (reply, answer) = oneshot::channel();
+                if self.data_tx.send(DataInput::List { reply }).await.is_err() {
+                    return ControlResponse::Error("the daemon is shutting down".into());
+                }
+                match answer.await {
+                    Ok(list) => ControlResponse::List(list),
+                    Err(_) => ControlResponse::Error("the daemon is shutting down".into()),
+                }
+            }
+            ControlRequest::Fleet { id } => match id.parse::<BroadcastId>() {
+                Ok(id) => ControlResponse::Fleet(self.fleet(id)),
+                Err(e) => ControlResponse::Error(format!("bad broadcast id: {e}")),
+            },
         }
     }
 }
@@ -206,7 +321,16 @@ pub async fn run(
     if advertise.ip().is_unspecified() || advertise.port() == 0 {
         return Err(NodeError::Unadvertisable(advertise));
     }
+    let (data_tx, data_rx) = mpsc::channel(1024);
+    let (serve_tx, serve_rx) = mpsc::channel(1024);
+    let catalog = Arc::new(Catalog::new(config.fault_corrupt, config.fault_serve_delay));
+    if config.fault_corrupt {
+        tracing::warn!("FAULT INJECTION: this node serves corrupted chunks");
+    }
     let shared = Arc::new(Shared {
+        catalog,
+        serve_tx,
+        data_tx: data_tx.clone(),
         id: identity.node_id(),
         name: identity.name().to_owned(),
         incarnation,
@@ -225,6 +349,13 @@ pub async fn run(
     let peers_task = tokio::spawn(
         peers::run(shared.clone(), peers_tx.clone(), peers_rx).instrument(info_span!("peers")),
     );
+    let data = DataPlane::new(
+        shared.clone(),
+        data_tx,
+        peers_tx.clone(),
+        shared.catalog.clone(),
+    );
+    let data_task = tokio::spawn(data.run(data_rx, serve_rx).instrument(info_span!("data")));
     let membership = Membership::new(shared.clone(), peers_tx);
     let result = tokio::select! {
         r = membership.run() => r.map_err(NodeError::from),
@@ -233,6 +364,7 @@ pub async fn run(
     info!("node stopping");
     control_task.abort();
     peers_task.abort();
+    data_task.abort();
     let _ = std::fs::remove_file(control::socket_path(&shared.config.data_dir));
     endpoint.close(
         swarmcast_bootstrap::wire::codes::SHUTDOWN.into(),

@@ -11,6 +11,7 @@
 pub mod bitfield;
 pub mod control;
 mod daemon;
+pub mod data;
 pub mod manifest;
 mod membership;
 pub mod neighbours;

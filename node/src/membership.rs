@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::daemon::Shared;
+use crate::data::DataInput;
 use crate::peers::Input;
 
 /// One seed's live state, shared between its prober task and the membership loop.
@@ -129,6 +130,16 @@ impl Membership {
             match self.exchange(&client).await {
                 Ok(view) => {
                     self.learn(&view);
+                    self.shared
+                        .set_view(view.nodes.clone(), view.broadcasts.clone());
+                    let _ = self
+                        .shared
+                        .data_tx
+                        .send(DataInput::Registry {
+                            nodes: view.nodes.clone(),
+                            broadcasts: view.broadcasts,
+                        })
+                        .await;
                     let _ = self.peers_tx.send(Input::Registry(view.nodes)).await;
                     return true;
                 }
@@ -152,9 +163,12 @@ impl Membership {
             id: self.shared.id,
             version: Version::new(self.shared.incarnation, self.heartbeat),
             addrs: vec![self.shared.advertise],
-            progress: Vec::new(),
+            progress: self.shared.progress(),
         };
         client.heartbeat(hb).await?;
+        for record in self.shared.records() {
+            client.announce(record).await?;
+        }
         client.lookup().await
     }
 

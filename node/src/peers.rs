@@ -12,13 +12,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use swarmcast_bootstrap::client;
-use swarmcast_bootstrap::wire::{self, codes};
+use swarmcast_bootstrap::wire::{self, WireError, codes};
 use swarmcast_proto::{Limits, Message, NodeId, Ping, RegistryEntry, Role};
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::control::NeighbourStatus;
 use crate::daemon::Shared;
+use crate::data::{DataInput, serve};
 use crate::neighbours::{Action, Direction, NeighbourState, Neighbours};
 
 /// Inputs of the neighbour actor.
@@ -34,6 +35,8 @@ pub(crate) enum Input {
     Closed { id: NodeId, stable_id: usize },
     /// A pong arrived.
     Pong { id: NodeId, nonce: u64 },
+    /// The data plane caught this peer serving bad data too often.
+    Ban { id: NodeId },
 }
 
 /// A connection to a neighbour with its control stream.
@@ -109,6 +112,13 @@ fn handle_input(
             core.handle_dial_failed(now, id);
         }
         Input::Pong { id, nonce } => core.handle_pong(now, id, nonce),
+        Input::Ban { id } => {
+            core.handle_ban(now, id);
+            if let Some(e) = links.remove(&id) {
+                e.conn.close(codes::FORBIDDEN.into(), b"banned");
+                let _ = shared.data_tx.try_send(DataInput::PeerDown { id });
+            }
+        }
         Input::Closed { id, stable_id } => {
             // Only the connection the core knows about counts; a duplicate closing is noise.
             if links
@@ -130,7 +140,12 @@ fn handle_input(
                 // The core kept the new connection of a duplicated pair; drop the old one quietly.
                 old.conn.close(codes::UNWANTED.into(), b"duplicate");
             }
-            let (ltx, lrx) = mpsc::channel(64);
+            let (ltx, lrx) = mpsc::channel(1024);
+            let _ = shared.data_tx.try_send(DataInput::PeerUp {
+                id: link.id,
+                conn: link.conn.clone(),
+                tx: ltx.clone(),
+            });
             links.insert(
                 link.id,
                 Entry {
@@ -160,6 +175,7 @@ fn perform(
             if let Some(e) = links.remove(&id) {
                 info!(peer = %e.name, ?reason, "dropping neighbour");
                 e.conn.close(codes::LOST.into(), b"lost");
+                let _ = shared.data_tx.try_send(DataInput::PeerDown { id });
             }
         }
         Action::Ping { id, nonce } => {
@@ -232,6 +248,7 @@ async fn dial(shared: Arc<Shared>, tx: mpsc::Sender<Input>, id: NodeId, addr: So
 async fn accept_loop(shared: Arc<Shared>, tx: mpsc::Sender<Input>) {
     while let Some(incoming) = shared.endpoint.accept().await {
         let tx = tx.clone();
+        let shared = shared.clone();
         tokio::spawn(async move {
             let addr = incoming.remote_address();
             let conn = match incoming.await {
@@ -255,12 +272,29 @@ async fn accept_loop(shared: Arc<Shared>, tx: mpsc::Sender<Input>) {
                 }
             };
             let stream = tokio::time::timeout(Duration::from_secs(5), conn.accept_bi()).await;
-            let Ok(Ok((send, recv))) = stream else {
-                conn.close(codes::PROTOCOL.into(), b"no control stream");
+            let Ok(Ok((send, mut recv))) = stream else {
+                conn.close(codes::PROTOCOL.into(), b"no stream");
                 return;
             };
-            // Inbound peers advertise their address in the registry; the socket address of the
-            // connection is what we can see, and is good enough for status.
+            // A neighbour opens its control stream with a ping; anything else is a one-off
+            // request connection (for example a manifest fetch from a node that is not a
+            // neighbour), served without making the peer a neighbour.
+            let first = tokio::time::timeout(
+                Duration::from_secs(5),
+                wire::read_message(&mut recv, &Limits::default()),
+            )
+            .await;
+            match first {
+                Ok(Ok(Some(Message::Ping(_)))) => {}
+                Ok(Ok(Some(request))) => {
+                    serve_requests(shared, conn, peer.id, Some((send, recv, request))).await;
+                    return;
+                }
+                _ => {
+                    conn.close(codes::PROTOCOL.into(), b"bad first stream");
+                    return;
+                }
+            }
             let link = Link {
                 id: peer.id,
                 name: peer.name,
@@ -275,9 +309,46 @@ async fn accept_loop(shared: Arc<Shared>, tx: mpsc::Sender<Input>) {
     }
 }
 
+/// Serve request streams on `conn` until it closes: chunk and manifest requests.
+async fn serve_requests(
+    shared: Arc<Shared>,
+    conn: quinn::Connection,
+    peer: NodeId,
+    first: Option<(quinn::SendStream, quinn::RecvStream, Message)>,
+) {
+    if let Some((send, recv, request)) = first {
+        let (catalog, events) = (shared.catalog.clone(), shared.serve_tx.clone());
+        tokio::spawn(async move {
+            if let Err(e) =
+                serve::serve_stream(catalog, events, peer, send, recv, Some(request)).await
+            {
+                debug!(error = %e, "request stream failed");
+            }
+        });
+    }
+    loop {
+        let (send, recv) = match conn.accept_bi().await {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        let (catalog, events) = (shared.catalog.clone(), shared.serve_tx.clone());
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            match serve::serve_stream(catalog, events, peer, send, recv, None).await {
+                Ok(()) => {}
+                Err(WireError::Decode(e)) => {
+                    warn!(error = %e, "undecodable request; closing connection");
+                    conn.close(serve::BAD_REQUEST_CLOSE.into(), b"protocol error");
+                }
+                Err(e) => debug!(error = %e, "request stream failed"),
+            }
+        });
+    }
+}
+
 /// Pump one neighbour's control stream until its connection ends.
 async fn drive_link(
-    _shared: Arc<Shared>,
+    shared: Arc<Shared>,
     tx: mpsc::Sender<Input>,
     link: Link,
     mut outbox: mpsc::Receiver<Message>,
@@ -314,23 +385,39 @@ async fn drive_link(
                 Ok(Some(Message::Pong(p))) => {
                     let _ = tx.send(Input::Pong { id, nonce: p.nonce }).await;
                 }
+                Ok(Some(msg @ (Message::Have(_) | Message::HaveUpdate(_)))) => {
+                    let _ = shared
+                        .data_tx
+                        .send(DataInput::PeerMessage { id, msg })
+                        .await;
+                }
                 Ok(Some(other)) => {
                     debug!(kind = other.kind(), "ignoring control message");
                 }
                 Ok(None) => return,
-                Err(e) => {
-                    warn!(error = %e, "bad control stream; closing connection");
+                Err(WireError::Decode(e)) => {
+                    warn!(error = %e, "undecodable control stream; closing connection");
                     conn.close(codes::PROTOCOL.into(), b"protocol error");
+                    return;
+                }
+                Err(e) => {
+                    debug!(error = %e, "control stream ended");
                     return;
                 }
             }
         }
     };
-    tokio::select! {
-        () = writer => {},
-        () = reader => {},
-        _ = conn.closed() => {},
-    }
+    let requests = serve_requests(shared.clone(), conn.clone(), id, None);
+    let ended = tokio::select! {
+        () = writer => "control stream writer ended",
+        () = reader => "control stream reader ended",
+        () = requests => "request streams ended",
+        reason = conn.closed() => {
+            debug!(%reason, "neighbour connection closed");
+            "connection closed"
+        }
+    };
+    debug!(ended, "neighbour link done");
     conn.close(codes::SHUTDOWN.into(), b"done");
     let _ = tx.send(Input::Closed { id, stable_id }).await;
 }

@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod authz;
+mod bad_manifests;
 mod bench_control;
 mod control_plane;
+mod data_plane;
 mod support;

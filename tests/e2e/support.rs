@@ -155,19 +155,25 @@ impl Cluster {
     }
 
     fn spawn(&mut self, name: &str, args: Vec<String>) -> Result<usize> {
+        self.spawn_env(name, args, &[])
+    }
+
+    fn spawn_env(&mut self, name: &str, args: Vec<String>, env: &[(&str, &str)]) -> Result<usize> {
         let log = self
             .dir
             .path()
             .join(format!("{name}.{}.log", self.procs.len()));
         let file = std::fs::File::create(&log)?;
-        let child = Command::new(bin())
-            .args(&args)
+        let mut cmd = Command::new(bin());
+        cmd.args(&args)
             .env("RUST_LOG", "info,quinn=warn")
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()
-            .with_context(|| format!("spawning {name}"))?;
+            .stderr(file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().with_context(|| format!("spawning {name}"))?;
         self.procs.push(Proc {
             name: name.to_owned(),
             child: Some(child),
@@ -214,6 +220,17 @@ impl Cluster {
 
     /// Start a node; returns its index in `procs`.
     pub fn node(&mut self, name: &str, seeds: &[SocketAddr], extra: &[&str]) -> Result<usize> {
+        self.node_env(name, seeds, extra, &[])
+    }
+
+    /// Start a node with extra environment variables (fault switches).
+    pub fn node_env(
+        &mut self,
+        name: &str,
+        seeds: &[SocketAddr],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<usize> {
         let identity = self.issue(name, "node")?;
         let mut args = vec![
             "node".to_owned(),
@@ -231,7 +248,7 @@ impl Cluster {
             args.push(s.to_string());
         }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        self.spawn(name, args)
+        self.spawn_env(name, args, env)
     }
 
     pub fn data_dir(&self, name: &str) -> PathBuf {
@@ -267,7 +284,11 @@ impl Cluster {
     pub fn dump_logs(&self) {
         for p in &self.procs {
             let text = std::fs::read_to_string(&p.log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            let keep = std::env::var("E2E_LOG_LINES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(40);
+            let tail: Vec<&str> = text.lines().rev().take(keep).collect();
             eprintln!("----- {} ({}) last lines -----", p.name, p.log.display());
             for l in tail.into_iter().rev() {
                 eprintln!("{l}");
@@ -326,4 +347,53 @@ pub fn names_with(reg: &Value, status: &str) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    swarmcast_chaos::tree::fill(seed, &mut out);
+    out
+}
+
+/// Write a file with the given mode.
+pub fn write_file(path: &std::path::Path, data: &[u8], mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, data)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+/// Assert that `copy` holds exactly the files, empty dirs, contents and modes of `source`.
+#[track_caller]
+pub fn assert_same_tree(source: &std::path::Path, copy: &std::path::Path) {
+    if let Err(e) = swarmcast_chaos::tree::verify(source, copy) {
+        panic!(
+            "{} is not a faithful copy of {}: {e:#}",
+            copy.display(),
+            source.display()
+        );
+    }
+}
+
+impl Cluster {
+    /// `node ls --json` of one node.
+    pub fn ls(&self, name: &str) -> Result<Vec<Value>> {
+        let out = self.cli(&[
+            "node",
+            "ls",
+            "--json",
+            "--data-dir",
+            &self.data_dir(name).to_string_lossy(),
+        ])?;
+        Ok(serde_json::from_str(&out)?)
+    }
+
+    /// The `node ls` entry of broadcast `id` at `name`, if any.
+    pub fn broadcast(&self, name: &str, id: &str) -> Result<Option<Value>> {
+        Ok(self.ls(name)?.into_iter().find(|b| b["id"] == id))
+    }
 }

@@ -1,0 +1,238 @@
+//! A local cluster of `swarmcast` processes on 127.0.0.1. Every process is killed by its own PID
+//! when the cluster is dropped, whatever happened before.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, Result};
+use swarmcast_proto::Role;
+
+/// Timing flags given to every process.
+#[derive(Debug, Clone)]
+pub struct Timings {
+    /// `node join --heartbeat`.
+    pub heartbeat: &'static str,
+    /// `bootstrap --suspect-after`.
+    pub suspect_after: &'static str,
+    /// `bootstrap --dead-after`.
+    pub dead_after: &'static str,
+}
+
+impl Default for Timings {
+    /// Faster than the binary's defaults, so that a demo's faults are noticed in seconds.
+    fn default() -> Self {
+        Self {
+            heartbeat: "500ms",
+            suspect_after: "1500ms",
+            dead_after: "3s",
+        }
+    }
+}
+
+/// One process of the cluster.
+#[derive(Debug)]
+pub struct Proc {
+    /// Certificate name.
+    pub name: String,
+    /// Bootstrap or node.
+    pub role: Role,
+    /// The bootstrap's listen address.
+    pub addr: Option<SocketAddr>,
+    /// Its data dir.
+    pub data_dir: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    log: PathBuf,
+    starts: u32,
+}
+
+impl Proc {
+    /// Whether it is running (started and not killed).
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Its PID while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Its log file (stdout and stderr) of the latest start.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+}
+
+/// The processes of one run.
+#[derive(Debug)]
+pub struct LocalCluster {
+    exe: PathBuf,
+    root: PathBuf,
+    certs: PathBuf,
+    timings: Timings,
+    /// Every process, bootstraps and nodes, in start order.
+    pub procs: Vec<Proc>,
+}
+
+fn free_port() -> Result<SocketAddr> {
+    let s = UdpSocket::bind("127.0.0.1:0").context("picking a free UDP port")?;
+    Ok(s.local_addr()?)
+}
+
+impl LocalCluster {
+    /// A cluster rooted at `root` (which must exist) running `exe`, with a fresh CA.
+    pub fn new(exe: PathBuf, root: &Path, timings: Timings) -> Result<Self> {
+        let certs = root.join("certs");
+        swarmcast_certs::init_ca(&certs).context("creating the demo CA")?;
+        Ok(Self {
+            exe,
+            root: root.to_owned(),
+            certs,
+            timings,
+            procs: Vec::new(),
+        })
+    }
+
+    /// Start `n` bootstraps replicating with each other; their addresses.
+    pub fn start_bootstraps(&mut self, n: usize) -> Result<Vec<SocketAddr>> {
+        let addrs: Vec<SocketAddr> = (0..n).map(|_| free_port()).collect::<Result<_>>()?;
+        for (i, a) in addrs.iter().enumerate() {
+            let name = format!("b{}", i + 1);
+            swarmcast_certs::issue(&self.certs, &name, Role::Bootstrap)?;
+            let data_dir = self.root.join("data").join(&name);
+            let mut args = vec![
+                "bootstrap".to_owned(),
+                "--identity".into(),
+                self.certs.join(&name).to_string_lossy().into_owned(),
+                "--listen".into(),
+                a.to_string(),
+                "--data-dir".into(),
+                data_dir.to_string_lossy().into_owned(),
+                "--suspect-after".into(),
+                self.timings.suspect_after.into(),
+                "--dead-after".into(),
+                self.timings.dead_after.into(),
+            ];
+            for p in addrs.iter().filter(|p| *p != a) {
+                args.push("--peer".into());
+                args.push(p.to_string());
+            }
+            self.push(name, Role::Bootstrap, Some(*a), data_dir, args, Vec::new())?;
+        }
+        Ok(addrs)
+    }
+
+    /// Start a node registering through `seeds`; its index in `procs`.
+    pub fn start_node(
+        &mut self,
+        name: &str,
+        seeds: &[SocketAddr],
+        env: &[(&str, &str)],
+    ) -> Result<usize> {
+        swarmcast_certs::issue(&self.certs, name, Role::Node)?;
+        let data_dir = self.root.join("data").join(name);
+        let mut args = vec![
+            "node".to_owned(),
+            "join".into(),
+            "--identity".into(),
+            self.certs.join(name).to_string_lossy().into_owned(),
+            "--data-dir".into(),
+            data_dir.to_string_lossy().into_owned(),
+            "--heartbeat".into(),
+            self.timings.heartbeat.into(),
+        ];
+        for s in seeds {
+            args.push("--seed".into());
+            args.push(s.to_string());
+        }
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        self.push(name.to_owned(), Role::Node, None, data_dir, args, env)
+    }
+
+    fn push(
+        &mut self,
+        name: String,
+        role: Role,
+        addr: Option<SocketAddr>,
+        data_dir: PathBuf,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Result<usize> {
+        self.procs.push(Proc {
+            name,
+            role,
+            addr,
+            data_dir,
+            args,
+            env,
+            child: None,
+            log: PathBuf::new(),
+            starts: 0,
+        });
+        let i = self.procs.len() - 1;
+        self.start(i)?;
+        Ok(i)
+    }
+
+    fn start(&mut self, i: usize) -> Result<()> {
+        let p = &mut self.procs[i];
+        p.starts += 1;
+        p.log = self.root.join(format!("{}.{}.log", p.name, p.starts));
+        let log = std::fs::File::create(&p.log)?;
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(&p.args)
+            .env(
+                "RUST_LOG",
+                std::env::var("SWARMCAST_CHILD_LOG").unwrap_or_else(|_| "info,quinn=warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        for (k, v) in &p.env {
+            cmd.env(k, v);
+        }
+        p.child = Some(
+            cmd.spawn()
+                .with_context(|| format!("starting {}", p.name))?,
+        );
+        Ok(())
+    }
+
+    /// SIGKILL process `i` by its PID and reap it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.procs[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start process `i` again with the same identity and data dir (wiped first if asked).
+    pub fn restart(&mut self, i: usize, wipe: bool) -> Result<()> {
+        self.kill(i);
+        if wipe {
+            let d = &self.procs[i].data_dir;
+            if d.exists() {
+                std::fs::remove_dir_all(d)?;
+            }
+        }
+        self.start(i)
+    }
+
+    /// Index of the process named `name`.
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.procs.iter().position(|p| p.name == name)
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for i in 0..self.procs.len() {
+            self.kill(i);
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! `swarmcast node send`: publish through the local daemon, then optionally follow the fleet.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use swarmcast_node::control::{self, ControlRequest, ControlResponse, FleetProgress};
+
+use crate::SendArgs;
+use crate::output::human_bytes;
+
+pub fn run(args: SendArgs) -> Result<()> {
+    let meta = std::fs::metadata(&args.dir)
+        .with_context(|| format!("cannot read {}", args.dir.display()))?;
+    if !meta.is_dir() {
+        bail!("{} is not a directory", args.dir.display());
+    }
+    let dir = args
+        .dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", args.dir.display()))?;
+    let rt = crate::runtime()?;
+    let data_dir = args.data.data_dir.clone();
+    let info = rt.block_on(async {
+        match control::call(
+            &data_dir,
+            &ControlRequest::Send {
+                dir,
+                chunk_size: args.chunk_size,
+            },
+        )
+        .await?
+        {
+            ControlResponse::Sent(info) => Ok(info),
+            ControlResponse::Error(e) => bail!("{e}"),
+            other => bail!("unexpected answer: {other:?}"),
+        }
+    })?;
+    if !args.json {
+        println!(
+            "broadcast {} ({}: {} files, {}, {} chunks of {})",
+            info.id,
+            info.name,
+            info.files,
+            human_bytes(info.bytes),
+            info.chunks,
+            human_bytes(u64::from(info.chunk_size))
+        );
+    }
+    if !args.wait {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({ "broadcast": info }))?
+            );
+        }
+        return Ok(());
+    }
+    let started = Instant::now();
+    let bar = if std::io::stderr().is_terminal() && !args.json {
+        let b = ProgressBar::new(info.bytes.max(1));
+        b.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] [{bar:30}] {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    let mut last: Option<FleetProgress>;
+    let mut last_bytes = (Instant::now(), 0u64);
+    let mut rate = 0.0f64;
+    let outcome = loop {
+        let fleet = rt.block_on(async {
+            match control::call(
+                &data_dir,
+                &ControlRequest::Fleet {
+                    id: info.id.clone(),
+                },
+            )
+            .await?
+            {
+                ControlResponse::Fleet(f) => Ok(f),
+                ControlResponse::Error(e) => bail!("{e}"),
+                other => bail!("unexpected answer: {other:?}"),
+            }
+        })?;
+        let held_bytes = if fleet.chunks > 0 {
+            (fleet.chunks_held as f64 / fleet.chunks as f64 * info.bytes as f64) as u64
+        } else {
+            0
+        };
+        let dt = last_bytes.0.elapsed().as_secs_f64();
+        if dt >= 1.0 {
+            rate = held_bytes.saturating_sub(last_bytes.1) as f64 / dt;
+            last_bytes = (Instant::now(), held_bytes);
+        }
+        if let Some(b) = &bar {
+            let total = info.bytes.max(1) * fleet.nodes_alive.max(1);
+            b.set_length(total);
+            b.set_position(held_bytes.min(total));
+            b.set_message(format!(
+                "{}/{} nodes complete, {} of {}, {}/s",
+                fleet.nodes_complete,
+                fleet.nodes_alive,
+                human_bytes(held_bytes),
+                human_bytes(total),
+                human_bytes(rate as u64)
+            ));
+        }
+        if let Some(f) = &fleet.failed {
+            let f = f.clone();
+            last = Some(fleet);
+            break Err(format!("broadcast failed: {f}"));
+        }
+        let done = fleet.nodes_alive > 0 && fleet.nodes_complete == fleet.nodes_alive;
+        last = Some(fleet);
+        if done {
+            break Ok(());
+        }
+        if args.timeout.is_some_and(|t| started.elapsed() >= t) {
+            break Err(format!(
+                "timed out after {:?}",
+                args.timeout.unwrap_or_default()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let elapsed = started.elapsed();
+    let fleet = last.context("no progress was read")?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "broadcast": info,
+                "complete": outcome.is_ok(),
+                "error": outcome.as_ref().err(),
+                "elapsed_s": elapsed.as_secs_f64(),
+                "fleet": fleet,
+            }))?
+        );
+    } else {
+        println!(
+            "{}: {}/{} nodes complete in {:.1}s",
+            if outcome.is_ok() {
+                "complete"
+            } else {
+                "incomplete"
+            },
+            fleet.nodes_complete,
+            fleet.nodes_alive,
+            elapsed.as_secs_f64()
+        );
+        for (name, held) in &fleet.nodes {
+            if *held < fleet.chunks {
+                println!("  {name}: {held}/{} chunks", fleet.chunks);
+            }
+        }
+    }
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(e) => bail!("{e}"),
+    }
+}
