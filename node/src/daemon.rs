@@ -101,6 +101,9 @@ pub enum NodeError {
     /// Joining timed out.
     #[error(transparent)]
     Join(#[from] JoinError),
+    /// An internal task ended unexpectedly (a bug); restarting resumes from the data dir.
+    #[error("internal error: the {0} task ended unexpectedly")]
+    Internal(&'static str),
 }
 
 #[derive(Debug, Default)]
@@ -344,9 +347,9 @@ pub async fn run(
     });
     info!(id = %shared.id, name = %shared.name, %listen, %advertise, incarnation, "node starting");
 
-    let control_task = tokio::spawn(control::serve(control_listener, shared.clone()));
+    let mut control_task = tokio::spawn(control::serve(control_listener, shared.clone()));
     let (peers_tx, peers_rx) = mpsc::channel(256);
-    let peers_task = tokio::spawn(
+    let mut peers_task = tokio::spawn(
         peers::run(shared.clone(), peers_tx.clone(), peers_rx).instrument(info_span!("peers")),
     );
     let data = DataPlane::new(
@@ -355,11 +358,26 @@ pub async fn run(
         peers_tx.clone(),
         shared.catalog.clone(),
     );
-    let data_task = tokio::spawn(data.run(data_rx, serve_rx).instrument(info_span!("data")));
+    let mut data_task = tokio::spawn(data.run(data_rx, serve_rx).instrument(info_span!("data")));
     let membership = Membership::new(shared.clone(), peers_tx);
+    // An internal task that ends is a bug (a panic): stop loudly so that a supervisor restarts
+    // the node, which then resumes from its data dir, rather than limp on with a frozen part.
+    let died = |what: &'static str| {
+        move |r: Result<(), tokio::task::JoinError>| {
+            let why = match r {
+                Err(e) if e.is_panic() => "panicked",
+                _ => "stopped",
+            };
+            tracing::error!(task = what, why, "internal task ended; stopping the node");
+            Err(NodeError::Internal(what))
+        }
+    };
     let result = tokio::select! {
         r = membership.run() => r.map_err(NodeError::from),
         () = shutdown => Ok(()),
+        r = &mut data_task => died("data plane")(r),
+        r = &mut peers_task => died("neighbours")(r),
+        r = &mut control_task => died("control socket")(r),
     };
     info!("node stopping");
     control_task.abort();

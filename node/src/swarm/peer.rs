@@ -2,6 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+/// Longest deadline given to one request, whatever the peer's measured rate.
+pub(super) const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+
 use swarmcast_proto::NodeId;
 
 use super::SwarmConfig;
@@ -136,7 +139,8 @@ impl Peer {
         config: &SwarmConfig,
         queued_bytes: u64,
     ) {
-        let deadline = now + self.request_timeout(config, queued_bytes + bytes);
+        let timeout = self.request_timeout(config, queued_bytes + bytes);
+        let deadline = now.checked_add(timeout).unwrap_or(now);
         if self.requests.is_empty() {
             // Idle time is not throughput: a busy period starts a new sample.
             self.sample_start = Some(now);
@@ -150,16 +154,18 @@ impl Peer {
         });
     }
 
-    /// `max(min, factor × queued / rate)`.
+    /// `max(min, factor × queued / rate)`, at most [`MAX_REQUEST_TIMEOUT`] (a peer measured at a
+    /// crawl must not push a deadline past what an `Instant` can hold).
     fn request_timeout(&self, config: &SwarmConfig, queued: u64) -> Duration {
         let min = config.min_request_timeout;
-        match self.rate {
+        let t = match self.rate {
             Some(rate) if rate > 0.0 => {
                 let secs = f64::from(config.request_timeout_factor) * queued as f64 / rate;
-                Duration::try_from_secs_f64(secs).map_or(min, |d| d.max(min))
+                Duration::try_from_secs_f64(secs).map_or(MAX_REQUEST_TIMEOUT, |d| d.max(min))
             }
             _ => min,
-        }
+        };
+        t.min(MAX_REQUEST_TIMEOUT.max(min))
     }
 
     /// `bytes` arrived at `now` in answer to a request: fold them into the rate and resize the
@@ -255,5 +261,24 @@ impl Peer {
             }
         }
         next
+    }
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+
+    /// A peer measured at a crawl once made `now + timeout` overflow and panic the data plane.
+    #[test]
+    fn a_crawling_peer_gets_a_bounded_deadline() {
+        let config = SwarmConfig::default();
+        let mut p = Peer::new(NodeId([1; 32]), 4, false, &config);
+        // 4 × 1 MiB / rate ≈ 1.5e19 s: fits a Duration, not an Instant.
+        p.rate = Some(2.8e-13);
+        let now = Instant::now();
+        p.push_request(now, 0, 1 << 20, RequestKind::Live, &config, 0);
+        let d = p.requests[0].deadline;
+        assert!(d > now && d <= now + MAX_REQUEST_TIMEOUT, "{:?}", d - now);
+        assert_eq!(p.request_timeout(&config, 0), config.min_request_timeout);
     }
 }
