@@ -34,6 +34,34 @@ enum Command {
     Registry(RegistryArgs),
     /// The built-in default: a local fleet on 127.0.0.1 receives a sample dataset through faults.
     Demo(DemoArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// One origin and N receivers on 127.0.0.1: time, throughput, origin upload, peak RSS.
+    Local {
+        /// Receivers (the origin is extra).
+        #[arg(long, default_value_t = 1)]
+        receivers: usize,
+        /// Bytes to send (e.g. 1GiB).
+        #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+        size: u64,
+        /// Split the bytes into this many files (1: one large file).
+        #[arg(long, default_value_t = 1)]
+        files: u64,
+        /// Chunk size.
+        #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+        chunk_size: u32,
+        /// Repetitions (median, min and max are reported).
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+        /// Give up on a run after this long.
+        #[arg(long, default_value = "600s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -410,9 +438,54 @@ fn run(cli: Cli) -> Result<()> {
             runtime()?.block_on(async {
                 tokio::select! {
                     r = swarmcast_chaos::demo::run(exe, config) => r.map(|_| ()),
-                    _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+                    () = shutdown_signal() => bail!("interrupted"),
                 }
             })
+        }
+        Command::Bench(BenchCommand::Local {
+            receivers,
+            size,
+            files,
+            chunk_size,
+            runs,
+            timeout,
+        }) => {
+            if receivers == 0 || files == 0 || runs == 0 {
+                bail!("--receivers, --files and --runs must be at least 1");
+            }
+            let exe = std::env::current_exe().context("locating the swarmcast binary")?;
+            let config = swarmcast_chaos::bench::BenchConfig {
+                receivers,
+                size,
+                files,
+                chunk_size,
+                timeout,
+            };
+            let rt = runtime()?;
+            let mut results = Vec::new();
+            for run in 1..=runs {
+                // On SIGINT or SIGTERM the run's future is dropped, which kills its processes.
+                let r = rt.block_on(async {
+                    tokio::select! {
+                        r = swarmcast_chaos::bench::run(exe.clone(), &config) => r,
+                        () = shutdown_signal() => bail!("interrupted"),
+                    }
+                })?;
+                let j = r.to_json(&config);
+                eprintln!("run {run}/{runs}: {j}");
+                results.push(j);
+            }
+            let mut secs: Vec<f64> = results
+                .iter()
+                .filter_map(|r| r["transfer_s"].as_f64())
+                .collect();
+            secs.sort_by(f64::total_cmp);
+            let summary = serde_json::json!({
+                "runs": results,
+                "transfer_s": { "median": secs[secs.len() / 2], "min": secs[0], "max": secs[secs.len() - 1] },
+            });
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
         }
         Command::Registry(args) => {
             let identity = load_identity(&args.identity)?;

@@ -5,6 +5,7 @@
 //! * [`tree`]: sample directories and byte-for-byte verification of copies.
 //! * [`demo`]: `swarmcast demo`, the built-in default run.
 
+pub mod bench;
 pub mod demo;
 pub mod procs;
 pub mod tree;

@@ -319,3 +319,61 @@ fn corrupt_peer_is_caught_and_banned() -> Result<()> {
     assert!(banned > 0, "the liar was banned by someone");
     Ok(())
 }
+
+#[test]
+fn source_changed_mid_broadcast_fails_loudly_and_nobody_completes() -> Result<()> {
+    let _serial = serial();
+    let mut f = Fleet::new(8 << 20)?;
+    let slow = [("SWARMCAST_FAULT_SERVE_DELAY_MS", "20")];
+    let origin = f.node("origin", &slow)?;
+    for n in ["n1", "n2"] {
+        f.node(n, &slow)?;
+    }
+    f.wait_alive(&["origin", "n1", "n2"])?;
+    let id = f.send("origin", "64KiB")?;
+    wait_for(Duration::from_secs(30), "n1 receiving", || {
+        Ok((f.held("n1", &id)? > 0).then_some(()))
+    })?;
+    // Rewrite the large file in place with other bytes of the same size.
+    write_file(
+        &f.source.join("big.bin"),
+        &pseudo_random(999, 8 << 20),
+        0o644,
+    )?;
+    let o = wait_for(
+        Duration::from_secs(60),
+        "the origin fails the broadcast",
+        || {
+            Ok(f.c
+                .broadcast("origin", &id)?
+                .filter(|b| b["state"] == "failed"))
+        },
+    )?;
+    assert!(
+        o["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("source changed"),
+        "{o}"
+    );
+    let log = std::fs::read_to_string(&f.c.procs[origin].log)?;
+    assert!(
+        log.contains("broadcast FAILED"),
+        "the origin says so loudly"
+    );
+    // The registry carries the failure, and the receivers stop without ever completing.
+    for n in ["n1", "n2"] {
+        let b = wait_for(Duration::from_secs(20), &format!("{n} stops"), || {
+            Ok(f.c.broadcast(n, &id)?.filter(|b| b["state"] == "failed"))
+        })?;
+        assert!(
+            b["chunks_held"].as_u64() < b["chunks_total"].as_u64(),
+            "{n}: {b}"
+        );
+        assert!(
+            !f.c.data_dir(n).join("received/payload").exists(),
+            "{n} published a copy"
+        );
+    }
+    Ok(())
+}

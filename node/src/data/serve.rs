@@ -19,7 +19,7 @@ use crate::manifest::Layout;
 use crate::store::{Source, StoreError, Workspace};
 
 /// Pieces being uploaded at once by one node.
-pub const MAX_CONCURRENT_UPLOADS: usize = 32;
+pub const MAX_CONCURRENT_UPLOADS: usize = 16;
 
 /// Where a broadcast's chunks are read from.
 #[derive(Debug, Clone)]

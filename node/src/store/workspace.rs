@@ -26,6 +26,10 @@ use crate::manifest::{ChunkInfo, EntryKind, Layout, Manifest, hash_chunk, manife
 /// [`Workspace::finalize`]).
 const RECEIVING_FILE_MODE: u32 = 0o600;
 
+/// A commit touching more files than this makes them durable with one `syncfs` rather than an
+/// `fdatasync` per file.
+const SYNCFS_ABOVE: usize = 32;
+
 /// A receiver's workspace for one broadcast, `D/broadcasts/<id>/`.
 ///
 /// # Use
@@ -280,16 +284,25 @@ impl Workspace {
         let mut entries: Vec<u32> = batch.iter().map(|i| self.info(*i).entry).collect();
         entries.sort_unstable();
         entries.dedup();
-        for entry in entries {
-            let synced = self.file(entry, Access::Write).and_then(|f| {
-                f.sync_data()
-                    .map_err(|e| StoreError::io(self.path_of(entry), e))
-            });
-            if let Err(e) = synced {
+        if entries.len() > SYNCFS_ABOVE {
+            // Many small files: one syncfs beats reopening and fsyncing each of them.
+            if let Err(e) = fsx::sync_filesystem(&self.data, &self.data_path) {
                 warn!(id = %self.id.short(), chunks = batch.len(), error = %e,
                     "sync failed; dropping the chunks of this commit");
-                self.handles.forget(entry);
                 return Err(e);
+            }
+        } else {
+            for entry in entries {
+                let synced = self.file(entry, Access::Write).and_then(|f| {
+                    f.sync_data()
+                        .map_err(|e| StoreError::io(self.path_of(entry), e))
+                });
+                if let Err(e) = synced {
+                    warn!(id = %self.id.short(), chunks = batch.len(), error = %e,
+                        "sync failed; dropping the chunks of this commit");
+                    self.handles.forget(entry);
+                    return Err(e);
+                }
             }
         }
         if let Err(e) = journal.append(&batch) {

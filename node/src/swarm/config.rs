@@ -42,6 +42,10 @@ pub struct SwarmConfig {
     /// this, so that receivers starving at once do not all fetch the same pieces from the
     /// origin. Default 1 s.
     pub origin_patience: Duration,
+    /// Bytes of live requests outstanding across all peers of the transfer: this bounds the
+    /// memory a receiver spends on pieces in flight, whatever the number of peers. Fast peers
+    /// get the budget first. At least one request is always allowed. Default 32 MiB.
+    pub max_in_flight_bytes: u64,
 }
 
 impl Default for SwarmConfig {
@@ -58,6 +62,7 @@ impl Default for SwarmConfig {
             min_rate_sample: Duration::from_millis(10),
             max_probe_backoff: Duration::from_secs(60),
             origin_patience: Duration::from_secs(1),
+            max_in_flight_bytes: 32 << 20,
         }
     }
 }

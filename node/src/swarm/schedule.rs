@@ -112,8 +112,26 @@ impl Transfer {
             picks
         };
         for piece in picks {
+            // The budget bounds live requests; a probe is one trial request per suspect peer.
+            if kind == RequestKind::Live {
+                let bytes = self.piece_bytes[piece as usize];
+                let outstanding = self.live_bytes();
+                if outstanding > 0 && outstanding + bytes > self.config.max_in_flight_bytes {
+                    break;
+                }
+            }
             self.send(now, id, piece, kind);
         }
+    }
+
+    /// Bytes of live requests outstanding at every peer.
+    fn live_bytes(&self) -> u64 {
+        self.peers
+            .values()
+            .flat_map(|p| p.requests.iter())
+            .filter(|r| r.kind == RequestKind::Live)
+            .map(|r| self.piece_bytes[r.piece as usize])
+            .sum()
     }
 
     /// When nothing is left in the pool: duplicate requests of pieces in flight.

@@ -774,3 +774,30 @@ fn scales_to_many_pieces() {
         started.elapsed()
     );
 }
+
+/// Memory for pieces in flight is bounded per transfer, not per peer: with many peers each
+/// willing to take 64 requests, live requests never exceed `max_in_flight_bytes`.
+#[test]
+fn bytes_in_flight_are_capped_across_peers() {
+    let config = SwarmConfig {
+        initial_window: 64,
+        max_in_flight_bytes: 10 * MB,
+        ..SwarmConfig::for_test()
+    };
+    let mut d = Driver::new(config, 400, &[], 1);
+    for p in 1..=8 {
+        d.have_all(p);
+    }
+    d.t.handle_timeout(d.now);
+    let first = d.requests();
+    assert_eq!(
+        first.len(),
+        10,
+        "10 pieces of 1 MB fit the 10 MB budget: {first:?}"
+    );
+    // Each answer frees room for exactly one more request.
+    let (peer, piece) = first[0];
+    d.deliver(peer, piece);
+    d.t.handle_timeout(d.now);
+    assert_eq!(d.requests().len(), 1);
+}

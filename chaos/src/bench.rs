@@ -1,0 +1,211 @@
+//! `swarmcast bench local`: one origin and N receivers on 127.0.0.1, a generated dataset (one
+//! large file, or many small ones), time until every receiver holds a verified copy, origin
+//! upload, and each node's peak RSS. Loopback shares one machine's CPU and memory bandwidth, so
+//! these are throughput and overhead figures, not a swarm-versus-server comparison (that needs
+//! shaped links: the netns lab).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use swarmcast_node::control::{self, ControlRequest, ControlResponse};
+
+use crate::procs::{LocalCluster, Timings};
+use crate::tree;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Receivers (the origin is extra).
+    pub receivers: usize,
+    /// Total bytes.
+    pub size: u64,
+    /// Files the bytes are split into (1: one large file).
+    pub files: u64,
+    /// Chunk size.
+    pub chunk_size: u32,
+    /// Give up after this long.
+    pub timeout: Duration,
+}
+
+/// What was measured.
+#[derive(Debug, Clone)]
+pub struct BenchResult {
+    /// From `send` (manifest built) to every receiver complete.
+    pub transfer: Duration,
+    /// Building the manifest (hashing the source).
+    pub publish: Duration,
+    /// Bytes of the dataset.
+    pub bytes: u64,
+    /// Files of the dataset.
+    pub files: u64,
+    /// Origin upload as a multiple of the dataset.
+    pub origin_upload: f64,
+    /// Peak RSS of each node process, in KiB (origin first).
+    pub peak_rss_kib: Vec<(String, u64)>,
+}
+
+impl BenchResult {
+    /// As JSON.
+    pub fn to_json(&self, config: &BenchConfig) -> serde_json::Value {
+        let secs = self.transfer.as_secs_f64();
+        json!({
+            "receivers": config.receivers,
+            "bytes": self.bytes,
+            "files": self.files,
+            "chunk_size": config.chunk_size,
+            "publish_s": self.publish.as_secs_f64(),
+            "transfer_s": secs,
+            "per_receiver_mib_s": self.bytes as f64 / (1 << 20) as f64 / secs,
+            "aggregate_mib_s": self.bytes as f64 * config.receivers as f64 / (1 << 20) as f64 / secs,
+            "files_per_s_per_receiver": self.files as f64 / secs,
+            "origin_upload_copies": self.origin_upload,
+            "peak_rss_kib": self.peak_rss_kib,
+        })
+    }
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Write the dataset: one file of `size`, or `files` files sharing it, in 100 folders.
+fn dataset(root: &Path, size: u64, files: u64) -> Result<()> {
+    std::fs::create_dir_all(root)?;
+    if files <= 1 {
+        let mut f = std::fs::File::create(root.join("blob.bin"))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut left = size;
+        let mut k = 0;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            tree::fill(k, &mut buf[..n]);
+            std::io::Write::write_all(&mut f, &buf[..n])?;
+            left -= n as u64;
+            k += 1;
+        }
+        return Ok(());
+    }
+    let each = (size / files).max(1) as usize;
+    let mut buf = vec![0u8; each];
+    for i in 0..files {
+        let dir = root.join(format!("d{:03}", i % 100));
+        if i < 100 {
+            std::fs::create_dir_all(&dir)?;
+        }
+        tree::fill(i, &mut buf);
+        std::fs::write(dir.join(format!("f{i:07}")), &buf)?;
+    }
+    Ok(())
+}
+
+async fn list(dir: &Path) -> Vec<swarmcast_node::data::BroadcastInfo> {
+    match control::call(dir, &ControlRequest::List).await {
+        Ok(ControlResponse::List(l)) => l,
+        _ => Vec::new(),
+    }
+}
+
+/// Run one measurement with the binary at `exe`, in a temporary directory under `tmp_root`.
+pub async fn run(exe: std::path::PathBuf, config: &BenchConfig) -> Result<BenchResult> {
+    let tmp = tempfile::Builder::new()
+        .prefix("swarmcast-bench-")
+        .tempdir()?;
+    let root = tmp.path();
+    let source = root.join("dataset");
+    dataset(&source, config.size, config.files)?;
+    let mut cluster = LocalCluster::new(exe, root, Timings::default())?;
+    let seeds: Vec<SocketAddr> = cluster.start_bootstraps(1)?;
+    let mut names = vec!["origin".to_owned()];
+    names.extend((1..=config.receivers).map(|i| format!("r{i}")));
+    for n in &names {
+        cluster.start_node(n, &seeds, &[])?;
+    }
+    let dirs: Vec<_> = names
+        .iter()
+        .map(|n| cluster.index(n).map(|i| cluster.procs[i].data_dir.clone()))
+        .collect::<Option<_>>()
+        .context("nodes")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for d in &dirs {
+        loop {
+            if let Ok(ControlResponse::Status(s)) = control::call(d, &ControlRequest::Status).await
+            {
+                if s.registered && s.neighbours.len() >= config.receivers.min(8) {
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("nodes did not join within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let t0 = Instant::now();
+    let info = match control::call(
+        &dirs[0],
+        &ControlRequest::Send {
+            dir: source.clone(),
+            chunk_size: config.chunk_size,
+        },
+    )
+    .await?
+    {
+        ControlResponse::Sent(i) => i,
+        ControlResponse::Error(e) => bail!("send: {e}"),
+        other => bail!("unexpected {other:?}"),
+    };
+    let publish = t0.elapsed();
+    let t1 = Instant::now();
+    let deadline = t1 + config.timeout;
+    loop {
+        let mut done = 0;
+        for d in &dirs[1..] {
+            if list(d)
+                .await
+                .iter()
+                .any(|b| b.id == info.id && b.state == "complete")
+            {
+                done += 1;
+            }
+        }
+        if done == config.receivers {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{done}/{} receivers complete after {:?}",
+                config.receivers,
+                config.timeout
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let transfer = t1.elapsed();
+    let uploaded = list(&dirs[0])
+        .await
+        .into_iter()
+        .find(|b| b.id == info.id)
+        .map_or(0, |b| b.uploaded_bytes);
+    let peak_rss_kib = names
+        .iter()
+        .filter_map(|n| {
+            let i = cluster.index(n)?;
+            Some((n.clone(), peak_rss_kib(cluster.procs[i].pid()?)?))
+        })
+        .collect();
+    // Spot-check one copy byte for byte (all were verified chunk by chunk on arrival).
+    tree::verify(&source, &dirs[1].join("received").join("dataset"))?;
+    Ok(BenchResult {
+        transfer,
+        publish,
+        bytes: info.bytes,
+        files: info.files,
+        origin_upload: uploaded as f64 / info.bytes.max(1) as f64,
+        peak_rss_kib,
+    })
+}
