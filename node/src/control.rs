@@ -82,6 +82,10 @@ pub struct NodeStatus {
     pub registry_alive: usize,
     /// Seconds since the daemon started.
     pub uptime_s: u64,
+    /// Chunk payload bytes this process uploaded to each peer (hex NodeId), all broadcasts: this
+    /// node's row of the traffic matrix.
+    #[serde(default)]
+    pub uploaded_to: std::collections::BTreeMap<String, u64>,
 }
 
 /// Fleet-wide progress of one broadcast, as the registry reports it.
@@ -283,6 +287,7 @@ mod tests {
                 registry_size: 0,
                 registry_alive: 0,
                 uptime_s: 0,
+                uploaded_to: Default::default(),
             }))
         }
     }

@@ -247,6 +247,11 @@ impl Shared {
             registry_size: d.registry_size,
             registry_alive: d.registry_alive,
             uptime_s: self.started.elapsed().as_secs(),
+            uploaded_to: d
+                .uploaded_to
+                .iter()
+                .map(|(id, bytes)| (id.to_hex(), *bytes))
+                .collect(),
         }
     }
 }

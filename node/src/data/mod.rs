@@ -181,6 +181,36 @@ struct Bcast {
 }
 
 impl Bcast {
+    /// A broadcast in `state` holding `held_chunks`, with nothing in flight and no counters yet.
+    fn new(
+        id: BroadcastId,
+        manifest: Arc<Manifest>,
+        layout: Arc<Layout>,
+        state: State,
+        held_chunks: Bitfield,
+    ) -> Self {
+        Self {
+            id,
+            manifest,
+            layout,
+            state,
+            origin: None,
+            source: None,
+            ws: None,
+            transfer: None,
+            held_chunks,
+            in_flight: HashMap::new(),
+            committing: false,
+            dirty: false,
+            finalizing: false,
+            path: None,
+            fetched_bytes: 0,
+            uploaded_bytes: 0,
+            resumed_chunks: 0,
+            version: 0,
+        }
+    }
+
     fn bytes_held(&self) -> u64 {
         if self.held_chunks.is_complete() {
             return self.layout.total_bytes;
@@ -385,26 +415,10 @@ impl DataPlane {
         });
         self.catalog.insert(id, servable);
         let held = Bitfield::full(layout.chunk_count());
-        let b = Bcast {
-            id,
-            manifest,
-            layout,
-            state: State::Seeding,
-            origin: Some(self.shared.id),
-            source: Some(source),
-            ws: None,
-            transfer: None,
-            held_chunks: held,
-            in_flight: HashMap::new(),
-            committing: false,
-            dirty: false,
-            finalizing: false,
-            path: None,
-            fetched_bytes: 0,
-            uploaded_bytes: 0,
-            resumed_chunks: 0,
-            version: 1,
-        };
+        let mut b = Bcast::new(id, manifest, layout, State::Seeding, held);
+        b.origin = Some(self.shared.id);
+        b.source = Some(source);
+        b.version = 1;
         let have = b.have();
         self.broadcasts.insert(id, b);
         self.unknown.remove(&id);
@@ -425,27 +439,10 @@ impl DataPlane {
         });
         self.catalog.insert(id, servable);
         let complete = ws.is_complete();
-        let mut b = Bcast {
-            id,
-            manifest,
-            layout,
-            // Complete only once published under `received/` (see `Finalized`).
-            state: State::Receiving,
-            origin: origin.or_else(|| self.records.get(&id).map(|r| r.origin)),
-            source: None,
-            ws: Some(ws),
-            transfer: None,
-            held_chunks,
-            in_flight: HashMap::new(),
-            committing: false,
-            dirty: false,
-            finalizing: false,
-            path: None,
-            fetched_bytes: 0,
-            uploaded_bytes: 0,
-            resumed_chunks: 0,
-            version: 0,
-        };
+        // Complete only once published under `received/` (see `Finalized`).
+        let mut b = Bcast::new(id, manifest, layout, State::Receiving, held_chunks);
+        b.origin = origin.or_else(|| self.records.get(&id).map(|r| r.origin));
+        b.ws = Some(ws);
         if complete {
             b.finalizing = true;
             self.spawn_finalize(&b);
