@@ -106,6 +106,9 @@ use tracing::debug;
 pub use config::NeighbourConfig;
 use link::{Link, Phase};
 
+/// How soon a node with no neighbour at all retries peers that are in their failure cooldown.
+pub const ISOLATED_RETRY: Duration = Duration::from_secs(1);
+
 /// At most this many [`Event`]s wait in the queue; older ones are dropped first.
 pub const MAX_EVENTS: usize = 256;
 
@@ -240,6 +243,9 @@ pub struct Neighbours {
     srtt: BTreeMap<NodeId, Duration>,
     /// Peers not to dial until the given instant.
     cooldown: BTreeMap<NodeId, Instant>,
+    /// Of those, the ones whose established connection ended (rather than a dial that failed):
+    /// an isolated node retries these early.
+    dropped: BTreeSet<NodeId>,
     /// Peers never to connect to again.
     banned: BTreeSet<NodeId>,
     /// The next ping nonce; starts at a random value and counts up.
@@ -264,6 +270,7 @@ impl Neighbours {
             links: BTreeMap::new(),
             srtt: BTreeMap::new(),
             cooldown: BTreeMap::new(),
+            dropped: BTreeSet::new(),
             banned: BTreeSet::new(),
             next_nonce,
             actions: VecDeque::new(),
@@ -466,13 +473,21 @@ impl Neighbours {
             }
         }
         if self.slots_taken(now) < self.config.target {
-            // Below target: wake when a candidate leaves cooldown.
+            // Below target: wake when a candidate leaves cooldown (sooner when isolated).
+            let isolated = !self.links.values().any(Link::is_connected);
+            let cooldown = self.config.failure_cooldown;
             self.candidates
                 .keys()
                 .filter(|id| !self.links.contains_key(id) && !self.banned.contains(id))
-                .filter_map(|id| self.cooldown.get(id))
-                .filter(|&&until| until > now)
-                .for_each(|&until| at(until));
+                .filter_map(|id| self.cooldown.get(id).map(|until| (id, until)))
+                .filter(|(_, until)| **until > now)
+                .for_each(|(id, &until)| {
+                    let retry = until
+                        .checked_sub(cooldown)
+                        .map(|since| since + ISOLATED_RETRY)
+                        .filter(|t| isolated && self.dropped.contains(id) && *t > now);
+                    at(retry.map_or(until, |t| t.min(until)));
+                });
         }
         next
     }
@@ -547,6 +562,11 @@ impl Neighbours {
             LossReason::Closed | LossReason::PingsMissed | LossReason::DialFailed
         ) {
             self.cooldown.insert(id, now + self.config.failure_cooldown);
+            if link.is_connected() {
+                self.dropped.insert(id);
+            } else {
+                self.dropped.remove(&id);
+            }
         }
         if link.is_connected() {
             debug!(peer = %id, ?reason, "neighbour lost");
@@ -571,13 +591,25 @@ impl Neighbours {
         if want == 0 {
             return;
         }
+        // A node with no neighbour at all (for example one that was suspended, whose peers all
+        // closed on it at once) must not sit out the full cooldown of every peer the registry
+        // says is alive: it retries them after ISOLATED_RETRY.
+        let isolated = !self.links.values().any(Link::is_connected);
+        let cooldown = self.config.failure_cooldown;
         let eligible: Vec<(NodeId, Option<Duration>)> = self
             .candidates
             .keys()
             .filter(|id| {
                 !self.links.contains_key(id)
                     && !self.banned.contains(id)
-                    && self.cooldown.get(id).is_none_or(|&until| until <= now)
+                    && self.cooldown.get(id).is_none_or(|&until| {
+                        until <= now
+                            || (isolated
+                                && self.dropped.contains(id)
+                                && until
+                                    .checked_sub(cooldown)
+                                    .is_none_or(|since| since + ISOLATED_RETRY <= now))
+                    })
             })
             .map(|&id| (id, self.srtt.get(&id).copied()))
             .collect();

@@ -695,3 +695,48 @@ fn event_queue_is_bounded() {
     }
     assert_eq!(std::iter::from_fn(|| core.poll_event()).count(), MAX_EVENTS);
 }
+
+/// A suspended node comes back to find every neighbour closed on it. It must not wait out the
+/// 30 s cooldown of every peer the registry still lists as alive: isolated, it retries them
+/// after `ISOLATED_RETRY`. (Found by the chaos `pause` preset: 26 s without neighbours.)
+#[test]
+fn an_isolated_node_retries_peers_in_cooldown_soon() {
+    let mut d = Driver::new(NeighbourConfig::default(), 11);
+    d.registry(&alive(0..5));
+    d.run_for(1_000);
+    let all = d.connected();
+    assert!(all.len() >= 4, "a full mesh: {all:?}");
+    for peer in &all {
+        d.core.handle_closed(d.now, *peer);
+    }
+    // Every candidate is in cooldown now, and nothing is connected.
+    let at_once = dials(&d.settle());
+    assert!(at_once.is_empty(), "not at once: {at_once:?}");
+    let retried = dials(&d.run_for(ISOLATED_RETRY.as_millis() as u64 + 50));
+    assert!(
+        !retried.is_empty(),
+        "isolated: retried within {ISOLATED_RETRY:?}"
+    );
+    // Up to max_parallel_dials at once; once connected it is no longer isolated.
+    let back = d.connected();
+    assert!(
+        back.len() >= 4 && back.is_subset(&all),
+        "reconnected: {back:?}"
+    );
+
+    // With a neighbour left, the cooldown holds as before.
+    let mut d = Driver::new(NeighbourConfig::default(), 12);
+    d.registry(&alive(0..5));
+    d.run_for(1_000);
+    let mut peers = d.connected().into_iter();
+    let kept = peers.next().unwrap();
+    for peer in peers {
+        d.core.handle_closed(d.now, peer);
+    }
+    let redialled = dials(&d.run_for(5_000));
+    assert!(
+        redialled.is_empty(),
+        "not isolated: cooldown respected, got {redialled:?}"
+    );
+    assert_eq!(d.connected(), [kept].into_iter().collect());
+}
