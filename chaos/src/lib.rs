@@ -8,4 +8,5 @@
 pub mod bench;
 pub mod demo;
 pub mod procs;
+pub mod scenario;
 pub mod tree;

@@ -1,0 +1,318 @@
+//! Declarative chaos scenarios in process mode: a TOML file of ordered steps (start processes,
+//! make a dataset, send it, wait, kill / stop / continue / restart targets, assert), turned into
+//! a fixed schedule by a seeded PRNG, run against real `swarmcast` processes on 127.0.0.1, and
+//! checked: byte-identical copies, consistent registries, bounded re-fetching, a time bound.
+//!
+//! The same scenario and seed always give the same schedule ([`Scenario::schedule`]); every
+//! failure names the seed and the command that replays it.
+//!
+//! ```toml
+//! name = "origin-crash"
+//! [[steps]]
+//! do = "start"
+//! bootstraps = 3
+//! [[steps]]
+//! do = "start"
+//! nodes = 5
+//! env = { SWARMCAST_FAULT_SERVE_DELAY_MS = "20" }
+//! [[steps]]
+//! do = "make_dir"
+//! size_mib = 24
+//! seed = 7
+//! [[steps]]
+//! do = "send"
+//! from = "n1"
+//! chunk_kib = 256
+//! [[steps]]
+//! do = "wait"
+//! progress = 0.5
+//! [[steps]]
+//! do = "kill"
+//! pick = "origin"
+//! [[steps]]
+//! do = "restart"
+//! pick = "killed"
+//! ```
+
+mod plan;
+mod registry;
+mod report;
+mod run;
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+pub use plan::{Action, Prng};
+pub use report::{Event, Report};
+pub use run::run;
+
+/// A scenario: a name and ordered steps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Its name (a preset's name for presets), used in the replay command.
+    pub name: String,
+    /// What it shows.
+    #[serde(default)]
+    pub description: String,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+}
+
+/// One step of a scenario. In TOML, `do = "<kind>"` plus the fields of the kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "do", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    /// Start bootstraps (named b1, b2, ...) and/or nodes (named n1, n2, ... continuing).
+    Start {
+        /// Bootstraps to start (at most once per scenario).
+        #[serde(default)]
+        bootstraps: usize,
+        /// Nodes to start; each waits until registered with a neighbour.
+        #[serde(default)]
+        nodes: usize,
+        /// Environment of the nodes started here (fault switches).
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+    },
+    /// Generate the sample dataset.
+    MakeDir {
+        /// Size in MiB (fractions allowed).
+        size_mib: f64,
+        /// Content seed.
+        #[serde(default)]
+        seed: u64,
+    },
+    /// Publish the dataset from a node.
+    Send {
+        /// The origin's name.
+        from: String,
+        /// Chunk size in KiB (default 1024).
+        #[serde(default = "default_chunk_kib")]
+        chunk_kib: u32,
+    },
+    /// Wait for exactly one condition.
+    Wait {
+        /// Until the fleet holds this fraction of all chunks (alive nodes).
+        progress: Option<f64>,
+        /// Until a fraction drawn from the seed in `[lo, hi]`.
+        progress_between: Option<[f64; 2]>,
+        /// For this many milliseconds.
+        ms: Option<u64>,
+        /// Until this node ...
+        node: Option<String>,
+        /// ... reports this broadcast state (`receiving`, `complete`, `seeding`).
+        state: Option<String>,
+    },
+    /// SIGKILL targets.
+    Kill(Target),
+    /// SIGSTOP targets.
+    Stop(Target),
+    /// SIGCONT targets.
+    Cont(Target),
+    /// Start targets again with their data dir (wiped first if `wipe`).
+    Restart {
+        /// A process by name.
+        name: Option<String>,
+        /// Or drawn from this group.
+        pick: Option<Pick>,
+        /// How many to draw.
+        count: Option<usize>,
+        /// Or this fraction of the group (rounded up).
+        fraction: Option<f64>,
+        /// Delete the data dir first.
+        #[serde(default)]
+        wipe: bool,
+    },
+    /// Check now.
+    Assert {
+        /// The check.
+        check: CheckKind,
+        /// For `copies`: verify against a dataset generated with this seed instead of the one
+        /// sent (a check that must fail: it proves the verification bites).
+        source_seed: Option<u64>,
+    },
+    /// Sleep this many milliseconds (same as `wait` with `ms`).
+    Sleep {
+        /// Milliseconds.
+        ms: u64,
+    },
+}
+
+impl Step {
+    /// The target of a fault or restart step.
+    pub fn target(&self) -> Option<Target> {
+        match self {
+            Step::Kill(t) | Step::Stop(t) | Step::Cont(t) => Some(t.clone()),
+            Step::Restart {
+                name,
+                pick,
+                count,
+                fraction,
+                ..
+            } => Some(Target {
+                name: name.clone(),
+                pick: *pick,
+                count: *count,
+                fraction: *fraction,
+            }),
+            _ => None,
+        }
+    }
+}
+
+fn default_chunk_kib() -> u32 {
+    1024
+}
+
+/// Which processes a fault step hits: a name, or `count` / `fraction` of a pick drawn from the
+/// seed (default one).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// A process by name (`b2`, `n3`).
+    pub name: Option<String>,
+    /// Draw from this group.
+    pub pick: Option<Pick>,
+    /// How many to draw.
+    pub count: Option<usize>,
+    /// Or this fraction of the group (rounded up).
+    pub fraction: Option<f64>,
+}
+
+/// A group of processes to draw targets from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pick {
+    /// Running, unstopped nodes other than the origin.
+    Receiver,
+    /// Running bootstraps.
+    Bootstrap,
+    /// The node that sent (whatever its state).
+    Origin,
+    /// Processes killed and not restarted yet.
+    Killed,
+    /// Receivers killed and not restarted yet.
+    KilledReceiver,
+    /// Bootstraps killed and not restarted yet.
+    KilledBootstrap,
+    /// Processes stopped and not continued yet.
+    Stopped,
+}
+
+/// A check, as a step or at the end of every run (all four).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    /// Every node alive holds a byte-identical copy (waits for completion first).
+    Copies,
+    /// Every bootstrap alive holds the same registry, without duplicates or ghosts.
+    Registry,
+    /// Restarted receivers re-fetched no more than was in flight.
+    Refetch,
+    /// Every node alive completed within 30 s + size / (5 MiB/s) of the send.
+    Deadline,
+}
+
+impl Scenario {
+    /// Parse and validate a scenario.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let s: Scenario = toml::from_str(text).context("invalid scenario TOML")?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let mut sent = false;
+        for (i, step) in self.steps.iter().enumerate() {
+            let at = || format!("step {} ({step:?})", i + 1);
+            match step {
+                Step::Wait {
+                    progress,
+                    progress_between,
+                    ms,
+                    node,
+                    state,
+                } => {
+                    let kinds = [
+                        progress.is_some(),
+                        progress_between.is_some(),
+                        ms.is_some(),
+                        node.is_some() || state.is_some(),
+                    ];
+                    if kinds.iter().filter(|k| **k).count() != 1 {
+                        bail!(
+                            "{}: a wait needs exactly one of progress, progress_between, ms, or node + state",
+                            at()
+                        );
+                    }
+                    if node.is_some() != state.is_some() {
+                        bail!("{}: node and state go together", at());
+                    }
+                    if (progress.is_some() || progress_between.is_some()) && !sent {
+                        bail!("{}: waiting for progress before any send", at());
+                    }
+                    let in_range = |x: f64| (0.0..=1.0).contains(&x);
+                    if progress.is_some_and(|p| !in_range(p))
+                        || progress_between
+                            .is_some_and(|[a, b]| !in_range(a) || !in_range(b) || a > b)
+                    {
+                        bail!("{}: progress must be within 0..=1", at());
+                    }
+                }
+                Step::Kill(_) | Step::Stop(_) | Step::Cont(_) | Step::Restart { .. } => {
+                    let t = step.target().unwrap_or_default();
+                    if t.name.is_some() == t.pick.is_some() {
+                        bail!("{}: a target needs exactly one of name or pick", at());
+                    }
+                    if t.count.is_some() && t.fraction.is_some() {
+                        bail!("{}: count and fraction exclude each other", at());
+                    }
+                    if t.fraction.is_some_and(|f| !(0.0..=1.0).contains(&f)) {
+                        bail!("{}: fraction must be within 0..=1", at());
+                    }
+                }
+                Step::Send { .. } => sent = true,
+                Step::MakeDir { size_mib, .. } if *size_mib <= 0.0 => {
+                    bail!("{}: size_mib must be positive", at())
+                }
+                _ => {}
+            }
+        }
+        // Resolving the schedule once catches unknown names and missing prerequisites.
+        self.schedule(0).map(|_| ())
+    }
+
+    /// The concrete schedule for `seed`: every random choice resolved.
+    pub fn schedule(&self, seed: u64) -> Result<Vec<Action>> {
+        plan::plan(self, seed)
+    }
+}
+
+/// The presets shipped in `chaos/presets/`.
+pub const PRESETS: &[(&str, &str)] = &[
+    (
+        "bootstrap-loss",
+        include_str!("../../presets/bootstrap-loss.toml"),
+    ),
+    ("churn", include_str!("../../presets/churn.toml")),
+    (
+        "origin-crash",
+        include_str!("../../presets/origin-crash.toml"),
+    ),
+    ("pause", include_str!("../../presets/pause.toml")),
+    ("corrupt", include_str!("../../presets/corrupt.toml")),
+    ("everything", include_str!("../../presets/everything.toml")),
+];
+
+/// The TOML of a preset by name.
+pub fn preset(name: &str) -> Option<&'static str> {
+    PRESETS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}
+
+/// The command that replays a run.
+pub fn replay_command(name: &str, seed: u64) -> String {
+    format!("swarmcast chaos run --preset {name} --seed {seed}")
+}

@@ -1,0 +1,660 @@
+//! Running a resolved schedule against real processes, and the checks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use swarmcast_node::control::{self, ControlRequest, ControlResponse};
+use swarmcast_node::data::{BroadcastInfo, COMMIT_INTERVAL};
+use swarmcast_proto::Role;
+
+use super::registry::{self, Entry};
+use super::{Action, CheckKind, Event, Report, Scenario, replay_command};
+use crate::procs::{LocalCluster, Timings};
+use crate::tree;
+
+/// The transfer's in-flight budget.
+const IN_FLIGHT: u64 = 32 << 20;
+/// Loopback fetch rate assumed for one commit interval's worth of bytes.
+const COMMIT_RATE: f64 = 200.0 * (1 << 20) as f64;
+const POLL: Duration = Duration::from_millis(200);
+
+/// Run `scenario` with `seed` using the `swarmcast` binary at `exe`. Writes the report into
+/// `report_dir` (with the processes' logs) when given. Err, naming the seed and the replay
+/// command, if any step or check failed.
+pub async fn run(
+    exe: PathBuf,
+    scenario: Scenario,
+    seed: u64,
+    report_dir: Option<PathBuf>,
+) -> Result<Report> {
+    let replay = replay_command(&scenario.name, seed);
+    let fail = |e: anyhow::Error| {
+        anyhow!(
+            "scenario {} failed (seed {seed}): {e:#}\nreplay: {replay}",
+            scenario.name
+        )
+    };
+    let schedule = scenario.schedule(seed).map_err(fail)?;
+    let tmp = tempfile::Builder::new()
+        .prefix("swarmcast-chaos-")
+        .tempdir()
+        .map_err(|e| fail(e.into()))?;
+    let mut r = Runner {
+        root: tmp.path().to_owned(),
+        exe: exe.clone(),
+        cluster: LocalCluster::new(exe, tmp.path(), Timings::default()).map_err(fail)?,
+        seeds: Vec::new(),
+        t0: Instant::now(),
+        report: Report {
+            scenario: scenario.name.clone(),
+            seed,
+            replay: replay.clone(),
+            schedule: schedule.iter().map(ToString::to_string).collect(),
+            ..Report::default()
+        },
+        dataset: None,
+        broadcast: None,
+        origin: None,
+        ids: BTreeMap::new(),
+        last: BTreeMap::new(),
+        stopped: BTreeSet::new(),
+        killed_at: BTreeMap::new(),
+        fetched_at_kill: BTreeMap::new(),
+        restarted: BTreeSet::new(),
+        last_registry_poll: Instant::now(),
+    };
+    let outcome = r.execute(&schedule).await;
+    r.finish_report().await;
+    r.report.passed = outcome.is_ok();
+    r.report.error = outcome.as_ref().err().map(|e| format!("{e:#}"));
+    // Kill everything (stopped ones included: SIGKILL works on a stopped process) before the
+    // logs are copied and the temp dir goes.
+    let report = r.report.clone();
+    drop(r);
+    if let Some(dir) = &report_dir {
+        let logs_dir = dir.join("logs");
+        std::fs::create_dir_all(&logs_dir).map_err(|e| fail(e.into()))?;
+        for entry in std::fs::read_dir(tmp.path()).map_err(|e| fail(e.into()))? {
+            let p = entry.map_err(|e| fail(e.into()))?.path();
+            if p.extension().is_some_and(|e| e == "log") {
+                let _ = std::fs::copy(&p, logs_dir.join(p.file_name().unwrap_or_default()));
+            }
+        }
+        let written = report.write(dir);
+        println!("{}", report.summary());
+        if let Err(e) = written {
+            eprintln!("could not write the report into {}: {e:#}", dir.display());
+        }
+    }
+    match outcome {
+        Ok(()) => Ok(report),
+        Err(e) => {
+            let e = fail(e);
+            eprintln!("{e:#}");
+            Err(e)
+        }
+    }
+}
+
+struct Runner {
+    root: PathBuf,
+    exe: PathBuf,
+    cluster: LocalCluster,
+    seeds: Vec<SocketAddr>,
+    t0: Instant,
+    report: Report,
+    /// (path, bytes, seed).
+    dataset: Option<(PathBuf, u64, u64)>,
+    /// (id, bytes, sent at, chunks).
+    broadcast: Option<(String, u64, Instant, u64)>,
+    origin: Option<String>,
+    /// Name -> hex node id.
+    ids: BTreeMap<String, String>,
+    last: BTreeMap<String, BroadcastInfo>,
+    stopped: BTreeSet<String>,
+    /// Killed or stopped, not yet seen dead by a bootstrap.
+    killed_at: BTreeMap<String, Instant>,
+    fetched_at_kill: BTreeMap<String, u64>,
+    /// Receivers restarted with their data dir.
+    restarted: BTreeSet<String>,
+    last_registry_poll: Instant,
+}
+
+fn state_done(s: &str) -> bool {
+    s == "complete" || s == "seeding"
+}
+
+impl Runner {
+    fn event(&mut self, kind: &str, what: String) {
+        let t_ms = self.t0.elapsed().as_millis() as u64;
+        tracing::info!(t_ms, kind, "{what}");
+        self.report.timeline.push(Event {
+            t_ms,
+            kind: kind.into(),
+            what,
+        });
+    }
+
+    fn idx(&self, name: &str) -> Result<usize> {
+        self.cluster
+            .index(name)
+            .with_context(|| format!("no process {name}"))
+    }
+
+    /// Running and not stopped: reachable over its control socket.
+    fn live(&self, name: &str) -> bool {
+        self.cluster
+            .index(name)
+            .is_some_and(|i| self.cluster.procs[i].running())
+            && !self.stopped.contains(name)
+    }
+
+    fn live_nodes(&self) -> Vec<String> {
+        self.cluster
+            .procs
+            .iter()
+            .filter(|p| p.role == Role::Node)
+            .map(|p| p.name.clone())
+            .filter(|n| self.live(n))
+            .collect()
+    }
+
+    fn deadline(&self) -> Duration {
+        let bytes = self.dataset.as_ref().map_or(0, |d| d.1);
+        Duration::from_secs(30) + Duration::from_secs_f64(bytes as f64 / (5u64 << 20) as f64)
+    }
+
+    async fn execute(&mut self, schedule: &[Action]) -> Result<()> {
+        for (i, a) in schedule.iter().enumerate() {
+            self.step(a)
+                .await
+                .with_context(|| format!("step {} `{a}`", i + 1))?;
+        }
+        for check in [
+            CheckKind::Copies,
+            CheckKind::Deadline,
+            CheckKind::Refetch,
+            CheckKind::Registry,
+        ] {
+            self.check(check, None)
+                .await
+                .with_context(|| format!("final check {check:?}"))?;
+        }
+        Ok(())
+    }
+
+    async fn step(&mut self, a: &Action) -> Result<()> {
+        match a {
+            Action::StartBootstraps(n) => {
+                self.seeds = self.cluster.start_bootstraps(*n)?;
+                self.event("milestone", format!("started {n} bootstraps"));
+            }
+            Action::StartNodes { names, env } => {
+                let env: Vec<(&str, &str)> =
+                    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                for n in names {
+                    self.cluster.start_node(n, &self.seeds, &env)?;
+                }
+                for n in names {
+                    self.wait_joined(n).await?;
+                }
+                self.event("milestone", format!("nodes {} joined", names.join(",")));
+            }
+            Action::MakeDir { size, seed } => {
+                let path = self.root.join("dataset");
+                tree::generate(&path, *size, tree_seed(*seed))?;
+                self.dataset = Some((path, *size, *seed));
+                self.event("milestone", format!("dataset of {size} bytes"));
+            }
+            Action::Send { from, chunk_size } => self.send(from, *chunk_size).await?,
+            Action::WaitProgress(p) => {
+                let limit = Instant::now() + self.deadline();
+                loop {
+                    let f = self.poll().await?;
+                    if f >= *p {
+                        self.event("milestone", format!("fleet progress {:.0}%", f * 100.0));
+                        break;
+                    }
+                    if Instant::now() > limit {
+                        bail!("progress {f:.3} < {p} after {:?}", self.deadline());
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+            Action::WaitFor(d) => {
+                let end = Instant::now() + *d;
+                while Instant::now() < end {
+                    if self.broadcast.is_some() {
+                        self.poll().await?;
+                    }
+                    tokio::time::sleep(POLL.min(end.saturating_duration_since(Instant::now())))
+                        .await;
+                }
+            }
+            Action::WaitState { node, state } => {
+                let limit = Instant::now() + self.deadline();
+                loop {
+                    self.poll().await?;
+                    if self.last.get(node).is_some_and(|b| &b.state == state) {
+                        self.event("milestone", format!("{node} is {state}"));
+                        break;
+                    }
+                    if Instant::now() > limit {
+                        bail!("{node} not {state} after {:?}", self.deadline());
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+            Action::Kill(names) => self.kill(names).await?,
+            Action::Stop(names) => self.signal(names, true)?,
+            Action::Cont(names) => self.signal(names, false)?,
+            Action::Restart { names, wipe } => self.restart(names, *wipe).await?,
+            Action::Assert { check, source_seed } => {
+                self.check(*check, *source_seed).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, from: &str, chunk_size: u32) -> Result<()> {
+        let (dir, ..) = self.dataset.clone().context("no dataset")?;
+        let dd = self.cluster.procs[self.idx(from)?].data_dir.clone();
+        let req = ControlRequest::Send { dir, chunk_size };
+        let info = match control::call(&dd, &req).await? {
+            ControlResponse::Sent(i) => i,
+            other => bail!("send refused: {other:?}"),
+        };
+        self.broadcast = Some((info.id.clone(), info.bytes, Instant::now(), info.chunks));
+        self.origin = Some(from.to_owned());
+        self.report.bytes = info.bytes;
+        self.event(
+            "milestone",
+            format!("{from} sends {} ({} chunks)", &info.id[..16], info.chunks),
+        );
+        Ok(())
+    }
+
+    async fn kill(&mut self, names: &[String]) -> Result<()> {
+        if self.broadcast.is_some() {
+            self.poll().await?;
+        }
+        for n in names {
+            let i = self.idx(n)?;
+            // Sample right before the kill: what this incarnation fetched.
+            let fetched = self.last.get(n).map_or(0, |b| b.fetched_bytes);
+            if self.live(n) {
+                *self.fetched_at_kill.entry(n.clone()).or_default() += fetched;
+            }
+            let pid = self.cluster.procs[i].pid();
+            self.cluster.kill(i);
+            self.stopped.remove(n);
+            self.last.remove(n);
+            self.report.completion_ms.remove(n);
+            self.killed_at.insert(n.clone(), Instant::now());
+            let pid = pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
+            self.event("fault", format!("SIGKILL {n} (pid {pid})"));
+        }
+        Ok(())
+    }
+
+    fn signal(&mut self, names: &[String], stop: bool) -> Result<()> {
+        for n in names {
+            let pid = self.cluster.procs[self.idx(n)?]
+                .pid()
+                .with_context(|| format!("{n} is not running"))?;
+            send_signal(pid, if stop { "STOP" } else { "CONT" })?;
+            if stop {
+                self.stopped.insert(n.clone());
+                self.killed_at.insert(n.clone(), Instant::now());
+            } else {
+                self.stopped.remove(n);
+            }
+            let sig = if stop { "SIGSTOP" } else { "SIGCONT" };
+            self.event("fault", format!("{sig} {n} (pid {pid})"));
+        }
+        Ok(())
+    }
+
+    async fn restart(&mut self, names: &[String], wipe: bool) -> Result<()> {
+        for n in names {
+            let i = self.idx(n)?;
+            if self.live(n) {
+                let fetched = self.last.get(n).map_or(0, |b| b.fetched_bytes);
+                *self.fetched_at_kill.entry(n.clone()).or_default() += fetched;
+            }
+            self.cluster.restart(i, wipe)?;
+            self.stopped.remove(n);
+            self.killed_at.remove(n);
+            self.last.remove(n);
+            self.report.completion_ms.remove(n);
+            let is_receiver =
+                self.cluster.procs[i].role == Role::Node && self.origin.as_ref() != Some(n);
+            if wipe {
+                self.restarted.remove(n);
+                self.fetched_at_kill.remove(n);
+            } else if is_receiver {
+                self.restarted.insert(n.clone());
+            }
+            let how = if wipe { "wiped" } else { "same data dir" };
+            self.event("fault", format!("restart {n} ({how})"));
+        }
+        for n in names {
+            if self.cluster.procs[self.idx(n)?].role == Role::Node {
+                self.wait_joined(n).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait_joined(&mut self, name: &str) -> Result<()> {
+        let dd = self.cluster.procs[self.idx(name)?].data_dir.clone();
+        let limit = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(ControlResponse::Status(s)) =
+                control::call(&dd, &ControlRequest::Status).await
+                && s.registered
+                && !s.neighbours.is_empty()
+            {
+                self.ids.insert(name.to_owned(), s.id);
+                return Ok(());
+            }
+            if Instant::now() > limit {
+                bail!("{name} did not join within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// List every live node's broadcast; note completions; the fleet's held fraction.
+    async fn poll(&mut self) -> Result<f64> {
+        let Some((id, _, sent, chunks)) = self.broadcast.clone() else {
+            bail!("nothing was sent");
+        };
+        let (mut held, mut total) = (0u64, 0u64);
+        for n in self.live_nodes() {
+            let dd = self.cluster.procs[self.idx(&n)?].data_dir.clone();
+            let b = match control::call(&dd, &ControlRequest::List).await {
+                Ok(ControlResponse::List(l)) => l.into_iter().find(|b| b.id == id),
+                _ => None,
+            };
+            match b {
+                Some(b) => {
+                    if b.state == "failed" {
+                        bail!("{n}: broadcast failed: {}", b.error.unwrap_or_default());
+                    }
+                    held += b.chunks_held;
+                    total += b.chunks_total.max(1);
+                    if state_done(&b.state) && !self.report.completion_ms.contains_key(&n) {
+                        let ms = sent.elapsed().as_millis() as u64;
+                        self.report.completion_ms.insert(n.clone(), ms);
+                        self.event("milestone", format!("{n} complete"));
+                    }
+                    self.last.insert(n, b);
+                }
+                None => total += chunks.max(1),
+            }
+        }
+        if !self.killed_at.is_empty()
+            && self.last_registry_poll.elapsed() >= Duration::from_millis(500)
+        {
+            self.last_registry_poll = Instant::now();
+            self.observe_detection().await;
+        }
+        Ok(held as f64 / total.max(1) as f64)
+    }
+
+    /// Record when the first live bootstrap lists a killed or stopped process dead.
+    async fn observe_detection(&mut self) {
+        let Some(b) = self.live_bootstraps().into_iter().next() else {
+            return;
+        };
+        let Ok(view) = self.registry(b).await else {
+            return;
+        };
+        for (name, at) in self.killed_at.clone() {
+            let dead = view.iter().any(|e| e.name == name && e.status == "dead");
+            if dead {
+                self.killed_at.remove(&name);
+                let ms = at.elapsed().as_millis() as u64;
+                self.report.detection_ms.insert(name.clone(), ms);
+                self.event("milestone", format!("{name} listed dead after {ms} ms"));
+            }
+        }
+    }
+
+    fn live_bootstraps(&self) -> Vec<SocketAddr> {
+        self.cluster
+            .procs
+            .iter()
+            .filter(|p| p.role == Role::Bootstrap && p.running() && !self.stopped.contains(&p.name))
+            .filter_map(|p| p.addr)
+            .collect()
+    }
+
+    /// One bootstrap's registry through `swarmcast registry --json`.
+    async fn registry(&self, addr: SocketAddr) -> Result<Vec<Entry>> {
+        let exe = self.exe();
+        let ident = self
+            .root
+            .join("certs")
+            .join(self.ids.keys().next().context("no node")?);
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(exe)
+                .args([
+                    "registry",
+                    "--seed",
+                    &addr.to_string(),
+                    "--json",
+                    "--identity",
+                ])
+                .arg(ident)
+                .output()
+        })
+        .await??;
+        if !out.status.success() {
+            bail!(
+                "registry of {addr}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let nodes = v["nodes"]
+            .as_array()
+            .context("no nodes in the registry JSON")?;
+        Ok(nodes
+            .iter()
+            .map(|n| Entry {
+                id: n["id"].as_str().unwrap_or_default().to_owned(),
+                name: n["name"].as_str().unwrap_or_default().to_owned(),
+                role: n["role"].as_str().unwrap_or_default().to_owned(),
+                incarnation: n["incarnation"].as_u64().unwrap_or_default(),
+                status: n["status"].as_str().unwrap_or_default().to_owned(),
+            })
+            .collect())
+    }
+
+    fn exe(&self) -> PathBuf {
+        self.exe.clone()
+    }
+
+    async fn check(&mut self, check: CheckKind, source_seed: Option<u64>) -> Result<()> {
+        match check {
+            CheckKind::Copies => self.check_copies(source_seed).await?,
+            CheckKind::Deadline => {
+                let bound = self.deadline().as_millis() as u64;
+                for n in self.live_nodes() {
+                    let t = self.report.completion_ms.get(&n).copied();
+                    if t.is_none_or(|t| t > bound) {
+                        bail!("{n} completed at {t:?} ms, beyond the bound {bound} ms");
+                    }
+                }
+            }
+            CheckKind::Refetch => {
+                let bound = IN_FLIGHT + (COMMIT_RATE * COMMIT_INTERVAL.as_secs_f64()) as u64;
+                for n in self.restarted.clone() {
+                    if !self.live(&n) {
+                        continue;
+                    }
+                    let b = self
+                        .last
+                        .get(&n)
+                        .with_context(|| format!("{n}: no progress"))?;
+                    let before = self.fetched_at_kill.get(&n).copied().unwrap_or(0);
+                    let extra = (before + b.fetched_bytes).saturating_sub(b.bytes_total);
+                    self.report.refetched.insert(n.clone(), extra);
+                    if extra > bound {
+                        bail!(
+                            "{n} re-fetched {extra} bytes, more than the in-flight bound {bound}"
+                        );
+                    }
+                }
+            }
+            CheckKind::Registry => self.check_registry().await?,
+        }
+        self.event("check", format!("{check:?} passed"));
+        Ok(())
+    }
+
+    async fn check_copies(&mut self, source_seed: Option<u64>) -> Result<()> {
+        let (src, size, seed) = self.dataset.clone().context("no dataset")?;
+        let (_, _, sent, _) = self.broadcast.clone().context("nothing was sent")?;
+        let limit = sent + self.deadline();
+        loop {
+            self.poll().await?;
+            let live = self.live_nodes();
+            if live
+                .iter()
+                .all(|n| self.report.completion_ms.contains_key(n))
+            {
+                break;
+            }
+            if Instant::now() > limit {
+                let missing: Vec<&String> = live
+                    .iter()
+                    .filter(|n| !self.report.completion_ms.contains_key(*n))
+                    .collect();
+                bail!("not complete within {:?}: {missing:?}", self.deadline());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        let src = match source_seed {
+            Some(s) if s != seed => {
+                let other = self.root.join(format!("dataset-seed-{s}"));
+                if !other.exists() {
+                    tree::generate(&other, size, tree_seed(s))?;
+                }
+                other
+            }
+            _ => src,
+        };
+        for n in self.live_nodes() {
+            if self.origin.as_ref() == Some(&n) {
+                continue;
+            }
+            let copy = self.cluster.procs[self.idx(&n)?]
+                .data_dir
+                .join("received")
+                .join("dataset");
+            tree::verify(&src, &copy).with_context(|| format!("{n}'s copy differs"))?;
+        }
+        Ok(())
+    }
+
+    async fn check_registry(&mut self) -> Result<()> {
+        let limit = Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.registry_once().await {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() > limit => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+
+    async fn registry_once(&mut self) -> Result<()> {
+        let mut views = Vec::new();
+        for b in self.live_bootstraps() {
+            views.push((b, self.registry(b).await?));
+        }
+        let killed: Vec<String> = self
+            .ids
+            .keys()
+            .filter(|n| {
+                self.cluster
+                    .index(n)
+                    .is_some_and(|i| !self.cluster.procs[i].running())
+            })
+            .cloned()
+            .collect();
+        registry::check_views(&views, &self.ids, &self.live_nodes(), &killed)
+    }
+
+    /// Traffic matrix, origin upload and a note, right before the end.
+    async fn finish_report(&mut self) {
+        let by_id: BTreeMap<String, String> = self
+            .ids
+            .iter()
+            .map(|(n, id)| (id.clone(), n.clone()))
+            .collect();
+        let live = self.live_nodes();
+        let mut traffic = BTreeMap::new();
+        for n in &live {
+            let Ok(i) = self.idx(n) else { continue };
+            let dd = self.cluster.procs[i].data_dir.clone();
+            let status = control::call(&dd, &ControlRequest::Status).await;
+            if let Ok(ControlResponse::Status(s)) = status {
+                let row: BTreeMap<String, u64> = s
+                    .uploaded_to
+                    .iter()
+                    .map(|(id, b)| {
+                        (
+                            by_id
+                                .get(id)
+                                .cloned()
+                                .unwrap_or_else(|| id[..8.min(id.len())].to_owned()),
+                            *b,
+                        )
+                    })
+                    .collect();
+                traffic.insert(n.clone(), row);
+            }
+        }
+        self.report.traffic = traffic;
+        let killed: Vec<&String> = self.ids.keys().filter(|n| !live.contains(n)).collect();
+        self.report.traffic_note = if killed.is_empty() {
+            "counters of every node since its latest start".into()
+        } else {
+            format!(
+                "counters since each node's latest start; nodes killed lose their counters \
+                 (rows missing or partial: {killed:?})"
+            )
+        };
+        if let Some(o) = &self.origin
+            && let Some(b) = self.last.get(o)
+        {
+            self.report.origin_upload = b.uploaded_bytes as f64 / b.bytes_total.max(1) as f64;
+        }
+    }
+}
+
+/// `tree::fill` ignores the lowest bit of its seed: spread the scenario's seed over all bits so
+/// that every two seeds give different bytes.
+fn tree_seed(seed: u64) -> u64 {
+    super::Prng::new(seed).next_u64()
+}
+
+/// Send a signal to one PID with `kill -SIG PID`.
+fn send_signal(pid: u32, sig: &str) -> Result<()> {
+    let st = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .context("running kill")?;
+    if !st.success() {
+        bail!("kill -{sig} {pid} failed");
+    }
+    Ok(())
+}
