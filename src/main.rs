@@ -37,6 +37,48 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Chaos scenarios: kill, stop and restart processes mid-transfer, then prove nothing is lost.
+    #[command(subcommand)]
+    Chaos(ChaosCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ChaosCommand {
+    /// Run one scenario (a preset or a TOML file) with a seed; exit 0 only if every check passed.
+    Run(ChaosArgs),
+    /// List the presets.
+    Presets,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ChaosMode {
+    /// Child processes on 127.0.0.1, faults as signals (no privileges).
+    Process,
+    /// Network namespaces with shaped links (root).
+    Netns,
+}
+
+#[derive(Debug, Args)]
+struct ChaosArgs {
+    /// A built-in scenario (see `swarmcast chaos presets`).
+    #[arg(
+        long,
+        conflicts_with = "scenario",
+        required_unless_present = "scenario"
+    )]
+    preset: Option<String>,
+    /// A scenario file (TOML).
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Seed of the random choices: the same seed gives the same schedule.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Where the hosts run.
+    #[arg(long, value_enum, default_value_t = ChaosMode::Process)]
+    mode: ChaosMode,
+    /// Write report.json, summary.txt, traffic.svg, completion.svg and the logs here.
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -486,6 +528,36 @@ fn run(cli: Cli) -> Result<()> {
             });
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(())
+        }
+        Command::Chaos(ChaosCommand::Presets) => {
+            for (name, text) in swarmcast_chaos::scenario::PRESETS {
+                let description = swarmcast_chaos::scenario::Scenario::from_toml(text)
+                    .map(|s| s.description)
+                    .unwrap_or_default();
+                println!("{name:<16} {description}");
+            }
+            Ok(())
+        }
+        Command::Chaos(ChaosCommand::Run(args)) => {
+            if args.mode == ChaosMode::Netns {
+                bail!("netns mode is not available in this build yet; use --mode process");
+            }
+            let text = match (&args.preset, &args.scenario) {
+                (Some(name), _) => swarmcast_chaos::scenario::preset(name)
+                    .with_context(|| format!("no preset {name:?} (see `swarmcast chaos presets`)"))?
+                    .to_owned(),
+                (None, Some(path)) => std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+                (None, None) => bail!("give --preset NAME or --scenario FILE"),
+            };
+            let scenario = swarmcast_chaos::scenario::Scenario::from_toml(&text)?;
+            let exe = std::env::current_exe().context("locating the swarmcast binary")?;
+            runtime()?.block_on(async {
+                tokio::select! {
+                    r = swarmcast_chaos::scenario::run(exe, scenario, args.seed, args.report) => r.map(|_| ()),
+                    () = shutdown_signal() => bail!("interrupted"),
+                }
+            })
         }
         Command::Registry(args) => {
             let identity = load_identity(&args.identity)?;
