@@ -20,6 +20,15 @@ fn start_bootstraps(c: &mut Cluster) -> Result<Vec<std::net::SocketAddr>> {
     Ok(addrs)
 }
 
+/// Start the six nodes, spread over the seeds: each starts with a different first seed.
+fn start_nodes(c: &mut Cluster, b: &[std::net::SocketAddr], extra: &[&str]) -> Result<()> {
+    for (i, n) in NODES.iter().enumerate() {
+        let seeds = [b[i % 3], b[(i + 1) % 3], b[(i + 2) % 3]];
+        c.node(n, &seeds, extra)?;
+    }
+    Ok(())
+}
+
 fn registered(c: &Cluster, name: &str) -> Result<Option<Value>> {
     let s = c.status(name)?;
     Ok((s["registered"] == true && s["bootstrap"].is_string()).then_some(s))
@@ -40,11 +49,7 @@ fn three_bootstraps_list_six_nodes_alive() -> Result<()> {
     let _serial = serial();
     let mut c = Cluster::new()?;
     let b = start_bootstraps(&mut c)?;
-    for (i, n) in NODES.iter().enumerate() {
-        // Spread the nodes over the seeds: each starts with a different first seed.
-        let seeds = [b[i % 3], b[(i + 1) % 3], b[(i + 2) % 3]];
-        c.node(n, &seeds, &[])?;
-    }
+    start_nodes(&mut c, &b, &[])?;
     for n in NODES {
         wait_for(Duration::from_secs(20), &format!("{n} registered"), || {
             registered(&c, n)
@@ -74,10 +79,7 @@ fn survives_losing_two_bootstraps_and_heals_a_wiped_one() -> Result<()> {
     let _serial = serial();
     let mut c = Cluster::new()?;
     let b = start_bootstraps(&mut c)?;
-    for (i, n) in NODES.iter().enumerate() {
-        let seeds = [b[i % 3], b[(i + 1) % 3], b[(i + 2) % 3]];
-        c.node(n, &seeds, &[])?;
-    }
+    start_nodes(&mut c, &b, &[])?;
     for addr in &b {
         wait_for(Duration::from_secs(20), "6 nodes alive everywhere", || {
             Ok((alive_names(&c, *addr)? == expected(&NODES)).then_some(()))
@@ -155,10 +157,7 @@ fn killed_node_is_detected_replaced_and_rejoins_once() -> Result<()> {
     let mut c = Cluster::new()?;
     let b = start_bootstraps(&mut c)?;
     // Two neighbours each among six nodes, so that a replacement exists.
-    for (i, n) in NODES.iter().enumerate() {
-        let seeds = [b[i % 3], b[(i + 1) % 3], b[(i + 2) % 3]];
-        c.node(n, &seeds, &["--neighbours", "2"])?;
-    }
+    start_nodes(&mut c, &b, &["--neighbours", "2"])?;
     for addr in &b {
         wait_for(Duration::from_secs(20), "6 nodes alive everywhere", || {
             Ok((alive_names(&c, *addr)? == expected(&NODES)).then_some(()))
