@@ -63,6 +63,7 @@ pub async fn run(
         stopped: BTreeSet::new(),
         killed_at: BTreeMap::new(),
         fetched_at_kill: BTreeMap::new(),
+        held_at_kill: BTreeMap::new(),
         restarted: BTreeSet::new(),
         last_registry_poll: Instant::now(),
     };
@@ -118,6 +119,9 @@ struct Runner {
     /// Killed or stopped, not yet seen dead by a bootstrap.
     killed_at: BTreeMap<String, Instant>,
     fetched_at_kill: BTreeMap<String, u64>,
+    /// Chunks durably held, sampled right before the latest kill (a lower bound of what was
+    /// durable at the kill, since held only grows): a restart must resume at least these.
+    held_at_kill: BTreeMap<String, u64>,
     /// Receivers restarted with their data dir.
     restarted: BTreeSet<String>,
     last_registry_poll: Instant,
@@ -287,6 +291,8 @@ impl Runner {
             let fetched = self.last.get(n).map_or(0, |b| b.fetched_bytes);
             if self.live(n) {
                 *self.fetched_at_kill.entry(n.clone()).or_default() += fetched;
+                let held = self.last.get(n).map_or(0, |b| b.chunks_held);
+                self.held_at_kill.insert(n.clone(), held);
             }
             let pid = self.cluster.procs[i].pid();
             self.cluster.kill(i);
@@ -324,6 +330,8 @@ impl Runner {
             if self.live(n) {
                 let fetched = self.last.get(n).map_or(0, |b| b.fetched_bytes);
                 *self.fetched_at_kill.entry(n.clone()).or_default() += fetched;
+                let held = self.last.get(n).map_or(0, |b| b.chunks_held);
+                self.held_at_kill.insert(n.clone(), held);
             }
             self.cluster.restart(i, wipe)?;
             self.stopped.remove(n);
@@ -335,6 +343,7 @@ impl Runner {
             if wipe {
                 self.restarted.remove(n);
                 self.fetched_at_kill.remove(n);
+                self.held_at_kill.remove(n);
             } else if is_receiver {
                 self.restarted.insert(n.clone());
             }
@@ -502,6 +511,16 @@ impl Runner {
                         .last
                         .get(&n)
                         .with_context(|| format!("{n}: no progress"))?;
+                    // Nothing durable is lost across SIGKILL: the restart resumed at least
+                    // what was held before the kill.
+                    let held = self.held_at_kill.get(&n).copied().unwrap_or(0);
+                    if b.resumed_chunks < held {
+                        bail!(
+                            "{n} lost durable chunks across its restart: {held} held before the \
+                             kill, {} resumed",
+                            b.resumed_chunks
+                        );
+                    }
                     let before = self.fetched_at_kill.get(&n).copied().unwrap_or(0);
                     let extra = (before + b.fetched_bytes).saturating_sub(b.bytes_total);
                     self.report.refetched.insert(n.clone(), extra);
