@@ -73,16 +73,18 @@ impl Transfer {
             .map(|p| (p.rate.unwrap_or(0.0), p.id))
             .collect();
         order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut live_bytes = self.live_bytes();
         for &(_, id) in &order {
-            self.fill(now, id);
+            self.fill(now, id, &mut live_bytes);
         }
         if self.pool.len() == 0 {
             self.endgame(now, &order);
         }
     }
 
-    /// Requests for `id` from the pool, up to its free slots.
-    fn fill(&mut self, now: Instant, id: NodeId) {
+    /// Requests for `id` from the pool, up to its free slots and the transfer's byte budget;
+    /// `live_bytes` is the running total of live request bytes, kept up to date here.
+    fn fill(&mut self, now: Instant, id: NodeId, live_bytes: &mut u64) {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
@@ -115,10 +117,10 @@ impl Transfer {
             // The budget bounds live requests; a probe is one trial request per suspect peer.
             if kind == RequestKind::Live {
                 let bytes = self.piece_bytes[piece as usize];
-                let outstanding = self.live_bytes();
-                if outstanding > 0 && outstanding + bytes > self.config.max_in_flight_bytes {
+                if *live_bytes > 0 && *live_bytes + bytes > self.config.max_in_flight_bytes {
                     break;
                 }
+                *live_bytes += bytes;
             }
             self.send(now, id, piece, kind);
         }
