@@ -47,7 +47,7 @@ pub(crate) async fn fetch_piece(
         send.finish()?;
         let limits = Limits::default();
         for index in first..first + count {
-            let expected_len = layout.chunks.get(index as usize).map(|c| c.len);
+            let expected_len = layout.chunk(index).map(|c| c.len);
             match wire::read_frame(&mut recv, &limits).await? {
                 Some(Frame::Chunk { header, data }) => {
                     if header.broadcast != id

@@ -190,6 +190,11 @@ impl Layout {
         self.pieces.len() as u32
     }
 
+    /// The chunk at `index`, if there is one.
+    pub fn chunk(&self, index: u32) -> Option<ChunkInfo> {
+        self.chunks.get(index as usize).copied()
+    }
+
     /// Chunk indices of a piece.
     pub fn chunks_of(&self, piece: u32) -> std::ops::Range<u32> {
         let p = self.pieces[piece as usize];

@@ -79,15 +79,10 @@ impl Source {
 
     /// Reads chunk `index` from its source file and verifies it against the manifest.
     pub fn read_chunk(&self, index: u32) -> Result<Vec<u8>, StoreError> {
-        let info =
-            self.layout
-                .chunks
-                .get(index as usize)
-                .copied()
-                .ok_or(StoreError::NoSuchChunk {
-                    index,
-                    count: self.layout.chunk_count(),
-                })?;
+        let info = self.layout.chunk(index).ok_or(StoreError::NoSuchChunk {
+            index,
+            count: self.layout.chunk_count(),
+        })?;
         // The layout's entries index the manifest it was computed from.
         let rel = &self.manifest.entries[info.entry as usize].path;
         let changed = |what: &str| {

@@ -454,14 +454,10 @@ impl Workspace {
     }
 
     fn chunk(&self, index: u32) -> Result<ChunkInfo, StoreError> {
-        self.layout
-            .chunks
-            .get(index as usize)
-            .copied()
-            .ok_or(StoreError::NoSuchChunk {
-                index,
-                count: self.layout.chunk_count(),
-            })
+        self.layout.chunk(index).ok_or(StoreError::NoSuchChunk {
+            index,
+            count: self.layout.chunk_count(),
+        })
     }
 
     /// A chunk known to exist.
