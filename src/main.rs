@@ -439,33 +439,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Node(NodeCommand::Send(args)) => send::run(args),
         Command::Node(NodeCommand::Ls { data, json }) => {
-            let list = runtime()?.block_on(async {
-                match swarmcast_node::control::call(
-                    &data.data_dir,
-                    &swarmcast_node::control::ControlRequest::List,
-                )
-                .await?
-                {
-                    swarmcast_node::control::ControlResponse::List(l) => Ok(l),
-                    swarmcast_node::control::ControlResponse::Error(e) => bail!("daemon: {e}"),
-                    other => bail!("unexpected answer: {other:?}"),
-                }
-            })?;
+            let list = runtime()?.block_on(swarmcast_node::control::list(&data.data_dir))?;
             output::broadcasts(&list, json)
         }
         Command::Node(NodeCommand::Status { data, json }) => {
-            let status = runtime()?.block_on(async {
-                match swarmcast_node::control::call(
-                    &data.data_dir,
-                    &swarmcast_node::control::ControlRequest::Status,
-                )
-                .await?
-                {
-                    swarmcast_node::control::ControlResponse::Status(s) => Ok(*s),
-                    swarmcast_node::control::ControlResponse::Error(e) => bail!("daemon: {e}"),
-                    other => bail!("unexpected answer: {other:?}"),
-                }
-            })?;
+            let status = runtime()?.block_on(swarmcast_node::control::status(&data.data_dir))?;
             output::node_status(&status, json)
         }
         Command::Demo(args) => {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use swarmcast_node::control::{self, ControlRequest, ControlResponse, FleetProgress};
+use swarmcast_node::control::{self, FleetProgress};
 
 use crate::SendArgs;
 use crate::output::human_bytes;
@@ -23,21 +23,7 @@ pub fn run(args: SendArgs) -> Result<()> {
         .with_context(|| format!("cannot resolve {}", args.dir.display()))?;
     let rt = crate::runtime()?;
     let data_dir = args.data.data_dir.clone();
-    let info = rt.block_on(async {
-        match control::call(
-            &data_dir,
-            &ControlRequest::Send {
-                dir,
-                chunk_size: args.chunk_size,
-            },
-        )
-        .await?
-        {
-            ControlResponse::Sent(info) => Ok(info),
-            ControlResponse::Error(e) => bail!("{e}"),
-            other => bail!("unexpected answer: {other:?}"),
-        }
-    })?;
+    let info = rt.block_on(control::send(&data_dir, dir, args.chunk_size))?;
     if !args.json {
         println!(
             "broadcast {} ({}: {} files, {}, {} chunks of {})",
@@ -74,20 +60,7 @@ pub fn run(args: SendArgs) -> Result<()> {
     let mut last_bytes = (Instant::now(), 0u64);
     let mut rate = 0.0f64;
     let outcome = loop {
-        let fleet = rt.block_on(async {
-            match control::call(
-                &data_dir,
-                &ControlRequest::Fleet {
-                    id: info.id.clone(),
-                },
-            )
-            .await?
-            {
-                ControlResponse::Fleet(f) => Ok(f),
-                ControlResponse::Error(e) => bail!("{e}"),
-                other => bail!("unexpected answer: {other:?}"),
-            }
-        })?;
+        let fleet = rt.block_on(control::fleet(&data_dir, &info.id))?;
         let held_bytes = if fleet.chunks > 0 {
             (fleet.chunks_held as f64 / fleet.chunks as f64 * info.bytes as f64) as u64
         } else {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
-use swarmcast_node::control::{self, ControlRequest, ControlResponse};
+use swarmcast_node::control;
 
 use crate::procs::{LocalCluster, Timings};
 use crate::tree;
@@ -104,10 +104,7 @@ fn dataset(root: &Path, size: u64, files: u64) -> Result<()> {
 }
 
 async fn list(dir: &Path) -> Vec<swarmcast_node::data::BroadcastInfo> {
-    match control::call(dir, &ControlRequest::List).await {
-        Ok(ControlResponse::List(l)) => l,
-        _ => Vec::new(),
-    }
+    control::list(dir).await.unwrap_or_default()
 }
 
 /// Run one measurement with the binary at `exe`, in a temporary directory under `tmp_root`.
@@ -133,8 +130,7 @@ pub async fn run(exe: std::path::PathBuf, config: &BenchConfig) -> Result<BenchR
     let deadline = Instant::now() + Duration::from_secs(30);
     for d in &dirs {
         loop {
-            if let Ok(ControlResponse::Status(s)) = control::call(d, &ControlRequest::Status).await
-            {
+            if let Ok(s) = control::status(d).await {
                 if s.registered && s.neighbours.len() >= config.receivers.min(8) {
                     break;
                 }
@@ -146,19 +142,9 @@ pub async fn run(exe: std::path::PathBuf, config: &BenchConfig) -> Result<BenchR
         }
     }
     let t0 = Instant::now();
-    let info = match control::call(
-        &dirs[0],
-        &ControlRequest::Send {
-            dir: source.clone(),
-            chunk_size: config.chunk_size,
-        },
-    )
-    .await?
-    {
-        ControlResponse::Sent(i) => i,
-        ControlResponse::Error(e) => bail!("send: {e}"),
-        other => bail!("unexpected {other:?}"),
-    };
+    let info = control::send(&dirs[0], source.clone(), config.chunk_size)
+        .await
+        .context("send")?;
     let publish = t0.elapsed();
     let t1 = Instant::now();
     let deadline = t1 + config.timeout;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use swarmcast_node::control::{self, ControlRequest, ControlResponse};
+use swarmcast_node::control;
 use swarmcast_node::data::BroadcastInfo;
 
 use crate::procs::{LocalCluster, Timings};
@@ -70,17 +70,13 @@ fn human(n: u64) -> String {
 }
 
 async fn list(data_dir: &Path) -> Option<Vec<BroadcastInfo>> {
-    match control::call(data_dir, &ControlRequest::List).await {
-        Ok(ControlResponse::List(l)) => Some(l),
-        _ => None,
-    }
+    control::list(data_dir).await.ok()
 }
 
 async fn registered(data_dir: &Path) -> bool {
-    match control::call(data_dir, &ControlRequest::Status).await {
-        Ok(ControlResponse::Status(s)) => s.registered && !s.neighbours.is_empty(),
-        _ => false,
-    }
+    control::status(data_dir)
+        .await
+        .is_ok_and(|s| s.registered && !s.neighbours.is_empty())
 }
 
 /// Run the demo with the `swarmcast` binary at `exe`. Ok only if every copy verified.
@@ -135,19 +131,9 @@ async fn run_in(exe: PathBuf, config: &DemoConfig, root: &Path) -> Result<DemoRe
     println!("all nodes joined and found neighbours");
 
     let origin = names[0].clone();
-    let info = match control::call(
-        &dir_of(&cluster, &origin)?,
-        &ControlRequest::Send {
-            dir: dataset.clone(),
-            chunk_size: 1 << 20,
-        },
-    )
-    .await?
-    {
-        ControlResponse::Sent(i) => i,
-        ControlResponse::Error(e) => bail!("send failed: {e}"),
-        other => bail!("unexpected answer {other:?}"),
-    };
+    let info = control::send(&dir_of(&cluster, &origin)?, dataset.clone(), 1 << 20)
+        .await
+        .context("send failed")?;
     let started = Instant::now();
     println!(
         "{origin} sends broadcast {} ({} chunks)",

@@ -169,6 +169,9 @@ pub enum ControlError {
     /// No answer in time.
     #[error("control socket: no answer in {0:?}")]
     Timeout(Duration),
+    /// The daemon answered with something that does not fit the request.
+    #[error("daemon gave an unexpected answer: {0}")]
+    Unexpected(&'static str),
 }
 
 /// Path of the socket for a data dir.
@@ -215,6 +218,50 @@ pub async fn call(
     tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| ControlError::Timeout(timeout))?
+}
+
+/// The daemon's state (`node status`).
+pub async fn status(data_dir: &Path) -> Result<NodeStatus, ControlError> {
+    match call(data_dir, &ControlRequest::Status).await? {
+        ControlResponse::Status(s) => Ok(*s),
+        other => Err(refusal(other)),
+    }
+}
+
+/// Every broadcast the daemon knows (`node ls`).
+pub async fn list(data_dir: &Path) -> Result<Vec<crate::data::BroadcastInfo>, ControlError> {
+    match call(data_dir, &ControlRequest::List).await? {
+        ControlResponse::List(l) => Ok(l),
+        other => Err(refusal(other)),
+    }
+}
+
+/// Publish `dir` (`node send`); answers once the manifest is built.
+pub async fn send(
+    data_dir: &Path,
+    dir: PathBuf,
+    chunk_size: u32,
+) -> Result<crate::data::PublishInfo, ControlError> {
+    match call(data_dir, &ControlRequest::Send { dir, chunk_size }).await? {
+        ControlResponse::Sent(i) => Ok(i),
+        other => Err(refusal(other)),
+    }
+}
+
+/// Fleet-wide progress of broadcast `id` (hex).
+pub async fn fleet(data_dir: &Path, id: &str) -> Result<FleetProgress, ControlError> {
+    match call(data_dir, &ControlRequest::Fleet { id: id.to_owned() }).await? {
+        ControlResponse::Fleet(f) => Ok(f),
+        other => Err(refusal(other)),
+    }
+}
+
+/// An answer that is not the one asked for: the daemon's error, or a mismatch.
+fn refusal(answer: ControlResponse) -> ControlError {
+    match answer {
+        ControlResponse::Error(e) => ControlError::Daemon(e),
+        _ => ControlError::Unexpected("a different kind of answer"),
+    }
 }
 
 /// Bind the control socket, refusing if a live daemon already answers on it.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use swarmcast_bootstrap::{BootstrapClient, wire};
 use swarmcast_certs::Identity;
-use swarmcast_node::control::{self, ControlRequest, ControlResponse};
+use swarmcast_node::control;
 use swarmcast_proto::{RegistryView, Status};
 
 use crate::support::*;
@@ -89,18 +89,12 @@ impl Probe {
     }
 
     fn neighbours(&self, data_dir: &std::path::Path) -> Result<Vec<String>> {
-        match self
-            .rt
-            .block_on(control::call(data_dir, &ControlRequest::Status))?
-        {
-            ControlResponse::Status(s) => Ok(s
-                .neighbours
-                .into_iter()
-                .filter(|n| n.state == "connected")
-                .map(|n| n.id)
-                .collect()),
-            other => bail!("unexpected {other:?}"),
-        }
+        let s = self.rt.block_on(control::status(data_dir))?;
+        Ok(s.neighbours
+            .into_iter()
+            .filter(|n| n.state == "connected")
+            .map(|n| n.id)
+            .collect())
     }
 }
 
@@ -168,7 +162,7 @@ fn bench_control_plane() -> Result<()> {
                 p.view(i).ok().and_then(|v| Probe::status_of(&v, &vname)) == Some(Status::Alive)
             }))
         })?;
-        let mut vid = String::new();
+
         p.until(Duration::from_secs(30), "neighbourhoods settled", |p| {
             let mut ok = true;
             for n in &names {
@@ -179,11 +173,7 @@ fn bench_control_plane() -> Result<()> {
             }
             Ok(ok)
         })?;
-        if let ControlResponse::Status(s) =
-            p.rt.block_on(control::call(&c.data_dir(&vname), &ControlRequest::Status))?
-        {
-            vid = s.id;
-        }
+        let vid = p.rt.block_on(control::status(&c.data_dir(&vname)))?.id;
         let former: Vec<&String> = names
             .iter()
             .filter(|n| **n != vname)

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use swarmcast_node::control::{self, ControlRequest, ControlResponse};
+use swarmcast_node::control;
 use swarmcast_node::data::{BroadcastInfo, COMMIT_INTERVAL};
 use swarmcast_proto::Role;
 
@@ -266,11 +266,9 @@ impl Runner {
     async fn send(&mut self, from: &str, chunk_size: u32) -> Result<()> {
         let (dir, ..) = self.dataset.clone().context("no dataset")?;
         let dd = self.cluster.procs[self.idx(from)?].data_dir.clone();
-        let req = ControlRequest::Send { dir, chunk_size };
-        let info = match control::call(&dd, &req).await? {
-            ControlResponse::Sent(i) => i,
-            other => bail!("send refused: {other:?}"),
-        };
+        let info = control::send(&dd, dir, chunk_size)
+            .await
+            .context("send refused")?;
         self.broadcast = Some((info.id.clone(), info.bytes, Instant::now(), info.chunks));
         self.origin = Some(from.to_owned());
         self.report.bytes = info.bytes;
@@ -362,8 +360,7 @@ impl Runner {
         let dd = self.cluster.procs[self.idx(name)?].data_dir.clone();
         let limit = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(ControlResponse::Status(s)) =
-                control::call(&dd, &ControlRequest::Status).await
+            if let Ok(s) = control::status(&dd).await
                 && s.registered
                 && !s.neighbours.is_empty()
             {
@@ -385,10 +382,10 @@ impl Runner {
         let (mut held, mut total) = (0u64, 0u64);
         for n in self.live_nodes() {
             let dd = self.cluster.procs[self.idx(&n)?].data_dir.clone();
-            let b = match control::call(&dd, &ControlRequest::List).await {
-                Ok(ControlResponse::List(l)) => l.into_iter().find(|b| b.id == id),
-                _ => None,
-            };
+            let b = control::list(&dd)
+                .await
+                .ok()
+                .and_then(|l| l.into_iter().find(|b| b.id == id));
             match b {
                 Some(b) => {
                     if b.state == "failed" {
@@ -623,8 +620,7 @@ impl Runner {
         for n in &live {
             let Ok(i) = self.idx(n) else { continue };
             let dd = self.cluster.procs[i].data_dir.clone();
-            let status = control::call(&dd, &ControlRequest::Status).await;
-            if let Ok(ControlResponse::Status(s)) = status {
+            if let Ok(s) = control::status(&dd).await {
                 let row: BTreeMap<String, u64> = s
                     .uploaded_to
                     .iter()
