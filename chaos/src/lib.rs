@@ -4,9 +4,11 @@
 //! * [`procs`]: a local cluster of bootstrap and node processes, killed by PID.
 //! * [`tree`]: sample directories and byte-for-byte verification of copies.
 //! * [`demo`]: `swarmcast demo`, the built-in default run.
+//! * [`netns`]: the network lab: hosts in namespaces on a private bridge, shaped links.
 
 pub mod bench;
 pub mod demo;
+pub mod netns;
 pub mod procs;
 pub mod scenario;
 pub mod tree;
