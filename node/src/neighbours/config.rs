@@ -40,8 +40,14 @@ pub struct NeighbourConfig {
     /// leaving the node briefly one neighbour above `target`.
     pub dial_hedge_after: Duration,
     /// Peers whose connection closed, whose dial failed, or who missed their pings are not
-    /// dialled again for this long. Default 30 s.
+    /// dialled again for a while: `failure_cooldown_min` after the first failure, doubling
+    /// with each further failure in a row, up to this. Default 30 s.
     pub failure_cooldown: Duration,
+    /// The cooldown after a first failure (see `failure_cooldown`). A connection that lived
+    /// at least `failure_cooldown` before it failed starts the count again. Default 1 s, so
+    /// that peers come back within seconds of a healed partition while a peer that keeps
+    /// failing is soon dialled only every 30 s.
+    pub failure_cooldown_min: Duration,
     /// At most this many dials are in flight at once, stalled ones included. Default 4.
     pub max_parallel_dials: usize,
 }
@@ -64,12 +70,14 @@ impl NeighbourConfig {
             dial_timeout: Duration::from_secs(2),
             dial_hedge_after: Duration::from_millis(500),
             failure_cooldown: Duration::from_secs(30),
+            failure_cooldown_min: Duration::from_secs(1),
             max_parallel_dials: 4,
         }
     }
 
     /// A small, fast setting for tests: 4 neighbours (at most 12), pings every 50 ms timing out
-    /// after 200 ms, dials timing out after 400 ms (hedged after 100 ms), cooldown 5 s.
+    /// after 200 ms, dials timing out after 400 ms (hedged after 100 ms), cooldown 5 s from the
+    /// first failure on (no backoff).
     pub fn for_test() -> Self {
         Self {
             target: 4,
@@ -80,6 +88,7 @@ impl NeighbourConfig {
             dial_timeout: Duration::from_millis(400),
             dial_hedge_after: Duration::from_millis(100),
             failure_cooldown: Duration::from_secs(5),
+            failure_cooldown_min: Duration::from_secs(5),
             max_parallel_dials: 4,
         }
     }

@@ -17,9 +17,10 @@
 //!   neighbour.
 //! * **Loss.** A neighbour is lost when its connection closes, when it misses its pings, when the
 //!   registry marks it dead, or when it is banned. Peers whose connection closed, whose dial
-//!   failed, or who missed their pings enter a cooldown and are not dialled for
-//!   [`failure_cooldown`](NeighbourConfig::failure_cooldown). Banned peers are never dialled
-//!   nor accepted again.
+//!   failed, or who missed their pings enter a cooldown and are not dialled for a while: an
+//!   exponential backoff from [`failure_cooldown_min`](NeighbourConfig::failure_cooldown_min)
+//!   to [`failure_cooldown`](NeighbourConfig::failure_cooldown). Banned peers are never
+//!   dialled nor accepted again.
 //!
 //! # Call order
 //! 1. Create the core with [`Neighbours::new`].
@@ -105,6 +106,17 @@ use tracing::debug;
 
 pub use config::NeighbourConfig;
 use link::{Link, Phase};
+
+/// The cooldown after `failures` failures in a row (at least 1): doubling from
+/// `failure_cooldown_min`, capped at `failure_cooldown`.
+fn backoff(config: &NeighbourConfig, failures: u32) -> Duration {
+    let max = config.failure_cooldown;
+    let doublings = failures.saturating_sub(1).min(20);
+    config
+        .failure_cooldown_min
+        .checked_mul(1 << doublings)
+        .map_or(max, |d| d.min(max))
+}
 
 /// How soon a node with no neighbour at all retries peers that are in their failure cooldown.
 pub const ISOLATED_RETRY: Duration = Duration::from_secs(1);
@@ -227,6 +239,13 @@ pub enum Event {
     },
 }
 
+/// A peer's cooldown.
+#[derive(Clone, Copy, Debug)]
+struct Cooldown {
+    since: Instant,
+    until: Instant,
+}
+
 /// The neighbour core. See the [module docs](self) for the call order and the contract.
 #[derive(Clone, Debug)]
 pub struct Neighbours {
@@ -241,8 +260,10 @@ pub struct Neighbours {
     links: BTreeMap<NodeId, Link>,
     /// Smoothed RTT per peer, kept across connections.
     srtt: BTreeMap<NodeId, Duration>,
-    /// Peers not to dial until the given instant.
-    cooldown: BTreeMap<NodeId, Instant>,
+    /// Peers not to dial until `until`; `since` is when their cooldown began.
+    cooldown: BTreeMap<NodeId, Cooldown>,
+    /// Failures in a row per peer, for the backoff of its cooldown.
+    failures: BTreeMap<NodeId, u32>,
     /// Of those, the ones whose established connection ended (rather than a dial that failed):
     /// an isolated node retries these early.
     dropped: BTreeSet<NodeId>,
@@ -270,6 +291,7 @@ impl Neighbours {
             links: BTreeMap::new(),
             srtt: BTreeMap::new(),
             cooldown: BTreeMap::new(),
+            failures: BTreeMap::new(),
             dropped: BTreeSet::new(),
             banned: BTreeSet::new(),
             next_nonce,
@@ -410,7 +432,7 @@ impl Neighbours {
     /// The timer fired: time out dials, count missed pings, send due pings, refill slots.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
-        self.cooldown.retain(|_, until| *until > now);
+        self.cooldown.retain(|_, c| c.until > now);
 
         let timed_out: Vec<NodeId> = self
             .links
@@ -475,18 +497,15 @@ impl Neighbours {
         if self.slots_taken(now) < self.config.target {
             // Below target: wake when a candidate leaves cooldown (sooner when isolated).
             let isolated = !self.links.values().any(Link::is_connected);
-            let cooldown = self.config.failure_cooldown;
             self.candidates
                 .keys()
                 .filter(|id| !self.links.contains_key(id) && !self.banned.contains(id))
-                .filter_map(|id| self.cooldown.get(id).map(|until| (id, until)))
-                .filter(|(_, until)| **until > now)
-                .for_each(|(id, &until)| {
-                    let retry = until
-                        .checked_sub(cooldown)
-                        .map(|since| since + ISOLATED_RETRY)
+                .filter_map(|id| self.cooldown.get(id).map(|c| (id, *c)))
+                .filter(|(_, c)| c.until > now)
+                .for_each(|(id, c)| {
+                    let retry = Some(c.since + ISOLATED_RETRY)
                         .filter(|t| isolated && self.dropped.contains(id) && *t > now);
-                    at(retry.map_or(until, |t| t.min(until)));
+                    at(retry.map_or(c.until, |t| t.min(c.until)));
                 });
         }
         next
@@ -561,7 +580,20 @@ impl Neighbours {
             reason,
             LossReason::Closed | LossReason::PingsMissed | LossReason::DialFailed
         ) {
-            self.cooldown.insert(id, now + self.config.failure_cooldown);
+            // A connection that lived through a whole maximal cooldown starts the count again.
+            if link.is_connected() && link.since + self.config.failure_cooldown <= now {
+                self.failures.remove(&id);
+            }
+            let failures = self.failures.entry(id).or_insert(0);
+            *failures = failures.saturating_add(1);
+            let wait = backoff(&self.config, *failures);
+            self.cooldown.insert(
+                id,
+                Cooldown {
+                    since: now,
+                    until: now + wait,
+                },
+            );
             if link.is_connected() {
                 self.dropped.insert(id);
             } else {
@@ -595,20 +627,17 @@ impl Neighbours {
         // closed on it at once) must not sit out the full cooldown of every peer the registry
         // says is alive: it retries them after ISOLATED_RETRY.
         let isolated = !self.links.values().any(Link::is_connected);
-        let cooldown = self.config.failure_cooldown;
         let eligible: Vec<(NodeId, Option<Duration>)> = self
             .candidates
             .keys()
             .filter(|id| {
                 !self.links.contains_key(id)
                     && !self.banned.contains(id)
-                    && self.cooldown.get(id).is_none_or(|&until| {
-                        until <= now
+                    && self.cooldown.get(id).is_none_or(|c| {
+                        c.until <= now
                             || (isolated
                                 && self.dropped.contains(id)
-                                && until
-                                    .checked_sub(cooldown)
-                                    .is_none_or(|since| since + ISOLATED_RETRY <= now))
+                                && c.since + ISOLATED_RETRY <= now)
                     })
             })
             .map(|&id| (id, self.srtt.get(&id).copied()))

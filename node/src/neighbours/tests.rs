@@ -43,6 +43,15 @@ fn alive(range: std::ops::Range<u16>) -> Vec<RegistryEntry> {
 
 const SELF: u16 = 1000;
 
+/// `config` with the same cooldown after every failure (no backoff): for tests of what a
+/// cooldown does, whatever its length.
+fn fixed_cooldown(config: NeighbourConfig) -> NeighbourConfig {
+    NeighbourConfig {
+        failure_cooldown_min: config.failure_cooldown,
+        ..config
+    }
+}
+
 /// A core plus a scripted fleet around it, on a virtual clock.
 struct Driver {
     core: Neighbours,
@@ -237,7 +246,7 @@ fn never_dials_self_dead_suspect_bootstrap_or_addressless() {
 
 #[test]
 fn silent_neighbour_lost_within_bounds_and_replaced_at_once() {
-    let config = NeighbourConfig::default();
+    let config = fixed_cooldown(NeighbourConfig::default());
     let bound = config.loss_detection_bound();
     let earliest = config.ping_timeout + config.ping_interval * (config.max_missed_pings - 1);
     assert_eq!(bound, Duration::from_millis(1750));
@@ -528,10 +537,10 @@ fn duplicate_tie_break_keeps_the_connection_dialled_by_the_smaller_id() {
 
 #[test]
 fn dial_timeout_cools_down_and_dials_another() {
-    let config = NeighbourConfig {
+    let config = fixed_cooldown(NeighbourConfig {
         dial_hedge_after: Duration::from_secs(2), // no hedging: only the timeout frees the slot
         ..NeighbourConfig::with_target(1)
-    };
+    });
     let (timeout, cooldown) = (config.dial_timeout, config.failure_cooldown);
     let mut d = Driver::new(config, 5);
     d.unreachable = (0..3).map(id).collect();
@@ -725,7 +734,7 @@ fn an_isolated_node_retries_peers_in_cooldown_soon() {
     );
 
     // With a neighbour left, the cooldown holds as before.
-    let mut d = Driver::new(NeighbourConfig::default(), 12);
+    let mut d = Driver::new(fixed_cooldown(NeighbourConfig::default()), 12);
     d.registry(&alive(0..5));
     d.run_for(1_000);
     let mut peers = d.connected().into_iter();
@@ -739,4 +748,54 @@ fn an_isolated_node_retries_peers_in_cooldown_soon() {
         "not isolated: cooldown respected, got {redialled:?}"
     );
     assert_eq!(d.connected(), [kept].into_iter().collect());
+}
+
+#[test]
+fn failing_peer_backs_off_exponentially_and_comes_back_soon_after_a_heal() {
+    let config = NeighbourConfig {
+        target: 2,
+        failure_cooldown_min: Duration::from_secs(1),
+        failure_cooldown: Duration::from_secs(8),
+        ..NeighbourConfig::for_test()
+    };
+    let dial_timeout = config.dial_timeout;
+    let mut d = Driver::new(config, 5);
+    // Two candidates, both wanted; peer 2 is cut off (dials hang until they time out).
+    d.unreachable.insert(id(2));
+    d.registry(&alive(1..3));
+    d.run_for(60_000);
+    let attempts: Vec<Instant> = d
+        .log
+        .iter()
+        .filter(|(_, a)| matches!(a, Action::Dial { id: p, .. } if *p == id(2)))
+        .map(|(t, _)| *t)
+        .collect();
+    let gaps: Vec<u64> = attempts
+        .windows(2)
+        .map(|w| (w[1] - w[0] - dial_timeout).as_millis() as u64)
+        .collect();
+    // Cooldowns after each timed-out dial: 1, 2, 4, then capped at 8 s.
+    assert!(gaps.len() >= 6, "{gaps:?}");
+    assert_eq!(&gaps[..4], &[1_000, 2_000, 4_000, 8_000], "{gaps:?}");
+    assert!(gaps[4..].iter().all(|g| *g == 8_000), "{gaps:?}");
+    assert_eq!(d.connected(), BTreeSet::from([id(1)]));
+
+    // Healed: it is back within one capped cooldown plus a dial.
+    d.unreachable.clear();
+    d.run_for(8_000 + dial_timeout.as_millis() as u64);
+    assert_eq!(d.connected(), BTreeSet::from([id(1), id(2)]));
+
+    // A connection that lived longer than the cap resets the count: its next failure waits
+    // the minimum again.
+    d.run_for(9_000);
+    d.core.handle_closed(d.now, id(2));
+    let closed_at = d.now;
+    d.settle();
+    d.run_for(1_000);
+    let redial = d
+        .log
+        .iter()
+        .filter(|(t, a)| *t > closed_at && matches!(a, Action::Dial { id: p, .. } if *p == id(2)))
+        .count();
+    assert_eq!(redial, 1);
 }
