@@ -517,9 +517,6 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Chaos(ChaosCommand::Run(args)) => {
-            if args.mode == ChaosMode::Netns {
-                bail!("netns mode is not available in this build yet; use --mode process");
-            }
             let text = match (&args.preset, &args.scenario) {
                 (Some(name), _) => swarmcast_chaos::scenario::preset(name)
                     .with_context(|| format!("no preset {name:?} (see `swarmcast chaos presets`)"))?
@@ -529,10 +526,18 @@ fn run(cli: Cli) -> Result<()> {
                 (None, None) => bail!("give --preset NAME or --scenario FILE"),
             };
             let scenario = swarmcast_chaos::scenario::Scenario::from_toml(&text)?;
+            let mode = match args.mode {
+                ChaosMode::Process => swarmcast_chaos::scenario::Mode::Process,
+                ChaosMode::Netns => {
+                    // Checked before anything starts: a clear error, never a silent skip.
+                    swarmcast_chaos::netns::preflight()?;
+                    swarmcast_chaos::scenario::Mode::Netns
+                }
+            };
             let exe = std::env::current_exe().context("locating the swarmcast binary")?;
             runtime()?.block_on(async {
                 tokio::select! {
-                    r = swarmcast_chaos::scenario::run(exe, scenario, args.seed, args.report) => r.map(|_| ()),
+                    r = swarmcast_chaos::scenario::run(mode, exe, scenario, args.seed, args.report) => r.map(|_| ()),
                     () = shutdown_signal() => bail!("interrupted"),
                 }
             })
@@ -542,8 +547,13 @@ fn run(cli: Cli) -> Result<()> {
             let (peer, view) = runtime()?.block_on(async {
                 let transport = swarmcast_bootstrap::wire::transport_config();
                 let client_config = identity.client_config(transport)?;
-                let endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))
-                    .context("opening a UDP socket")?;
+                // Loopback seeds are dialled from loopback; others from any local address.
+                let local = match args.seed.ip() {
+                    ip if ip.is_loopback() => SocketAddr::new(ip, 0),
+                    std::net::IpAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+                    std::net::IpAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+                };
+                let endpoint = quinn::Endpoint::client(local).context("opening a UDP socket")?;
                 let client = swarmcast_bootstrap::BootstrapClient::connect(
                     &endpoint,
                     &client_config,

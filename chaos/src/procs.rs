@@ -1,5 +1,6 @@
-//! A local cluster of `swarmcast` processes on 127.0.0.1. Every process is killed by its own PID
-//! when the cluster is dropped, whatever happened before.
+//! A local cluster of `swarmcast` processes, on 127.0.0.1 or (with a [`Lab`]) each in its own
+//! network namespace. Every process is killed by its own PID when the cluster is dropped,
+//! whatever happened before, and then the lab is taken down.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -7,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, Result};
 use swarmcast_proto::Role;
+
+use crate::netns::{BOOTSTRAP_PORT, Lab, NODE_PORT};
 
 /// Timing flags given to every process.
 #[derive(Debug, Clone)]
@@ -74,6 +77,8 @@ pub struct LocalCluster {
     timings: Timings,
     /// Every process, bootstraps and nodes, in start order.
     pub procs: Vec<Proc>,
+    /// The network lab the processes run in (netns mode), dropped after they are killed.
+    lab: Option<Lab>,
 }
 
 fn free_port() -> Result<SocketAddr> {
@@ -92,14 +97,45 @@ impl LocalCluster {
             certs,
             timings,
             procs: Vec::new(),
+            lab: None,
         })
+    }
+
+    /// Run every process started from now on in its own host of `lab`.
+    pub fn with_lab(mut self, lab: Lab) -> Self {
+        self.lab = Some(lab);
+        self
+    }
+
+    /// The lab, in netns mode.
+    pub fn lab(&self) -> Option<&Lab> {
+        self.lab.as_ref()
+    }
+
+    /// The lab, in netns mode.
+    pub fn lab_mut(&mut self) -> Option<&mut Lab> {
+        self.lab.as_mut()
+    }
+
+    /// A command running `program` where process `name` runs (its namespace in netns mode).
+    pub fn command_at(&self, name: &str, program: &Path) -> Result<Command> {
+        match &self.lab {
+            Some(lab) => lab.command(name, program),
+            None => Ok(Command::new(program)),
+        }
     }
 
     /// Start `n` bootstraps replicating with each other; their addresses.
     pub fn start_bootstraps(&mut self, n: usize) -> Result<Vec<SocketAddr>> {
-        let addrs: Vec<SocketAddr> = (0..n).map(|_| free_port()).collect::<Result<_>>()?;
-        for (i, a) in addrs.iter().enumerate() {
-            let name = format!("b{}", i + 1);
+        let names: Vec<String> = (1..=n).map(|i| format!("b{i}")).collect();
+        let addrs: Vec<SocketAddr> = match &mut self.lab {
+            Some(lab) => names
+                .iter()
+                .map(|b| Ok(SocketAddr::from((lab.add_host(b)?, BOOTSTRAP_PORT))))
+                .collect::<Result<_>>()?,
+            None => (0..n).map(|_| free_port()).collect::<Result<_>>()?,
+        };
+        for (a, name) in addrs.iter().zip(names) {
             swarmcast_certs::issue(&self.certs, &name, Role::Bootstrap)?;
             let data_dir = self.root.join("data").join(&name);
             let mut args = vec![
@@ -147,6 +183,11 @@ impl LocalCluster {
             args.push("--seed".into());
             args.push(s.to_string());
         }
+        if let Some(lab) = &mut self.lab {
+            let ip = lab.add_host(name)?;
+            args.push("--listen".into());
+            args.push(SocketAddr::from((ip, NODE_PORT)).to_string());
+        }
         let env = env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -184,7 +225,10 @@ impl LocalCluster {
         p.starts += 1;
         p.log = self.root.join(format!("{}.{}.log", p.name, p.starts));
         let log = std::fs::File::create(&p.log)?;
-        let mut cmd = Command::new(&self.exe);
+        let mut cmd = match &self.lab {
+            Some(lab) => lab.command(&p.name, &self.exe)?,
+            None => Command::new(&self.exe),
+        };
         cmd.args(&p.args)
             .env(
                 "RUST_LOG",

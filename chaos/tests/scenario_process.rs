@@ -7,35 +7,13 @@ use std::path::PathBuf;
 
 use swarmcast_chaos::scenario::{self, Action, PRESETS, Scenario};
 
-/// Real runs share a loaded machine: one at a time.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+mod common;
 
-fn exe() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/swarmcast");
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build -p swarmcast` before these tests",
-        p.display()
-    );
-    p
-}
-
-/// A preset made small for a test: `replace` pairs applied to its TOML.
-#[track_caller]
-fn small(name: &str, replace: &[(&str, &str)]) -> Scenario {
-    let mut text = scenario::preset(name)
-        .unwrap_or_else(|| panic!("no preset {name}"))
-        .to_owned();
-    for (a, b) in replace {
-        assert!(text.contains(a), "{name} has no `{a}`");
-        text = text.replace(a, b);
-    }
-    Scenario::from_toml(&text).unwrap_or_else(|e| panic!("{name}: {e:#}"))
-}
+use common::{SERIAL, exe, small};
 
 #[test]
 fn every_preset_parses_and_schedules_for_many_seeds() {
-    assert_eq!(PRESETS.len(), 6);
+    assert_eq!(PRESETS.len(), 8);
     for (name, text) in PRESETS {
         let s = Scenario::from_toml(text).unwrap_or_else(|e| panic!("{name}: {e:#}"));
         assert_eq!(&s.name, name, "a preset's name is its file name");
@@ -84,6 +62,62 @@ fn malformed_scenarios_give_clear_errors() {
         "{head}[[steps]]\ndo = \"kill\"\npick = \"receiver\"\ncount = 5\n"
     ));
     assert!(e.contains("cannot draw 5"), "{e}");
+    // Netns steps.
+    let e = parse_error(&format!("{head}[[steps]]\ndo = \"partition\"\n"));
+    assert!(e.contains("exactly one of a or a_fraction"), "{e}");
+    let e = parse_error(&format!(
+        "{head}[[steps]]\ndo = \"partition\"\na = [\"n1\"]\nb = [\"n1\"]\n"
+    ));
+    assert!(e.contains("disjoint"), "{e}");
+    let e = parse_error(&format!(
+        "{head}[[steps]]\ndo = \"partition\"\na = [\"n7\"]\n"
+    ));
+    assert!(e.contains("no process named n7"), "{e}");
+    let e = parse_error(&format!("{head}[[steps]]\ndo = \"link\"\nloss_pct = 120\n"));
+    assert!(e.contains("loss_pct"), "{e}");
+    let e = parse_error(&format!("{head}[[steps]]\ndo = \"link\"\nrate_mbit = 0\n"));
+    assert!(e.contains("rate_mbit"), "{e}");
+}
+
+#[test]
+fn partitions_resolve_to_two_disjoint_sides_from_the_seed() {
+    let s = Scenario::from_toml(scenario::preset("partition").expect("preset")).expect("parses");
+    assert!(s.needs_netns());
+    let sides = |seed| -> Vec<(Vec<String>, Vec<String>, bool)> {
+        s.schedule(seed)
+            .expect("schedules")
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Partition { a, b, one_way } => Some((a, b, one_way)),
+                _ => None,
+            })
+            .collect()
+    };
+    let one = sides(1);
+    assert_eq!(one.len(), 2);
+    for (a, b, _) in &one {
+        // 3 bootstraps + 8 nodes, half of them (rounded up) on side a.
+        assert_eq!(a.len(), 6);
+        assert_eq!(b.len(), 5);
+        assert!(a.iter().all(|n| !b.contains(n)));
+    }
+    assert!(!one[0].2 && one[1].2, "both ways, then one way");
+    assert_eq!(one, sides(1));
+    assert!((2..20).any(|seed| sides(seed) != one));
+    assert!(
+        !Scenario::from_toml(scenario::preset("churn").expect("preset"))
+            .expect("parses")
+            .needs_netns()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_mode_refuses_a_scenario_that_needs_the_lab() {
+    let s = Scenario::from_toml(scenario::preset("lossy").expect("preset")).expect("parses");
+    let e = scenario::run(scenario::Mode::Process, exe(), s, 1, None)
+        .await
+        .expect_err("lossy shapes links");
+    assert!(format!("{e:#}").contains("--mode netns"), "{e:#}");
 }
 
 #[test]
@@ -119,9 +153,15 @@ async fn origin_crash_mid_transfer_then_restart_completes_everywhere() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let started = std::time::Instant::now();
-    let report = scenario::run(exe, s, 1, Some(dir.path().to_owned()))
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let report = scenario::run(
+        scenario::Mode::Process,
+        exe,
+        s,
+        1,
+        Some(dir.path().to_owned()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
     eprintln!("origin-crash took {:?}", started.elapsed());
     assert!(report.passed);
     assert_eq!(report.completion_ms.len(), 5, "{report:?}");
@@ -171,9 +211,15 @@ async fn a_node_serving_corrupt_chunks_cannot_spoil_any_copy() {
     let s = small("corrupt", &[("size_mib = 24", "size_mib = 6")]);
     let dir = tempfile::tempdir().expect("tempdir");
     let started = std::time::Instant::now();
-    let report = scenario::run(exe, s, 2, Some(dir.path().to_owned()))
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    let report = scenario::run(
+        scenario::Mode::Process,
+        exe,
+        s,
+        2,
+        Some(dir.path().to_owned()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
     eprintln!("corrupt took {:?}", started.elapsed());
     assert!(report.passed);
     assert_eq!(report.completion_ms.len(), 4, "{report:?}");
@@ -213,7 +259,7 @@ check = "copies"
 source_seed = 5
 "#;
     let s = Scenario::from_toml(text).expect("parses");
-    let e = scenario::run(exe, s, 4242, None)
+    let e = scenario::run(scenario::Mode::Process, exe, s, 4242, None)
         .await
         .expect_err("verifying against another dataset fails");
     let msg = format!("{e:#}");
@@ -248,9 +294,12 @@ async fn every_preset_passes_at_full_size() {
             continue;
         }
         let s = Scenario::from_toml(text).expect("parses");
+        if s.needs_netns() {
+            continue;
+        }
         let dir = reports.as_ref().map(|r| r.join(name));
         let started = std::time::Instant::now();
-        let report = scenario::run(exe.clone(), s, seed, dir)
+        let report = scenario::run(scenario::Mode::Process, exe.clone(), s, seed, dir)
             .await
             .unwrap_or_else(|e| panic!("{e:#}"));
         eprintln!("{name} passed in {:?}", started.elapsed());
@@ -284,7 +333,7 @@ do = "stop"
 name = "n2"
 "#;
     let s = Scenario::from_toml(text).expect("parses");
-    let report = scenario::run(exe, s, 3, None)
+    let report = scenario::run(scenario::Mode::Process, exe, s, 3, None)
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
     let stop = report

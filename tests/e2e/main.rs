@@ -7,6 +7,7 @@
 mod authz;
 mod bad_manifests;
 mod bench_control;
+mod chaos_cli;
 mod control_plane;
 mod data_plane;
 mod support;

@@ -1,6 +1,7 @@
-//! Declarative chaos scenarios in process mode: a TOML file of ordered steps (start processes,
+//! Declarative chaos scenarios, in process or netns mode: a TOML file of ordered steps (start processes,
 //! make a dataset, send it, wait, kill / stop / continue / restart targets, assert), turned into
-//! a fixed schedule by a seeded PRNG, run against real `swarmcast` processes on 127.0.0.1, and
+//! a fixed schedule by a seeded PRNG, run against real `swarmcast` processes (on 127.0.0.1, or
+//! each in a network namespace with shaped and partitionable links: [`crate::netns`]), and
 //! checked: byte-identical copies, consistent registries, bounded re-fetching, a time bound.
 //!
 //! The same scenario and seed always give the same schedule ([`Scenario::schedule`]); every
@@ -139,6 +140,39 @@ pub enum Step {
         /// Milliseconds.
         ms: u64,
     },
+    /// Netns mode: drop every packet between two groups of hosts (from `a` to `b` only, if
+    /// `one_way`). `a` by name, or `a_fraction` of the started processes drawn from the seed;
+    /// `b` by name, or every other started process.
+    Partition {
+        /// Hosts of one side.
+        a: Option<Vec<String>>,
+        /// Or this fraction of every started process (rounded up), drawn from the seed.
+        a_fraction: Option<f64>,
+        /// The other side (default: everyone not in `a`).
+        b: Option<Vec<String>>,
+        /// Only packets from `a` to `b` are dropped.
+        #[serde(default)]
+        one_way: bool,
+    },
+    /// Netns mode: remove every partition.
+    Heal,
+    /// Netns mode: shape links in both directions. Without `hosts`, every host's link, also of
+    /// hosts started later.
+    Link {
+        /// Hosts by name (default: all, and the default for new ones).
+        hosts: Option<Vec<String>>,
+        /// Mbit/s (default: unlimited).
+        rate_mbit: Option<f64>,
+        /// Delay in each direction, ms (the RTT between two such hosts is four times this).
+        #[serde(default)]
+        delay_ms: f64,
+        /// Delay varies uniformly by this much, ms.
+        #[serde(default)]
+        jitter_ms: f64,
+        /// Loss in each direction, percent.
+        #[serde(default)]
+        loss_pct: f64,
+    },
 }
 
 impl Step {
@@ -216,7 +250,26 @@ pub enum CheckKind {
     Deadline,
 }
 
+/// Where a scenario's hosts run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Child processes on 127.0.0.1; faults are signals.
+    #[default]
+    Process,
+    /// Every process in its own network namespace on a bridge (root): links can be shaped
+    /// and partitioned too.
+    Netns,
+}
+
 impl Scenario {
+    /// Whether a step needs the network lab (partition, heal, link).
+    pub fn needs_netns(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s, Step::Partition { .. } | Step::Heal | Step::Link { .. }))
+    }
+
     /// Parse and validate a scenario.
     pub fn from_toml(text: &str) -> Result<Self> {
         let s: Scenario = toml::from_str(text).context("invalid scenario TOML")?;
@@ -275,6 +328,28 @@ impl Scenario {
                     }
                 }
                 Step::Send { .. } => sent = true,
+                Step::Partition { a, a_fraction, .. } => {
+                    if a.is_some() == a_fraction.is_some() {
+                        bail!("{}: a partition needs exactly one of a or a_fraction", at());
+                    }
+                    if a_fraction.is_some_and(|f| !(f > 0.0 && f < 1.0)) {
+                        bail!("{}: a_fraction must be within 0..1 (exclusive)", at());
+                    }
+                }
+                Step::Link {
+                    rate_mbit,
+                    delay_ms,
+                    jitter_ms,
+                    loss_pct,
+                    ..
+                } => crate::netns::LinkSpec {
+                    rate_mbit: *rate_mbit,
+                    delay_ms: *delay_ms,
+                    jitter_ms: *jitter_ms,
+                    loss_pct: *loss_pct,
+                }
+                .validate()
+                .with_context(at)?,
                 Step::MakeDir { size_mib, .. } if *size_mib <= 0.0 => {
                     bail!("{}: size_mib must be positive", at())
                 }
@@ -305,6 +380,8 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("pause", include_str!("../../presets/pause.toml")),
     ("corrupt", include_str!("../../presets/corrupt.toml")),
     ("everything", include_str!("../../presets/everything.toml")),
+    ("partition", include_str!("../../presets/partition.toml")),
+    ("lossy", include_str!("../../presets/lossy.toml")),
 ];
 
 /// The TOML of a preset by name.
@@ -313,6 +390,10 @@ pub fn preset(name: &str) -> Option<&'static str> {
 }
 
 /// The command that replays a run.
-pub fn replay_command(name: &str, seed: u64) -> String {
-    format!("swarmcast chaos run --preset {name} --seed {seed}")
+pub fn replay_command(name: &str, seed: u64, mode: Mode) -> String {
+    let mode = match mode {
+        Mode::Process => "",
+        Mode::Netns => " --mode netns",
+    };
+    format!("swarmcast chaos run --preset {name} --seed {seed}{mode}")
 }

@@ -95,6 +95,24 @@ pub enum Action {
         /// Data dir deleted first.
         wipe: bool,
     },
+    /// Cut `a` from `b` (and `b` from `a` unless one way).
+    Partition {
+        /// One side.
+        a: Vec<String>,
+        /// The other.
+        b: Vec<String>,
+        /// Only `a` to `b`.
+        one_way: bool,
+    },
+    /// Remove every partition.
+    Heal,
+    /// Shape links (None: every host, now and later).
+    Link {
+        /// Hosts.
+        hosts: Option<Vec<String>>,
+        /// The shape.
+        spec: crate::netns::LinkSpec,
+    },
     /// Check.
     Assert {
         /// Which check.
@@ -129,6 +147,28 @@ impl fmt::Display for Action {
                     "restart {}{}",
                     names.join(","),
                     if *wipe { " wiped" } else { "" }
+                )
+            }
+            Action::Partition { a, b, one_way } => write!(
+                f,
+                "partition {} {} {}",
+                a.join(","),
+                if *one_way { "-/->" } else { "<-/->" },
+                b.join(",")
+            ),
+            Action::Heal => write!(f, "heal partitions"),
+            Action::Link { hosts, spec } => {
+                let who = hosts
+                    .as_ref()
+                    .map_or("every link".to_owned(), |h| h.join(","));
+                write!(f, "shape {who}:")?;
+                if let Some(r) = spec.rate_mbit {
+                    write!(f, " {r} Mbit/s")?;
+                }
+                write!(
+                    f,
+                    " delay {} ms ± {} ms, loss {}%",
+                    spec.delay_ms, spec.jitter_ms, spec.loss_pct
                 )
             }
             Action::Assert { check, source_seed } => {
@@ -364,6 +404,82 @@ fn resolve_step(
             let names = fleet.resolve(&t, rng)?;
             fleet.set(&names, Life::Running);
             Action::Restart { names, wipe: *wipe }
+        }
+        Step::Partition {
+            a,
+            a_fraction,
+            b,
+            one_way,
+        } => {
+            let all: Vec<String> = fleet
+                .bootstraps
+                .iter()
+                .chain(&fleet.nodes)
+                .cloned()
+                .collect();
+            let known = |names: &[String]| -> Result<()> {
+                match names.iter().find(|n| !all.contains(n)) {
+                    Some(n) => bail!("no process named {n} has been started"),
+                    None => Ok(()),
+                }
+            };
+            let a = match (a, a_fraction) {
+                (Some(a), _) => {
+                    known(a)?;
+                    a.clone()
+                }
+                (None, Some(f)) => {
+                    let want = ((f * all.len() as f64).ceil() as usize).clamp(1, all.len());
+                    let mut group = all.clone();
+                    for i in 0..want {
+                        let j = i + rng.below(group.len() - i);
+                        group.swap(i, j);
+                    }
+                    group.truncate(want);
+                    group
+                }
+                (None, None) => bail!("a partition needs a or a_fraction"),
+            };
+            let b = match b {
+                Some(b) => {
+                    known(b)?;
+                    b.clone()
+                }
+                None => all.iter().filter(|n| !a.contains(n)).cloned().collect(),
+            };
+            if a.is_empty() || b.is_empty() || a.iter().any(|n| b.contains(n)) {
+                bail!("a partition needs two non-empty, disjoint sides ({a:?} / {b:?})");
+            }
+            Action::Partition {
+                a,
+                b,
+                one_way: *one_way,
+            }
+        }
+        Step::Heal => Action::Heal,
+        Step::Link {
+            hosts,
+            rate_mbit,
+            delay_ms,
+            jitter_ms,
+            loss_pct,
+        } => {
+            if let Some(n) = hosts
+                .iter()
+                .flatten()
+                .find(|n| !fleet.life.contains_key(*n))
+            {
+                bail!("no process named {n} has been started");
+            }
+            Action::Link {
+                hosts: hosts.clone(),
+                spec: crate::netns::LinkSpec {
+                    rate_mbit: *rate_mbit,
+                    delay_ms: *delay_ms,
+                    jitter_ms: *jitter_ms,
+                    loss_pct: *loss_pct,
+                },
+            }
         }
         Step::Assert { check, source_seed } => Action::Assert {
             check: *check,

@@ -25,6 +25,8 @@ pub struct Report {
     pub scenario: String,
     /// The run seed.
     pub seed: u64,
+    /// Process or netns.
+    pub mode: super::Mode,
     /// The command that replays this run.
     pub replay: String,
     /// The resolved schedule.
@@ -58,9 +60,10 @@ impl Report {
         let mib = |b: u64| b as f64 / (1 << 20) as f64;
         let _ = writeln!(
             s,
-            "scenario {} seed {}: {}",
+            "scenario {} seed {} ({:?} mode): {}",
             self.scenario,
             self.seed,
+            self.mode,
             if self.passed { "PASSED" } else { "FAILED" }
         );
         if let Some(e) = &self.error {

@@ -11,7 +11,8 @@ use swarmcast_node::data::{BroadcastInfo, COMMIT_INTERVAL};
 use swarmcast_proto::Role;
 
 use super::registry::{self, Entry};
-use super::{Action, CheckKind, Event, Report, Scenario, replay_command};
+use super::{Action, CheckKind, Event, Mode, Report, Scenario, replay_command};
+use crate::netns::Lab;
 use crate::procs::{LocalCluster, Timings};
 use crate::tree;
 
@@ -21,16 +22,18 @@ const IN_FLIGHT: u64 = 32 << 20;
 const COMMIT_RATE: f64 = 200.0 * (1 << 20) as f64;
 const POLL: Duration = Duration::from_millis(200);
 
-/// Run `scenario` with `seed` using the `swarmcast` binary at `exe`. Writes the report into
-/// `report_dir` (with the processes' logs) when given. Err, naming the seed and the replay
-/// command, if any step or check failed.
+/// Run `scenario` with `seed` in `mode` using the `swarmcast` binary at `exe`. Writes the
+/// report into `report_dir` (with the processes' logs) when given. Err, naming the seed and the
+/// replay command, if any step or check failed. Netns mode fails at once if the lab cannot be
+/// built (not root, tools missing): it never falls back to process mode.
 pub async fn run(
+    mode: Mode,
     exe: PathBuf,
     scenario: Scenario,
     seed: u64,
     report_dir: Option<PathBuf>,
 ) -> Result<Report> {
-    let replay = replay_command(&scenario.name, seed);
+    let replay = replay_command(&scenario.name, seed, mode);
     let fail = |e: anyhow::Error| {
         anyhow!(
             "scenario {} failed (seed {seed}): {e:#}\nreplay: {replay}",
@@ -38,6 +41,12 @@ pub async fn run(
         )
     };
     let schedule = scenario.schedule(seed).map_err(fail)?;
+    if mode == Mode::Process && scenario.needs_netns() {
+        return Err(anyhow!(
+            "scenario {} partitions or shapes links: run it with --mode netns (root)",
+            scenario.name
+        ));
+    }
     let tmp = tempfile::Builder::new()
         .prefix("swarmcast-chaos-")
         .tempdir()
@@ -45,12 +54,23 @@ pub async fn run(
     let mut r = Runner {
         root: tmp.path().to_owned(),
         exe: exe.clone(),
-        cluster: LocalCluster::new(exe, tmp.path(), Timings::default()).map_err(fail)?,
+        cluster: {
+            let c = LocalCluster::new(exe, tmp.path(), Timings::default()).map_err(fail)?;
+            match mode {
+                Mode::Process => c,
+                Mode::Netns => c.with_lab(
+                    Lab::new(seed)
+                        .context("netns mode: building the network lab")
+                        .map_err(fail)?,
+                ),
+            }
+        },
         seeds: Vec::new(),
         t0: Instant::now(),
         report: Report {
             scenario: scenario.name.clone(),
             seed,
+            mode,
             replay: replay.clone(),
             schedule: schedule.iter().map(ToString::to_string).collect(),
             ..Report::default()
@@ -259,6 +279,39 @@ impl Runner {
             Action::Assert { check, source_seed } => {
                 self.check(*check, *source_seed).await?;
             }
+            Action::Partition { a, b, one_way } => {
+                self.lab()?.partition(a, b, *one_way)?;
+                self.event(
+                    "fault",
+                    format!(
+                        "{}",
+                        Action::Partition {
+                            a: a.clone(),
+                            b: b.clone(),
+                            one_way: *one_way
+                        }
+                    ),
+                );
+            }
+            Action::Heal => {
+                self.lab()?.heal()?;
+                self.event("fault", "partitions healed".into());
+            }
+            Action::Link { hosts, spec } => {
+                let lab = self
+                    .cluster
+                    .lab_mut()
+                    .context("links can be shaped in netns mode only")?;
+                match hosts {
+                    None => lab.set_default_link(*spec)?,
+                    Some(hosts) => {
+                        for h in hosts {
+                            lab.set_link(h, *spec)?;
+                        }
+                    }
+                }
+                self.event("fault", a.to_string());
+            }
         }
         Ok(())
     }
@@ -431,33 +484,40 @@ impl Runner {
         }
     }
 
-    fn live_bootstraps(&self) -> Vec<SocketAddr> {
+    fn lab(&self) -> Result<&Lab> {
+        self.cluster
+            .lab()
+            .context("partitions need netns mode (--mode netns)")
+    }
+
+    /// (name, address) of every bootstrap running and not stopped.
+    fn live_bootstraps(&self) -> Vec<(String, SocketAddr)> {
         self.cluster
             .procs
             .iter()
             .filter(|p| p.role == Role::Bootstrap && p.running() && !self.stopped.contains(&p.name))
-            .filter_map(|p| p.addr)
+            .filter_map(|p| Some((p.name.clone(), p.addr?)))
             .collect()
     }
 
-    /// One bootstrap's registry through `swarmcast registry --json`.
-    async fn registry(&self, addr: SocketAddr) -> Result<Vec<Entry>> {
-        let exe = self.exe();
+    /// One bootstrap's registry through `swarmcast registry --json`, run where the bootstrap
+    /// runs (its own namespace in netns mode, so that partitions do not hide it).
+    async fn registry(&self, (name, addr): (String, SocketAddr)) -> Result<Vec<Entry>> {
         let ident = self
             .root
             .join("certs")
             .join(self.ids.keys().next().context("no node")?);
+        let mut cmd = self.cluster.command_at(&name, &self.exe)?;
         let out = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(exe)
-                .args([
-                    "registry",
-                    "--seed",
-                    &addr.to_string(),
-                    "--json",
-                    "--identity",
-                ])
-                .arg(ident)
-                .output()
+            cmd.args([
+                "registry",
+                "--seed",
+                &addr.to_string(),
+                "--json",
+                "--identity",
+            ])
+            .arg(ident)
+            .output()
         })
         .await??;
         if !out.status.success() {
@@ -480,10 +540,6 @@ impl Runner {
                 status: n["status"].as_str().unwrap_or_default().to_owned(),
             })
             .collect())
-    }
-
-    fn exe(&self) -> PathBuf {
-        self.exe.clone()
     }
 
     async fn check(&mut self, check: CheckKind, source_seed: Option<u64>) -> Result<()> {
@@ -593,7 +649,8 @@ impl Runner {
     async fn registry_once(&mut self) -> Result<()> {
         let mut views = Vec::new();
         for b in self.live_bootstraps() {
-            views.push((b, self.registry(b).await?));
+            let addr = b.1;
+            views.push((addr, self.registry(b).await?));
         }
         let killed: Vec<String> = self
             .ids
