@@ -104,6 +104,60 @@ enum BenchCommand {
         #[arg(long, default_value = "600s", value_parser = parse_duration)]
         timeout: Duration,
     },
+    /// Netns lab (root): one origin and N receivers, each link shaped both ways; T against
+    /// the lower bound T*, beside a client-server run on the same links.
+    Swarm(SwarmBenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct SwarmBenchArgs {
+    /// Receivers (the origin is extra).
+    #[arg(long, default_value_t = 16)]
+    receivers: usize,
+    /// Bytes of the generated directory (e.g. 256MiB).
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    size: u64,
+    /// Every host's link rate in Mbit/s, both directions.
+    #[arg(long, default_value_t = 100.0)]
+    rate_mbit: f64,
+    /// A host's own rate, e.g. `origin=200` or `r3=20` (repeatable): heterogeneous fleets.
+    #[arg(long = "host-rate", value_parser = parse_host_rate)]
+    host_rates: Vec<(String, f64)>,
+    /// `both` (swarm, then client-server on the same links), `swarm` or `origin-only`.
+    #[arg(long, value_enum, default_value_t = BenchStrategy::Both)]
+    strategy: BenchStrategy,
+    /// Chunk size.
+    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+    chunk_size: u32,
+    /// Give up on a run after this long.
+    #[arg(long, default_value = "1800s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Print the whole report (with utilisation samples) as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BenchStrategy {
+    /// The swarm, then the client-server baseline.
+    Both,
+    /// The swarm only.
+    Swarm,
+    /// The client-server baseline only.
+    OriginOnly,
+}
+
+fn parse_host_rate(s: &str) -> Result<(String, f64), String> {
+    let (host, rate) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected HOST=MBIT, e.g. r3=20, got {s:?}"))?;
+    let rate: f64 = rate
+        .parse()
+        .map_err(|_| format!("invalid rate {rate:?} in {s:?}"))?;
+    if !(rate.is_finite() && rate > 0.0) {
+        return Err(format!("rate must be positive in {s:?}"));
+    }
+    Ok((host.to_owned(), rate))
 }
 
 #[derive(Debug, Args)]
@@ -248,6 +302,19 @@ struct JoinArgs {
     /// Target number of neighbours.
     #[arg(long, default_value_t = 8)]
     neighbours: usize,
+    /// Who serves receivers: `swarm`, or `origin-only` (client-server, a baseline for
+    /// benchmarks: every node of the fleet must use it, with `--neighbours` at least the
+    /// fleet size so that every receiver is connected to the origin).
+    #[arg(long, value_enum, default_value_t = StrategyArg::Swarm)]
+    strategy: StrategyArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StrategyArg {
+    /// Receivers serve each other; the origin super-seeds.
+    Swarm,
+    /// Only the origin serves.
+    OriginOnly,
 }
 
 #[derive(Debug, Args)]
@@ -428,6 +495,10 @@ fn run(cli: Cli) -> Result<()> {
             config.join_timeout = args.join_timeout;
             config.neighbours.target = args.neighbours;
             config.neighbours.max_neighbours = args.neighbours * 2 + 4;
+            config.strategy = match args.strategy {
+                StrategyArg::Swarm => swarmcast_node::Strategy::Swarm,
+                StrategyArg::OriginOnly => swarmcast_node::Strategy::OriginOnly,
+            };
             // Test-only fault switches, read from the environment so they never show in --help.
             config.fault_corrupt = std::env::var("SWARMCAST_FAULT_CORRUPT").is_ok_and(|v| v == "1");
             config.fault_serve_delay = std::env::var("SWARMCAST_FAULT_SERVE_DELAY_MS")
@@ -505,6 +576,37 @@ fn run(cli: Cli) -> Result<()> {
                 "transfer_s": { "median": secs[secs.len() / 2], "min": secs[0], "max": secs[secs.len() - 1] },
             });
             println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Swarm(args)) => {
+            use swarmcast_chaos::lab_bench::{self, Strategy};
+            swarmcast_chaos::netns::preflight()?;
+            let config = lab_bench::SwarmBenchConfig {
+                receivers: args.receivers,
+                size: args.size,
+                rate_mbit: args.rate_mbit,
+                host_rates: args.host_rates.into_iter().collect(),
+                chunk_size: args.chunk_size,
+                strategies: match args.strategy {
+                    BenchStrategy::Both => vec![Strategy::Swarm, Strategy::OriginOnly],
+                    BenchStrategy::Swarm => vec![Strategy::Swarm],
+                    BenchStrategy::OriginOnly => vec![Strategy::OriginOnly],
+                },
+                timeout: args.timeout,
+                sample: Duration::from_millis(500),
+            };
+            let exe = std::env::current_exe().context("locating the swarmcast binary")?;
+            let report = runtime()?.block_on(async {
+                tokio::select! {
+                    r = lab_bench::run(exe, &config) => r,
+                    () = shutdown_signal() => bail!("interrupted"),
+                }
+            })?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.summary());
+            }
             Ok(())
         }
         Command::Chaos(ChaosCommand::Presets) => {

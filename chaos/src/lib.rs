@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod lab_bench;
 pub mod netns;
 pub mod procs;
 pub mod scenario;

@@ -167,6 +167,17 @@ impl LocalCluster {
         seeds: &[SocketAddr],
         env: &[(&str, &str)],
     ) -> Result<usize> {
+        self.start_node_with(name, seeds, env, &[])
+    }
+
+    /// [`start_node`](Self::start_node) with extra `node join` arguments.
+    pub fn start_node_with(
+        &mut self,
+        name: &str,
+        seeds: &[SocketAddr],
+        env: &[(&str, &str)],
+        extra: &[&str],
+    ) -> Result<usize> {
         swarmcast_certs::issue(&self.certs, name, Role::Node)?;
         let data_dir = self.root.join("data").join(name);
         let mut args = vec![
@@ -183,6 +194,7 @@ impl LocalCluster {
             args.push("--seed".into());
             args.push(s.to_string());
         }
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
         if let Some(lab) = &mut self.lab {
             let ip = lab.add_host(name)?;
             args.push("--listen".into());

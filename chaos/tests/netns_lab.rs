@@ -4,19 +4,14 @@
 //! Needs root, `ip`, `tc` and `iptables`. Runs when `SWARMCAST_NETNS=1` (as CI does) and then
 //! fails, never skips, if the lab cannot be built; without the variable it is skipped with a note.
 
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use common::netns_wanted;
 use swarmcast_chaos::netns::{Lab, LinkSpec};
-
-fn wanted() -> bool {
-    if std::env::var("SWARMCAST_NETNS").is_ok_and(|v| v == "1") {
-        return true;
-    }
-    eprintln!("netns lab tests skipped: set SWARMCAST_NETNS=1 (root) to run them");
-    false
-}
 
 /// Send `n` datagrams of `size` bytes from `from` to `to`:9000, each answered by an echo; the
 /// round trip times of the answered ones.
@@ -124,7 +119,7 @@ fn root_links() -> Result<String> {
 
 #[test]
 fn the_lab_shapes_partitions_and_cleans_up() -> Result<()> {
-    if !wanted() {
+    if !netns_wanted() {
         return Ok(());
     }
     let before = root_links()?;

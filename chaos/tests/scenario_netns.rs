@@ -7,16 +7,8 @@
 
 mod common;
 
-use common::{SERIAL, exe, small};
+use common::{SERIAL, exe, netns_wanted, small};
 use swarmcast_chaos::scenario::{self, Mode};
-
-fn wanted() -> bool {
-    if std::env::var("SWARMCAST_NETNS").is_ok_and(|v| v == "1") {
-        return true;
-    }
-    eprintln!("netns scenario tests skipped: set SWARMCAST_NETNS=1 (root) to run them");
-    false
-}
 
 /// Namespaces of labs this test process created (their names carry our PID).
 fn our_namespaces() -> Vec<String> {
@@ -33,7 +25,7 @@ fn our_namespaces() -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_heals_and_every_copy_completes() {
-    if !wanted() {
+    if !netns_wanted() {
         return;
     }
     let _serial = SERIAL.lock().await;
@@ -64,7 +56,7 @@ async fn a_partition_heals_and_every_copy_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_presets_run_in_the_lab_too_and_a_failed_run_still_cleans_up() {
-    if !wanted() {
+    if !netns_wanted() {
         return;
     }
     let _serial = SERIAL.lock().await;

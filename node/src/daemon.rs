@@ -25,6 +25,19 @@ use crate::membership::{JoinError, Membership};
 use crate::neighbours::NeighbourConfig;
 use crate::peers;
 
+/// Who serves the receivers of a broadcast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// Receivers fetch from every neighbour that has a piece; the origin super-seeds.
+    #[default]
+    Swarm,
+    /// Client-server: receivers fetch only from the origin, which serves every request (no
+    /// super-seeding). Every node of the fleet must run with it, and each receiver needs the
+    /// origin among its neighbours (a full mesh: `--neighbours` at least the fleet size).
+    /// The baseline `bench swarm --strategy origin-only` compares the swarm with.
+    OriginOnly,
+}
+
 /// Settings of a node daemon.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -42,6 +55,9 @@ pub struct NodeConfig {
     pub join_timeout: Option<Duration>,
     /// Neighbour selection and liveness.
     pub neighbours: NeighbourConfig,
+    /// Who serves receivers: the swarm (default), or only the origin (a baseline for
+    /// benchmarks).
+    pub strategy: Strategy,
     /// Test-only fault: serve corrupted chunk payloads (`SWARMCAST_FAULT_CORRUPT=1`).
     pub fault_corrupt: bool,
     /// Test-only fault: wait this long before serving each chunk request, to slow a transfer
@@ -60,6 +76,7 @@ impl NodeConfig {
             heartbeat: Duration::from_secs(1),
             join_timeout: None,
             neighbours: NeighbourConfig::default(),
+            strategy: Strategy::Swarm,
             fault_corrupt: false,
             fault_serve_delay: None,
         }

@@ -19,5 +19,5 @@ mod peers;
 pub mod store;
 pub mod swarm;
 
-pub use daemon::{NodeConfig, NodeError, run};
+pub use daemon::{NodeConfig, NodeError, Strategy, run};
 pub use membership::JoinError;

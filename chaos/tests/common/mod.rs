@@ -32,3 +32,13 @@ pub fn small(name: &str, replace: &[(&str, &str)]) -> Scenario {
     }
     Scenario::from_toml(&text).unwrap_or_else(|e| panic!("{name}: {e:#}"))
 }
+
+/// Whether the netns tests run: `SWARMCAST_NETNS=1` (root; CI sets it). They then fail rather
+/// than skip if the lab cannot be built; without the variable they are skipped with a note.
+pub fn netns_wanted() -> bool {
+    if std::env::var("SWARMCAST_NETNS").is_ok_and(|v| v == "1") {
+        return true;
+    }
+    eprintln!("netns test skipped: set SWARMCAST_NETNS=1 (root) to run it");
+    false
+}

@@ -31,7 +31,7 @@ use tokio::task::AbortHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::bitfield::Bitfield;
-use crate::daemon::Shared;
+use crate::daemon::{Shared, Strategy};
 use crate::manifest::{Layout, Manifest, ManifestLimits, manifest_id};
 use crate::store::{self, Source, StoredKind, Workspace};
 use crate::swarm::{SwarmAction, SwarmConfig, Transfer};
@@ -44,6 +44,12 @@ pub const COMMIT_INTERVAL: Duration = Duration::from_millis(50);
 const MAX_UNKNOWN: usize = 64;
 /// Per-attempt timeout of a manifest fetch.
 const MANIFEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether a transfer may ask `peer` for pieces: anyone in a swarm, only the origin in
+/// client-server mode.
+fn may_fetch_from(strategy: Strategy, peer: NodeId, origin: Option<NodeId>) -> bool {
+    strategy == Strategy::Swarm || origin == Some(peer)
+}
 
 /// Inputs of the data-plane actor.
 #[derive(Debug)]
@@ -409,9 +415,9 @@ impl DataPlane {
             layout: layout.clone(),
             reader: Reader::Source(src),
             failed: Default::default(),
-            first_round: Some(std::sync::Mutex::new(serve::SuperSeed::new(
-                layout.chunk_count(),
-            ))),
+            // Client-server serves every request: no first round that declines repeats.
+            first_round: (self.shared.config.strategy == Strategy::Swarm)
+                .then(|| std::sync::Mutex::new(serve::SuperSeed::new(layout.chunk_count()))),
         });
         self.catalog.insert(id, servable);
         let held = Bitfield::full(layout.chunk_count());
@@ -456,6 +462,7 @@ impl DataPlane {
 
     /// Create the transfer core once the origin is known.
     fn start_transfer(&mut self, id: BroadcastId) {
+        let strategy = self.shared.config.strategy;
         let Some(b) = self.broadcasts.get_mut(&id) else {
             return;
         };
@@ -476,7 +483,7 @@ impl DataPlane {
         let now = Instant::now();
         if let Some(haves) = self.haves.get(&id) {
             for (peer, chunks) in haves {
-                if self.peers.contains_key(peer) {
+                if self.peers.contains_key(peer) && may_fetch_from(strategy, *peer, Some(origin)) {
                     t.handle_peer_have(now, *peer, &b.piece_bitfield(chunks));
                 }
             }
@@ -708,6 +715,7 @@ impl DataPlane {
         match msg {
             Message::Have(h) => {
                 let id = h.broadcast;
+                let strategy = self.shared.config.strategy;
                 if let Some(b) = self.broadcasts.get_mut(&id) {
                     let Ok(bits) = Bitfield::from_bytes(b.layout.chunk_count(), &h.bits) else {
                         warn!(peer = %peer.short(), "malformed have bitfield; ignoring");
@@ -717,7 +725,8 @@ impl DataPlane {
                         return;
                     }
                     let pieces = b.piece_bitfield(&bits);
-                    if let Some(t) = b.transfer.as_mut() {
+                    let usable = may_fetch_from(strategy, peer, b.origin);
+                    if let Some(t) = b.transfer.as_mut().filter(|_| usable) {
                         t.handle_peer_have(now, peer, &pieces);
                     }
                     self.haves.entry(id).or_default().insert(peer, bits);
@@ -741,6 +750,7 @@ impl DataPlane {
             }
             Message::HaveUpdate(u) => {
                 let id = u.broadcast;
+                let strategy = self.shared.config.strategy;
                 if let Some(b) = self.broadcasts.get_mut(&id) {
                     let total = b.layout.chunk_count();
                     let bits = self
@@ -755,7 +765,8 @@ impl DataPlane {
                             pieces.insert(b.layout.piece_of[c.0 as usize]);
                         }
                     }
-                    if let Some(t) = b.transfer.as_mut() {
+                    let usable = may_fetch_from(strategy, peer, b.origin);
+                    if let Some(t) = b.transfer.as_mut().filter(|_| usable) {
                         for p in pieces {
                             if b.layout.chunks_of(p).all(|c| bits.get(c)) {
                                 t.handle_peer_piece(now, peer, p);
