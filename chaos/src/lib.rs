@@ -4,11 +4,12 @@
 //! * [`procs`]: a local cluster of bootstrap and node processes, killed by PID.
 //! * [`tree`]: sample directories and byte-for-byte verification of copies.
 //! * [`demo`]: `swarmcast demo`, the built-in default run.
-//! * [`bench`], [`pair`]: `swarmcast bench local` and `bench pair` (swarmcast against bare
-//!   quinn).
+//! * [`bench`], [`pair`], [`files`]: `swarmcast bench local`, `bench pair` (swarmcast against
+//!   bare quinn) and `bench files` (many small files against one large one).
 
 pub mod bench;
 pub mod demo;
+pub mod files;
 pub mod pair;
 pub mod procs;
 pub mod scenario;
