@@ -107,6 +107,19 @@ enum BenchCommand {
     /// Netns lab (root): one origin and N receivers, each link shaped both ways; T against
     /// the lower bound T*, beside a client-server run on the same links.
     Swarm(SwarmBenchArgs),
+    /// One origin to one receiver: swarmcast against bare quinn on the same bytes.
+    ///
+    /// A file of --size goes from one origin to one receiver through swarmcast processes on
+    /// 127.0.0.1; then the same bytes go over one bare quinn connection with swarmcast's TLS and
+    /// transport settings, the receiver only reading: the transport's ceiling on this machine.
+    /// Prints both times and throughputs and their ratio (target >= 0.75).
+    Pair(BenchPairArgs),
+    /// Many small files to N receivers, against one file of the same total size.
+    ///
+    /// Files per second and bytes per second per receiver for --files files of --file-size,
+    /// then one file of the same total size to the same fleet; prints the ratio of their
+    /// throughputs (target >= 0.5).
+    Files(BenchFilesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -139,6 +152,28 @@ struct SwarmBenchArgs {
     json: bool,
 }
 
+#[derive(Debug, Args)]
+struct BenchPairArgs {
+    /// Bytes to send (e.g. 1GiB); one file.
+    #[arg(long, default_value = "1GiB", value_parser = parse_positive_size)]
+    size: u64,
+    /// swarmcast's chunk size.
+    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+    chunk_size: u32,
+    /// Streams of the bare quinn transfer (on one connection).
+    #[arg(long, default_value_t = swarmcast_chaos::pair::DEFAULT_STREAMS, value_parser = parse_positive_count::<usize>)]
+    streams: usize,
+    /// Repetitions (median, min and max are reported).
+    #[arg(long, default_value_t = 3, value_parser = parse_positive_count::<usize>)]
+    runs: usize,
+    /// Give up on a transfer after this long.
+    #[arg(long, default_value = "600s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Machine-readable output (every run, then median, min and max).
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum BenchStrategy {
     /// The swarm, then the client-server baseline.
@@ -160,6 +195,31 @@ fn parse_host_rate(s: &str) -> Result<(String, f64), String> {
         return Err(format!("rate must be positive in {s:?}"));
     }
     Ok((host.to_owned(), rate))
+}
+
+#[derive(Debug, Args)]
+struct BenchFilesArgs {
+    /// Files in the many-files dataset.
+    #[arg(long, default_value_t = 100_000, value_parser = parse_positive_count::<u64>)]
+    files: u64,
+    /// Bytes of each file (e.g. 4KiB).
+    #[arg(long, default_value = "4KiB", value_parser = parse_positive_size)]
+    file_size: u64,
+    /// Receivers (the origin is extra).
+    #[arg(long, default_value_t = 4, value_parser = parse_positive_count::<usize>)]
+    receivers: usize,
+    /// Chunk size.
+    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+    chunk_size: u32,
+    /// Repetitions (median, min and max are reported).
+    #[arg(long, default_value_t = 3, value_parser = parse_positive_count::<usize>)]
+    runs: usize,
+    /// Give up on a transfer after this long.
+    #[arg(long, default_value = "600s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Machine-readable output (every run, then median, min and max).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -366,6 +426,23 @@ fn parse_size(s: &str) -> Result<u64, String> {
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// Like [`parse_size`], but zero is refused.
+fn parse_positive_size(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        0 => Err("must be more than 0 bytes".to_owned()),
+        n => Ok(n),
+    }
+}
+
+/// A count of at least 1.
+fn parse_positive_count<T: std::str::FromStr + PartialEq + From<u8>>(s: &str) -> Result<T, String> {
+    match s.trim().parse::<T>() {
+        Ok(n) if n == T::from(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("invalid count {s:?} (a whole number, at least 1)")),
+    }
 }
 
 /// "250ms", "3s", "1.5s", "2m"; a bare number is seconds.
@@ -611,6 +688,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Bench(BenchCommand::Pair(args)) => bench_pair(args),
+        Command::Bench(BenchCommand::Files(args)) => bench_files(args),
         Command::Chaos(ChaosCommand::Presets) => {
             for (name, text) in swarmcast_chaos::scenario::PRESETS {
                 let description = swarmcast_chaos::scenario::Scenario::from_toml(text)
@@ -677,6 +756,101 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// A bad combination of arguments: clap's message and exit code 2, like a bad single value.
+fn usage_error(bench: &str, e: anyhow::Error) -> ! {
+    use clap::CommandFactory;
+    let mut cli = Cli::command();
+    cli.build();
+    let kind = clap::error::ErrorKind::ValueValidation;
+    let msg = format!("{e:#}");
+    match cli
+        .find_subcommand_mut("bench")
+        .and_then(|b| b.find_subcommand_mut(bench))
+    {
+        Some(sub) => sub.error(kind, msg).exit(),
+        None => cli.error(kind, msg).exit(),
+    }
+}
+
+/// `bench pair`: each run's line on stderr, the summary on stdout.
+fn bench_pair(args: BenchPairArgs) -> Result<()> {
+    use swarmcast_chaos::pair;
+    let exe = std::env::current_exe().context("locating the swarmcast binary")?;
+    let config = pair::PairConfig {
+        size: args.size,
+        chunk_size: args.chunk_size,
+        streams: args.streams,
+        timeout: args.timeout,
+    };
+    if let Err(e) = config.validate() {
+        usage_error("pair", e);
+    }
+    let rt = runtime()?;
+    let mut runs = Vec::new();
+    for i in 1..=args.runs {
+        // On SIGINT or SIGTERM the run's future is dropped, which kills its processes.
+        let r = rt.block_on(async {
+            tokio::select! {
+                r = pair::run(exe.clone(), &config) => r,
+                () = shutdown_signal() => bail!("interrupted"),
+            }
+        })?;
+        if args.json {
+            eprintln!("run {i}/{}: {}", args.runs, r.to_json(&config));
+        } else {
+            eprintln!("{}", pair::run_text(&r, i, args.runs));
+        }
+        runs.push(r);
+    }
+    if args.json {
+        let summary = pair::summary_json(&config, &runs);
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", pair::summary_text(&config, &runs));
+    }
+    Ok(())
+}
+
+/// `bench files`: each run's line on stderr, the summary on stdout.
+fn bench_files(args: BenchFilesArgs) -> Result<()> {
+    use swarmcast_chaos::files;
+    let config = files::FilesConfig {
+        files: args.files,
+        file_size: args.file_size,
+        receivers: args.receivers,
+        chunk_size: args.chunk_size,
+        timeout: args.timeout,
+    };
+    if let Err(e) = config.validate() {
+        usage_error("files", e);
+    }
+    let exe = std::env::current_exe().context("locating the swarmcast binary")?;
+    let rt = runtime()?;
+    let mut runs = Vec::new();
+    for i in 1..=args.runs {
+        // On SIGINT or SIGTERM the run's future is dropped, which kills its processes.
+        let r = rt.block_on(async {
+            tokio::select! {
+                r = files::run(exe.clone(), &config) => r,
+                () = shutdown_signal() => bail!("interrupted"),
+            }
+        })?;
+        if args.json {
+            eprintln!("run {i}/{}: {}", args.runs, r.to_json(&config)?);
+        } else {
+            eprintln!("{}", files::run_text(&r, i, args.runs));
+        }
+        runs.push(r);
+    }
+    if args.json {
+        let summary = files::summary_json(&config, &runs)?;
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", files::summary_text(&config, &runs));
+    }
+    Ok(())
+}
+
 fn load_identity(dir: &Path) -> Result<swarmcast_certs::Identity> {
     swarmcast_certs::Identity::load(dir)
         .with_context(|| format!("loading identity from {}", dir.display()))
@@ -706,6 +880,18 @@ mod tests {
         assert!(parse_bytes("8GiB").is_err());
         assert!(parse_bytes("1 parsec").is_err());
         assert!(parse_bytes("-1").is_err());
+    }
+
+    #[test]
+    fn positive_values() {
+        assert_eq!(parse_positive_size("4KiB"), Ok(4096));
+        assert!(parse_positive_size("0").is_err());
+        assert!(parse_positive_size("0GiB").is_err());
+        assert_eq!(parse_positive_count::<usize>("3"), Ok(3));
+        assert_eq!(parse_positive_count::<u64>("100000"), Ok(100_000));
+        assert!(parse_positive_count::<usize>("0").is_err());
+        assert!(parse_positive_count::<u64>("-1").is_err());
+        assert!(parse_positive_count::<u64>("1.5").is_err());
     }
 
     #[test]

@@ -195,3 +195,77 @@ pub async fn run(exe: std::path::PathBuf, config: &BenchConfig) -> Result<BenchR
         peak_rss_kib,
     })
 }
+
+/// Whether a dataset of `files` files and `size` bytes in chunks of `chunk_size` passes the
+/// manifest limits `node send` applies, so a bad argument fails before any process starts.
+pub fn check_limits(files: u64, size: u64, chunk_size: u32) -> Result<()> {
+    let limits = swarmcast_node::manifest::ManifestLimits::default();
+    if !(limits.min_chunk_size..=limits.max_chunk_size).contains(&chunk_size) {
+        bail!(
+            "chunk size {chunk_size} is outside {}..={} bytes",
+            limits.min_chunk_size,
+            limits.max_chunk_size
+        );
+    }
+    if files > limits.max_entries {
+        bail!(
+            "{files} files is more than a broadcast holds ({})",
+            limits.max_entries
+        );
+    }
+    if size > limits.max_total_bytes {
+        bail!(
+            "{size} bytes is more than a broadcast holds ({})",
+            limits.max_total_bytes
+        );
+    }
+    Ok(())
+}
+
+/// Median, minimum and maximum of repeated measurements.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    /// The middle value (the upper middle of an even count).
+    pub median: f64,
+    /// The smallest.
+    pub min: f64,
+    /// The largest.
+    pub max: f64,
+}
+
+impl Spread {
+    /// Of `values`; all zero if there are none.
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Self {
+        let mut v: Vec<f64> = values.into_iter().collect();
+        v.sort_by(f64::total_cmp);
+        match (v.first(), v.last()) {
+            (Some(&min), Some(&max)) => Self {
+                median: v[v.len() / 2],
+                min,
+                max,
+            },
+            _ => Self {
+                median: 0.0,
+                min: 0.0,
+                max: 0.0,
+            },
+        }
+    }
+
+    /// `{ "median": .., "min": .., "max": .. }`, like `bench local`'s summary.
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({ "median": self.median, "min": self.min, "max": self.max })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread() {
+        let s = Spread::of([3.0, 1.0, 2.0]);
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        assert_eq!(Spread::of([]).median, 0.0);
+    }
+}

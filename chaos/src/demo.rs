@@ -60,7 +60,7 @@ pub struct DemoReport {
     pub refetched: u64,
 }
 
-fn human(n: u64) -> String {
+pub(crate) fn human(n: u64) -> String {
     let mib = n as f64 / (1 << 20) as f64;
     if mib >= 1024.0 {
         format!("{:.2} GiB", mib / 1024.0)

@@ -5,11 +5,16 @@
 //! * [`tree`]: sample directories and byte-for-byte verification of copies.
 //! * [`demo`]: `swarmcast demo`, the built-in default run.
 //! * [`netns`]: the network lab: hosts in namespaces on a private bridge, shaped links.
+//! * [`bench`], [`pair`], [`files`], [`lab_bench`]: `swarmcast bench local`, `bench pair`
+//!   (swarmcast against bare quinn), `bench files` (many small files against one large one) and
+//!   `bench swarm` (the netns lab against T*).
 
 pub mod bench;
 pub mod demo;
+pub mod files;
 pub mod lab_bench;
 pub mod netns;
+pub mod pair;
 pub mod procs;
 pub mod scenario;
 pub mod tree;

@@ -6,6 +6,7 @@
 
 mod authz;
 mod bad_manifests;
+mod bench_args;
 mod bench_control;
 mod chaos_cli;
 mod control_plane;
