@@ -505,6 +505,20 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// Resolves on SIGINT or SIGTERM.
+/// Run `fut` to its end, or stop at SIGINT/SIGTERM: the future is then dropped, which kills
+/// its processes (by PID) and takes its network lab down.
+fn until_signal<T>(
+    rt: &tokio::runtime::Runtime,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    rt.block_on(async {
+        tokio::select! {
+            r = fut => r,
+            () = shutdown_signal() => bail!("interrupted"),
+        }
+    })
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let term = async {
@@ -605,12 +619,7 @@ fn run(cli: Cli) -> Result<()> {
                 keep: args.keep,
                 ..Default::default()
             };
-            runtime()?.block_on(async {
-                tokio::select! {
-                    r = swarmcast_chaos::demo::run(exe, config) => r.map(|_| ()),
-                    () = shutdown_signal() => bail!("interrupted"),
-                }
-            })
+            until_signal(&runtime()?, swarmcast_chaos::demo::run(exe, config)).map(|_| ())
         }
         Command::Bench(BenchCommand::Local {
             receivers,
@@ -634,13 +643,7 @@ fn run(cli: Cli) -> Result<()> {
             let rt = runtime()?;
             let mut results = Vec::new();
             for run in 1..=runs {
-                // On SIGINT or SIGTERM the run's future is dropped, which kills its processes.
-                let r = rt.block_on(async {
-                    tokio::select! {
-                        r = swarmcast_chaos::bench::run(exe.clone(), &config) => r,
-                        () = shutdown_signal() => bail!("interrupted"),
-                    }
-                })?;
+                let r = until_signal(&rt, swarmcast_chaos::bench::run(exe.clone(), &config))?;
                 let j = r.to_json(&config);
                 eprintln!("run {run}/{runs}: {j}");
                 results.push(j);
@@ -675,12 +678,7 @@ fn run(cli: Cli) -> Result<()> {
                 sample: Duration::from_millis(500),
             };
             let exe = std::env::current_exe().context("locating the swarmcast binary")?;
-            let report = runtime()?.block_on(async {
-                tokio::select! {
-                    r = lab_bench::run(exe, &config) => r,
-                    () = shutdown_signal() => bail!("interrupted"),
-                }
-            })?;
+            let report = until_signal(&runtime()?, lab_bench::run(exe, &config))?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -718,12 +716,11 @@ fn run(cli: Cli) -> Result<()> {
                 }
             };
             let exe = std::env::current_exe().context("locating the swarmcast binary")?;
-            runtime()?.block_on(async {
-                tokio::select! {
-                    r = swarmcast_chaos::scenario::run(mode, exe, scenario, args.seed, args.report) => r.map(|_| ()),
-                    () = shutdown_signal() => bail!("interrupted"),
-                }
-            })
+            until_signal(
+                &runtime()?,
+                swarmcast_chaos::scenario::run(mode, exe, scenario, args.seed, args.report),
+            )
+            .map(|_| ())
         }
         Command::Registry(args) => {
             let identity = load_identity(&args.identity)?;
@@ -788,13 +785,7 @@ fn bench_pair(args: BenchPairArgs) -> Result<()> {
     let rt = runtime()?;
     let mut runs = Vec::new();
     for i in 1..=args.runs {
-        // On SIGINT or SIGTERM the run's future is dropped, which kills its processes.
-        let r = rt.block_on(async {
-            tokio::select! {
-                r = pair::run(exe.clone(), &config) => r,
-                () = shutdown_signal() => bail!("interrupted"),
-            }
-        })?;
+        let r = until_signal(&rt, pair::run(exe.clone(), &config))?;
         if args.json {
             eprintln!("run {i}/{}: {}", args.runs, r.to_json(&config));
         } else {
@@ -828,13 +819,7 @@ fn bench_files(args: BenchFilesArgs) -> Result<()> {
     let rt = runtime()?;
     let mut runs = Vec::new();
     for i in 1..=args.runs {
-        // On SIGINT or SIGTERM the run's future is dropped, which kills its processes.
-        let r = rt.block_on(async {
-            tokio::select! {
-                r = files::run(exe.clone(), &config) => r,
-                () = shutdown_signal() => bail!("interrupted"),
-            }
-        })?;
+        let r = until_signal(&rt, files::run(exe.clone(), &config))?;
         if args.json {
             eprintln!("run {i}/{}: {}", args.runs, r.to_json(&config)?);
         } else {

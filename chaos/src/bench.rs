@@ -122,25 +122,9 @@ pub async fn run(exe: std::path::PathBuf, config: &BenchConfig) -> Result<BenchR
     for n in &names {
         cluster.start_node(n, &seeds, &[])?;
     }
-    let dirs: Vec<_> = names
-        .iter()
-        .map(|n| cluster.index(n).map(|i| cluster.procs[i].data_dir.clone()))
-        .collect::<Option<_>>()
-        .context("nodes")?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for d in &dirs {
-        loop {
-            if let Ok(s) = control::status(d).await {
-                if s.registered && s.neighbours.len() >= config.receivers.min(8) {
-                    break;
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("nodes did not join within 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    let dirs = cluster
+        .wait_joined(&names, config.receivers.min(8), Duration::from_secs(30))
+        .await?;
     let t0 = Instant::now();
     let info = control::send(&dirs[0], source.clone(), config.chunk_size)
         .await

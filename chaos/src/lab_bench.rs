@@ -242,31 +242,14 @@ async fn run_once(
             )?;
         }
     }
-    let dirs: Vec<PathBuf> = names
-        .iter()
-        .map(|n| cluster.index(n).map(|i| cluster.procs[i].data_dir.clone()))
-        .collect::<Option<_>>()
-        .context("nodes")?;
     // Joined, with enough neighbours (all of them for client-server).
     let want = match strategy {
         Strategy::Swarm => config.receivers.min(8),
         Strategy::OriginOnly => config.receivers,
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for d in &dirs {
-        loop {
-            if let Ok(s) = control::status(d).await
-                && s.registered
-                && s.neighbours.len() >= want
-            {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("nodes did not join with {want} neighbours within 60 s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    let dirs = cluster
+        .wait_joined(names, want, Duration::from_secs(60))
+        .await?;
     let info = control::send(&dirs[0], source.to_owned(), config.chunk_size)
         .await
         .context("send")?;

@@ -279,6 +279,39 @@ impl LocalCluster {
         self.start(i)
     }
 
+    /// Data dirs of the nodes `names`, once each is registered with at least `neighbours`
+    /// neighbours; Err after `within`.
+    pub async fn wait_joined(
+        &self,
+        names: &[String],
+        neighbours: usize,
+        within: std::time::Duration,
+    ) -> Result<Vec<PathBuf>> {
+        let dirs: Vec<PathBuf> = names
+            .iter()
+            .map(|n| self.index(n).map(|i| self.procs[i].data_dir.clone()))
+            .collect::<Option<_>>()
+            .context("no such node")?;
+        let deadline = std::time::Instant::now() + within;
+        for d in &dirs {
+            loop {
+                if let Ok(s) = swarmcast_node::control::status(d).await
+                    && s.registered
+                    && s.neighbours.len() >= neighbours
+                {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    anyhow::bail!(
+                        "nodes did not join with {neighbours} neighbours within {within:?}"
+                    );
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+        Ok(dirs)
+    }
+
     /// Index of the process named `name`.
     pub fn index(&self, name: &str) -> Option<usize> {
         self.procs.iter().position(|p| p.name == name)
