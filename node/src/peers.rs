@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use swarmcast_bootstrap::client;
-use swarmcast_bootstrap::wire::{self, WireError, codes};
+use swarmcast_net::CloseCode;
+use swarmcast_net::wire::{self, WireError};
 use swarmcast_proto::{Limits, Message, NodeId, Ping, RegistryEntry, Role};
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -115,7 +115,7 @@ fn handle_input(
         Input::Ban { id } => {
             core.handle_ban(now, id);
             if let Some(e) = links.remove(&id) {
-                e.conn.close(codes::FORBIDDEN.into(), b"banned");
+                e.conn.close(CloseCode::Forbidden.into(), b"banned");
                 let _ = shared.data_tx.try_send(DataInput::PeerDown { id });
             }
         }
@@ -133,12 +133,12 @@ fn handle_input(
             let link = *link;
             if !core.handle_connected(now, link.id, link.addr, link.direction) {
                 debug!(peer = %link.name, "connection not wanted");
-                link.conn.close(codes::UNWANTED.into(), b"unwanted");
+                link.conn.close(CloseCode::Unwanted.into(), b"unwanted");
                 return;
             }
             if let Some(old) = links.remove(&link.id) {
                 // The core kept the new connection of a duplicated pair; drop the old one quietly.
-                old.conn.close(codes::UNWANTED.into(), b"duplicate");
+                old.conn.close(CloseCode::Unwanted.into(), b"duplicate");
             }
             let (ltx, lrx) = mpsc::channel(1024);
             let _ = shared.data_tx.try_send(DataInput::PeerUp {
@@ -174,7 +174,7 @@ fn perform(
         Action::Close { id, reason } => {
             if let Some(e) = links.remove(&id) {
                 info!(peer = %e.name, ?reason, "dropping neighbour");
-                e.conn.close(codes::LOST.into(), b"lost");
+                e.conn.close(CloseCode::Lost.into(), b"lost");
                 let _ = shared.data_tx.try_send(DataInput::PeerDown { id });
             }
         }
@@ -214,12 +214,12 @@ fn publish(shared: &Shared, core: &Neighbours, links: &HashMap<NodeId, Entry>) {
 async fn dial(shared: Arc<Shared>, tx: mpsc::Sender<Input>, id: NodeId, addr: SocketAddr) {
     let timeout = shared.config.neighbours.dial_timeout;
     let result = async {
-        let (conn, peer) = client::connect(&shared.endpoint, &shared.client_config, addr, timeout)
+        let (conn, peer) = swarmcast_net::connect(&shared.endpoint, &shared.client_config, addr, timeout)
             .await
             .map_err(|e| e.to_string())?;
         if peer.id != id || peer.role != Role::Node {
             warn!(expected = %id, met = %peer.id, role = %peer.role, "peer is not who the registry said; refusing");
-            conn.close(codes::WRONG_PEER.into(), b"unexpected identity");
+            conn.close(CloseCode::WrongPeer.into(), b"unexpected identity");
             return Err(format!("expected NodeId {id}, met {} ({})", peer.id, peer.role));
         }
         let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
@@ -262,18 +262,18 @@ async fn accept_loop(shared: Arc<Shared>, tx: mpsc::Sender<Input>) {
                 Ok(p) if p.role == Role::Node => p,
                 Ok(p) => {
                     debug!(%addr, role = %p.role, "inbound from a non-node; refusing");
-                    conn.close(codes::FORBIDDEN.into(), b"nodes only");
+                    conn.close(CloseCode::Forbidden.into(), b"nodes only");
                     return;
                 }
                 Err(e) => {
                     warn!(%addr, error = %e, "inbound certificate unreadable");
-                    conn.close(codes::FORBIDDEN.into(), b"certificate");
+                    conn.close(CloseCode::Forbidden.into(), b"certificate");
                     return;
                 }
             };
             let stream = tokio::time::timeout(Duration::from_secs(5), conn.accept_bi()).await;
             let Ok(Ok((send, mut recv))) = stream else {
-                conn.close(codes::PROTOCOL.into(), b"no stream");
+                conn.close(CloseCode::Protocol.into(), b"no stream");
                 return;
             };
             // A neighbour opens its control stream with a ping; anything else is a one-off
@@ -291,7 +291,7 @@ async fn accept_loop(shared: Arc<Shared>, tx: mpsc::Sender<Input>) {
                     return;
                 }
                 _ => {
-                    conn.close(codes::PROTOCOL.into(), b"bad first stream");
+                    conn.close(CloseCode::Protocol.into(), b"bad first stream");
                     return;
                 }
             }
@@ -397,7 +397,7 @@ async fn drive_link(
                 Ok(None) => return,
                 Err(WireError::Decode(e)) => {
                     warn!(error = %e, "undecodable control stream; closing connection");
-                    conn.close(codes::PROTOCOL.into(), b"protocol error");
+                    conn.close(CloseCode::Protocol.into(), b"protocol error");
                     return;
                 }
                 Err(e) => {
@@ -418,6 +418,6 @@ async fn drive_link(
         }
     };
     debug!(ended, "neighbour link done");
-    conn.close(codes::SHUTDOWN.into(), b"done");
+    conn.close(CloseCode::Shutdown.into(), b"done");
     let _ = tx.send(Input::Closed { id, stable_id }).await;
 }

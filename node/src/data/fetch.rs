@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use swarmcast_bootstrap::wire::{self, WireError};
+use swarmcast_net::wire::{self, WireError};
 use swarmcast_proto::{
     BroadcastId, ChunkIndex, ChunkRequest, Frame, Limits, ManifestRequest, Message,
 };

@@ -853,7 +853,7 @@ impl DataPlane {
             let result = match (conn, origin) {
                 (Some(c), _) => fetch::fetch_manifest(&c, id, &limits, MANIFEST_TIMEOUT).await,
                 (None, Some((oid, addr))) => {
-                    match swarmcast_bootstrap::client::connect(
+                    match swarmcast_net::connect(
                         &shared.endpoint,
                         &shared.client_config,
                         addr,
@@ -863,12 +863,12 @@ impl DataPlane {
                     {
                         Ok((c, p)) if p.id == oid && p.role == Role::Node => {
                             let r = fetch::fetch_manifest(&c, id, &limits, MANIFEST_TIMEOUT).await;
-                            c.close(0u32.into(), b"done");
+                            c.close(swarmcast_net::CloseCode::Shutdown.into(), b"done");
                             r
                         }
                         Ok((c, _)) => {
                             c.close(
-                                swarmcast_bootstrap::wire::codes::WRONG_PEER.into(),
+                                swarmcast_net::CloseCode::WrongPeer.into(),
                                 b"unexpected identity",
                             );
                             Err("the origin's address answered with another identity".into())
