@@ -24,19 +24,9 @@ use crate::data::{DataInput, DataPlane};
 use crate::membership::{JoinError, Membership};
 use crate::neighbours::NeighbourConfig;
 use crate::peers;
+use crate::sync::lock;
 
-/// Who serves the receivers of a broadcast.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Strategy {
-    /// Receivers fetch from every neighbour that has a piece; the origin super-seeds.
-    #[default]
-    Swarm,
-    /// Client-server: receivers fetch only from the origin, which serves every request (no
-    /// super-seeding). Every node of the fleet must run with it, and each receiver needs the
-    /// origin among its neighbours (a full mesh: `--neighbours` at least the fleet size).
-    /// The baseline `bench swarm --strategy origin-only` compares the swarm with.
-    OriginOnly,
-}
+pub use crate::data::Strategy;
 
 /// Settings of a node daemon.
 #[derive(Debug, Clone)]
@@ -47,7 +37,8 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Address given to others; defaults to the bound address.
     pub advertise: Option<SocketAddr>,
-    /// Incarnation, control socket and (later) broadcasts live here.
+    /// Incarnation, control socket and broadcasts (manifests, workspaces, `received/`) live
+    /// here.
     pub data_dir: PathBuf,
     /// Heartbeat period (default 1 s); registry lookups follow it.
     pub heartbeat: Duration,
@@ -158,7 +149,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn dynamic(&self) -> MutexGuard<'_, Dynamic> {
-        self.dynamic.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.dynamic)
     }
 
     pub(crate) fn registered(&self) -> bool {
@@ -289,7 +280,7 @@ impl control::Handler for Shared {
                 }
                 match answer.await {
                     Ok(Ok(info)) => ControlResponse::Sent(info),
-                    Ok(Err(e)) => ControlResponse::Error(e),
+                    Ok(Err(e)) => ControlResponse::Error(e.to_string()),
                     Err(_) => ControlResponse::Error("the daemon is shutting down".into()),
                 }
             }

@@ -18,6 +18,7 @@ pub mod neighbours;
 mod peers;
 pub mod store;
 pub mod swarm;
+mod sync;
 
 pub use daemon::{NodeConfig, NodeError, Strategy, run};
 pub use membership::JoinError;

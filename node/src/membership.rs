@@ -16,6 +16,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::daemon::Shared;
 use crate::data::DataInput;
 use crate::peers::Input;
+use crate::sync::lock;
 
 /// One seed's live state, shared between its prober task and the membership loop.
 #[derive(Debug, Default)]
@@ -58,7 +59,7 @@ impl Membership {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<SocketAddr, Slot>> {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.slots)
     }
 
     /// Start probing a seed (once per address).
@@ -267,28 +268,20 @@ async fn probe(shared: Arc<Shared>, slots: Slots, addr: SocketAddr) {
                 client.set_timeout(shared.config.heartbeat.max(Duration::from_millis(500)));
                 debug!(name = %client.peer().name, "seed reachable");
                 let conn = client.connection().clone();
-                if let Some(slot) = slots
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_mut(&addr)
-                {
+                if let Some(slot) = lock(&slots).get_mut(&addr) {
                     slot.client = Some(client);
                     slot.failures = 0;
                 }
                 backoff = builder.build();
                 let reason = conn.closed().await;
                 debug!(%reason, "seed connection closed");
-                if let Some(slot) = slots
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_mut(&addr)
-                {
+                if let Some(slot) = lock(&slots).get_mut(&addr) {
                     slot.client = None;
                 }
             }
             Err(e) => {
                 let failures = {
-                    let mut guard = slots.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut guard = lock(&slots);
                     let Some(slot) = guard.get_mut(&addr) else {
                         return;
                     };

@@ -18,8 +18,9 @@
 //!   announces normally, the worst case: its pieces look available). A *corrupt* receiver
 //!   serves only pieces that fail verification. A `Ban` closes the connection both ways; the
 //!   banned peer's core is told it is gone. The faulty receiver is drawn at random per seed.
-//! * **Super-seeding** (optional): the origin sends each piece once until it has sent them all,
-//!   and declines other requests, as `node/src/data/serve.rs` does.
+//! * **Super-seeding** (optional): the origin runs the node's own [`SuperSeed`] (one chunk per
+//!   piece here): it sends each piece once until it has sent them all, and declines other
+//!   requests.
 //!
 //! # What is checked, per seed (tests `seed_N::*`)
 //! * every receiver completes (but for the faulty one);
@@ -45,6 +46,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use swarmcast_node::bitfield::Bitfield;
+use swarmcast_node::data::SuperSeed;
 use swarmcast_node::swarm::{SwarmAction, SwarmConfig, Transfer};
 use swarmcast_proto::NodeId;
 
@@ -151,8 +153,8 @@ struct Sim {
     events: BTreeMap<(u64, u64), Ev>,
     fault: Fault,
     faulty: usize,
-    /// With super-seeding: the pieces the origin has sent once.
-    first_round: Option<Bitfield>,
+    /// With super-seeding: the origin's first round (one chunk per piece).
+    first_round: Option<SuperSeed>,
     declines: u32,
     rates_dirty: bool,
     /// (banning node, banned node).
@@ -281,7 +283,7 @@ impl Sim {
             events: BTreeMap::new(),
             fault,
             faulty,
-            first_round: superseed.then(|| Bitfield::new(PIECES)),
+            first_round: superseed.then(|| SuperSeed::new(PIECES)),
             declines: 0,
             rates_dirty: false,
             bans: BTreeSet::new(),
@@ -545,8 +547,8 @@ impl Sim {
             self.push(HALF_RTT, Ev::Failed { up, down, piece });
             return;
         }
-        if let Some(sent) = self.first_round.as_mut().filter(|_| up == 0) {
-            if !sent.is_complete() && !sent.set(piece) {
+        if let Some(round) = self.first_round.as_mut().filter(|_| up == 0) {
+            if !round.admit(piece, piece + 1) {
                 self.declines += 1;
                 self.push(HALF_RTT, Ev::Declined { up, down, piece });
                 return;
