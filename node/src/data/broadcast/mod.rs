@@ -515,7 +515,7 @@ impl Broadcasts {
             .map(|(id, _)| *id)
             .collect();
         for id in due {
-            if let Some(t) = self.transfer(id) {
+            if let Some(t) = self.transfer_mut(id) {
                 t.handle_timeout(now);
             }
             self.drain(now, id);
@@ -635,7 +635,7 @@ impl Broadcasts {
         }
         let ids: Vec<BroadcastId> = self.broadcasts.keys().copied().collect();
         for id in ids {
-            if let Some(t) = self.transfer(id) {
+            if let Some(t) = self.transfer_mut(id) {
                 t.handle_peer_gone(now, peer);
                 self.drain(now, id);
             }
@@ -1092,7 +1092,12 @@ impl Broadcasts {
         }
     }
 
-    fn transfer(&mut self, id: BroadcastId) -> Option<&mut Transfer> {
+    /// The transfer core of `id`, while it is being received (for inspection).
+    pub fn transfer(&self, id: &BroadcastId) -> Option<&Transfer> {
+        self.broadcasts.get(id)?.transfer.as_ref()
+    }
+
+    fn transfer_mut(&mut self, id: BroadcastId) -> Option<&mut Transfer> {
         self.broadcasts.get_mut(&id)?.transfer.as_mut()
     }
 
