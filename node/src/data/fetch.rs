@@ -12,6 +12,7 @@ use swarmcast_proto::{
 };
 
 use super::error::{ManifestFetchError, PieceError};
+use crate::handles::Dialer;
 use crate::manifest::Layout;
 use crate::store::{StoreError, Workspace};
 
@@ -124,15 +125,13 @@ pub(crate) async fn fetch_manifest(
 /// Dial the origin `node` at `addr` (refusing any other identity) and fetch the manifest of `id`
 /// on a one-off connection.
 pub(crate) async fn fetch_manifest_from_origin(
-    endpoint: &quinn::Endpoint,
-    client_config: &quinn::ClientConfig,
+    dialer: &Dialer,
     node: NodeId,
     addr: SocketAddr,
     id: BroadcastId,
     timeout: Duration,
 ) -> Result<Vec<u8>, ManifestFetchError> {
-    let (conn, peer) =
-        swarmcast_bootstrap::client::connect(endpoint, client_config, addr, timeout).await?;
+    let (conn, peer) = dialer.connect(addr, timeout).await?;
     if peer.id != node || peer.role != Role::Node {
         conn.close(codes::WRONG_PEER.into(), b"unexpected identity");
         return Err(ManifestFetchError::WrongPeer {

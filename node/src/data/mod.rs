@@ -28,11 +28,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use swarmcast_proto::{BroadcastId, Limits, Message, NodeId};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
-use crate::daemon::Shared;
+use crate::handles::Dialer;
 use crate::manifest::{Layout, Manifest, manifest_id};
 use crate::store::{self, Source, StoreError, StoredKind, Workspace};
 pub use broadcast::{
@@ -174,33 +174,52 @@ struct Peer {
     tx: mpsc::Sender<Message>,
 }
 
+/// What the data plane needs of the node's settings.
+#[derive(Debug, Clone)]
+pub(crate) struct DataConfig {
+    /// Where manifests, workspaces and `received/` live.
+    pub(crate) data_dir: PathBuf,
+    /// Who serves receivers.
+    pub(crate) strategy: Strategy,
+}
+
 pub(crate) struct DataPlane {
     core: Broadcasts,
-    shared: Arc<Shared>,
+    data_dir: PathBuf,
+    dialer: Dialer,
+    /// Its own inbox, for the tasks it starts to report back.
     tx: mpsc::Sender<DataInput>,
+    /// To the neighbour actor (bans).
     peers_tx: mpsc::Sender<crate::peers::Input>,
     catalog: Arc<Catalog>,
+    /// Progress, records and uploads, read by membership and `node status`.
+    report: watch::Sender<DataReport>,
     io: HashMap<BroadcastId, Io>,
     peers: HashMap<NodeId, Peer>,
 }
 
 impl DataPlane {
     pub(crate) fn new(
-        shared: Arc<Shared>,
+        me: NodeId,
+        config: DataConfig,
+        dialer: Dialer,
         tx: mpsc::Sender<DataInput>,
         peers_tx: mpsc::Sender<crate::peers::Input>,
         catalog: Arc<Catalog>,
+        report: watch::Sender<DataReport>,
     ) -> Self {
-        let config = BroadcastConfig {
-            strategy: shared.config.strategy,
+        let core_config = BroadcastConfig {
+            strategy: config.strategy,
             ..BroadcastConfig::default()
         };
         Self {
-            core: Broadcasts::new(config, shared.id, rand::random()),
-            shared,
+            core: Broadcasts::new(core_config, me, rand::random()),
+            data_dir: config.data_dir,
+            dialer,
             tx,
             peers_tx,
             catalog,
+            report,
             io: HashMap::new(),
             peers: HashMap::new(),
         }
@@ -208,7 +227,7 @@ impl DataPlane {
 
     /// Reload every broadcast of the data dir: origins resume seeding, receivers resume fetching.
     fn resume(&mut self, now: Instant) {
-        let data_dir = self.shared.config.data_dir.clone();
+        let data_dir = self.data_dir.clone();
         let stored = match store::list(&data_dir) {
             Ok(s) => s,
             Err(e) => {
@@ -236,7 +255,7 @@ impl DataPlane {
         id: BroadcastId,
         source: PathBuf,
     ) -> Result<(), ResumeError> {
-        let data_dir = &self.shared.config.data_dir;
+        let data_dir = &self.data_dir;
         let bytes = store::read_manifest(data_dir, id)?.ok_or(ResumeError::NoManifest)?;
         let manifest = Manifest::decode(&bytes, &id, &self.core.config().limits)?;
         info!(broadcast = %id.short(), name = %manifest.name, source = %source.display(), "resuming as origin");
@@ -245,7 +264,7 @@ impl DataPlane {
     }
 
     fn resume_receiver(&mut self, now: Instant, id: BroadcastId) -> Result<(), ResumeError> {
-        let ws = Workspace::open(&self.shared.config.data_dir, id)?.ok_or(ResumeError::Vanished)?;
+        let ws = Workspace::open(&self.data_dir, id)?.ok_or(ResumeError::Vanished)?;
         let ws = Arc::new(ws);
         let held = ws.held();
         info!(broadcast = %id.short(), name = %ws.manifest().name, held = held.count_ones(), total = held.len(), "resuming as receiver");
@@ -443,7 +462,7 @@ impl DataPlane {
         if self.core.is_seeding(&id) {
             return Ok(info);
         }
-        store::save_origin(&self.shared.config.data_dir, id, &bytes, &dir)?;
+        store::save_origin(&self.data_dir, id, &bytes, &dir)?;
         info!(broadcast = %id.short(), name = %m.name, bytes = layout.total_bytes, chunks = layout.chunk_count(), "publishing");
         self.add_origin(now, id, m, bytes, dir);
         Ok(info)
@@ -491,8 +510,7 @@ impl DataPlane {
                 layout,
             } => {
                 let name = manifest.name.clone();
-                let data_dir = &self.shared.config.data_dir;
-                match Workspace::create(data_dir, id, &bytes, manifest, layout) {
+                match Workspace::create(&self.data_dir, id, &bytes, manifest, layout) {
                     Ok(ws) => self.add_receiver(Instant::now(), id, Arc::new(ws), false),
                     Err(e) => self.core.handle_workspace_failed(id, name, e),
                 }
@@ -591,11 +609,10 @@ impl DataPlane {
                 });
             }
             ManifestSource::Origin { node, addr } => {
-                let shared = self.shared.clone();
+                let dialer = self.dialer.clone();
                 tokio::spawn(async move {
                     let r = fetch::fetch_manifest_from_origin(
-                        &shared.endpoint,
-                        &shared.client_config,
+                        &dialer,
                         node,
                         addr,
                         id,
@@ -608,10 +625,15 @@ impl DataPlane {
         }
     }
 
-    /// Progress for heartbeats, records for the registry.
+    /// Progress for heartbeats, records for the registry, uploads for `node status`.
     fn publish_state(&self) {
         let report = self.core.report();
-        self.shared
-            .set_data(report.progress, report.records, report.uploaded_to);
+        self.report.send_if_modified(|r| {
+            let changed = *r != report;
+            if changed {
+                *r = report;
+            }
+            changed
+        });
     }
 }
