@@ -725,7 +725,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Registry(args) => {
             let identity = load_identity(&args.identity)?;
             let (peer, view) = runtime()?.block_on(async {
-                let transport = swarmcast_bootstrap::wire::transport_config();
+                let transport = swarmcast_net::transport_config();
                 let client_config = identity.client_config(transport)?;
                 // Loopback seeds are dialled from loopback; others from any local address.
                 let local = match args.seed.ip() {

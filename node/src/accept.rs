@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use swarmcast_bootstrap::wire::{self, WireError, codes};
+use swarmcast_net::CloseCode;
+use swarmcast_net::wire::{self, WireError};
 use swarmcast_proto::{Limits, Message, NodeId, Role};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -34,18 +35,18 @@ pub(crate) async fn run(endpoint: quinn::Endpoint, server: Server, tx: mpsc::Sen
                 Ok(p) if p.role == Role::Node => p,
                 Ok(p) => {
                     debug!(%addr, role = %p.role, "inbound from a non-node; refusing");
-                    conn.close(codes::FORBIDDEN.into(), b"nodes only");
+                    conn.close(CloseCode::Forbidden.into(), b"nodes only");
                     return;
                 }
                 Err(e) => {
                     warn!(%addr, error = %e, "inbound certificate unreadable");
-                    conn.close(codes::FORBIDDEN.into(), b"certificate");
+                    conn.close(CloseCode::Forbidden.into(), b"certificate");
                     return;
                 }
             };
             let stream = tokio::time::timeout(Duration::from_secs(5), conn.accept_bi()).await;
             let Ok(Ok((send, mut recv))) = stream else {
-                conn.close(codes::PROTOCOL.into(), b"no stream");
+                conn.close(CloseCode::Protocol.into(), b"no stream");
                 return;
             };
             // A neighbour opens its control stream with a ping; anything else is a one-off
@@ -63,7 +64,7 @@ pub(crate) async fn run(endpoint: quinn::Endpoint, server: Server, tx: mpsc::Sen
                     return;
                 }
                 _ => {
-                    conn.close(codes::PROTOCOL.into(), b"bad first stream");
+                    conn.close(CloseCode::Protocol.into(), b"bad first stream");
                     return;
                 }
             }

@@ -185,10 +185,10 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir).map_err(io("creating the data dir"))?;
     // Own the data dir before anything else: a second daemon on it must fail fast.
     let control_listener = control::bind(&config.data_dir).await?;
-    let incarnation = swarmcast_bootstrap::incarnation::next(Some(&config.data_dir))
-        .map_err(io("incarnation file"))?;
+    let incarnation =
+        swarmcast_net::incarnation::next(Some(&config.data_dir)).map_err(io("incarnation file"))?;
 
-    let transport = swarmcast_bootstrap::wire::transport_config();
+    let transport = swarmcast_net::transport_config();
     let server_config = identity.server_config(transport.clone())?;
     let client_config = identity.client_config(transport)?;
     let endpoint = quinn::Endpoint::server(server_config, config.listen)
@@ -295,10 +295,7 @@ pub async fn run(
     peers_task.abort();
     data_task.abort();
     let _ = std::fs::remove_file(control::socket_path(&config.data_dir));
-    endpoint.close(
-        swarmcast_bootstrap::wire::codes::SHUTDOWN.into(),
-        b"shutdown",
-    );
+    endpoint.close(swarmcast_net::CloseCode::Shutdown.into(), b"shutdown");
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
     result
 }

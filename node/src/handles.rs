@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use swarmcast_bootstrap::{BootstrapClient, ClientError};
 use swarmcast_certs::PeerInfo;
+use swarmcast_net::DialError;
 use swarmcast_proto::{
     BroadcastId, BroadcastRecord, BroadcastState, NodeId, RegistryEntry, Role, Status,
 };
@@ -48,9 +49,8 @@ impl Dialer {
         &self,
         addr: SocketAddr,
         timeout: Duration,
-    ) -> Result<(quinn::Connection, PeerInfo), ClientError> {
-        swarmcast_bootstrap::client::connect(&self.endpoint, &self.client_config, addr, timeout)
-            .await
+    ) -> Result<(quinn::Connection, PeerInfo), DialError> {
+        swarmcast_net::connect(&self.endpoint, &self.client_config, addr, timeout).await
     }
 
     /// Dial the bootstrap at `addr` (its certificate must carry the bootstrap role).

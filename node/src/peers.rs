@@ -12,7 +12,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use swarmcast_bootstrap::wire::{self, WireError, codes};
+use swarmcast_net::CloseCode;
+use swarmcast_net::wire::{self, WireError};
 use swarmcast_proto::{Limits, Message, NodeId, Ping, RegistryEntry, Role};
 use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -127,7 +128,7 @@ fn handle_input(
         Input::Ban { id } => {
             core.handle_ban(now, id);
             if let Some(e) = links.remove(&id) {
-                e.conn.close(codes::FORBIDDEN.into(), b"banned");
+                e.conn.close(CloseCode::Forbidden.into(), b"banned");
                 let _ = shared.data_tx.try_send(DataInput::PeerDown { id });
             }
         }
@@ -145,12 +146,12 @@ fn handle_input(
             let link = *link;
             if !core.handle_connected(now, link.id, link.addr, link.direction) {
                 debug!(peer = %link.name, "connection not wanted");
-                link.conn.close(codes::UNWANTED.into(), b"unwanted");
+                link.conn.close(CloseCode::Unwanted.into(), b"unwanted");
                 return;
             }
             if let Some(old) = links.remove(&link.id) {
                 // The core kept the new connection of a duplicated pair; drop the old one quietly.
-                old.conn.close(codes::UNWANTED.into(), b"duplicate");
+                old.conn.close(CloseCode::Unwanted.into(), b"duplicate");
             }
             let (ltx, lrx) = mpsc::channel(1024);
             let _ = shared.data_tx.try_send(DataInput::PeerUp {
@@ -186,7 +187,7 @@ fn perform(
         Action::Close { id, reason } => {
             if let Some(e) = links.remove(&id) {
                 info!(peer = %e.name, ?reason, "dropping neighbour");
-                e.conn.close(codes::LOST.into(), b"lost");
+                e.conn.close(CloseCode::Lost.into(), b"lost");
                 let _ = shared.data_tx.try_send(DataInput::PeerDown { id });
             }
         }
@@ -239,7 +240,7 @@ async fn dial(shared: Arc<NeighbourTask>, tx: mpsc::Sender<Input>, id: NodeId, a
             .map_err(|e| e.to_string())?;
         if peer.id != id || peer.role != Role::Node {
             warn!(expected = %id, met = %peer.id, role = %peer.role, "peer is not who the registry said; refusing");
-            conn.close(codes::WRONG_PEER.into(), b"unexpected identity");
+            conn.close(CloseCode::WrongPeer.into(), b"unexpected identity");
             return Err(format!("expected NodeId {id}, met {} ({})", peer.id, peer.role));
         }
         let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
@@ -316,7 +317,7 @@ async fn drive_link(
                 Ok(None) => return,
                 Err(WireError::Decode(e)) => {
                     warn!(error = %e, "undecodable control stream; closing connection");
-                    conn.close(codes::PROTOCOL.into(), b"protocol error");
+                    conn.close(CloseCode::Protocol.into(), b"protocol error");
                     return;
                 }
                 Err(e) => {
@@ -337,6 +338,6 @@ async fn drive_link(
         }
     };
     debug!(ended, "neighbour link done");
-    conn.close(codes::SHUTDOWN.into(), b"done");
+    conn.close(CloseCode::Shutdown.into(), b"done");
     let _ = tx.send(Input::Closed { id, stable_id }).await;
 }

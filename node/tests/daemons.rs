@@ -138,7 +138,7 @@ async fn three_daemons_send_a_broadcast_end_to_end() {
     assert_eq!(sent.name, "payload");
     assert_eq!(sent.files, 3);
     let expected = tree(&src);
-    for i in 1..3 {
+    for (i, name) in names.iter().enumerate().skip(1) {
         let info = wait_for(
             "the broadcast to complete",
             Duration::from_secs(60),
@@ -153,7 +153,7 @@ async fn three_daemons_send_a_broadcast_end_to_end() {
         assert_eq!(info.bytes_held, sent.bytes);
         let path = PathBuf::from(info.path.unwrap());
         assert_eq!(path, dir(i).join("received").join("payload"));
-        assert_eq!(tree(&path), expected, "{} received another tree", names[i]);
+        assert_eq!(tree(&path), expected, "{name} received another tree");
     }
     let origin = entry(&dir(0), &sent.id).await.unwrap();
     assert_eq!(origin.state, "seeding");

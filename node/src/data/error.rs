@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use swarmcast_bootstrap::ClientError;
-use swarmcast_bootstrap::wire::WireError;
+use swarmcast_net::DialError;
+use swarmcast_net::WireError;
 use swarmcast_proto::{ErrorCode, NodeId, Role};
 
 use crate::manifest::{BuildError, ManifestError};
@@ -81,7 +81,7 @@ pub enum ManifestFetchError {
     Wire(#[from] WireError),
     /// Dialling the origin failed.
     #[error("dialling the origin: {0}")]
-    Dial(#[from] ClientError),
+    Dial(#[from] DialError),
     /// The origin's address answered with another identity.
     #[error("{addr} answered as {met} ({role}), not the origin {expected}")]
     WrongPeer {

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use swarmcast_bootstrap::wire::{self, WireError, codes};
+use swarmcast_net::CloseCode;
+use swarmcast_net::wire::{self, WireError};
 use swarmcast_proto::{
     BroadcastId, ChunkIndex, ChunkRequest, ErrorCode, Frame, Limits, ManifestRequest, Message,
     NodeId, Role,
@@ -133,7 +134,7 @@ pub(crate) async fn fetch_manifest_from_origin(
 ) -> Result<Vec<u8>, ManifestFetchError> {
     let (conn, peer) = dialer.connect(addr, timeout).await?;
     if peer.id != node || peer.role != Role::Node {
-        conn.close(codes::WRONG_PEER.into(), b"unexpected identity");
+        conn.close(CloseCode::WrongPeer.into(), b"unexpected identity");
         return Err(ManifestFetchError::WrongPeer {
             addr,
             expected: node,
@@ -142,6 +143,6 @@ pub(crate) async fn fetch_manifest_from_origin(
         });
     }
     let result = fetch_manifest(&conn, id, &Limits::default(), timeout).await;
-    conn.close(codes::SHUTDOWN.into(), b"done");
+    conn.close(CloseCode::Shutdown.into(), b"done");
     result
 }

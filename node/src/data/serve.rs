@@ -9,7 +9,8 @@ use std::sync::{Arc, RwLock};
 
 use crate::sync::{read, write};
 
-use swarmcast_bootstrap::wire::{self, WireError, codes};
+use swarmcast_net::CloseCode;
+use swarmcast_net::wire::{self, WireError};
 use swarmcast_proto::{
     BroadcastId, ChunkHeader, ChunkIndex, ChunkRequest, ErrorCode, Limits, MAX_CHUNKS_PER_REQUEST,
     ManifestHeader, Message, encode,
@@ -259,4 +260,4 @@ async fn serve_chunks(
 }
 
 /// Close code for a peer that sent a bad request stream.
-pub(crate) const BAD_REQUEST_CLOSE: u32 = codes::PROTOCOL;
+pub(crate) const BAD_REQUEST_CLOSE: CloseCode = CloseCode::Protocol;
