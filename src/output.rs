@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 
 use anyhow::Result;
-use serde_json::{Value, json};
 use swarmcast_certs::PeerInfo;
 use swarmcast_node::control::NodeStatus;
 use swarmcast_proto::{RegistryView, Status};
@@ -69,46 +68,8 @@ pub fn registry(
     as_json: bool,
 ) -> Result<()> {
     if as_json {
-        let nodes: Vec<Value> = view
-            .nodes
-            .iter()
-            .map(|e| {
-                json!({
-                    "id": e.record.id.to_hex(),
-                    "name": e.record.name,
-                    "role": e.record.role.as_str(),
-                    "addrs": e.record.addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    "incarnation": e.record.version.incarnation,
-                    "heartbeat": e.record.version.heartbeat,
-                    "status": status_str(e.status),
-                    "age_ms": e.age_ms,
-                    "progress": e.record.progress.iter().map(|p| json!({
-                        "broadcast": p.broadcast.to_hex(), "held": p.held, "total": p.total,
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        let broadcasts: Vec<Value> = view
-            .broadcasts
-            .iter()
-            .map(|b| {
-                json!({
-                    "id": b.id.to_hex(),
-                    "name": b.name,
-                    "origin": b.origin.to_hex(),
-                    "size": b.size,
-                    "chunks": b.chunks,
-                    "state": format!("{:?}", b.state).to_lowercase(),
-                    "version": b.version,
-                })
-            })
-            .collect();
-        let out = json!({
-            "bootstrap": { "addr": addr.to_string(), "name": peer.name, "id": peer.id.to_hex() },
-            "nodes": nodes,
-            "broadcasts": broadcasts,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        let listing = swarmcast_bootstrap::listing::RegistryListing::new(addr, peer, view);
+        println!("{}", serde_json::to_string_pretty(&listing)?);
         return Ok(());
     }
     println!(

@@ -3,10 +3,12 @@
 //! * [`registry`]: the pure, I/O-free core (merge, liveness, anti-entropy digests and deltas).
 //! * [`server`]: the QUIC shell around it, with anti-entropy between fellows and snapshots.
 //! * [`client`]: the client side, used by nodes, fellows and the CLI.
+//! * [`listing`]: the JSON shape of `registry --json`, written by the CLI and read by harnesses.
 //! * [`wire`]: framed messages over quinn streams, shared with the node daemon.
 
 pub mod client;
 pub mod incarnation;
+pub mod listing;
 pub mod registry;
 pub mod server;
 pub mod snapshot;

@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use swarmcast_node::control;
 use swarmcast_node::data::BroadcastInfo;
+use swarmcast_node::listing::BroadcastPhase;
 
 use crate::procs::{LocalCluster, Timings};
 use crate::tree;
@@ -73,12 +74,6 @@ async fn list(data_dir: &Path) -> Option<Vec<BroadcastInfo>> {
     control::list(data_dir).await.ok()
 }
 
-async fn registered(data_dir: &Path) -> bool {
-    control::status(data_dir)
-        .await
-        .is_ok_and(|s| s.registered && !s.neighbours.is_empty())
-}
-
 /// Run the demo with the `swarmcast` binary at `exe`. Ok only if every copy verified.
 pub async fn run(exe: PathBuf, config: DemoConfig) -> Result<DemoReport> {
     if config.nodes < 4 || config.bootstraps < 2 {
@@ -118,16 +113,10 @@ async fn run_in(exe: PathBuf, config: &DemoConfig, root: &Path) -> Result<DemoRe
         let i = c.index(n).context("no such node")?;
         Ok(c.procs[i].data_dir.clone())
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for n in &names {
-        let d = dir_of(&cluster, n)?;
-        while !registered(&d).await {
-            if Instant::now() > deadline {
-                bail!("{n} did not join within 30 s (logs in {})", root.display());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    cluster
+        .wait_joined(&names, 1, Duration::from_secs(30))
+        .await
+        .with_context(|| format!("logs in {}", root.display()))?;
     println!("all nodes joined and found neighbours");
 
     let origin = names[0].clone();
@@ -185,10 +174,10 @@ async fn run_in(exe: PathBuf, config: &DemoConfig, root: &Path) -> Result<DemoRe
             held += h;
             total += t.max(1);
             if let Some(b) = &b {
-                if (b.state == "complete" || b.state == "seeding") && !completion.contains_key(n) {
+                if b.is_done() && !completion.contains_key(n) {
                     completion.insert(n.clone(), started.elapsed());
                 }
-                if b.state == "failed" {
+                if b.phase().ok() == Some(BroadcastPhase::Failed) {
                     bail!(
                         "{n}: broadcast failed: {}",
                         b.error.clone().unwrap_or_default()

@@ -7,11 +7,13 @@
 //! * [`swarm`]: the pure piece-scheduling core of one transfer.
 //! * `membership` and `peers`: the tokio shells around registration and neighbours.
 //! * [`control`]: the local Unix socket that `node status` talks to.
+//! * [`listing`]: the local state of a broadcast (`node ls`) as an enum.
 
 pub mod bitfield;
 pub mod control;
 mod daemon;
 pub mod data;
+pub mod listing;
 pub mod manifest;
 mod membership;
 pub mod neighbours;

@@ -105,7 +105,7 @@ pub enum Step {
         /// Until this node ...
         node: Option<String>,
         /// ... reports this broadcast state (`receiving`, `complete`, `seeding`).
-        state: Option<String>,
+        state: Option<swarmcast_node::listing::BroadcastPhase>,
     },
     /// SIGKILL targets.
     Kill(Target),

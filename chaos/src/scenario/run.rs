@@ -6,9 +6,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use nix::sys::signal::Signal;
+use swarmcast_bootstrap::listing::RegistryListing;
 use swarmcast_node::control;
 use swarmcast_node::data::{BroadcastInfo, COMMIT_INTERVAL};
-use swarmcast_proto::Role;
+use swarmcast_node::listing::BroadcastPhase;
+use swarmcast_proto::{Role, Status};
 
 use super::registry::{self, Entry};
 use super::{Action, CheckKind, Event, Mode, Report, Scenario, replay_command};
@@ -147,10 +150,6 @@ struct Runner {
     last_registry_poll: Instant,
 }
 
-fn state_done(s: &str) -> bool {
-    s == "complete" || s == "seeding"
-}
-
 impl Runner {
     fn event(&mut self, kind: &str, what: String) {
         let t_ms = self.t0.elapsed().as_millis() as u64;
@@ -262,7 +261,11 @@ impl Runner {
                 let limit = Instant::now() + self.deadline();
                 loop {
                     self.poll().await?;
-                    if self.last.get(node).is_some_and(|b| &b.state == state) {
+                    if self
+                        .last
+                        .get(node)
+                        .is_some_and(|b| b.phase().ok() == Some(*state))
+                    {
                         self.event("milestone", format!("{node} is {state}"));
                         break;
                     }
@@ -359,10 +362,16 @@ impl Runner {
 
     fn signal(&mut self, names: &[String], stop: bool) -> Result<()> {
         for n in names {
-            let pid = self.cluster.procs[self.idx(n)?]
+            let i = self.idx(n)?;
+            let pid = self.cluster.procs[i]
                 .pid()
                 .with_context(|| format!("{n} is not running"))?;
-            send_signal(pid, if stop { "STOP" } else { "CONT" })?;
+            let sig = if stop {
+                Signal::SIGSTOP
+            } else {
+                Signal::SIGCONT
+            };
+            self.cluster.signal(i, sig)?;
             if stop {
                 self.stopped.insert(n.clone());
                 self.killed_at.insert(n.clone(), Instant::now());
@@ -412,19 +421,11 @@ impl Runner {
     async fn wait_joined(&mut self, name: &str) -> Result<()> {
         let dd = self.cluster.procs[self.idx(name)?].data_dir.clone();
         let limit = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(s) = control::status(&dd).await
-                && s.registered
-                && !s.neighbours.is_empty()
-            {
-                self.ids.insert(name.to_owned(), s.id);
-                return Ok(());
-            }
-            if Instant::now() > limit {
-                bail!("{name} did not join within 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let s = crate::fleet::wait_joined(&dd, 1, limit)
+            .await
+            .with_context(|| format!("{name} did not join within 30 s"))?;
+        self.ids.insert(name.to_owned(), s.id);
+        Ok(())
     }
 
     /// List every live node's broadcast; note completions; the fleet's held fraction.
@@ -441,12 +442,12 @@ impl Runner {
                 .and_then(|l| l.into_iter().find(|b| b.id == id));
             match b {
                 Some(b) => {
-                    if b.state == "failed" {
+                    if b.phase().ok() == Some(BroadcastPhase::Failed) {
                         bail!("{n}: broadcast failed: {}", b.error.unwrap_or_default());
                     }
                     held += b.chunks_held;
                     total += b.chunks_total.max(1);
-                    if state_done(&b.state) && !self.report.completion_ms.contains_key(&n) {
+                    if b.is_done() && !self.report.completion_ms.contains_key(&n) {
                         let ms = sent.elapsed().as_millis() as u64;
                         self.report.completion_ms.insert(n.clone(), ms);
                         self.event("milestone", format!("{n} complete"));
@@ -474,7 +475,9 @@ impl Runner {
             return;
         };
         for (name, at) in self.killed_at.clone() {
-            let dead = view.iter().any(|e| e.name == name && e.status == "dead");
+            let dead = view
+                .iter()
+                .any(|e| e.name == name && e.status == Status::Dead);
             if dead {
                 self.killed_at.remove(&name);
                 let ms = at.elapsed().as_millis() as u64;
@@ -526,20 +529,9 @@ impl Runner {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        let nodes = v["nodes"]
-            .as_array()
-            .context("no nodes in the registry JSON")?;
-        Ok(nodes
-            .iter()
-            .map(|n| Entry {
-                id: n["id"].as_str().unwrap_or_default().to_owned(),
-                name: n["name"].as_str().unwrap_or_default().to_owned(),
-                role: n["role"].as_str().unwrap_or_default().to_owned(),
-                incarnation: n["incarnation"].as_u64().unwrap_or_default(),
-                status: n["status"].as_str().unwrap_or_default().to_owned(),
-            })
-            .collect())
+        let listing: RegistryListing =
+            serde_json::from_slice(&out.stdout).context("reading `registry --json`")?;
+        Ok(listing.nodes)
     }
 
     async fn check(&mut self, check: CheckKind, source_seed: Option<u64>) -> Result<()> {
@@ -716,17 +708,4 @@ impl Runner {
 /// that every two seeds give different bytes.
 fn tree_seed(seed: u64) -> u64 {
     super::Prng::new(seed).next_u64()
-}
-
-/// Send a signal to one PID with `kill -SIG PID`.
-fn send_signal(pid: u32, sig: &str) -> Result<()> {
-    let st = std::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .context("running kill")?;
-    if !st.success() {
-        bail!("kill -{sig} {pid} failed");
-    }
-    Ok(())
 }
