@@ -8,7 +8,8 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use nix::sys::signal::{self, Signal};
+use nix::sys::signal;
+pub use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 /// Timing flags of test fleets: faster than the binary's defaults, so that faults are noticed
