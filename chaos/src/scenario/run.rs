@@ -36,7 +36,7 @@ pub async fn run(
     seed: u64,
     report_dir: Option<PathBuf>,
 ) -> Result<Report> {
-    let replay = replay_command(&scenario.name, seed, mode);
+    let replay = replay_command(&scenario, seed, mode);
     let fail = |e: anyhow::Error| {
         anyhow!(
             "scenario {} failed (seed {seed}): {e:#}\nreplay: {replay}",
