@@ -47,7 +47,7 @@ use serde::Deserialize;
 
 pub use plan::{Action, Prng};
 pub use report::{Event, Report};
-pub use run::run;
+pub use run::{run, run_at};
 
 /// A scenario: a name and ordered steps.
 #[derive(Debug, Clone, Deserialize)]
@@ -60,6 +60,10 @@ pub struct Scenario {
     pub description: String,
     /// The steps, in order.
     pub steps: Vec<Step>,
+    /// Every node must complete within this many seconds of the send (default: 30 s plus
+    /// 1 s per 5 MiB of the dataset).
+    #[serde(default)]
+    pub deadline_s: Option<u64>,
     /// The file it was read from, when not a preset: the replay command names it.
     #[serde(skip)]
     pub file: Option<std::path::PathBuf>,

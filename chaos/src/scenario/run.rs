@@ -36,6 +36,25 @@ pub async fn run(
     seed: u64,
     report_dir: Option<PathBuf>,
 ) -> Result<Report> {
+    let tmp = tempfile::Builder::new()
+        .prefix("swarmcast-chaos-")
+        .tempdir()
+        .context("creating the run's directory")?;
+    let root = tmp.path().to_owned();
+    run_at(mode, exe, scenario, seed, &root, report_dir, false).await
+}
+
+/// [`run`] in the existing directory `root` (certificates, data dirs, dataset and logs go
+/// there, and stay). With `narrate`, every fault, milestone and check is printed as it happens.
+pub async fn run_at(
+    mode: Mode,
+    exe: PathBuf,
+    scenario: Scenario,
+    seed: u64,
+    root: &std::path::Path,
+    report_dir: Option<PathBuf>,
+    narrate: bool,
+) -> Result<Report> {
     let replay = replay_command(&scenario, seed, mode);
     let fail = |e: anyhow::Error| {
         anyhow!(
@@ -50,15 +69,13 @@ pub async fn run(
             scenario.name
         ));
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("swarmcast-chaos-")
-        .tempdir()
-        .map_err(|e| fail(e.into()))?;
     let mut r = Runner {
-        root: tmp.path().to_owned(),
+        root: root.to_owned(),
         exe: exe.clone(),
+        narrate,
+        deadline: scenario.deadline_s.map(Duration::from_secs),
         cluster: {
-            let c = LocalCluster::new(exe, tmp.path(), Timings::default()).map_err(fail)?;
+            let c = LocalCluster::new(exe, root, Timings::default()).map_err(fail)?;
             match mode {
                 Mode::Process => c,
                 Mode::Netns => c.with_lab(
@@ -101,7 +118,7 @@ pub async fn run(
     if let Some(dir) = &report_dir {
         let logs_dir = dir.join("logs");
         std::fs::create_dir_all(&logs_dir).map_err(|e| fail(e.into()))?;
-        for entry in std::fs::read_dir(tmp.path()).map_err(|e| fail(e.into()))? {
+        for entry in std::fs::read_dir(root).map_err(|e| fail(e.into()))? {
             let p = entry.map_err(|e| fail(e.into()))?.path();
             if p.extension().is_some_and(|e| e == "log") {
                 let _ = std::fs::copy(&p, logs_dir.join(p.file_name().unwrap_or_default()));
@@ -126,6 +143,10 @@ pub async fn run(
 struct Runner {
     root: PathBuf,
     exe: PathBuf,
+    /// Print every event as it happens.
+    narrate: bool,
+    /// The scenario's completion bound, if it sets one.
+    deadline: Option<Duration>,
     cluster: LocalCluster,
     seeds: Vec<SocketAddr>,
     t0: Instant,
@@ -154,6 +175,9 @@ impl Runner {
     fn event(&mut self, kind: &str, what: String) {
         let t_ms = self.t0.elapsed().as_millis() as u64;
         tracing::info!(t_ms, kind, "{what}");
+        if self.narrate {
+            println!("{:6.1}s {kind:<9} {what}", t_ms as f64 / 1000.0);
+        }
         self.report.timeline.push(Event {
             t_ms,
             kind: kind.into(),
@@ -186,6 +210,9 @@ impl Runner {
     }
 
     fn deadline(&self) -> Duration {
+        if let Some(d) = self.deadline {
+            return d;
+        }
         let bytes = self.dataset.as_ref().map_or(0, |d| d.1);
         Duration::from_secs(30) + Duration::from_secs_f64(bytes as f64 / (5u64 << 20) as f64)
     }
