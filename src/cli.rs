@@ -324,7 +324,7 @@ pub(crate) struct SendArgs {
     #[arg(long)]
     pub(crate) wait: bool,
     /// With --wait: give up (exit 1) after this long.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = parse_duration, requires = "wait")]
     pub(crate) timeout: Option<Duration>,
     /// Machine-readable output.
     #[arg(long)]

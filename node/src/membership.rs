@@ -35,8 +35,17 @@ type Slots = Arc<Mutex<BTreeMap<SocketAddr, Slot>>>;
 #[non_exhaustive]
 pub enum JoinError {
     /// No seed accepted the registration in time.
-    #[error("no seed accepted the registration within {0:?}")]
-    Timeout(Duration),
+    #[error("no seed accepted the registration within {after:?}{}", seed_errors(.last_errors))]
+    Timeout {
+        /// The join timeout.
+        after: Duration,
+        /// Each seed's latest error (connection or registration), in seed order.
+        last_errors: Vec<(SocketAddr, String)>,
+    },
+}
+
+fn seed_errors(errors: &[(SocketAddr, String)]) -> String {
+    errors.iter().map(|(a, e)| format!("; {a}: {e}")).collect()
 }
 
 /// Membership's settings.
@@ -143,7 +152,14 @@ impl Membership {
             if !self.registered() {
                 if let Some(limit) = self.config.join_timeout {
                     if started.elapsed() >= limit {
-                        return Err(JoinError::Timeout(limit));
+                        let slots = self.lock();
+                        let last_errors = (self.order.iter())
+                            .filter_map(|a| Some((*a, slots.get(a)?.last_error.clone()?)))
+                            .collect();
+                        return Err(JoinError::Timeout {
+                            after: limit,
+                            last_errors,
+                        });
                     }
                 }
             }
