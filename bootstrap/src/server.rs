@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use swarmcast_certs::{Identity, PeerInfo};
+use swarmcast_net::wire::{self, WireError};
+use swarmcast_net::{CloseCode, incarnation};
 use swarmcast_proto::{
     Ack, Delta, ErrorCode, Limits, Message, NodeId, NodeRecord, Ping, Registered, Role, Status,
     Version,
@@ -16,10 +18,9 @@ use swarmcast_proto::{
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::client::{self, ClientError};
+use crate::client::ClientError;
 use crate::registry::{Registry, RegistryConfig};
 use crate::snapshot;
-use crate::wire::{self, WireError, codes};
 
 /// Most addresses a node may advertise.
 pub const MAX_ADDRS: usize = 16;
@@ -154,7 +155,7 @@ pub async fn run(
     if config.listen.ip().is_unspecified() {
         return Err(BootstrapError::Unspecified(config.listen));
     }
-    let transport = wire::transport_config();
+    let transport = swarmcast_net::transport_config();
     let server = identity.server_config(transport.clone())?;
     let client_config = identity.client_config(transport)?;
     let endpoint =
@@ -166,12 +167,11 @@ pub async fn run(
         what: "local address".into(),
         source,
     })?;
-    let incarnation = crate::incarnation::next(config.data_dir.as_deref()).map_err(|source| {
-        BootstrapError::Io {
+    let incarnation =
+        incarnation::next(config.data_dir.as_deref()).map_err(|source| BootstrapError::Io {
             what: "incarnation file".into(),
             source,
-        }
-    })?;
+        })?;
     let mut registry = Registry::new(config.registry.clone());
     if let Some(dir) = &config.data_dir {
         let now = Instant::now();
@@ -222,7 +222,7 @@ pub async fn run(
             warn!(error = %e, "final snapshot failed");
         }
     }
-    endpoint.close(codes::SHUTDOWN.into(), b"shutdown");
+    endpoint.close(CloseCode::Shutdown.into(), b"shutdown");
     endpoint.wait_idle().await;
     Ok(())
 }
@@ -243,7 +243,7 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
                 Ok(p) => p,
                 Err(e) => {
                     warn!(%remote, error = %e, "peer certificate unreadable");
-                    conn.close(codes::FORBIDDEN.into(), b"certificate");
+                    conn.close(CloseCode::Forbidden.into(), b"certificate");
                     return;
                 }
             };
@@ -278,7 +278,7 @@ async fn serve_connection(conn: quinn::Connection, peer: PeerInfo, shared: Arc<S
                         Ok(Ok(None)) => return,
                         Ok(Err(WireError::Decode(e))) => {
                             warn!(error = %e, "undecodable request; closing connection");
-                            conn.close(codes::PROTOCOL.into(), b"protocol error");
+                            conn.close(CloseCode::Protocol.into(), b"protocol error");
                             return;
                         }
                         Ok(Err(e)) => {
@@ -286,7 +286,7 @@ async fn serve_connection(conn: quinn::Connection, peer: PeerInfo, shared: Arc<S
                             return;
                         }
                         Err(_) => {
-                            let _ = recv.stop(codes::PROTOCOL.into());
+                            let _ = recv.stop(CloseCode::Protocol.into());
                             return;
                         }
                     };
@@ -464,7 +464,7 @@ async fn replicate(
     let timeout = shared.config.request_timeout;
     let mut failures = 0u32;
     loop {
-        let conn = match client::connect(&endpoint, &client_config, addr, timeout).await {
+        let conn = match swarmcast_net::connect(&endpoint, &client_config, addr, timeout).await {
             Ok((conn, peer)) if peer.role == Role::Bootstrap && peer.id != shared.me.id => {
                 info!(fellow = %peer.name, "replicating");
                 failures = 0;
@@ -472,7 +472,7 @@ async fn replicate(
             }
             Ok((conn, peer)) => {
                 warn!(name = %peer.name, role = %peer.role, "not a fellow bootstrap; not replicating with it");
-                conn.close(codes::UNWANTED.into(), b"not a fellow");
+                conn.close(CloseCode::Unwanted.into(), b"not a fellow");
                 return;
             }
             Err(e) => {
@@ -498,7 +498,7 @@ async fn replicate(
                 } else {
                     debug!(error = %e, "anti-entropy round failed");
                 }
-                conn.close(codes::SHUTDOWN.into(), b"reconnect");
+                conn.close(CloseCode::Shutdown.into(), b"reconnect");
                 break;
             }
         }

@@ -52,7 +52,8 @@ pub enum Message {
     Have(Have),
     /// Chunks the sender has newly acquired.
     HaveUpdate(HaveUpdate),
-    /// Ask for one chunk. Answered by [`Message::ChunkData`] or [`Message::Error`].
+    /// Ask for a run of consecutive chunks (a piece). Each is answered by its own
+    /// [`Message::ChunkData`] and payload, in order; a refusal is one [`Message::Error`].
     ChunkRequest(ChunkRequest),
     /// Header of a chunk; exactly `len` raw bytes follow the frame.
     ChunkData(ChunkHeader),
@@ -295,7 +296,7 @@ pub struct HaveUpdate {
     pub chunks: Vec<ChunkIndex>,
 }
 
-/// Ask for one chunk.
+/// Ask for `count` consecutive chunks from `index` (at most [`MAX_CHUNKS_PER_REQUEST`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRequest {
     /// Which broadcast.

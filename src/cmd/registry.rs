@@ -12,7 +12,7 @@ use crate::output;
 pub(crate) fn run(args: RegistryArgs) -> Result<()> {
     let identity = load_identity(&args.identity)?;
     let (peer, view) = runtime()?.block_on(async {
-        let transport = swarmcast_bootstrap::wire::transport_config();
+        let transport = swarmcast_net::transport_config();
         let client_config = identity.client_config(transport)?;
         // Loopback seeds are dialled from loopback; others from any local address.
         let local = match args.seed.ip() {

@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Result;
-use swarmcast_bootstrap::wire::{self, WireError};
 use swarmcast_bootstrap::{BootstrapClient, ClientError};
 use swarmcast_certs::Identity;
+use swarmcast_net::wire::{self, WireError};
 use swarmcast_proto::{
     Delta, Digest, EntryUpdate, ErrorCode, Heartbeat, Limits, Message, NodeRecord, Role, Version,
 };
@@ -49,7 +49,7 @@ fn node_cannot_replicate_or_write_another_entry() -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let config = n1.client_config(wire::transport_config())?;
+        let config = n1.client_config(swarmcast_net::transport_config())?;
         let endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let client =
             BootstrapClient::connect(&endpoint, &config, addr, Duration::from_secs(5)).await?;

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Result;
-use swarmcast_bootstrap::wire;
 use swarmcast_certs::Identity;
+use swarmcast_net::wire;
 use swarmcast_node::manifest::{
     ChunkHash, Entry, EntryKind, MANIFEST_VERSION, Manifest, manifest_id,
 };
@@ -125,7 +125,7 @@ fn crafted_manifests_are_rejected_before_touching_the_disk() -> Result<()> {
     // The crafted peer stays connected (its runtime drives the connection) until the end of the
     // test: data written before `finish` is only delivered while the connection lives.
     let (served, _conn, _endpoint) = rt.block_on(async {
-        let config = evil.client_config(wire::transport_config())?;
+        let config = evil.client_config(swarmcast_net::transport_config())?;
         let endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let conn = endpoint.connect_with(config, victim, "swarmcast")?.await?;
         let limits = Limits::default();
