@@ -67,7 +67,12 @@ struct Node {
     mirror: RegistryMirror,
 }
 
-fn answer(log: &mut ChangeLog, registry: &Registry, now: Instant, since: RegistryCursor) -> RegistryView {
+fn answer(
+    log: &mut ChangeLog,
+    registry: &Registry,
+    now: Instant,
+    since: RegistryCursor,
+) -> RegistryView {
     if log.needs_view(now) {
         log.handle_view(now, &registry.view(now));
     }
@@ -164,7 +169,10 @@ fn run(seed: u64) {
             assert_eq!(n.mirror.view().broadcasts, registry.view(now).broadcasts);
         }
     }
-    assert!(partial_answers > whole_answers * 5, "{partial_answers} vs {whole_answers}");
+    assert!(
+        partial_answers > whole_answers * 5,
+        "{partial_answers} vs {whole_answers}"
+    );
 
     // A quiet fleet: everyone alive and heartbeating, nothing else changing. After one round
     // to catch up, answers are empty while the heartbeat counters keep advancing.

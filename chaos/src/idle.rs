@@ -307,7 +307,9 @@ pub async fn run(exe: std::path::PathBuf, config: &IdleConfig) -> Result<IdleRep
         .procs
         .iter()
         .map(|p| {
-            let pid = p.pid().with_context(|| format!("{} is not running", p.name))?;
+            let pid = p
+                .pid()
+                .with_context(|| format!("{} is not running", p.name))?;
             Ok((p.name.clone(), p.role == swarmcast_proto::Role::Node, pid))
         })
         .collect::<Result<_>>()?;

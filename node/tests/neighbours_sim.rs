@@ -498,7 +498,14 @@ fn thirty_nodes_recover_when_dials_to_the_dead_hang() {
 fn small_fleet_is_a_full_mesh_and_stays_one_after_a_kill() {
     for seed in 0..4 {
         // 6 nodes, target 8: everyone connects to all 5 others, then to the 4 survivors.
-        kill_and_recover(6, 1, seed, DeadDials::BlackHole, Duration::from_secs(2), true);
+        kill_and_recover(
+            6,
+            1,
+            seed,
+            DeadDials::BlackHole,
+            Duration::from_secs(2),
+            true,
+        );
     }
 }
 

@@ -270,11 +270,8 @@ impl RegistryMirror {
             return changed;
         }
         self.cursor = view.cursor;
-        let nodes: BTreeMap<NodeId, RegistryEntry> = view
-            .nodes
-            .into_iter()
-            .map(|e| (e.record.id, e))
-            .collect();
+        let nodes: BTreeMap<NodeId, RegistryEntry> =
+            view.nodes.into_iter().map(|e| (e.record.id, e)).collect();
         let broadcasts: BTreeMap<BroadcastId, BroadcastRecord> =
             view.broadcasts.into_iter().map(|b| (b.id, b)).collect();
         let changed = nodes != self.nodes || broadcasts != self.broadcasts;

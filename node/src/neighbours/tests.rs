@@ -264,8 +264,7 @@ fn silent_neighbour_lost_within_bounds_and_replaced_at_once() {
 fn idle_silent_neighbour_lost_within_the_idle_bound() {
     let config = fixed_cooldown(NeighbourConfig::default());
     let bound = config.idle_loss_detection_bound();
-    let earliest =
-        config.ping_timeout + config.idle_ping_interval * (config.max_missed_pings - 1);
+    let earliest = config.ping_timeout + config.idle_ping_interval * (config.max_missed_pings - 1);
     assert_eq!(bound, Duration::from_secs(16));
     for offset in [1, 2_500, 4_999] {
         let took = lose_a_silent_neighbour(config.clone(), offset, false);

@@ -10,8 +10,8 @@ use swarmcast_proto::{
     Ack, Announce, BroadcastId, BroadcastRecord, BroadcastState, ChunkHeader, ChunkIndex,
     ChunkRequest, Delta, Digest, EntryUpdate, ErrorCode, ErrorMsg, Frame, Have, HaveUpdate,
     Heartbeat, Limits, Lookup, ManifestHeader, ManifestRequest, Message, NodeId, NodeRecord, Ping,
-    Progress, Register, Registered, RegistryCursor, RegistryEntry, RegistryView, Role, Status, Version, encode,
-    encode_chunk,
+    Progress, Register, Registered, RegistryCursor, RegistryEntry, RegistryView, Role, Status,
+    Version, encode, encode_chunk,
 };
 
 /// Short collections keep the cases fast (a few strategies go further to cross a msgpack size
