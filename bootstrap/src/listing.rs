@@ -175,6 +175,9 @@ mod tests {
                 state: BroadcastState::Active,
                 version: 1,
             }],
+            cursor: None,
+            partial: false,
+            removed: Vec::new(),
         }
     }
 

@@ -11,12 +11,14 @@
 //! * [`bench`], [`pair`], [`files`], [`lab_bench`]: `swarmcast bench local`, `bench pair`
 //!   (swarmcast against bare quinn), `bench files` (many small files against one large one) and
 //!   `bench swarm` (the netns lab against T*).
+//! * [`idle`]: `swarmcast bench idle`, the CPU and packets of a fleet of idle daemons.
 
 pub mod bench;
 pub mod demo;
 pub mod files;
 pub mod fleet;
 pub mod harness;
+pub mod idle;
 pub mod lab_bench;
 pub mod netns;
 pub mod pair;

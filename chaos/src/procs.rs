@@ -60,6 +60,8 @@ pub struct LocalCluster {
     pub procs: Vec<Proc>,
     /// The network lab the processes run in (netns mode), dropped after they are killed.
     lab: Option<Lab>,
+    /// Leave `RUST_LOG` unset in the children: they log at the binary's default level.
+    default_logs: bool,
 }
 
 impl LocalCluster {
@@ -74,12 +76,20 @@ impl LocalCluster {
             timings,
             procs: Vec::new(),
             lab: None,
+            default_logs: false,
         })
     }
 
     /// Run every process started from now on in its own host of `lab`.
     pub fn with_lab(mut self, lab: Lab) -> Self {
         self.lab = Some(lab);
+        self
+    }
+
+    /// Children log at the binary's default level (`RUST_LOG` removed), not at `info`: for
+    /// measuring the product as shipped.
+    pub fn with_default_logs(mut self) -> Self {
+        self.default_logs = true;
         self
     }
 
@@ -201,8 +211,12 @@ impl LocalCluster {
             Some(lab) => lab.command(&p.name, &self.exe)?,
             None => Command::new(&self.exe),
         };
-        cmd.args(&p.args)
-            .env("RUST_LOG", harness::child_log_filter());
+        cmd.args(&p.args);
+        if self.default_logs {
+            cmd.env_remove("RUST_LOG");
+        } else {
+            cmd.env("RUST_LOG", harness::child_log_filter());
+        }
         for (k, v) in &p.env {
             cmd.env(k, v);
         }

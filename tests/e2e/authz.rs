@@ -91,6 +91,7 @@ fn node_cannot_replicate_or_write_another_entry() -> Result<()> {
             version: Version::new(1, 1),
             addrs: vec![addr],
             progress: vec![],
+            changes_since: None,
         };
         assert!(forbidden(client.heartbeat(hb).await));
 
