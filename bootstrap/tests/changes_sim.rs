@@ -101,7 +101,7 @@ fn run(seed: u64) {
     let start = Instant::now();
     let mut now = start;
     let mut nodes: Vec<Node> = (0..NODES)
-        .map(|i| Node {
+        .map(|_| Node {
             alive: true,
             incarnation: 1,
             heartbeat: 0,
