@@ -144,11 +144,10 @@ fn run(seed: u64) {
                 version: rng.random_range(1..5),
             });
         }
-        for i in 0..NODES {
-            if !nodes[i].alive || now < nodes[i].next_beat {
+        for (i, n) in nodes.iter_mut().enumerate() {
+            if !n.alive || now < n.next_beat {
                 continue;
             }
-            let n = &mut nodes[i];
             n.next_beat = now + Duration::from_millis(200);
             n.heartbeat += 1;
             registry.observe(now, record(i, n.incarnation, n.heartbeat, n.held));

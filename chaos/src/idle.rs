@@ -289,7 +289,7 @@ pub async fn run(exe: std::path::PathBuf, config: &IdleConfig) -> Result<IdleRep
     config.validate()?;
     let root = tempfile::tempdir().context("creating a scratch directory")?;
     let mut cluster =
-        LocalCluster::new(exe, root.path(), DEFAULT_TIMINGS.clone())?.with_default_logs();
+        LocalCluster::new(exe, root.path(), DEFAULT_TIMINGS)?.with_default_logs();
     if config.netns {
         cluster = cluster.with_lab(Lab::new(1)?);
     }
