@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use swarmcast_proto::{Limits, PREFIX_LEN, check_prefix, decode_body, encode_value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, warn};
 
@@ -179,7 +179,24 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join(SOCKET)
 }
 
-async fn read_value<T: DeserializeOwned>(s: &mut UnixStream) -> Result<T, ControlError> {
+/// Read one request the way the daemon reads it from a local client (length prefix checked
+/// against the wire's default [`Limits`] before the body is allocated, then the body scanned and
+/// decoded). For fuzzing (`fuzz/`, target `control`): [`serve`] uses exactly this on each
+/// connection.
+pub async fn read_request<R: AsyncRead + Unpin>(r: &mut R) -> Result<ControlRequest, ControlError> {
+    read_value(r).await
+}
+
+/// Read one answer the way the CLI reads the daemon's (same framing as [`read_request`]).
+pub async fn read_response<R: AsyncRead + Unpin>(
+    r: &mut R,
+) -> Result<ControlResponse, ControlError> {
+    read_value(r).await
+}
+
+async fn read_value<T: DeserializeOwned, R: AsyncRead + Unpin>(
+    s: &mut R,
+) -> Result<T, ControlError> {
     let limits = Limits::default();
     let mut prefix = [0u8; PREFIX_LEN];
     s.read_exact(&mut prefix).await?;
@@ -213,7 +230,7 @@ pub async fn call(
                     reason,
                 })?;
         write_value(&mut s, request).await?;
-        read_value::<ControlResponse>(&mut s).await
+        read_response(&mut s).await
     };
     tokio::time::timeout(timeout, exchange)
         .await
@@ -299,7 +316,7 @@ pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>) {
         };
         let handler = handler.clone();
         tokio::spawn(async move {
-            let answer = match read_value::<ControlRequest>(&mut stream).await {
+            let answer = match read_request(&mut stream).await {
                 Ok(req) => handler.handle(req).await,
                 Err(e) => {
                     debug!(error = %e, "bad control request");
