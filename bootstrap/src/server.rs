@@ -391,6 +391,15 @@ pub struct RequestPath {
     shared: Shared,
 }
 
+impl std::fmt::Debug for RequestPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestPath")
+            .field("me", &self.shared.me)
+            .field("addr", &self.shared.addr)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RequestPath {
     /// A server identity `me` listening on `addr`, with an empty registry. Nothing is bound and
     /// nothing is written to disk.
