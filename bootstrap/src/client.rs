@@ -9,11 +9,8 @@ use swarmcast_proto::{
     RegistryView, Role,
 };
 
-use crate::wire::{self, WireError};
-
-/// The name put in SNI when dialling. Peers are dialled by address; the certificate is checked
-/// against the cluster CA and, where the registry gave one, against the expected NodeId.
-pub const SERVER_NAME: &str = "swarmcast";
+use swarmcast_net::wire::{self, WireError};
+use swarmcast_net::{CloseCode, DialError};
 
 /// Errors of a bootstrap client.
 #[derive(Debug, thiserror::Error)]
@@ -35,24 +32,13 @@ pub enum ClientError {
     },
 }
 
-/// Dial `addr` and return the connection with the peer's certificate identity.
-pub async fn connect(
-    endpoint: &quinn::Endpoint,
-    config: &quinn::ClientConfig,
-    addr: SocketAddr,
-    timeout: Duration,
-) -> Result<(quinn::Connection, PeerInfo), ClientError> {
-    let attempt = async {
-        let connecting = endpoint
-            .connect_with(config.clone(), addr, SERVER_NAME)
-            .map_err(WireError::from)?;
-        let conn = connecting.await.map_err(WireError::from)?;
-        let peer = swarmcast_certs::peer_info(&conn)?;
-        Ok::<_, ClientError>((conn, peer))
-    };
-    tokio::time::timeout(timeout, attempt)
-        .await
-        .map_err(|_| WireError::Timeout(timeout))?
+impl From<DialError> for ClientError {
+    fn from(e: DialError) -> Self {
+        match e {
+            DialError::Wire(e) => Self::Wire(e),
+            DialError::Cert(e) => Self::Cert(e),
+        }
+    }
 }
 
 /// A connection to one bootstrap.
@@ -73,9 +59,9 @@ impl BootstrapClient {
         addr: SocketAddr,
         timeout: Duration,
     ) -> Result<Self, ClientError> {
-        let (conn, peer) = connect(endpoint, config, addr, timeout).await?;
+        let (conn, peer) = swarmcast_net::connect(endpoint, config, addr, timeout).await?;
         if peer.role != Role::Bootstrap {
-            conn.close(wire::codes::WRONG_PEER.into(), b"not a bootstrap");
+            conn.close(CloseCode::WrongPeer.into(), b"not a bootstrap");
             return Err(ClientError::NotBootstrap {
                 addr,
                 role: peer.role,
@@ -147,6 +133,20 @@ impl BootstrapClient {
         }
     }
 
+    /// Send one heartbeat asking for what changed since `hb.changes_since` (set it). `None`
+    /// if the bootstrap only acknowledged (it predates change answers): then ask
+    /// [`BootstrapClient::lookup`].
+    pub async fn heartbeat_changes(
+        &self,
+        hb: Heartbeat,
+    ) -> Result<Option<RegistryView>, ClientError> {
+        match self.call(Message::Heartbeat(hb)).await? {
+            Message::Registry(v) => Ok(Some(v)),
+            Message::Ack(_) => Ok(None),
+            _ => Err(WireError::Unexpected("expected Registry or Ack").into()),
+        }
+    }
+
     /// The bootstrap's whole registry view.
     pub async fn lookup(&self) -> Result<RegistryView, ClientError> {
         match self.call(Message::Lookup(Lookup {})).await? {
@@ -165,6 +165,6 @@ impl BootstrapClient {
 
     /// Close the connection.
     pub fn close(&self) {
-        self.conn.close(wire::codes::SHUTDOWN.into(), b"bye");
+        self.conn.close(CloseCode::Shutdown.into(), b"bye");
     }
 }

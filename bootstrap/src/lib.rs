@@ -3,15 +3,17 @@
 //! * [`registry`]: the pure, I/O-free core (merge, liveness, anti-entropy digests and deltas).
 //! * [`server`]: the QUIC shell around it, with anti-entropy between fellows and snapshots.
 //! * [`client`]: the client side, used by nodes, fellows and the CLI.
-//! * [`wire`]: framed messages over quinn streams, shared with the node daemon.
+//! * [`listing`]: the JSON shape of `registry --json`, written by the CLI and read by harnesses.
+//!
+//! Framing, dialling, transport settings, close codes and the incarnation counter are in
+//! `swarmcast_net`, shared with the node daemon.
 
 pub mod client;
-pub mod incarnation;
+pub mod listing;
 pub mod registry;
 pub mod server;
 pub mod snapshot;
-pub mod wire;
 
 pub use client::{BootstrapClient, ClientError};
-pub use registry::{Registry, RegistryConfig};
+pub use registry::{Registry, RegistryConfig, RegistryConfigError};
 pub use server::{BootstrapConfig, BootstrapError, run};

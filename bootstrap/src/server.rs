@@ -9,17 +9,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use swarmcast_certs::{Identity, PeerInfo};
+use swarmcast_net::wire::{self, WireError};
+use swarmcast_net::{CloseCode, incarnation};
 use swarmcast_proto::{
-    Ack, Delta, ErrorCode, Limits, Message, NodeId, NodeRecord, Ping, Registered, Role, Status,
-    Version,
+    Ack, Delta, ErrorCode, Limits, Message, NodeId, NodeRecord, Ping, Registered, RegistryCursor,
+    RegistryView, Role, Status, Version,
 };
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::client::{self, ClientError};
-use crate::registry::{Registry, RegistryConfig};
+use crate::client::ClientError;
+use crate::registry::{ChangeLog, ChangeLogConfig, Registry, RegistryConfig};
 use crate::snapshot;
-use crate::wire::{self, WireError, codes};
 
 /// Most addresses a node may advertise.
 pub const MAX_ADDRS: usize = 16;
@@ -95,6 +96,8 @@ struct Shared {
     config: BootstrapConfig,
     limits: Limits,
     registry: Mutex<Registry>,
+    /// Numbered views for heartbeat answers; locked before `registry` when both are.
+    changes: Mutex<ChangeLog>,
     heartbeat: Mutex<u64>,
 }
 
@@ -102,6 +105,16 @@ impl Shared {
     fn registry(&self) -> MutexGuard<'_, Registry> {
         // A panic while holding the lock would be a bug in the pure core; keep serving.
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What changed since `since`, from a view at most `ChangeLogConfig::refresh` old.
+    fn changes_since(&self, now: Instant, since: RegistryCursor) -> RegistryView {
+        let mut log = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        if log.needs_view(now) {
+            let view = self.registry().view(now);
+            log.handle_view(now, &view);
+        }
+        log.answer(since)
     }
 
     /// Bump and record this bootstrap's own entry.
@@ -154,7 +167,7 @@ pub async fn run(
     if config.listen.ip().is_unspecified() {
         return Err(BootstrapError::Unspecified(config.listen));
     }
-    let transport = wire::transport_config();
+    let transport = swarmcast_net::transport_config();
     let server = identity.server_config(transport.clone())?;
     let client_config = identity.client_config(transport)?;
     let endpoint =
@@ -166,12 +179,11 @@ pub async fn run(
         what: "local address".into(),
         source,
     })?;
-    let incarnation = crate::incarnation::next(config.data_dir.as_deref()).map_err(|source| {
-        BootstrapError::Io {
+    let incarnation =
+        incarnation::next(config.data_dir.as_deref()).map_err(|source| BootstrapError::Io {
             what: "incarnation file".into(),
             source,
-        }
-    })?;
+        })?;
     let mut registry = Registry::new(config.registry.clone());
     if let Some(dir) = &config.data_dir {
         let now = Instant::now();
@@ -202,6 +214,7 @@ pub async fn run(
         incarnation,
         limits: Limits::default(),
         registry: Mutex::new(registry),
+        changes: Mutex::new(ChangeLog::new(incarnation, ChangeLogConfig::default())),
         heartbeat: Mutex::new(0),
         config,
     });
@@ -222,7 +235,7 @@ pub async fn run(
             warn!(error = %e, "final snapshot failed");
         }
     }
-    endpoint.close(codes::SHUTDOWN.into(), b"shutdown");
+    endpoint.close(CloseCode::Shutdown.into(), b"shutdown");
     endpoint.wait_idle().await;
     Ok(())
 }
@@ -243,7 +256,7 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
                 Ok(p) => p,
                 Err(e) => {
                     warn!(%remote, error = %e, "peer certificate unreadable");
-                    conn.close(codes::FORBIDDEN.into(), b"certificate");
+                    conn.close(CloseCode::Forbidden.into(), b"certificate");
                     return;
                 }
             };
@@ -278,7 +291,7 @@ async fn serve_connection(conn: quinn::Connection, peer: PeerInfo, shared: Arc<S
                         Ok(Ok(None)) => return,
                         Ok(Err(WireError::Decode(e))) => {
                             warn!(error = %e, "undecodable request; closing connection");
-                            conn.close(codes::PROTOCOL.into(), b"protocol error");
+                            conn.close(CloseCode::Protocol.into(), b"protocol error");
                             return;
                         }
                         Ok(Err(e)) => {
@@ -286,7 +299,7 @@ async fn serve_connection(conn: quinn::Connection, peer: PeerInfo, shared: Arc<S
                             return;
                         }
                         Err(_) => {
-                            let _ = recv.stop(codes::PROTOCOL.into());
+                            let _ = recv.stop(CloseCode::Protocol.into());
                             return;
                         }
                     };
@@ -346,7 +359,10 @@ fn handle_request(shared: &Shared, peer: &PeerInfo, request: Message, now: Insta
                 progress: h.progress,
             };
             shared.registry().observe(now, record);
-            Message::Ack(Ack {})
+            match h.changes_since {
+                Some(since) => Message::Registry(shared.changes_since(now, since)),
+                None => Message::Ack(Ack {}),
+            }
         }
         Message::Lookup(_) => Message::Registry(shared.registry().view(now)),
         Message::Announce(a) => {
@@ -533,7 +549,7 @@ async fn replicate(
     let timeout = shared.config.request_timeout;
     let mut failures = 0u32;
     loop {
-        let conn = match client::connect(&endpoint, &client_config, addr, timeout).await {
+        let conn = match swarmcast_net::connect(&endpoint, &client_config, addr, timeout).await {
             Ok((conn, peer)) if peer.role == Role::Bootstrap && peer.id != shared.me.id => {
                 info!(fellow = %peer.name, "replicating");
                 failures = 0;
@@ -541,7 +557,7 @@ async fn replicate(
             }
             Ok((conn, peer)) => {
                 warn!(name = %peer.name, role = %peer.role, "not a fellow bootstrap; not replicating with it");
-                conn.close(codes::UNWANTED.into(), b"not a fellow");
+                conn.close(CloseCode::Unwanted.into(), b"not a fellow");
                 return;
             }
             Err(e) => {
@@ -567,7 +583,7 @@ async fn replicate(
                 } else {
                     debug!(error = %e, "anti-entropy round failed");
                 }
-                conn.close(codes::SHUTDOWN.into(), b"reconnect");
+                conn.close(CloseCode::Shutdown.into(), b"reconnect");
                 break;
             }
         }

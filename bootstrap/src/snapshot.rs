@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use swarmcast_net::incarnation::write_atomic;
 use swarmcast_proto::{BroadcastRecord, EntryUpdate};
-
-use crate::incarnation::write_atomic;
 
 /// File name inside the data dir.
 pub const FILE: &str = "registry.snapshot";

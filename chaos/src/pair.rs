@@ -4,7 +4,7 @@
 //!
 //! The bare transfer uses what swarmcast uses: a cluster CA with ECDSA P-256 leaves (issued in
 //! memory), [`Identity::server_config`] and [`Identity::client_config`] (mutual TLS 1.3, ring)
-//! and [`wire::transport_config`] (the same stream and connection windows). It is meant to be
+//! and [`transport_config`] (the same stream and connection windows). It is meant to be
 //! the best quinn does with those settings, so it does nothing swarmcast has to do:
 //!
 //! * the receiver only reads (`read_chunk`, no copy) and counts: no hashing, no disk;
@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use serde_json::{Value, json};
-use swarmcast_bootstrap::wire;
 use swarmcast_certs::{Ca, Identity, Role, SERVER_NAME, Validity, issue_with};
+use swarmcast_net::{CloseCode, transport_config};
 
 use crate::bench::{self, BenchConfig, BenchResult, Spread};
 use crate::tree;
@@ -217,7 +217,7 @@ pub async fn bare_transfer(bytes: u64, streams: usize, timeout: Duration) -> Res
         bail!("a bare transfer needs at least one byte and one stream");
     }
     let (origin, receiver) = identities()?;
-    let transport = wire::transport_config();
+    let transport = transport_config();
     let (server, sent) = spawn_origin(origin.server_config(transport.clone())?)?;
     let server_addr = server.local_addr()?;
     let client = quinn::Endpoint::client(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
@@ -241,18 +241,18 @@ pub async fn bare_transfer(bytes: u64, streams: usize, timeout: Duration) -> Res
             received += r.context("bare receiver task")??;
         }
         let elapsed = t0.elapsed();
-        conn.close(wire::codes::SHUTDOWN.into(), b"done");
+        conn.close(CloseCode::Shutdown.into(), b"done");
         anyhow::Ok((elapsed, received))
     })
     .await;
     let (elapsed, bytes_received) = match result {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            server.close(wire::codes::SHUTDOWN.into(), b"receiver failed");
+            server.close(CloseCode::Shutdown.into(), b"receiver failed");
             return Err(e);
         }
         Err(_) => {
-            server.close(wire::codes::SHUTDOWN.into(), b"timed out");
+            server.close(CloseCode::Shutdown.into(), b"timed out");
             bail!("bare transfer not done after {timeout:?}");
         }
     };

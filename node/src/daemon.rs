@@ -1,42 +1,35 @@
-//! The node daemon: wires the QUIC endpoint, membership, the neighbour actor and the control
-//! socket together, and owns the state `node status` reports.
+//! The node daemon: binds the QUIC endpoint and the control socket, then wires the tasks
+//! together, each with the handles it uses and nothing more:
+//!
+//! | task | gets | sends to |
+//! |---|---|---|
+//! | membership | [`Me`], a [`Dialer`], the data plane's [`DataReport`](crate::data::DataReport) (watch) | data plane (`Registry`), neighbours (`Registry`), its status |
+//! | neighbours (`peers`) | its id, a [`Dialer`], a [`Server`] | data plane (`PeerUp`/`PeerDown`/`PeerMessage`), its status |
+//! | accept | the endpoint, a [`Server`] | neighbours (`Connected`) |
+//! | data plane | its id, a [`Dialer`], the catalog | neighbours (`Ban`), its [`DataReport`](crate::data::DataReport) |
+//! | control socket | the [`StatusBoard`] | data plane (`Publish`, `List`) |
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use std::collections::HashMap;
 use swarmcast_certs::Identity;
-
-use swarmcast_proto::{
-    BroadcastId, BroadcastRecord, BroadcastState, NodeId, Progress, RegistryEntry, Role, Status,
-};
+use swarmcast_proto::{BroadcastId, Role};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, info_span};
 
-use crate::control::{
-    self, ControlRequest, ControlResponse, FleetProgress, NeighbourStatus, NodeStatus, SeedStatus,
-};
-use crate::data::serve::{Catalog, ServeEvent};
-use crate::data::{DataInput, DataPlane};
-use crate::membership::{JoinError, Membership};
+use crate::accept;
+use crate::control::{self, ControlRequest, ControlResponse};
+use crate::data::serve::Catalog;
+use crate::data::{DataConfig, DataInput, DataPlane};
+use crate::handles::{Dialer, Me, Server, StatusBoard};
+use crate::membership::{JoinError, Membership, MembershipConfig, MembershipLinks};
 use crate::neighbours::NeighbourConfig;
 use crate::peers;
 
-/// Who serves the receivers of a broadcast.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Strategy {
-    /// Receivers fetch from every neighbour that has a piece; the origin super-seeds.
-    #[default]
-    Swarm,
-    /// Client-server: receivers fetch only from the origin, which serves every request (no
-    /// super-seeding). Every node of the fleet must run with it, and each receiver needs the
-    /// origin among its neighbours (a full mesh: `--neighbours` at least the fleet size).
-    /// The baseline `bench swarm --strategy origin-only` compares the swarm with.
-    OriginOnly,
-}
+pub use crate::data::Strategy;
 
 /// Settings of a node daemon.
 #[derive(Debug, Clone)]
@@ -47,7 +40,8 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Address given to others; defaults to the bound address.
     pub advertise: Option<SocketAddr>,
-    /// Incarnation, control socket and (later) broadcasts live here.
+    /// Incarnation, control socket and broadcasts (manifests, workspaces, `received/`) live
+    /// here.
     pub data_dir: PathBuf,
     /// Heartbeat period (default 1 s); registry lookups follow it.
     pub heartbeat: Duration,
@@ -123,160 +117,18 @@ pub enum NodeError {
     Internal(&'static str),
 }
 
-#[derive(Debug, Default)]
-struct Dynamic {
-    progress: Vec<Progress>,
-    records: Vec<BroadcastRecord>,
-    uploaded_to: HashMap<NodeId, u64>,
-    view: Vec<RegistryEntry>,
-    view_broadcasts: Vec<BroadcastRecord>,
-    bootstrap: Option<SocketAddr>,
-    registered: bool,
-    seeds: Vec<SeedStatus>,
-    neighbours: Vec<NeighbourStatus>,
-    registry_size: usize,
-    registry_alive: usize,
-}
-
-/// What every part of the daemon shares.
+/// Answers the control socket: status from the board, broadcasts from the data plane.
 #[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) id: NodeId,
-    pub(crate) name: String,
-    pub(crate) incarnation: u64,
-    pub(crate) listen: SocketAddr,
-    pub(crate) advertise: SocketAddr,
-    pub(crate) config: NodeConfig,
-    pub(crate) endpoint: quinn::Endpoint,
-    pub(crate) client_config: quinn::ClientConfig,
-    pub(crate) catalog: Arc<Catalog>,
-    pub(crate) serve_tx: mpsc::Sender<ServeEvent>,
-    pub(crate) data_tx: mpsc::Sender<DataInput>,
-    started: Instant,
-    dynamic: Mutex<Dynamic>,
+struct ControlHandler {
+    board: StatusBoard,
+    data_tx: mpsc::Sender<DataInput>,
 }
 
-impl Shared {
-    fn dynamic(&self) -> MutexGuard<'_, Dynamic> {
-        self.dynamic.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(crate) fn registered(&self) -> bool {
-        self.dynamic().registered
-    }
-
-    pub(crate) fn set_bootstrap(&self, b: Option<SocketAddr>) {
-        let mut d = self.dynamic();
-        d.bootstrap = b;
-        d.registered |= b.is_some();
-    }
-
-    pub(crate) fn set_seeds(&self, seeds: Vec<SeedStatus>) {
-        self.dynamic().seeds = seeds;
-    }
-
-    pub(crate) fn set_registry_size(&self, size: usize, alive: usize) {
-        let mut d = self.dynamic();
-        d.registry_size = size;
-        d.registry_alive = alive;
-    }
-
-    pub(crate) fn set_neighbours(&self, n: Vec<NeighbourStatus>) {
-        self.dynamic().neighbours = n;
-    }
-
-    /// Progress for heartbeats, broadcast records to announce, and upload counters.
-    pub(crate) fn set_data(
-        &self,
-        progress: Vec<Progress>,
-        records: Vec<BroadcastRecord>,
-        uploaded_to: HashMap<NodeId, u64>,
-    ) {
-        let mut d = self.dynamic();
-        d.progress = progress;
-        d.records = records;
-        d.uploaded_to = uploaded_to;
-    }
-
-    pub(crate) fn progress(&self) -> Vec<Progress> {
-        self.dynamic().progress.clone()
-    }
-
-    pub(crate) fn records(&self) -> Vec<BroadcastRecord> {
-        self.dynamic().records.clone()
-    }
-
-    pub(crate) fn set_view(&self, nodes: Vec<RegistryEntry>, broadcasts: Vec<BroadcastRecord>) {
-        let mut d = self.dynamic();
-        d.view = nodes;
-        d.view_broadcasts = broadcasts;
-    }
-
-    /// Fleet progress of one broadcast from the latest registry view.
-    fn fleet(&self, id: BroadcastId) -> FleetProgress {
-        let d = self.dynamic();
-        let record = d.view_broadcasts.iter().find(|r| r.id == id);
-        let chunks = record.map_or(0, |r| r.chunks);
-        let mut out = FleetProgress {
-            id: id.to_hex(),
-            bytes: record.map_or(0, |r| r.size),
-            chunks,
-            nodes_alive: 0,
-            nodes_complete: 0,
-            chunks_held: 0,
-            failed: record
-                .filter(|r| r.state == BroadcastState::Failed)
-                .map(|_| "the origin declared the broadcast failed".to_owned()),
-            nodes: Vec::new(),
-        };
-        for e in &d.view {
-            if e.record.role != Role::Node || e.status != Status::Alive {
-                continue;
-            }
-            out.nodes_alive += 1;
-            let held = e
-                .record
-                .progress
-                .iter()
-                .find(|p| p.broadcast == id)
-                .map_or(0, |p| p.held.min(chunks));
-            out.chunks_held += held;
-            if chunks > 0 && held == chunks {
-                out.nodes_complete += 1;
-            }
-            out.nodes.push((e.record.name.clone(), held));
-        }
-        out
-    }
-
-    fn status(&self) -> NodeStatus {
-        let d = self.dynamic();
-        NodeStatus {
-            id: self.id.to_hex(),
-            name: self.name.clone(),
-            incarnation: self.incarnation,
-            listen: self.listen,
-            advertise: self.advertise,
-            registered: d.registered,
-            bootstrap: d.bootstrap,
-            seeds: d.seeds.clone(),
-            neighbours: d.neighbours.clone(),
-            registry_size: d.registry_size,
-            registry_alive: d.registry_alive,
-            uptime_s: self.started.elapsed().as_secs(),
-            uploaded_to: d
-                .uploaded_to
-                .iter()
-                .map(|(id, bytes)| (id.to_hex(), *bytes))
-                .collect(),
-        }
-    }
-}
-
-impl control::Handler for Shared {
+impl control::Handler for ControlHandler {
     async fn handle(&self, request: ControlRequest) -> ControlResponse {
+        const STOPPING: &str = "the daemon is shutting down";
         match request {
-            ControlRequest::Status => ControlResponse::Status(Box::new(self.status())),
+            ControlRequest::Status => ControlResponse::Status(Box::new(self.board.status())),
             ControlRequest::Send { dir, chunk_size } => {
                 let (reply, answer) = oneshot::channel();
                 let input = DataInput::Publish {
@@ -285,26 +137,26 @@ impl control::Handler for Shared {
                     reply,
                 };
                 if self.data_tx.send(input).await.is_err() {
-                    return ControlResponse::Error("the daemon is shutting down".into());
+                    return ControlResponse::Error(STOPPING.into());
                 }
                 match answer.await {
                     Ok(Ok(info)) => ControlResponse::Sent(info),
-                    Ok(Err(e)) => ControlResponse::Error(e),
-                    Err(_) => ControlResponse::Error("the daemon is shutting down".into()),
+                    Ok(Err(e)) => ControlResponse::Error(e.to_string()),
+                    Err(_) => ControlResponse::Error(STOPPING.into()),
                 }
             }
             ControlRequest::List => {
                 let (reply, answer) = oneshot::channel();
                 if self.data_tx.send(DataInput::List { reply }).await.is_err() {
-                    return ControlResponse::Error("the daemon is shutting down".into());
+                    return ControlResponse::Error(STOPPING.into());
                 }
                 match answer.await {
                     Ok(list) => ControlResponse::List(list),
-                    Err(_) => ControlResponse::Error("the daemon is shutting down".into()),
+                    Err(_) => ControlResponse::Error(STOPPING.into()),
                 }
             }
             ControlRequest::Fleet { id } => match id.parse::<BroadcastId>() {
-                Ok(id) => ControlResponse::Fleet(self.fleet(id)),
+                Ok(id) => ControlResponse::Fleet(self.board.fleet(id)),
                 Err(e) => ControlResponse::Error(format!("bad broadcast id: {e}")),
             },
         }
@@ -333,10 +185,10 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir).map_err(io("creating the data dir"))?;
     // Own the data dir before anything else: a second daemon on it must fail fast.
     let control_listener = control::bind(&config.data_dir).await?;
-    let incarnation = swarmcast_bootstrap::incarnation::next(Some(&config.data_dir))
-        .map_err(io("incarnation file"))?;
+    let incarnation =
+        swarmcast_net::incarnation::next(Some(&config.data_dir)).map_err(io("incarnation file"))?;
 
-    let transport = swarmcast_bootstrap::wire::transport_config();
+    let transport = swarmcast_net::transport_config();
     let server_config = identity.server_config(transport.clone())?;
     let client_config = identity.client_config(transport)?;
     let endpoint = quinn::Endpoint::server(server_config, config.listen)
@@ -346,42 +198,77 @@ pub async fn run(
     if advertise.ip().is_unspecified() || advertise.port() == 0 {
         return Err(NodeError::Unadvertisable(advertise));
     }
-    let (data_tx, data_rx) = mpsc::channel(1024);
-    let (serve_tx, serve_rx) = mpsc::channel(1024);
-    let catalog = Arc::new(Catalog::new(config.fault_corrupt, config.fault_serve_delay));
-    if config.fault_corrupt {
-        tracing::warn!("FAULT INJECTION: this node serves corrupted chunks");
-    }
-    let shared = Arc::new(Shared {
-        catalog,
-        serve_tx,
-        data_tx: data_tx.clone(),
+    let me = Me {
         id: identity.node_id(),
         name: identity.name().to_owned(),
         incarnation,
         listen,
         advertise,
-        config,
-        endpoint: endpoint.clone(),
-        client_config,
-        started: Instant::now(),
-        dynamic: Mutex::default(),
-    });
-    info!(id = %shared.id, name = %shared.name, %listen, %advertise, incarnation, "node starting");
-
-    let mut control_task = tokio::spawn(control::serve(control_listener, shared.clone()));
+    };
+    info!(id = %me.id, name = %me.name, %listen, %advertise, incarnation, "node starting");
+    if config.fault_corrupt {
+        tracing::warn!("FAULT INJECTION: this node serves corrupted chunks");
+    }
+    let dialer = Dialer::new(endpoint.clone(), client_config);
+    let (data_tx, data_rx) = mpsc::channel(1024);
+    let (serve_tx, serve_rx) = mpsc::channel(1024);
     let (peers_tx, peers_rx) = mpsc::channel(256);
-    let mut peers_task = tokio::spawn(
-        peers::run(shared.clone(), peers_tx.clone(), peers_rx).instrument(info_span!("peers")),
+    let catalog = Arc::new(Catalog::new(config.fault_corrupt, config.fault_serve_delay));
+    let server = Server {
+        catalog: catalog.clone(),
+        events: serve_tx,
+    };
+    let (board, writers) = StatusBoard::new(me.clone());
+
+    let handler = ControlHandler {
+        board: board.clone(),
+        data_tx: data_tx.clone(),
+    };
+    let mut control_task = tokio::spawn(control::serve(control_listener, Arc::new(handler)));
+    let mut accept_task = tokio::spawn(
+        accept::run(endpoint.clone(), server.clone(), peers_tx.clone())
+            .instrument(info_span!("accept")),
     );
+    let neighbours = peers::NeighbourTask {
+        me: me.id,
+        config: config.neighbours.clone(),
+        dialer: dialer.clone(),
+        server,
+        data_tx: data_tx.clone(),
+        status: writers.neighbours,
+    };
+    let mut peers_task = tokio::spawn(
+        peers::run(neighbours, peers_tx.clone(), peers_rx).instrument(info_span!("peers")),
+    );
+    let data_config = DataConfig {
+        data_dir: config.data_dir.clone(),
+        strategy: config.strategy,
+    };
     let data = DataPlane::new(
-        shared.clone(),
-        data_tx,
+        me.id,
+        data_config,
+        dialer.clone(),
+        data_tx.clone(),
         peers_tx.clone(),
-        shared.catalog.clone(),
+        catalog,
+        writers.data,
     );
     let mut data_task = tokio::spawn(data.run(data_rx, serve_rx).instrument(info_span!("data")));
-    let membership = Membership::new(shared.clone(), peers_tx);
+    let membership = Membership::new(
+        me,
+        MembershipConfig {
+            seeds: config.seeds.clone(),
+            heartbeat: config.heartbeat,
+            join_timeout: config.join_timeout,
+        },
+        MembershipLinks {
+            dialer,
+            data: board.data(),
+            status: writers.membership,
+            data_tx,
+            peers_tx,
+        },
+    );
     // An internal task that ends is a bug (a panic): stop loudly so that a supervisor restarts
     // the node, which then resumes from its data dir, rather than limp on with a frozen part.
     let died = |what: &'static str| {
@@ -399,17 +286,16 @@ pub async fn run(
         () = shutdown => Ok(()),
         r = &mut data_task => died("data plane")(r),
         r = &mut peers_task => died("neighbours")(r),
+        r = &mut accept_task => died("accept")(r),
         r = &mut control_task => died("control socket")(r),
     };
     info!("node stopping");
     control_task.abort();
+    accept_task.abort();
     peers_task.abort();
     data_task.abort();
-    let _ = std::fs::remove_file(control::socket_path(&shared.config.data_dir));
-    endpoint.close(
-        swarmcast_bootstrap::wire::codes::SHUTDOWN.into(),
-        b"shutdown",
-    );
+    let _ = std::fs::remove_file(control::socket_path(&config.data_dir));
+    endpoint.close(swarmcast_net::CloseCode::Shutdown.into(), b"shutdown");
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
     result
 }

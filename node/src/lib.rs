@@ -5,19 +5,26 @@
 //! * [`bitfield`]: held chunks and pieces.
 //! * [`store`]: receiver workspaces (durable, resumable) and origin sources.
 //! * [`swarm`]: the pure piece-scheduling core of one transfer.
-//! * `membership` and `peers`: the tokio shells around registration and neighbours.
+//! * [`data`]: the broadcast core ([`data::Broadcasts`]) and the data-plane shell around it.
+//! * `membership` and `peers`: the tokio shells around registration and neighbours; `accept`
+//!   checks inbound connections and dispatches them; `handles` are what each task gets.
 //! * [`control`]: the local Unix socket that `node status` talks to.
+//! * [`listing`]: the local state of a broadcast (`node ls`) as an enum.
 
+mod accept;
 pub mod bitfield;
 pub mod control;
 mod daemon;
 pub mod data;
+mod handles;
+pub mod listing;
 pub mod manifest;
 mod membership;
 pub mod neighbours;
 mod peers;
 pub mod store;
 pub mod swarm;
+mod sync;
 
 pub use daemon::{NodeConfig, NodeError, Strategy, run};
 pub use membership::JoinError;

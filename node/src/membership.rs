@@ -1,6 +1,8 @@
 //! Membership shell: keeps a connection to every seed (retrying failed ones with exponential
 //! backoff and jitter), registers through the first seed that answers, heartbeats, fails over
-//! when its bootstrap stops answering, and hands each registry view to the neighbour actor.
+//! when its bootstrap stops answering, and hands each registry view to the neighbour actor and
+//! the data plane. Its heartbeats carry the data plane's progress and announce its records,
+//! read from the data plane's [`DataReport`] watch channel.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -9,13 +11,15 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use swarmcast_bootstrap::BootstrapClient;
+use swarmcast_bootstrap::registry::RegistryMirror;
 use swarmcast_proto::{Heartbeat, RegistryView, Role, Status, Version};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::daemon::Shared;
-use crate::data::DataInput;
+use crate::data::{DataInput, DataReport};
+use crate::handles::{Dialer, Me, MembershipStatus};
 use crate::peers::Input;
+use crate::sync::lock;
 
 /// One seed's live state, shared between its prober task and the membership loop.
 #[derive(Debug, Default)]
@@ -32,54 +36,106 @@ type Slots = Arc<Mutex<BTreeMap<SocketAddr, Slot>>>;
 #[non_exhaustive]
 pub enum JoinError {
     /// No seed accepted the registration in time.
-    #[error("no seed accepted the registration within {0:?}")]
-    Timeout(Duration),
+    #[error("no seed accepted the registration within {after:?}{}", seed_errors(.last_errors))]
+    Timeout {
+        /// The join timeout.
+        after: Duration,
+        /// Each seed's latest error (connection or registration), in seed order.
+        last_errors: Vec<(SocketAddr, String)>,
+    },
+}
+
+fn seed_errors(errors: &[(SocketAddr, String)]) -> String {
+    errors.iter().map(|(a, e)| format!("; {a}: {e}")).collect()
+}
+
+/// Membership's settings.
+#[derive(Debug, Clone)]
+pub(crate) struct MembershipConfig {
+    /// Bootstraps to register through (more are learned from them).
+    pub(crate) seeds: Vec<SocketAddr>,
+    /// Heartbeat period; registry lookups follow it.
+    pub(crate) heartbeat: Duration,
+    /// Give up when no seed accepted the registration in this time.
+    pub(crate) join_timeout: Option<Duration>,
+}
+
+/// What membership reads and whom it tells.
+#[derive(Debug)]
+pub(crate) struct MembershipLinks {
+    pub(crate) dialer: Dialer,
+    /// The data plane's progress and records, for heartbeats and announcements.
+    pub(crate) data: watch::Receiver<DataReport>,
+    /// Its part of `node status`.
+    pub(crate) status: watch::Sender<MembershipStatus>,
+    /// Registry views for the data plane.
+    pub(crate) data_tx: mpsc::Sender<DataInput>,
+    /// Registry views for the neighbour actor.
+    pub(crate) peers_tx: mpsc::Sender<Input>,
 }
 
 pub(crate) struct Membership {
-    shared: Arc<Shared>,
+    me: Me,
+    config: MembershipConfig,
+    links: MembershipLinks,
     slots: Slots,
     order: Vec<SocketAddr>,
     current: Option<BootstrapClient>,
     heartbeat: u64,
-    peers_tx: mpsc::Sender<Input>,
+    /// The current bootstrap's registry, kept up to date by the changes its heartbeat
+    /// answers carry.
+    mirror: RegistryMirror,
 }
 
 impl Membership {
-    pub(crate) fn new(shared: Arc<Shared>, peers_tx: mpsc::Sender<Input>) -> Self {
+    pub(crate) fn new(me: Me, config: MembershipConfig, links: MembershipLinks) -> Self {
         Self {
-            shared,
+            me,
+            config,
+            links,
             slots: Arc::default(),
             order: Vec::new(),
             current: None,
             heartbeat: 0,
-            peers_tx,
+            mirror: RegistryMirror::default(),
         }
     }
 
+    fn registered(&self) -> bool {
+        self.links.status.borrow().registered
+    }
+
+    fn set_bootstrap(&self, b: Option<SocketAddr>) {
+        self.links.status.send_modify(|s| {
+            s.bootstrap = b;
+            s.registered |= b.is_some();
+        });
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<SocketAddr, Slot>> {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.slots)
     }
 
     /// Start probing a seed (once per address).
     fn add_seed(&mut self, addr: SocketAddr) {
-        if addr == self.shared.advertise || self.order.contains(&addr) {
+        if addr == self.me.advertise || self.order.contains(&addr) {
             return;
         }
         self.order.push(addr);
         self.lock().insert(addr, Slot::default());
         let slots = self.slots.clone();
-        let shared = self.shared.clone();
-        tokio::spawn(probe(shared, slots, addr).instrument(info_span!("seed", %addr)));
+        let dialer = self.links.dialer.clone();
+        let heartbeat = self.config.heartbeat;
+        tokio::spawn(probe(dialer, heartbeat, slots, addr).instrument(info_span!("seed", %addr)));
     }
 
     /// Run until the process stops; fails only on the join timeout.
     pub(crate) async fn run(mut self) -> Result<(), JoinError> {
-        for s in self.shared.config.seeds.clone() {
+        for s in self.config.seeds.clone() {
             self.add_seed(s);
         }
         let started = Instant::now();
-        let period = self.shared.config.heartbeat;
+        let period = self.config.heartbeat;
         // While no bootstrap is in use, retry quickly: a prober may connect at any moment.
         let retry = period.min(Duration::from_millis(100));
         let mut failing_since: Option<Instant> = None;
@@ -98,10 +154,17 @@ impl Membership {
             }
             next = tokio::time::Instant::now() + retry;
             let since = *failing_since.get_or_insert_with(Instant::now);
-            if !self.shared.registered() {
-                if let Some(limit) = self.shared.config.join_timeout {
+            if !self.registered() {
+                if let Some(limit) = self.config.join_timeout {
                     if started.elapsed() >= limit {
-                        return Err(JoinError::Timeout(limit));
+                        let slots = self.lock();
+                        let last_errors = (self.order.iter())
+                            .filter_map(|a| Some((*a, slots.get(a)?.last_error.clone()?)))
+                            .collect();
+                        return Err(JoinError::Timeout {
+                            after: limit,
+                            last_errors,
+                        });
                     }
                 }
             }
@@ -130,17 +193,19 @@ impl Membership {
             match self.exchange(&client).await {
                 Ok(view) => {
                     self.learn(&view);
-                    self.shared
-                        .set_view(view.nodes.clone(), view.broadcasts.clone());
+                    self.links.status.send_modify(|s| {
+                        s.view = view.nodes.clone();
+                        s.view_broadcasts = view.broadcasts.clone();
+                    });
                     let _ = self
-                        .shared
+                        .links
                         .data_tx
                         .send(DataInput::Registry {
                             nodes: view.nodes.clone(),
                             broadcasts: view.broadcasts,
                         })
                         .await;
-                    let _ = self.peers_tx.send(Input::Registry(view.nodes)).await;
+                    let _ = self.links.peers_tx.send(Input::Registry(view.nodes)).await;
                     return true;
                 }
                 Err(e) => {
@@ -158,18 +223,29 @@ impl Membership {
         &mut self,
         client: &BootstrapClient,
     ) -> Result<RegistryView, swarmcast_bootstrap::ClientError> {
-        self.heartbeat += 1;
-        let hb = Heartbeat {
-            id: self.shared.id,
-            version: Version::new(self.shared.incarnation, self.heartbeat),
-            addrs: vec![self.shared.advertise],
-            progress: self.shared.progress(),
+        let (progress, records) = {
+            let report = self.links.data.borrow();
+            (report.progress.clone(), report.records.clone())
         };
-        client.heartbeat(hb).await?;
-        for record in self.shared.records() {
+        for record in records {
             client.announce(record).await?;
         }
-        client.lookup().await
+        self.heartbeat += 1;
+        let hb = Heartbeat {
+            id: self.me.id,
+            version: Version::new(self.me.incarnation, self.heartbeat),
+            addrs: vec![self.me.advertise],
+            progress,
+            changes_since: Some(self.mirror.since()),
+        };
+        // The answer carries what changed since the mirror's cursor (everything the first
+        // time, and after a failover); a bootstrap that only acknowledges is asked for all.
+        let view = match client.heartbeat_changes(hb).await? {
+            Some(changes) => changes,
+            None => client.lookup().await?,
+        };
+        self.mirror.apply(view);
+        Ok(self.mirror.view())
     }
 
     /// Register through the first live seed, in the order given. True on success.
@@ -183,9 +259,9 @@ impl Membership {
                 .collect()
         };
         for client in candidates {
-            let addrs = vec![self.shared.advertise];
+            let addrs = vec![self.me.advertise];
             match client
-                .register(self.shared.id, self.shared.incarnation, addrs)
+                .register(self.me.id, self.me.incarnation, addrs)
                 .await
             {
                 Ok(reg) => {
@@ -193,7 +269,7 @@ impl Membership {
                     for b in reg.bootstraps {
                         self.add_seed(b);
                     }
-                    self.shared.set_bootstrap(Some(client.addr()));
+                    self.set_bootstrap(Some(client.addr()));
                     self.current = Some(client);
                     return true;
                 }
@@ -204,7 +280,7 @@ impl Membership {
                 }
             }
         }
-        self.shared.set_bootstrap(None);
+        self.set_bootstrap(None);
         false
     }
 
@@ -221,7 +297,10 @@ impl Membership {
             .iter()
             .filter(|e| e.status == Status::Alive)
             .count();
-        self.shared.set_registry_size(view.nodes.len(), alive);
+        self.links.status.send_modify(|s| {
+            s.registry_size = view.nodes.len();
+            s.registry_alive = alive;
+        });
         let found: Vec<SocketAddr> = view
             .nodes
             .iter()
@@ -247,12 +326,12 @@ impl Membership {
                 })
             })
             .collect();
-        self.shared.set_seeds(seeds);
+        self.links.status.send_modify(|s| s.seeds = seeds);
     }
 }
 
 /// Keep a connection to one seed: connect, wait for it to close, retry with backoff and jitter.
-async fn probe(shared: Arc<Shared>, slots: Slots, addr: SocketAddr) {
+async fn probe(dialer: Dialer, heartbeat: Duration, slots: Slots, addr: SocketAddr) {
     let builder = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(200))
         .with_max_delay(Duration::from_secs(5))
@@ -260,35 +339,26 @@ async fn probe(shared: Arc<Shared>, slots: Slots, addr: SocketAddr) {
         .without_max_times();
     let mut backoff = builder.build();
     loop {
-        let timeout = shared.config.heartbeat.max(Duration::from_secs(1)) * 2;
-        match BootstrapClient::connect(&shared.endpoint, &shared.client_config, addr, timeout).await
-        {
+        let timeout = heartbeat.max(Duration::from_secs(1)) * 2;
+        match dialer.bootstrap(addr, timeout).await {
             Ok(mut client) => {
-                client.set_timeout(shared.config.heartbeat.max(Duration::from_millis(500)));
+                client.set_timeout(heartbeat.max(Duration::from_millis(500)));
                 debug!(name = %client.peer().name, "seed reachable");
                 let conn = client.connection().clone();
-                if let Some(slot) = slots
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_mut(&addr)
-                {
+                if let Some(slot) = lock(&slots).get_mut(&addr) {
                     slot.client = Some(client);
                     slot.failures = 0;
                 }
                 backoff = builder.build();
                 let reason = conn.closed().await;
                 debug!(%reason, "seed connection closed");
-                if let Some(slot) = slots
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_mut(&addr)
-                {
+                if let Some(slot) = lock(&slots).get_mut(&addr) {
                     slot.client = None;
                 }
             }
             Err(e) => {
                 let failures = {
-                    let mut guard = slots.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut guard = lock(&slots);
                     let Some(slot) = guard.get_mut(&addr) else {
                         return;
                     };

@@ -1,6 +1,7 @@
-//! Neighbour shell: one actor owns the [`Neighbours`] core, dials and accepts QUIC connections,
-//! runs one control stream per neighbour (pings and pongs now, have-updates later) and turns
-//! connection events into core inputs.
+//! Neighbour shell: one actor owns the [`Neighbours`] core, dials QUIC connections (inbound
+//! ones come from [`accept`](crate::accept)), runs one control stream per neighbour (pings and
+//! pongs for liveness; `Have` and `HaveUpdate` passed to the data plane, and the data plane's
+//! messages sent) and turns connection events into core inputs.
 //!
 //! The dialler of a connection opens its control stream and sends a first ping at once, so the
 //! acceptor's `accept_bi` returns. Every dial checks that the certificate met carries the NodeId
@@ -11,16 +12,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use swarmcast_bootstrap::client;
-use swarmcast_bootstrap::wire::{self, WireError, codes};
+use swarmcast_net::CloseCode;
+use swarmcast_net::wire::{self, WireError};
 use swarmcast_proto::{Limits, Message, NodeId, Ping, RegistryEntry, Role};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::accept;
 use crate::control::NeighbourStatus;
-use crate::daemon::Shared;
-use crate::data::{DataInput, serve};
-use crate::neighbours::{Action, Direction, NeighbourState, Neighbours};
+use crate::data::DataInput;
+use crate::handles::{Dialer, Server};
+use crate::neighbours::{Action, Direction, NeighbourConfig, NeighbourState, Neighbours};
+
+/// The shortest time between two activity reports of one link to the core: well below
+/// [`NeighbourConfig::active_for`](crate::neighbours::NeighbourConfig::active_for).
+const ACTIVITY_REPORT: Duration = Duration::from_millis(500);
 
 /// Inputs of the neighbour actor.
 #[derive(Debug)]
@@ -35,6 +41,8 @@ pub(crate) enum Input {
     Closed { id: NodeId, stable_id: usize },
     /// A pong arrived.
     Pong { id: NodeId, nonce: u64 },
+    /// Data-plane traffic (a have or have-update, either way) on the link to this peer.
+    Active { id: NodeId },
     /// The data plane caught this peer serving bad data too often.
     Ban { id: NodeId },
 }
@@ -42,13 +50,28 @@ pub(crate) enum Input {
 /// A connection to a neighbour with its control stream.
 #[derive(Debug)]
 pub(crate) struct Link {
-    id: NodeId,
-    name: String,
-    addr: SocketAddr,
-    direction: Direction,
-    conn: quinn::Connection,
-    send: quinn::SendStream,
-    recv: quinn::RecvStream,
+    pub(crate) id: NodeId,
+    pub(crate) name: String,
+    pub(crate) addr: SocketAddr,
+    pub(crate) direction: Direction,
+    pub(crate) conn: quinn::Connection,
+    pub(crate) send: quinn::SendStream,
+    pub(crate) recv: quinn::RecvStream,
+}
+
+/// What the neighbour actor and its link tasks use.
+#[derive(Debug, Clone)]
+pub(crate) struct NeighbourTask {
+    /// This node.
+    pub(crate) me: NodeId,
+    pub(crate) config: NeighbourConfig,
+    pub(crate) dialer: Dialer,
+    /// Serves the request streams of neighbour connections.
+    pub(crate) server: Server,
+    /// Peer events and data messages for the data plane.
+    pub(crate) data_tx: mpsc::Sender<DataInput>,
+    /// Its part of `node status`.
+    pub(crate) status: watch::Sender<Vec<NeighbourStatus>>,
 }
 
 struct Entry {
@@ -59,16 +82,12 @@ struct Entry {
 
 /// Run the neighbour actor until aborted.
 pub(crate) async fn run(
-    shared: Arc<Shared>,
+    task: NeighbourTask,
     tx: mpsc::Sender<Input>,
     mut rx: mpsc::Receiver<Input>,
 ) {
-    tokio::spawn(accept_loop(shared.clone(), tx.clone()).in_current_span());
-    let mut core = Neighbours::new(
-        shared.config.neighbours.clone(),
-        shared.id,
-        rand::random::<u64>(),
-    );
+    let shared = Arc::new(task);
+    let mut core = Neighbours::new(shared.config.clone(), shared.me, rand::random::<u64>());
     let mut links: HashMap<NodeId, Entry> = HashMap::new();
     loop {
         let deadline = core
@@ -98,7 +117,7 @@ pub(crate) async fn run(
 }
 
 fn handle_input(
-    shared: &Arc<Shared>,
+    shared: &Arc<NeighbourTask>,
     tx: &mpsc::Sender<Input>,
     core: &mut Neighbours,
     links: &mut HashMap<NodeId, Entry>,
@@ -112,10 +131,11 @@ fn handle_input(
             core.handle_dial_failed(now, id);
         }
         Input::Pong { id, nonce } => core.handle_pong(now, id, nonce),
+        Input::Active { id } => core.handle_activity(now, id),
         Input::Ban { id } => {
             core.handle_ban(now, id);
             if let Some(e) = links.remove(&id) {
-                e.conn.close(codes::FORBIDDEN.into(), b"banned");
+                e.conn.close(CloseCode::Forbidden.into(), b"banned");
                 let _ = shared.data_tx.try_send(DataInput::PeerDown { id });
             }
         }
@@ -133,12 +153,12 @@ fn handle_input(
             let link = *link;
             if !core.handle_connected(now, link.id, link.addr, link.direction) {
                 debug!(peer = %link.name, "connection not wanted");
-                link.conn.close(codes::UNWANTED.into(), b"unwanted");
+                link.conn.close(CloseCode::Unwanted.into(), b"unwanted");
                 return;
             }
             if let Some(old) = links.remove(&link.id) {
                 // The core kept the new connection of a duplicated pair; drop the old one quietly.
-                old.conn.close(codes::UNWANTED.into(), b"duplicate");
+                old.conn.close(CloseCode::Unwanted.into(), b"duplicate");
             }
             let (ltx, lrx) = mpsc::channel(1024);
             let _ = shared.data_tx.try_send(DataInput::PeerUp {
@@ -161,7 +181,7 @@ fn handle_input(
 }
 
 fn perform(
-    shared: &Arc<Shared>,
+    shared: &Arc<NeighbourTask>,
     tx: &mpsc::Sender<Input>,
     links: &mut HashMap<NodeId, Entry>,
     action: Action,
@@ -174,7 +194,7 @@ fn perform(
         Action::Close { id, reason } => {
             if let Some(e) = links.remove(&id) {
                 info!(peer = %e.name, ?reason, "dropping neighbour");
-                e.conn.close(codes::LOST.into(), b"lost");
+                e.conn.close(CloseCode::Lost.into(), b"lost");
                 let _ = shared.data_tx.try_send(DataInput::PeerDown { id });
             }
         }
@@ -187,7 +207,7 @@ fn perform(
     }
 }
 
-fn publish(shared: &Shared, core: &Neighbours, links: &HashMap<NodeId, Entry>) {
+fn publish(shared: &NeighbourTask, core: &Neighbours, links: &HashMap<NodeId, Entry>) {
     let list = core
         .neighbours()
         .into_iter()
@@ -208,18 +228,26 @@ fn publish(shared: &Shared, core: &Neighbours, links: &HashMap<NodeId, Entry>) {
             rtt_ms: n.rtt.map(|d| d.as_secs_f64() * 1000.0),
         })
         .collect();
-    shared.set_neighbours(list);
+    shared.status.send_if_modified(|old| {
+        let changed = *old != list;
+        if changed {
+            *old = list;
+        }
+        changed
+    });
 }
 
-async fn dial(shared: Arc<Shared>, tx: mpsc::Sender<Input>, id: NodeId, addr: SocketAddr) {
-    let timeout = shared.config.neighbours.dial_timeout;
+async fn dial(shared: Arc<NeighbourTask>, tx: mpsc::Sender<Input>, id: NodeId, addr: SocketAddr) {
+    let timeout = shared.config.dial_timeout;
     let result = async {
-        let (conn, peer) = client::connect(&shared.endpoint, &shared.client_config, addr, timeout)
+        let (conn, peer) = shared
+            .dialer
+            .connect(addr, timeout)
             .await
             .map_err(|e| e.to_string())?;
         if peer.id != id || peer.role != Role::Node {
             warn!(expected = %id, met = %peer.id, role = %peer.role, "peer is not who the registry said; refusing");
-            conn.close(codes::WRONG_PEER.into(), b"unexpected identity");
+            conn.close(CloseCode::WrongPeer.into(), b"unexpected identity");
             return Err(format!("expected NodeId {id}, met {} ({})", peer.id, peer.role));
         }
         let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
@@ -245,110 +273,9 @@ async fn dial(shared: Arc<Shared>, tx: mpsc::Sender<Input>, id: NodeId, addr: So
     let _ = tx.send(input).await;
 }
 
-async fn accept_loop(shared: Arc<Shared>, tx: mpsc::Sender<Input>) {
-    while let Some(incoming) = shared.endpoint.accept().await {
-        let tx = tx.clone();
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let addr = incoming.remote_address();
-            let conn = match incoming.await {
-                Ok(c) => c,
-                Err(e) => {
-                    debug!(%addr, error = %e, "inbound handshake failed");
-                    return;
-                }
-            };
-            let peer = match swarmcast_certs::peer_info(&conn) {
-                Ok(p) if p.role == Role::Node => p,
-                Ok(p) => {
-                    debug!(%addr, role = %p.role, "inbound from a non-node; refusing");
-                    conn.close(codes::FORBIDDEN.into(), b"nodes only");
-                    return;
-                }
-                Err(e) => {
-                    warn!(%addr, error = %e, "inbound certificate unreadable");
-                    conn.close(codes::FORBIDDEN.into(), b"certificate");
-                    return;
-                }
-            };
-            let stream = tokio::time::timeout(Duration::from_secs(5), conn.accept_bi()).await;
-            let Ok(Ok((send, mut recv))) = stream else {
-                conn.close(codes::PROTOCOL.into(), b"no stream");
-                return;
-            };
-            // A neighbour opens its control stream with a ping; anything else is a one-off
-            // request connection (for example a manifest fetch from a node that is not a
-            // neighbour), served without making the peer a neighbour.
-            let first = tokio::time::timeout(
-                Duration::from_secs(5),
-                wire::read_message(&mut recv, &Limits::default()),
-            )
-            .await;
-            match first {
-                Ok(Ok(Some(Message::Ping(_)))) => {}
-                Ok(Ok(Some(request))) => {
-                    serve_requests(shared, conn, peer.id, Some((send, recv, request))).await;
-                    return;
-                }
-                _ => {
-                    conn.close(codes::PROTOCOL.into(), b"bad first stream");
-                    return;
-                }
-            }
-            let link = Link {
-                id: peer.id,
-                name: peer.name,
-                addr,
-                direction: Direction::Inbound,
-                conn,
-                send,
-                recv,
-            };
-            let _ = tx.send(Input::Connected(Box::new(link))).await;
-        });
-    }
-}
-
-/// Serve request streams on `conn` until it closes: chunk and manifest requests.
-async fn serve_requests(
-    shared: Arc<Shared>,
-    conn: quinn::Connection,
-    peer: NodeId,
-    first: Option<(quinn::SendStream, quinn::RecvStream, Message)>,
-) {
-    if let Some((send, recv, request)) = first {
-        let (catalog, events) = (shared.catalog.clone(), shared.serve_tx.clone());
-        tokio::spawn(async move {
-            if let Err(e) =
-                serve::serve_stream(catalog, events, peer, send, recv, Some(request)).await
-            {
-                debug!(error = %e, "request stream failed");
-            }
-        });
-    }
-    loop {
-        let (send, recv) = match conn.accept_bi().await {
-            Ok(s) => s,
-            Err(_) => return,
-        };
-        let (catalog, events) = (shared.catalog.clone(), shared.serve_tx.clone());
-        let conn = conn.clone();
-        tokio::spawn(async move {
-            match serve::serve_stream(catalog, events, peer, send, recv, None).await {
-                Ok(()) => {}
-                Err(WireError::Decode(e)) => {
-                    warn!(error = %e, "undecodable request; closing connection");
-                    conn.close(serve::BAD_REQUEST_CLOSE.into(), b"protocol error");
-                }
-                Err(e) => debug!(error = %e, "request stream failed"),
-            }
-        });
-    }
-}
-
 /// Pump one neighbour's control stream until its connection ends.
 async fn drive_link(
-    shared: Arc<Shared>,
+    shared: Arc<NeighbourTask>,
     tx: mpsc::Sender<Input>,
     link: Link,
     mut outbox: mpsc::Receiver<Message>,
@@ -363,6 +290,18 @@ async fn drive_link(
     let stable_id = conn.stable_id();
     let limits = Limits::default();
     let (reply_tx, mut replies) = mpsc::channel::<Message>(16);
+    // Haves and have-updates either way mean a transfer with this peer: tell the core (which
+    // then pings fast), at most every ACTIVITY_REPORT.
+    // (A mutex, not a cell: the future must be Send. Only this task takes it.)
+    let reported = std::sync::Mutex::new(None::<Instant>);
+    let active = || {
+        let now = Instant::now();
+        let mut last = reported.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| now >= t + ACTIVITY_REPORT) {
+            *last = Some(now);
+            let _ = tx.try_send(Input::Active { id });
+        }
+    };
     let writer = async {
         loop {
             let msg = tokio::select! {
@@ -370,6 +309,9 @@ async fn drive_link(
                 m = replies.recv() => m,
             };
             let Some(msg) = msg else { return };
+            if matches!(msg, Message::Have(_) | Message::HaveUpdate(_)) {
+                active();
+            }
             if let Err(e) = wire::write_message(&mut send, &msg, &limits).await {
                 debug!(error = %e, "control stream write failed");
                 return;
@@ -386,6 +328,7 @@ async fn drive_link(
                     let _ = tx.send(Input::Pong { id, nonce: p.nonce }).await;
                 }
                 Ok(Some(msg @ (Message::Have(_) | Message::HaveUpdate(_)))) => {
+                    active();
                     let _ = shared
                         .data_tx
                         .send(DataInput::PeerMessage { id, msg })
@@ -397,7 +340,7 @@ async fn drive_link(
                 Ok(None) => return,
                 Err(WireError::Decode(e)) => {
                     warn!(error = %e, "undecodable control stream; closing connection");
-                    conn.close(codes::PROTOCOL.into(), b"protocol error");
+                    conn.close(CloseCode::Protocol.into(), b"protocol error");
                     return;
                 }
                 Err(e) => {
@@ -407,7 +350,7 @@ async fn drive_link(
             }
         }
     };
-    let requests = serve_requests(shared.clone(), conn.clone(), id, None);
+    let requests = accept::serve_requests(shared.server.clone(), conn.clone(), id, None);
     let ended = tokio::select! {
         () = writer => "control stream writer ended",
         () = reader => "control stream reader ended",
@@ -418,6 +361,6 @@ async fn drive_link(
         }
     };
     debug!(ended, "neighbour link done");
-    conn.close(codes::SHUTDOWN.into(), b"done");
+    conn.close(CloseCode::Shutdown.into(), b"done");
     let _ = tx.send(Input::Closed { id, stable_id }).await;
 }

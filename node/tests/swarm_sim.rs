@@ -1,5 +1,9 @@
-//! Swarm cores wired together on a virtual clock: one origin, 30 receivers, a file of 256
-//! pieces of 1 MiB. Every receiver runs a [`Transfer`] with the default [`SwarmConfig`].
+//! Broadcast cores wired together on a virtual clock: one origin, 30 receivers, a file of 256
+//! pieces of 1 MiB. Every node runs the node's own broadcast core, [`Broadcasts`], with the
+//! default [`BroadcastConfig`]: it floods the announcement, fetches the manifest from a
+//! neighbour that announced it, and runs a [`Transfer`](swarmcast_node::swarm::Transfer) with the
+//! default `SwarmConfig` per receiver, asks for group commits and advertises what they made
+//! durable. The simulation carries out the core's actions as the data-plane shell does.
 //!
 //! # The model
 //! * **Graph.** A random graph in which every node has at least 8 neighbours (and at most 12,
@@ -12,14 +16,19 @@
 //!   time. Connections that are sending share the capacities max-min fairly (progressive
 //!   filling over every uploader's upload and every downloader's download), as congestion
 //!   control between flows roughly does. RTT is 1 ms: every message takes 0.5 ms.
-//! * **Durability.** A piece received is durable at once; its holder announces it to every
-//!   neighbour (0.5 ms later) and serves it from then on.
+//! * **Manifest.** The registry names the origin from the start (without addresses); a receiver
+//!   learns of the broadcast from a neighbour's `Have` and fetches the manifest from it (one
+//!   RTT), which the core checks against the id before the workspace is made.
+//! * **Durability.** A commit is durable at once: a piece received is held when the core's
+//!   commit ends, in the same instant; its holder announces it to every neighbour (0.5 ms
+//!   later) and serves it from then on.
 //! * **Faults.** A *stalled* receiver accepts requests and never answers them (it downloads and
 //!   announces normally, the worst case: its pieces look available). A *corrupt* receiver
 //!   serves only pieces that fail verification. A `Ban` closes the connection both ways; the
 //!   banned peer's core is told it is gone. The faulty receiver is drawn at random per seed.
-//! * **Super-seeding** (optional): the origin sends each piece once until it has sent them all,
-//!   and declines other requests, as `node/src/data/serve.rs` does.
+//! * **Super-seeding** (optional): the origin runs the node's own [`SuperSeed`] (one chunk per
+//!   piece here): it sends each piece once until it has sent them all, and declines other
+//!   requests.
 //!
 //! # What is checked, per seed (tests `seed_N::*`)
 //! * every receiver completes (but for the faulty one);
@@ -39,14 +48,19 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use swarmcast_node::bitfield::Bitfield;
-use swarmcast_node::swarm::{SwarmAction, SwarmConfig, Transfer};
-use swarmcast_proto::NodeId;
+use swarmcast_node::data::{
+    BroadcastAction, BroadcastConfig, Broadcasts, ManifestFetchError, ManifestSource, PieceError,
+    SuperSeed,
+};
+use swarmcast_node::manifest::{ChunkHash, Entry, EntryKind, Layout, Manifest, manifest_id};
+use swarmcast_node::store::StoreError;
+use swarmcast_proto::{BroadcastId, BroadcastRecord, BroadcastState, ErrorCode, Message, NodeId};
 
 const MIB: u64 = 1 << 20;
 const MB: f64 = 1e6;
@@ -69,15 +83,20 @@ enum Fault {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Ev {
-    HaveAll {
+    /// A message on the control stream (`Have`, `HaveUpdate`).
+    Msg {
         to: usize,
         from: usize,
-        bits: Bitfield,
+        msg: Message,
     },
-    HavePiece {
-        to: usize,
-        from: usize,
-        piece: u32,
+    ManifestRequest {
+        up: usize,
+        down: usize,
+    },
+    Manifest {
+        up: usize,
+        down: usize,
+        found: bool,
     },
     Request {
         up: usize,
@@ -115,9 +134,13 @@ enum Ev {
 
 struct Node {
     id: NodeId,
-    /// `None` for the origin.
-    core: Option<Transfer>,
+    core: Broadcasts,
+    /// Pieces durably held.
     has: Bitfield,
+    /// Pieces received, waiting for a commit.
+    pending: Vec<u32>,
+    /// Whether it serves the broadcast (its manifest too).
+    serving: bool,
     up: f64,
     down: f64,
     neighbours: BTreeSet<usize>,
@@ -138,6 +161,8 @@ struct Conn {
 
 struct Sim {
     base: Instant,
+    id: BroadcastId,
+    manifest_bytes: Vec<u8>,
     now: u64,
     seq: u64,
     nodes: Vec<Node>,
@@ -151,8 +176,8 @@ struct Sim {
     events: BTreeMap<(u64, u64), Ev>,
     fault: Fault,
     faulty: usize,
-    /// With super-seeding: the pieces the origin has sent once.
-    first_round: Option<Bitfield>,
+    /// With super-seeding: the origin's first round (one chunk per piece).
+    first_round: Option<SuperSeed>,
     declines: u32,
     rates_dirty: bool,
     /// (banning node, banned node).
@@ -163,6 +188,28 @@ struct Sim {
     duplicates: u32,
     /// Bytes the origin sent to each node.
     origin_to: Vec<f64>,
+}
+
+/// One file of `PIECES` chunks of 1 MiB: one chunk per piece.
+fn manifest() -> (Arc<Manifest>, Arc<Layout>, Vec<u8>, BroadcastId) {
+    let m = Manifest {
+        version: swarmcast_node::manifest::MANIFEST_VERSION,
+        name: "sim".into(),
+        chunk_size: MIB as u32,
+        entries: vec![Entry {
+            path: "file".into(),
+            kind: EntryKind::File {
+                size: u64::from(PIECES) * MIB,
+                mode: 0o644,
+                chunks: (0..PIECES).map(|i| ChunkHash([i as u8; 32])).collect(),
+            },
+        }],
+    };
+    let bytes = m.to_bytes();
+    let id = manifest_id(&bytes);
+    let layout = Arc::new(Layout::new(&m));
+    assert_eq!(layout.piece_count(), PIECES);
+    (Arc::new(m), layout, bytes, id)
 }
 
 fn node_id(n: usize) -> NodeId {
@@ -241,27 +288,40 @@ impl Sim {
         let adj = random_graph(&mut rng, n);
         let faulty = rng.random_range(1..n);
         let base = Instant::now();
+        let (m, layout, manifest_bytes, id) = manifest();
+        let record = BroadcastRecord {
+            id,
+            name: m.name.clone(),
+            origin: node_id(0),
+            size: layout.total_bytes,
+            chunks: u64::from(layout.chunk_count()),
+            state: BroadcastState::Active,
+            version: 1,
+        };
         let mut nodes = Vec::new();
         for (i, neighbours) in adj.into_iter().enumerate() {
-            let (up, down, has, core) = if i == 0 {
-                (ORIGIN_UP, 2.0 * ORIGIN_UP, Bitfield::full(PIECES), None)
+            let (up, has, mut core) = if i == 0 {
+                let mut core = Broadcasts::new(BroadcastConfig::default(), node_id(i), 0);
+                core.add_origin(base, id, m.clone(), layout.clone(), "/origin".into());
+                (ORIGIN_UP, Bitfield::full(PIECES), core)
             } else {
                 let up = rng.random_range(uploads.clone()) * MB;
-                let core = Transfer::new(
-                    SwarmConfig::default(),
-                    vec![MIB; PIECES as usize],
-                    Bitfield::new(PIECES),
-                    node_id(0),
-                    rng.random(),
-                );
-                (up, 2.0 * up, Bitfield::new(PIECES), Some(core))
+                let core = Broadcasts::new(BroadcastConfig::default(), node_id(i), rng.random());
+                (up, Bitfield::new(PIECES), core)
             };
+            // The registry names the origin; no addresses, so manifests come from neighbours.
+            core.handle_registry(base, Vec::new(), vec![record.clone()]);
+            for &b in &neighbours {
+                core.handle_peer_up(base, node_id(b));
+            }
             nodes.push(Node {
                 id: node_id(i),
                 core,
                 has,
+                pending: Vec::new(),
+                serving: false,
                 up,
-                down,
+                down: 2.0 * up,
                 neighbours,
                 timer: None,
                 done_at: None,
@@ -271,6 +331,8 @@ impl Sim {
         let ids = nodes.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
         let mut sim = Self {
             base,
+            id,
+            manifest_bytes,
             now: 0,
             seq: 0,
             nodes,
@@ -281,7 +343,7 @@ impl Sim {
             events: BTreeMap::new(),
             fault,
             faulty,
-            first_round: superseed.then(|| Bitfield::new(PIECES)),
+            first_round: superseed.then(|| SuperSeed::new(PIECES)),
             declines: 0,
             rates_dirty: false,
             bans: BTreeSet::new(),
@@ -294,16 +356,10 @@ impl Sim {
             for b in sim.nodes[a].neighbours.clone() {
                 sim.conns[a * n + b].open = true;
                 sim.links.push((a, b));
-                let bits = sim.nodes[a].has.clone();
-                sim.push(
-                    HALF_RTT,
-                    Ev::HaveAll {
-                        to: b,
-                        from: a,
-                        bits,
-                    },
-                );
             }
+        }
+        for a in 0..n {
+            sim.drain(a);
         }
         sim
     }
@@ -470,23 +526,35 @@ impl Sim {
 
     fn handle(&mut self, ev: Ev) {
         let now = self.instant();
+        let id = self.id;
         match ev {
-            Ev::HaveAll { to, from, bits } => {
+            Ev::Msg { to, from, msg } => {
                 if self.linked(to, from) {
-                    let id = self.nodes[from].id;
-                    if let Some(core) = &mut self.nodes[to].core {
-                        core.handle_peer_have(now, id, &bits);
-                        self.drain(to);
-                    }
+                    let from_id = self.nodes[from].id;
+                    self.nodes[to].core.handle_peer_message(now, from_id, msg);
+                    self.drain(to);
                 }
             }
-            Ev::HavePiece { to, from, piece } => {
-                if self.linked(to, from) {
-                    let id = self.nodes[from].id;
-                    if let Some(core) = &mut self.nodes[to].core {
-                        core.handle_peer_piece(now, id, piece);
-                        self.drain(to);
-                    }
+            Ev::ManifestRequest { up, down } => {
+                if self.linked(up, down) {
+                    let found = self.nodes[up].serving;
+                    self.push(HALF_RTT, Ev::Manifest { up, down, found });
+                }
+            }
+            Ev::Manifest { up, down, found } => {
+                if self.linked(up, down) {
+                    let result = if found {
+                        Ok(self.manifest_bytes.clone())
+                    } else {
+                        Err(ManifestFetchError::Refused {
+                            code: ErrorCode::NotFound,
+                            message: "unknown broadcast".into(),
+                        })
+                    };
+                    self.nodes[down]
+                        .core
+                        .handle_manifest_fetched(now, id, result);
+                    self.drain(down);
                 }
             }
             Ev::Request { up, down, piece } => self.on_request(up, down, piece),
@@ -506,30 +574,39 @@ impl Sim {
             Ev::Failed { up, down, piece } => {
                 if self.linked(up, down) {
                     let from = self.nodes[up].id;
-                    let core = self.nodes[down].core.as_mut().unwrap();
-                    core.handle_piece_failed(now, from, piece);
+                    let refused = PieceError::Refused {
+                        code: ErrorCode::NotFound,
+                        message: "not held".into(),
+                    };
+                    self.nodes[down]
+                        .core
+                        .handle_piece_failed(now, id, from, piece, &refused, 0);
                     self.drain(down);
                 }
             }
             Ev::Declined { up, down, piece } => {
                 if self.linked(up, down) {
                     let from = self.nodes[up].id;
-                    let core = self.nodes[down].core.as_mut().unwrap();
-                    core.handle_piece_declined(now, from, piece);
+                    self.nodes[down].core.handle_piece_failed(
+                        now,
+                        id,
+                        from,
+                        piece,
+                        &PieceError::Declined,
+                        0,
+                    );
                     self.drain(down);
                 }
             }
             Ev::Gone { at, peer } => {
-                let id = self.nodes[peer].id;
-                if let Some(core) = &mut self.nodes[at].core {
-                    core.handle_peer_gone(now, id);
-                    self.drain(at);
-                }
+                let peer_id = self.nodes[peer].id;
+                self.nodes[at].core.handle_peer_down(now, peer_id);
+                self.drain(at);
             }
             Ev::Timer { node } => {
                 if self.nodes[node].timer == Some(self.now) {
                     self.nodes[node].timer = None;
-                    self.nodes[node].core.as_mut().unwrap().handle_timeout(now);
+                    self.nodes[node].core.handle_timeout(now);
                     self.drain(node);
                 }
             }
@@ -545,8 +622,8 @@ impl Sim {
             self.push(HALF_RTT, Ev::Failed { up, down, piece });
             return;
         }
-        if let Some(sent) = self.first_round.as_mut().filter(|_| up == 0) {
-            if !sent.is_complete() && !sent.set(piece) {
+        if let Some(round) = self.first_round.as_mut().filter(|_| up == 0) {
+            if !round.admit(piece, piece + 1) {
                 self.declines += 1;
                 self.push(HALF_RTT, Ev::Declined { up, down, piece });
                 return;
@@ -560,44 +637,84 @@ impl Sim {
         }
     }
 
-    /// A piece reaches the downloader: verify (bad if from the corrupt node), store, announce.
+    /// A piece reaches the downloader: verify (bad if from the corrupt node), write; the core
+    /// then asks for the commit that makes it held and announced.
     fn on_data(&mut self, up: usize, down: usize, piece: u32) {
         if !self.linked(up, down) {
             return;
         }
         let now = self.instant();
+        let id = self.id;
         let from = self.nodes[up].id;
         if self.fault == Fault::Corrupt && up == self.faulty {
             *self.bad_delivered.entry((down, up)).or_default() += 1;
-            let core = self.nodes[down].core.as_mut().unwrap();
-            core.handle_piece_bad(now, from, piece);
-        } else if self.nodes[down].has.set(piece) {
-            let core = self.nodes[down].core.as_mut().unwrap();
-            core.handle_piece_received(now, from, piece);
-            core.handle_durable(now, &[piece]);
-            for to in self.nodes[down].neighbours.clone() {
-                self.push(
-                    HALF_RTT,
-                    Ev::HavePiece {
-                        to,
-                        from: down,
-                        piece,
-                    },
-                );
-            }
+            let bad = PieceError::BadChunk {
+                index: piece,
+                source: StoreError::HashMismatch { index: piece },
+            };
+            self.nodes[down]
+                .core
+                .handle_piece_failed(now, id, from, piece, &bad, MIB);
         } else {
-            self.duplicates += 1;
-            let core = self.nodes[down].core.as_mut().unwrap();
-            core.handle_piece_received(now, from, piece);
+            let n = &mut self.nodes[down];
+            if n.has.get(piece) || n.pending.contains(&piece) {
+                self.duplicates += 1;
+            } else {
+                n.pending.push(piece);
+            }
+            n.core.handle_piece_received(now, id, from, piece, MIB);
         }
         self.drain(down);
     }
 
-    /// Carry out `node`'s actions, then re-arm its timer.
+    /// Carry out `node`'s actions as the data-plane shell does, then re-arm its timer.
     fn drain(&mut self, node: usize) {
-        while let Some(action) = self.nodes[node].core.as_mut().unwrap().poll_action() {
+        let id = self.id;
+        while let Some(action) = self.nodes[node].core.poll_action() {
+            let now = self.instant();
             match action {
-                SwarmAction::Request { peer, piece } => {
+                BroadcastAction::Send { peer, msg } => {
+                    let to = self.index(peer);
+                    self.push(
+                        HALF_RTT,
+                        Ev::Msg {
+                            to,
+                            from: node,
+                            msg,
+                        },
+                    );
+                }
+                BroadcastAction::Flood { msg } => {
+                    for to in self.nodes[node].neighbours.clone() {
+                        let msg = msg.clone();
+                        self.push(
+                            HALF_RTT,
+                            Ev::Msg {
+                                to,
+                                from: node,
+                                msg,
+                            },
+                        );
+                    }
+                }
+                BroadcastAction::Serve { .. } => self.nodes[node].serving = true,
+                BroadcastAction::Unserve { .. } => self.nodes[node].serving = false,
+                BroadcastAction::FetchManifest { from, .. } => match from {
+                    ManifestSource::Peer(peer) => {
+                        let up = self.index(peer);
+                        self.push(HALF_RTT, Ev::ManifestRequest { up, down: node });
+                    }
+                    ManifestSource::Origin { .. } => panic!("the registry has no addresses"),
+                },
+                BroadcastAction::CreateWorkspace {
+                    manifest, layout, ..
+                } => {
+                    let held = Bitfield::new(PIECES);
+                    self.nodes[node]
+                        .core
+                        .add_receiver(now, id, manifest, layout, held, false);
+                }
+                BroadcastAction::Request { peer, piece, .. } => {
                     let up = self.index(peer);
                     if self.bans.contains(&(node, up)) {
                         self.requests_after_ban += 1;
@@ -611,7 +728,7 @@ impl Sim {
                         },
                     );
                 }
-                SwarmAction::Cancel { peer, piece } => {
+                BroadcastAction::Cancel { peer, piece, .. } => {
                     let up = self.index(peer);
                     self.push(
                         HALF_RTT,
@@ -622,7 +739,8 @@ impl Sim {
                         },
                     );
                 }
-                SwarmAction::Ban { peer } => {
+                BroadcastAction::AbortRequests { .. } => panic!("nobody fails the broadcast"),
+                BroadcastAction::Ban { peer } => {
                     let other = self.index(peer);
                     assert!(self.bans.insert((node, other)), "banned twice");
                     self.nodes[node].neighbours.remove(&other);
@@ -640,19 +758,28 @@ impl Sim {
                             peer: node,
                         },
                     );
-                    // Harmless, and what a shell reacting to its own close may do.
-                    let now = self.instant();
-                    let core = self.nodes[node].core.as_mut().unwrap();
-                    core.handle_peer_gone(now, peer);
+                    // The shell closes the connection, and the neighbour actor reports it down.
+                    self.nodes[node].core.handle_peer_down(now, peer);
                 }
-                SwarmAction::Complete => {
-                    assert!(self.nodes[node].done_at.is_none(), "Complete twice");
-                    assert!(self.nodes[node].has.is_complete());
-                    self.nodes[node].done_at = Some(self.now);
+                BroadcastAction::Commit { .. } => {
+                    let n = &mut self.nodes[node];
+                    let chunks = std::mem::take(&mut n.pending);
+                    for &c in &chunks {
+                        n.has.set(c);
+                    }
+                    n.core.handle_durable(now, id, Ok(chunks));
                 }
+                BroadcastAction::Finalize { .. } => {
+                    let n = &mut self.nodes[node];
+                    assert!(n.done_at.is_none(), "Finalize twice");
+                    assert!(n.has.is_complete());
+                    n.done_at = Some(self.now);
+                    n.core.handle_finalized(now, id, Ok("/received/sim".into()));
+                }
+                other => panic!("unexpected action {other:?}"),
             }
         }
-        let timeout = self.nodes[node].core.as_ref().unwrap().poll_timeout();
+        let timeout = self.nodes[node].core.poll_timeout();
         let at = timeout
             .map(|t| (t.saturating_duration_since(self.base).as_nanos() as u64).max(self.now));
         if at != self.nodes[node].timer {
@@ -687,7 +814,10 @@ impl Sim {
             .count();
         let mut banned_in_cores = BTreeSet::new();
         for (i, n) in self.nodes.iter().enumerate().skip(1) {
-            for s in n.core.as_ref().unwrap().peers() {
+            let Some(transfer) = n.core.transfer(&self.id) else {
+                continue;
+            };
+            for s in transfer.peers() {
                 if s.banned {
                     banned_in_cores.insert((i, self.index(s.id)));
                 }

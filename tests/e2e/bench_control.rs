@@ -12,8 +12,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use swarmcast_bootstrap::{BootstrapClient, wire};
+use swarmcast_bootstrap::BootstrapClient;
 use swarmcast_certs::Identity;
+use swarmcast_net::{CloseCode, transport_config};
 use swarmcast_node::control;
 use swarmcast_proto::{RegistryView, Status};
 
@@ -33,7 +34,7 @@ impl Probe {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let config = identity.client_config(wire::transport_config())?;
+        let config = identity.client_config(transport_config())?;
         let endpoint =
             rt.block_on(async { quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))) })?;
         let mut clients = Vec::new();
@@ -101,7 +102,7 @@ impl Probe {
 impl Drop for Probe {
     fn drop(&mut self) {
         let _ = &self.config;
-        self.endpoint.close(0u32.into(), b"done");
+        self.endpoint.close(CloseCode::Shutdown.into(), b"done");
     }
 }
 

@@ -1,6 +1,9 @@
-//! The data-plane shell: one actor owns every broadcast this node knows (the origin's sources
-//! and the receivers' workspaces with their [`Transfer`] cores), turns neighbour messages and
-//! finished requests into core inputs, and carries out the cores' actions with request tasks.
+//! The data-plane shell: one actor owns the [`Broadcasts`] core and the I/O handles of every
+//! broadcast this node knows (the origin's sources, the receivers' workspaces, the requests in
+//! flight), turns neighbour messages and finished tasks into core inputs, and carries out the
+//! core's [`BroadcastAction`]s with tasks. It decides nothing: every policy (lifecycle, commit
+//! and finalize timing, what to advertise and serve, manifest retries, the strategy,
+//! super-seeding) is in [`broadcast`].
 //!
 //! Flow of a broadcast:
 //! 1. The origin publishes (`node send`): manifest built from the directory, saved, served from
@@ -8,48 +11,42 @@
 //! 2. A node hearing a `Have` (or seeing a registry record) for an unknown id fetches the manifest
 //!    from that peer (or dials the origin), checks it against the id, validates it, creates its
 //!    workspace and sends its own `Have` to every neighbour: the flood, deduplicated by id.
-//! 3. Pieces are requested as the core decides, verified and written as they arrive, and made
-//!    durable by a group commit every [`COMMIT_INTERVAL`]; only durable pieces are advertised
-//!    (`HaveUpdate`) and served. When all are durable the directory is published under
-//!    `received/<name>`, and the node keeps serving.
+//! 3. Pieces are requested as the transfer core decides, verified and written as they arrive, and
+//!    made durable by group commits; only durable pieces are advertised (`HaveUpdate`) and
+//!    served. When all are durable the directory is published under `received/<name>`, and the
+//!    node keeps serving.
 
+pub mod broadcast;
+mod error;
 mod fetch;
 pub(crate) mod serve;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use swarmcast_proto::{
-    BroadcastId, BroadcastRecord, BroadcastState, ChunkIndex, Have, HaveUpdate, Limits, Message,
-    NodeId, Progress, RegistryEntry, Role, Status,
-};
-use tokio::sync::{mpsc, oneshot};
+use swarmcast_proto::{BroadcastId, Limits, Message, NodeId};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
-use tracing::{debug, error, info, warn};
+use tracing::{info, warn};
 
-use crate::bitfield::Bitfield;
-use crate::daemon::{Shared, Strategy};
-use crate::manifest::{Layout, Manifest, ManifestLimits, manifest_id};
-use crate::store::{self, Source, StoredKind, Workspace};
-use crate::swarm::{SwarmAction, SwarmConfig, Transfer};
-use fetch::Outcome;
+use crate::handles::Dialer;
+use crate::manifest::{Layout, Manifest, manifest_id};
+use crate::store::{self, Source, StoreError, StoredKind, Workspace};
+pub use broadcast::{
+    BroadcastAction, BroadcastConfig, Broadcasts, DataReport, ManifestSource, Strategy, SuperSeed,
+};
+pub use error::{Failure, ManifestFetchError, PieceError, PublishError, ResumeError};
 use serve::{Catalog, Reader, Servable, ServeEvent};
 
-/// Group-commit period of received chunks.
+/// Nominal group-commit period: a commit starts as soon as verified chunks wait and none runs,
+/// so a SIGKILL loses at most what arrived during about this long (the chaos `refetch` check's
+/// bound) plus the requests in flight.
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(50);
-/// Most unknown broadcasts tracked at once (bounds what peers can make us remember).
-const MAX_UNKNOWN: usize = 64;
 /// Per-attempt timeout of a manifest fetch.
 const MANIFEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Whether a transfer may ask `peer` for pieces: anyone in a swarm, only the origin in
-/// client-server mode.
-fn may_fetch_from(strategy: Strategy, peer: NodeId, origin: Option<NodeId>) -> bool {
-    strategy == Strategy::Swarm || origin == Some(peer)
-}
 
 /// Inputs of the data-plane actor.
 #[derive(Debug)]
@@ -66,14 +63,14 @@ pub(crate) enum DataInput {
     PeerMessage { id: NodeId, msg: Message },
     /// A fresh registry view.
     Registry {
-        nodes: Vec<RegistryEntry>,
-        broadcasts: Vec<BroadcastRecord>,
+        nodes: Vec<swarmcast_proto::RegistryEntry>,
+        broadcasts: Vec<swarmcast_proto::BroadcastRecord>,
     },
     /// `node send`.
     Publish {
         dir: PathBuf,
         chunk_size: u32,
-        reply: oneshot::Sender<Result<PublishInfo, String>>,
+        reply: oneshot::Sender<Result<PublishInfo, PublishError>>,
     },
     /// `node ls`.
     List {
@@ -81,34 +78,32 @@ pub(crate) enum DataInput {
     },
     /// Internal: a manifest was built by a blocking task.
     Built {
-        result: Result<(Manifest, Vec<u8>, PathBuf), String>,
-        reply: oneshot::Sender<Result<PublishInfo, String>>,
+        result: Result<(Manifest, Vec<u8>, PathBuf), PublishError>,
+        reply: oneshot::Sender<Result<PublishInfo, PublishError>>,
     },
     /// Internal: a manifest fetch ended.
     ManifestFetched {
         id: BroadcastId,
-        result: Result<Vec<u8>, String>,
+        result: Result<Vec<u8>, ManifestFetchError>,
     },
     /// Internal: a piece request ended.
     PieceDone {
         id: BroadcastId,
         peer: NodeId,
         piece: u32,
-        outcome: Outcome,
+        result: Result<(), PieceError>,
         bytes: u64,
     },
     /// Internal: a group commit ended.
     Committed {
         id: BroadcastId,
-        result: Result<Vec<u32>, String>,
+        result: Result<Vec<u32>, StoreError>,
     },
     /// Internal: publication under `received/` ended.
     Finalized {
         id: BroadcastId,
-        result: Result<PathBuf, String>,
+        result: Result<PathBuf, StoreError>,
     },
-    /// From the serving side.
-    Serve(ServeEvent),
 }
 
 /// What `node send` answers at once.
@@ -157,137 +152,20 @@ pub struct BroadcastInfo {
     pub uploaded_bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum State {
-    Seeding,
-    Receiving,
-    Complete,
-    Failed(String),
-}
-
-struct Bcast {
-    id: BroadcastId,
-    manifest: Arc<Manifest>,
+/// The I/O side of one broadcast.
+struct Io {
+    manifest_bytes: Arc<Vec<u8>>,
     layout: Arc<Layout>,
-    state: State,
-    origin: Option<NodeId>,
-    source: Option<PathBuf>,
-    ws: Option<Arc<Workspace>>,
-    transfer: Option<Transfer>,
-    held_chunks: Bitfield,
+    reader: Reader,
     in_flight: HashMap<(NodeId, u32), AbortHandle>,
-    committing: bool,
-    dirty: bool,
-    finalizing: bool,
-    path: Option<PathBuf>,
-    fetched_bytes: u64,
-    uploaded_bytes: u64,
-    resumed_chunks: u64,
-    version: u64,
 }
 
-impl Bcast {
-    /// A broadcast in `state` holding `held_chunks`, with nothing in flight and no counters yet.
-    fn new(
-        id: BroadcastId,
-        manifest: Arc<Manifest>,
-        layout: Arc<Layout>,
-        state: State,
-        held_chunks: Bitfield,
-    ) -> Self {
-        Self {
-            id,
-            manifest,
-            layout,
-            state,
-            origin: None,
-            source: None,
-            ws: None,
-            transfer: None,
-            held_chunks,
-            in_flight: HashMap::new(),
-            committing: false,
-            dirty: false,
-            finalizing: false,
-            path: None,
-            fetched_bytes: 0,
-            uploaded_bytes: 0,
-            resumed_chunks: 0,
-            version: 0,
+impl Io {
+    fn workspace(&self) -> Option<&Arc<Workspace>> {
+        match &self.reader {
+            Reader::Workspace(ws) => Some(ws),
+            Reader::Source(_) => None,
         }
-    }
-
-    fn bytes_held(&self) -> u64 {
-        if self.held_chunks.is_complete() {
-            return self.layout.total_bytes;
-        }
-        self.held_chunks
-            .iter_ones()
-            .map(|c| u64::from(self.layout.chunks[c as usize].len))
-            .sum()
-    }
-
-    fn piece_bitfield(&self, chunks: &Bitfield) -> Bitfield {
-        let mut p = Bitfield::new(self.layout.piece_count());
-        for piece in 0..self.layout.piece_count() {
-            if self.layout.chunks_of(piece).all(|c| chunks.get(c)) {
-                p.set(piece);
-            }
-        }
-        p
-    }
-
-    fn have(&self) -> Message {
-        Message::Have(Have {
-            broadcast: self.id,
-            chunks: self.layout.chunk_count(),
-            bits: self.held_chunks.as_bytes().to_vec(),
-        })
-    }
-
-    fn info(&self) -> BroadcastInfo {
-        let (state, error) = match &self.state {
-            State::Seeding => ("seeding", None),
-            State::Receiving => ("receiving", None),
-            State::Complete => ("complete", None),
-            State::Failed(e) => ("failed", Some(e.clone())),
-        };
-        let path = self
-            .path
-            .as_ref()
-            .or(self.source.as_ref())
-            .map(|p| p.display().to_string());
-        BroadcastInfo {
-            id: self.id.to_hex(),
-            name: self.manifest.name.clone(),
-            state: state.to_owned(),
-            chunks_held: u64::from(self.held_chunks.count_ones()),
-            chunks_total: u64::from(self.layout.chunk_count()),
-            bytes_held: self.bytes_held(),
-            bytes_total: self.layout.total_bytes,
-            path,
-            error,
-            fetched_bytes: self.fetched_bytes,
-            resumed_chunks: self.resumed_chunks,
-            uploaded_bytes: self.uploaded_bytes,
-        }
-    }
-
-    fn record(&self, me: NodeId) -> Option<BroadcastRecord> {
-        self.source.as_ref()?;
-        Some(BroadcastRecord {
-            id: self.id,
-            name: self.manifest.name.clone(),
-            origin: me,
-            size: self.layout.total_bytes,
-            chunks: u64::from(self.layout.chunk_count()),
-            state: if matches!(self.state, State::Failed(_)) {
-                BroadcastState::Failed
-            } else {
-                BroadcastState::Active
-            },
-            version: self.version,
-        })
     }
 }
 
@@ -296,63 +174,60 @@ struct Peer {
     tx: mpsc::Sender<Message>,
 }
 
-/// A broadcast whose manifest we do not have yet.
-struct Unknown {
-    /// Peers that said they have it, not yet asked.
-    sources: Vec<NodeId>,
-    fetching: bool,
-    attempts: u32,
+/// What the data plane needs of the node's settings.
+#[derive(Debug, Clone)]
+pub(crate) struct DataConfig {
+    /// Where manifests, workspaces and `received/` live.
+    pub(crate) data_dir: PathBuf,
+    /// Who serves receivers.
+    pub(crate) strategy: Strategy,
 }
 
 pub(crate) struct DataPlane {
-    shared: Arc<Shared>,
+    core: Broadcasts,
+    data_dir: PathBuf,
+    dialer: Dialer,
+    /// Its own inbox, for the tasks it starts to report back.
     tx: mpsc::Sender<DataInput>,
+    /// To the neighbour actor (bans).
     peers_tx: mpsc::Sender<crate::peers::Input>,
     catalog: Arc<Catalog>,
-    limits: ManifestLimits,
-    swarm: SwarmConfig,
-    broadcasts: HashMap<BroadcastId, Bcast>,
-    failed: HashMap<BroadcastId, (String, String)>,
-    unknown: HashMap<BroadcastId, Unknown>,
+    /// Progress, records and uploads, read by membership and `node status`.
+    report: watch::Sender<DataReport>,
+    io: HashMap<BroadcastId, Io>,
     peers: HashMap<NodeId, Peer>,
-    /// Latest have bitfields (chunks) per broadcast and peer.
-    haves: HashMap<BroadcastId, HashMap<NodeId, Bitfield>>,
-    records: HashMap<BroadcastId, BroadcastRecord>,
-    nodes: Vec<RegistryEntry>,
-    /// Chunk bytes uploaded to each peer by this process (the traffic matrix's row).
-    uploaded_to: HashMap<NodeId, u64>,
-    seed: u64,
 }
 
 impl DataPlane {
     pub(crate) fn new(
-        shared: Arc<Shared>,
+        me: NodeId,
+        config: DataConfig,
+        dialer: Dialer,
         tx: mpsc::Sender<DataInput>,
         peers_tx: mpsc::Sender<crate::peers::Input>,
         catalog: Arc<Catalog>,
+        report: watch::Sender<DataReport>,
     ) -> Self {
+        let core_config = BroadcastConfig {
+            strategy: config.strategy,
+            ..BroadcastConfig::default()
+        };
         Self {
-            shared,
+            core: Broadcasts::new(core_config, me, rand::random()),
+            data_dir: config.data_dir,
+            dialer,
             tx,
             peers_tx,
             catalog,
-            limits: ManifestLimits::default(),
-            swarm: SwarmConfig::default(),
-            broadcasts: HashMap::new(),
-            failed: HashMap::new(),
-            unknown: HashMap::new(),
+            report,
+            io: HashMap::new(),
             peers: HashMap::new(),
-            haves: HashMap::new(),
-            records: HashMap::new(),
-            nodes: Vec::new(),
-            uploaded_to: HashMap::new(),
-            seed: rand::random(),
         }
     }
 
     /// Reload every broadcast of the data dir: origins resume seeding, receivers resume fetching.
-    pub(crate) fn resume(&mut self) {
-        let data_dir = self.shared.config.data_dir.clone();
+    fn resume(&mut self, now: Instant) {
+        let data_dir = self.data_dir.clone();
         let stored = match store::list(&data_dir) {
             Ok(s) => s,
             Err(e) => {
@@ -363,139 +238,78 @@ impl DataPlane {
         for s in stored {
             let id = s.id;
             let result = match s.kind {
-                StoredKind::Origin { source } => self.resume_origin(id, source),
-                StoredKind::Receiver { .. } => self.resume_receiver(id),
+                StoredKind::Origin { source } => self.resume_origin(now, id, source),
+                StoredKind::Receiver { .. } => self.resume_receiver(now, id),
             };
             if let Err(e) = result {
                 warn!(broadcast = %id.short(), error = %e, "cannot resume broadcast");
-                self.failed.insert(id, (String::new(), e));
+                self.core
+                    .add_failed(id, String::new(), Failure::Resume(Arc::new(e)));
             }
         }
     }
 
-    fn resume_origin(&mut self, id: BroadcastId, source: PathBuf) -> Result<(), String> {
-        let path = self
-            .shared
-            .config
-            .data_dir
-            .join("broadcasts")
-            .join(id.to_hex())
-            .join("manifest");
-        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let manifest = Manifest::decode(&bytes, &id, &self.limits).map_err(|e| e.to_string())?;
+    fn resume_origin(
+        &mut self,
+        now: Instant,
+        id: BroadcastId,
+        source: PathBuf,
+    ) -> Result<(), ResumeError> {
+        let data_dir = &self.data_dir;
+        let bytes = store::read_manifest(data_dir, id)?.ok_or(ResumeError::NoManifest)?;
+        let manifest = Manifest::decode(&bytes, &id, &self.core.config().limits)?;
         info!(broadcast = %id.short(), name = %manifest.name, source = %source.display(), "resuming as origin");
-        self.add_origin(id, manifest, bytes, source);
+        self.add_origin(now, id, manifest, bytes, source);
         Ok(())
     }
 
-    fn resume_receiver(&mut self, id: BroadcastId) -> Result<(), String> {
-        let ws = Workspace::open(&self.shared.config.data_dir, id)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| "workspace vanished".to_owned())?;
+    fn resume_receiver(&mut self, now: Instant, id: BroadcastId) -> Result<(), ResumeError> {
+        let ws = Workspace::open(&self.data_dir, id)?.ok_or(ResumeError::Vanished)?;
         let ws = Arc::new(ws);
         let held = ws.held();
         info!(broadcast = %id.short(), name = %ws.manifest().name, held = held.count_ones(), total = held.len(), "resuming as receiver");
-        self.add_receiver(id, ws, None);
-        if let Some(b) = self.broadcasts.get_mut(&id) {
-            b.resumed_chunks = u64::from(b.held_chunks.count_ones());
-        }
+        self.add_receiver(now, id, ws, true);
         Ok(())
     }
 
-    fn add_origin(&mut self, id: BroadcastId, manifest: Manifest, bytes: Vec<u8>, source: PathBuf) {
+    fn add_origin(
+        &mut self,
+        now: Instant,
+        id: BroadcastId,
+        manifest: Manifest,
+        bytes: Vec<u8>,
+        source: PathBuf,
+    ) {
         let manifest = Arc::new(manifest);
         let layout = Arc::new(Layout::new(&manifest));
-        let src = Arc::new(Source::new(
-            source.clone(),
-            manifest.clone(),
-            layout.clone(),
-        ));
-        let servable = Arc::new(Servable {
-            manifest_bytes: Arc::new(bytes.clone()),
-            layout: layout.clone(),
-            reader: Reader::Source(src),
-            failed: Default::default(),
-            // Client-server serves every request: no first round that declines repeats.
-            first_round: (self.shared.config.strategy == Strategy::Swarm)
-                .then(|| std::sync::Mutex::new(serve::SuperSeed::new(layout.chunk_count()))),
-        });
-        self.catalog.insert(id, servable);
-        let held = Bitfield::full(layout.chunk_count());
-        let mut b = Bcast::new(id, manifest, layout, State::Seeding, held);
-        b.origin = Some(self.shared.id);
-        b.source = Some(source);
-        b.version = 1;
-        let have = b.have();
-        self.broadcasts.insert(id, b);
-        self.unknown.remove(&id);
-        self.flood(have);
+        let src = Source::new(source.clone(), manifest.clone(), layout.clone());
+        self.io.insert(
+            id,
+            Io {
+                manifest_bytes: Arc::new(bytes),
+                layout: layout.clone(),
+                reader: Reader::Source(Arc::new(src)),
+                in_flight: HashMap::new(),
+            },
+        );
+        self.core.add_origin(now, id, manifest, layout, source);
     }
 
-    /// Start receiving into `ws`. `origin` may be unknown yet (learned from the registry).
-    fn add_receiver(&mut self, id: BroadcastId, ws: Arc<Workspace>, origin: Option<NodeId>) {
+    fn add_receiver(&mut self, now: Instant, id: BroadcastId, ws: Arc<Workspace>, resumed: bool) {
         let manifest = ws.manifest().clone();
         let layout = ws.layout().clone();
-        let held_chunks = ws.held();
-        let servable = Arc::new(Servable {
-            manifest_bytes: Arc::new(manifest.to_bytes()),
-            layout: layout.clone(),
-            reader: Reader::Workspace(ws.clone()),
-            failed: Default::default(),
-            first_round: None,
-        });
-        self.catalog.insert(id, servable);
-        let complete = ws.is_complete();
-        // Complete only once published under `received/` (see `Finalized`).
-        let mut b = Bcast::new(id, manifest, layout, State::Receiving, held_chunks);
-        b.origin = origin.or_else(|| self.records.get(&id).map(|r| r.origin));
-        b.ws = Some(ws);
-        if complete {
-            b.finalizing = true;
-            self.spawn_finalize(&b);
-        }
-        let have = b.have();
-        self.broadcasts.insert(id, b);
-        self.unknown.remove(&id);
-        self.start_transfer(id);
-        self.flood(have);
-    }
-
-    /// Create the transfer core once the origin is known.
-    fn start_transfer(&mut self, id: BroadcastId) {
-        let strategy = self.shared.config.strategy;
-        let Some(b) = self.broadcasts.get_mut(&id) else {
-            return;
-        };
-        if b.transfer.is_some() || b.state != State::Receiving {
-            return;
-        }
-        if b.origin.is_none() {
-            b.origin = self.records.get(&id).map(|r| r.origin);
-        }
-        let Some(origin) = b.origin else {
-            debug!(broadcast = %id.short(), "waiting for the registry to name the origin");
-            return;
-        };
-        let pieces: Vec<u64> = b.layout.pieces.iter().map(|p| p.bytes).collect();
-        let held = b.piece_bitfield(&b.held_chunks);
-        self.seed = self.seed.wrapping_add(1);
-        let mut t = Transfer::new(self.swarm.clone(), pieces, held, origin, self.seed);
-        let now = Instant::now();
-        if let Some(haves) = self.haves.get(&id) {
-            for (peer, chunks) in haves {
-                if self.peers.contains_key(peer) && may_fetch_from(strategy, *peer, Some(origin)) {
-                    t.handle_peer_have(now, *peer, &b.piece_bitfield(chunks));
-                }
-            }
-        }
-        info!(broadcast = %id.short(), name = %b.manifest.name, pieces = b.layout.piece_count(), "receiving");
-        b.transfer = Some(t);
-    }
-
-    fn flood(&self, msg: Message) {
-        for p in self.peers.values() {
-            let _ = p.tx.try_send(msg.clone());
-        }
+        let held = ws.held();
+        self.io.insert(
+            id,
+            Io {
+                manifest_bytes: Arc::new(manifest.to_bytes()),
+                layout: layout.clone(),
+                reader: Reader::Workspace(ws),
+                in_flight: HashMap::new(),
+            },
+        );
+        self.core
+            .add_receiver(now, id, manifest, layout, held, resumed);
     }
 
     pub(crate) async fn run(
@@ -503,10 +317,13 @@ impl DataPlane {
         mut rx: mpsc::Receiver<DataInput>,
         mut serve_rx: mpsc::Receiver<ServeEvent>,
     ) {
-        self.resume();
-        self.publish_state();
+        self.resume(Instant::now());
+        self.perform_all();
         loop {
-            let deadline = self.next_deadline();
+            let deadline = self
+                .core
+                .poll_timeout()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
             tokio::select! {
                 biased;
                 input = rx.recv() => match input {
@@ -515,174 +332,118 @@ impl DataPlane {
                 },
                 ev = serve_rx.recv() => {
                     if let Some(ev) = ev {
-                        self.handle(DataInput::Serve(ev));
+                        self.handle_serve(ev);
                     }
                 }
-                () = tokio::time::sleep_until(deadline.into()) => {}
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    self.core.handle_timeout(Instant::now());
+                }
             }
-            self.drive(Instant::now());
-            self.publish_state();
+            self.perform_all();
         }
     }
 
-    fn next_deadline(&self) -> Instant {
-        let now = Instant::now();
-        let mut d = now + Duration::from_secs(1);
-        for b in self.broadcasts.values() {
-            if let Some(t) = b.transfer.as_ref().and_then(Transfer::poll_timeout) {
-                d = d.min(t);
-            }
-            if b.dirty && !b.committing {
-                d = d.min(now + COMMIT_INTERVAL);
-            }
-        }
-        d.max(now)
-    }
-
+    /// Move one input into the core (or answer it from the core).
     fn handle(&mut self, input: DataInput) {
         let now = Instant::now();
         match input {
             DataInput::PeerUp { id, conn, tx } => {
-                for b in self.broadcasts.values() {
-                    let _ = tx.try_send(b.have());
-                }
                 self.peers.insert(id, Peer { conn, tx });
+                self.core.handle_peer_up(now, id);
             }
             DataInput::PeerDown { id } => {
                 self.peers.remove(&id);
-                for h in self.haves.values_mut() {
-                    h.remove(&id);
-                }
-                for b in self.broadcasts.values_mut() {
-                    if let Some(t) = b.transfer.as_mut() {
-                        t.handle_peer_gone(now, id);
-                    }
-                    b.in_flight.retain(|(p, _), h| {
+                for io in self.io.values_mut() {
+                    io.in_flight.retain(|(p, _), h| {
                         if *p == id {
                             h.abort();
                         }
                         *p != id
                     });
                 }
+                self.core.handle_peer_down(now, id);
             }
-            DataInput::PeerMessage { id, msg } => self.handle_peer_message(now, id, msg),
-            DataInput::Registry { nodes, broadcasts } => self.handle_registry(nodes, broadcasts),
+            DataInput::PeerMessage { id, msg } => self.core.handle_peer_message(now, id, msg),
+            DataInput::Registry { nodes, broadcasts } => {
+                self.core.handle_registry(now, nodes, broadcasts)
+            }
             DataInput::Publish {
                 dir,
                 chunk_size,
                 reply,
-            } => {
-                let limits = self.limits;
-                let tx = self.tx.clone();
-                tokio::task::spawn_blocking(move || {
-                    let result = Manifest::from_dir(&dir, chunk_size, &limits)
-                        .map_err(|e| e.to_string())
-                        .and_then(|m| {
-                            let canonical = dir.canonicalize().map_err(|e| e.to_string())?;
-                            let bytes = m.to_bytes();
-                            Ok((m, bytes, canonical))
-                        });
-                    let _ = tx.blocking_send(DataInput::Built { result, reply });
-                });
-            }
+            } => self.spawn_build(dir, chunk_size, reply),
             DataInput::Built { result, reply } => {
-                let answer = result.and_then(|(m, bytes, dir)| self.publish(m, bytes, dir));
+                let answer = result.and_then(|(m, bytes, dir)| self.publish(now, m, bytes, dir));
                 let _ = reply.send(answer);
             }
             DataInput::List { reply } => {
-                let mut out: Vec<BroadcastInfo> =
-                    self.broadcasts.values().map(Bcast::info).collect();
-                for (id, (name, error)) in &self.failed {
-                    out.push(BroadcastInfo {
-                        id: id.to_hex(),
-                        name: name.clone(),
-                        state: "failed".into(),
-                        chunks_held: 0,
-                        chunks_total: 0,
-                        bytes_held: 0,
-                        bytes_total: 0,
-                        path: None,
-                        error: Some(error.clone()),
-                        fetched_bytes: 0,
-                        resumed_chunks: 0,
-                        uploaded_bytes: 0,
-                    });
-                }
-                out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-                let _ = reply.send(out);
+                let _ = reply.send(self.core.list());
             }
-            DataInput::ManifestFetched { id, result } => self.handle_manifest(id, result),
+            DataInput::ManifestFetched { id, result } => {
+                self.core.handle_manifest_fetched(now, id, result)
+            }
             DataInput::PieceDone {
                 id,
                 peer,
                 piece,
-                outcome,
+                result,
                 bytes,
             } => {
-                let Some(b) = self.broadcasts.get_mut(&id) else {
-                    return;
-                };
-                b.in_flight.remove(&(peer, piece));
-                b.fetched_bytes += bytes;
-                let Some(t) = b.transfer.as_mut() else { return };
-                match outcome {
-                    Outcome::Ok => {
-                        t.handle_piece_received(now, peer, piece);
-                        b.dirty = true;
-                    }
-                    Outcome::Bad(why) => {
-                        warn!(broadcast = %id.short(), peer = %peer.short(), piece, %why, "peer served a bad chunk");
-                        t.handle_piece_bad(now, peer, piece);
-                    }
-                    Outcome::Declined => t.handle_piece_declined(now, peer, piece),
-                    Outcome::Failed(why) => {
-                        debug!(broadcast = %id.short(), peer = %peer.short(), piece, %why, "piece request failed");
-                        t.handle_piece_failed(now, peer, piece);
-                    }
+                if let Some(io) = self.io.get_mut(&id) {
+                    io.in_flight.remove(&(peer, piece));
                 }
-            }
-            DataInput::Committed { id, result } => self.handle_committed(now, id, result),
-            DataInput::Finalized { id, result } => {
-                let Some(b) = self.broadcasts.get_mut(&id) else {
-                    return;
-                };
-                b.finalizing = false;
                 match result {
-                    Ok(path) => {
-                        info!(broadcast = %id.short(), name = %b.manifest.name, path = %path.display(), "broadcast complete");
-                        b.path = Some(path);
-                        b.state = State::Complete;
-                    }
-                    Err(e) => {
-                        error!(broadcast = %id.short(), error = %e, "cannot publish the received directory");
-                        b.state = State::Failed(e);
-                    }
+                    Ok(()) => self.core.handle_piece_received(now, id, peer, piece, bytes),
+                    Err(e) => self
+                        .core
+                        .handle_piece_failed(now, id, peer, piece, &e, bytes),
                 }
             }
-            DataInput::Serve(ServeEvent::SourceChanged { id, error }) => {
-                if let Some(b) = self.broadcasts.get_mut(&id) {
-                    if !matches!(b.state, State::Failed(_)) {
-                        error!(broadcast = %id.short(), name = %b.manifest.name, %error, "broadcast FAILED: the source directory changed while it was being sent");
-                        b.state = State::Failed(error);
-                        b.version += 1;
-                    }
-                }
-            }
-            DataInput::Serve(ServeEvent::Uploaded { id, peer, bytes }) => {
-                if let Some(b) = self.broadcasts.get_mut(&id) {
-                    b.uploaded_bytes += bytes;
-                }
-                *self.uploaded_to.entry(peer).or_default() += bytes;
-            }
+            DataInput::Committed { id, result } => self.core.handle_durable(now, id, result),
+            DataInput::Finalized { id, result } => self.core.handle_finalized(now, id, result),
         }
+    }
+
+    fn handle_serve(&mut self, ev: ServeEvent) {
+        match ev {
+            ServeEvent::SourceChanged { id, index } => self.core.handle_source_changed(id, index),
+            ServeEvent::Uploaded { id, peer, bytes } => self.core.handle_uploaded(id, peer, bytes),
+        }
+    }
+
+    /// Build the manifest of `dir` on the blocking pool; `Built` carries it back.
+    fn spawn_build(
+        &self,
+        dir: PathBuf,
+        chunk_size: u32,
+        reply: oneshot::Sender<Result<PublishInfo, PublishError>>,
+    ) {
+        let limits = self.core.config().limits;
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = Manifest::from_dir(&dir, chunk_size, &limits)
+                .map_err(PublishError::from)
+                .and_then(|m| {
+                    let canonical =
+                        dir.canonicalize()
+                            .map_err(|source| PublishError::Canonicalize {
+                                dir: dir.clone(),
+                                source,
+                            })?;
+                    let bytes = m.to_bytes();
+                    Ok((m, bytes, canonical))
+                });
+            let _ = tx.blocking_send(DataInput::Built { result, reply });
+        });
     }
 
     fn publish(
         &mut self,
+        now: Instant,
         m: Manifest,
         bytes: Vec<u8>,
         dir: PathBuf,
-    ) -> Result<PublishInfo, String> {
+    ) -> Result<PublishInfo, PublishError> {
         let id = manifest_id(&bytes);
         let layout = Layout::new(&m);
         let files = m
@@ -698,392 +459,187 @@ impl DataPlane {
             chunks: u64::from(layout.chunk_count()),
             chunk_size: m.chunk_size,
         };
-        if let Some(b) = self.broadcasts.get(&id) {
-            if b.source.is_some() && !matches!(b.state, State::Failed(_)) {
-                return Ok(info);
-            }
+        if self.core.is_seeding(&id) {
+            return Ok(info);
         }
-        store::save_origin(&self.shared.config.data_dir, id, &bytes, &dir)
-            .map_err(|e| e.to_string())?;
+        store::save_origin(&self.data_dir, id, &bytes, &dir)?;
         info!(broadcast = %id.short(), name = %m.name, bytes = layout.total_bytes, chunks = layout.chunk_count(), "publishing");
-        self.broadcasts.remove(&id);
-        self.add_origin(id, m, bytes, dir);
+        self.add_origin(now, id, m, bytes, dir);
         Ok(info)
     }
 
-    fn handle_peer_message(&mut self, now: Instant, peer: NodeId, msg: Message) {
-        match msg {
-            Message::Have(h) => {
-                let id = h.broadcast;
-                let strategy = self.shared.config.strategy;
-                if let Some(b) = self.broadcasts.get_mut(&id) {
-                    let Ok(bits) = Bitfield::from_bytes(b.layout.chunk_count(), &h.bits) else {
-                        warn!(peer = %peer.short(), "malformed have bitfield; ignoring");
-                        return;
-                    };
-                    if h.chunks != b.layout.chunk_count() {
-                        return;
-                    }
-                    let pieces = b.piece_bitfield(&bits);
-                    let usable = may_fetch_from(strategy, peer, b.origin);
-                    if let Some(t) = b.transfer.as_mut().filter(|_| usable) {
-                        t.handle_peer_have(now, peer, &pieces);
-                    }
-                    self.haves.entry(id).or_default().insert(peer, bits);
-                } else if !self.failed.contains_key(&id) {
-                    // An announcement: remember who has it and fetch the manifest.
-                    if let Ok(bits) = Bitfield::from_bytes(h.chunks, &h.bits) {
-                        if self.unknown.len() < MAX_UNKNOWN || self.unknown.contains_key(&id) {
-                            self.haves.entry(id).or_default().insert(peer, bits);
-                            let u = self.unknown.entry(id).or_insert(Unknown {
-                                sources: Vec::new(),
-                                fetching: false,
-                                attempts: 0,
-                            });
-                            if !u.sources.contains(&peer) {
-                                u.sources.push(peer);
-                            }
-                            self.fetch_manifest(id);
-                        }
-                    }
-                }
-            }
-            Message::HaveUpdate(u) => {
-                let id = u.broadcast;
-                let strategy = self.shared.config.strategy;
-                if let Some(b) = self.broadcasts.get_mut(&id) {
-                    let total = b.layout.chunk_count();
-                    let bits = self
-                        .haves
-                        .entry(id)
-                        .or_default()
-                        .entry(peer)
-                        .or_insert_with(|| Bitfield::new(total));
-                    let mut pieces = HashSet::new();
-                    for c in u.chunks {
-                        if c.0 < total && bits.set(c.0) {
-                            pieces.insert(b.layout.piece_of[c.0 as usize]);
-                        }
-                    }
-                    let usable = may_fetch_from(strategy, peer, b.origin);
-                    if let Some(t) = b.transfer.as_mut().filter(|_| usable) {
-                        for p in pieces {
-                            if b.layout.chunks_of(p).all(|c| bits.get(c)) {
-                                t.handle_peer_piece(now, peer, p);
-                            }
-                        }
-                    }
-                }
-            }
-            other => {
-                debug!(peer = %peer.short(), kind = other.kind(), "ignoring message on control stream")
-            }
+    /// Carry out every action the core has, then tell membership the new state.
+    fn perform_all(&mut self) {
+        while let Some(action) = self.core.poll_action() {
+            self.perform(action);
         }
+        self.publish_state();
     }
 
-    fn handle_registry(&mut self, nodes: Vec<RegistryEntry>, broadcasts: Vec<BroadcastRecord>) {
-        self.nodes = nodes;
-        for r in broadcasts {
-            let id = r.id;
-            self.records.insert(id, r.clone());
-            if r.state == BroadcastState::Failed {
-                if let Some(b) = self.broadcasts.get_mut(&id) {
-                    if b.state == State::Receiving {
-                        warn!(broadcast = %id.short(), name = %r.name, "origin declared the broadcast failed; stopping");
-                        b.state = State::Failed("the origin declared the broadcast failed".into());
-                        b.transfer = None;
-                        for h in b.in_flight.values() {
-                            h.abort();
-                        }
-                        b.in_flight.clear();
-                        self.catalog.remove(&id);
-                    }
-                }
-                continue;
-            }
-            if self.broadcasts.contains_key(&id) {
-                self.start_transfer(id);
-            } else if !self.failed.contains_key(&id) && self.unknown.len() < MAX_UNKNOWN {
-                self.unknown.entry(id).or_insert(Unknown {
-                    sources: Vec::new(),
-                    fetching: false,
-                    attempts: 0,
-                });
-                self.fetch_manifest(id);
-            }
-        }
-    }
-
-    /// Start a manifest fetch for an unknown broadcast, if none is running.
-    fn fetch_manifest(&mut self, id: BroadcastId) {
-        let Some(u) = self.unknown.get_mut(&id) else {
-            return;
-        };
-        if u.fetching {
-            return;
-        }
-        // Ask a neighbour that has it, else any neighbour, else dial the origin.
-        let peer = u
-            .sources
-            .iter()
-            .copied()
-            .find(|p| self.peers.contains_key(p));
-        let conn = peer
-            .and_then(|p| self.peers.get(&p))
-            .map(|p| p.conn.clone());
-        if let Some(p) = peer {
-            u.sources.retain(|s| *s != p);
-        }
-        let origin = self.records.get(&id).and_then(|r| {
-            let entry = self
-                .nodes
-                .iter()
-                .find(|e| e.record.id == r.origin && e.status != Status::Dead)?;
-            Some((r.origin, entry.record.addrs.first().copied()?))
-        });
-        if conn.is_none() && origin.is_none() {
-            return;
-        }
-        u.fetching = true;
-        u.attempts += 1;
-        let tx = self.tx.clone();
-        let shared = self.shared.clone();
-        tokio::spawn(async move {
-            let limits = Limits::default();
-            let result = match (conn, origin) {
-                (Some(c), _) => fetch::fetch_manifest(&c, id, &limits, MANIFEST_TIMEOUT).await,
-                (None, Some((oid, addr))) => {
-                    match swarmcast_bootstrap::client::connect(
-                        &shared.endpoint,
-                        &shared.client_config,
-                        addr,
-                        MANIFEST_TIMEOUT,
-                    )
-                    .await
-                    {
-                        Ok((c, p)) if p.id == oid && p.role == Role::Node => {
-                            let r = fetch::fetch_manifest(&c, id, &limits, MANIFEST_TIMEOUT).await;
-                            c.close(0u32.into(), b"done");
-                            r
-                        }
-                        Ok((c, _)) => {
-                            c.close(
-                                swarmcast_bootstrap::wire::codes::WRONG_PEER.into(),
-                                b"unexpected identity",
-                            );
-                            Err("the origin's address answered with another identity".into())
-                        }
-                        Err(e) => Err(e.to_string()),
-                    }
-                }
-                (None, None) => Err("no source".into()),
-            };
-            let _ = tx.send(DataInput::ManifestFetched { id, result }).await;
-        });
-    }
-
-    fn handle_manifest(&mut self, id: BroadcastId, result: Result<Vec<u8>, String>) {
-        let Some(u) = self.unknown.get_mut(&id) else {
-            return;
-        };
-        u.fetching = false;
-        let bytes = match result {
-            Ok(b) => b,
-            Err(e) => {
-                debug!(broadcast = %id.short(), error = %e, "manifest fetch failed; will retry");
-                if u.attempts < 20 {
-                    self.fetch_manifest(id);
-                }
-                return;
-            }
-        };
-        let manifest = match Manifest::decode(&bytes, &id, &self.limits) {
-            Ok(m) => m,
-            Err(e) => {
-                error!(broadcast = %id.short(), error = %e, "rejected manifest");
-                self.unknown.remove(&id);
-                self.haves.remove(&id);
-                self.failed
-                    .insert(id, (String::new(), format!("rejected manifest: {e}")));
-                return;
-            }
-        };
-        let name = manifest.name.clone();
-        let data_dir = self.shared.config.data_dir.clone();
-        let manifest = Arc::new(manifest);
-        let layout = Arc::new(Layout::new(&manifest));
-        match Workspace::create(&data_dir, id, &bytes, manifest, layout) {
-            Ok(ws) => self.add_receiver(id, Arc::new(ws), None),
-            Err(e) => {
-                error!(broadcast = %id.short(), %name, error = %e, "cannot create the workspace");
-                self.unknown.remove(&id);
-                self.failed.insert(id, (name, e.to_string()));
-            }
-        }
-    }
-
-    fn handle_committed(
-        &mut self,
-        now: Instant,
-        id: BroadcastId,
-        result: Result<Vec<u32>, String>,
-    ) {
-        let Some(b) = self.broadcasts.get_mut(&id) else {
-            return;
-        };
-        b.committing = false;
-        let chunks = match result {
-            Ok(c) => c,
-            Err(e) => {
-                error!(broadcast = %id.short(), error = %e, "commit failed");
-                b.state = State::Failed(format!("commit failed: {e}"));
-                b.transfer = None;
-                return;
-            }
-        };
-        let mut pieces = HashSet::new();
-        for c in &chunks {
-            if b.held_chunks.set(*c) {
-                pieces.insert(b.layout.piece_of[*c as usize]);
-            }
-        }
-        let durable: Vec<u32> = pieces
-            .into_iter()
-            .filter(|p| b.layout.chunks_of(*p).all(|c| b.held_chunks.get(c)))
-            .collect();
-        if let Some(t) = b.transfer.as_mut() {
-            t.handle_durable(now, &durable);
-        }
-        if !chunks.is_empty() {
-            let update = Message::HaveUpdate(HaveUpdate {
-                broadcast: id,
-                chunks: chunks.into_iter().map(ChunkIndex).collect(),
-            });
-            for p in self.peers.values() {
-                let _ = p.tx.try_send(update.clone());
-            }
-        }
-    }
-
-    fn spawn_finalize(&self, b: &Bcast) {
-        spawn_finalize(&self.tx, b);
-    }
-}
-
-/// Publish a complete workspace under `received/` on the blocking pool.
-fn spawn_finalize(tx: &mpsc::Sender<DataInput>, b: &Bcast) {
-    let Some(ws) = b.ws.clone() else { return };
-    let tx = tx.clone();
-    let id = b.id;
-    tokio::task::spawn_blocking(move || {
-        let result = ws.finalize().map_err(|e| e.to_string());
-        let _ = tx.blocking_send(DataInput::Finalized { id, result });
-    });
-}
-
-impl DataPlane {
-    /// Advance every transfer's clock, carry out its actions, and run group commits.
-    fn drive(&mut self, now: Instant) {
-        let ids: Vec<BroadcastId> = self.broadcasts.keys().copied().collect();
-        for id in ids {
-            let Some(b) = self.broadcasts.get_mut(&id) else {
-                continue;
-            };
-            if b.dirty && !b.committing {
-                if let Some(ws) = b.ws.clone() {
-                    b.dirty = false;
-                    b.committing = true;
-                    let tx = self.tx.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let result = ws.commit().map_err(|e| e.to_string());
-                        let _ = tx.blocking_send(DataInput::Committed { id, result });
-                    });
-                }
-            }
-            let Some(t) = b.transfer.as_mut() else {
-                continue;
-            };
-            t.handle_timeout(now);
-            let mut actions = Vec::new();
-            while let Some(a) = t.poll_action() {
-                actions.push(a);
-            }
-            for a in actions {
-                self.perform(id, a, now);
-            }
-        }
-    }
-
-    fn perform(&mut self, id: BroadcastId, action: SwarmAction, now: Instant) {
-        let Some(b) = self.broadcasts.get_mut(&id) else {
-            return;
-        };
+    fn perform(&mut self, action: BroadcastAction) {
         match action {
-            SwarmAction::Request { peer, piece } => {
-                let (Some(p), Some(ws)) = (self.peers.get(&peer), b.ws.clone()) else {
-                    if let Some(t) = b.transfer.as_mut() {
-                        t.handle_peer_gone(now, peer);
-                    }
-                    return;
-                };
-                let range = b.layout.chunks_of(piece);
-                let (first, count) = (range.start, range.end - range.start);
-                let conn = p.conn.clone();
-                let layout = b.layout.clone();
-                let tx = self.tx.clone();
-                let task = tokio::spawn(async move {
-                    let (outcome, bytes) =
-                        fetch::fetch_piece(conn, ws, layout, id, first, count).await;
-                    let _ = tx
-                        .send(DataInput::PieceDone {
-                            id,
-                            peer,
-                            piece,
-                            outcome,
-                            bytes,
-                        })
-                        .await;
-                });
-                b.in_flight.insert((peer, piece), task.abort_handle());
+            BroadcastAction::Send { peer, msg } => {
+                if let Some(p) = self.peers.get(&peer) {
+                    let _ = p.tx.try_send(msg);
+                }
             }
-            SwarmAction::Cancel { peer, piece } => {
-                if let Some(h) = b.in_flight.remove(&(peer, piece)) {
+            BroadcastAction::Flood { msg } => {
+                for p in self.peers.values() {
+                    let _ = p.tx.try_send(msg.clone());
+                }
+            }
+            BroadcastAction::Serve { id, super_seed } => {
+                if let Some(io) = self.io.get(&id) {
+                    let servable = Servable {
+                        manifest_bytes: io.manifest_bytes.clone(),
+                        layout: io.layout.clone(),
+                        reader: io.reader.clone(),
+                        failed: Default::default(),
+                        first_round: super_seed
+                            .then(|| Mutex::new(SuperSeed::new(io.layout.chunk_count()))),
+                    };
+                    self.catalog.insert(id, Arc::new(servable));
+                }
+            }
+            BroadcastAction::Unserve { id } => self.catalog.remove(&id),
+            BroadcastAction::FetchManifest { id, from } => self.spawn_fetch_manifest(id, from),
+            BroadcastAction::CreateWorkspace {
+                id,
+                bytes,
+                manifest,
+                layout,
+            } => {
+                let name = manifest.name.clone();
+                match Workspace::create(&self.data_dir, id, &bytes, manifest, layout) {
+                    Ok(ws) => self.add_receiver(Instant::now(), id, Arc::new(ws), false),
+                    Err(e) => self.core.handle_workspace_failed(id, name, e),
+                }
+            }
+            BroadcastAction::Request {
+                id,
+                peer,
+                piece,
+                first,
+                count,
+            } => self.spawn_request(id, peer, piece, first, count),
+            BroadcastAction::Cancel { id, peer, piece } => {
+                if let Some(h) = self
+                    .io
+                    .get_mut(&id)
+                    .and_then(|io| io.in_flight.remove(&(peer, piece)))
+                {
                     h.abort();
                 }
             }
-            SwarmAction::Ban { peer } => {
-                warn!(broadcast = %id.short(), peer = %peer.short(), "banning peer after repeated bad chunks");
+            BroadcastAction::AbortRequests { id } => {
+                if let Some(io) = self.io.get_mut(&id) {
+                    for (_, h) in io.in_flight.drain() {
+                        h.abort();
+                    }
+                }
+            }
+            BroadcastAction::Ban { peer } => {
                 let _ = self
                     .peers_tx
                     .try_send(crate::peers::Input::Ban { id: peer });
             }
-            SwarmAction::Complete => {
-                if !b.finalizing && b.state == State::Receiving {
-                    b.finalizing = true;
-                    spawn_finalize(&self.tx, b);
-                }
+            BroadcastAction::Commit { id } => {
+                let Some(ws) = self.io.get(&id).and_then(Io::workspace).cloned() else {
+                    return;
+                };
+                let tx = self.tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = ws.commit();
+                    let _ = tx.blocking_send(DataInput::Committed { id, result });
+                });
+            }
+            BroadcastAction::Finalize { id } => {
+                let Some(ws) = self.io.get(&id).and_then(Io::workspace).cloned() else {
+                    return;
+                };
+                let tx = self.tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = ws.finalize();
+                    let _ = tx.blocking_send(DataInput::Finalized { id, result });
+                });
             }
         }
     }
 
-    /// Progress for heartbeats, records for the registry.
+    fn spawn_request(&mut self, id: BroadcastId, peer: NodeId, piece: u32, first: u32, count: u32) {
+        let tx = self.tx.clone();
+        let conn = self.peers.get(&peer).map(|p| p.conn.clone());
+        let io = self.io.get_mut(&id);
+        let ws = io.as_ref().and_then(|io| io.workspace().cloned());
+        let Some(conn) = conn else {
+            // The core asks only peers it was told are up, as this map is kept; should they
+            // ever disagree, tell the core the peer is gone so that its pieces go elsewhere.
+            self.core.handle_peer_down(Instant::now(), peer);
+            return;
+        };
+        let (Some(io), Some(ws)) = (io, ws) else {
+            // Requests are only for receivers, whose workspace is in `io` from the start.
+            return;
+        };
+        let layout = io.layout.clone();
+        let task = tokio::spawn(async move {
+            let (result, bytes) = fetch::fetch_piece(conn, ws, layout, id, first, count).await;
+            let done = DataInput::PieceDone {
+                id,
+                peer,
+                piece,
+                result,
+                bytes,
+            };
+            let _ = tx.send(done).await;
+        });
+        io.in_flight.insert((peer, piece), task.abort_handle());
+    }
+
+    fn spawn_fetch_manifest(&self, id: BroadcastId, from: ManifestSource) {
+        let tx = self.tx.clone();
+        let limits = Limits::default();
+        let result = async move |r| {
+            let _ = tx.send(DataInput::ManifestFetched { id, result: r }).await;
+        };
+        match from {
+            ManifestSource::Peer(peer) => {
+                let Some(conn) = self.peers.get(&peer).map(|p| p.conn.clone()) else {
+                    // Gone since the core chose it: report the failure, it retries elsewhere.
+                    let gone = ManifestFetchError::NotConnected(peer);
+                    tokio::spawn(async move { result(Err(gone)).await });
+                    return;
+                };
+                tokio::spawn(async move {
+                    result(fetch::fetch_manifest(&conn, id, &limits, MANIFEST_TIMEOUT).await).await
+                });
+            }
+            ManifestSource::Origin { node, addr } => {
+                let dialer = self.dialer.clone();
+                tokio::spawn(async move {
+                    let r = fetch::fetch_manifest_from_origin(
+                        &dialer,
+                        node,
+                        addr,
+                        id,
+                        MANIFEST_TIMEOUT,
+                    )
+                    .await;
+                    result(r).await
+                });
+            }
+        }
+    }
+
+    /// Progress for heartbeats, records for the registry, uploads for `node status`.
     fn publish_state(&self) {
-        let progress = self
-            .broadcasts
-            .values()
-            .filter(|b| !matches!(b.state, State::Failed(_)))
-            .map(|b| Progress {
-                broadcast: b.id,
-                held: u64::from(b.held_chunks.count_ones()),
-                total: u64::from(b.layout.chunk_count()),
-            })
-            .collect();
-        let records = self
-            .broadcasts
-            .values()
-            .filter_map(|b| b.record(self.shared.id))
-            .collect();
-        self.shared
-            .set_data(progress, records, self.uploaded_to.clone());
+        let report = self.core.report();
+        self.report.send_if_modified(|r| {
+            let changed = *r != report;
+            if changed {
+                *r = report;
+            }
+            changed
+        });
     }
 }

@@ -7,7 +7,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use swarmcast_bootstrap::wire::{self, WireError, codes};
+use crate::sync::{read, write};
+
+use swarmcast_net::CloseCode;
+use swarmcast_net::wire::{self, WireError};
 use swarmcast_proto::{
     BroadcastId, ChunkHeader, ChunkIndex, ChunkRequest, ErrorCode, Limits, MAX_CHUNKS_PER_REQUEST,
     ManifestHeader, Message, encode,
@@ -15,8 +18,10 @@ use swarmcast_proto::{
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
+use super::broadcast::SuperSeed;
 use crate::manifest::Layout;
 use crate::store::{Source, StoreError, Workspace};
+use crate::sync::lock;
 
 /// Pieces being uploaded at once by one node.
 pub const MAX_CONCURRENT_UPLOADS: usize = 16;
@@ -47,41 +52,9 @@ pub(crate) struct Servable {
     pub(crate) reader: Reader,
     /// Set when the origin found its source changed: serve nothing more.
     pub(crate) failed: std::sync::atomic::AtomicBool,
-    /// At the origin: which chunks have left it at least once (super-seeding, see
-    /// [`SuperSeed`]). `None` for receivers.
+    /// At the origin in a swarm: which chunks have left it at least once (super-seeding, see
+    /// [`SuperSeed`]). `None` for receivers and in client-server mode.
     pub(crate) first_round: Option<std::sync::Mutex<SuperSeed>>,
-}
-
-/// The origin's first round: until every chunk has been sent once, a chunk is sent only once, so
-/// the origin uploads one copy of the data and the receivers trade the rest among themselves.
-/// A request for a chunk already sent is declined (`Elsewhere`): the requester gets it from the
-/// peer that has it. After the first round the origin serves whatever it is asked, for
-/// stragglers and for pieces whose only receiver died before passing them on.
-#[derive(Debug)]
-pub(crate) struct SuperSeed {
-    sent: crate::bitfield::Bitfield,
-}
-
-impl SuperSeed {
-    pub(crate) fn new(chunks: u32) -> Self {
-        Self {
-            sent: crate::bitfield::Bitfield::new(chunks),
-        }
-    }
-
-    /// Whether to serve `first..end`; marks the chunks sent when it says yes.
-    fn admit(&mut self, first: u32, end: u32) -> bool {
-        if self.sent.is_complete() {
-            return true;
-        }
-        if (first..end).all(|c| self.sent.get(c)) {
-            return false;
-        }
-        for c in first..end {
-            self.sent.set(c);
-        }
-        true
-    }
 }
 
 /// Everything servable, shared by the data plane (writer) and request tasks (readers).
@@ -100,8 +73,8 @@ pub(crate) struct Catalog {
 #[derive(Debug)]
 #[allow(clippy::enum_variant_names)]
 pub(crate) enum ServeEvent {
-    /// The origin's source no longer matches the manifest.
-    SourceChanged { id: BroadcastId, error: String },
+    /// The origin's source no longer matches the manifest at chunk `index`.
+    SourceChanged { id: BroadcastId, index: u32 },
     /// Bytes uploaded to a peer.
     Uploaded {
         id: BroadcastId,
@@ -122,25 +95,15 @@ impl Catalog {
     }
 
     pub(crate) fn insert(&self, id: BroadcastId, s: Arc<Servable>) {
-        self.map
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, s);
+        write(&self.map).insert(id, s);
     }
 
     pub(crate) fn remove(&self, id: &BroadcastId) {
-        self.map
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        write(&self.map).remove(id);
     }
 
     fn get(&self, id: &BroadcastId) -> Option<Arc<Servable>> {
-        self.map
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
+        read(&self.map).get(id).cloned()
     }
 }
 
@@ -220,10 +183,7 @@ async fn serve_chunks(
         return refuse(send, ErrorCode::BadRequest, "chunk range out of bounds").await;
     }
     if let Some(round) = &s.first_round {
-        let admitted = round
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .admit(first, first + r.count);
+        let admitted = lock(round).admit(first, first + r.count);
         if !admitted {
             return refuse(
                 send,
@@ -259,15 +219,15 @@ async fn serve_chunks(
                 if matches!(s.reader, Reader::Source(_)) =>
             {
                 s.failed.store(true, std::sync::atomic::Ordering::Relaxed);
-                let error = format!("source changed under chunk {index}: refusing to serve it");
+                let error = super::Failure::SourceChanged { index };
                 warn!(broadcast = %r.broadcast.short(), index, "source changed mid-broadcast; failing the broadcast");
                 let _ = events
                     .send(ServeEvent::SourceChanged {
                         id: r.broadcast,
-                        error: error.clone(),
+                        index,
                     })
                     .await;
-                return refuse(send, ErrorCode::Unavailable, &error).await;
+                return refuse(send, ErrorCode::Unavailable, &error.to_string()).await;
             }
             Err(e) => {
                 debug!(index, error = %e, "chunk not servable");
@@ -300,20 +260,4 @@ async fn serve_chunks(
 }
 
 /// Close code for a peer that sent a bad request stream.
-pub(crate) const BAD_REQUEST_CLOSE: u32 = codes::PROTOCOL;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn first_round_sends_each_chunk_once_then_anything() {
-        let mut s = SuperSeed::new(4);
-        assert!(s.admit(0, 2));
-        assert!(!s.admit(0, 1), "already sent");
-        assert!(!s.admit(1, 2), "already sent");
-        assert!(s.admit(1, 3), "partly new");
-        assert!(s.admit(3, 4));
-        assert!(s.admit(0, 1), "second round: anything");
-    }
-}
+pub(crate) const BAD_REQUEST_CLOSE: CloseCode = CloseCode::Protocol;

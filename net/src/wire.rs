@@ -2,31 +2,14 @@
 //!
 //! One request per bidirectional stream: the client writes one frame and finishes; the server
 //! answers with one frame and finishes. These helpers are shared by the bootstrap server, its
-//! client and the node daemon.
+//! client, the node daemon and the tests.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use swarmcast_proto::{
     DecodeError, EncodeError, ErrorCode, Frame, Limits, Message, PREFIX_LEN, check_prefix,
     decode_body, encode, payload_len,
 };
-
-/// QUIC application close and stream reset codes.
-pub mod codes {
-    /// Normal shutdown.
-    pub const SHUTDOWN: u32 = 0;
-    /// The peer sent bytes that do not decode.
-    pub const PROTOCOL: u32 = 1;
-    /// The peer's certificate does not allow what it tried.
-    pub const FORBIDDEN: u32 = 2;
-    /// A duplicate or unwanted connection (neighbour tie-break, over the cap).
-    pub const UNWANTED: u32 = 3;
-    /// The dialled peer is not who the registry said.
-    pub const WRONG_PEER: u32 = 4;
-    /// Neighbour missed its pings or was declared dead.
-    pub const LOST: u32 = 5;
-}
 
 /// Errors of framed stream I/O.
 #[derive(Debug, thiserror::Error)]
@@ -67,28 +50,6 @@ pub enum WireError {
     /// No answer in time.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
-}
-
-/// Transport settings shared by every swarmcast endpoint.
-///
-/// Idle timeout 10 s with keep-alives every 2 s: a silent peer is noticed by the application's
-/// own pings and heartbeats long before QUIC gives up on it.
-pub fn transport_config() -> Arc<quinn::TransportConfig> {
-    let mut t = quinn::TransportConfig::default();
-    t.max_concurrent_bidi_streams(256u32.into());
-    // Bounded buffers: quinn's defaults let a connection buffer without limit on receive and
-    // 10 MB on send, which times a few neighbours is more memory than a node should use. 4 MiB
-    // covers the bandwidth-delay product of 1 GB/s at 4 ms, or 100 Mbit/s at 300 ms.
-    t.stream_receive_window((2u32 << 20).into());
-    t.receive_window((4u32 << 20).into());
-    t.send_window(4 << 20);
-    t.max_concurrent_uni_streams(0u32.into());
-    t.keep_alive_interval(Some(Duration::from_secs(2)));
-    // 10 s fits comfortably in a VarInt, so this conversion cannot fail.
-    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(10)) {
-        t.max_idle_timeout(Some(idle));
-    }
-    Arc::new(t)
 }
 
 /// Read one frame. `Ok(None)` if the stream finished cleanly before a frame began.

@@ -1,0 +1,18 @@
+//! QUIC plumbing shared by every swarmcast speaker: nodes, bootstraps, the CLI and the tests.
+//!
+//! * [`wire`]: framed messages over quinn streams (the async side of `swarmcast_proto`'s framing).
+//! * [`connect`]: dial an address and learn the peer's certificate identity.
+//! * [`transport_config`]: the QUIC transport settings of every endpoint.
+//! * [`CloseCode`]: the application close and stream reset codes.
+//! * [`incarnation`]: the persisted counter that rises at every start.
+
+mod close;
+mod dial;
+pub mod incarnation;
+mod transport;
+pub mod wire;
+
+pub use close::CloseCode;
+pub use dial::{DialError, connect};
+pub use transport::transport_config;
+pub use wire::WireError;

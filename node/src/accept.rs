@@ -1,0 +1,120 @@
+//! Accept and dispatch: every inbound QUIC connection is checked (a node certificate), then
+//! either becomes a neighbour (its first stream opens with a ping: handed to the neighbour actor)
+//! or is a one-off request connection (for example a manifest fetch from a node that is not a
+//! neighbour), whose streams are served without making the peer a neighbour. The request
+//! streams of every connection are served here too.
+
+use std::time::Duration;
+
+use swarmcast_net::CloseCode;
+use swarmcast_net::wire::{self, WireError};
+use swarmcast_proto::{Limits, Message, NodeId, Role};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::data::serve;
+use crate::handles::Server;
+use crate::neighbours::Direction;
+use crate::peers::{Input, Link};
+
+/// Accept inbound connections on `endpoint` until it closes.
+pub(crate) async fn run(endpoint: quinn::Endpoint, server: Server, tx: mpsc::Sender<Input>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let tx = tx.clone();
+        let server = server.clone();
+        tokio::spawn(async move {
+            let addr = incoming.remote_address();
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    debug!(%addr, error = %e, "inbound handshake failed");
+                    return;
+                }
+            };
+            let peer = match swarmcast_certs::peer_info(&conn) {
+                Ok(p) if p.role == Role::Node => p,
+                Ok(p) => {
+                    debug!(%addr, role = %p.role, "inbound from a non-node; refusing");
+                    conn.close(CloseCode::Forbidden.into(), b"nodes only");
+                    return;
+                }
+                Err(e) => {
+                    warn!(%addr, error = %e, "inbound certificate unreadable");
+                    conn.close(CloseCode::Forbidden.into(), b"certificate");
+                    return;
+                }
+            };
+            let stream = tokio::time::timeout(Duration::from_secs(5), conn.accept_bi()).await;
+            let Ok(Ok((send, mut recv))) = stream else {
+                conn.close(CloseCode::Protocol.into(), b"no stream");
+                return;
+            };
+            // A neighbour opens its control stream with a ping; anything else is a one-off
+            // request connection (for example a manifest fetch from a node that is not a
+            // neighbour), served without making the peer a neighbour.
+            let first = tokio::time::timeout(
+                Duration::from_secs(5),
+                wire::read_message(&mut recv, &Limits::default()),
+            )
+            .await;
+            match first {
+                Ok(Ok(Some(Message::Ping(_)))) => {}
+                Ok(Ok(Some(request))) => {
+                    serve_requests(server, conn, peer.id, Some((send, recv, request))).await;
+                    return;
+                }
+                _ => {
+                    conn.close(CloseCode::Protocol.into(), b"bad first stream");
+                    return;
+                }
+            }
+            let link = Link {
+                id: peer.id,
+                name: peer.name,
+                addr,
+                direction: Direction::Inbound,
+                conn,
+                send,
+                recv,
+            };
+            let _ = tx.send(Input::Connected(Box::new(link))).await;
+        });
+    }
+}
+
+/// Serve request streams on `conn` until it closes: chunk and manifest requests.
+pub(crate) async fn serve_requests(
+    server: Server,
+    conn: quinn::Connection,
+    peer: NodeId,
+    first: Option<(quinn::SendStream, quinn::RecvStream, Message)>,
+) {
+    if let Some((send, recv, request)) = first {
+        let (catalog, events) = (server.catalog.clone(), server.events.clone());
+        tokio::spawn(async move {
+            if let Err(e) =
+                serve::serve_stream(catalog, events, peer, send, recv, Some(request)).await
+            {
+                debug!(error = %e, "request stream failed");
+            }
+        });
+    }
+    loop {
+        let (send, recv) = match conn.accept_bi().await {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        let (catalog, events) = (server.catalog.clone(), server.events.clone());
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            match serve::serve_stream(catalog, events, peer, send, recv, None).await {
+                Ok(()) => {}
+                Err(WireError::Decode(e)) => {
+                    warn!(error = %e, "undecodable request; closing connection");
+                    conn.close(serve::BAD_REQUEST_CLOSE.into(), b"protocol error");
+                }
+                Err(e) => debug!(error = %e, "request stream failed"),
+            }
+        });
+    }
+}

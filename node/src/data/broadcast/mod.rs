@@ -1,0 +1,1150 @@
+//! Broadcast core: every broadcast this node knows, from first hearing of it to publishing it,
+//! with the decisions of the data plane in one pure struct.
+//!
+//! [`Broadcasts`] is pure, in the manner of quinn-proto and of the [`Transfer`] cores it owns (one
+//! per broadcast being received): it opens nothing, reads no clock and touches no file. The shell
+//! (`data/mod.rs`) feeds it what happened, with the current time, and carries out the
+//! [`BroadcastAction`]s it emits. Randomness (retry jitter, the transfers' seeds) comes from an
+//! RNG seeded at construction, so a run is reproducible.
+//!
+//! # What it decides
+//! * **The lifecycle.** An origin's broadcast is *seeding* from the moment it is published (or
+//!   resumed); it *fails* if its source changes under a chunk being served. A receiver's broadcast
+//!   is *receiving* from the moment its workspace exists; it is *complete* once published under
+//!   `received/`, and *fails* if a commit or the publication fails, or if the registry says the
+//!   origin failed it. Broadcasts whose manifest was rejected or whose workspace could not be
+//!   made are remembered as failed, so that they are never fetched again.
+//! * **When to commit and finalize.** Verified pieces wait for a group commit: at most one commit
+//!   runs per broadcast, and one starts as soon as a piece is waiting and none runs, so pieces
+//!   that arrive during a commit share the next one ([`BroadcastAction::Commit`]). A piece is
+//!   held only once its commit reports it durable. When the transfer is complete (or a resumed
+//!   workspace is already complete) the core asks once for [`BroadcastAction::Finalize`].
+//! * **When to advertise and serve.** A broadcast is served ([`BroadcastAction::Serve`]) from the
+//!   moment it is added, the origin's with super-seeding in a swarm ([`SuperSeed`]), a receiver's
+//!   from its durable chunks only. A full `Have` goes to every neighbour when a broadcast is added
+//!   and to every new neighbour; a `HaveUpdate` with the chunks each commit made durable goes to
+//!   every neighbour. A failed receiver stops being served.
+//! * **Manifest fetching.** A broadcast heard of (a neighbour's `Have`, a registry record) but not
+//!   known is *unknown*. Its manifest is fetched from a neighbour that announced it, each asked
+//!   once, else from the origin, dialled at its registry address. One fetch runs at a time; a
+//!   failed fetch is retried after an exponential backoff with jitter
+//!   ([`manifest_retry_min`](BroadcastConfig::manifest_retry_min) doubling up to
+//!   [`manifest_retry_max`](BroadcastConfig::manifest_retry_max)), and at once when a new
+//!   neighbour announces it. An unknown broadcast not heard of for
+//!   [`unknown_ttl`](BroadcastConfig::unknown_ttl) is forgotten, and at most
+//!   [`max_unknown`](BroadcastConfig::max_unknown) are tracked, so peers cannot make the node
+//!   remember without bound. A fetched manifest is checked against its id and validated here; a
+//!   bad one fails the broadcast for good.
+//! * **The strategy.** In a [`Strategy::Swarm`] every neighbour that has a piece is a source; in
+//!   [`Strategy::OriginOnly`] only the origin is (the transfers never hear of other peers), and
+//!   the origin serves every request.
+//!
+//! # Call order
+//! 1. Create the core with [`Broadcasts::new`]. Add what the data dir holds:
+//!    [`add_origin`](Broadcasts::add_origin) and [`add_receiver`](Broadcasts::add_receiver) (with
+//!    the chunks already durable), and [`add_failed`](Broadcasts::add_failed) for what cannot be
+//!    resumed.
+//! 2. Feed every input through the matching method, with `now` read just before:
+//!    * a neighbour is up or gone: [`handle_peer_up`](Broadcasts::handle_peer_up),
+//!      [`handle_peer_down`](Broadcasts::handle_peer_down);
+//!    * a data message on a neighbour's control stream:
+//!      [`handle_peer_message`](Broadcasts::handle_peer_message);
+//!    * a registry view: [`handle_registry`](Broadcasts::handle_registry);
+//!    * `node send` built and saved a manifest: [`add_origin`](Broadcasts::add_origin) (ask
+//!      [`is_seeding`](Broadcasts::is_seeding) first: publishing what is already seeding is a
+//!      no-op);
+//!    * a [`FetchManifest`](BroadcastAction::FetchManifest) ended:
+//!      [`handle_manifest_fetched`](Broadcasts::handle_manifest_fetched); a
+//!      [`CreateWorkspace`](BroadcastAction::CreateWorkspace) ended:
+//!      [`add_receiver`](Broadcasts::add_receiver) or
+//!      [`handle_workspace_failed`](Broadcasts::handle_workspace_failed);
+//!    * a [`Request`](BroadcastAction::Request) ended with every chunk verified and written:
+//!      [`handle_piece_received`](Broadcasts::handle_piece_received); otherwise:
+//!      [`handle_piece_failed`](Broadcasts::handle_piece_failed);
+//!    * a [`Commit`](BroadcastAction::Commit) ended:
+//!      [`handle_durable`](Broadcasts::handle_durable) (persist, then acknowledge: only then are
+//!      the pieces held, advertised and served);
+//!    * a [`Finalize`](BroadcastAction::Finalize) ended:
+//!      [`handle_finalized`](Broadcasts::handle_finalized);
+//!    * the serving side found the origin's source changed, or uploaded bytes:
+//!      [`handle_source_changed`](Broadcasts::handle_source_changed),
+//!      [`handle_uploaded`](Broadcasts::handle_uploaded).
+//! 3. After every call, drain [`poll_action`](Broadcasts::poll_action) until it returns `None`
+//!    and carry each action out, then re-arm the timer with
+//!    [`poll_timeout`](Broadcasts::poll_timeout) (`None`: no timer).
+//! 4. When the clock reaches `poll_timeout()`, call
+//!    [`handle_timeout`](Broadcasts::handle_timeout) and go to step 3.
+//!
+//! [`list`](Broadcasts::list) and [`report`](Broadcasts::report) read the state for `node ls`
+//! and for membership's heartbeats at any time.
+//!
+//! # The shell's side of the contract
+//! * Every action that runs something (`FetchManifest`, `CreateWorkspace`, `Request`, `Commit`,
+//!   `Finalize`) is answered by exactly one of the methods named above, unless a `Cancel` or an
+//!   `AbortRequests` for it came first, or the peer was reported down (then report nothing).
+//! * `Request` asks `peer` for chunks `first..first + count` of piece `piece`; a peer reported
+//!   down has its requests aborted by the shell without reports.
+//! * `Ban` closes the connection to the peer and tells the neighbour core.
+
+mod superseed;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use swarmcast_proto::{
+    BroadcastId, BroadcastRecord, BroadcastState, ChunkIndex, Have, HaveUpdate, Message, NodeId,
+    Progress, RegistryEntry, Status,
+};
+use tracing::{debug, error, info, warn};
+
+pub use superseed::SuperSeed;
+
+use super::BroadcastInfo;
+use super::error::{Failure, ManifestFetchError, PieceError};
+use crate::bitfield::Bitfield;
+use crate::manifest::{Layout, Manifest, ManifestLimits};
+use crate::store::StoreError;
+use crate::swarm::{SwarmAction, SwarmConfig, Transfer};
+
+/// Who serves the receivers of a broadcast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// Receivers fetch from every neighbour that has a piece; the origin super-seeds.
+    #[default]
+    Swarm,
+    /// Client-server: receivers fetch only from the origin, which serves every request (no
+    /// super-seeding). Every node of the fleet must run with it, and each receiver needs the
+    /// origin among its neighbours (a full mesh: `--neighbours` at least the fleet size).
+    /// The baseline `bench swarm --strategy origin-only` compares the swarm with.
+    OriginOnly,
+}
+
+impl Strategy {
+    /// Whether a transfer may ask `peer` for pieces: anyone in a swarm, only the origin in
+    /// client-server mode.
+    pub fn may_fetch_from(self, peer: NodeId, origin: Option<NodeId>) -> bool {
+        self == Strategy::Swarm || origin == Some(peer)
+    }
+
+    /// Whether the origin super-seeds (declines repeats during its first round).
+    pub fn super_seeds(self) -> bool {
+        self == Strategy::Swarm
+    }
+}
+
+/// Settings of the broadcast core.
+#[derive(Debug, Clone)]
+pub struct BroadcastConfig {
+    /// Who serves receivers.
+    pub strategy: Strategy,
+    /// Settings of every transfer.
+    pub swarm: SwarmConfig,
+    /// What a fetched manifest may hold.
+    pub limits: ManifestLimits,
+    /// Most unknown broadcasts tracked at once (default 64).
+    pub max_unknown: usize,
+    /// First wait before retrying a failed manifest fetch (default 200 ms).
+    pub manifest_retry_min: Duration,
+    /// Longest wait between manifest fetch attempts (default 10 s).
+    pub manifest_retry_max: Duration,
+    /// An unknown broadcast nobody mentions for this long is forgotten (default 60 s; the
+    /// registry mentions every live broadcast at each heartbeat).
+    pub unknown_ttl: Duration,
+}
+
+impl Default for BroadcastConfig {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::Swarm,
+            swarm: SwarmConfig::default(),
+            limits: ManifestLimits::default(),
+            max_unknown: 64,
+            manifest_retry_min: Duration::from_millis(200),
+            manifest_retry_max: Duration::from_secs(10),
+            unknown_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Where to fetch a manifest from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestSource {
+    /// A neighbour that announced the broadcast, over its connection.
+    Peer(NodeId),
+    /// The origin, dialled at its registry address (its certificate must carry `node`).
+    Origin {
+        /// The origin's id.
+        node: NodeId,
+        /// Its first registered address.
+        addr: SocketAddr,
+    },
+}
+
+/// What the shell must do. See the [module docs](self) for the contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BroadcastAction {
+    /// Send `msg` to neighbour `peer` (dropped if its queue is full).
+    Send {
+        /// The neighbour.
+        peer: NodeId,
+        /// What to send.
+        msg: Message,
+    },
+    /// Send `msg` to every neighbour.
+    Flood {
+        /// What to send.
+        msg: Message,
+    },
+    /// Serve `id` from now on: the origin's source, or a receiver's durable chunks.
+    Serve {
+        /// The broadcast.
+        id: BroadcastId,
+        /// Whether the origin declines repeats until every chunk was sent once.
+        super_seed: bool,
+    },
+    /// Stop serving `id`.
+    Unserve {
+        /// The broadcast.
+        id: BroadcastId,
+    },
+    /// Fetch the manifest of `id`.
+    FetchManifest {
+        /// The broadcast.
+        id: BroadcastId,
+        /// From whom.
+        from: ManifestSource,
+    },
+    /// Create the workspace of `id` from its verified manifest.
+    CreateWorkspace {
+        /// The broadcast.
+        id: BroadcastId,
+        /// The manifest's canonical bytes (checked against `id`).
+        bytes: Vec<u8>,
+        /// The decoded, validated manifest.
+        manifest: Arc<Manifest>,
+        /// Its layout.
+        layout: Arc<Layout>,
+    },
+    /// Ask `peer` for chunks `first..first + count` (piece `piece`) of `id`.
+    Request {
+        /// The broadcast.
+        id: BroadcastId,
+        /// The neighbour.
+        peer: NodeId,
+        /// The piece.
+        piece: u32,
+        /// Its first chunk.
+        first: u32,
+        /// Its chunks.
+        count: u32,
+    },
+    /// Abort that request; report nothing about it.
+    Cancel {
+        /// The broadcast.
+        id: BroadcastId,
+        /// The neighbour.
+        peer: NodeId,
+        /// The piece.
+        piece: u32,
+    },
+    /// Abort every request of `id`; report nothing about them.
+    AbortRequests {
+        /// The broadcast.
+        id: BroadcastId,
+    },
+    /// `peer` served bad data too often: close its connection and tell the neighbour core.
+    Ban {
+        /// The neighbour.
+        peer: NodeId,
+    },
+    /// Make the chunks written to `id`'s workspace durable (group commit).
+    Commit {
+        /// The broadcast.
+        id: BroadcastId,
+    },
+    /// Publish `id`'s complete workspace under `received/`.
+    Finalize {
+        /// The broadcast.
+        id: BroadcastId,
+    },
+}
+
+/// What the data plane tells membership: progress for heartbeats, records to announce, and the
+/// traffic matrix row for `node status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DataReport {
+    /// Chunks held per broadcast not failed.
+    pub progress: Vec<Progress>,
+    /// Records of the broadcasts this node originates.
+    pub records: Vec<BroadcastRecord>,
+    /// Chunk bytes uploaded to each peer by this process.
+    pub uploaded_to: HashMap<NodeId, u64>,
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    Seeding,
+    Receiving,
+    Complete,
+    Failed(Failure),
+}
+
+#[derive(Debug)]
+struct Bcast {
+    manifest: Arc<Manifest>,
+    layout: Arc<Layout>,
+    state: State,
+    origin: Option<NodeId>,
+    /// The origin's source directory (only at the origin).
+    source: Option<PathBuf>,
+    /// `received/<name>` once complete.
+    path: Option<PathBuf>,
+    transfer: Option<Transfer>,
+    held_chunks: Bitfield,
+    /// Pieces received and not yet in a commit.
+    commit_waiting: bool,
+    commit_running: bool,
+    finalizing: bool,
+    fetched_bytes: u64,
+    uploaded_bytes: u64,
+    resumed_chunks: u64,
+    version: u64,
+}
+
+impl Bcast {
+    fn new(manifest: Arc<Manifest>, layout: Arc<Layout>, state: State, held: Bitfield) -> Self {
+        Self {
+            manifest,
+            layout,
+            state,
+            origin: None,
+            source: None,
+            path: None,
+            transfer: None,
+            held_chunks: held,
+            commit_waiting: false,
+            commit_running: false,
+            finalizing: false,
+            fetched_bytes: 0,
+            uploaded_bytes: 0,
+            resumed_chunks: 0,
+            version: 0,
+        }
+    }
+
+    fn failed(&self) -> bool {
+        matches!(self.state, State::Failed(_))
+    }
+
+    fn bytes_held(&self) -> u64 {
+        if self.held_chunks.is_complete() {
+            return self.layout.total_bytes;
+        }
+        self.held_chunks
+            .iter_ones()
+            .map(|c| u64::from(self.layout.chunks[c as usize].len))
+            .sum()
+    }
+
+    fn piece_bitfield(&self, chunks: &Bitfield) -> Bitfield {
+        let mut p = Bitfield::new(self.layout.piece_count());
+        for piece in 0..self.layout.piece_count() {
+            if self.layout.chunks_of(piece).all(|c| chunks.get(c)) {
+                p.set(piece);
+            }
+        }
+        p
+    }
+
+    fn have(&self, id: BroadcastId) -> Message {
+        Message::Have(Have {
+            broadcast: id,
+            chunks: self.layout.chunk_count(),
+            bits: self.held_chunks.as_bytes().to_vec(),
+        })
+    }
+
+    fn info(&self, id: BroadcastId) -> BroadcastInfo {
+        let (state, error) = match &self.state {
+            State::Seeding => ("seeding", None),
+            State::Receiving => ("receiving", None),
+            State::Complete => ("complete", None),
+            State::Failed(e) => ("failed", Some(e.to_string())),
+        };
+        let path = self
+            .path
+            .as_ref()
+            .or(self.source.as_ref())
+            .map(|p| p.display().to_string());
+        BroadcastInfo {
+            id: id.to_hex(),
+            name: self.manifest.name.clone(),
+            state: state.to_owned(),
+            chunks_held: u64::from(self.held_chunks.count_ones()),
+            chunks_total: u64::from(self.layout.chunk_count()),
+            bytes_held: self.bytes_held(),
+            bytes_total: self.layout.total_bytes,
+            path,
+            error,
+            fetched_bytes: self.fetched_bytes,
+            resumed_chunks: self.resumed_chunks,
+            uploaded_bytes: self.uploaded_bytes,
+        }
+    }
+
+    fn record(&self, id: BroadcastId, me: NodeId) -> Option<BroadcastRecord> {
+        self.source.as_ref()?;
+        Some(BroadcastRecord {
+            id,
+            name: self.manifest.name.clone(),
+            origin: me,
+            size: self.layout.total_bytes,
+            chunks: u64::from(self.layout.chunk_count()),
+            state: if self.failed() {
+                BroadcastState::Failed
+            } else {
+                BroadcastState::Active
+            },
+            version: self.version,
+        })
+    }
+}
+
+/// A broadcast heard of whose manifest this node does not have yet.
+#[derive(Debug)]
+struct Unknown {
+    /// Neighbours that announced it, not yet asked.
+    sources: Vec<NodeId>,
+    /// A fetch (or the workspace creation after it) is running.
+    fetching: bool,
+    /// Fetches started.
+    attempts: u32,
+    /// No fetch before this time (backoff after a failure).
+    retry_at: Option<Instant>,
+    /// Last time a neighbour or the registry mentioned it.
+    heard: Instant,
+}
+
+/// A broadcast remembered as failed without a manifest or workspace.
+#[derive(Debug)]
+struct Lost {
+    name: String,
+    failure: Failure,
+}
+
+/// The broadcast core. See the [module docs](self).
+#[derive(Debug)]
+pub struct Broadcasts {
+    config: BroadcastConfig,
+    me: NodeId,
+    rng: StdRng,
+    broadcasts: BTreeMap<BroadcastId, Bcast>,
+    lost: BTreeMap<BroadcastId, Lost>,
+    unknown: BTreeMap<BroadcastId, Unknown>,
+    peers: BTreeSet<NodeId>,
+    /// Latest have bitfields (chunks) per broadcast and peer.
+    haves: HashMap<BroadcastId, HashMap<NodeId, Bitfield>>,
+    records: HashMap<BroadcastId, BroadcastRecord>,
+    nodes: Vec<RegistryEntry>,
+    uploaded_to: HashMap<NodeId, u64>,
+    actions: VecDeque<BroadcastAction>,
+}
+
+impl Broadcasts {
+    /// An empty core for node `me`, with its randomness drawn from `seed`.
+    pub fn new(config: BroadcastConfig, me: NodeId, seed: u64) -> Self {
+        Self {
+            config,
+            me,
+            rng: StdRng::seed_from_u64(seed),
+            broadcasts: BTreeMap::new(),
+            lost: BTreeMap::new(),
+            unknown: BTreeMap::new(),
+            peers: BTreeSet::new(),
+            haves: HashMap::new(),
+            records: HashMap::new(),
+            nodes: Vec::new(),
+            uploaded_to: HashMap::new(),
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &BroadcastConfig {
+        &self.config
+    }
+
+    /// The next action to carry out.
+    pub fn poll_action(&mut self) -> Option<BroadcastAction> {
+        self.actions.pop_front()
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout) next (`None`: no timer).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let transfers = self
+            .broadcasts
+            .values()
+            .filter_map(|b| b.transfer.as_ref().and_then(Transfer::poll_timeout));
+        let unknown = self.unknown.values().filter(|u| !u.fetching).map(|u| {
+            let expiry = u.heard + self.config.unknown_ttl;
+            u.retry_at.map_or(expiry, |r| r.min(expiry))
+        });
+        transfers.chain(unknown).min()
+    }
+
+    /// The clock reached [`poll_timeout`](Self::poll_timeout): run due transfer timers, retry
+    /// due manifest fetches, forget unknown broadcasts nobody mentions any more.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<BroadcastId> = self
+            .broadcasts
+            .iter()
+            .filter(|(_, b)| {
+                b.transfer
+                    .as_ref()
+                    .and_then(Transfer::poll_timeout)
+                    .is_some_and(|t| t <= now)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(t) = self.transfer_mut(id) {
+                t.handle_timeout(now);
+            }
+            self.drain(now, id);
+        }
+        let ttl = self.config.unknown_ttl;
+        let expired: Vec<BroadcastId> = self
+            .unknown
+            .iter()
+            .filter(|(_, u)| !u.fetching && u.heard + ttl <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            debug!(broadcast = %id.short(), "forgetting an unknown broadcast nobody mentions");
+            self.unknown.remove(&id);
+            self.haves.remove(&id);
+        }
+        let retry: Vec<BroadcastId> = self
+            .unknown
+            .iter()
+            .filter(|(_, u)| !u.fetching && u.retry_at.is_some_and(|r| r <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in retry {
+            if let Some(u) = self.unknown.get_mut(&id) {
+                u.retry_at = None;
+            }
+            self.fetch_manifest(id);
+        }
+    }
+
+    /// Whether `id` is seeding here (publishing it again changes nothing).
+    pub fn is_seeding(&self, id: &BroadcastId) -> bool {
+        self.broadcasts
+            .get(id)
+            .is_some_and(|b| b.source.is_some() && !b.failed())
+    }
+
+    /// Start seeding `id` from `source` (published, or resumed from the data dir). Replaces a
+    /// failed broadcast of the same id.
+    pub fn add_origin(
+        &mut self,
+        _now: Instant,
+        id: BroadcastId,
+        manifest: Arc<Manifest>,
+        layout: Arc<Layout>,
+        source: PathBuf,
+    ) {
+        let held = Bitfield::full(layout.chunk_count());
+        let mut b = Bcast::new(manifest, layout, State::Seeding, held);
+        b.origin = Some(self.me);
+        b.source = Some(source);
+        b.version = 1;
+        let have = b.have(id);
+        self.broadcasts.insert(id, b);
+        self.unknown.remove(&id);
+        self.push(BroadcastAction::Serve {
+            id,
+            super_seed: self.config.strategy.super_seeds(),
+        });
+        self.push(BroadcastAction::Flood { msg: have });
+    }
+
+    /// Start receiving `id` into its workspace, which durably holds `held` (all of it: publish
+    /// at once). `resumed`: the workspace was there when the process started.
+    pub fn add_receiver(
+        &mut self,
+        now: Instant,
+        id: BroadcastId,
+        manifest: Arc<Manifest>,
+        layout: Arc<Layout>,
+        held: Bitfield,
+        resumed: bool,
+    ) {
+        let complete = held.is_complete();
+        // Complete only once published under `received/` (see `handle_finalized`).
+        let mut b = Bcast::new(manifest, layout, State::Receiving, held);
+        b.origin = self.records.get(&id).map(|r| r.origin);
+        if resumed {
+            b.resumed_chunks = u64::from(b.held_chunks.count_ones());
+        }
+        self.push(BroadcastAction::Serve {
+            id,
+            super_seed: false,
+        });
+        if complete {
+            b.finalizing = true;
+            self.push(BroadcastAction::Finalize { id });
+        }
+        let have = b.have(id);
+        self.broadcasts.insert(id, b);
+        self.unknown.remove(&id);
+        self.start_transfer(now, id);
+        self.push(BroadcastAction::Flood { msg: have });
+    }
+
+    /// Remember `id` as failed without a manifest (it is never fetched again).
+    pub fn add_failed(&mut self, id: BroadcastId, name: String, failure: Failure) {
+        self.unknown.remove(&id);
+        self.haves.remove(&id);
+        self.lost.insert(id, Lost { name, failure });
+    }
+
+    /// A neighbour connection is up (or replaced): it gets a full `Have` of every broadcast.
+    pub fn handle_peer_up(&mut self, _now: Instant, peer: NodeId) {
+        let haves: Vec<Message> = self.broadcasts.iter().map(|(id, b)| b.have(*id)).collect();
+        for msg in haves {
+            self.push(BroadcastAction::Send { peer, msg });
+        }
+        self.peers.insert(peer);
+    }
+
+    /// A neighbour is gone (the shell drops its requests without reports).
+    pub fn handle_peer_down(&mut self, now: Instant, peer: NodeId) {
+        self.peers.remove(&peer);
+        for h in self.haves.values_mut() {
+            h.remove(&peer);
+        }
+        let ids: Vec<BroadcastId> = self.broadcasts.keys().copied().collect();
+        for id in ids {
+            if let Some(t) = self.transfer_mut(id) {
+                t.handle_peer_gone(now, peer);
+                self.drain(now, id);
+            }
+        }
+    }
+
+    /// A data message on a neighbour's control stream: `Have` and `HaveUpdate` count, anything
+    /// else is ignored.
+    pub fn handle_peer_message(&mut self, now: Instant, peer: NodeId, msg: Message) {
+        match msg {
+            Message::Have(h) => self.handle_have(now, peer, h),
+            Message::HaveUpdate(u) => self.handle_have_update(now, peer, u),
+            other => {
+                debug!(peer = %peer.short(), kind = other.kind(), "ignoring message on control stream");
+            }
+        }
+    }
+
+    fn handle_have(&mut self, now: Instant, peer: NodeId, h: Have) {
+        let id = h.broadcast;
+        let strategy = self.config.strategy;
+        if let Some(b) = self.broadcasts.get_mut(&id) {
+            let Ok(bits) = Bitfield::from_bytes(b.layout.chunk_count(), &h.bits) else {
+                warn!(peer = %peer.short(), "malformed have bitfield; ignoring");
+                return;
+            };
+            if h.chunks != b.layout.chunk_count() {
+                return;
+            }
+            let pieces = b.piece_bitfield(&bits);
+            let usable = strategy.may_fetch_from(peer, b.origin);
+            if let Some(t) = b.transfer.as_mut().filter(|_| usable) {
+                t.handle_peer_have(now, peer, &pieces);
+            }
+            self.haves.entry(id).or_default().insert(peer, bits);
+            self.drain(now, id);
+            return;
+        }
+        if self.lost.contains_key(&id) {
+            return;
+        }
+        // An announcement: remember who has it and fetch the manifest.
+        let Ok(bits) = Bitfield::from_bytes(h.chunks, &h.bits) else {
+            return;
+        };
+        let Some(u) = self.unknown_entry(now, id) else {
+            return;
+        };
+        if !u.sources.contains(&peer) {
+            u.sources.push(peer);
+            // A new source is news: do not wait out the backoff of the old ones.
+            u.retry_at = None;
+        }
+        self.haves.entry(id).or_default().insert(peer, bits);
+        self.fetch_manifest(id);
+    }
+
+    fn handle_have_update(&mut self, now: Instant, peer: NodeId, u: HaveUpdate) {
+        let id = u.broadcast;
+        let strategy = self.config.strategy;
+        let Some(b) = self.broadcasts.get_mut(&id) else {
+            return;
+        };
+        let total = b.layout.chunk_count();
+        let bits = self
+            .haves
+            .entry(id)
+            .or_default()
+            .entry(peer)
+            .or_insert_with(|| Bitfield::new(total));
+        let mut pieces = HashSet::new();
+        for c in u.chunks {
+            if c.0 < total && bits.set(c.0) {
+                pieces.insert(b.layout.piece_of[c.0 as usize]);
+            }
+        }
+        let usable = strategy.may_fetch_from(peer, b.origin);
+        if let Some(t) = b.transfer.as_mut().filter(|_| usable) {
+            for p in pieces {
+                if b.layout.chunks_of(p).all(|c| bits.get(c)) {
+                    t.handle_peer_piece(now, peer, p);
+                }
+            }
+        }
+        self.drain(now, id);
+    }
+
+    /// A fresh registry view: who is where, and every broadcast record.
+    pub fn handle_registry(
+        &mut self,
+        now: Instant,
+        nodes: Vec<RegistryEntry>,
+        broadcasts: Vec<BroadcastRecord>,
+    ) {
+        self.nodes = nodes;
+        for r in broadcasts {
+            let id = r.id;
+            let failed = r.state == BroadcastState::Failed;
+            self.records.insert(id, r);
+            if failed {
+                self.origin_failed(id);
+                continue;
+            }
+            if self.broadcasts.contains_key(&id) {
+                self.start_transfer(now, id);
+            } else if !self.lost.contains_key(&id) && self.unknown_entry(now, id).is_some() {
+                self.fetch_manifest(id);
+            }
+        }
+    }
+
+    /// The registry says the origin failed `id`: a receiver stops.
+    fn origin_failed(&mut self, id: BroadcastId) {
+        let Some(b) = self.broadcasts.get_mut(&id) else {
+            return;
+        };
+        if !matches!(b.state, State::Receiving) {
+            return;
+        }
+        warn!(broadcast = %id.short(), name = %b.manifest.name, "origin declared the broadcast failed; stopping");
+        b.state = State::Failed(Failure::OriginDeclared);
+        b.transfer = None;
+        self.push(BroadcastAction::AbortRequests { id });
+        self.push(BroadcastAction::Unserve { id });
+    }
+
+    /// The unknown entry of `id`, created if there is room; marks it heard of now.
+    fn unknown_entry(&mut self, now: Instant, id: BroadcastId) -> Option<&mut Unknown> {
+        if !self.unknown.contains_key(&id) && self.unknown.len() >= self.config.max_unknown {
+            return None;
+        }
+        let u = self.unknown.entry(id).or_insert(Unknown {
+            sources: Vec::new(),
+            fetching: false,
+            attempts: 0,
+            retry_at: None,
+            heard: now,
+        });
+        u.heard = now;
+        Some(u)
+    }
+
+    /// Start a manifest fetch for an unknown broadcast, unless one runs or it is backing off.
+    fn fetch_manifest(&mut self, id: BroadcastId) {
+        let Some(u) = self.unknown.get_mut(&id) else {
+            return;
+        };
+        if u.fetching || u.retry_at.is_some() {
+            return;
+        }
+        // Ask a neighbour that announced it, else dial the origin.
+        let from = if let Some(i) = u.sources.iter().position(|p| self.peers.contains(p)) {
+            ManifestSource::Peer(u.sources.remove(i))
+        } else {
+            let origin = self.records.get(&id).and_then(|r| {
+                let entry = self
+                    .nodes
+                    .iter()
+                    .find(|e| e.record.id == r.origin && e.status != Status::Dead)?;
+                Some(ManifestSource::Origin {
+                    node: r.origin,
+                    addr: entry.record.addrs.first().copied()?,
+                })
+            });
+            // Nobody to ask: the next announcement or registry view tries again.
+            let Some(origin) = origin else { return };
+            origin
+        };
+        u.fetching = true;
+        u.attempts += 1;
+        self.push(BroadcastAction::FetchManifest { id, from });
+    }
+
+    /// A manifest fetch ended: create the workspace, retry later, or fail for good.
+    pub fn handle_manifest_fetched(
+        &mut self,
+        now: Instant,
+        id: BroadcastId,
+        result: Result<Vec<u8>, ManifestFetchError>,
+    ) {
+        let Some(u) = self.unknown.get_mut(&id) else {
+            return;
+        };
+        let bytes = match result {
+            Ok(b) => b,
+            Err(e) => {
+                u.fetching = false;
+                let shift = u.attempts.saturating_sub(1).min(16);
+                let base = self
+                    .config
+                    .manifest_retry_min
+                    .saturating_mul(1 << shift)
+                    .min(self.config.manifest_retry_max);
+                // Up to half as much again at random, so that nodes do not retry in step.
+                let delay = base.mul_f64(1.0 + self.rng.random::<f64>() * 0.5);
+                debug!(broadcast = %id.short(), error = %e, attempts = u.attempts, ?delay, "manifest fetch failed; will retry");
+                u.retry_at = Some(now + delay);
+                return;
+            }
+        };
+        let manifest = match Manifest::decode(&bytes, &id, &self.config.limits) {
+            Ok(m) => m,
+            Err(e) => {
+                error!(broadcast = %id.short(), error = %e, "rejected manifest");
+                self.add_failed(id, String::new(), Failure::Manifest(Arc::new(e)));
+                return;
+            }
+        };
+        // Still `fetching` until the workspace exists: no second fetch meanwhile.
+        let manifest = Arc::new(manifest);
+        let layout = Arc::new(Layout::new(&manifest));
+        self.push(BroadcastAction::CreateWorkspace {
+            id,
+            bytes,
+            manifest,
+            layout,
+        });
+    }
+
+    /// The workspace of `id` could not be created: remember it as failed.
+    pub fn handle_workspace_failed(&mut self, id: BroadcastId, name: String, error: StoreError) {
+        error!(broadcast = %id.short(), %name, error = %error, "cannot create the workspace");
+        self.add_failed(id, name, Failure::Workspace(Arc::new(error)));
+    }
+
+    /// Create the transfer core once the origin is known.
+    fn start_transfer(&mut self, now: Instant, id: BroadcastId) {
+        let strategy = self.config.strategy;
+        let Some(b) = self.broadcasts.get_mut(&id) else {
+            return;
+        };
+        if b.transfer.is_some() || !matches!(b.state, State::Receiving) {
+            return;
+        }
+        if b.origin.is_none() {
+            b.origin = self.records.get(&id).map(|r| r.origin);
+        }
+        let Some(origin) = b.origin else {
+            debug!(broadcast = %id.short(), "waiting for the registry to name the origin");
+            return;
+        };
+        let pieces: Vec<u64> = b.layout.pieces.iter().map(|p| p.bytes).collect();
+        let held = b.piece_bitfield(&b.held_chunks);
+        let seed = self.rng.random();
+        let mut t = Transfer::new(self.config.swarm.clone(), pieces, held, origin, seed);
+        if let Some(haves) = self.haves.get(&id) {
+            for (peer, chunks) in haves {
+                if self.peers.contains(peer) && strategy.may_fetch_from(*peer, Some(origin)) {
+                    t.handle_peer_have(now, *peer, &b.piece_bitfield(chunks));
+                }
+            }
+        }
+        info!(broadcast = %id.short(), name = %b.manifest.name, pieces = b.layout.piece_count(), "receiving");
+        b.transfer = Some(t);
+        self.drain(now, id);
+    }
+
+    /// A request ended with every chunk of `piece` verified and written (not yet durable).
+    /// `bytes`: chunk payload bytes received.
+    pub fn handle_piece_received(
+        &mut self,
+        now: Instant,
+        id: BroadcastId,
+        peer: NodeId,
+        piece: u32,
+        bytes: u64,
+    ) {
+        let Some(b) = self.broadcasts.get_mut(&id) else {
+            return;
+        };
+        b.fetched_bytes += bytes;
+        let Some(t) = b.transfer.as_mut() else { return };
+        t.handle_piece_received(now, peer, piece);
+        b.commit_waiting = true;
+        self.drain(now, id);
+        self.start_commit(id);
+    }
+
+    /// A request ended otherwise. `bytes`: chunk payload bytes received before it did.
+    pub fn handle_piece_failed(
+        &mut self,
+        now: Instant,
+        id: BroadcastId,
+        peer: NodeId,
+        piece: u32,
+        error: &PieceError,
+        bytes: u64,
+    ) {
+        let Some(b) = self.broadcasts.get_mut(&id) else {
+            return;
+        };
+        b.fetched_bytes += bytes;
+        let Some(t) = b.transfer.as_mut() else { return };
+        match error {
+            PieceError::BadChunk { .. } => {
+                warn!(broadcast = %id.short(), peer = %peer.short(), piece, %error, "peer served a bad chunk");
+                t.handle_piece_bad(now, peer, piece);
+            }
+            PieceError::Declined => t.handle_piece_declined(now, peer, piece),
+            _ => {
+                debug!(broadcast = %id.short(), peer = %peer.short(), piece, %error, "piece request failed");
+                t.handle_piece_failed(now, peer, piece);
+            }
+        }
+        self.drain(now, id);
+    }
+
+    /// Start a group commit of `id` if pieces wait and none runs.
+    fn start_commit(&mut self, id: BroadcastId) {
+        let Some(b) = self.broadcasts.get_mut(&id) else {
+            return;
+        };
+        if b.commit_waiting && !b.commit_running {
+            b.commit_waiting = false;
+            b.commit_running = true;
+            self.push(BroadcastAction::Commit { id });
+        }
+    }
+
+    /// A commit ended: `chunks` are now durable (persist, then acknowledge). They become held,
+    /// are advertised to every neighbour and served; a failed commit fails the broadcast.
+    pub fn handle_durable(
+        &mut self,
+        now: Instant,
+        id: BroadcastId,
+        chunks: Result<Vec<u32>, StoreError>,
+    ) {
+        let Some(b) = self.broadcasts.get_mut(&id) else {
+            return;
+        };
+        b.commit_running = false;
+        let chunks = match chunks {
+            Ok(c) => c,
+            Err(e) => {
+                error!(broadcast = %id.short(), error = %e, "commit failed");
+                b.state = State::Failed(Failure::Commit(Arc::new(e)));
+                b.transfer = None;
+                return;
+            }
+        };
+        let mut pieces = HashSet::new();
+        for c in &chunks {
+            if b.held_chunks.set(*c) {
+                pieces.insert(b.layout.piece_of[*c as usize]);
+            }
+        }
+        let durable: Vec<u32> = pieces
+            .into_iter()
+            .filter(|p| b.layout.chunks_of(*p).all(|c| b.held_chunks.get(c)))
+            .collect();
+        if let Some(t) = b.transfer.as_mut() {
+            t.handle_durable(now, &durable);
+        }
+        if !chunks.is_empty() {
+            let msg = Message::HaveUpdate(HaveUpdate {
+                broadcast: id,
+                chunks: chunks.into_iter().map(ChunkIndex).collect(),
+            });
+            self.push(BroadcastAction::Flood { msg });
+        }
+        self.drain(now, id);
+        self.start_commit(id);
+    }
+
+    /// Publication under `received/` ended.
+    pub fn handle_finalized(
+        &mut self,
+        _now: Instant,
+        id: BroadcastId,
+        result: Result<PathBuf, StoreError>,
+    ) {
+        let Some(b) = self.broadcasts.get_mut(&id) else {
+            return;
+        };
+        b.finalizing = false;
+        match result {
+            Ok(path) => {
+                info!(broadcast = %id.short(), name = %b.manifest.name, path = %path.display(), "broadcast complete");
+                b.path = Some(path);
+                b.state = State::Complete;
+            }
+            Err(e) => {
+                error!(broadcast = %id.short(), error = %e, "cannot publish the received directory");
+                b.state = State::Failed(Failure::Finalize(Arc::new(e)));
+            }
+        }
+    }
+
+    /// The origin's source no longer matches the manifest at chunk `index`: the broadcast fails
+    /// (and the registry is told, through a new record version).
+    pub fn handle_source_changed(&mut self, id: BroadcastId, index: u32) {
+        let Some(b) = self.broadcasts.get_mut(&id) else {
+            return;
+        };
+        if !b.failed() {
+            let failure = Failure::SourceChanged { index };
+            error!(broadcast = %id.short(), name = %b.manifest.name, error = %failure, "broadcast FAILED: the source directory changed while it was being sent");
+            b.state = State::Failed(failure);
+            b.version += 1;
+        }
+    }
+
+    /// `bytes` of chunk payload of `id` went to `peer`.
+    pub fn handle_uploaded(&mut self, id: BroadcastId, peer: NodeId, bytes: u64) {
+        if let Some(b) = self.broadcasts.get_mut(&id) {
+            b.uploaded_bytes += bytes;
+        }
+        *self.uploaded_to.entry(peer).or_default() += bytes;
+    }
+
+    /// Every broadcast, for `node ls`, sorted by name then id.
+    pub fn list(&self) -> Vec<BroadcastInfo> {
+        let mut out: Vec<BroadcastInfo> =
+            self.broadcasts.iter().map(|(id, b)| b.info(*id)).collect();
+        for (id, l) in &self.lost {
+            out.push(BroadcastInfo {
+                id: id.to_hex(),
+                name: l.name.clone(),
+                state: "failed".into(),
+                chunks_held: 0,
+                chunks_total: 0,
+                bytes_held: 0,
+                bytes_total: 0,
+                path: None,
+                error: Some(l.failure.to_string()),
+                fetched_bytes: 0,
+                resumed_chunks: 0,
+                uploaded_bytes: 0,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        out
+    }
+
+    /// Progress, records and upload counters for membership and `node status`.
+    pub fn report(&self) -> DataReport {
+        DataReport {
+            progress: self
+                .broadcasts
+                .iter()
+                .filter(|(_, b)| !b.failed())
+                .map(|(id, b)| Progress {
+                    broadcast: *id,
+                    held: u64::from(b.held_chunks.count_ones()),
+                    total: u64::from(b.layout.chunk_count()),
+                })
+                .collect(),
+            records: self
+                .broadcasts
+                .iter()
+                .filter_map(|(id, b)| b.record(*id, self.me))
+                .collect(),
+            uploaded_to: self.uploaded_to.clone(),
+        }
+    }
+
+    /// The transfer core of `id`, while it is being received (for inspection).
+    pub fn transfer(&self, id: &BroadcastId) -> Option<&Transfer> {
+        self.broadcasts.get(id)?.transfer.as_ref()
+    }
+
+    fn transfer_mut(&mut self, id: BroadcastId) -> Option<&mut Transfer> {
+        self.broadcasts.get_mut(&id)?.transfer.as_mut()
+    }
+
+    fn push(&mut self, action: BroadcastAction) {
+        self.actions.push_back(action);
+    }
+
+    /// Turn the transfer's actions into the core's.
+    fn drain(&mut self, now: Instant, id: BroadcastId) {
+        loop {
+            let Some(b) = self.broadcasts.get_mut(&id) else {
+                return;
+            };
+            let Some(t) = b.transfer.as_mut() else { return };
+            let Some(action) = t.poll_action() else {
+                return;
+            };
+            match action {
+                SwarmAction::Request { peer, piece } => {
+                    if !self.peers.contains(&peer) {
+                        t.handle_peer_gone(now, peer);
+                        continue;
+                    }
+                    let range = b.layout.chunks_of(piece);
+                    self.actions.push_back(BroadcastAction::Request {
+                        id,
+                        peer,
+                        piece,
+                        first: range.start,
+                        count: range.end - range.start,
+                    });
+                }
+                SwarmAction::Cancel { peer, piece } => {
+                    self.actions
+                        .push_back(BroadcastAction::Cancel { id, peer, piece });
+                }
+                SwarmAction::Ban { peer } => {
+                    warn!(broadcast = %id.short(), peer = %peer.short(), "banning peer after repeated bad chunks");
+                    self.actions.push_back(BroadcastAction::Ban { peer });
+                }
+                SwarmAction::Complete => {
+                    if !b.finalizing && matches!(b.state, State::Receiving) {
+                        b.finalizing = true;
+                        self.actions.push_back(BroadcastAction::Finalize { id });
+                    }
+                }
+            }
+        }
+    }
+}

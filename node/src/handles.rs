@@ -1,0 +1,192 @@
+//! The narrow handles the daemon's tasks get instead of one shared context: who this node is
+//! ([`Me`]), how to dial ([`Dialer`]), what serves request streams ([`Server`]), and the
+//! [`StatusBoard`] that `node status` reads, which every task writes its own part of through a
+//! `watch` channel of its own.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use swarmcast_bootstrap::{BootstrapClient, ClientError};
+use swarmcast_certs::PeerInfo;
+use swarmcast_net::DialError;
+use swarmcast_proto::{
+    BroadcastId, BroadcastRecord, BroadcastState, NodeId, RegistryEntry, Role, Status,
+};
+use tokio::sync::{mpsc, watch};
+
+use crate::control::{FleetProgress, NeighbourStatus, NodeStatus, SeedStatus};
+use crate::data::DataReport;
+use crate::data::serve::{Catalog, ServeEvent};
+
+/// This node's identity and addresses.
+#[derive(Debug, Clone)]
+pub(crate) struct Me {
+    pub(crate) id: NodeId,
+    pub(crate) name: String,
+    pub(crate) incarnation: u64,
+    pub(crate) listen: SocketAddr,
+    pub(crate) advertise: SocketAddr,
+}
+
+/// Dials other nodes and bootstraps from this node's endpoint, with its client TLS config.
+#[derive(Debug, Clone)]
+pub(crate) struct Dialer {
+    endpoint: quinn::Endpoint,
+    client_config: quinn::ClientConfig,
+}
+
+impl Dialer {
+    pub(crate) fn new(endpoint: quinn::Endpoint, client_config: quinn::ClientConfig) -> Self {
+        Self {
+            endpoint,
+            client_config,
+        }
+    }
+
+    /// Dial `addr` and return the connection with the certificate identity met.
+    pub(crate) async fn connect(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<(quinn::Connection, PeerInfo), DialError> {
+        swarmcast_net::connect(&self.endpoint, &self.client_config, addr, timeout).await
+    }
+
+    /// Dial the bootstrap at `addr` (its certificate must carry the bootstrap role).
+    pub(crate) async fn bootstrap(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<BootstrapClient, ClientError> {
+        BootstrapClient::connect(&self.endpoint, &self.client_config, addr, timeout).await
+    }
+}
+
+/// What serves request streams (chunks and manifests): the catalog of servable broadcasts and
+/// where to report what happened.
+#[derive(Debug, Clone)]
+pub(crate) struct Server {
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) events: mpsc::Sender<ServeEvent>,
+}
+
+/// Membership's part of `node status`, and the latest registry view.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MembershipStatus {
+    pub(crate) bootstrap: Option<SocketAddr>,
+    pub(crate) registered: bool,
+    pub(crate) seeds: Vec<SeedStatus>,
+    pub(crate) registry_size: usize,
+    pub(crate) registry_alive: usize,
+    pub(crate) view: Vec<RegistryEntry>,
+    pub(crate) view_broadcasts: Vec<BroadcastRecord>,
+}
+
+/// The writing ends of the status board, one per task.
+#[derive(Debug)]
+pub(crate) struct BoardWriters {
+    pub(crate) membership: watch::Sender<MembershipStatus>,
+    pub(crate) neighbours: watch::Sender<Vec<NeighbourStatus>>,
+    pub(crate) data: watch::Sender<DataReport>,
+}
+
+/// What `node status` and `node fleet` read: the latest of each task's part.
+#[derive(Debug, Clone)]
+pub(crate) struct StatusBoard {
+    me: Me,
+    started: Instant,
+    membership: watch::Receiver<MembershipStatus>,
+    neighbours: watch::Receiver<Vec<NeighbourStatus>>,
+    data: watch::Receiver<DataReport>,
+}
+
+impl StatusBoard {
+    /// An empty board and its writers.
+    pub(crate) fn new(me: Me) -> (Self, BoardWriters) {
+        let (membership, membership_rx) = watch::channel(MembershipStatus::default());
+        let (neighbours, neighbours_rx) = watch::channel(Vec::new());
+        let (data, data_rx) = watch::channel(DataReport::default());
+        let board = Self {
+            me,
+            started: Instant::now(),
+            membership: membership_rx,
+            neighbours: neighbours_rx,
+            data: data_rx,
+        };
+        let writers = BoardWriters {
+            membership,
+            neighbours,
+            data,
+        };
+        (board, writers)
+    }
+
+    /// The data plane's report (progress, records, uploads) as membership reads it.
+    pub(crate) fn data(&self) -> watch::Receiver<DataReport> {
+        self.data.clone()
+    }
+
+    pub(crate) fn status(&self) -> NodeStatus {
+        let m = self.membership.borrow();
+        let uploaded_to = self
+            .data
+            .borrow()
+            .uploaded_to
+            .iter()
+            .map(|(id, bytes)| (id.to_hex(), *bytes))
+            .collect();
+        NodeStatus {
+            id: self.me.id.to_hex(),
+            name: self.me.name.clone(),
+            incarnation: self.me.incarnation,
+            listen: self.me.listen,
+            advertise: self.me.advertise,
+            registered: m.registered,
+            bootstrap: m.bootstrap,
+            seeds: m.seeds.clone(),
+            neighbours: self.neighbours.borrow().clone(),
+            registry_size: m.registry_size,
+            registry_alive: m.registry_alive,
+            uptime_s: self.started.elapsed().as_secs(),
+            uploaded_to,
+        }
+    }
+
+    /// Fleet progress of one broadcast from the latest registry view.
+    pub(crate) fn fleet(&self, id: BroadcastId) -> FleetProgress {
+        let m = self.membership.borrow();
+        let record = m.view_broadcasts.iter().find(|r| r.id == id);
+        let chunks = record.map_or(0, |r| r.chunks);
+        let mut out = FleetProgress {
+            id: id.to_hex(),
+            bytes: record.map_or(0, |r| r.size),
+            chunks,
+            nodes_alive: 0,
+            nodes_complete: 0,
+            chunks_held: 0,
+            failed: record
+                .filter(|r| r.state == BroadcastState::Failed)
+                .map(|_| crate::data::Failure::OriginDeclared.to_string()),
+            nodes: Vec::new(),
+        };
+        for e in &m.view {
+            if e.record.role != Role::Node || e.status != Status::Alive {
+                continue;
+            }
+            out.nodes_alive += 1;
+            let held = e
+                .record
+                .progress
+                .iter()
+                .find(|p| p.broadcast == id)
+                .map_or(0, |p| p.held.min(chunks));
+            out.chunks_held += held;
+            if chunks > 0 && held == chunks {
+                out.nodes_complete += 1;
+            }
+            out.nodes.push((e.record.name.clone(), held));
+        }
+        out
+    }
+}
