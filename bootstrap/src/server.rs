@@ -429,6 +429,7 @@ impl RequestPath {
                 config,
                 limits: Limits::default(),
                 registry,
+                changes: Mutex::new(ChangeLog::new(1, ChangeLogConfig::default())),
                 heartbeat: Mutex::new(0),
             },
         }
