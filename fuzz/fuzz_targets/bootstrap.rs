@@ -84,7 +84,7 @@ fuzz_target!(|data: &[u8]| {
                 );
             }
             (Message::Register(_), Message::Registered(_))
-            | (Message::Heartbeat(_), Message::Ack(_)) => {
+            | (Message::Heartbeat(_), Message::Ack(_) | Message::Registry(_)) => {
                 let reg = path.registry();
                 if let Some(record) = reg.get(&peer.id) {
                     assert_eq!(record.name, peer.name);

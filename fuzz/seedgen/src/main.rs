@@ -200,6 +200,7 @@ fn bootstrap() {
             id: node_id(i),
             version: Version::new(1, hb),
             addrs: record(i, 0).addrs,
+            changes_since: (hb % 2 == 0).then(RegistryCursor::default),
             progress: vec![Progress {
                 broadcast: BroadcastId([0x40; 32]),
                 held: hb,
