@@ -304,7 +304,7 @@ async fn serve_connection(conn: quinn::Connection, peer: PeerInfo, shared: Arc<S
                         }
                     };
                 let kind = request.kind();
-                let answer = handle_request(&shared, &peer, request);
+                let answer = handle_request(&shared, &peer, request, Instant::now());
                 if let Message::Error(e) = &answer {
                     warn!(request = kind, code = ?e.code, reason = %e.message, "request refused");
                 }
@@ -320,8 +320,7 @@ async fn serve_connection(conn: quinn::Connection, peer: PeerInfo, shared: Arc<S
 }
 
 /// Authorize and answer one request. Identity always comes from `peer` (the certificate).
-fn handle_request(shared: &Shared, peer: &PeerInfo, request: Message) -> Message {
-    let now = Instant::now();
+fn handle_request(shared: &Shared, peer: &PeerInfo, request: Message, now: Instant) -> Message {
     match request {
         Message::Register(r) => {
             if let Some(refusal) = check_own_entry(peer, r.id, &r.addrs) {
@@ -397,6 +396,77 @@ fn handle_request(shared: &Shared, peer: &PeerInfo, request: Message) -> Message
             ErrorCode::BadRequest,
             format!("{} is not a bootstrap request", other.kind()),
         ),
+    }
+}
+
+/// The request path of a bootstrap server without its QUIC shell: a frame as a peer's stream
+/// delivers it, decoded with the server's limits and answered by the same code, against a real
+/// registry core. For fuzzing (`fuzz/`, target `bootstrap`) and tests; the server itself goes
+/// through [`wire::read_message`].
+pub struct RequestPath {
+    shared: Shared,
+}
+
+impl std::fmt::Debug for RequestPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestPath")
+            .field("me", &self.shared.me)
+            .field("addr", &self.shared.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RequestPath {
+    /// A server identity `me` listening on `addr`, with an empty registry. Nothing is bound and
+    /// nothing is written to disk.
+    pub fn new(me: PeerInfo, addr: SocketAddr, config: BootstrapConfig) -> Self {
+        let registry = Mutex::new(Registry::new(config.registry.clone()));
+        Self {
+            shared: Shared {
+                me,
+                addr,
+                incarnation: 1,
+                config,
+                limits: Limits::default(),
+                registry,
+                changes: Mutex::new(ChangeLog::new(1, ChangeLogConfig::default())),
+                heartbeat: Mutex::new(0),
+            },
+        }
+    }
+
+    /// Decode `frame` (length prefix, body and any payload, as sent on a request stream) the
+    /// way the server does and answer it as coming from `peer` at `now`. `Err` where the server
+    /// would close the stream or the connection: undecodable bytes, an incomplete frame, or a
+    /// payload frame (chunk or manifest data) where a request was expected.
+    pub fn answer(
+        &self,
+        peer: &PeerInfo,
+        frame: &[u8],
+        now: Instant,
+    ) -> Result<Message, WireError> {
+        match swarmcast_proto::decode(frame, &self.shared.limits)? {
+            None => Err(WireError::Unexpected("incomplete frame")),
+            Some((swarmcast_proto::Frame::Message(m), _)) => {
+                Ok(handle_request(&self.shared, peer, m, now))
+            }
+            Some(_) => Err(WireError::Unexpected(
+                "payload frame where a message was expected",
+            )),
+        }
+    }
+
+    /// Bump this server's own entry and advance the registry's clock, as its tick does.
+    pub fn tick(&self, now: Instant) {
+        self.shared.beat(now);
+        let mut reg = self.shared.registry();
+        reg.handle_timeout(now);
+        while reg.poll_event().is_some() {}
+    }
+
+    /// The registry core, for what a fellow's answers do to it (see `exchange`).
+    pub fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.shared.registry()
     }
 }
 

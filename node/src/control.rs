@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use swarmcast_proto::{Limits, PREFIX_LEN, check_prefix, decode_body, encode_value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, warn};
 
@@ -174,12 +174,48 @@ pub enum ControlError {
     Unexpected(&'static str),
 }
 
+/// Longest error text the daemon sends back for a request it could not read, in bytes. The
+/// decoder's error can quote the request (serde names an unknown variant verbatim), and a
+/// request may be as large as a frame.
+pub const MAX_ERROR_TEXT: usize = 1024;
+
+/// `text` cut to at most [`MAX_ERROR_TEXT`] bytes (at a character boundary), marked with `…`
+/// when cut.
+fn bounded(mut text: String) -> String {
+    if text.len() > MAX_ERROR_TEXT {
+        let mut end = MAX_ERROR_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 /// Path of the socket for a data dir.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join(SOCKET)
 }
 
-async fn read_value<T: DeserializeOwned>(s: &mut UnixStream) -> Result<T, ControlError> {
+/// Read one request the way the daemon reads it from a local client (length prefix checked
+/// against the wire's default [`Limits`] before the body is allocated, then the body scanned and
+/// decoded). For fuzzing (`fuzz/`, target `control`): [`serve`] uses exactly this on each
+/// connection.
+pub async fn read_request<R: AsyncRead + Unpin>(r: &mut R) -> Result<ControlRequest, ControlError> {
+    read_value(r).await
+}
+
+/// Read one answer the way the CLI reads the daemon's (same framing as [`read_request`]).
+pub async fn read_response<R: AsyncRead + Unpin>(
+    r: &mut R,
+) -> Result<ControlResponse, ControlError> {
+    read_value(r).await
+}
+
+async fn read_value<T: DeserializeOwned, R: AsyncRead + Unpin>(
+    s: &mut R,
+) -> Result<T, ControlError> {
     let limits = Limits::default();
     let mut prefix = [0u8; PREFIX_LEN];
     s.read_exact(&mut prefix).await?;
@@ -213,7 +249,7 @@ pub async fn call(
                     reason,
                 })?;
         write_value(&mut s, request).await?;
-        read_value::<ControlResponse>(&mut s).await
+        read_response(&mut s).await
     };
     tokio::time::timeout(timeout, exchange)
         .await
@@ -299,11 +335,11 @@ pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>) {
         };
         let handler = handler.clone();
         tokio::spawn(async move {
-            let answer = match read_value::<ControlRequest>(&mut stream).await {
+            let answer = match read_request(&mut stream).await {
                 Ok(req) => handler.handle(req).await,
                 Err(e) => {
-                    debug!(error = %e, "bad control request");
-                    ControlResponse::Error(e.to_string())
+                    debug!(error = %bounded(e.to_string()), "bad control request");
+                    ControlResponse::Error(bounded(e.to_string()))
                 }
             };
             if let Err(e) = write_value(&mut stream, &answer).await {
@@ -366,6 +402,32 @@ mod tests {
         s.write_all(&[0xff, 0xff, 0xff, 0xff]).await.expect("write");
         let answer: ControlResponse = read_value(&mut s).await.expect("answer");
         assert!(matches!(answer, ControlResponse::Error(_)));
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_huge_bad_request_still_gets_an_error_answer() {
+        // serde names an unknown variant verbatim in its error: echoed whole, a request of
+        // nearly the largest frame made an answer too large to send, and the client heard
+        // nothing.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listener = bind(dir.path()).await.expect("bind");
+        let server = tokio::spawn(serve(listener, Arc::new(Fixed)));
+        let name = "x".repeat(Limits::default().max_frame as usize - 5);
+        let mut frame = Vec::new();
+        encode_value(&name, &Limits::default(), &mut frame).expect("encode");
+        let mut s = UnixStream::connect(socket_path(dir.path()))
+            .await
+            .expect("connect");
+        s.write_all(&frame).await.expect("write");
+        let answer = read_response(&mut s).await.expect("an answer");
+        match answer {
+            ControlResponse::Error(e) => {
+                assert!(e.contains("unknown variant"), "{e}");
+                assert!(e.len() <= 2 * MAX_ERROR_TEXT, "{} bytes", e.len());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
         server.abort();
     }
 }
