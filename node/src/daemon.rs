@@ -63,6 +63,8 @@ pub struct NodeConfig {
     /// Test-only fault: wait this long before serving each chunk request, to slow a transfer
     /// down enough to interrupt it mid-way (`SWARMCAST_FAULT_SERVE_DELAY_MS`).
     pub fault_serve_delay: Option<Duration>,
+    /// Members of this group (gid) may use the control socket too (`--control-group`).
+    pub control_group: Option<u32>,
 }
 
 impl NodeConfig {
@@ -79,6 +81,7 @@ impl NodeConfig {
             strategy: Strategy::Swarm,
             fault_corrupt: false,
             fault_serve_delay: None,
+            control_group: None,
         }
     }
 }
@@ -274,7 +277,11 @@ impl Shared {
 }
 
 impl control::Handler for Shared {
-    async fn handle(&self, request: ControlRequest) -> ControlResponse {
+    async fn handle(
+        &self,
+        caller: control::Credentials,
+        request: ControlRequest,
+    ) -> ControlResponse {
         match request {
             ControlRequest::Status => ControlResponse::Status(Box::new(self.status())),
             ControlRequest::Send { dir, chunk_size } => {
@@ -282,6 +289,7 @@ impl control::Handler for Shared {
                 let input = DataInput::Publish {
                     dir,
                     chunk_size,
+                    read_as: crate::manifest::ReadAs::caller(caller),
                     reply,
                 };
                 if self.data_tx.send(input).await.is_err() {
@@ -330,9 +338,9 @@ pub async fn run(
         let what = what.to_owned();
         move |source| NodeError::Io { what, source }
     };
-    std::fs::create_dir_all(&config.data_dir).map_err(io("creating the data dir"))?;
+    control::prepare_data_dir(&config.data_dir, config.control_group)?;
     // Own the data dir before anything else: a second daemon on it must fail fast.
-    let control_listener = control::bind(&config.data_dir).await?;
+    let control_listener = control::bind(&config.data_dir, config.control_group).await?;
     let incarnation =
         swarmcast_net::incarnation::next(Some(&config.data_dir)).map_err(io("incarnation file"))?;
 
@@ -369,7 +377,8 @@ pub async fn run(
     });
     info!(id = %shared.id, name = %shared.name, %listen, %advertise, incarnation, "node starting");
 
-    let mut control_task = tokio::spawn(control::serve(control_listener, shared.clone()));
+    let access = control::ControlAccess::own(shared.config.control_group);
+    let mut control_task = tokio::spawn(control::serve(control_listener, shared.clone(), access));
     let (peers_tx, peers_rx) = mpsc::channel(256);
     let mut peers_task = tokio::spawn(
         peers::run(shared.clone(), peers_tx.clone(), peers_rx).instrument(info_span!("peers")),

@@ -11,4 +11,5 @@ mod bench_control;
 mod chaos_cli;
 mod control_plane;
 mod data_plane;
+mod local_users;
 mod support;

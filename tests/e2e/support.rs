@@ -159,14 +159,41 @@ impl Cluster {
     }
 
     fn spawn_env(&mut self, name: &str, args: Vec<String>, env: &[(&str, &str)]) -> Result<usize> {
+        let mut cmd = Command::new(bin());
+        cmd.args(&args);
+        self.spawn_cmd(name, cmd, env)
+    }
+
+    /// Start a node under a shell that first sets `umask` (e.g. "000"); returns its index.
+    pub fn node_umask(
+        &mut self,
+        name: &str,
+        seeds: &[SocketAddr],
+        extra: &[&str],
+        umask: &str,
+    ) -> Result<usize> {
+        let identity = self.issue(name, "node")?;
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!("umask {umask} && exec \"$0\" \"$@\""), bin()])
+            .args(["node", "join", "--identity"])
+            .arg(&identity)
+            .arg("--data-dir")
+            .arg(self.data_dir(name))
+            .args(["--heartbeat", &format!("{}ms", HEARTBEAT.as_millis())]);
+        for s in seeds {
+            cmd.arg("--seed").arg(s.to_string());
+        }
+        cmd.args(extra);
+        self.spawn_cmd(name, cmd, &[])
+    }
+
+    fn spawn_cmd(&mut self, name: &str, mut cmd: Command, env: &[(&str, &str)]) -> Result<usize> {
         let log = self
             .dir
             .path()
             .join(format!("{name}.{}.log", self.procs.len()));
         let file = std::fs::File::create(&log)?;
-        let mut cmd = Command::new(bin());
-        cmd.args(&args)
-            .env("RUST_LOG", "info,quinn=warn")
+        cmd.env("RUST_LOG", "info,quinn=warn")
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file);

@@ -73,6 +73,8 @@ pub(crate) enum DataInput {
     Publish {
         dir: PathBuf,
         chunk_size: u32,
+        /// Whose permissions the directory is read with.
+        read_as: crate::manifest::ReadAs,
         reply: oneshot::Sender<Result<PublishInfo, String>>,
     },
     /// `node ls`.
@@ -570,12 +572,13 @@ impl DataPlane {
             DataInput::Publish {
                 dir,
                 chunk_size,
+                read_as,
                 reply,
             } => {
                 let limits = self.limits;
                 let tx = self.tx.clone();
                 tokio::task::spawn_blocking(move || {
-                    let result = Manifest::from_dir(&dir, chunk_size, &limits)
+                    let result = Manifest::from_dir_as(&dir, chunk_size, &limits, &read_as)
                         .map_err(|e| e.to_string())
                         .and_then(|m| {
                             let canonical = dir.canonicalize().map_err(|e| e.to_string())?;
