@@ -285,6 +285,9 @@ pub(crate) struct BootstrapArgs {
     /// Push-pull period with each fellow.
     #[arg(long, default_value = "300ms", value_parser = parse_duration)]
     pub(crate) anti_entropy: Duration,
+    /// Serve Prometheus metrics (`GET /metrics`) on this TCP address, e.g. 127.0.0.1:9400.
+    #[arg(long)]
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -373,6 +376,9 @@ pub(crate) struct JoinArgs {
     /// owned by the group. Without it, only the daemon's user and root may.
     #[arg(long, value_parser = parse_group)]
     pub(crate) control_group: Option<u32>,
+    /// Serve Prometheus metrics (`GET /metrics`) on this TCP address, e.g. 127.0.0.1:9401.
+    #[arg(long)]
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 /// A group name, as its gid (`--control-group`).

@@ -8,6 +8,7 @@
 //! `swarmcast_net`, shared with the node daemon.
 
 pub mod client;
+pub mod metrics;
 pub mod registry;
 pub mod server;
 pub mod snapshot;

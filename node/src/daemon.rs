@@ -65,6 +65,8 @@ pub struct NodeConfig {
     pub fault_serve_delay: Option<Duration>,
     /// Members of this group (gid) may use the control socket too (`--control-group`).
     pub control_group: Option<u32>,
+    /// Serve Prometheus metrics on this address (`--metrics`).
+    pub metrics: Option<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -82,6 +84,7 @@ impl NodeConfig {
             fault_corrupt: false,
             fault_serve_delay: None,
             control_group: None,
+            metrics: None,
         }
     }
 }
@@ -118,6 +121,9 @@ pub enum NodeError {
     /// The control socket could not be set up.
     #[error(transparent)]
     Control(#[from] control::ControlError),
+    /// The metrics address could not be bound.
+    #[error(transparent)]
+    Metrics(#[from] swarmcast_metrics::MetricsError),
     /// Joining timed out.
     #[error(transparent)]
     Join(#[from] JoinError),
@@ -341,6 +347,11 @@ pub async fn run(
     control::prepare_data_dir(&config.data_dir, config.control_group)?;
     // Own the data dir before anything else: a second daemon on it must fail fast.
     let control_listener = control::bind(&config.data_dir, config.control_group).await?;
+    let (metrics, registry) = crate::metrics::Metrics::new();
+    let metrics_listener = match config.metrics {
+        Some(addr) => Some(swarmcast_metrics::bind(addr).await?),
+        None => None,
+    };
     let incarnation =
         swarmcast_net::incarnation::next(Some(&config.data_dir)).map_err(io("incarnation file"))?;
 
@@ -378,6 +389,12 @@ pub async fn run(
     info!(id = %shared.id, name = %shared.name, %listen, %advertise, incarnation, "node starting");
 
     let access = control::ControlAccess::own(shared.config.control_group);
+    let metrics_task = metrics_listener.map(|l| {
+        if let Ok(addr) = l.local_addr() {
+            info!(%addr, "serving metrics");
+        }
+        tokio::spawn(swarmcast_metrics::serve(l, Arc::new(registry)))
+    });
     let mut control_task = tokio::spawn(control::serve(control_listener, shared.clone(), access));
     let (peers_tx, peers_rx) = mpsc::channel(256);
     let mut peers_task = tokio::spawn(
@@ -388,7 +405,8 @@ pub async fn run(
         data_tx,
         peers_tx.clone(),
         shared.catalog.clone(),
-    );
+    )
+    .with_metrics(metrics);
     let mut data_task = tokio::spawn(data.run(data_rx, serve_rx).instrument(info_span!("data")));
     let membership = Membership::new(shared.clone(), peers_tx);
     // An internal task that ends is a bug (a panic): stop loudly so that a supervisor restarts
@@ -412,6 +430,9 @@ pub async fn run(
     };
     info!("node stopping");
     control_task.abort();
+    if let Some(t) = metrics_task {
+        t.abort();
+    }
     peers_task.abort();
     data_task.abort();
     let _ = std::fs::remove_file(control::socket_path(&shared.config.data_dir));

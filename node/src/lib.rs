@@ -14,6 +14,7 @@ mod daemon;
 pub mod data;
 pub mod manifest;
 mod membership;
+pub mod metrics;
 pub mod neighbours;
 mod peers;
 pub mod store;

@@ -12,4 +12,5 @@ mod chaos_cli;
 mod control_plane;
 mod data_plane;
 mod local_users;
+mod metrics;
 mod support;

@@ -216,6 +216,17 @@ impl Cluster {
         listen: SocketAddr,
         peers: &[SocketAddr],
     ) -> Result<usize> {
+        self.bootstrap_extra(name, listen, peers, &[])
+    }
+
+    /// Start a bootstrap with extra flags; returns its index in `procs`.
+    pub fn bootstrap_extra(
+        &mut self,
+        name: &str,
+        listen: SocketAddr,
+        peers: &[SocketAddr],
+        extra: &[&str],
+    ) -> Result<usize> {
         let identity = self.issue(name, "bootstrap")?;
         let mut args = vec![
             "bootstrap".to_owned(),
@@ -242,6 +253,7 @@ impl Cluster {
             args.push("--peer".into());
             args.push(p.to_string());
         }
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
         self.spawn(name, args)
     }
 

@@ -324,6 +324,7 @@ pub(crate) struct DataPlane {
     /// Chunk bytes uploaded to each peer by this process (the traffic matrix's row).
     uploaded_to: HashMap<NodeId, u64>,
     seed: u64,
+    metrics: crate::metrics::Metrics,
 }
 
 impl DataPlane {
@@ -349,7 +350,14 @@ impl DataPlane {
             nodes: Vec::new(),
             uploaded_to: HashMap::new(),
             seed: rand::random(),
+            metrics: crate::metrics::Metrics::default(),
         }
+    }
+
+    /// Count into `metrics` (`--metrics`).
+    pub(crate) fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Reload every broadcast of the data dir: origins resume seeding, receivers resume fetching.
@@ -627,13 +635,16 @@ impl DataPlane {
                 };
                 b.in_flight.remove(&(peer, piece));
                 b.fetched_bytes += bytes;
+                self.metrics.downloaded(&id, bytes);
                 let Some(t) = b.transfer.as_mut() else { return };
                 match outcome {
                     Outcome::Ok => {
+                        self.metrics.piece_verified();
                         t.handle_piece_received(now, peer, piece);
                         b.dirty = true;
                     }
                     Outcome::Bad(why) => {
+                        self.metrics.piece_rejected();
                         warn!(broadcast = %id.short(), peer = %peer.short(), piece, %why, "peer served a bad chunk");
                         t.handle_piece_bad(now, peer, piece);
                     }
@@ -672,6 +683,7 @@ impl DataPlane {
                 }
             }
             DataInput::Serve(ServeEvent::Uploaded { id, peer, bytes }) => {
+                self.metrics.uploaded(&id, bytes);
                 if let Some(b) = self.broadcasts.get_mut(&id) {
                     b.uploaded_bytes += bytes;
                 }
@@ -1056,6 +1068,7 @@ impl DataPlane {
             }
             SwarmAction::Ban { peer } => {
                 warn!(broadcast = %id.short(), peer = %peer.short(), "banning peer after repeated bad chunks");
+                self.metrics.peer_banned();
                 let _ = self
                     .peers_tx
                     .try_send(crate::peers::Input::Ban { id: peer });
@@ -1088,5 +1101,16 @@ impl DataPlane {
             .collect();
         self.shared
             .set_data(progress, records, self.uploaded_to.clone());
+        let mut states = [0usize; 4];
+        for b in self.broadcasts.values() {
+            states[match b.state {
+                State::Seeding => 0,
+                State::Receiving => 1,
+                State::Complete => 2,
+                State::Failed(_) => 3,
+            }] += 1;
+        }
+        states[3] += self.failed.len();
+        self.metrics.set_state(self.peers.len(), states);
     }
 }
