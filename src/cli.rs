@@ -318,6 +318,9 @@ pub(crate) struct BootstrapArgs {
     /// Push-pull period with each fellow.
     #[arg(long, default_value = "300ms", value_parser = parse_duration)]
     pub(crate) anti_entropy: Duration,
+    /// Serve Prometheus metrics (`GET /metrics`) on this TCP address, e.g. 127.0.0.1:9400.
+    #[arg(long)]
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -401,6 +404,19 @@ pub(crate) struct JoinArgs {
     /// fleet size so that every receiver is connected to the origin).
     #[arg(long, value_enum, default_value_t = StrategyArg::Swarm)]
     pub(crate) strategy: StrategyArg,
+    /// Members of this group may use the control socket too (`node send`, `node status`;
+    /// `node send` reads as the caller): the data dir becomes 0710 and the socket 0660,
+    /// owned by the group. Without it, only the daemon's user and root may.
+    #[arg(long, value_parser = parse_group)]
+    pub(crate) control_group: Option<u32>,
+    /// Serve Prometheus metrics (`GET /metrics`) on this TCP address, e.g. 127.0.0.1:9401.
+    #[arg(long)]
+    pub(crate) metrics: Option<SocketAddr>,
+}
+
+/// A group name, as its gid (`--control-group`).
+pub(crate) fn parse_group(s: &str) -> Result<u32, String> {
+    swarmcast_node::control::group_by_name(s).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

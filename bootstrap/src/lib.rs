@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod listing;
+pub mod metrics;
 pub mod registry;
 pub mod server;
 pub mod snapshot;

@@ -44,6 +44,8 @@ pub struct BootstrapConfig {
     pub snapshot_interval: Duration,
     /// Timeout of one request to a fellow.
     pub request_timeout: Duration,
+    /// Serve Prometheus metrics on this address (`--metrics`).
+    pub metrics: Option<SocketAddr>,
 }
 
 impl BootstrapConfig {
@@ -56,6 +58,7 @@ impl BootstrapConfig {
             registry: RegistryConfig::default(),
             anti_entropy_interval: Duration::from_millis(300),
             snapshot_interval: Duration::from_secs(1),
+            metrics: None,
             request_timeout: Duration::from_secs(2),
         }
     }
@@ -65,6 +68,9 @@ impl BootstrapConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BootstrapError {
+    /// The metrics address could not be bound.
+    #[error(transparent)]
+    Metrics(#[from] swarmcast_metrics::MetricsError),
     /// The identity's certificate does not have the bootstrap role.
     #[error("identity {name} has role {role}; a bootstrap needs a bootstrap certificate")]
     WrongRole {
@@ -167,6 +173,10 @@ pub async fn run(
     if config.listen.ip().is_unspecified() {
         return Err(BootstrapError::Unspecified(config.listen));
     }
+    let metrics_listener = match config.metrics {
+        Some(addr) => Some(swarmcast_metrics::bind(addr).await?),
+        None => None,
+    };
     let transport = swarmcast_net::transport_config();
     let server = identity.server_config(transport.clone())?;
     let client_config = identity.client_config(transport)?;
@@ -221,8 +231,20 @@ pub async fn run(
     shared.beat(Instant::now());
 
     let mut tasks = JoinSet::new();
+    let (metrics, metrics_registry) = crate::metrics::BootstrapMetrics::new();
+    if let Some(l) = metrics_listener {
+        if let Ok(addr) = l.local_addr() {
+            info!(%addr, "serving metrics");
+        }
+        tasks.spawn(swarmcast_metrics::serve(l, Arc::new(metrics_registry)));
+    }
     tasks.spawn(accept_loop(endpoint.clone(), shared.clone()));
-    tasks.spawn(tick_loop(endpoint.clone(), client_config, shared.clone()));
+    tasks.spawn(tick_loop(
+        endpoint.clone(),
+        client_config,
+        shared.clone(),
+        metrics,
+    ));
     if shared.config.data_dir.is_some() {
         tasks.spawn(snapshot_loop(shared.clone()));
     }
@@ -507,6 +529,7 @@ async fn tick_loop(
     endpoint: quinn::Endpoint,
     client_config: quinn::ClientConfig,
     shared: Arc<Shared>,
+    metrics: crate::metrics::BootstrapMetrics,
 ) {
     let mut interval = tokio::time::interval(shared.config.anti_entropy_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -522,6 +545,13 @@ async fn tick_loop(
             while let Some(event) = reg.poll_event() {
                 info!(?event, "registry");
             }
+            let mut counts = [(Status::Alive, 0), (Status::Suspect, 0), (Status::Dead, 0)];
+            for e in reg.view(now).nodes {
+                if let Some(c) = counts.iter_mut().find(|(s, _)| *s == e.status) {
+                    c.1 += 1;
+                }
+            }
+            metrics.set_entries(counts);
         }
         for addr in shared.fellows(now) {
             let alive = fellows.get(&addr).is_some_and(|h| !h.is_finished());
@@ -531,6 +561,7 @@ async fn tick_loop(
                     client_config.clone(),
                     shared.clone(),
                     addr,
+                    metrics.clone(),
                 )
                 .instrument(info_span!("fellow", %addr));
                 fellows.insert(addr, tokio::spawn(task));
@@ -545,6 +576,7 @@ async fn replicate(
     client_config: quinn::ClientConfig,
     shared: Arc<Shared>,
     addr: SocketAddr,
+    metrics: crate::metrics::BootstrapMetrics,
 ) {
     let period = shared.config.anti_entropy_interval;
     let timeout = shared.config.request_timeout;
@@ -578,7 +610,11 @@ async fn replicate(
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            if let Err(e) = exchange(&conn, &shared, timeout).await {
+            let result = exchange(&conn, &shared, timeout).await;
+            if result.is_ok() {
+                metrics.round();
+            }
+            if let Err(e) = result {
                 if matches!(e, ClientError::Wire(WireError::Refused { .. })) {
                     warn!(error = %e, "fellow refused replication");
                 } else {

@@ -1,6 +1,17 @@
-//! The local control socket: how `node status` (and later `node send`, `node ls`) talk to the
-//! running daemon. A Unix socket at `<data-dir>/control.sock`, one request and one answer per
+//! The local control socket: how `node status`, `node send`, `node ls` talk to the running
+//! daemon. A Unix socket at `<data-dir>/control.sock`, one request and one answer per
 //! connection, framed like the wire protocol (u32 length + named msgpack).
+//!
+//! It is private whatever the umask of whoever started the daemon ([`prepare_data_dir`],
+//! [`bind`]):
+//! * the daemon's umask becomes 077, the data dir is made 0700 and the socket 0600 (with a
+//!   `--control-group`: 0710 and 0660, group-owned by it);
+//! * every connection's credentials are read from the kernel (`SO_PEERCRED`): only the daemon's
+//!   own uid, root and members of the control group ([`ControlAccess`]) are answered, anyone
+//!   else gets [`ControlResponse::Refused`] before a byte of their request is read;
+//! * the handler is told who asked ([`Credentials`], with the caller's supplementary groups),
+//!   so that `node send` reads the directory with the caller's permissions, not the daemon's
+//!   ([`ReadAs`](crate::manifest::ReadAs)).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +24,8 @@ use swarmcast_proto::{Limits, PREFIX_LEN, check_prefix, decode_body, encode_valu
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, warn};
+
+pub use crate::manifest::Credentials;
 
 /// File name of the socket inside the data dir.
 pub const SOCKET: &str = "control.sock";
@@ -53,6 +66,8 @@ pub enum ControlResponse {
     Fleet(FleetProgress),
     /// The request failed.
     Error(String),
+    /// The caller may not use this daemon (see [`ControlAccess`]).
+    Refused(String),
 }
 
 /// `node status` (also its JSON shape).
@@ -151,9 +166,34 @@ pub enum ControlError {
         /// The underlying error.
         reason: std::io::Error,
     },
+    /// The socket or data dir is not ours to open: a daemon of another user.
+    #[error(
+        "permission denied on {socket}: the control socket is private to the user the daemon \
+         runs as, root and its --control-group ({reason})"
+    )]
+    Forbidden {
+        /// The socket path.
+        socket: PathBuf,
+        /// The underlying error.
+        reason: std::io::Error,
+    },
+    /// The daemon refused this caller.
+    #[error("the daemon refused this request: {0}")]
+    Refused(String),
     /// A daemon already owns the data dir.
     #[error("a daemon is already running with data dir {0}")]
     AlreadyRunning(PathBuf),
+    /// The data dir exists but is not a directory owned by this user.
+    #[error("data dir {dir}: {why}")]
+    DataDir {
+        /// The data dir.
+        dir: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// No such group (`--control-group`).
+    #[error("no group named {0:?}")]
+    NoSuchGroup(String),
     /// Socket I/O failed.
     #[error("control socket: {0}")]
     Io(#[from] std::io::Error),
@@ -241,14 +281,22 @@ pub async fn call(
     let path = socket_path(data_dir);
     let timeout = Duration::from_secs(10);
     let exchange = async {
-        let mut s =
-            UnixStream::connect(&path)
-                .await
-                .map_err(|reason| ControlError::NotRunning {
+        let mut s = UnixStream::connect(&path)
+            .await
+            .map_err(|reason| match reason.kind() {
+                std::io::ErrorKind::PermissionDenied => ControlError::Forbidden {
+                    socket: path.clone(),
+                    reason,
+                },
+                _ => ControlError::NotRunning {
                     dir: data_dir.to_owned(),
                     reason,
-                })?;
-        write_value(&mut s, request).await?;
+                },
+            })?;
+        if let Err(e) = write_value(&mut s, request).await {
+            // A daemon that refuses us answers and closes without reading: read its answer.
+            return read_response(&mut s).await.map_err(|_| e);
+        }
         read_response(&mut s).await
     };
     tokio::time::timeout(timeout, exchange)
@@ -296,34 +344,174 @@ pub async fn fleet(data_dir: &Path, id: &str) -> Result<FleetProgress, ControlEr
 fn refusal(answer: ControlResponse) -> ControlError {
     match answer {
         ControlResponse::Error(e) => ControlError::Daemon(e),
+        ControlResponse::Refused(e) => ControlError::Refused(e),
         _ => ControlError::Unexpected("a different kind of answer"),
     }
 }
 
-/// Bind the control socket, refusing if a live daemon already answers on it.
-pub async fn bind(data_dir: &Path) -> Result<UnixListener, ControlError> {
+/// Who may use the control socket besides root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlAccess {
+    /// The daemon's own effective uid.
+    pub uid: u32,
+    /// Members of this group (primary or supplementary) too (`--control-group`).
+    pub group: Option<u32>,
+}
+
+impl ControlAccess {
+    /// The daemon's own user, and members of `group` if given.
+    pub fn own(group: Option<u32>) -> Self {
+        Self {
+            uid: nix::unistd::geteuid().as_raw(),
+            group,
+        }
+    }
+
+    /// Whether `caller` may use the socket.
+    pub fn allows(&self, caller: &Credentials) -> bool {
+        caller.uid == 0
+            || caller.uid == self.uid
+            || self
+                .group
+                .is_some_and(|g| caller.gid == g || caller.groups.contains(&g))
+    }
+
+    fn refusal(&self, caller: &Credentials) -> String {
+        let group = match self.group {
+            Some(g) => format!(", root and members of group {g}"),
+            None => " and root".to_owned(),
+        };
+        format!(
+            "permission denied: uid {} may not use this daemon (only uid {}{group} may)",
+            caller.uid, self.uid
+        )
+    }
+}
+
+/// The gid of a group named on the command line (`--control-group`).
+pub fn group_by_name(name: &str) -> Result<u32, ControlError> {
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => Err(ControlError::NoSuchGroup(name.to_owned())),
+        Err(e) => Err(ControlError::Io(e.into())),
+    }
+}
+
+/// Make the daemon's files private whatever the umask it was started with: set the process
+/// umask to 077, create `data_dir` 0700 (0710 and group-owned with a control group, so that
+/// its members can reach the socket), and tighten an existing one that is open to others.
+///
+/// Refuses a data dir that is a symlink, not a directory, or owned by another user.
+pub fn prepare_data_dir(data_dir: &Path, group: Option<u32>) -> Result<(), ControlError> {
+    use nix::sys::stat::Mode;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    nix::sys::stat::umask(Mode::from_bits_truncate(0o077));
+    let bad = |why: &str| ControlError::DataDir {
+        dir: data_dir.to_owned(),
+        why: why.to_owned(),
+    };
+    if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(data_dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e.into()),
+    }
+    let meta = std::fs::symlink_metadata(data_dir)?;
+    if !meta.is_dir() {
+        return Err(bad("not a directory (or a symlink)"));
+    }
+    if meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(bad(&format!(
+            "owned by uid {}, not by this daemon's user",
+            meta.uid()
+        )));
+    }
+    let want = match group {
+        Some(g) => {
+            nix::unistd::chown(data_dir, None, Some(nix::unistd::Gid::from_raw(g)))
+                .map_err(std::io::Error::from)?;
+            0o710
+        }
+        None => 0o700,
+    };
+    if meta.mode() & 0o7777 != want {
+        if meta.mode() & 0o077 & !want != 0 {
+            warn!(dir = %data_dir.display(), mode = format!("{:o}", meta.mode() & 0o7777), "data dir was open to others; making it private");
+        }
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(want))?;
+    }
+    Ok(())
+}
+
+/// Bind the control socket, refusing if a live daemon already answers on it; the socket is
+/// made 0600 (0660 and group-owned with a control group).
+pub async fn bind(data_dir: &Path, group: Option<u32>) -> Result<UnixListener, ControlError> {
+    use std::os::unix::fs::PermissionsExt;
     let path = socket_path(data_dir);
     if path.exists() {
-        if UnixStream::connect(&path).await.is_ok() {
-            return Err(ControlError::AlreadyRunning(data_dir.to_owned()));
+        match UnixStream::connect(&path).await {
+            Ok(_) => return Err(ControlError::AlreadyRunning(data_dir.to_owned())),
+            // A stale socket of a daemon that died.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                std::fs::remove_file(&path)?;
+            }
+            Err(e) => return Err(e.into()),
         }
-        // A stale socket of a daemon that died.
-        std::fs::remove_file(&path)?;
     }
-    Ok(UnixListener::bind(&path)?)
+    let listener = UnixListener::bind(&path)?;
+    let mode = match group {
+        Some(g) => {
+            nix::unistd::chown(&path, None, Some(nix::unistd::Gid::from_raw(g)))
+                .map_err(std::io::Error::from)?;
+            0o660
+        }
+        None => 0o600,
+    };
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+    Ok(listener)
 }
 
 /// Something that answers control requests.
 pub trait Handler: Send + Sync + 'static {
-    /// Answer one request.
+    /// Answer one request from `caller` (already allowed by [`ControlAccess`]).
     fn handle(
         &self,
+        caller: Credentials,
         request: ControlRequest,
     ) -> impl std::future::Future<Output = ControlResponse> + Send;
 }
 
-/// Serve the control socket forever.
-pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>) {
+/// The caller's credentials from the kernel: uid and gid from `SO_PEERCRED`, supplementary
+/// groups from `/proc/<pid>/status` when that process still has the same uid and gid (else
+/// none: group access then rests on the primary gid alone).
+fn peer_credentials(stream: &UnixStream) -> std::io::Result<Credentials> {
+    let cred = stream.peer_cred()?;
+    let (uid, gid) = (cred.uid(), cred.gid());
+    let groups = cred
+        .pid()
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .and_then(|status| groups_of(&status, uid, gid))
+        .unwrap_or_default();
+    Ok(Credentials { uid, gid, groups })
+}
+
+/// The `Groups:` of a `/proc/<pid>/status` whose effective uid and gid are `uid` and `gid`.
+fn groups_of(status: &str, uid: u32, gid: u32) -> Option<Vec<u32>> {
+    let field = |key: &str, index: usize| -> Option<u32> {
+        let line = status.lines().find_map(|l| l.strip_prefix(key))?;
+        line.split_whitespace().nth(index)?.parse().ok()
+    };
+    if field("Uid:", 1)? != uid || field("Gid:", 1)? != gid {
+        return None;
+    }
+    let line = status.lines().find_map(|l| l.strip_prefix("Groups:"))?;
+    line.split_whitespace().map(|g| g.parse().ok()).collect()
+}
+
+/// Serve the control socket forever, answering only callers `access` allows.
+pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>, access: ControlAccess) {
     loop {
         let (mut stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -335,11 +523,27 @@ pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>) {
         };
         let handler = handler.clone();
         tokio::spawn(async move {
-            let answer = match read_request(&mut stream).await {
-                Ok(req) => handler.handle(req).await,
+            let caller = match peer_credentials(&stream) {
+                Ok(c) => c,
                 Err(e) => {
-                    debug!(error = %bounded(e.to_string()), "bad control request");
-                    ControlResponse::Error(bounded(e.to_string()))
+                    debug!(error = %e, "control caller without credentials");
+                    return;
+                }
+            };
+            let answer = if !access.allows(&caller) {
+                warn!(
+                    uid = caller.uid,
+                    gid = caller.gid,
+                    "control socket: caller refused"
+                );
+                ControlResponse::Refused(access.refusal(&caller))
+            } else {
+                match read_request(&mut stream).await {
+                    Ok(req) => handler.handle(caller, req).await,
+                    Err(e) => {
+                        debug!(error = %bounded(e.to_string()), "bad control request");
+                        ControlResponse::Error(bounded(e.to_string()))
+                    }
                 }
             };
             if let Err(e) = write_value(&mut stream, &answer).await {
@@ -355,7 +559,7 @@ mod tests {
 
     struct Fixed;
     impl Handler for Fixed {
-        async fn handle(&self, _: ControlRequest) -> ControlResponse {
+        async fn handle(&self, _: Credentials, _: ControlRequest) -> ControlResponse {
             let a: SocketAddr = "127.0.0.1:1".parse().expect("addr");
             ControlResponse::Status(Box::new(NodeStatus {
                 id: "00".repeat(32),
@@ -382,12 +586,12 @@ mod tests {
             call(dir.path(), &ControlRequest::Status).await,
             Err(ControlError::NotRunning { .. })
         ));
-        let listener = bind(dir.path()).await.expect("bind");
+        let listener = bind(dir.path(), None).await.expect("bind");
         assert!(matches!(
-            bind(dir.path()).await,
+            bind(dir.path(), None).await,
             Err(ControlError::AlreadyRunning(_))
         ));
-        let server = tokio::spawn(serve(listener, Arc::new(Fixed)));
+        let server = tokio::spawn(serve(listener, Arc::new(Fixed), ControlAccess::own(None)));
         match call(dir.path(), &ControlRequest::Status)
             .await
             .expect("call")
@@ -411,8 +615,8 @@ mod tests {
         // nearly the largest frame made an answer too large to send, and the client heard
         // nothing.
         let dir = tempfile::tempdir().expect("tempdir");
-        let listener = bind(dir.path()).await.expect("bind");
-        let server = tokio::spawn(serve(listener, Arc::new(Fixed)));
+        let listener = bind(dir.path(), None).await.expect("bind");
+        let server = tokio::spawn(serve(listener, Arc::new(Fixed), ControlAccess::own(None)));
         let name = "x".repeat(Limits::default().max_frame as usize - 5);
         let mut frame = Vec::new();
         encode_value(&name, &Limits::default(), &mut frame).expect("encode");
@@ -429,5 +633,73 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         server.abort();
+    }
+
+    #[test]
+    fn access_own_user_root_and_group() {
+        let access = ControlAccess {
+            uid: 1000,
+            group: Some(50),
+        };
+        let c = |uid, gid, groups: &[u32]| Credentials {
+            uid,
+            gid,
+            groups: groups.to_vec(),
+        };
+        assert!(access.allows(&c(1000, 1000, &[])));
+        assert!(access.allows(&c(0, 0, &[])));
+        assert!(access.allows(&c(1001, 50, &[])));
+        assert!(access.allows(&c(1001, 1001, &[7, 50])));
+        assert!(!access.allows(&c(1001, 1001, &[7])));
+        let alone = ControlAccess {
+            uid: 1000,
+            group: None,
+        };
+        assert!(!alone.allows(&c(1001, 50, &[50])));
+        assert!(alone.refusal(&c(1001, 1, &[])).contains("uid 1001 may not"));
+    }
+
+    #[test]
+    fn supplementary_groups_only_from_the_same_credentials() {
+        let status = "Name:\tsh\nUid:\t1000\t1001\t1001\t1001\nGid:\t100\t101\t101\t101\nGroups:\t4 27 101 \n";
+        assert_eq!(groups_of(status, 1001, 101), Some(vec![4, 27, 101]));
+        // Another process now has that pid.
+        assert_eq!(groups_of(status, 1000, 101), None);
+        assert_eq!(groups_of(status, 1001, 100), None);
+        assert_eq!(
+            groups_of("Uid:\t1\t1\nGid:\t1\t1\nGroups:\n", 1, 1),
+            Some(vec![])
+        );
+        assert_eq!(
+            groups_of("Uid:\t1\t1\nGid:\t1\t1\nGroups:\tx\n", 1, 1),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn private_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o7777;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        let fresh = tmp.path().join("a/data");
+        prepare_data_dir(&fresh, None).expect("prepare");
+        assert_eq!(mode(&fresh), 0o700);
+        let _listener = bind(&fresh, None).await.expect("bind");
+        assert_eq!(mode(&socket_path(&fresh)), 0o600);
+        // The umask is now the daemon's: files it makes are private too.
+        std::fs::create_dir(fresh.join("sub")).expect("mkdir");
+        assert_eq!(mode(&fresh.join("sub")), 0o700);
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).expect("mkdir");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        prepare_data_dir(&open, None).expect("prepare");
+        assert_eq!(mode(&open), 0o700);
+        // A symlink or a file is refused.
+        std::os::unix::fs::symlink(&open, tmp.path().join("link")).expect("symlink");
+        assert!(matches!(
+            prepare_data_dir(&tmp.path().join("link"), None),
+            Err(ControlError::DataDir { .. })
+        ));
     }
 }

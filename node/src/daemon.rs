@@ -57,6 +57,10 @@ pub struct NodeConfig {
     /// Test-only fault: wait this long before serving each chunk request, to slow a transfer
     /// down enough to interrupt it mid-way (`SWARMCAST_FAULT_SERVE_DELAY_MS`).
     pub fault_serve_delay: Option<Duration>,
+    /// Members of this group (gid) may use the control socket too (`--control-group`).
+    pub control_group: Option<u32>,
+    /// Serve Prometheus metrics on this address (`--metrics`).
+    pub metrics: Option<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -73,6 +77,8 @@ impl NodeConfig {
             strategy: Strategy::Swarm,
             fault_corrupt: false,
             fault_serve_delay: None,
+            control_group: None,
+            metrics: None,
         }
     }
 }
@@ -109,6 +115,9 @@ pub enum NodeError {
     /// The control socket could not be set up.
     #[error(transparent)]
     Control(#[from] control::ControlError),
+    /// The metrics address could not be bound.
+    #[error(transparent)]
+    Metrics(#[from] swarmcast_metrics::MetricsError),
     /// Joining timed out.
     #[error(transparent)]
     Join(#[from] JoinError),
@@ -125,7 +134,11 @@ struct ControlHandler {
 }
 
 impl control::Handler for ControlHandler {
-    async fn handle(&self, request: ControlRequest) -> ControlResponse {
+    async fn handle(
+        &self,
+        caller: control::Credentials,
+        request: ControlRequest,
+    ) -> ControlResponse {
         const STOPPING: &str = "the daemon is shutting down";
         match request {
             ControlRequest::Status => ControlResponse::Status(Box::new(self.board.status())),
@@ -134,6 +147,7 @@ impl control::Handler for ControlHandler {
                 let input = DataInput::Publish {
                     dir,
                     chunk_size,
+                    read_as: crate::manifest::ReadAs::caller(caller),
                     reply,
                 };
                 if self.data_tx.send(input).await.is_err() {
@@ -182,9 +196,14 @@ pub async fn run(
         let what = what.to_owned();
         move |source| NodeError::Io { what, source }
     };
-    std::fs::create_dir_all(&config.data_dir).map_err(io("creating the data dir"))?;
+    control::prepare_data_dir(&config.data_dir, config.control_group)?;
     // Own the data dir before anything else: a second daemon on it must fail fast.
-    let control_listener = control::bind(&config.data_dir).await?;
+    let control_listener = control::bind(&config.data_dir, config.control_group).await?;
+    let (metrics, registry) = crate::metrics::Metrics::new();
+    let metrics_listener = match config.metrics {
+        Some(addr) => Some(swarmcast_metrics::bind(addr).await?),
+        None => None,
+    };
     let incarnation =
         swarmcast_net::incarnation::next(Some(&config.data_dir)).map_err(io("incarnation file"))?;
 
@@ -224,7 +243,15 @@ pub async fn run(
         board: board.clone(),
         data_tx: data_tx.clone(),
     };
-    let mut control_task = tokio::spawn(control::serve(control_listener, Arc::new(handler)));
+    let access = control::ControlAccess::own(config.control_group);
+    let metrics_task = metrics_listener.map(|l| {
+        if let Ok(addr) = l.local_addr() {
+            info!(%addr, "serving metrics");
+        }
+        tokio::spawn(swarmcast_metrics::serve(l, Arc::new(registry)))
+    });
+    let mut control_task =
+        tokio::spawn(control::serve(control_listener, Arc::new(handler), access));
     let mut accept_task = tokio::spawn(
         accept::run(endpoint.clone(), server.clone(), peers_tx.clone())
             .instrument(info_span!("accept")),
@@ -252,7 +279,8 @@ pub async fn run(
         peers_tx.clone(),
         catalog,
         writers.data,
-    );
+    )
+    .with_metrics(metrics);
     let mut data_task = tokio::spawn(data.run(data_rx, serve_rx).instrument(info_span!("data")));
     let membership = Membership::new(
         me,
@@ -291,6 +319,9 @@ pub async fn run(
     };
     info!("node stopping");
     control_task.abort();
+    if let Some(t) = metrics_task {
+        t.abort();
+    }
     accept_task.abort();
     peers_task.abort();
     data_task.abort();

@@ -20,6 +20,7 @@ mod handles;
 pub mod listing;
 pub mod manifest;
 mod membership;
+pub mod metrics;
 pub mod neighbours;
 mod peers;
 pub mod store;

@@ -19,6 +19,7 @@ pub(crate) fn run(args: BootstrapArgs) -> Result<()> {
     let mut config = BootstrapConfig::new(args.listen);
     config.peers = args.peers;
     config.data_dir = args.data_dir;
+    config.metrics = args.metrics;
     config.anti_entropy_interval = args.anti_entropy;
     config.registry = registry;
     runtime()?.block_on(swarmcast_bootstrap::run(

@@ -24,6 +24,8 @@ pub(crate) fn join(args: JoinArgs) -> Result<()> {
     config.heartbeat = args.heartbeat;
     config.join_timeout = args.join_timeout;
     config.neighbours = neighbours;
+    config.control_group = args.control_group;
+    config.metrics = args.metrics;
     config.strategy = match args.strategy {
         StrategyArg::Swarm => Strategy::Swarm,
         StrategyArg::OriginOnly => Strategy::OriginOnly,

@@ -12,4 +12,6 @@ mod chaos_cli;
 mod cli_papercuts;
 mod control_plane;
 mod data_plane;
+mod local_users;
+mod metrics;
 mod support;

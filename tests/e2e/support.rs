@@ -145,12 +145,40 @@ impl Cluster {
     }
 
     fn spawn_env(&mut self, name: &str, args: Vec<String>, env: &[(&str, &str)]) -> Result<usize> {
+        let mut cmd = Command::new(bin());
+        cmd.args(&args);
+        self.spawn_cmd(name, cmd, env)
+    }
+
+    /// Start a node under a shell that first sets `umask` (e.g. "000"); returns its index.
+    pub fn node_umask(
+        &mut self,
+        name: &str,
+        seeds: &[SocketAddr],
+        extra: &[&str],
+        umask: &str,
+    ) -> Result<usize> {
+        let identity = self.issue(name, "node")?;
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!("umask {umask} && exec \"$0\" \"$@\""), bin()])
+            .args(["node", "join", "--identity"])
+            .arg(&identity)
+            .arg("--data-dir")
+            .arg(self.data_dir(name))
+            .args(["--heartbeat", &format!("{}ms", HEARTBEAT.as_millis())]);
+        for s in seeds {
+            cmd.arg("--seed").arg(s.to_string());
+        }
+        cmd.args(extra);
+        self.spawn_cmd(name, cmd, &[])
+    }
+
+    fn spawn_cmd(&mut self, name: &str, mut cmd: Command, env: &[(&str, &str)]) -> Result<usize> {
         let log = self
             .dir
             .path()
             .join(format!("{name}.{}.log", self.procs.len()));
-        let mut cmd = Command::new(bin());
-        cmd.args(&args).env("RUST_LOG", "info,quinn=warn");
+        cmd.env("RUST_LOG", "info,quinn=warn");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -174,9 +202,21 @@ impl Cluster {
         listen: SocketAddr,
         peers: &[SocketAddr],
     ) -> Result<usize> {
+        self.bootstrap_extra(name, listen, peers, &[])
+    }
+
+    /// Start a bootstrap with extra flags; returns its index in `procs`.
+    pub fn bootstrap_extra(
+        &mut self,
+        name: &str,
+        listen: SocketAddr,
+        peers: &[SocketAddr],
+        extra: &[&str],
+    ) -> Result<usize> {
         let identity = self.issue(name, "bootstrap")?;
         let data_dir = self.path(&format!("data/{name}"));
-        let args = harness::bootstrap_argv(&identity, listen, &data_dir, peers, self.timings());
+        let mut args = harness::bootstrap_argv(&identity, listen, &data_dir, peers, self.timings());
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
         self.spawn(name, args)
     }
 

@@ -70,6 +70,8 @@ pub(crate) enum DataInput {
     Publish {
         dir: PathBuf,
         chunk_size: u32,
+        /// Whose permissions the directory is read with.
+        read_as: crate::manifest::ReadAs,
         reply: oneshot::Sender<Result<PublishInfo, PublishError>>,
     },
     /// `node ls`.
@@ -196,6 +198,7 @@ pub(crate) struct DataPlane {
     report: watch::Sender<DataReport>,
     io: HashMap<BroadcastId, Io>,
     peers: HashMap<NodeId, Peer>,
+    metrics: crate::metrics::Metrics,
 }
 
 impl DataPlane {
@@ -222,7 +225,14 @@ impl DataPlane {
             report,
             io: HashMap::new(),
             peers: HashMap::new(),
+            metrics: crate::metrics::Metrics::default(),
         }
+    }
+
+    /// Count into `metrics` (`--metrics`).
+    pub(crate) fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Reload every broadcast of the data dir: origins resume seeding, receivers resume fetching.
@@ -370,8 +380,9 @@ impl DataPlane {
             DataInput::Publish {
                 dir,
                 chunk_size,
+                read_as,
                 reply,
-            } => self.spawn_build(dir, chunk_size, reply),
+            } => self.spawn_build(dir, chunk_size, read_as, reply),
             DataInput::Built { result, reply } => {
                 let answer = result.and_then(|(m, bytes, dir)| self.publish(now, m, bytes, dir));
                 let _ = reply.send(answer);
@@ -392,11 +403,19 @@ impl DataPlane {
                 if let Some(io) = self.io.get_mut(&id) {
                     io.in_flight.remove(&(peer, piece));
                 }
+                self.metrics.downloaded(&id, bytes);
                 match result {
-                    Ok(()) => self.core.handle_piece_received(now, id, peer, piece, bytes),
-                    Err(e) => self
-                        .core
-                        .handle_piece_failed(now, id, peer, piece, &e, bytes),
+                    Ok(()) => {
+                        self.metrics.piece_verified();
+                        self.core.handle_piece_received(now, id, peer, piece, bytes)
+                    }
+                    Err(e) => {
+                        if matches!(e, PieceError::BadChunk { .. }) {
+                            self.metrics.piece_rejected();
+                        }
+                        self.core
+                            .handle_piece_failed(now, id, peer, piece, &e, bytes)
+                    }
                 }
             }
             DataInput::Committed { id, result } => self.core.handle_durable(now, id, result),
@@ -407,7 +426,10 @@ impl DataPlane {
     fn handle_serve(&mut self, ev: ServeEvent) {
         match ev {
             ServeEvent::SourceChanged { id, index } => self.core.handle_source_changed(id, index),
-            ServeEvent::Uploaded { id, peer, bytes } => self.core.handle_uploaded(id, peer, bytes),
+            ServeEvent::Uploaded { id, peer, bytes } => {
+                self.metrics.uploaded(&id, bytes);
+                self.core.handle_uploaded(id, peer, bytes)
+            }
         }
     }
 
@@ -416,12 +438,13 @@ impl DataPlane {
         &self,
         dir: PathBuf,
         chunk_size: u32,
+        read_as: crate::manifest::ReadAs,
         reply: oneshot::Sender<Result<PublishInfo, PublishError>>,
     ) {
         let limits = self.core.config().limits;
         let tx = self.tx.clone();
         tokio::task::spawn_blocking(move || {
-            let result = Manifest::from_dir(&dir, chunk_size, &limits)
+            let result = Manifest::from_dir_as(&dir, chunk_size, &limits, &read_as)
                 .map_err(PublishError::from)
                 .and_then(|m| {
                     let canonical =
@@ -539,6 +562,7 @@ impl DataPlane {
                 }
             }
             BroadcastAction::Ban { peer } => {
+                self.metrics.peer_banned();
                 let _ = self
                     .peers_tx
                     .try_send(crate::peers::Input::Ban { id: peer });
@@ -633,6 +657,13 @@ impl DataPlane {
 
     /// Progress for heartbeats, records for the registry, uploads for `node status`.
     fn publish_state(&self) {
+        let mut states = [0usize; 4];
+        for b in self.core.list() {
+            if let Some(i) = crate::metrics::STATES.iter().position(|s| *s == b.state) {
+                states[i] += 1;
+            }
+        }
+        self.metrics.set_state(self.peers.len(), states);
         let report = self.core.report();
         self.report.send_if_modified(|r| {
             let changed = *r != report;

@@ -1,9 +1,18 @@
 //! [`Manifest::from_dir`]: snapshot a directory into a manifest, hashing every chunk.
 
-use std::fs::{self, File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{Mode, SFlag, fstat, fstatat};
+
+use super::access::{self, R, ReadAs, X, nix_io};
 
 use super::error::MAX_REPORTED;
 use super::validate::{check_chunk_size, check_name, check_path};
@@ -21,25 +30,42 @@ pub fn hash_chunk(data: &[u8]) -> ChunkHash {
 }
 
 impl Manifest {
-    /// Snapshot `dir` (canonicalized; its base name becomes the broadcast name).
-    ///
-    /// Regular files (size, permission bits, one BLAKE3 per `chunk_size` slice) and empty
-    /// directories become entries; other directories are implied by their contents. Nothing is
-    /// followed: a symlink, FIFO, socket or device anywhere in the tree fails the build with
-    /// [`BuildError::Unsupported`], and a name that is not UTF-8 with [`BuildError::NonUtf8`].
-    ///
-    /// The tree is walked first and checked against `limits` (chunk size, name, paths, counts,
-    /// total size) before a byte is hashed; files are then read through one 1 MiB buffer. The
-    /// result passes [`Manifest::validate`], and its encoding fits `max_manifest_bytes`.
+    /// Snapshot `dir` (canonicalized; its base name becomes the broadcast name), with the
+    /// daemon's own rights: [`Manifest::from_dir_as`] with [`ReadAs::Daemon`].
     pub fn from_dir(
         dir: &Path,
         chunk_size: u32,
         limits: &ManifestLimits,
     ) -> Result<Manifest, BuildError> {
-        let root = fs::canonicalize(dir).map_err(io_error(dir))?;
-        if !fs::metadata(&root).map_err(io_error(&root))?.is_dir() {
-            return Err(BuildError::NotADirectory { path: root });
-        }
+        Self::from_dir_as(dir, chunk_size, limits, &ReadAs::Daemon)
+    }
+
+    /// Snapshot `dir` (canonicalized; its base name becomes the broadcast name), reading it with
+    /// the permissions of `who` (see [`ReadAs`]): a directory or file they may not read fails
+    /// the build with [`BuildError::Denied`].
+    ///
+    /// Regular files (size, permission bits, one BLAKE3 per `chunk_size` slice) and empty
+    /// directories become entries; other directories are implied by their contents. Nothing is
+    /// followed inside the tree: a symlink, FIFO, socket or device anywhere in it fails the
+    /// build with [`BuildError::Unsupported`], and a name that is not UTF-8 with
+    /// [`BuildError::NonUtf8`]. Every directory and file is opened without following symlinks
+    /// and must be the inode the walk listed, or the build fails with [`BuildError::Changed`].
+    ///
+    /// The tree is walked first and checked against `limits` (chunk size, name, paths, counts,
+    /// total size) before a byte is hashed; files are then read through one 1 MiB buffer. The
+    /// result passes [`Manifest::validate`], and its encoding fits `max_manifest_bytes`.
+    pub fn from_dir_as(
+        dir: &Path,
+        chunk_size: u32,
+        limits: &ManifestLimits,
+        who: &ReadAs,
+    ) -> Result<Manifest, BuildError> {
+        let abs = if dir.is_absolute() {
+            dir.to_owned()
+        } else {
+            std::env::current_dir().map_err(io_error(dir))?.join(dir)
+        };
+        let (root, root_fd) = access::resolve(&abs, who)?;
         let Some(base) = root.file_name() else {
             return Err(BuildError::NoName { path: root });
         };
@@ -50,7 +76,7 @@ impl Manifest {
         check_chunk_size(chunk_size, limits)?;
         let name = name.to_owned();
 
-        let mut found = walk(&root, limits)?;
+        let mut found = walk(&root, root_fd, limits, who)?;
         found.sort_unstable_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
         check_before_hashing(&found, chunk_size, limits)?;
 
@@ -59,11 +85,14 @@ impl Manifest {
         for f in found {
             let kind = match f.kind {
                 Found::Dir => EntryKind::Dir { mode: f.mode },
-                Found::File { size } => EntryKind::File {
-                    size,
-                    mode: f.mode,
-                    chunks: hash_file(&f.abs, size, chunk_size, &mut buf)?,
-                },
+                Found::File { size } => {
+                    let file = open_regular(&f.abs, Some(f.inode), who)?;
+                    EntryKind::File {
+                        size,
+                        mode: f.mode,
+                        chunks: hash_file(file, &f.abs, size, chunk_size, &mut buf)?,
+                    }
+                }
             };
             entries.push(Entry { path: f.path, kind });
         }
@@ -101,6 +130,8 @@ struct FoundEntry {
     path: String,
     /// Permission bits.
     mode: u32,
+    /// (device, inode) as listed: what opening `abs` must find.
+    inode: (u64, u64),
     kind: Found,
 }
 
@@ -117,24 +148,42 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> BuildError + '_ {
     }
 }
 
-/// Walk the tree without following anything, collecting regular files and empty directories.
+/// Walk the tree from the open `root` without following anything, collecting regular files
+/// and empty directories; every directory is listed from a descriptor checked as `who`.
 ///
 /// The whole tree is walked so that every unsupported file is found, but entries past the cap
 /// are only counted, not kept.
-fn walk(root: &Path, limits: &ManifestLimits) -> Result<Vec<FoundEntry>, BuildError> {
+fn walk(
+    root: &Path,
+    root_fd: OwnedFd,
+    limits: &ManifestLimits,
+    who: &ReadAs,
+) -> Result<Vec<FoundEntry>, BuildError> {
     let mut found = Vec::new();
     let mut count = 0u64;
     let mut unsupported = Vec::new();
     let mut non_utf8 = Vec::new();
-    // Directories still to read: (on disk, manifest path, permission bits).
-    let mut pending = vec![(root.to_owned(), String::new(), 0)];
-    while let Some((dir, rel, mode)) = pending.pop() {
+    // Directories still to read: on disk, manifest path, permission bits, (device, inode), and
+    // for the root the descriptor `resolve` opened and checked.
+    let mut pending = vec![(root.to_owned(), String::new(), 0, (0, 0), Some(root_fd))];
+    while let Some((dir, rel, mode, inode, fd)) = pending.pop() {
+        let fd = match fd {
+            Some(fd) => fd,
+            None => open_dir(&dir, inode, who)?,
+        };
+        // `Dir` iterates through its own borrow; names are looked up through a duplicate.
+        let at = fd.try_clone().map_err(io_error(&dir))?;
+        let mut listing = nix::dir::Dir::from_fd(fd).map_err(nix_io(&dir))?;
         let mut empty = true;
-        for child in fs::read_dir(&dir).map_err(io_error(&dir))? {
-            let child = child.map_err(io_error(&dir))?;
+        for child in listing.iter() {
+            let child = child.map_err(nix_io(&dir))?;
+            let raw = OsStr::from_bytes(child.file_name().to_bytes());
+            if raw == "." || raw == ".." {
+                continue;
+            }
             empty = false;
-            let abs = child.path();
-            let Some(name) = child.file_name().to_str().map(str::to_owned) else {
+            let abs = dir.join(raw);
+            let Some(name) = raw.to_str().map(str::to_owned) else {
                 if non_utf8.len() < MAX_REPORTED {
                     non_utf8.push(abs);
                 }
@@ -145,19 +194,22 @@ fn walk(root: &Path, limits: &ManifestLimits) -> Result<Vec<FoundEntry>, BuildEr
             } else {
                 format!("{rel}/{name}")
             };
-            let meta = fs::symlink_metadata(&abs).map_err(io_error(&abs))?;
-            let mode = meta.mode() & 0o777;
-            let kind = meta.file_type();
-            if kind.is_dir() {
-                pending.push((abs, path, mode));
-            } else if kind.is_file() {
+            let st = fstatat(&at, raw, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(nix_io(&abs))?;
+            let mode = st.st_mode & 0o777;
+            let inode = (st.st_dev, st.st_ino);
+            let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+            if kind == SFlag::S_IFDIR {
+                pending.push((abs, path, mode, inode, None));
+            } else if kind == SFlag::S_IFREG {
                 count += 1;
                 if count <= limits.entry_cap() {
-                    let size = meta.len();
+                    // Non-negative for a regular file.
+                    let size = u64::try_from(st.st_size).unwrap_or(0);
                     found.push(FoundEntry {
                         abs,
                         path,
                         mode,
+                        inode,
                         kind: Found::File { size },
                     });
                 }
@@ -172,6 +224,7 @@ fn walk(root: &Path, limits: &ManifestLimits) -> Result<Vec<FoundEntry>, BuildEr
                     abs: dir,
                     path: rel,
                     mode,
+                    inode,
                     kind: Found::Dir,
                 });
             }
@@ -228,12 +281,12 @@ fn check_before_hashing(
 
 /// Hash the `size` bytes of a regular file in `chunk_size` slices, through `buf`.
 fn hash_file(
+    mut file: File,
     path: &Path,
     size: u64,
     chunk_size: u32,
     buf: &mut [u8],
 ) -> Result<Vec<ChunkHash>, BuildError> {
-    let mut file = open_regular(path)?;
     let chunk_size = u64::from(chunk_size);
     // Bounded by the chunk cap, checked before hashing.
     let mut hashes = Vec::with_capacity(usize::try_from(size.div_ceil(chunk_size)).unwrap_or(0));
@@ -279,9 +332,34 @@ fn hash_file(
     Ok(hashes)
 }
 
+/// Open a directory the walk listed, refusing it if it is no longer that directory (a
+/// component swapped for a symlink since) or `who` may not list it.
+fn open_dir(path: &Path, inode: (u64, u64), who: &ReadAs) -> Result<OwnedFd, BuildError> {
+    let fd = nix::fcntl::open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        Errno::ELOOP | Errno::ENOTDIR => BuildError::Changed {
+            path: path.to_owned(),
+        },
+        e => nix_io(path)(e),
+    })?;
+    let st = fstat(&fd).map_err(nix_io(path))?;
+    if (st.st_dev, st.st_ino) != inode {
+        return Err(BuildError::Changed {
+            path: path.to_owned(),
+        });
+    }
+    who.check(&st, R | X, path)?;
+    Ok(fd)
+}
+
 /// Open a file for reading, refusing it if it is no longer a regular file (a symlink or FIFO
-/// swapped in since the walk: no following, no blocking on a FIFO).
-fn open_regular(path: &Path) -> Result<File, BuildError> {
+/// swapped in since the walk: no following, no blocking on a FIFO), no longer the inode the walk
+/// listed (when given), or `who` may not read it.
+fn open_regular(path: &Path, inode: Option<(u64, u64)>, who: &ReadAs) -> Result<File, BuildError> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
@@ -295,11 +373,18 @@ fn open_regular(path: &Path) -> Result<File, BuildError> {
                 io_error(path)(e)
             }
         })?;
-    if !file.metadata().map_err(io_error(path))?.is_file() {
+    let meta = file.metadata().map_err(io_error(path))?;
+    if !meta.is_file() {
         return Err(BuildError::Unsupported {
             paths: vec![path.to_owned()],
         });
     }
+    if inode.is_some_and(|i| i != (meta.dev(), meta.ino())) {
+        return Err(BuildError::Changed {
+            path: path.to_owned(),
+        });
+    }
+    who.check_owner(meta.uid(), meta.gid(), meta.mode(), R, path)?;
     Ok(file)
 }
 
@@ -321,10 +406,17 @@ mod tests {
             .map(|i| (i % 251) as u8)
             .collect();
         let p = dir.path().join("f");
-        fs::write(&p, &data).unwrap();
+        std::fs::write(&p, &data).unwrap();
         let mut buf = vec![0; READ_BUF];
         for cs in [4096u32, 1_000_003, (READ_BUF as u32) * 3] {
-            let hashes = hash_file(&p, data.len() as u64, cs, &mut buf).unwrap();
+            let hashes = hash_file(
+                open_regular(&p, None, &ReadAs::Daemon).unwrap(),
+                &p,
+                data.len() as u64,
+                cs,
+                &mut buf,
+            )
+            .unwrap();
             let expected: Vec<ChunkHash> = data.chunks(cs as usize).map(hash_chunk).collect();
             assert_eq!(hashes, expected, "chunk size {cs}");
         }
@@ -334,16 +426,39 @@ mod tests {
     fn file_that_changed_size_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
-        fs::write(&p, b"12345").unwrap();
+        std::fs::write(&p, b"12345").unwrap();
         let mut buf = vec![0; 16];
         assert!(matches!(
-            hash_file(&p, 6, 4, &mut buf),
+            hash_file(
+                open_regular(&p, None, &ReadAs::Daemon).unwrap(),
+                &p,
+                6,
+                4,
+                &mut buf
+            ),
             Err(BuildError::Changed { .. })
         ));
         assert!(matches!(
-            hash_file(&p, 4, 4, &mut buf),
+            hash_file(
+                open_regular(&p, None, &ReadAs::Daemon).unwrap(),
+                &p,
+                4,
+                4,
+                &mut buf
+            ),
             Err(BuildError::Changed { .. })
         ));
-        assert_eq!(hash_file(&p, 5, 4, &mut buf).unwrap().len(), 2);
+        assert_eq!(
+            hash_file(
+                open_regular(&p, None, &ReadAs::Daemon).unwrap(),
+                &p,
+                5,
+                4,
+                &mut buf
+            )
+            .unwrap()
+            .len(),
+            2
+        );
     }
 }

@@ -263,6 +263,15 @@ pub enum BuildError {
         /// The file.
         path: PathBuf,
     },
+    /// The user the tree is read for may not read this path (see
+    /// [`ReadAs`](super::ReadAs)); nothing beneath it was looked at.
+    #[error("permission denied: uid {uid} may not read {path}")]
+    Denied {
+        /// The first path refused: one the user gave or could list, never one beneath it.
+        path: PathBuf,
+        /// The user.
+        uid: u32,
+    },
     /// The directory cannot be expressed as a valid manifest (name, paths or limits).
     #[error(transparent)]
     Invalid(#[from] ManifestError),

@@ -7,7 +7,8 @@
 //! small chunks are packed into one piece of up to `chunk_size` bytes (at most
 //! [`MAX_CHUNKS_PER_PIECE`] chunks), so a dataset of many small files moves in few requests.
 //!
-//! * [`Manifest::from_dir`] snapshots a directory (regular files and empty directories only).
+//! * [`Manifest::from_dir`] snapshots a directory (regular files and empty directories only);
+//!   [`Manifest::from_dir_as`] does so with the permissions of a local user ([`ReadAs`]).
 //! * [`Manifest::to_bytes`] is the canonical encoding and [`manifest_id`] its BLAKE3, the
 //!   broadcast id.
 //! * [`Manifest::decode`] takes untrusted bytes: it checks the id first, then the msgpack shape,
@@ -17,6 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
+mod access;
 mod build;
 mod codec;
 mod error;
@@ -24,6 +26,7 @@ mod limits;
 mod space;
 mod validate;
 
+pub use access::{Credentials, ReadAs};
 pub use build::hash_chunk;
 pub use codec::{MANIFEST_MAX_DEPTH, manifest_id};
 pub use error::{BuildError, MAX_REPORTED, ManifestError};

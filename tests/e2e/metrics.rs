@@ -1,0 +1,178 @@
+//! `--metrics ADDR`: a live node and bootstrap serve `/metrics` that `promtool check metrics`
+//! accepts, a receiver's counters rise mid-transfer, and a port in use fails the start (exit 1,
+//! naming it).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::support::*;
+
+/// A free TCP port on 127.0.0.1.
+fn free_tcp() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// `GET /metrics`: the body of a 200 answer.
+fn scrape(addr: SocketAddr) -> Result<String> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let (head, body) = out.split_once("\r\n\r\n").context("no header end")?;
+    ensure!(head.starts_with("HTTP/1.0 200"), "answer: {head}");
+    Ok(body.to_owned())
+}
+
+/// The value of the first sample whose line starts with `prefix` (name plus labels).
+fn sample(body: &str, prefix: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// `promtool check metrics` on `body`: an error with its complaints unless clean.
+fn promtool(body: &str) -> Result<()> {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running promtool (Debian package prometheus; .ci/run installs it)")?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(body.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() || !text.trim().is_empty() {
+        bail!("promtool check metrics: {text}\n--- body ---\n{body}");
+    }
+    Ok(())
+}
+
+#[test]
+fn live_metrics_rise_mid_transfer_and_pass_promtool() -> Result<()> {
+    let _serial = serial();
+    let mut c = Cluster::new()?;
+    let b = free_addr();
+    let (bm, n2m) = (free_tcp(), free_tcp());
+    let bi = c.bootstrap("b1", b, &[])?;
+    let _ = bi;
+    // The bootstrap with metrics: a second one, so that anti-entropy rounds happen.
+    let b2 = free_addr();
+    let b2m = bm.to_string();
+    c.bootstrap_extra("b2", b2, &[b], &["--metrics", &b2m])?;
+    // A slow origin, so that the transfer is long enough to scrape twice mid-way.
+    c.node_env("n1", &[b], &[], &[("SWARMCAST_FAULT_SERVE_DELAY_MS", "40")])?;
+    c.node("n2", &[b], &["--metrics", &n2m.to_string()])?;
+    let src = c.path("payload");
+    write_file(&src.join("big.bin"), &pseudo_random(7, 8 << 20), 0o644)?;
+    wait_for(Duration::from_secs(30), "two nodes alive", || {
+        let alive = names_with(&c.registry(b)?, Status::Alive);
+        Ok((alive.contains(&"n1".to_owned()) && alive.contains(&"n2".to_owned())).then_some(()))
+    })?;
+    let out = c.cli(&[
+        "node",
+        "send",
+        &src.to_string_lossy(),
+        "--json",
+        "--chunk-size",
+        "256KiB",
+        "--data-dir",
+        &c.data_dir("n1").to_string_lossy(),
+    ])?;
+    let id: serde_json::Value = serde_json::from_str(&out)?;
+    let short = id["broadcast"]["id"].as_str().unwrap_or_default()[..8].to_owned();
+    let down = format!("swarmcast_downloaded_bytes_total{{broadcast=\"{short}\"}}");
+    let first = wait_for(Duration::from_secs(30), "n2 downloading", || {
+        Ok(sample(&scrape(n2m)?, &down).filter(|v| *v > 0.0))
+    })?;
+    std::thread::sleep(Duration::from_millis(700));
+    let body = scrape(n2m)?;
+    let second = sample(&body, &down).unwrap_or(0.0);
+    let receiving = sample(&body, "swarmcast_broadcasts{state=\"receiving\"}");
+    ensure!(
+        second > first && second < (8 << 20) as f64,
+        "downloaded bytes did not rise mid-transfer: {first} then {second}"
+    );
+    ensure!(receiving == Some(1.0), "receiving: {receiving:?}\n{body}");
+    ensure!(sample(&body, "swarmcast_pieces_verified_total").unwrap_or(0.0) > 0.0);
+    ensure!(sample(&body, "swarmcast_neighbours").unwrap_or(0.0) >= 1.0);
+    ensure!(sample(&body, "process_resident_memory_bytes").unwrap_or(0.0) > 0.0);
+    promtool(&body)?;
+    // The bootstrap's.
+    let body = wait_for(Duration::from_secs(20), "anti-entropy rounds", || {
+        let body = scrape(bm)?;
+        Ok(sample(&body, "swarmcast_anti_entropy_rounds_total")
+            .filter(|v| *v > 0.0)
+            .map(|_| body))
+    })?;
+    ensure!(
+        sample(&body, "swarmcast_registry_entries{status=\"alive\"}").unwrap_or(0.0) >= 4.0,
+        "{body}"
+    );
+    promtool(&body)?;
+    Ok(())
+}
+
+#[test]
+fn metrics_port_in_use_fails_naming_it() -> Result<()> {
+    let _serial = serial();
+    let c = Cluster::new()?;
+    let taken = TcpListener::bind("127.0.0.1:0")?;
+    let addr = taken.local_addr()?.to_string();
+    let node = c.issue("n1", "node")?;
+    let boot = c.issue("b1", "bootstrap")?;
+    for args in [
+        vec![
+            "node".to_owned(),
+            "join".into(),
+            "--identity".into(),
+            node.to_string_lossy().into_owned(),
+            "--seed".into(),
+            free_addr().to_string(),
+            "--data-dir".into(),
+            c.data_dir("n1").to_string_lossy().into_owned(),
+            "--metrics".into(),
+            addr.clone(),
+        ],
+        vec![
+            "bootstrap".to_owned(),
+            "--identity".into(),
+            boot.to_string_lossy().into_owned(),
+            "--listen".into(),
+            free_addr().to_string(),
+            "--metrics".into(),
+            addr.clone(),
+        ],
+    ] {
+        let out = Command::new(bin())
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            out.status.code() == Some(1),
+            "{args:?}: {} {err}",
+            out.status
+        );
+        ensure!(
+            err.contains(&addr) && err.contains("metrics"),
+            "{args:?}: {err}"
+        );
+    }
+    Ok(())
+}
