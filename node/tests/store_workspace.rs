@@ -611,13 +611,19 @@ fn one_chunk_files_appear_when_their_chunk_is_written() {
     let (tmp, data_dir, b) = setup("lazy", "l");
     let ws = create(&data_dir, &b);
     let small = ws.data_path().join("a/x.txt");
-    assert!(!small.exists(), "a file of one chunk is not created up front");
+    assert!(
+        !small.exists(),
+        "a file of one chunk is not created up front"
+    );
     assert_eq!(
         fs::metadata(ws.data_path().join("run.sh")).unwrap().len(),
         10_000,
         "files of several chunks are, at their size"
     );
-    assert!(ws.data_path().join("empty.txt").exists(), "and so are empty files");
+    assert!(
+        ws.data_path().join("empty.txt").exists(),
+        "and so are empty files"
+    );
     let i = first_chunk_of(&b, "a/x.txt");
     ws.write_chunk(i, &chunk(&b, i)).unwrap();
     assert_eq!(fs::read(&small).unwrap(), chunk(&b, i));
@@ -672,7 +678,8 @@ fn serving_reads_hash_only_what_this_process_has_not_verified() {
     drop(ws);
     let ws = Workspace::open(&data_dir, b.id).unwrap().unwrap();
     assert!(matches!(ws.read_run(i, &mut buf), Err(StoreError::Corrupt { index }) if index == i));
-    ws.read_run(i + 1, &mut buf[..chunk(&b, i + 1).len()]).unwrap();
+    ws.read_run(i + 1, &mut buf[..chunk(&b, i + 1).len()])
+        .unwrap();
     // A buffer that cuts a chunk is refused.
     let mut short = vec![0u8; len - 1];
     assert!(matches!(

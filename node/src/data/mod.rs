@@ -90,7 +90,7 @@ pub(crate) enum DataInput {
     WorkspaceCreated {
         id: BroadcastId,
         name: String,
-        result: Result<Workspace, StoreError>,
+        result: Result<Arc<Workspace>, StoreError>,
     },
     /// Internal: a piece request ended.
     PieceDone {
@@ -389,7 +389,7 @@ impl DataPlane {
                 self.core.handle_manifest_fetched(now, id, result)
             }
             DataInput::WorkspaceCreated { id, name, result } => match result {
-                Ok(ws) => self.add_receiver(now, id, Arc::new(ws), false),
+                Ok(ws) => self.add_receiver(now, id, ws, false),
                 Err(e) => self.core.handle_workspace_failed(id, name, e),
             },
             DataInput::PieceDone {
@@ -525,7 +525,8 @@ impl DataPlane {
                 let data_dir = self.data_dir.clone();
                 let tx = self.tx.clone();
                 tokio::task::spawn_blocking(move || {
-                    let result = Workspace::create(&data_dir, id, &bytes, manifest, layout);
+                    let result =
+                        Workspace::create(&data_dir, id, &bytes, manifest, layout).map(Arc::new);
                     let _ = tx.blocking_send(DataInput::WorkspaceCreated { id, name, result });
                 });
             }
