@@ -97,6 +97,13 @@ pub(crate) enum BenchCommand {
     /// then one file of the same total size to the same fleet; prints the ratio of their
     /// throughputs (target >= 0.5).
     Files(BenchFilesArgs),
+    /// What idle daemons cost: CPU per node and per bootstrap, packets per node.
+    ///
+    /// Starts --bootstraps bootstraps and --nodes nodes with the binary's default timings and
+    /// log level, waits until every node has its neighbours, then measures each process's CPU
+    /// time (/proc/<pid>/stat) over --seconds. With --netns (root) every process runs in its own
+    /// namespace of the lab, which makes the kernel's UDP counters per process: packets per node.
+    Idle(BenchIdleArgs),
 }
 
 #[derive(Debug, Args)]
@@ -194,6 +201,32 @@ pub(crate) fn parse_host_rate(s: &str) -> Result<(String, f64), String> {
         return Err(format!("rate must be positive in {s:?}"));
     }
     Ok((host.to_owned(), rate))
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchIdleArgs {
+    /// Idle nodes.
+    #[arg(long, default_value_t = 8, value_parser = parse_positive_count::<usize>)]
+    pub(crate) nodes: usize,
+    /// Bootstraps.
+    #[arg(long, default_value_t = 3, value_parser = parse_positive_count::<usize>)]
+    pub(crate) bootstraps: usize,
+    /// The measuring window, in seconds.
+    #[arg(long, default_value_t = 20, value_parser = parse_positive_count::<u64>)]
+    pub(crate) seconds: u64,
+    /// Wait this long after the fleet joined before measuring.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub(crate) settle: Duration,
+    /// Every process in its own network namespace (root): exact packets per node.
+    #[arg(long)]
+    pub(crate) netns: bool,
+    /// The swarmcast binary to start the fleet from (default: this one), e.g. an older build
+    /// to compare with.
+    #[arg(long)]
+    pub(crate) exe: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -324,7 +357,7 @@ pub(crate) struct SendArgs {
     #[arg(long)]
     pub(crate) wait: bool,
     /// With --wait: give up (exit 1) after this long.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = parse_duration, requires = "wait")]
     pub(crate) timeout: Option<Duration>,
     /// Machine-readable output.
     #[arg(long)]

@@ -1,27 +1,32 @@
 //! Human and JSON renderings of query results. The JSON shapes are documented in the README.
+//!
+//! Everything is written with `writeln!` to a locked stdout, so that a closed pipe
+//! (`node ls | head -1`) is an I/O error the caller turns into a quiet exit, not a panic.
 
+use std::io::Write;
 use std::net::SocketAddr;
 
 use anyhow::Result;
-use serde_json::{Value, json};
 use swarmcast_certs::PeerInfo;
 use swarmcast_node::control::NodeStatus;
 use swarmcast_proto::{RegistryView, Status};
 
 pub fn node_status(s: &NodeStatus, as_json: bool) -> Result<()> {
+    let out = &mut std::io::stdout().lock();
     if as_json {
-        println!("{}", serde_json::to_string_pretty(s)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(s)?)?;
         return Ok(());
     }
-    println!("node        {} ({})", s.name, s.id);
-    println!("incarnation {}", s.incarnation);
-    println!("listen      {} (advertised {})", s.listen, s.advertise);
+    writeln!(out, "node        {} ({})", s.name, s.id)?;
+    writeln!(out, "incarnation {}", s.incarnation)?;
+    writeln!(out, "listen      {} (advertised {})", s.listen, s.advertise)?;
     match s.bootstrap {
-        Some(b) => println!("bootstrap   {b}"),
-        None => println!(
+        Some(b) => writeln!(out, "bootstrap   {b}")?,
+        None => writeln!(
+            out,
             "bootstrap   none reachable (registered before: {})",
             s.registered
-        ),
+        )?,
     }
     for seed in &s.seeds {
         let state = if seed.reachable {
@@ -30,26 +35,28 @@ pub fn node_status(s: &NodeStatus, as_json: bool) -> Result<()> {
             "unreachable"
         };
         match &seed.last_error {
-            Some(e) if !seed.reachable => println!("  seed {} {state} ({e})", seed.addr),
-            _ => println!("  seed {} {state}", seed.addr),
+            Some(e) if !seed.reachable => writeln!(out, "  seed {} {state} ({e})", seed.addr)?,
+            _ => writeln!(out, "  seed {} {state}", seed.addr)?,
         }
     }
-    println!(
+    writeln!(
+        out,
         "registry    {} entries, {} alive",
         s.registry_size, s.registry_alive
-    );
-    println!("neighbours  {}", s.neighbours.len());
+    )?;
+    writeln!(out, "neighbours  {}", s.neighbours.len())?;
     for n in &s.neighbours {
         let rtt = n
             .rtt_ms
             .map_or_else(|| "-".to_owned(), |r| format!("{r:.2} ms"));
-        println!(
+        writeln!(
+            out,
             "  {:<16} {:<21} {:<9} {:<9} rtt {rtt}",
             n.name.as_deref().unwrap_or(&n.id[..8]),
             n.addr,
             n.direction,
             n.state
-        );
+        )?;
     }
     Ok(())
 }
@@ -68,65 +75,31 @@ pub fn registry(
     view: &RegistryView,
     as_json: bool,
 ) -> Result<()> {
+    let out = &mut std::io::stdout().lock();
     if as_json {
-        let nodes: Vec<Value> = view
-            .nodes
-            .iter()
-            .map(|e| {
-                json!({
-                    "id": e.record.id.to_hex(),
-                    "name": e.record.name,
-                    "role": e.record.role.as_str(),
-                    "addrs": e.record.addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    "incarnation": e.record.version.incarnation,
-                    "heartbeat": e.record.version.heartbeat,
-                    "status": status_str(e.status),
-                    "age_ms": e.age_ms,
-                    "progress": e.record.progress.iter().map(|p| json!({
-                        "broadcast": p.broadcast.to_hex(), "held": p.held, "total": p.total,
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        let broadcasts: Vec<Value> = view
-            .broadcasts
-            .iter()
-            .map(|b| {
-                json!({
-                    "id": b.id.to_hex(),
-                    "name": b.name,
-                    "origin": b.origin.to_hex(),
-                    "size": b.size,
-                    "chunks": b.chunks,
-                    "state": format!("{:?}", b.state).to_lowercase(),
-                    "version": b.version,
-                })
-            })
-            .collect();
-        let out = json!({
-            "bootstrap": { "addr": addr.to_string(), "name": peer.name, "id": peer.id.to_hex() },
-            "nodes": nodes,
-            "broadcasts": broadcasts,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        let listing = swarmcast_bootstrap::listing::RegistryListing::new(addr, peer, view);
+        writeln!(out, "{}", serde_json::to_string_pretty(&listing)?)?;
         return Ok(());
     }
-    println!(
+    writeln!(
+        out,
         "registry of {} ({addr}): {} entries",
         peer.name,
         view.nodes.len()
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "{:<16} {:<9} {:<7} {:>8} {:>14} {:>9}  {:<21} ID",
         "NAME", "ROLE", "STATUS", "AGE", "INCARNATION", "HEARTBEAT", "ADDRESS"
-    );
+    )?;
     for e in &view.nodes {
         let r = &e.record;
         let addr = r
             .addrs
             .first()
             .map_or_else(|| "-".to_owned(), ToString::to_string);
-        println!(
+        writeln!(
+            out,
             "{:<16} {:<9} {:<7} {:>6}ms {:>14} {:>9}  {:<21} {}",
             r.name,
             r.role.as_str(),
@@ -136,10 +109,16 @@ pub fn registry(
             r.version.heartbeat,
             addr,
             r.id.short()
-        );
+        )?;
     }
     for b in &view.broadcasts {
-        println!("broadcast {} {} ({} bytes)", b.id.short(), b.name, b.size);
+        writeln!(
+            out,
+            "broadcast {} {} ({} bytes)",
+            b.id.short(),
+            b.name,
+            b.size
+        )?;
     }
     Ok(())
 }
@@ -161,20 +140,23 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 pub fn broadcasts(list: &[swarmcast_node::data::BroadcastInfo], as_json: bool) -> Result<()> {
+    let out = &mut std::io::stdout().lock();
     if as_json {
-        println!("{}", serde_json::to_string_pretty(list)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(list)?)?;
         return Ok(());
     }
     if list.is_empty() {
-        println!("no broadcasts");
+        writeln!(out, "no broadcasts")?;
         return Ok(());
     }
-    println!(
+    writeln!(
+        out,
         "{:<10} {:<20} {:<10} {:>15} {:>21}  PATH",
         "ID", "NAME", "STATE", "CHUNKS", "BYTES"
-    );
+    )?;
     for b in list {
-        println!(
+        writeln!(
+            out,
             "{:<10} {:<20} {:<10} {:>15} {:>21}  {}",
             &b.id[..8.min(b.id.len())],
             b.name,
@@ -186,9 +168,9 @@ pub fn broadcasts(list: &[swarmcast_node::data::BroadcastInfo], as_json: bool) -
                 human_bytes(b.bytes_total)
             ),
             b.path.as_deref().unwrap_or("-")
-        );
+        )?;
         if let Some(e) = &b.error {
-            println!("           error: {e}");
+            writeln!(out, "           error: {e}")?;
         }
     }
     Ok(())

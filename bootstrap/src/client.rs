@@ -133,6 +133,20 @@ impl BootstrapClient {
         }
     }
 
+    /// Send one heartbeat asking for what changed since `hb.changes_since` (set it). `None`
+    /// if the bootstrap only acknowledged (it predates change answers): then ask
+    /// [`BootstrapClient::lookup`].
+    pub async fn heartbeat_changes(
+        &self,
+        hb: Heartbeat,
+    ) -> Result<Option<RegistryView>, ClientError> {
+        match self.call(Message::Heartbeat(hb)).await? {
+            Message::Registry(v) => Ok(Some(v)),
+            Message::Ack(_) => Ok(None),
+            _ => Err(WireError::Unexpected("expected Registry or Ack").into()),
+        }
+    }
+
     /// The bootstrap's whole registry view.
     pub async fn lookup(&self) -> Result<RegistryView, ClientError> {
         match self.call(Message::Lookup(Lookup {})).await? {

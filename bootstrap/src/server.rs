@@ -12,14 +12,14 @@ use swarmcast_certs::{Identity, PeerInfo};
 use swarmcast_net::wire::{self, WireError};
 use swarmcast_net::{CloseCode, incarnation};
 use swarmcast_proto::{
-    Ack, Delta, ErrorCode, Limits, Message, NodeId, NodeRecord, Ping, Registered, Role, Status,
-    Version,
+    Ack, Delta, ErrorCode, Limits, Message, NodeId, NodeRecord, Ping, Registered, RegistryCursor,
+    RegistryView, Role, Status, Version,
 };
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::client::ClientError;
-use crate::registry::{Registry, RegistryConfig};
+use crate::registry::{ChangeLog, ChangeLogConfig, Registry, RegistryConfig};
 use crate::snapshot;
 
 /// Most addresses a node may advertise.
@@ -96,6 +96,8 @@ struct Shared {
     config: BootstrapConfig,
     limits: Limits,
     registry: Mutex<Registry>,
+    /// Numbered views for heartbeat answers; locked before `registry` when both are.
+    changes: Mutex<ChangeLog>,
     heartbeat: Mutex<u64>,
 }
 
@@ -103,6 +105,16 @@ impl Shared {
     fn registry(&self) -> MutexGuard<'_, Registry> {
         // A panic while holding the lock would be a bug in the pure core; keep serving.
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What changed since `since`, from a view at most `ChangeLogConfig::refresh` old.
+    fn changes_since(&self, now: Instant, since: RegistryCursor) -> RegistryView {
+        let mut log = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        if log.needs_view(now) {
+            let view = self.registry().view(now);
+            log.handle_view(now, &view);
+        }
+        log.answer(since)
     }
 
     /// Bump and record this bootstrap's own entry.
@@ -202,6 +214,7 @@ pub async fn run(
         incarnation,
         limits: Limits::default(),
         registry: Mutex::new(registry),
+        changes: Mutex::new(ChangeLog::new(incarnation, ChangeLogConfig::default())),
         heartbeat: Mutex::new(0),
         config,
     });
@@ -347,7 +360,10 @@ fn handle_request(shared: &Shared, peer: &PeerInfo, request: Message) -> Message
                 progress: h.progress,
             };
             shared.registry().observe(now, record);
-            Message::Ack(Ack {})
+            match h.changes_since {
+                Some(since) => Message::Registry(shared.changes_since(now, since)),
+                None => Message::Ack(Ack {}),
+            }
         }
         Message::Lookup(_) => Message::Registry(shared.registry().view(now)),
         Message::Announce(a) => {

@@ -197,30 +197,14 @@ pub async fn run(exe: std::path::PathBuf, config: &BenchConfig) -> Result<BenchR
         .map(|n| cluster.index(n).and_then(|i| cluster.procs[i].pid()))
         .collect();
     let cpu_before: Vec<Option<f64>> = pids.iter().map(|p| p.and_then(cpu_seconds)).collect();
-    let deadline = t1 + config.timeout;
-    loop {
-        let mut done = 0;
-        for d in &dirs[1..] {
-            if list(d)
-                .await
-                .iter()
-                .any(|b| b.id == info.id && b.state == "complete")
-            {
-                done += 1;
-            }
-        }
-        if done == config.receivers {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "{done}/{} receivers complete after {:?}",
-                config.receivers,
-                config.timeout
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::fleet::wait_complete(
+        &dirs[1..],
+        &info.id,
+        t1 + config.timeout,
+        Duration::from_millis(50),
+    )
+    .await
+    .with_context(|| format!("receivers not complete after {:?}", config.timeout))?;
     let transfer = t1.elapsed();
     let cpu_s = names
         .iter()

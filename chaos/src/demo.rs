@@ -1,20 +1,15 @@
 //! `swarmcast demo`: a local fleet on 127.0.0.1 in a temporary directory, a sample dataset
-//! broadcast to it with live progress, faults mid-transfer (a bootstrap and two nodes killed, one
-//! restarted), byte-for-byte verification, a summary, and cleanup.
+//! broadcast to it, faults mid-transfer (a bootstrap and two nodes killed, one restarted),
+//! byte-for-byte verification, a summary, and cleanup. It is a [`Scenario`]
+//! ([`DemoConfig::scenario`]) run by the scenario runner, which narrates it as it goes.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
-use swarmcast_node::control;
-use swarmcast_node::data::BroadcastInfo;
+use anyhow::{Result, bail};
 
-use crate::procs::{LocalCluster, Timings};
-use crate::tree;
+use crate::scenario::{self, Mode, Report, Scenario};
 
 /// What the demo does.
 #[derive(Debug, Clone)]
@@ -69,235 +64,191 @@ pub(crate) fn human(n: u64) -> String {
     }
 }
 
-async fn list(data_dir: &Path) -> Option<Vec<BroadcastInfo>> {
-    control::list(data_dir).await.ok()
+impl DemoConfig {
+    /// The demo as a scenario: bootstraps and nodes on 127.0.0.1, a sample dataset sent from
+    /// n1, and at `fault_at` of the transfer one bootstrap and two receivers SIGKILLed, the
+    /// first receiver restarted with its data dir 1.5 s later. The runner's end checks then
+    /// prove every copy byte for byte, the registries, re-fetching and a 300 s bound.
+    pub fn scenario(&self) -> Result<Scenario> {
+        if self.nodes < 4 || self.bootstraps < 2 {
+            bail!("the demo needs at least 4 nodes and 2 bootstraps (it kills some)");
+        }
+        let (b, v1, v2) = self.victims();
+        let text = format!(
+            r#"
+name = "demo"
+description = "the built-in default run"
+deadline_s = 300
+[[steps]]
+do = "start"
+bootstraps = {bootstraps}
+[[steps]]
+do = "start"
+nodes = {nodes}
+[[steps]]
+do = "make_dir"
+size_mib = {size_mib}
+seed = {DATASET_SEED}
+[[steps]]
+do = "send"
+from = "n1"
+chunk_kib = 1024
+[[steps]]
+do = "wait"
+progress = {fault_at}
+[[steps]]
+do = "kill"
+name = "{b}"
+[[steps]]
+do = "kill"
+name = "{v1}"
+[[steps]]
+do = "kill"
+name = "{v2}"
+[[steps]]
+do = "sleep"
+ms = 1500
+[[steps]]
+do = "restart"
+name = "{v1}"
+"#,
+            bootstraps = self.bootstraps,
+            nodes = self.nodes,
+            size_mib = self.size as f64 / f64::from(1u32 << 20),
+            fault_at = self.fault_at,
+        );
+        Scenario::from_toml(&text)
+    }
+
+    /// The bootstrap and the two receivers killed; the first receiver comes back.
+    fn victims(&self) -> (String, String, String) {
+        (
+            format!("b{}", self.bootstraps.min(2)),
+            format!("n{}", self.nodes / 2 + 1),
+            format!("n{}", self.nodes),
+        )
+    }
 }
 
-async fn registered(data_dir: &Path) -> bool {
-    control::status(data_dir)
-        .await
-        .is_ok_and(|s| s.registered && !s.neighbours.is_empty())
-}
+/// Content seed of the demo's dataset.
+const DATASET_SEED: u64 = 0x5eed;
 
 /// Run the demo with the `swarmcast` binary at `exe`. Ok only if every copy verified.
 pub async fn run(exe: PathBuf, config: DemoConfig) -> Result<DemoReport> {
-    if config.nodes < 4 || config.bootstraps < 2 {
-        bail!("the demo needs at least 4 nodes and 2 bootstraps (it kills some)");
-    }
+    let scenario = config.scenario()?;
     let tmp = tempfile::Builder::new()
         .prefix("swarmcast-demo-")
         .tempdir()?;
     let root = tmp.path().to_owned();
-    println!("swarmcast demo in {}", root.display());
-    let result = run_in(exe, &config, &root).await;
+    println!(
+        "swarmcast demo in {}: {} bootstraps and {} nodes on 127.0.0.1 (each a child process), \
+         {} of sample data from n1, faults at {:.0}%",
+        root.display(),
+        config.bootstraps,
+        config.nodes,
+        human(config.size),
+        config.fault_at * 100.0
+    );
+    let result = scenario::run_at(Mode::Process, exe, scenario, 1, &root, None, true).await;
     if config.keep {
         let kept = tmp.keep();
         println!("kept {}", kept.display());
     } else {
         println!("cleaned up {}", root.display());
     }
-    result
+    let report = DemoReport::from(&config, &result?);
+    report.print(&config);
+    Ok(report)
 }
 
-async fn run_in(exe: PathBuf, config: &DemoConfig, root: &Path) -> Result<DemoReport> {
-    let dataset = root.join("dataset");
-    let (files, bytes) = tree::generate(&dataset, config.size, 0x5eed)?;
-    println!("generated a dataset of {files} files, {}", human(bytes));
-
-    let mut cluster = LocalCluster::new(exe, root, Timings::default())?;
-    let seeds: Vec<SocketAddr> = cluster.start_bootstraps(config.bootstraps)?;
-    let names: Vec<String> = (1..=config.nodes).map(|i| format!("n{i}")).collect();
-    for n in &names {
-        cluster.start_node(n, &seeds, &[])?;
-    }
-    println!(
-        "started {} bootstraps and {} nodes on 127.0.0.1 (each a child process)",
-        config.bootstraps, config.nodes
-    );
-    let dir_of = |c: &LocalCluster, n: &str| -> Result<PathBuf> {
-        let i = c.index(n).context("no such node")?;
-        Ok(c.procs[i].data_dir.clone())
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for n in &names {
-        let d = dir_of(&cluster, n)?;
-        while !registered(&d).await {
-            if Instant::now() > deadline {
-                bail!("{n} did not join within 30 s (logs in {})", root.display());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+impl DemoReport {
+    fn from(config: &DemoConfig, r: &Report) -> Self {
+        let (_, v1, _) = config.victims();
+        let wall = r.completion_ms.values().max().copied().unwrap_or(0);
+        Self {
+            wall: Duration::from_millis(wall),
+            bytes: r.bytes,
+            // Every live node but the origin holds a verified copy.
+            receivers: r.completion_ms.keys().filter(|n| *n != "n1").count(),
+            origin_upload: r.origin_upload,
+            completion: r
+                .completion_ms
+                .iter()
+                .map(|(n, ms)| (n.clone(), Duration::from_millis(*ms)))
+                .collect(),
+            refetched: r.refetched.get(&v1).copied().unwrap_or(0),
         }
     }
-    println!("all nodes joined and found neighbours");
 
-    let origin = names[0].clone();
-    let info = control::send(&dir_of(&cluster, &origin)?, dataset.clone(), 1 << 20)
-        .await
-        .context("send failed")?;
-    let started = Instant::now();
-    println!(
-        "{origin} sends broadcast {} ({} chunks)",
-        &info.id[..16],
-        info.chunks
-    );
-
-    // The victims: one bootstrap, and two receivers of which the first comes back.
-    let victim_b = format!("b{}", config.bootstraps.min(2));
-    let (v1, v2) = (
-        names[config.nodes / 2].clone(),
-        names[config.nodes - 1].clone(),
-    );
-    let bar = std::io::stdout().is_terminal().then(|| {
-        let b = ProgressBar::new(100);
-        b.set_style(
-            ProgressStyle::with_template("[{elapsed_precise}] [{bar:30}] {pos}% {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+    fn print(&self, config: &DemoConfig) {
+        let (_, v1, _) = config.victims();
+        println!(
+            "verified {} copies: byte-identical, modes included",
+            self.receivers
         );
-        b
-    });
-    let say = |msg: String| match &bar {
-        Some(b) => b.println(msg),
-        None => println!("{msg}"),
-    };
-    let mut phase = 0; // 0: before faults, 1: killed, 2: restarted
-    let mut killed_at = Instant::now();
-    let mut fetched_before = 0u64;
-    let mut completion: BTreeMap<String, Duration> = BTreeMap::new();
-    let mut last_print = Instant::now();
-    let deadline = started + Duration::from_secs(300);
-    loop {
-        let mut held = 0u64;
-        let mut total = 0u64;
-        let mut running = 0usize;
-        for n in &names {
-            let i = cluster.index(n).context("node")?;
-            if !cluster.procs[i].running() {
-                continue;
-            }
-            running += 1;
-            let b = list(&cluster.procs[i].data_dir)
-                .await
-                .and_then(|l| l.into_iter().find(|b| b.id == info.id));
-            let (h, t) = b
-                .as_ref()
-                .map_or((0, info.chunks), |b| (b.chunks_held, b.chunks_total));
-            held += h;
-            total += t.max(1);
-            if let Some(b) = &b {
-                if (b.state == "complete" || b.state == "seeding") && !completion.contains_key(n) {
-                    completion.insert(n.clone(), started.elapsed());
-                }
-                if b.state == "failed" {
-                    bail!(
-                        "{n}: broadcast failed: {}",
-                        b.error.clone().unwrap_or_default()
-                    );
-                }
-                if *n == v1 && phase == 0 {
-                    fetched_before = b.fetched_bytes;
-                }
-            }
+        println!();
+        println!("summary");
+        println!("  wall time            {:.2} s", self.wall.as_secs_f64());
+        println!(
+            "  aggregate throughput {}/s ({} receivers x {})",
+            human(
+                (self.bytes as f64 * self.receivers as f64 / self.wall.as_secs_f64().max(1e-3))
+                    as u64
+            ),
+            self.receivers,
+            human(self.bytes)
+        );
+        println!(
+            "  origin upload        {:.2} x the dataset",
+            self.origin_upload
+        );
+        println!(
+            "  {v1} resumed after SIGKILL; bytes re-fetched: {}",
+            human(self.refetched)
+        );
+        println!("  completion per node:");
+        for (n, t) in &self.completion {
+            println!("    {n:<4} {:6.2} s", t.as_secs_f64());
         }
-        let fraction = held as f64 / total.max(1) as f64;
-        if let Some(b) = &bar {
-            b.set_position((fraction * 100.0) as u64);
-            b.set_message(format!("{}/{} nodes complete", completion.len(), running));
-        } else if last_print.elapsed() >= Duration::from_secs(1) {
-            println!(
-                "{:5.1}% held, {}/{} nodes complete",
-                fraction * 100.0,
-                completion.len(),
-                running
-            );
-            last_print = Instant::now();
-        }
-        if phase == 0 && fraction >= config.fault_at {
-            for name in [&victim_b, &v1, &v2] {
-                let i = cluster.index(name).context("victim")?;
-                cluster.kill(i);
-                completion.remove(name);
-            }
-            killed_at = Instant::now();
-            say(format!(
-                "FAULT at {:.0}%: SIGKILL bootstrap {victim_b} and nodes {v1}, {v2}",
-                fraction * 100.0
-            ));
-            phase = 1;
-        } else if phase == 1 && killed_at.elapsed() >= Duration::from_millis(1500) {
-            let i = cluster.index(&v1).context("victim")?;
-            cluster.restart(i, false)?;
-            say(format!(
-                "restarted {v1} with its data dir: it resumes where it stopped"
-            ));
-            phase = 2;
-            continue;
-        }
-        if phase == 2 && completion.len() == running {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("not complete after 300 s (logs in {})", root.display());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
-    let wall = started.elapsed();
+}
 
-    // Verify every surviving receiver, byte for byte and mode for mode.
-    let mut receivers = 0;
-    for n in names.iter().skip(1) {
-        let i = cluster.index(n).context("node")?;
-        if !cluster.procs[i].running() {
-            continue;
-        }
-        let copy = cluster.procs[i].data_dir.join("received").join("dataset");
-        tree::verify(&dataset, &copy).with_context(|| format!("{n}'s copy is wrong"))?;
-        receivers += 1;
-    }
-    println!("verified {receivers} copies: byte-identical, modes included");
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
 
-    let origin_list = list(&dir_of(&cluster, &origin)?).await.unwrap_or_default();
-    let uploaded = origin_list
-        .iter()
-        .find(|b| b.id == info.id)
-        .map_or(0, |b| b.uploaded_bytes);
-    let v1_list = list(&dir_of(&cluster, &v1)?).await.unwrap_or_default();
-    let v1b = v1_list.iter().find(|b| b.id == info.id);
-    let refetched = v1b.map_or(0, |b| {
-        (fetched_before + b.fetched_bytes).saturating_sub(b.bytes_total)
-    });
-    let report = DemoReport {
-        wall,
-        bytes,
-        receivers,
-        origin_upload: uploaded as f64 / bytes.max(1) as f64,
-        completion,
-        refetched,
-    };
-    println!();
-    println!("summary");
-    println!("  wall time            {:.2} s", report.wall.as_secs_f64());
-    println!(
-        "  aggregate throughput {}/s ({} receivers x {})",
-        human((bytes as f64 * receivers as f64 / wall.as_secs_f64()) as u64),
-        receivers,
-        human(bytes)
-    );
-    println!(
-        "  origin upload        {:.2} x the dataset",
-        report.origin_upload
-    );
-    println!(
-        "  {v1} resumed after SIGKILL; bytes re-fetched: {} (resumed {} chunks)",
-        human(refetched),
-        v1b.map_or(0, |b| b.resumed_chunks)
-    );
-    println!("  completion per node:");
-    for (n, t) in &report.completion {
-        println!("    {n:<4} {:6.2} s", t.as_secs_f64());
+    use super::*;
+    use crate::scenario::Action;
+
+    #[test]
+    fn the_demo_is_a_scenario_with_its_faults_in_order() {
+        let s = DemoConfig::default().scenario().unwrap();
+        assert_eq!(s.deadline_s, Some(300));
+        let faults: Vec<String> = s
+            .schedule(1)
+            .unwrap()
+            .iter()
+            .filter_map(|a| match a {
+                Action::Kill(n) => Some(format!("kill {}", n.join(","))),
+                Action::Restart { names, wipe } => {
+                    Some(format!("restart {} {wipe}", names.join(",")))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            faults,
+            ["kill b2", "kill n5", "kill n8", "restart n5 false"],
+            "one bootstrap and two receivers killed, the first restarted with its data"
+        );
+        assert!(matches!(
+            s.schedule(1).unwrap()[0],
+            Action::StartBootstraps(3)
+        ));
+        let small = DemoConfig {
+            nodes: 3,
+            ..Default::default()
+        };
+        assert!(small.scenario().is_err());
     }
-    Ok(report)
 }

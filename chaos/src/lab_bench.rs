@@ -279,7 +279,7 @@ async fn run_once(
                 .await
                 .unwrap_or_default()
                 .iter()
-                .any(|b| b.id == info.id && b.state == "complete");
+                .any(|b| b.id == info.id && b.is_done());
             if done {
                 completion.insert(n.clone(), t0.elapsed().as_secs_f64());
             }

@@ -1,6 +1,9 @@
 //! The swarmcast chaos harness and demo: real processes of the `swarmcast` binary on 127.0.0.1,
 //! faults as real signals, and verification of every byte.
 //!
+//! * [`harness`]: the one process harness (child processes killed by PID, signals by PID, the
+//!   argv of `bootstrap` and `node join`, test timings), shared with the end-to-end tests.
+//! * [`fleet`]: waiting for nodes to join and to complete, over their control sockets.
 //! * [`procs`]: a local cluster of bootstrap and node processes, killed by PID.
 //! * [`tree`]: sample directories and byte-for-byte verification of copies.
 //! * [`demo`]: `swarmcast demo`, the built-in default run.
@@ -8,10 +11,14 @@
 //! * [`bench`], [`pair`], [`files`], [`lab_bench`]: `swarmcast bench local`, `bench pair`
 //!   (swarmcast against bare quinn), `bench files` (many small files against one large one) and
 //!   `bench swarm` (the netns lab against T*).
+//! * [`idle`]: `swarmcast bench idle`, the CPU and packets of a fleet of idle daemons.
 
 pub mod bench;
 pub mod demo;
 pub mod files;
+pub mod fleet;
+pub mod harness;
+pub mod idle;
 pub mod lab_bench;
 pub mod netns;
 pub mod pair;

@@ -2,36 +2,17 @@
 //! network namespace. Every process is killed by its own PID when the cluster is dropped,
 //! whatever happened before, and then the lab is taken down.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use anyhow::{Context, Result};
+use nix::sys::signal::Signal;
 use swarmcast_proto::Role;
 
+pub use crate::harness::Timings;
+use crate::harness::{self, Child};
 use crate::netns::{BOOTSTRAP_PORT, Lab, NODE_PORT};
-
-/// Timing flags given to every process.
-#[derive(Debug, Clone)]
-pub struct Timings {
-    /// `node join --heartbeat`.
-    pub heartbeat: &'static str,
-    /// `bootstrap --suspect-after`.
-    pub suspect_after: &'static str,
-    /// `bootstrap --dead-after`.
-    pub dead_after: &'static str,
-}
-
-impl Default for Timings {
-    /// Faster than the binary's defaults, so that a demo's faults are noticed in seconds.
-    fn default() -> Self {
-        Self {
-            heartbeat: "500ms",
-            suspect_after: "1500ms",
-            dead_after: "3s",
-        }
-    }
-}
 
 /// One process of the cluster.
 #[derive(Debug)]
@@ -59,7 +40,7 @@ impl Proc {
 
     /// Its PID while running.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child.as_ref().and_then(Child::pid)
     }
 
     /// Its log file (stdout and stderr) of the latest start.
@@ -79,11 +60,8 @@ pub struct LocalCluster {
     pub procs: Vec<Proc>,
     /// The network lab the processes run in (netns mode), dropped after they are killed.
     lab: Option<Lab>,
-}
-
-fn free_port() -> Result<SocketAddr> {
-    let s = UdpSocket::bind("127.0.0.1:0").context("picking a free UDP port")?;
-    Ok(s.local_addr()?)
+    /// Leave `RUST_LOG` unset in the children: they log at the binary's default level.
+    default_logs: bool,
 }
 
 impl LocalCluster {
@@ -98,12 +76,20 @@ impl LocalCluster {
             timings,
             procs: Vec::new(),
             lab: None,
+            default_logs: false,
         })
     }
 
     /// Run every process started from now on in its own host of `lab`.
     pub fn with_lab(mut self, lab: Lab) -> Self {
         self.lab = Some(lab);
+        self
+    }
+
+    /// Children log at the binary's default level (`RUST_LOG` removed), not at `info`: for
+    /// measuring the product as shipped.
+    pub fn with_default_logs(mut self) -> Self {
+        self.default_logs = true;
         self
     }
 
@@ -133,28 +119,21 @@ impl LocalCluster {
                 .iter()
                 .map(|b| Ok(SocketAddr::from((lab.add_host(b)?, BOOTSTRAP_PORT))))
                 .collect::<Result<_>>()?,
-            None => (0..n).map(|_| free_port()).collect::<Result<_>>()?,
+            None => (0..n)
+                .map(|_| harness::free_addr())
+                .collect::<Result<_>>()?,
         };
         for (a, name) in addrs.iter().zip(names) {
             swarmcast_certs::issue(&self.certs, &name, Role::Bootstrap)?;
             let data_dir = self.root.join("data").join(&name);
-            let mut args = vec![
-                "bootstrap".to_owned(),
-                "--identity".into(),
-                self.certs.join(&name).to_string_lossy().into_owned(),
-                "--listen".into(),
-                a.to_string(),
-                "--data-dir".into(),
-                data_dir.to_string_lossy().into_owned(),
-                "--suspect-after".into(),
-                self.timings.suspect_after.into(),
-                "--dead-after".into(),
-                self.timings.dead_after.into(),
-            ];
-            for p in addrs.iter().filter(|p| *p != a) {
-                args.push("--peer".into());
-                args.push(p.to_string());
-            }
+            let peers: Vec<SocketAddr> = addrs.iter().filter(|p| *p != a).copied().collect();
+            let args = harness::bootstrap_argv(
+                &self.certs.join(&name),
+                *a,
+                &data_dir,
+                &peers,
+                Some(&self.timings),
+            );
             self.push(name, Role::Bootstrap, Some(*a), data_dir, args, Vec::new())?;
         }
         Ok(addrs)
@@ -180,21 +159,13 @@ impl LocalCluster {
     ) -> Result<usize> {
         swarmcast_certs::issue(&self.certs, name, Role::Node)?;
         let data_dir = self.root.join("data").join(name);
-        let mut args = vec![
-            "node".to_owned(),
-            "join".into(),
-            "--identity".into(),
-            self.certs.join(name).to_string_lossy().into_owned(),
-            "--data-dir".into(),
-            data_dir.to_string_lossy().into_owned(),
-            "--heartbeat".into(),
-            self.timings.heartbeat.into(),
-        ];
-        for s in seeds {
-            args.push("--seed".into());
-            args.push(s.to_string());
-        }
-        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let mut args = harness::node_argv(
+            &self.certs.join(name),
+            &data_dir,
+            seeds,
+            Some(&self.timings),
+            extra,
+        );
         if let Some(lab) = &mut self.lab {
             let ip = lab.add_host(name)?;
             args.push("--listen".into());
@@ -236,35 +207,39 @@ impl LocalCluster {
         let p = &mut self.procs[i];
         p.starts += 1;
         p.log = self.root.join(format!("{}.{}.log", p.name, p.starts));
-        let log = std::fs::File::create(&p.log)?;
         let mut cmd = match &self.lab {
             Some(lab) => lab.command(&p.name, &self.exe)?,
             None => Command::new(&self.exe),
         };
-        cmd.args(&p.args)
-            .env(
-                "RUST_LOG",
-                std::env::var("SWARMCAST_CHILD_LOG").unwrap_or_else(|_| "info,quinn=warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
+        cmd.args(&p.args);
+        if self.default_logs {
+            cmd.env_remove("RUST_LOG");
+        } else {
+            cmd.env("RUST_LOG", harness::child_log_filter());
+        }
         for (k, v) in &p.env {
             cmd.env(k, v);
         }
-        p.child = Some(
-            cmd.spawn()
-                .with_context(|| format!("starting {}", p.name))?,
-        );
+        let child =
+            Child::spawn(cmd, p.log.clone()).with_context(|| format!("starting {}", p.name))?;
+        p.child = Some(child);
         Ok(())
     }
 
     /// SIGKILL process `i` by its PID and reap it.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.procs[i].child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            c.kill();
         }
+    }
+
+    /// Send `sig` to process `i` by its PID.
+    pub fn signal(&self, i: usize, sig: Signal) -> Result<()> {
+        let p = &self.procs[i];
+        p.child
+            .as_ref()
+            .with_context(|| format!("{} is not running", p.name))?
+            .signal(sig)
     }
 
     /// Start process `i` again with the same identity and data dir (wiped first if asked).
@@ -280,7 +255,7 @@ impl LocalCluster {
     }
 
     /// Data dirs of the nodes `names`, once each is registered with at least `neighbours`
-    /// neighbours; Err after `within`.
+    /// neighbours (and at least one); Err after `within`.
     pub async fn wait_joined(
         &self,
         names: &[String],
@@ -293,21 +268,10 @@ impl LocalCluster {
             .collect::<Option<_>>()
             .context("no such node")?;
         let deadline = std::time::Instant::now() + within;
-        for d in &dirs {
-            loop {
-                if let Ok(s) = swarmcast_node::control::status(d).await
-                    && s.registered
-                    && s.neighbours.len() >= neighbours
-                {
-                    break;
-                }
-                if std::time::Instant::now() > deadline {
-                    anyhow::bail!(
-                        "nodes did not join with {neighbours} neighbours within {within:?}"
-                    );
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
+        for (d, n) in dirs.iter().zip(names) {
+            crate::fleet::wait_joined(d, neighbours, deadline)
+                .await
+                .with_context(|| format!("{n}: not joined within {within:?}"))?;
         }
         Ok(dirs)
     }

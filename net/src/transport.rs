@@ -5,8 +5,10 @@ use std::time::Duration;
 
 /// Transport settings shared by every swarmcast endpoint.
 ///
-/// Idle timeout 10 s with keep-alives every 2 s: a silent peer is noticed by the application's
-/// own pings and heartbeats long before QUIC gives up on it.
+/// Idle timeout 10 s with keep-alives after 4 s without a packet sent: a silent peer is noticed
+/// by the application's own pings and heartbeats (or the registry) before QUIC gives up on it.
+/// (Idle neighbours ping every 5 s each way, so keep-alives seldom fire; at 2 s they were most
+/// of an idle link's packets.)
 pub fn transport_config() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.max_concurrent_bidi_streams(256u32.into());
@@ -17,7 +19,7 @@ pub fn transport_config() -> Arc<quinn::TransportConfig> {
     t.receive_window((4u32 << 20).into());
     t.send_window(4 << 20);
     t.max_concurrent_uni_streams(0u32.into());
-    t.keep_alive_interval(Some(Duration::from_secs(2)));
+    t.keep_alive_interval(Some(Duration::from_secs(4)));
     // 10 s fits comfortably in a VarInt, so this conversion cannot fail.
     if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(10)) {
         t.max_idle_timeout(Some(idle));

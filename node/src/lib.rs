@@ -9,6 +9,7 @@
 //! * `membership` and `peers`: the tokio shells around registration and neighbours; `accept`
 //!   checks inbound connections and dispatches them; `handles` are what each task gets.
 //! * [`control`]: the local Unix socket that `node status` talks to.
+//! * [`listing`]: the local state of a broadcast (`node ls`) as an enum.
 
 mod accept;
 pub mod bitfield;
@@ -16,6 +17,7 @@ pub mod control;
 mod daemon;
 pub mod data;
 mod handles;
+pub mod listing;
 pub mod manifest;
 mod membership;
 pub mod neighbours;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use swarmcast_bootstrap::BootstrapClient;
+use swarmcast_bootstrap::registry::RegistryMirror;
 use swarmcast_proto::{Heartbeat, RegistryView, Role, Status, Version};
 use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -35,8 +36,17 @@ type Slots = Arc<Mutex<BTreeMap<SocketAddr, Slot>>>;
 #[non_exhaustive]
 pub enum JoinError {
     /// No seed accepted the registration in time.
-    #[error("no seed accepted the registration within {0:?}")]
-    Timeout(Duration),
+    #[error("no seed accepted the registration within {after:?}{}", seed_errors(.last_errors))]
+    Timeout {
+        /// The join timeout.
+        after: Duration,
+        /// Each seed's latest error (connection or registration), in seed order.
+        last_errors: Vec<(SocketAddr, String)>,
+    },
+}
+
+fn seed_errors(errors: &[(SocketAddr, String)]) -> String {
+    errors.iter().map(|(a, e)| format!("; {a}: {e}")).collect()
 }
 
 /// Membership's settings.
@@ -72,6 +82,9 @@ pub(crate) struct Membership {
     order: Vec<SocketAddr>,
     current: Option<BootstrapClient>,
     heartbeat: u64,
+    /// The current bootstrap's registry, kept up to date by the changes its heartbeat
+    /// answers carry.
+    mirror: RegistryMirror,
 }
 
 impl Membership {
@@ -84,6 +97,7 @@ impl Membership {
             order: Vec::new(),
             current: None,
             heartbeat: 0,
+            mirror: RegistryMirror::default(),
         }
     }
 
@@ -143,7 +157,14 @@ impl Membership {
             if !self.registered() {
                 if let Some(limit) = self.config.join_timeout {
                     if started.elapsed() >= limit {
-                        return Err(JoinError::Timeout(limit));
+                        let slots = self.lock();
+                        let last_errors = (self.order.iter())
+                            .filter_map(|a| Some((*a, slots.get(a)?.last_error.clone()?)))
+                            .collect();
+                        return Err(JoinError::Timeout {
+                            after: limit,
+                            last_errors,
+                        });
                     }
                 }
             }
@@ -202,22 +223,29 @@ impl Membership {
         &mut self,
         client: &BootstrapClient,
     ) -> Result<RegistryView, swarmcast_bootstrap::ClientError> {
-        self.heartbeat += 1;
         let (progress, records) = {
             let report = self.links.data.borrow();
             (report.progress.clone(), report.records.clone())
         };
+        for record in records {
+            client.announce(record).await?;
+        }
+        self.heartbeat += 1;
         let hb = Heartbeat {
             id: self.me.id,
             version: Version::new(self.me.incarnation, self.heartbeat),
             addrs: vec![self.me.advertise],
             progress,
+            changes_since: Some(self.mirror.since()),
         };
-        client.heartbeat(hb).await?;
-        for record in records {
-            client.announce(record).await?;
-        }
-        client.lookup().await
+        // The answer carries what changed since the mirror's cursor (everything the first
+        // time, and after a failover); a bootstrap that only acknowledges is asked for all.
+        let view = match client.heartbeat_changes(hb).await? {
+            Some(changes) => changes,
+            None => client.lookup().await?,
+        };
+        self.mirror.apply(view);
+        Ok(self.mirror.view())
     }
 
     /// Register through the first live seed, in the order given. True on success.

@@ -24,6 +24,10 @@ use crate::data::DataInput;
 use crate::handles::{Dialer, Server};
 use crate::neighbours::{Action, Direction, NeighbourConfig, NeighbourState, Neighbours};
 
+/// The shortest time between two activity reports of one link to the core: well below
+/// [`NeighbourConfig::active_for`](crate::neighbours::NeighbourConfig::active_for).
+const ACTIVITY_REPORT: Duration = Duration::from_millis(500);
+
 /// Inputs of the neighbour actor.
 #[derive(Debug)]
 pub(crate) enum Input {
@@ -37,6 +41,8 @@ pub(crate) enum Input {
     Closed { id: NodeId, stable_id: usize },
     /// A pong arrived.
     Pong { id: NodeId, nonce: u64 },
+    /// Data-plane traffic (a have or have-update, either way) on the link to this peer.
+    Active { id: NodeId },
     /// The data plane caught this peer serving bad data too often.
     Ban { id: NodeId },
 }
@@ -125,6 +131,7 @@ fn handle_input(
             core.handle_dial_failed(now, id);
         }
         Input::Pong { id, nonce } => core.handle_pong(now, id, nonce),
+        Input::Active { id } => core.handle_activity(now, id),
         Input::Ban { id } => {
             core.handle_ban(now, id);
             if let Some(e) = links.remove(&id) {
@@ -283,6 +290,18 @@ async fn drive_link(
     let stable_id = conn.stable_id();
     let limits = Limits::default();
     let (reply_tx, mut replies) = mpsc::channel::<Message>(16);
+    // Haves and have-updates either way mean a transfer with this peer: tell the core (which
+    // then pings fast), at most every ACTIVITY_REPORT.
+    // (A mutex, not a cell: the future must be Send. Only this task takes it.)
+    let reported = std::sync::Mutex::new(None::<Instant>);
+    let active = || {
+        let now = Instant::now();
+        let mut last = reported.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| now >= t + ACTIVITY_REPORT) {
+            *last = Some(now);
+            let _ = tx.try_send(Input::Active { id });
+        }
+    };
     let writer = async {
         loop {
             let msg = tokio::select! {
@@ -290,6 +309,9 @@ async fn drive_link(
                 m = replies.recv() => m,
             };
             let Some(msg) = msg else { return };
+            if matches!(msg, Message::Have(_) | Message::HaveUpdate(_)) {
+                active();
+            }
             if let Err(e) = wire::write_message(&mut send, &msg, &limits).await {
                 debug!(error = %e, "control stream write failed");
                 return;
@@ -306,6 +328,7 @@ async fn drive_link(
                     let _ = tx.send(Input::Pong { id, nonce: p.nonce }).await;
                 }
                 Ok(Some(msg @ (Message::Have(_) | Message::HaveUpdate(_)))) => {
+                    active();
                     let _ = shared
                         .data_tx
                         .send(DataInput::PeerMessage { id, msg })

@@ -267,6 +267,40 @@ impl Sim {
         (0..self.nodes.len()).filter(|&i| self.nodes[i].alive)
     }
 
+    /// A transfer in progress: every live node reports data-plane traffic on each link to a
+    /// live peer (none on links to the dead: the worst case, where the dead peer was the only
+    /// one sending).
+    fn traffic(&mut self) {
+        let now = self.now;
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].alive {
+                continue;
+            }
+            let peers: Vec<NodeId> = self
+                .connected_peers(i)
+                .into_iter()
+                .filter(|p| self.index.get(p).is_some_and(|&j| self.nodes[j].alive))
+                .collect();
+            for p in peers {
+                self.nodes[i].core.handle_activity(now, p);
+            }
+        }
+        self.pump();
+    }
+
+    /// [`Sim::run_until`], reporting traffic every 500 ms if `busy`.
+    fn run_busy_until(&mut self, until: Instant, busy: bool) {
+        if !busy {
+            return self.run_until(until);
+        }
+        while self.now < until {
+            self.traffic();
+            let step = (self.now + Duration::from_millis(500)).min(until);
+            self.run_until(step);
+            self.now = self.now.max(step);
+        }
+    }
+
     fn connected_peers(&self, i: usize) -> BTreeSet<NodeId> {
         self.nodes[i]
             .core
@@ -318,6 +352,7 @@ fn kill_and_recover(
     seed: u64,
     dead_dials: DeadDials,
     deadline: Duration,
+    busy: bool,
 ) -> Duration {
     let config = NeighbourConfig::default();
     let mut sim = Sim::new(nodes, &config, seed, dead_dials);
@@ -333,8 +368,13 @@ fn kill_and_recover(
         let now = sim.now;
         sim.nodes[i].core.handle_registry(now, &sim.registry);
     }
-    // Kill at an arbitrary point of the ping cycles.
-    sim.run_until(start + Duration::from_millis(5_000 + rng.random_range(0..250)));
+    // Kill at an arbitrary point of the ping cycles (of the idle cycles too when idle).
+    let at = if busy {
+        5_000 + rng.random_range(0..250)
+    } else {
+        20_000 + rng.random_range(0..5_000)
+    };
+    sim.run_busy_until(start + Duration::from_millis(at), busy);
     sim.assert_consistent();
     let want = config.target.min(nodes - 1);
     for i in sim.alive() {
@@ -362,6 +402,9 @@ fn kill_and_recover(
     let mut recovered: BTreeMap<usize, Duration> = BTreeMap::new();
     let step = Duration::from_millis(10);
     while sim.now < killed_at + deadline {
+        if busy && (sim.now - killed_at).as_millis() % 500 == 0 {
+            sim.traffic();
+        }
         sim.run_until(sim.now + step);
         if (sim.now - killed_at).as_millis() % 1_000 == 0 {
             sim.feed_registry();
@@ -406,11 +449,27 @@ fn kill_and_recover(
 }
 
 #[test]
+fn thirty_idle_nodes_recover_within_the_idle_bound() {
+    // No transfer: links are pinged every 5 s, so the pings alone (the registry here never
+    // says dead) take up to 16 s; plus one hedge delay for each of the other dead nodes.
+    let config = NeighbourConfig::default();
+    let deadline = config.idle_loss_detection_bound() + config.dial_hedge_after * 2;
+    for seed in 0..4 {
+        let slowest = kill_and_recover(30, 3, seed, DeadDials::BlackHole, deadline, false);
+        eprintln!("seed {seed}: slowest recovery {slowest:?}");
+        assert!(
+            slowest >= config.ping_timeout + config.idle_ping_interval * 2,
+            "seed {seed}: {slowest:?} is faster than idle pings can tell"
+        );
+    }
+}
+
+#[test]
 fn thirty_nodes_recover_within_two_seconds_of_three_kills() {
     // 2 x the 1 s ping timeout. Loss detection alone takes up to 1.75 s with the defaults.
     let deadline = Duration::from_secs(2);
     for seed in 0..8 {
-        let slowest = kill_and_recover(30, 3, seed, DeadDials::Refused, deadline);
+        let slowest = kill_and_recover(30, 3, seed, DeadDials::Refused, deadline, true);
         eprintln!("seed {seed}: slowest recovery {slowest:?}");
         assert!(
             slowest <= deadline,
@@ -430,7 +489,7 @@ fn thirty_nodes_recover_when_dials_to_the_dead_hang() {
     let config = NeighbourConfig::default();
     let deadline = config.loss_detection_bound() + config.dial_hedge_after * 2;
     for seed in 0..8 {
-        let slowest = kill_and_recover(30, 3, seed, DeadDials::BlackHole, deadline);
+        let slowest = kill_and_recover(30, 3, seed, DeadDials::BlackHole, deadline, true);
         eprintln!("seed {seed}: slowest recovery {slowest:?}");
     }
 }
@@ -439,7 +498,14 @@ fn thirty_nodes_recover_when_dials_to_the_dead_hang() {
 fn small_fleet_is_a_full_mesh_and_stays_one_after_a_kill() {
     for seed in 0..4 {
         // 6 nodes, target 8: everyone connects to all 5 others, then to the 4 survivors.
-        kill_and_recover(6, 1, seed, DeadDials::BlackHole, Duration::from_secs(2));
+        kill_and_recover(
+            6,
+            1,
+            seed,
+            DeadDials::BlackHole,
+            Duration::from_secs(2),
+            true,
+        );
     }
 }
 

@@ -95,6 +95,23 @@ pub struct Heartbeat {
     /// Per-broadcast progress.
     #[serde(default)]
     pub progress: Vec<Progress>,
+    /// Set: answer with [`Message::Registry`] carrying what changed since this cursor (the
+    /// whole registry if the cursor is not from the answering bootstrap's current run, e.g.
+    /// [`RegistryCursor::default`]). Unset (older nodes): answer [`Message::Ack`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes_since: Option<RegistryCursor>,
+}
+
+/// A position in one bootstrap's stream of registry changes.
+///
+/// `epoch` names the bootstrap's run (its incarnation); `seq` counts its changes. A cursor is
+/// meaningful only to the bootstrap run that issued it; any other answers with everything.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RegistryCursor {
+    /// The issuing bootstrap's run; 0 is never issued.
+    pub epoch: u64,
+    /// Changes up to this one are included.
+    pub seq: u64,
 }
 
 /// Progress of one broadcast at one node.
@@ -175,13 +192,31 @@ pub struct RegistryEntry {
     pub age_ms: u64,
 }
 
-/// A bootstrap's whole view.
+/// A bootstrap's view: whole, or (`partial`) what changed since a [`RegistryCursor`].
+///
+/// A partial view lists the entries whose record (apart from its heartbeat counter) or status
+/// changed, the broadcast records that changed, and the ids of entries dropped since; the
+/// receiver applies it to its copy (replacing entries by id). In a partial view, the
+/// heartbeat counter and age of an entry are those at its latest listed change.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegistryView {
-    /// Every node and bootstrap entry.
+    /// Every node and bootstrap entry (partial: the changed ones).
     pub nodes: Vec<RegistryEntry>,
-    /// Every broadcast record.
+    /// Every broadcast record (partial: the changed ones).
     pub broadcasts: Vec<BroadcastRecord>,
+    /// Where this view brings its receiver; absent in answers to [`Message::Lookup`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<RegistryCursor>,
+    /// Only what changed since the cursor the request carried.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub partial: bool,
+    /// Partial: entries dropped since that cursor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<NodeId>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// State of a broadcast as its origin declares it.

@@ -129,6 +129,7 @@ fn heartbeat() {
                 held: 5,
                 total: 10,
             }],
+            changes_since: None,
         }),
         GOLDEN,
     );
@@ -180,6 +181,7 @@ fn registry() {
                 age_ms: 1500,
             }],
             broadcasts: vec![record()],
+            ..Default::default()
         }),
         GOLDEN,
     );
@@ -435,6 +437,7 @@ mod evolution {
                 version: Version::new(1, 1),
                 addrs: vec![],
                 progress: vec![],
+                changes_since: None,
             })
         );
     }

@@ -1,14 +1,15 @@
-//! `swarmcast bench local | swarm | pair | files`: each run's line on stderr, the summary on
+//! `swarmcast bench local | swarm | pair | files | idle`: each run's line on stderr, the summary on
 //! stdout.
 
 use std::time::Duration;
 
 use anyhow::Result;
-use swarmcast_chaos::{bench, files, lab_bench, pair};
+use swarmcast_chaos::{bench, files, idle, lab_bench, pair};
 
 use super::{current_exe, runtime, until_signal, usage_error};
 use crate::cli::{
-    BenchCommand, BenchFilesArgs, BenchLocalArgs, BenchPairArgs, BenchStrategy, SwarmBenchArgs,
+    BenchCommand, BenchFilesArgs, BenchIdleArgs, BenchLocalArgs, BenchPairArgs, BenchStrategy,
+    SwarmBenchArgs,
 };
 
 pub(crate) fn run(command: BenchCommand) -> Result<()> {
@@ -17,7 +18,37 @@ pub(crate) fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Swarm(args) => swarm(args),
         BenchCommand::Pair(args) => bench_pair(args),
         BenchCommand::Files(args) => bench_files(args),
+        BenchCommand::Idle(args) => bench_idle(args),
     }
+}
+
+/// `bench idle`: the report on stdout.
+fn bench_idle(args: BenchIdleArgs) -> Result<()> {
+    let config = idle::IdleConfig {
+        nodes: args.nodes,
+        bootstraps: args.bootstraps,
+        window: Duration::from_secs(args.seconds),
+        settle: args.settle,
+        join_timeout: Duration::from_secs(60) + Duration::from_millis(300) * args.nodes as u32,
+        netns: args.netns,
+    };
+    if let Err(e) = config.validate() {
+        usage_error(&["bench", "idle"], format!("{e:#}"));
+    }
+    if args.netns {
+        swarmcast_chaos::netns::preflight()?;
+    }
+    let exe = match args.exe {
+        Some(e) => e,
+        None => current_exe()?,
+    };
+    let report = until_signal(&runtime()?, idle::run(exe, &config))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
 }
 
 /// `bench local`: the runs' JSON lines, then the median, min and max transfer time.

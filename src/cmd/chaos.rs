@@ -23,16 +23,14 @@ pub(crate) fn run(command: ChaosCommand) -> Result<()> {
 
 fn run_one(args: ChaosArgs) -> Result<()> {
     // clap makes the two exclusive and one of them required.
-    let text = match (&args.preset, &args.scenario) {
-        (Some(name), _) => scenario::preset(name)
-            .with_context(|| format!("no preset {name:?} (see `swarmcast chaos presets`)"))?
-            .to_owned(),
-        (None, Some(path)) => {
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
-        }
+    let scenario = match (&args.preset, &args.scenario) {
+        (Some(name), _) => Scenario::from_toml(
+            scenario::preset(name)
+                .with_context(|| format!("no preset {name:?} (see `swarmcast chaos presets`)"))?,
+        )?,
+        (None, Some(path)) => Scenario::from_file(path)?,
         (None, None) => anyhow::bail!("give --preset NAME or --scenario FILE"),
     };
-    let scenario = Scenario::from_toml(&text)?;
     let mode = match args.mode {
         ChaosMode::Process => Mode::Process,
         ChaosMode::Netns => {

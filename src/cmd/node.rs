@@ -3,9 +3,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use swarmcast_node::neighbours::NeighbourConfig;
-use swarmcast_node::{NodeConfig, Strategy};
+use swarmcast_node::{JoinError, NodeConfig, NodeError, Strategy};
 
 use super::{load_identity, runtime, shutdown_signal, usage_error};
 use crate::cli::{JoinArgs, StrategyArg};
@@ -34,8 +34,35 @@ pub(crate) fn join(args: JoinArgs) -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .map(Duration::from_millis);
-    runtime()?.block_on(swarmcast_node::run(identity, config, shutdown_signal()))?;
+    let result = runtime()?.block_on(swarmcast_node::run(identity, config, shutdown_signal()));
+    // A join that timed out because the handshakes were refused says so first.
+    let hint = match &result {
+        Err(NodeError::Join(JoinError::Timeout { last_errors, .. })) => {
+            last_errors.iter().find_map(|(seed, e)| {
+                refused_handshake(e).map(|why| {
+                    format!(
+                        "the TLS handshake with seed {seed} was refused ({why}): this node's \
+                         certificate and the seed's were issued by different CAs; issue both \
+                         from the same `certs init`"
+                    )
+                })
+            })
+        }
+        _ => None,
+    };
+    match hint {
+        Some(h) => result.context(h)?,
+        None => result?,
+    }
     Ok(())
+}
+
+/// The TLS alert or verifier error in `error` if it says the peer's certificate was not issued
+/// by a trusted CA (on this side: `UnknownIssuer`; on the other side's: `UnknownCA`).
+fn refused_handshake(error: &str) -> Option<&'static str> {
+    ["UnknownIssuer", "UnknownCA", "BadCertificate"]
+        .into_iter()
+        .find(|w| error.contains(w))
 }
 
 /// `node ls`.

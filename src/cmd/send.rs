@@ -7,11 +7,16 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use swarmcast_node::control::{self, FleetProgress};
+use swarmcast_node::manifest::ManifestLimits;
 
 use crate::cli::SendArgs;
 use crate::output::human_bytes;
 
 pub fn run(args: SendArgs) -> Result<()> {
+    // Checked here, before the daemon is asked: a bad value is a usage error (exit 2).
+    if let Err(e) = ManifestLimits::default().check_chunk_size(args.chunk_size) {
+        super::usage_error(&["node", "send"], format!("--chunk-size: {e}"));
+    }
     let meta = std::fs::metadata(&args.dir)
         .with_context(|| format!("cannot read {}", args.dir.display()))?;
     if !meta.is_dir() {
@@ -26,12 +31,12 @@ pub fn run(args: SendArgs) -> Result<()> {
     let info = rt.block_on(control::send(&data_dir, dir, args.chunk_size))?;
     if !args.json {
         println!(
-            "broadcast {} ({}: {} files, {}, {} chunks of {})",
+            "broadcast {} ({}: {}, {}, {} of {})",
             info.id,
             info.name,
-            info.files,
+            plural(info.files, "file"),
             human_bytes(info.bytes),
-            info.chunks,
+            plural(info.chunks, "chunk"),
             human_bytes(u64::from(info.chunk_size))
         );
     }
@@ -139,5 +144,26 @@ pub fn run(args: SendArgs) -> Result<()> {
     match outcome {
         Ok(()) => Ok(()),
         Err(e) => bail!("{e}"),
+    }
+}
+
+/// "1 file", "2 files".
+fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plural;
+
+    #[test]
+    fn one_file_many_files() {
+        assert_eq!(plural(1, "file"), "1 file");
+        assert_eq!(plural(0, "file"), "0 files");
+        assert_eq!(plural(2, "chunk"), "2 chunks");
     }
 }

@@ -91,6 +91,7 @@ fn node_cannot_replicate_or_write_another_entry() -> Result<()> {
             version: Version::new(1, 1),
             addrs: vec![addr],
             progress: vec![],
+            changes_since: None,
         };
         assert!(forbidden(client.heartbeat(hb).await));
 
@@ -102,11 +103,11 @@ fn node_cannot_replicate_or_write_another_entry() -> Result<()> {
     })?;
 
     let reg = c.registry(addr)?;
-    let names: Vec<&str> = entries(&reg, "node")
+    let names: Vec<&str> = entries(&reg, Role::Node)
         .iter()
-        .filter_map(|e| e["name"].as_str())
+        .map(|e| e.name.as_str())
         .collect();
-    assert_eq!(names, vec!["n1"], "only n1's own entry exists: {reg}");
+    assert_eq!(names, vec!["n1"], "only n1's own entry exists: {reg:?}");
     Ok(())
 }
 
@@ -119,13 +120,17 @@ fn bootstrap_refuses_a_node_certificate_as_a_fellow() -> Result<()> {
     c.bootstrap("b1", a, &[fake])?;
     c.node("n1", &[a], &["--listen", &fake.to_string()])?;
     wait_for(Duration::from_secs(10), "n1 alive", || {
-        Ok(names_with(&c.registry(a)?, "alive")
+        Ok(names_with(&c.registry(a)?, Status::Alive)
             .contains(&"n1".to_owned())
             .then_some(()))
     })?;
     std::thread::sleep(ANTI_ENTROPY * 4);
     let reg = c.registry(a)?;
-    assert_eq!(entries(&reg, "bootstrap").len(), 1, "no fake fellow: {reg}");
+    assert_eq!(
+        entries(&reg, Role::Bootstrap).len(),
+        1,
+        "no fake fellow: {reg:?}"
+    );
     let log = std::fs::read_to_string(&c.procs[0].log)?;
     assert!(
         log.contains("not a fellow bootstrap"),

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use swarmcast_certs::Identity;
 use swarmcast_net::wire;
 use swarmcast_node::manifest::{
@@ -111,9 +111,9 @@ fn crafted_manifests_are_rejected_before_touching_the_disk() -> Result<()> {
     c.node("victim", &[b], &[])?;
     let status = wait_for(Duration::from_secs(20), "victim registered", || {
         let s = c.status("victim")?;
-        Ok((s["registered"] == true).then_some(s))
+        Ok(s.registered.then_some(s))
     })?;
-    let victim: SocketAddr = status["listen"].as_str().context("listen")?.parse()?;
+    let victim: SocketAddr = status.listen;
     let evil = Identity::load(&c.issue("evil", "node")?)?;
     let cases = cases();
     let ids: Vec<BroadcastId> = cases.iter().map(|(_, bytes)| manifest_id(bytes)).collect();
@@ -195,14 +195,14 @@ fn crafted_manifests_are_rejected_before_touching_the_disk() -> Result<()> {
     );
 
     // Each is listed as failed, with the reason, and no workspace was created for it.
-    let not_failed = |list: &[serde_json::Value]| -> Vec<&str> {
+    let not_failed = |list: &[BroadcastInfo]| -> Vec<&str> {
         cases
             .iter()
             .zip(&ids)
             .filter(|(_, id)| {
                 !list
                     .iter()
-                    .any(|b| b["id"] == id.to_hex() && b["state"] == "failed")
+                    .any(|b| b.id == id.to_hex() && b.phase().ok() == Some(BroadcastPhase::Failed))
             })
             .map(|((what, _), _)| *what)
             .collect()
@@ -222,8 +222,8 @@ fn crafted_manifests_are_rejected_before_touching_the_disk() -> Result<()> {
         }
     };
     for ((what, _), id) in cases.iter().zip(&ids) {
-        let entry = list.iter().find(|b| b["id"] == id.to_hex()).unwrap();
-        let error = entry["error"].as_str().unwrap_or_default();
+        let entry = list.iter().find(|b| b.id == id.to_hex()).unwrap();
+        let error = entry.error.as_deref().unwrap_or_default();
         eprintln!("{what}: {error}");
         assert!(!error.is_empty(), "{what}: a reason is given");
         let ws = c.data_dir("victim").join("broadcasts").join(id.to_hex());

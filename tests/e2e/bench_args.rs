@@ -8,7 +8,7 @@ use anyhow::Result;
 use crate::support::bin;
 
 #[track_caller]
-fn refused(args: &[&str], says: &str) -> Result<()> {
+pub(crate) fn refused(args: &[&str], says: &str) -> Result<()> {
     let out = Command::new(bin()).args(args).output()?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(

@@ -64,7 +64,7 @@ impl Fleet {
 
     fn wait_alive(&self, names: &[&str]) -> Result<()> {
         wait_for(Duration::from_secs(30), "nodes alive", || {
-            let alive = names_with(&self.c.registry(self.seeds[0])?, "alive");
+            let alive = names_with(&self.c.registry(self.seeds[0])?, Status::Alive);
             Ok(names
                 .iter()
                 .all(|n| alive.contains(&(*n).to_owned()))
@@ -88,11 +88,11 @@ impl Fleet {
         Ok(v["broadcast"]["id"].as_str().unwrap_or_default().to_owned())
     }
 
-    fn complete(&self, name: &str, id: &str) -> Result<Option<Value>> {
+    fn complete(&self, name: &str, id: &str) -> Result<Option<BroadcastInfo>> {
         Ok(self
             .c
             .broadcast(name, id)?
-            .filter(|b| b["state"] == "complete"))
+            .filter(|b| b.phase().ok() == Some(BroadcastPhase::Complete)))
     }
 
     fn wait_complete(&self, names: &[&str], id: &str, timeout: Duration) -> Result<()> {
@@ -105,7 +105,7 @@ impl Fleet {
     fn assert_copies(&self, names: &[&str], id: &str) -> Result<()> {
         for n in names {
             let b = self.c.broadcast(n, id)?.unwrap();
-            let path = b["path"].as_str().unwrap();
+            let path = b.path.as_deref().unwrap();
             assert!(path.ends_with("received/payload"), "{n}: {path}");
             assert_same_tree(&self.source, Path::new(path));
         }
@@ -113,11 +113,7 @@ impl Fleet {
     }
 
     fn held(&self, name: &str, id: &str) -> Result<u64> {
-        Ok(self
-            .c
-            .broadcast(name, id)?
-            .and_then(|b| b["chunks_held"].as_u64())
-            .unwrap_or(0))
+        Ok(self.c.broadcast(name, id)?.map_or(0, |b| b.chunks_held))
     }
 }
 
@@ -156,14 +152,14 @@ fn broadcast_reaches_six_receivers_byte_identical() -> Result<()> {
     f.assert_copies(&RECEIVERS, &id)?;
     // The origin seeds from the source in place and says so.
     let o = f.c.broadcast("origin", &id)?.unwrap();
-    assert_eq!(o["state"], "seeding");
+    assert_eq!(o.phase()?, BroadcastPhase::Seeding);
     assert_eq!(
-        o["path"],
-        f.source.canonicalize()?.to_string_lossy().as_ref()
+        o.path.as_deref(),
+        Some(f.source.canonicalize()?.to_string_lossy().as_ref())
     );
     // Its upload stays near one copy of the data: receivers serve each other.
-    let total = o["bytes_total"].as_u64().unwrap() as f64;
-    let up = o["uploaded_bytes"].as_u64().unwrap() as f64;
+    let total = o.bytes_total as f64;
+    let up = o.uploaded_bytes as f64;
     eprintln!("origin uploaded {:.2} copies", up / total);
     assert!(
         up / total < 3.0,
@@ -190,23 +186,22 @@ fn receiver_killed_half_way_resumes_without_refetching() -> Result<()> {
     f.wait_alive(&["origin", "n1", "n2", "n3"])?;
     let id = f.send("origin", "64KiB")?;
     let total = wait_for(Duration::from_secs(30), "n2 learns the broadcast", || {
-        Ok(f.c
-            .broadcast("n2", &id)?
-            .and_then(|b| b["chunks_total"].as_u64()))
+        Ok(f.c.broadcast("n2", &id)?.map(|b| b.chunks_total))
     })?;
     let (held_before, fetched_before) = wait_for(Duration::from_secs(60), "n2 half way", || {
-        let b = f.c.broadcast("n2", &id)?.unwrap_or_default();
-        let held = b["chunks_held"].as_u64().unwrap_or(0);
-        Ok((held * 2 >= total).then(|| (held, b["fetched_bytes"].as_u64().unwrap_or(0))))
+        let b = f.c.broadcast("n2", &id)?;
+        let held = b.as_ref().map_or(0, |b| b.chunks_held);
+        let fetched = b.as_ref().map_or(0, |b| b.fetched_bytes);
+        Ok((held * 2 >= total).then_some((held, fetched)))
     })?;
     f.c.procs[victim].kill();
     assert!(held_before < total, "killed before completion");
     f.node("n2", &slow)?;
     f.wait_complete(&["n1", "n2", "n3"], &id, Duration::from_secs(120))?;
     let b = f.c.broadcast("n2", &id)?.unwrap();
-    let resumed = b["resumed_chunks"].as_u64().unwrap();
-    let fetched_after = b["fetched_bytes"].as_u64().unwrap();
-    let bytes_total = b["bytes_total"].as_u64().unwrap();
+    let resumed = b.resumed_chunks;
+    let fetched_after = b.fetched_bytes;
+    let bytes_total = b.bytes_total;
     assert!(
         resumed >= held_before,
         "durable chunks survive SIGKILL: {resumed} < {held_before}"
@@ -237,9 +232,7 @@ fn origin_killed_half_way_resumes_the_same_broadcast() -> Result<()> {
     f.wait_alive(&["origin", "n1", "n2", "n3"])?;
     let id = f.send("origin", "64KiB")?;
     let total = wait_for(Duration::from_secs(30), "n1 learns the broadcast", || {
-        Ok(f.c
-            .broadcast("n1", &id)?
-            .and_then(|b| b["chunks_total"].as_u64()))
+        Ok(f.c.broadcast("n1", &id)?.map(|b| b.chunks_total))
     })?;
     wait_for(Duration::from_secs(60), "receivers half way", || {
         let sum: u64 = ["n1", "n2", "n3"]
@@ -262,8 +255,9 @@ fn origin_killed_half_way_resumes_the_same_broadcast() -> Result<()> {
     f.wait_complete(&["n1", "n2", "n3"], &id, Duration::from_secs(120))?;
     let o = f.c.broadcast("origin", &id)?.unwrap();
     assert_eq!(
-        o["state"], "seeding",
-        "the restarted origin seeds the same id: {o}"
+        o.phase()?,
+        BroadcastPhase::Seeding,
+        "the restarted origin seeds the same id: {o:?}"
     );
     f.assert_copies(&["n1", "n2", "n3"], &id)?;
     Ok(())
@@ -346,15 +340,15 @@ fn source_changed_mid_broadcast_fails_loudly_and_nobody_completes() -> Result<()
         || {
             Ok(f.c
                 .broadcast("origin", &id)?
-                .filter(|b| b["state"] == "failed"))
+                .filter(|b| b.phase().ok() == Some(BroadcastPhase::Failed)))
         },
     )?;
     assert!(
-        o["error"]
-            .as_str()
+        o.error
+            .as_deref()
             .unwrap_or_default()
             .contains("source changed"),
-        "{o}"
+        "{o:?}"
     );
     let log = std::fs::read_to_string(&f.c.procs[origin].log)?;
     assert!(
@@ -364,12 +358,11 @@ fn source_changed_mid_broadcast_fails_loudly_and_nobody_completes() -> Result<()
     // The registry carries the failure, and the receivers stop without ever completing.
     for n in ["n1", "n2"] {
         let b = wait_for(Duration::from_secs(20), &format!("{n} stops"), || {
-            Ok(f.c.broadcast(n, &id)?.filter(|b| b["state"] == "failed"))
+            Ok(f.c
+                .broadcast(n, &id)?
+                .filter(|b| b.phase().ok() == Some(BroadcastPhase::Failed)))
         })?;
-        assert!(
-            b["chunks_held"].as_u64() < b["chunks_total"].as_u64(),
-            "{n}: {b}"
-        );
+        assert!(b.chunks_held < b.chunks_total, "{n}: {b:?}");
         assert!(
             !f.c.data_dir(n).join("received/payload").exists(),
             "{n} published a copy"

@@ -9,6 +9,7 @@ mod bad_manifests;
 mod bench_args;
 mod bench_control;
 mod chaos_cli;
+mod cli_papercuts;
 mod control_plane;
 mod data_plane;
 mod support;

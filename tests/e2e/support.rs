@@ -1,16 +1,25 @@
 //! Harness for end-to-end tests: real `swarmcast` processes on 127.0.0.1, killed by PID.
 //!
-//! Every process is a [`Proc`] whose drop sends SIGKILL to its own PID and reaps it, so nothing
-//! outlives a failing test. Logs go to files in the test's temp dir and are printed on failure.
+//! The process wrapper, the port picker, the argv, the timings and the JSON types are the
+//! chaos crate's ([`swarmcast_chaos::harness`], [`swarmcast_bootstrap::listing`],
+//! [`swarmcast_node::data::BroadcastInfo`]): one harness for both. Every process is a [`Proc`]
+//! whose drop sends SIGKILL to its own PID and reaps it, so nothing outlives a failing test.
+//! Logs go to files in the test's temp dir and are printed on failure.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use serde_json::Value;
+pub use swarmcast_bootstrap::listing::{ListedEntry, RegistryListing};
+pub use swarmcast_chaos::harness::wait_for;
+use swarmcast_chaos::harness::{self, Child, Timings};
+pub use swarmcast_node::control::NodeStatus;
+pub use swarmcast_node::data::BroadcastInfo;
+pub use swarmcast_node::listing::BroadcastPhase;
+pub use swarmcast_proto::{Role, Status};
 
 /// End-to-end tests share two cores: run them one at a time so timing bounds hold.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -25,72 +34,49 @@ pub fn bin() -> &'static str {
 
 /// A free UDP port on 127.0.0.1 (bound and released; collisions are unlikely on a quiet host).
 pub fn free_addr() -> SocketAddr {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
-    s.local_addr().expect("local addr")
+    harness::free_addr().expect("bind an ephemeral UDP port")
 }
 
 /// A child process, SIGKILLed by PID on drop.
 pub struct Proc {
     pub name: String,
-    child: Option<Child>,
+    child: Child,
     pub log: PathBuf,
 }
 
 impl Proc {
+    #[allow(dead_code)]
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child.pid()
     }
 
     /// SIGKILL by PID and reap.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.child.kill();
     }
 
     /// Send a signal by PID (the child is ours, so the PID cannot have been reused before reaping).
     #[allow(dead_code)]
-    pub fn signal(&self, sig: i32) {
-        if let Some(pid) = self.pid() {
-            let _ = std::process::Command::new("kill")
-                .arg(format!("-{sig}"))
-                .arg(pid.to_string())
-                .status();
-        }
+    pub fn signal(&self, sig: harness::Signal) -> Result<()> {
+        self.child.signal(sig)
     }
 
     /// Whether the process has exited (and its exit code).
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
+        self.child.exited()
     }
 
     /// Wait for exit up to `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(s) = self.exited() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        self.child.wait_exit(timeout)
     }
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Timing knobs used by every e2e cluster.
-pub const HEARTBEAT: Duration = Duration::from_millis(300);
-pub const SUSPECT: Duration = Duration::from_millis(1200);
-pub const DEAD: Duration = Duration::from_millis(2400);
-pub const ANTI_ENTROPY: Duration = Duration::from_millis(300);
+/// Timing knobs used by every e2e cluster: the harness's test timings.
+pub const HEARTBEAT: Duration = Timings::FOR_TEST.heartbeat;
+pub const SUSPECT: Duration = Timings::FOR_TEST.suspect_after;
+pub const DEAD: Duration = Timings::FOR_TEST.dead_after;
+pub const ANTI_ENTROPY: Duration = Timings::FOR_TEST.anti_entropy;
 
 /// A temp dir with a CA and the processes of one test.
 pub struct Cluster {
@@ -163,23 +149,22 @@ impl Cluster {
             .dir
             .path()
             .join(format!("{name}.{}.log", self.procs.len()));
-        let file = std::fs::File::create(&log)?;
         let mut cmd = Command::new(bin());
-        cmd.args(&args)
-            .env("RUST_LOG", "info,quinn=warn")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file);
+        cmd.args(&args).env("RUST_LOG", "info,quinn=warn");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().with_context(|| format!("spawning {name}"))?;
+        let child = Child::spawn(cmd, log.clone()).with_context(|| format!("spawning {name}"))?;
         self.procs.push(Proc {
             name: name.to_owned(),
-            child: Some(child),
+            child,
             log,
         });
         Ok(self.procs.len() - 1)
+    }
+
+    fn timings(&self) -> Option<&'static Timings> {
+        (!self.defaults).then_some(&Timings::FOR_TEST)
     }
 
     /// Start a bootstrap; returns its index in `procs`.
@@ -190,31 +175,8 @@ impl Cluster {
         peers: &[SocketAddr],
     ) -> Result<usize> {
         let identity = self.issue(name, "bootstrap")?;
-        let mut args = vec![
-            "bootstrap".to_owned(),
-            "--identity".into(),
-            identity.to_string_lossy().into_owned(),
-            "--listen".into(),
-            listen.to_string(),
-            "--data-dir".into(),
-            self.path(&format!("data/{name}"))
-                .to_string_lossy()
-                .into_owned(),
-        ];
-        if !self.defaults {
-            args.extend([
-                "--suspect-after".into(),
-                format!("{}ms", SUSPECT.as_millis()),
-                "--dead-after".into(),
-                format!("{}ms", DEAD.as_millis()),
-                "--anti-entropy".into(),
-                format!("{}ms", ANTI_ENTROPY.as_millis()),
-            ]);
-        }
-        for p in peers {
-            args.push("--peer".into());
-            args.push(p.to_string());
-        }
+        let data_dir = self.path(&format!("data/{name}"));
+        let args = harness::bootstrap_argv(&identity, listen, &data_dir, peers, self.timings());
         self.spawn(name, args)
     }
 
@@ -232,22 +194,8 @@ impl Cluster {
         env: &[(&str, &str)],
     ) -> Result<usize> {
         let identity = self.issue(name, "node")?;
-        let mut args = vec![
-            "node".to_owned(),
-            "join".into(),
-            "--identity".into(),
-            identity.to_string_lossy().into_owned(),
-            "--data-dir".into(),
-            self.data_dir(name).to_string_lossy().into_owned(),
-        ];
-        if !self.defaults {
-            args.extend(["--heartbeat".into(), format!("{}ms", HEARTBEAT.as_millis())]);
-        }
-        for s in seeds {
-            args.push("--seed".into());
-            args.push(s.to_string());
-        }
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let data_dir = self.data_dir(name);
+        let args = harness::node_argv(&identity, &data_dir, seeds, self.timings(), extra);
         self.spawn_env(name, args, env)
     }
 
@@ -255,8 +203,8 @@ impl Cluster {
         self.path(&format!("data/{name}"))
     }
 
-    /// `registry --json` against one bootstrap, as a map name → entry.
-    pub fn registry(&self, seed: SocketAddr) -> Result<Value> {
+    /// `registry --json` against one bootstrap.
+    pub fn registry(&self, seed: SocketAddr) -> Result<RegistryListing> {
         let identity = self.issue("probe", "node")?;
         let out = self.cli(&[
             "registry",
@@ -270,7 +218,7 @@ impl Cluster {
     }
 
     /// `node status --json` of one node.
-    pub fn status(&self, name: &str) -> Result<Value> {
+    pub fn status(&self, name: &str) -> Result<NodeStatus> {
         let out = self.cli(&[
             "node",
             "status",
@@ -308,41 +256,17 @@ impl Drop for Cluster {
     }
 }
 
-/// Poll `check` every 50 ms until it returns `Ok(Some(v))`, up to `timeout`.
-pub fn wait_for<T>(
-    timeout: Duration,
-    what: &str,
-    mut check: impl FnMut() -> Result<Option<T>>,
-) -> Result<T> {
-    let deadline = Instant::now() + timeout;
-    let mut last_err = None;
-    loop {
-        match check() {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last_err = Some(e),
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out after {timeout:?} waiting for {what} (last error: {last_err:?})");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Entries of a registry with the given role.
+pub fn entries(reg: &RegistryListing, role: Role) -> Vec<&ListedEntry> {
+    reg.with_role(role).collect()
 }
 
-/// Entries of a registry JSON with the given role.
-pub fn entries<'a>(reg: &'a Value, role: &str) -> Vec<&'a Value> {
-    reg["nodes"]
-        .as_array()
-        .map(|a| a.iter().filter(|e| e["role"] == role).collect())
-        .unwrap_or_default()
-}
-
-/// Names of node entries with the given status.
-pub fn names_with(reg: &Value, status: &str) -> Vec<String> {
-    let mut v: Vec<String> = entries(reg, "node")
-        .into_iter()
-        .filter(|e| e["status"] == status)
-        .filter_map(|e| e["name"].as_str().map(str::to_owned))
+/// Names of node entries with the given status (the probe left out).
+pub fn names_with(reg: &RegistryListing, status: Status) -> Vec<String> {
+    let mut v: Vec<String> = reg
+        .with_role(Role::Node)
+        .filter(|e| e.status == status)
+        .map(|e| e.name.clone())
         .filter(|n| n != "probe")
         .collect();
     v.sort();
@@ -381,7 +305,7 @@ pub fn assert_same_tree(source: &std::path::Path, copy: &std::path::Path) {
 
 impl Cluster {
     /// `node ls --json` of one node.
-    pub fn ls(&self, name: &str) -> Result<Vec<Value>> {
+    pub fn ls(&self, name: &str) -> Result<Vec<BroadcastInfo>> {
         let out = self.cli(&[
             "node",
             "ls",
@@ -393,7 +317,7 @@ impl Cluster {
     }
 
     /// The `node ls` entry of broadcast `id` at `name`, if any.
-    pub fn broadcast(&self, name: &str, id: &str) -> Result<Option<Value>> {
-        Ok(self.ls(name)?.into_iter().find(|b| b["id"] == id))
+    pub fn broadcast(&self, name: &str, id: &str) -> Result<Option<BroadcastInfo>> {
+        Ok(self.ls(name)?.into_iter().find(|b| b.id == id))
     }
 }

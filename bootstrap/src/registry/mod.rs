@@ -15,6 +15,9 @@
 //!    past: then fire at once). When the timer fires, call [`Registry::handle_timeout`] and go
 //!    back to 2. Calling `handle_timeout` more often than that is harmless.
 //!
+//! Nodes are answered from a [`ChangeLog`] of views rather than from whole views: see
+//! [`changes`](self::ChangeLog) for what changed since a node's cursor.
+//!
 //! Queries ([`Registry::digest`], [`Registry::delta_for`], [`Registry::answer_wants`],
 //! [`Registry::view`], [`Registry::status`], [`Registry::export`]) take `&self` and may be
 //! called at any time. The core does not check authorization: the shell decides who may write
@@ -84,6 +87,7 @@ use swarmcast_proto::{
     RegistryView, Status, Version,
 };
 
+mod changes;
 mod config;
 mod order;
 #[cfg(test)]
@@ -92,6 +96,7 @@ mod proptests;
 mod tests;
 mod time;
 
+pub use changes::{ChangeLog, ChangeLogConfig, RegistryMirror};
 pub use config::{RegistryConfig, RegistryConfigError};
 use order::{broadcast_cmp, content_cmp};
 use time::{age_ms, instant_before};
@@ -371,7 +376,11 @@ impl Registry {
         nodes.sort_by(|a, b| (&a.record.name, &a.record.id).cmp(&(&b.record.name, &b.record.id)));
         let mut broadcasts: Vec<BroadcastRecord> = self.broadcasts.values().cloned().collect();
         broadcasts.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
-        RegistryView { nodes, broadcasts }
+        RegistryView {
+            nodes,
+            broadcasts,
+            ..Default::default()
+        }
     }
 
     /// The status of one node at `now`; `None` if unknown or expired.

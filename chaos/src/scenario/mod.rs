@@ -47,7 +47,7 @@ use serde::Deserialize;
 
 pub use plan::{Action, Prng};
 pub use report::{Event, Report};
-pub use run::run;
+pub use run::{run, run_at};
 
 /// A scenario: a name and ordered steps.
 #[derive(Debug, Clone, Deserialize)]
@@ -60,6 +60,13 @@ pub struct Scenario {
     pub description: String,
     /// The steps, in order.
     pub steps: Vec<Step>,
+    /// Every node must complete within this many seconds of the send (default: 30 s plus
+    /// 1 s per 5 MiB of the dataset).
+    #[serde(default)]
+    pub deadline_s: Option<u64>,
+    /// The file it was read from, when not a preset: the replay command names it.
+    #[serde(skip)]
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// One step of a scenario. In TOML, `do = "<kind>"` plus the fields of the kind.
@@ -105,7 +112,7 @@ pub enum Step {
         /// Until this node ...
         node: Option<String>,
         /// ... reports this broadcast state (`receiving`, `complete`, `seeding`).
-        state: Option<String>,
+        state: Option<swarmcast_node::listing::BroadcastPhase>,
     },
     /// SIGKILL targets.
     Kill(Target),
@@ -270,6 +277,15 @@ impl Scenario {
             .any(|s| matches!(s, Step::Partition { .. } | Step::Heal | Step::Link { .. }))
     }
 
+    /// Read, parse and validate a scenario file; its replay command names the file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut s = Self::from_toml(&text).with_context(|| format!("in {}", path.display()))?;
+        s.file = Some(path.to_owned());
+        Ok(s)
+    }
+
     /// Parse and validate a scenario.
     pub fn from_toml(text: &str) -> Result<Self> {
         let s: Scenario = toml::from_str(text).context("invalid scenario TOML")?;
@@ -389,11 +405,43 @@ pub fn preset(name: &str) -> Option<&'static str> {
     PRESETS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
 }
 
-/// The command that replays a run.
-pub fn replay_command(name: &str, seed: u64, mode: Mode) -> String {
+/// The command that replays a run: `--scenario FILE` for a scenario read from a file,
+/// `--preset NAME` otherwise.
+pub fn replay_command(scenario: &Scenario, seed: u64, mode: Mode) -> String {
     let mode = match mode {
         Mode::Process => "",
         Mode::Netns => " --mode netns",
     };
-    format!("swarmcast chaos run --preset {name} --seed {seed}{mode}")
+    let what = match &scenario.file {
+        Some(f) => format!("--scenario {}", f.display()),
+        None => format!("--preset {}", scenario.name),
+    };
+    format!("swarmcast chaos run {what} --seed {seed}{mode}")
+}
+
+#[cfg(test)]
+mod replay_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_replay_command_names_the_file_a_scenario_came_from() {
+        let churn = Scenario::from_toml(preset("churn").unwrap()).unwrap();
+        assert_eq!(
+            replay_command(&churn, 3, Mode::Process),
+            "swarmcast chaos run --preset churn --seed 3"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mine.toml");
+        std::fs::write(&path, preset("churn").unwrap()).unwrap();
+        let file = Scenario::from_file(&path).unwrap();
+        assert_eq!(
+            replay_command(&file, 3, Mode::Netns),
+            format!(
+                "swarmcast chaos run --scenario {} --seed 3 --mode netns",
+                path.display()
+            )
+        );
+    }
 }

@@ -80,7 +80,7 @@ pub enum Action {
         /// Node.
         node: String,
         /// Broadcast state.
-        state: String,
+        state: swarmcast_node::listing::BroadcastPhase,
     },
     /// SIGKILL.
     Kill(Vec<String>),
@@ -372,7 +372,7 @@ fn resolve_step(
                 }
                 Action::WaitState {
                     node: node.clone(),
-                    state: state.clone(),
+                    state: *state,
                 }
             }
             _ => bail!("a wait needs one condition"),

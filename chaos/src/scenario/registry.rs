@@ -4,16 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use anyhow::{Result, bail};
-
-/// One node entry of one bootstrap's registry (`swarmcast registry --json`).
-#[derive(Debug, Clone)]
-pub(super) struct Entry {
-    pub id: String,
-    pub name: String,
-    pub role: String,
-    pub incarnation: u64,
-    pub status: String,
-}
+pub(super) use swarmcast_bootstrap::listing::ListedEntry as Entry;
+use swarmcast_proto::{Role, Status};
 
 /// (name, node id, incarnation) of every node entry of one bootstrap.
 type RegistrySet = BTreeSet<(String, String, u64)>;
@@ -32,7 +24,7 @@ pub(super) fn check_views(
     }
     let mut first: Option<(SocketAddr, RegistrySet)> = None;
     for (b, view) in views {
-        let nodes: Vec<&Entry> = view.iter().filter(|e| e.role == "node").collect();
+        let nodes: Vec<&Entry> = view.iter().filter(|e| e.role == Role::Node).collect();
         let mut seen = BTreeSet::new();
         for e in &nodes {
             if !seen.insert(e.name.as_str()) {
@@ -42,7 +34,11 @@ pub(super) fn check_views(
                 bail!("{b} lists a ghost {} ({})", e.name, e.id);
             }
         }
-        let alive = |n: &str| nodes.iter().any(|e| e.name == n && e.status == "alive");
+        let alive = |n: &str| {
+            nodes
+                .iter()
+                .any(|e| e.name == n && e.status == Status::Alive)
+        };
         if let Some(n) = live.iter().find(|n| !alive(n)) {
             bail!("{b} does not list live {n} alive");
         }
@@ -70,9 +66,17 @@ mod tests {
         Entry {
             id: id.into(),
             name: name.into(),
-            role: "node".into(),
+            role: Role::Node,
+            addrs: Vec::new(),
             incarnation: inc,
-            status: status.into(),
+            heartbeat: 1,
+            status: match status {
+                "alive" => Status::Alive,
+                "suspect" => Status::Suspect,
+                _ => Status::Dead,
+            },
+            age_ms: 0,
+            progress: Vec::new(),
         }
     }
 

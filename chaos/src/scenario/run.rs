@@ -6,9 +6,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use nix::sys::signal::Signal;
+use swarmcast_bootstrap::listing::RegistryListing;
 use swarmcast_node::control;
 use swarmcast_node::data::{BroadcastInfo, COMMIT_INTERVAL};
-use swarmcast_proto::Role;
+use swarmcast_node::listing::BroadcastPhase;
+use swarmcast_proto::{Role, Status};
 
 use super::registry::{self, Entry};
 use super::{Action, CheckKind, Event, Mode, Report, Scenario, replay_command};
@@ -33,7 +36,26 @@ pub async fn run(
     seed: u64,
     report_dir: Option<PathBuf>,
 ) -> Result<Report> {
-    let replay = replay_command(&scenario.name, seed, mode);
+    let tmp = tempfile::Builder::new()
+        .prefix("swarmcast-chaos-")
+        .tempdir()
+        .context("creating the run's directory")?;
+    let root = tmp.path().to_owned();
+    run_at(mode, exe, scenario, seed, &root, report_dir, false).await
+}
+
+/// [`run`] in the existing directory `root` (certificates, data dirs, dataset and logs go
+/// there, and stay). With `narrate`, every fault, milestone and check is printed as it happens.
+pub async fn run_at(
+    mode: Mode,
+    exe: PathBuf,
+    scenario: Scenario,
+    seed: u64,
+    root: &std::path::Path,
+    report_dir: Option<PathBuf>,
+    narrate: bool,
+) -> Result<Report> {
+    let replay = replay_command(&scenario, seed, mode);
     let fail = |e: anyhow::Error| {
         anyhow!(
             "scenario {} failed (seed {seed}): {e:#}\nreplay: {replay}",
@@ -47,15 +69,13 @@ pub async fn run(
             scenario.name
         ));
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("swarmcast-chaos-")
-        .tempdir()
-        .map_err(|e| fail(e.into()))?;
     let mut r = Runner {
-        root: tmp.path().to_owned(),
+        root: root.to_owned(),
         exe: exe.clone(),
+        narrate,
+        deadline: scenario.deadline_s.map(Duration::from_secs),
         cluster: {
-            let c = LocalCluster::new(exe, tmp.path(), Timings::default()).map_err(fail)?;
+            let c = LocalCluster::new(exe, root, Timings::default()).map_err(fail)?;
             match mode {
                 Mode::Process => c,
                 Mode::Netns => c.with_lab(
@@ -98,7 +118,7 @@ pub async fn run(
     if let Some(dir) = &report_dir {
         let logs_dir = dir.join("logs");
         std::fs::create_dir_all(&logs_dir).map_err(|e| fail(e.into()))?;
-        for entry in std::fs::read_dir(tmp.path()).map_err(|e| fail(e.into()))? {
+        for entry in std::fs::read_dir(root).map_err(|e| fail(e.into()))? {
             let p = entry.map_err(|e| fail(e.into()))?.path();
             if p.extension().is_some_and(|e| e == "log") {
                 let _ = std::fs::copy(&p, logs_dir.join(p.file_name().unwrap_or_default()));
@@ -123,6 +143,10 @@ pub async fn run(
 struct Runner {
     root: PathBuf,
     exe: PathBuf,
+    /// Print every event as it happens.
+    narrate: bool,
+    /// The scenario's completion bound, if it sets one.
+    deadline: Option<Duration>,
     cluster: LocalCluster,
     seeds: Vec<SocketAddr>,
     t0: Instant,
@@ -147,14 +171,13 @@ struct Runner {
     last_registry_poll: Instant,
 }
 
-fn state_done(s: &str) -> bool {
-    s == "complete" || s == "seeding"
-}
-
 impl Runner {
     fn event(&mut self, kind: &str, what: String) {
         let t_ms = self.t0.elapsed().as_millis() as u64;
         tracing::info!(t_ms, kind, "{what}");
+        if self.narrate {
+            println!("{:6.1}s {kind:<9} {what}", t_ms as f64 / 1000.0);
+        }
         self.report.timeline.push(Event {
             t_ms,
             kind: kind.into(),
@@ -187,6 +210,9 @@ impl Runner {
     }
 
     fn deadline(&self) -> Duration {
+        if let Some(d) = self.deadline {
+            return d;
+        }
         let bytes = self.dataset.as_ref().map_or(0, |d| d.1);
         Duration::from_secs(30) + Duration::from_secs_f64(bytes as f64 / (5u64 << 20) as f64)
     }
@@ -262,7 +288,11 @@ impl Runner {
                 let limit = Instant::now() + self.deadline();
                 loop {
                     self.poll().await?;
-                    if self.last.get(node).is_some_and(|b| &b.state == state) {
+                    if self
+                        .last
+                        .get(node)
+                        .is_some_and(|b| b.phase().ok() == Some(*state))
+                    {
                         self.event("milestone", format!("{node} is {state}"));
                         break;
                     }
@@ -359,10 +389,16 @@ impl Runner {
 
     fn signal(&mut self, names: &[String], stop: bool) -> Result<()> {
         for n in names {
-            let pid = self.cluster.procs[self.idx(n)?]
+            let i = self.idx(n)?;
+            let pid = self.cluster.procs[i]
                 .pid()
                 .with_context(|| format!("{n} is not running"))?;
-            send_signal(pid, if stop { "STOP" } else { "CONT" })?;
+            let sig = if stop {
+                Signal::SIGSTOP
+            } else {
+                Signal::SIGCONT
+            };
+            self.cluster.signal(i, sig)?;
             if stop {
                 self.stopped.insert(n.clone());
                 self.killed_at.insert(n.clone(), Instant::now());
@@ -412,19 +448,11 @@ impl Runner {
     async fn wait_joined(&mut self, name: &str) -> Result<()> {
         let dd = self.cluster.procs[self.idx(name)?].data_dir.clone();
         let limit = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(s) = control::status(&dd).await
-                && s.registered
-                && !s.neighbours.is_empty()
-            {
-                self.ids.insert(name.to_owned(), s.id);
-                return Ok(());
-            }
-            if Instant::now() > limit {
-                bail!("{name} did not join within 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let s = crate::fleet::wait_joined(&dd, 1, limit)
+            .await
+            .with_context(|| format!("{name} did not join within 30 s"))?;
+        self.ids.insert(name.to_owned(), s.id);
+        Ok(())
     }
 
     /// List every live node's broadcast; note completions; the fleet's held fraction.
@@ -441,12 +469,12 @@ impl Runner {
                 .and_then(|l| l.into_iter().find(|b| b.id == id));
             match b {
                 Some(b) => {
-                    if b.state == "failed" {
+                    if b.phase().ok() == Some(BroadcastPhase::Failed) {
                         bail!("{n}: broadcast failed: {}", b.error.unwrap_or_default());
                     }
                     held += b.chunks_held;
                     total += b.chunks_total.max(1);
-                    if state_done(&b.state) && !self.report.completion_ms.contains_key(&n) {
+                    if b.is_done() && !self.report.completion_ms.contains_key(&n) {
                         let ms = sent.elapsed().as_millis() as u64;
                         self.report.completion_ms.insert(n.clone(), ms);
                         self.event("milestone", format!("{n} complete"));
@@ -474,7 +502,9 @@ impl Runner {
             return;
         };
         for (name, at) in self.killed_at.clone() {
-            let dead = view.iter().any(|e| e.name == name && e.status == "dead");
+            let dead = view
+                .iter()
+                .any(|e| e.name == name && e.status == Status::Dead);
             if dead {
                 self.killed_at.remove(&name);
                 let ms = at.elapsed().as_millis() as u64;
@@ -526,20 +556,9 @@ impl Runner {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        let nodes = v["nodes"]
-            .as_array()
-            .context("no nodes in the registry JSON")?;
-        Ok(nodes
-            .iter()
-            .map(|n| Entry {
-                id: n["id"].as_str().unwrap_or_default().to_owned(),
-                name: n["name"].as_str().unwrap_or_default().to_owned(),
-                role: n["role"].as_str().unwrap_or_default().to_owned(),
-                incarnation: n["incarnation"].as_u64().unwrap_or_default(),
-                status: n["status"].as_str().unwrap_or_default().to_owned(),
-            })
-            .collect())
+        let listing: RegistryListing =
+            serde_json::from_slice(&out.stdout).context("reading `registry --json`")?;
+        Ok(listing.nodes)
     }
 
     async fn check(&mut self, check: CheckKind, source_seed: Option<u64>) -> Result<()> {
@@ -716,17 +735,4 @@ impl Runner {
 /// that every two seeds give different bytes.
 fn tree_seed(seed: u64) -> u64 {
     super::Prng::new(seed).next_u64()
-}
-
-/// Send a signal to one PID with `kill -SIG PID`.
-fn send_signal(pid: u32, sig: &str) -> Result<()> {
-    let st = std::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .context("running kill")?;
-    if !st.success() {
-        bail!("kill -{sig} {pid} failed");
-    }
-    Ok(())
 }

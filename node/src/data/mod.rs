@@ -583,13 +583,19 @@ impl DataPlane {
 
     fn spawn_request(&mut self, id: BroadcastId, peer: NodeId, piece: u32, first: u32, count: u32) {
         let tx = self.tx.clone();
-        let Some(io) = self.io.get_mut(&id) else {
+        let conn = self.peers.get(&peer).map(|p| p.conn.clone());
+        let io = self.io.get_mut(&id);
+        let ws = io.as_ref().and_then(|io| io.workspace().cloned());
+        let Some(conn) = conn else {
+            // The core asks only peers it was told are up, as this map is kept; should they
+            // ever disagree, tell the core the peer is gone so that its pieces go elsewhere.
+            self.core.handle_peer_down(Instant::now(), peer);
             return;
         };
-        let (Some(p), Some(ws)) = (self.peers.get(&peer), io.workspace().cloned()) else {
+        let (Some(io), Some(ws)) = (io, ws) else {
+            // Requests are only for receivers, whose workspace is in `io` from the start.
             return;
         };
-        let conn = p.conn.clone();
         let layout = io.layout.clone();
         let pool = self.catalog.pool().clone();
         let task = tokio::spawn(async move {

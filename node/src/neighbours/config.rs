@@ -18,8 +18,22 @@ pub struct NeighbourConfig {
     ///
     /// Default `2 * target + 4` = 20.
     pub max_neighbours: usize,
-    /// How often each connected neighbour is sent an application ping. Default 250 ms.
+    /// How often a connected neighbour is sent an application ping while the link is *active*
+    /// (see `active_for`). Default 250 ms.
     pub ping_interval: Duration,
+    /// How often a connected neighbour is sent an application ping while the link is idle.
+    /// Default 5 s.
+    ///
+    /// An idle link is also watched by QUIC (keep-alives, idle timeout 10 s) and by the
+    /// registry (a neighbour that stops heartbeating is dead there after 6 s), so slow pings
+    /// cost idle detection little; see [`NeighbourConfig::idle_loss_detection_bound`].
+    pub idle_ping_interval: Duration,
+    /// A link stays active this long after the shell last reported data-plane traffic on it
+    /// ([`Neighbours::handle_activity`](super::Neighbours::handle_activity)). Default 5 s.
+    ///
+    /// Keep it above [`NeighbourConfig::loss_detection_bound`]: then a neighbour that dies
+    /// during a transfer is detected at the fast rate even if it was the only one sending.
+    pub active_for: Duration,
     /// A ping unanswered for this long counts as missed. Default 1 s.
     pub ping_timeout: Duration,
     /// This many consecutive missed pings make a neighbour lost. Default 3.
@@ -82,6 +96,8 @@ impl NeighbourConfig {
             target,
             max_neighbours: 2 * target + 4,
             ping_interval: Duration::from_millis(250),
+            idle_ping_interval: Duration::from_secs(5),
+            active_for: Duration::from_secs(5),
             ping_timeout: Duration::from_secs(1),
             max_missed_pings: 3,
             dial_timeout: Duration::from_secs(2),
@@ -92,14 +108,16 @@ impl NeighbourConfig {
         }
     }
 
-    /// A small, fast setting for tests: 4 neighbours (at most 12), pings every 50 ms timing out
-    /// after 200 ms, dials timing out after 400 ms (hedged after 100 ms), cooldown 5 s from the
+    /// A small, fast setting for tests: 4 neighbours (at most 12), pings every 50 ms (idle or
+    /// not) timing out after 200 ms, dials timing out after 400 ms (hedged after 100 ms), cooldown 5 s from the
     /// first failure on (no backoff).
     pub fn for_test() -> Self {
         Self {
             target: 4,
             max_neighbours: 12,
             ping_interval: Duration::from_millis(50),
+            idle_ping_interval: Duration::from_millis(50),
+            active_for: Duration::from_secs(1),
             ping_timeout: Duration::from_millis(200),
             max_missed_pings: 3,
             dial_timeout: Duration::from_millis(400),
@@ -110,17 +128,32 @@ impl NeighbourConfig {
         }
     }
 
-    /// The longest a neighbour can stay silent before it is declared lost:
+    /// The longest an *active* neighbour can stay silent before it is declared lost:
     /// `ping_timeout + max_missed_pings * ping_interval` (1.75 s with the defaults).
     ///
-    /// Holds when the shell calls `handle_timeout` at every `poll_timeout`.
+    /// Holds when the shell calls `handle_timeout` at every `poll_timeout`, for a neighbour
+    /// that falls silent while its link is active (within `active_for` of the last activity;
+    /// with `active_for` above this bound, fast pings continue until the loss).
     pub fn loss_detection_bound(&self) -> Duration {
         self.ping_timeout + self.effective_ping_interval() * self.effective_max_missed()
+    }
+
+    /// The longest an *idle* neighbour can stay silent before its pings lose it:
+    /// `ping_timeout + max_missed_pings * idle_ping_interval` (16 s with the defaults). In
+    /// practice the registry (dead after 6 s without a heartbeat, learnt at the next heartbeat)
+    /// or QUIC's idle timeout (10 s) usually tells first.
+    pub fn idle_loss_detection_bound(&self) -> Duration {
+        self.ping_timeout + self.effective_idle_ping_interval() * self.effective_max_missed()
     }
 
     /// `ping_interval`, at least 1 ms so that pinging can never spin.
     pub(super) fn effective_ping_interval(&self) -> Duration {
         self.ping_interval.max(Duration::from_millis(1))
+    }
+
+    /// `idle_ping_interval`, never below the active interval.
+    pub(super) fn effective_idle_ping_interval(&self) -> Duration {
+        self.idle_ping_interval.max(self.effective_ping_interval())
     }
 
     /// `max_missed_pings`, at least 1.

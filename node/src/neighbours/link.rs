@@ -82,6 +82,8 @@ pub(super) struct Pinger {
     outstanding: VecDeque<(u64, Instant)>,
     /// Consecutive misses since the last pong.
     missed: u32,
+    /// The link counts as active (fast pings) until then.
+    active_until: Option<Instant>,
 }
 
 impl Pinger {
@@ -90,7 +92,20 @@ impl Pinger {
             next_ping: now,
             outstanding: VecDeque::new(),
             missed: 0,
+            active_until: None,
         }
+    }
+
+    /// Whether the link is active at `now`.
+    pub(super) fn is_active(&self, now: Instant) -> bool {
+        self.active_until.is_some_and(|t| now < t)
+    }
+
+    /// Data-plane traffic at `now`: active until `now + active_for`, and the next ping no
+    /// later than `interval` from now (it may have been scheduled at the idle rate).
+    pub(super) fn activity(&mut self, now: Instant, active_for: Duration, interval: Duration) {
+        self.active_until = Some(now + active_for);
+        self.next_ping = self.next_ping.min(now + interval);
     }
 
     /// Counts every outstanding ping older than `timeout` as missed; returns the consecutive

@@ -11,7 +11,12 @@
 //!   neighbour is replaced in the same call that loses it. With fewer candidates than the
 //!   target it connects to all of them (a full mesh).
 //! * **Pings.** Every connected neighbour gets a [`Action::Ping`] each
-//!   [`ping_interval`](NeighbourConfig::ping_interval); pongs give a smoothed RTT; a ping
+//!   [`ping_interval`](NeighbourConfig::ping_interval) while its link is *active* (the shell
+//!   reported data-plane traffic on it, [`handle_activity`](Neighbours::handle_activity), within
+//!   [`active_for`](NeighbourConfig::active_for)), and each
+//!   [`idle_ping_interval`](NeighbourConfig::idle_ping_interval) otherwise, so that an idle
+//!   fleet costs almost nothing while a transfer still notices a dead peer fast; pongs give a
+//!   smoothed RTT; a ping
 //!   unanswered for [`ping_timeout`](NeighbourConfig::ping_timeout) is a miss, and
 //!   [`max_missed_pings`](NeighbourConfig::max_missed_pings) consecutive misses lose the
 //!   neighbour.
@@ -29,7 +34,7 @@
 //!    bootstrap, [`handle_connected`](Neighbours::handle_connected),
 //!    [`handle_dial_failed`](Neighbours::handle_dial_failed),
 //!    [`handle_closed`](Neighbours::handle_closed), [`handle_pong`](Neighbours::handle_pong),
-//!    [`handle_ban`](Neighbours::handle_ban).
+//!    [`handle_activity`](Neighbours::handle_activity), [`handle_ban`](Neighbours::handle_ban).
 //! 3. After every `handle_*` call, drain [`poll_action`](Neighbours::poll_action) until it
 //!    returns `None` and carry each action out, then drain
 //!    [`poll_event`](Neighbours::poll_event) (optional: events are for logs and status; the
@@ -429,6 +434,24 @@ impl Neighbours {
         self.refill(now);
     }
 
+    /// Data-plane traffic with `id` (a `Have` or `HaveUpdate` either way): its link is active
+    /// for [`NeighbourConfig::active_for`], pinged every
+    /// [`NeighbourConfig::ping_interval`] (the next ping comes forward if it was due later).
+    /// The shell may report at most once every few hundred milliseconds per link. Ignored
+    /// for a peer that is not connected.
+    pub fn handle_activity(&mut self, now: Instant, id: NodeId) {
+        self.advance(now);
+        let interval = self.config.effective_ping_interval();
+        if let Some(Phase::Connected(pinger)) = self.links.get_mut(&id).map(|l| &mut l.phase) {
+            pinger.activity(now, self.config.active_for, interval);
+        }
+    }
+
+    /// Whether the link to `id` is connected and active at `now`.
+    pub fn is_active(&self, now: Instant, id: &NodeId) -> bool {
+        matches!(self.links.get(id).map(|l| &l.phase), Some(Phase::Connected(p)) if p.is_active(now))
+    }
+
     /// The timer fired: time out dials, count missed pings, send due pings, refill slots.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
@@ -445,7 +468,8 @@ impl Neighbours {
             self.lose(now, id, LossReason::DialFailed, true);
         }
 
-        let interval = self.config.effective_ping_interval();
+        let fast = self.config.effective_ping_interval();
+        let slow = self.config.effective_idle_ping_interval();
         let max_missed = self.config.effective_max_missed();
         let mut silent = Vec::new();
         for (&id, link) in &mut self.links {
@@ -457,6 +481,7 @@ impl Neighbours {
             } else if pinger.is_due(now) {
                 let nonce = self.next_nonce;
                 self.next_nonce = nonce.wrapping_add(1);
+                let interval = if pinger.is_active(now) { fast } else { slow };
                 pinger.sent(now, nonce, interval);
                 self.actions.push_back(Action::Ping { id, nonce });
             }

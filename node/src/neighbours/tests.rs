@@ -250,9 +250,9 @@ fn silent_neighbour_lost_within_bounds_and_replaced_at_once() {
     let bound = config.loss_detection_bound();
     let earliest = config.ping_timeout + config.ping_interval * (config.max_missed_pings - 1);
     assert_eq!(bound, Duration::from_millis(1750));
-    // Fall silent at several offsets into the 250 ms ping cycle.
+    // During a transfer: fall silent at several offsets into the 250 ms ping cycle.
     for offset in [1, 100, 249] {
-        let took = lose_a_silent_neighbour(config.clone(), offset);
+        let took = lose_a_silent_neighbour(config.clone(), offset, true);
         assert!(
             took >= earliest && took <= bound,
             "offset {offset}: lost after {took:?}"
@@ -260,25 +260,95 @@ fn silent_neighbour_lost_within_bounds_and_replaced_at_once() {
     }
 }
 
+#[test]
+fn idle_silent_neighbour_lost_within_the_idle_bound() {
+    let config = fixed_cooldown(NeighbourConfig::default());
+    let bound = config.idle_loss_detection_bound();
+    let earliest = config.ping_timeout + config.idle_ping_interval * (config.max_missed_pings - 1);
+    assert_eq!(bound, Duration::from_secs(16));
+    for offset in [1, 2_500, 4_999] {
+        let took = lose_a_silent_neighbour(config.clone(), offset, false);
+        assert!(
+            took >= earliest && took <= bound,
+            "offset {offset}: lost after {took:?}"
+        );
+    }
+}
+
+#[test]
+fn idle_links_ping_slowly_and_activity_makes_them_fast_for_a_while() {
+    let config = NeighbourConfig::default();
+    let mut d = Driver::new(config.clone(), 3);
+    d.registry(&alive(0..3));
+    let peers = d.connected();
+    assert_eq!(peers.len(), 3);
+    let pings = |actions: &[Action], peer: NodeId| {
+        actions
+            .iter()
+            .filter(|a| matches!(a, Action::Ping { id, .. } if *id == peer))
+            .count()
+    };
+    let one = *peers.iter().next().unwrap();
+    // Idle: a ping at connection, then one every 5 s (0, 5, 10, 15 and 20 s).
+    let idle = d.run_for(20_000);
+    assert_eq!(pings(&idle, one), 5, "{idle:?}");
+    assert!(!d.core.is_active(d.now, &one));
+
+    // Traffic on one link: its next ping comes within 250 ms, then every 250 ms while active.
+    d.core.handle_activity(d.now, one);
+    assert!(d.core.is_active(d.now, &one));
+    let first = d.run_for(250);
+    assert_eq!(pings(&first, one), 1, "{first:?}");
+    let busy = d.run_for(4_000);
+    assert_eq!(pings(&busy, one), 16);
+    // The other links stayed idle.
+    for other in peers.iter().filter(|p| **p != one) {
+        assert!(pings(&busy, *other) <= 1);
+    }
+    // Activity ends: back to the idle rate once `active_for` has passed.
+    let after = d.run_for(20_000);
+    assert!(!d.core.is_active(d.now, &one));
+    assert!(pings(&after, one) <= 8, "{}", pings(&after, one));
+    let tail = d.run_for(20_000);
+    assert_eq!(pings(&tail, one), 4);
+    // Activity from a peer that is not connected is ignored.
+    d.core.handle_activity(d.now, id(77));
+    assert!(!d.core.is_active(d.now, &id(77)));
+}
+
 /// A neighbour falls silent `offset` ms after a ping; checks it is replaced at once by another
 /// peer, and not redialled during its cooldown. Returns how long the loss took.
+///
+/// `busy`: a transfer runs, so every link sees traffic until the victim falls silent (and none
+/// after: the worst case, where the victim was the only one sending); otherwise all idle.
 #[track_caller]
-fn lose_a_silent_neighbour(config: NeighbourConfig, offset: u64) -> Duration {
+fn lose_a_silent_neighbour(config: NeighbourConfig, offset: u64, busy: bool) -> Duration {
     let cooldown = config.failure_cooldown;
+    let give_up = config.idle_loss_detection_bound() + Duration::from_secs(1);
     let mut d = Driver::new(config, 2);
     d.registry(&alive(0..20));
-    d.run_for(3_000 + offset);
+    let warmup = if busy { 3_000 } else { 30_000 };
+    if busy {
+        for p in d.connected() {
+            d.core.handle_activity(d.now, p);
+        }
+        d.settle();
+    }
+    d.run_for(warmup + offset);
     let victim = *d.connected().iter().next().unwrap();
     d.events();
+    if busy {
+        for p in d.connected() {
+            d.core.handle_activity(d.now, p);
+        }
+        d.settle();
+    }
 
     // The victim stops answering now; run in small steps to find when it is dropped.
     let silent_since = d.now;
     d.silent.insert(victim);
     let lost = loop {
-        assert!(
-            d.now < silent_since + Duration::from_secs(5),
-            "never declared lost"
-        );
+        assert!(d.now < silent_since + give_up, "never declared lost");
         let before = d.log.len();
         d.run_for(1);
         let batch: Vec<(Instant, Action)> = d.log[before..].to_vec();

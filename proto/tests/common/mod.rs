@@ -10,8 +10,8 @@ use swarmcast_proto::{
     Ack, Announce, BroadcastId, BroadcastRecord, BroadcastState, ChunkHeader, ChunkIndex,
     ChunkRequest, Delta, Digest, EntryUpdate, ErrorCode, ErrorMsg, Frame, Have, HaveUpdate,
     Heartbeat, Limits, Lookup, ManifestHeader, ManifestRequest, Message, NodeId, NodeRecord, Ping,
-    Progress, Register, Registered, RegistryEntry, RegistryView, Role, Status, Version, encode,
-    encode_chunk,
+    Progress, Register, Registered, RegistryCursor, RegistryEntry, RegistryView, Role, Status,
+    Version, encode, encode_chunk,
 };
 
 /// Short collections keep the cases fast (a few strategies go further to cross a msgpack size
@@ -149,15 +149,27 @@ pub fn register() -> impl Strategy<Value = Message> {
     })
 }
 
+pub fn cursor() -> impl Strategy<Value = RegistryCursor> {
+    (any::<u64>(), any::<u64>()).prop_map(|(epoch, seq)| RegistryCursor { epoch, seq })
+}
+
 pub fn heartbeat() -> impl Strategy<Value = Message> {
-    (node_id(), version(), addrs(), progress()).prop_map(|(id, version, addrs, progress)| {
-        Message::Heartbeat(Heartbeat {
-            id,
-            version,
-            addrs,
-            progress,
+    (
+        node_id(),
+        version(),
+        addrs(),
+        progress(),
+        proptest::option::of(cursor()),
+    )
+        .prop_map(|(id, version, addrs, progress, changes_since)| {
+            Message::Heartbeat(Heartbeat {
+                id,
+                version,
+                addrs,
+                progress,
+                changes_since,
+            })
         })
-    })
 }
 
 pub fn lookup() -> impl Strategy<Value = Message> {
@@ -188,8 +200,19 @@ pub fn registry() -> impl Strategy<Value = Message> {
     (
         vec(entry, 0..MAX_ITEMS),
         vec(broadcast_record(), 0..MAX_ITEMS),
+        proptest::option::of(cursor()),
+        any::<bool>(),
+        vec(node_id(), 0..MAX_ITEMS),
     )
-        .prop_map(|(nodes, broadcasts)| Message::Registry(RegistryView { nodes, broadcasts }))
+        .prop_map(|(nodes, broadcasts, cursor, partial, removed)| {
+            Message::Registry(RegistryView {
+                nodes,
+                broadcasts,
+                cursor,
+                partial,
+                removed,
+            })
+        })
 }
 
 pub fn digest() -> impl Strategy<Value = Message> {

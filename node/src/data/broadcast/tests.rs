@@ -15,6 +15,7 @@ use super::*;
 use crate::bitfield::Bitfield;
 use crate::data::error::{ManifestFetchError, PieceError};
 use crate::manifest::{ChunkHash, Entry, EntryKind, Layout, Manifest, manifest_id};
+use crate::swarm::SwarmConfig;
 
 const CHUNK: u32 = 1 << 20;
 

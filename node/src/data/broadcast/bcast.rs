@@ -1,0 +1,146 @@
+//! One known broadcast as the core sees it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use swarmcast_proto::{BroadcastId, BroadcastRecord, BroadcastState, Have, Message, NodeId};
+
+use super::super::BroadcastInfo;
+use super::super::error::Failure;
+use crate::bitfield::Bitfield;
+use crate::manifest::{Layout, Manifest};
+use crate::swarm::Transfer;
+
+#[derive(Debug, Clone)]
+pub(super) enum State {
+    Seeding,
+    Receiving,
+    Complete,
+    Failed(Failure),
+}
+
+#[derive(Debug)]
+pub(super) struct Bcast {
+    pub(super) manifest: Arc<Manifest>,
+    pub(super) layout: Arc<Layout>,
+    pub(super) state: State,
+    pub(super) origin: Option<NodeId>,
+    /// The origin's source directory (only at the origin).
+    pub(super) source: Option<PathBuf>,
+    /// `received/<name>` once complete.
+    pub(super) path: Option<PathBuf>,
+    pub(super) transfer: Option<Transfer>,
+    pub(super) held_chunks: Bitfield,
+    /// Pieces received and not yet in a commit.
+    pub(super) commit_waiting: bool,
+    pub(super) commit_running: bool,
+    pub(super) finalizing: bool,
+    pub(super) fetched_bytes: u64,
+    pub(super) uploaded_bytes: u64,
+    pub(super) resumed_chunks: u64,
+    pub(super) version: u64,
+}
+
+impl Bcast {
+    pub(super) fn new(
+        manifest: Arc<Manifest>,
+        layout: Arc<Layout>,
+        state: State,
+        held: Bitfield,
+    ) -> Self {
+        Self {
+            manifest,
+            layout,
+            state,
+            origin: None,
+            source: None,
+            path: None,
+            transfer: None,
+            held_chunks: held,
+            commit_waiting: false,
+            commit_running: false,
+            finalizing: false,
+            fetched_bytes: 0,
+            uploaded_bytes: 0,
+            resumed_chunks: 0,
+            version: 0,
+        }
+    }
+
+    pub(super) fn failed(&self) -> bool {
+        matches!(self.state, State::Failed(_))
+    }
+
+    pub(super) fn bytes_held(&self) -> u64 {
+        if self.held_chunks.is_complete() {
+            return self.layout.total_bytes;
+        }
+        self.held_chunks
+            .iter_ones()
+            .map(|c| u64::from(self.layout.chunks[c as usize].len))
+            .sum()
+    }
+
+    pub(super) fn piece_bitfield(&self, chunks: &Bitfield) -> Bitfield {
+        let mut p = Bitfield::new(self.layout.piece_count());
+        for piece in 0..self.layout.piece_count() {
+            if self.layout.chunks_of(piece).all(|c| chunks.get(c)) {
+                p.set(piece);
+            }
+        }
+        p
+    }
+
+    pub(super) fn have(&self, id: BroadcastId) -> Message {
+        Message::Have(Have {
+            broadcast: id,
+            chunks: self.layout.chunk_count(),
+            bits: self.held_chunks.as_bytes().to_vec(),
+        })
+    }
+
+    pub(super) fn info(&self, id: BroadcastId) -> BroadcastInfo {
+        let (state, error) = match &self.state {
+            State::Seeding => ("seeding", None),
+            State::Receiving => ("receiving", None),
+            State::Complete => ("complete", None),
+            State::Failed(e) => ("failed", Some(e.to_string())),
+        };
+        let path = self
+            .path
+            .as_ref()
+            .or(self.source.as_ref())
+            .map(|p| p.display().to_string());
+        BroadcastInfo {
+            id: id.to_hex(),
+            name: self.manifest.name.clone(),
+            state: state.to_owned(),
+            chunks_held: u64::from(self.held_chunks.count_ones()),
+            chunks_total: u64::from(self.layout.chunk_count()),
+            bytes_held: self.bytes_held(),
+            bytes_total: self.layout.total_bytes,
+            path,
+            error,
+            fetched_bytes: self.fetched_bytes,
+            resumed_chunks: self.resumed_chunks,
+            uploaded_bytes: self.uploaded_bytes,
+        }
+    }
+
+    pub(super) fn record(&self, id: BroadcastId, me: NodeId) -> Option<BroadcastRecord> {
+        self.source.as_ref()?;
+        Some(BroadcastRecord {
+            id,
+            name: self.manifest.name.clone(),
+            origin: me,
+            size: self.layout.total_bytes,
+            chunks: u64::from(self.layout.chunk_count()),
+            state: if self.failed() {
+                BroadcastState::Failed
+            } else {
+                BroadcastState::Active
+            },
+            version: self.version,
+        })
+    }
+}
