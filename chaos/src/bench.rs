@@ -1,6 +1,6 @@
 //! `swarmcast bench local`: one origin and N receivers on 127.0.0.1, a generated dataset (one
 //! large file, or many small ones), time until every receiver holds a verified copy, origin
-//! upload, and each node's peak RSS. Loopback shares one machine's CPU and memory bandwidth, so
+//! upload, each node's peak RSS, and the CPU each node spent per GiB delivered (from `/proc`). Loopback shares one machine's CPU and memory bandwidth, so
 //! these are throughput and overhead figures, not a swarm-versus-server comparison (that needs
 //! shaped links: the netns lab).
 
@@ -45,6 +45,9 @@ pub struct BenchResult {
     pub origin_upload: f64,
     /// Peak RSS of each node process, in KiB (origin first).
     pub peak_rss_kib: Vec<(String, u64)>,
+    /// CPU-seconds (user + system) each node process spent during the transfer, from `send`
+    /// returning to every receiver complete (origin first).
+    pub cpu_s: Vec<(String, f64)>,
 }
 
 impl BenchResult {
@@ -63,8 +66,66 @@ impl BenchResult {
             "files_per_s_per_receiver": self.files as f64 / secs,
             "origin_upload_copies": self.origin_upload,
             "peak_rss_kib": self.peak_rss_kib,
+            "cpu_s": self.cpu_s,
+            "origin_cpu_s_per_gib": self.origin_cpu_per_gib(),
+            "receiver_cpu_s_per_gib": self.receiver_cpu_per_gib(),
         })
     }
+
+    /// The origin's CPU-seconds per GiB of the dataset (it may upload less than a copy to each
+    /// receiver: the swarm does the rest).
+    pub fn origin_cpu_per_gib(&self) -> f64 {
+        per_gib(self.cpu_s.first().map_or(0.0, |(_, s)| *s), self.bytes)
+    }
+
+    /// The median receiver's CPU-seconds per GiB it received (receivers also serve each other,
+    /// which is included).
+    pub fn receiver_cpu_per_gib(&self) -> f64 {
+        let receivers = self
+            .cpu_s
+            .iter()
+            .skip(1)
+            .map(|(_, s)| per_gib(*s, self.bytes));
+        Spread::of(receivers).median
+    }
+}
+
+/// CPU-seconds per GiB.
+pub fn per_gib(cpu_s: f64, bytes: u64) -> f64 {
+    if bytes == 0 {
+        return 0.0;
+    }
+    cpu_s / (bytes as f64 / f64::from(1u32 << 30))
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`: 100 on every Linux ABI).
+const USER_HZ: f64 = 100.0;
+
+/// User + system CPU-seconds of a process so far, all its threads (living and exited) included.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    parse_stat_cpu(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The same for the calling process.
+pub fn self_cpu_seconds() -> Option<f64> {
+    parse_stat_cpu(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// The same for the calling thread.
+pub fn thread_cpu_seconds() -> Option<f64> {
+    parse_stat_cpu(&std::fs::read_to_string("/proc/thread-self/stat").ok()?)
+}
+
+/// `utime + stime` of a `/proc/.../stat` line, in seconds. The command name (field 2) may hold
+/// spaces and parentheses, so fields are counted after its last `)`.
+fn parse_stat_cpu(stat: &str) -> Option<f64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After the name: state (3), ppid, pgrp, session, tty_nr, tpgid, flags, minflt, cminflt,
+    // majflt, cmajflt, utime (14), stime (15).
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / USER_HZ)
 }
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {
@@ -131,6 +192,11 @@ pub async fn run(exe: std::path::PathBuf, config: &BenchConfig) -> Result<BenchR
         .context("send")?;
     let publish = t0.elapsed();
     let t1 = Instant::now();
+    let pids: Vec<Option<u32>> = names
+        .iter()
+        .map(|n| cluster.index(n).and_then(|i| cluster.procs[i].pid()))
+        .collect();
+    let cpu_before: Vec<Option<f64>> = pids.iter().map(|p| p.and_then(cpu_seconds)).collect();
     crate::fleet::wait_complete(
         &dirs[1..],
         &info.id,
@@ -140,6 +206,14 @@ pub async fn run(exe: std::path::PathBuf, config: &BenchConfig) -> Result<BenchR
     .await
     .with_context(|| format!("receivers not complete after {:?}", config.timeout))?;
     let transfer = t1.elapsed();
+    let cpu_s = names
+        .iter()
+        .zip(pids.iter().zip(&cpu_before))
+        .filter_map(|(n, (pid, before))| {
+            let spent = cpu_seconds((*pid)?)? - (*before)?;
+            Some((n.clone(), spent))
+        })
+        .collect();
     let uploaded = list(&dirs[0])
         .await
         .into_iter()
@@ -161,6 +235,7 @@ pub async fn run(exe: std::path::PathBuf, config: &BenchConfig) -> Result<BenchR
         files: info.files,
         origin_upload: uploaded as f64 / info.bytes.max(1) as f64,
         peak_rss_kib,
+        cpu_s,
     })
 }
 
@@ -235,5 +310,36 @@ mod tests {
         let s = Spread::of([3.0, 1.0, 2.0]);
         assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
         assert_eq!(Spread::of([]).median, 0.0);
+    }
+
+    #[test]
+    fn stat_cpu_counts_fields_after_the_name() {
+        // A name with spaces and a `)` in it; utime 250, stime 50 ticks.
+        let line = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 1 2 3";
+        assert_eq!(parse_stat_cpu(line), Some(3.0));
+        assert_eq!(parse_stat_cpu("42 (x) S 1"), None);
+        assert!(self_cpu_seconds().is_some_and(|s| s >= 0.0));
+        assert!(thread_cpu_seconds().is_some());
+    }
+
+    #[test]
+    fn cpu_per_gib() {
+        let r = BenchResult {
+            transfer: Duration::from_secs(1),
+            publish: Duration::ZERO,
+            bytes: 2 << 30,
+            files: 1,
+            origin_upload: 1.0,
+            peak_rss_kib: Vec::new(),
+            cpu_s: vec![
+                ("origin".into(), 3.0),
+                ("r1".into(), 4.0),
+                ("r2".into(), 8.0),
+                ("r3".into(), 6.0),
+            ],
+        };
+        assert_eq!(r.origin_cpu_per_gib(), 1.5);
+        assert_eq!(r.receiver_cpu_per_gib(), 3.0);
+        assert_eq!(per_gib(1.0, 0), 0.0);
     }
 }

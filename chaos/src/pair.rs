@@ -89,6 +89,10 @@ pub struct BareResult {
     pub bytes_received: u64,
     /// Streams used.
     pub streams: usize,
+    /// CPU-seconds of the origin's threads, handshake included.
+    pub origin_cpu_s: f64,
+    /// CPU-seconds of the receiver's side (the rest of this process meanwhile).
+    pub receiver_cpu_s: f64,
 }
 
 impl BareResult {
@@ -100,6 +104,10 @@ impl BareResult {
             "streams": self.streams,
             "transfer_s": secs,
             "mib_s": mib_s(self.bytes_received, secs),
+            "origin_cpu_s": self.origin_cpu_s,
+            "receiver_cpu_s": self.receiver_cpu_s,
+            "origin_cpu_s_per_gib": bench::per_gib(self.origin_cpu_s, self.bytes_received),
+            "receiver_cpu_s_per_gib": bench::per_gib(self.receiver_cpu_s, self.bytes_received),
         })
     }
 }
@@ -169,15 +177,28 @@ async fn fetch(conn: quinn::Connection, len: u64) -> Result<u64> {
     Ok(got)
 }
 
+/// What the origin thread reports: the bytes it wrote and the CPU-seconds its threads spent.
+type OriginDone = (Result<u64>, f64);
+
 /// The origin side on a runtime of its own, in a thread of its own, as if it were another
 /// process: accepts one connection and serves it. Returns its endpoint (to close it) and a
-/// receiver of the bytes it wrote.
+/// receiver of the bytes it wrote and the CPU its threads used.
 fn spawn_origin(
     config: quinn::ServerConfig,
-) -> Result<(quinn::Endpoint, tokio::sync::oneshot::Receiver<Result<u64>>)> {
+) -> Result<(quinn::Endpoint, tokio::sync::oneshot::Receiver<OriginDone>)> {
+    // Each of the runtime's threads adds what it used when it stops (when the runtime drops).
+    let cpu = std::sync::Arc::new(std::sync::Mutex::new(0.0f64));
+    let add_cpu = {
+        let cpu = cpu.clone();
+        move || {
+            let spent = bench::thread_cpu_seconds().unwrap_or(0.0);
+            *cpu.lock().unwrap_or_else(|p| p.into_inner()) += spent;
+        }
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("bare-origin")
+        .on_thread_stop(add_cpu)
         .build()
         .context("bare origin: starting a runtime")?;
     let localhost = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
@@ -202,8 +223,11 @@ fn spawn_origin(
                 accept.wait_idle().await;
                 sent
             });
-            // The runtime is dropped here, outside any async context.
-            let _ = tx.send(sent);
+            // The runtime is dropped here, outside any async context; its threads stop first.
+            drop(rt);
+            let mut spent = *cpu.lock().unwrap_or_else(|p| p.into_inner());
+            spent += bench::thread_cpu_seconds().unwrap_or(0.0);
+            let _ = tx.send((sent, spent));
         })
         .context("bare origin: spawning a thread")?;
     Ok((endpoint, rx))
@@ -223,6 +247,7 @@ pub async fn bare_transfer(bytes: u64, streams: usize, timeout: Duration) -> Res
     let client = quinn::Endpoint::client(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .context("bare receiver: binding a UDP socket")?;
     let client_config = receiver.client_config(transport)?;
+    let cpu_before = bench::self_cpu_seconds().unwrap_or(0.0);
 
     let result = tokio::time::timeout(timeout, async {
         let conn = client
@@ -257,12 +282,16 @@ pub async fn bare_transfer(bytes: u64, streams: usize, timeout: Duration) -> Res
         }
     };
     client.wait_idle().await;
-    let bytes_sent = sent.await.context("bare origin thread")??;
+    let (bytes_sent, origin_cpu_s) = sent.await.context("bare origin thread")?;
+    let bytes_sent = bytes_sent?;
+    let total_cpu = bench::self_cpu_seconds().unwrap_or(0.0) - cpu_before;
     Ok(BareResult {
         elapsed,
         bytes_sent,
         bytes_received,
         streams,
+        origin_cpu_s,
+        receiver_cpu_s: (total_cpu - origin_cpu_s).max(0.0),
     })
 }
 
@@ -281,12 +310,35 @@ impl PairRun {
         self.bare.elapsed.as_secs_f64() / self.swarmcast.transfer.as_secs_f64()
     }
 
+    /// CPU-seconds per GiB: swarmcast's origin and receiver, then bare quinn's.
+    pub fn cpu_per_gib(&self) -> [f64; 4] {
+        let b = &self.bare;
+        [
+            self.swarmcast.origin_cpu_per_gib(),
+            self.swarmcast.receiver_cpu_per_gib(),
+            bench::per_gib(b.origin_cpu_s, b.bytes_received),
+            bench::per_gib(b.receiver_cpu_s, b.bytes_received),
+        ]
+    }
+
+    /// Bare quinn's CPU per byte (both ends) over swarmcast's: 1.0 means swarmcast costs no more
+    /// CPU than the transport.
+    pub fn cpu_ratio(&self) -> f64 {
+        let [so, sr, bo, br] = self.cpu_per_gib();
+        if so + sr == 0.0 {
+            0.0
+        } else {
+            (bo + br) / (so + sr)
+        }
+    }
+
     /// As JSON.
     pub fn to_json(&self, config: &PairConfig) -> Value {
         json!({
             "swarmcast": self.swarmcast.to_json(&config.bench_config()),
             "bare": self.bare.to_json(),
             "ratio": self.ratio(),
+            "cpu_ratio": self.cpu_ratio(),
         })
     }
 }
@@ -322,7 +374,18 @@ pub fn summary_json(config: &PairConfig, runs: &[PairRun]) -> Value {
         "swarmcast_transfer_s": swarm.to_json(),
         "bare_transfer_s": bare.to_json(),
         "ratio": ratio.to_json(),
+        "cpu_s_per_gib": {
+            "swarmcast_origin": cpu_spread(runs, 0).to_json(),
+            "swarmcast_receiver": cpu_spread(runs, 1).to_json(),
+            "bare_origin": cpu_spread(runs, 2).to_json(),
+            "bare_receiver": cpu_spread(runs, 3).to_json(),
+        },
+        "cpu_ratio": Spread::of(runs.iter().map(PairRun::cpu_ratio)).to_json(),
     })
+}
+
+fn cpu_spread(runs: &[PairRun], which: usize) -> Spread {
+    Spread::of(runs.iter().map(|r| r.cpu_per_gib()[which]))
 }
 
 /// The same for people.
@@ -353,8 +416,18 @@ pub fn summary_text(config: &PairConfig, runs: &[PairRun]) -> String {
     let ratio = Spread::of(runs.iter().map(PairRun::ratio));
     out += &format!(
         "ratio       median {:.2}   min {:.2}   max {:.2}   (swarmcast throughput / bare quinn \
-         throughput; target >= 0.75)\n",
+         throughput; target >= 0.80)\n",
         ratio.median, ratio.min, ratio.max
+    );
+    let cpu = |w: usize| cpu_spread(runs, w).median;
+    out += &format!(
+        "CPU-s/GiB   swarmcast origin {:.2} receiver {:.2}   bare quinn origin {:.2} receiver \
+         {:.2}   (medians; bare/swarmcast {:.2})\n",
+        cpu(0),
+        cpu(1),
+        cpu(2),
+        cpu(3),
+        Spread::of(runs.iter().map(PairRun::cpu_ratio)).median
     );
     out += &format!(
         "bare quinn: {} stream(s) on one connection, receiver reads and discards (no hashing, no \

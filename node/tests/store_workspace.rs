@@ -605,3 +605,85 @@ fn a_broadcast_of_only_empty_files_and_dirs_finalizes_at_once() {
     let p = ws.finalize().unwrap();
     assert_eq!(tree(&p), tree(&src));
 }
+
+#[test]
+fn one_chunk_files_appear_when_their_chunk_is_written() {
+    let (tmp, data_dir, b) = setup("lazy", "l");
+    let ws = create(&data_dir, &b);
+    let small = ws.data_path().join("a/x.txt");
+    assert!(
+        !small.exists(),
+        "a file of one chunk is not created up front"
+    );
+    assert_eq!(
+        fs::metadata(ws.data_path().join("run.sh")).unwrap().len(),
+        10_000,
+        "files of several chunks are, at their size"
+    );
+    assert!(
+        ws.data_path().join("empty.txt").exists(),
+        "and so are empty files"
+    );
+    let i = first_chunk_of(&b, "a/x.txt");
+    ws.write_chunk(i, &chunk(&b, i)).unwrap();
+    assert_eq!(fs::read(&small).unwrap(), chunk(&b, i));
+    ws.commit().unwrap();
+    assert!(ws.is_held(i));
+    // Lost while the node is down: dropped on open, and not recreated until written again.
+    drop(ws);
+    fs::remove_file(&small).unwrap();
+    let ws = Workspace::open(&data_dir, b.id).unwrap().unwrap();
+    assert!(!ws.is_held(i));
+    assert!(!small.exists());
+    // A leftover of the wrong size is cut to the manifest's size when rewritten.
+    fs::write(&small, vec![1u8; 5000]).unwrap();
+    ws.write_chunk(i, &chunk(&b, i)).unwrap();
+    assert_eq!(fs::read(&small).unwrap(), chunk(&b, i));
+    // A symlink planted there is refused, and its target left alone.
+    let target = tmp.path().join("victim");
+    fs::write(&target, b"precious").unwrap();
+    fs::remove_file(&small).unwrap();
+    std::os::unix::fs::symlink(&target, &small).unwrap();
+    let err = ws.write_chunk(i, &chunk(&b, i)).unwrap_err();
+    assert!(matches!(err, StoreError::Unsafe { .. }), "{err:?}");
+    assert_eq!(fs::read(&target).unwrap(), b"precious");
+}
+
+#[test]
+fn serving_reads_hash_only_what_this_process_has_not_verified() {
+    let (_tmp, data_dir, b) = setup("trust", "t");
+    let ws = create(&data_dir, &b);
+    let all: Vec<u32> = (0..b.layout.chunk_count()).collect();
+    write_all(&ws, &b, &all);
+    ws.commit().unwrap();
+    let i = first_chunk_of(&b, "big.bin");
+    let len = chunk(&b, i).len();
+    // A run of two chunks comes back as written.
+    let mut two = vec![0u8; len + chunk(&b, i + 1).len()];
+    ws.read_run(i, &mut two).unwrap();
+    assert_eq!(two, [chunk(&b, i), chunk(&b, i + 1)].concat());
+    // Rot after writing: the serving read trusts what it verified (the receiver checks it
+    // again), the checked read does not.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(ws.data_path().join("big.bin"))
+        .unwrap()
+        .write_all_at(b"rot", 10)
+        .unwrap();
+    let mut buf = vec![0u8; len];
+    ws.read_run(i, &mut buf).unwrap();
+    assert_ne!(buf, chunk(&b, i));
+    assert!(matches!(ws.read_chunk(i), Err(StoreError::Corrupt { .. })));
+    // A new process has verified nothing: its first serving read hashes and refuses.
+    drop(ws);
+    let ws = Workspace::open(&data_dir, b.id).unwrap().unwrap();
+    assert!(matches!(ws.read_run(i, &mut buf), Err(StoreError::Corrupt { index }) if index == i));
+    ws.read_run(i + 1, &mut buf[..chunk(&b, i + 1).len()])
+        .unwrap();
+    // A buffer that cuts a chunk is refused.
+    let mut short = vec![0u8; len - 1];
+    assert!(matches!(
+        ws.read_run(i + 1, &mut short),
+        Err(StoreError::WrongLength { .. })
+    ));
+}

@@ -77,9 +77,13 @@ fn local(args: BenchLocalArgs) -> Result<()> {
     let (Some(min), Some(max)) = (secs.first(), secs.last()) else {
         anyhow::bail!("no run reported a transfer time");
     };
+    let spread =
+        |key: &str| bench::Spread::of(results.iter().filter_map(|r| r[key].as_f64())).to_json();
     let summary = serde_json::json!({
-        "runs": results,
         "transfer_s": { "median": secs[secs.len() / 2], "min": min, "max": max },
+        "origin_cpu_s_per_gib": spread("origin_cpu_s_per_gib"),
+        "receiver_cpu_s_per_gib": spread("receiver_cpu_s_per_gib"),
+        "runs": results,
     });
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())

@@ -1,5 +1,6 @@
 //! Requesting side of the data plane: fetch one piece (a run of chunks) or a manifest over a
-//! fresh request stream, verifying and writing each chunk as it arrives.
+//! fresh request stream; a piece's payloads go into one pooled buffer, then are verified and
+//! written in one blocking task.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,39 +10,51 @@ use swarmcast_net::CloseCode;
 use swarmcast_net::wire::{self, WireError};
 use swarmcast_proto::{
     BroadcastId, ChunkIndex, ChunkRequest, ErrorCode, Frame, Limits, ManifestRequest, Message,
-    NodeId, Role,
+    NodeId, PREFIX_LEN, Role, check_prefix, decode_body, payload_len,
 };
 
 use super::error::{ManifestFetchError, PieceError};
 use crate::handles::Dialer;
 use crate::manifest::Layout;
-use crate::store::{StoreError, Workspace};
+use crate::store::{BufPool, PooledBuf, StoreError, Workspace};
 
 /// Fetch chunks `first..first + count` of `id` from `conn` into `ws`. Returns how it ended and
 /// the payload bytes received.
+///
+/// The payloads are read straight into one pooled buffer for the whole piece (a piece is at most
+/// one chunk size of bytes), then verified and written by one blocking task
+/// ([`Workspace::write_run`]): one hop to the blocking pool per piece, whatever its number of
+/// chunks, and no allocation or zeroing per chunk.
 pub(crate) async fn fetch_piece(
     conn: quinn::Connection,
     ws: Arc<Workspace>,
     layout: Arc<Layout>,
+    pool: BufPool,
     id: BroadcastId,
     first: u32,
     count: u32,
 ) -> (Result<(), PieceError>, u64) {
     let mut received = 0u64;
-    let result = exchange_piece(&conn, &ws, &layout, id, first, count, &mut received).await;
+    let result = exchange_piece(&conn, &ws, &layout, &pool, id, first, count, &mut received).await;
     (result, received)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn exchange_piece(
     conn: &quinn::Connection,
     ws: &Arc<Workspace>,
     layout: &Layout,
+    pool: &BufPool,
     id: BroadcastId,
     first: u32,
     count: u32,
     received: &mut u64,
 ) -> Result<(), PieceError> {
     let limits = Limits::default();
+    let lens: Vec<Option<u32>> = (first..first.saturating_add(count))
+        .map(|i| layout.chunk(i).map(|c| c.len))
+        .collect();
+    let total: usize = lens.iter().map(|l| l.unwrap_or(0) as usize).sum();
     let (mut send, mut recv) = conn.open_bi().await.map_err(WireError::from)?;
     let req = Message::ChunkRequest(ChunkRequest {
         broadcast: id,
@@ -50,10 +63,11 @@ async fn exchange_piece(
     });
     wire::write_message(&mut send, &req, &limits).await?;
     send.finish().map_err(WireError::from)?;
-    for index in first..first + count {
-        let expected_len = layout.chunk(index).map(|c| c.len);
-        match wire::read_frame(&mut recv, &limits).await? {
-            Some(Frame::Chunk { header, data }) => {
+    let mut buf: Option<PooledBuf> = None;
+    let mut at = 0usize;
+    for (index, expected_len) in (first..).zip(lens) {
+        match read_header(&mut recv, &limits).await? {
+            Some(Message::ChunkData(header)) => {
                 if header.broadcast != id
                     || header.index.0 != index
                     || Some(header.len) != expected_len
@@ -63,23 +77,19 @@ async fn exchange_piece(
                         got: header.index.0,
                     });
                 }
-                *received += data.len() as u64;
-                let ws = ws.clone();
-                let written = tokio::task::spawn_blocking(move || ws.write_chunk(index, &data))
+                // Taken when the first chunk arrives: a declined request costs no buffer.
+                let buf = buf.get_or_insert_with(|| pool.take(total));
+                let end = at + header.len as usize;
+                recv.read_exact(&mut buf.as_mut_slice()[at..end])
                     .await
-                    .map_err(|_| PieceError::WriteTask { index })?;
-                match written {
-                    Ok(()) => {}
-                    Err(
-                        source @ (StoreError::HashMismatch { .. } | StoreError::WrongLength { .. }),
-                    ) => return Err(PieceError::BadChunk { index, source }),
-                    Err(source) => return Err(PieceError::Store { index, source }),
-                }
+                    .map_err(WireError::from)?;
+                at = end;
+                *received += u64::from(header.len);
             }
-            Some(Frame::Message(Message::Error(e))) if e.code == ErrorCode::Elsewhere => {
+            Some(Message::Error(e)) if e.code == ErrorCode::Elsewhere => {
                 return Err(PieceError::Declined);
             }
-            Some(Frame::Message(Message::Error(e))) => {
+            Some(Message::Error(e)) => {
                 return Err(PieceError::Refused {
                     code: e.code,
                     message: e.message,
@@ -94,7 +104,45 @@ async fn exchange_piece(
             }
         }
     }
-    Ok(())
+    let Some(buf) = buf else {
+        // Chunks are never empty (an empty file has none), so this is a request of nothing.
+        return Ok(());
+    };
+    let writer = ws.clone();
+    let written = tokio::task::spawn_blocking(move || writer.write_run(first, buf.as_slice()))
+        .await
+        .map_err(|_| PieceError::WriteTask { index: first })?;
+    match written {
+        Ok(()) => Ok(()),
+        Err(
+            source @ (StoreError::HashMismatch { index } | StoreError::WrongLength { index, .. }),
+        ) => Err(PieceError::BadChunk { index, source }),
+        Err(source) => Err(PieceError::Store {
+            index: first,
+            source,
+        }),
+    }
+}
+
+/// Reads one frame's length prefix and message, but not its payload: the caller reads the
+/// payload where it wants it. `Ok(None)` if the stream finished cleanly before a frame began.
+async fn read_header(
+    recv: &mut quinn::RecvStream,
+    limits: &Limits,
+) -> Result<Option<Message>, WireError> {
+    let mut prefix = [0u8; PREFIX_LEN];
+    match recv.read_exact(&mut prefix).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = check_prefix(prefix, limits)?;
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body).await?;
+    let msg: Message = decode_body(&body, limits)?;
+    // Checks a payload's declared length against the limits before anyone reads it.
+    payload_len(&msg, limits)?;
+    Ok(Some(msg))
 }
 
 /// Fetch the manifest bytes of `id` (not yet checked against the id).

@@ -88,6 +88,12 @@ pub(crate) enum DataInput {
         id: BroadcastId,
         result: Result<Vec<u8>, ManifestFetchError>,
     },
+    /// Internal: a workspace was created (or resumed) by a blocking task.
+    WorkspaceCreated {
+        id: BroadcastId,
+        name: String,
+        result: Result<Arc<Workspace>, StoreError>,
+    },
     /// Internal: a piece request ended.
     PieceDone {
         id: BroadcastId,
@@ -393,6 +399,10 @@ impl DataPlane {
             DataInput::ManifestFetched { id, result } => {
                 self.core.handle_manifest_fetched(now, id, result)
             }
+            DataInput::WorkspaceCreated { id, name, result } => match result {
+                Ok(ws) => self.add_receiver(now, id, ws, false),
+                Err(e) => self.core.handle_workspace_failed(id, name, e),
+            },
             DataInput::PieceDone {
                 id,
                 peer,
@@ -532,11 +542,16 @@ impl DataPlane {
                 manifest,
                 layout,
             } => {
+                // Creating the directories and files of a large manifest takes a while: off the
+                // actor, which keeps serving meanwhile.
                 let name = manifest.name.clone();
-                match Workspace::create(&self.data_dir, id, &bytes, manifest, layout) {
-                    Ok(ws) => self.add_receiver(Instant::now(), id, Arc::new(ws), false),
-                    Err(e) => self.core.handle_workspace_failed(id, name, e),
-                }
+                let data_dir = self.data_dir.clone();
+                let tx = self.tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result =
+                        Workspace::create(&data_dir, id, &bytes, manifest, layout).map(Arc::new);
+                    let _ = tx.blocking_send(DataInput::WorkspaceCreated { id, name, result });
+                });
             }
             BroadcastAction::Request {
                 id,
@@ -606,8 +621,10 @@ impl DataPlane {
             return;
         };
         let layout = io.layout.clone();
+        let pool = self.catalog.pool().clone();
         let task = tokio::spawn(async move {
-            let (result, bytes) = fetch::fetch_piece(conn, ws, layout, id, first, count).await;
+            let (result, bytes) =
+                fetch::fetch_piece(conn, ws, layout, pool, id, first, count).await;
             let done = DataInput::PieceDone {
                 id,
                 peer,

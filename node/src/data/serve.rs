@@ -1,11 +1,18 @@
 //! Serving side of the data plane: answers chunk and manifest requests on request streams.
 //!
-//! One request per bidirectional stream. Reads run on the blocking pool; at most
-//! [`MAX_CONCURRENT_UPLOADS`] pieces are being read and sent at once for the whole node, so
-//! memory is bounded by pieces in flight, never by file size.
+//! One request per bidirectional stream. A request's chunks are read in runs of up to
+//! [`MAX_RUN_BYTES`] (at least one chunk), each run in one blocking task straight into a pooled
+//! buffer, and handed to quinn as `Bytes` slices of that buffer: no allocation, no zeroing and no
+//! copy on the way. At most [`MAX_CONCURRENT_UPLOADS`] requests are served at once for the whole
+//! node, and each keeps its upload permit until the peer has acknowledged every byte, so the
+//! buffers alive (read, queued in quinn, or unacknowledged) are bounded by pieces in flight,
+//! never by file size.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
 
 use crate::sync::{read, write};
 
@@ -20,11 +27,23 @@ use tracing::{debug, warn};
 
 use super::broadcast::SuperSeed;
 use crate::manifest::Layout;
-use crate::store::{Source, StoreError, Workspace};
+use crate::store::{BufPool, Source, StoreError, Workspace};
 use crate::sync::lock;
 
 /// Pieces being uploaded at once by one node.
 pub const MAX_CONCURRENT_UPLOADS: usize = 16;
+
+/// Bytes read and queued at once per request (a run of small chunks), unless one chunk is
+/// larger.
+pub const MAX_RUN_BYTES: usize = 1 << 20;
+
+/// Idle chunk buffers a node keeps for reuse (serving and fetching).
+const POOL_IDLE_BYTES: usize = 16 << 20;
+
+/// How long a served request keeps its permit waiting for the peer's acknowledgements once
+/// everything was written. A live peer acknowledges within round trips; a dead one closes the
+/// connection (idle timeout) before this.
+const ACK_WAIT: Duration = Duration::from_secs(15);
 
 /// Where a broadcast's chunks are read from.
 #[derive(Debug, Clone)]
@@ -36,10 +55,11 @@ pub(crate) enum Reader {
 }
 
 impl Reader {
-    fn read(&self, index: u32) -> Result<Vec<u8>, StoreError> {
+    /// Chunks `first..` into `buf` (see [`Source::read_run`] and [`Workspace::read_run`]).
+    fn read_run(&self, first: u32, buf: &mut [u8]) -> Result<(), StoreError> {
         match self {
-            Reader::Source(s) => s.read_chunk(index),
-            Reader::Workspace(w) => w.read_chunk(index),
+            Reader::Source(s) => s.read_run(first, buf),
+            Reader::Workspace(w) => w.read_run(first, buf),
         }
     }
 }
@@ -62,6 +82,8 @@ pub(crate) struct Servable {
 pub(crate) struct Catalog {
     map: RwLock<HashMap<BroadcastId, Arc<Servable>>>,
     uploads: Option<Arc<Semaphore>>,
+    /// Chunk buffers, shared with the fetching side.
+    pool: BufPool,
     /// Fault injection for tests: serve corrupted bytes.
     pub(crate) corrupt: bool,
     /// Fault injection for tests: serve at most one chunk request per this interval.
@@ -88,10 +110,16 @@ impl Catalog {
         Self {
             map: RwLock::default(),
             uploads: Some(Arc::new(Semaphore::new(MAX_CONCURRENT_UPLOADS))),
+            pool: BufPool::new(POOL_IDLE_BYTES),
             corrupt,
             delay,
             throttle: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The node's chunk buffers.
+    pub(crate) fn pool(&self) -> &BufPool {
+        &self.pool
     }
 
     pub(crate) fn insert(&self, id: BroadcastId, s: Arc<Servable>) {
@@ -208,14 +236,25 @@ async fn serve_chunks(
     }
     let limits = Limits::default();
     let mut sent = 0u64;
-    for index in first..first + r.count {
+    let end = first + r.count;
+    let mut index = first;
+    while index < end {
+        let run_end = run_end(&s.layout, index, end);
+        let lens: Vec<u32> = (index..run_end)
+            .map(|c| s.layout.chunks[c as usize].len)
+            .collect();
+        let bytes: usize = lens.iter().map(|l| *l as usize).sum();
+        let mut buf = catalog.pool.take(bytes);
         let reader = s.reader.clone();
-        let data = tokio::task::spawn_blocking(move || reader.read(index))
-            .await
-            .map_err(|_| WireError::Unexpected("read task failed"))?;
-        let mut data = match data {
-            Ok(d) => d,
-            Err(StoreError::SourceChanged { .. }) | Err(StoreError::Corrupt { .. })
+        let (read, mut buf) = tokio::task::spawn_blocking(move || {
+            let read = reader.read_run(index, buf.as_mut_slice());
+            (read, buf)
+        })
+        .await
+        .map_err(|_| WireError::Unexpected("read task failed"))?;
+        match read {
+            Ok(()) => {}
+            Err(StoreError::SourceChanged { index, .. }) | Err(StoreError::Corrupt { index })
                 if matches!(s.reader, Reader::Source(_)) =>
             {
                 s.failed.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -233,22 +272,14 @@ async fn serve_chunks(
                 debug!(index, error = %e, "chunk not servable");
                 return refuse(send, ErrorCode::NotFound, &e.to_string()).await;
             }
-        };
-        if catalog.corrupt {
-            if let Some(b) = data.first_mut() {
-                *b ^= 0xff;
-            }
         }
-        let header = Message::ChunkData(ChunkHeader {
-            broadcast: r.broadcast,
-            index: ChunkIndex(index),
-            len: data.len() as u32,
-        });
-        let mut buf = Vec::with_capacity(64);
-        encode(&header, &limits, &mut buf)?;
-        send.write_all(&buf).await?;
-        send.write_all(&data).await?;
-        sent += data.len() as u64;
+        if catalog.corrupt {
+            corrupt_each(buf.as_mut_slice(), &lens);
+        }
+        let mut frames = frames(r.broadcast, index, &lens, buf.freeze(), &limits)?;
+        send.write_all_chunks(&mut frames).await?;
+        sent += bytes as u64;
+        index = run_end;
     }
     send.finish()?;
     let _ = events.try_send(ServeEvent::Uploaded {
@@ -256,8 +287,112 @@ async fn serve_chunks(
         peer,
         bytes: sent,
     });
+    // Keep the permit (and so bound the buffers still queued in quinn) until the peer has
+    // acknowledged everything, or stopped the stream, or the connection is gone.
+    let _ = tokio::time::timeout(ACK_WAIT, send.stopped()).await;
     Ok(())
+}
+
+/// Where the run starting at `first` ends (exclusive, at most `end`): at least one chunk, then
+/// as many as fit in [`MAX_RUN_BYTES`].
+fn run_end(layout: &Layout, first: u32, end: u32) -> u32 {
+    let mut bytes = 0usize;
+    let mut c = first;
+    while c < end {
+        let len = layout.chunks[c as usize].len as usize;
+        if c > first && bytes + len > MAX_RUN_BYTES {
+            break;
+        }
+        bytes += len;
+        c += 1;
+    }
+    c
+}
+
+/// Fault injection: flip the first byte of every chunk of a run.
+fn corrupt_each(buf: &mut [u8], lens: &[u32]) {
+    let mut at = 0usize;
+    for len in lens {
+        if let Some(b) = buf.get_mut(at).filter(|_| *len > 0) {
+            *b ^= 0xff;
+        }
+        at += *len as usize;
+    }
+}
+
+/// The frames of a run of chunks `first..` of lengths `lens` whose bytes are `data`: for each,
+/// its header and then a slice of `data` (no copy). The headers share one allocation.
+fn frames(
+    broadcast: BroadcastId,
+    first: u32,
+    lens: &[u32],
+    data: Bytes,
+    limits: &Limits,
+) -> Result<Vec<Bytes>, WireError> {
+    let mut headers = Vec::with_capacity(lens.len() * 64);
+    let mut ends = Vec::with_capacity(lens.len());
+    for (k, len) in lens.iter().enumerate() {
+        let header = Message::ChunkData(ChunkHeader {
+            broadcast,
+            index: ChunkIndex(first + k as u32),
+            len: *len,
+        });
+        encode(&header, limits, &mut headers)?;
+        ends.push(headers.len());
+    }
+    let headers = Bytes::from(headers);
+    let mut out = Vec::with_capacity(lens.len() * 2);
+    let (mut h, mut d) = (0usize, 0usize);
+    for (len, end) in lens.iter().zip(ends) {
+        out.push(headers.slice(h..end));
+        out.push(data.slice(d..d + *len as usize));
+        h = end;
+        d += *len as usize;
+    }
+    Ok(out)
 }
 
 /// Close code for a peer that sent a bad request stream.
 pub(crate) const BAD_REQUEST_CLOSE: CloseCode = CloseCode::Protocol;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn frames_are_headers_then_slices_that_decode_back() {
+        let limits = Limits::default();
+        let id = BroadcastId([7; 32]);
+        let data = Bytes::from((0..30u8).collect::<Vec<_>>());
+        let frames = frames(id, 5, &[10, 0, 20], data.clone(), &limits).unwrap();
+        assert_eq!(frames.len(), 6);
+        let wire: Vec<u8> = frames.iter().flat_map(|b| b.iter().copied()).collect();
+        let mut at = 0;
+        for (k, (index, range)) in [(5, 0..10), (6, 10..10), (7, 10..30)]
+            .into_iter()
+            .enumerate()
+        {
+            let (frame, used) = swarmcast_proto::decode(&wire[at..], &limits)
+                .unwrap()
+                .unwrap();
+            match frame {
+                swarmcast_proto::Frame::Chunk { header, data: d } => {
+                    assert_eq!(header.broadcast, id);
+                    assert_eq!(header.index, ChunkIndex(index), "frame {k}");
+                    assert_eq!(&d[..], &data[range]);
+                }
+                other => panic!("frame {k}: {other:?}"),
+            }
+            at += used;
+        }
+        assert_eq!(at, wire.len());
+    }
+
+    #[test]
+    fn corruption_flips_the_first_byte_of_each_chunk() {
+        let mut buf = vec![0u8; 6];
+        corrupt_each(&mut buf, &[2, 0, 4]);
+        assert_eq!(buf, [0xff, 0, 0xff, 0, 0, 0]);
+    }
+}

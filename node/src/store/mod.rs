@@ -1,7 +1,9 @@
 //! Storage: receiver workspaces (durable, resumable) and origin sources.
 //!
-//! Everything here is synchronous; the tokio shell calls it from `spawn_blocking`. Every type is
-//! `Send + Sync` and the hot methods take `&self`, so one `Arc<Workspace>` serves many tasks.
+//! Everything here is synchronous; the tokio shell calls it from `spawn_blocking`, one call per
+//! piece (`write_run`, `read_run`). Every type is `Send + Sync` and the hot methods take `&self`,
+//! so one `Arc<Workspace>` serves many tasks. Chunk bytes move through [`BufPool`] buffers, so
+//! moving a chunk allocates nothing.
 //!
 //! # Layout on disk, under a node's data dir `D`
 //! ```text
@@ -29,6 +31,7 @@
 
 mod fsx;
 mod journal;
+mod pool;
 mod source;
 mod workspace;
 
@@ -40,6 +43,7 @@ use tracing::warn;
 
 use crate::manifest::{Manifest, ManifestError, ManifestLimits, free_space, manifest_id};
 
+pub use pool::{BufPool, PooledBuf};
 pub use source::{Source, save_origin};
 pub use workspace::Workspace;
 

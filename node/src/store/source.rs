@@ -2,6 +2,7 @@
 //! it seeds across restarts.
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -10,12 +11,12 @@ use std::sync::Arc;
 use swarmcast_proto::BroadcastId;
 use tracing::{error, info};
 
-use super::fsx::{self, Access, Follow, Handles};
+use super::fsx::{self, Access, Create, DirCache, Follow, Handles};
 use super::{
     BROADCASTS_DIR, MANIFEST_FILE, ORIGIN_FILE, StoreError, broadcast_dir, decode_manifest,
     read_manifest,
 };
-use crate::manifest::{Layout, Manifest, hash_chunk, manifest_id};
+use crate::manifest::{ChunkInfo, EntryKind, Layout, Manifest, hash_chunk, manifest_id};
 
 /// The origin's view of a broadcast: chunks read from the source directory, verified.
 ///
@@ -79,38 +80,97 @@ impl Source {
 
     /// Reads chunk `index` from its source file and verifies it against the manifest.
     pub fn read_chunk(&self, index: u32) -> Result<Vec<u8>, StoreError> {
-        let info = self.layout.chunk(index).ok_or(StoreError::NoSuchChunk {
+        let info = self.info(index)?;
+        let mut buf = vec![0u8; info.len as usize];
+        self.read_run(index, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Reads chunks `first..` into `buf`, one after the other, until `buf` is full (it must end
+    /// on a chunk boundary), verifying every one against the manifest: the source may have
+    /// changed since it was hashed. The directory of the last small file stays open between
+    /// files.
+    pub fn read_run(&self, first: u32, buf: &mut [u8]) -> Result<(), StoreError> {
+        let mut root: Option<OwnedFd> = None;
+        let mut dirs = DirCache::default();
+        let mut at = 0usize;
+        let mut index = first;
+        while at < buf.len() {
+            let info = self.info(index)?;
+            let len = info.len as usize;
+            let got = buf.len() - at;
+            let Some(out) = buf.get_mut(at..at + len) else {
+                return Err(StoreError::WrongLength {
+                    index,
+                    expected: info.len,
+                    got,
+                });
+            };
+            self.read_one(&mut root, &mut dirs, index, info, out)?;
+            at += len;
+            index += 1;
+        }
+        Ok(())
+    }
+
+    fn info(&self, index: u32) -> Result<ChunkInfo, StoreError> {
+        self.layout.chunk(index).ok_or(StoreError::NoSuchChunk {
             index,
             count: self.layout.chunk_count(),
-        })?;
+        })
+    }
+
+    fn read_one(
+        &self,
+        root: &mut Option<OwnedFd>,
+        dirs: &mut DirCache,
+        index: u32,
+        info: ChunkInfo,
+        out: &mut [u8],
+    ) -> Result<(), StoreError> {
         // The layout's entries index the manifest it was computed from.
-        let rel = &self.manifest.entries[info.entry as usize].path;
+        let entry = &self.manifest.entries[info.entry as usize];
+        let rel = &entry.path;
         let changed = |what: &str| {
             let path = self.dir.join(rel);
             error!(index, path = %path.display(), what, "source changed");
             self.handles.forget(info.entry);
             StoreError::SourceChanged { path, index }
         };
-        let opened = self.handles.get_or_open(info.entry, Access::Read, || {
-            let root = fsx::open_dir_path(&self.dir, Follow::Yes)?;
-            fsx::open_file_at(&root, &self.dir, rel, Access::Read)
-        });
+        let single = matches!(&entry.kind, EntryKind::File { chunks, .. } if chunks.len() == 1);
+        let opened = if single {
+            // Files of one chunk are read once per request: not worth a cached handle.
+            (|| {
+                let root = match root {
+                    Some(fd) => &*fd,
+                    None => &*root.insert(fsx::open_dir_path(&self.dir, Follow::Yes)?),
+                };
+                let parts = fsx::split(&self.dir, rel)?;
+                let (name, parents) = fsx::split_last(&self.dir, &parts)?;
+                let dir = dirs.open(root, &self.dir, parents, Create::No)?;
+                fsx::open_file_in(dir, name, &self.dir.join(rel), Access::Read).map(Arc::new)
+            })()
+        } else {
+            self.handles.get_or_open(info.entry, Access::Read, || {
+                let root = fsx::open_dir_path(&self.dir, Follow::Yes)?;
+                fsx::open_file_at(&root, &self.dir, rel, Access::Read)
+            })
+        };
         let file = match opened {
             Ok(f) => f,
             Err(e) if fsx::is_not_found(&e) => return Err(changed("missing")),
             Err(StoreError::Unsafe { .. }) => return Err(changed("not a regular file")),
             Err(e) => return Err(e),
         };
-        let mut buf = vec![0u8; info.len as usize];
-        match file.read_exact_at(&mut buf, info.offset) {
+        match file.read_exact_at(out, info.offset) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(changed("short")),
             Err(e) => return Err(StoreError::io(self.dir.join(rel), e)),
         }
-        if hash_chunk(&buf) != info.hash {
+        if hash_chunk(out) != info.hash {
             return Err(changed("hash mismatch"));
         }
-        Ok(buf)
+        Ok(())
     }
 }
 

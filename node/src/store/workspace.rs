@@ -63,8 +63,13 @@ pub struct Workspace {
 struct State {
     /// Durable chunks.
     held: Bitfield,
+    /// Chunks whose bytes this process checked against their hash (written after verifying, or
+    /// read back and hashed once): serving them again needs no hashing.
+    verified: Bitfield,
     /// Chunks written since the last commit (maybe with duplicates).
     pending: Vec<u32>,
+    /// A file was created since the last commit: its directory entry must be made durable too.
+    created: bool,
     /// The `complete` marker exists.
     finalized: bool,
 }
@@ -74,8 +79,10 @@ impl Workspace {
     /// idempotent with [`Workspace::open`]).
     ///
     /// Checks that the bytes not yet present fit on disk, then writes the manifest file
-    /// (atomically), creates every directory and every file (sparse, at its final size, mode
-    /// 0o600) and an empty journal.
+    /// (atomically), creates every directory, every empty file and every file of more than one
+    /// chunk (sparse, at its final size, mode 0o600), and an empty journal. A file of exactly
+    /// one chunk is created when that chunk is written ([`Workspace::write_run`]): a dataset of
+    /// many small files then costs one file creation per file, not a creation and a reopen.
     pub fn create(
         data_dir: &Path,
         id: BroadcastId,
@@ -185,8 +192,10 @@ impl Workspace {
             layout,
             data,
             state: Mutex::new(State {
+                verified: Bitfield::new(held.len()),
                 held,
                 pending: Vec::new(),
+                created: false,
                 finalized,
             }),
             journal: Mutex::new(journal),
@@ -248,17 +257,85 @@ impl Workspace {
                 got: data.len(),
             });
         }
-        if hash_chunk(data) != info.hash {
-            return Err(StoreError::HashMismatch { index });
+        self.write_run(index, data)
+    }
+
+    /// [`Workspace::write_chunk`] for consecutive chunks `first..` whose bytes are `data`, one
+    /// after the other (a piece as it arrived), in one call: one blocking task per piece, and
+    /// the directory of the last file kept open between files.
+    ///
+    /// Chunks are verified and written in order; the first that fails verification stops the
+    /// run with its error, and the chunks before it stay written (pending). `data` must end on
+    /// a chunk boundary ([`StoreError::WrongLength`] for the chunk it cuts).
+    pub fn write_run(&self, first: u32, data: &[u8]) -> Result<(), StoreError> {
+        let mut dirs = DirCache::default();
+        let mut at = 0usize;
+        let mut index = first;
+        while at < data.len() {
+            let info = self.chunk(index)?;
+            let len = info.len as usize;
+            let Some(bytes) = data.get(at..at + len) else {
+                return Err(StoreError::WrongLength {
+                    index,
+                    expected: info.len,
+                    got: data.len() - at,
+                });
+            };
+            if hash_chunk(bytes) != info.hash {
+                return Err(StoreError::HashMismatch { index });
+            }
+            if !self.is_held(index) {
+                let created = self.write_verified(&mut dirs, info, bytes)?;
+                let mut st = fsx::lock(&self.state);
+                st.pending.push(index);
+                st.verified.set(index);
+                st.created |= created;
+            }
+            at += len;
+            index += 1;
         }
-        if self.is_held(index) {
-            return Ok(());
-        }
-        let file = self.file(info.entry, Access::Write)?;
-        file.write_all_at(data, info.offset)
-            .map_err(|e| StoreError::io(self.path_of(info.entry), e))?;
-        fsx::lock(&self.state).pending.push(index);
         Ok(())
+    }
+
+    /// Writes verified bytes of one chunk in place; whether its file had to be created.
+    fn write_verified(
+        &self,
+        dirs: &mut DirCache,
+        info: ChunkInfo,
+        bytes: &[u8],
+    ) -> Result<bool, StoreError> {
+        let Some(size) = self.single_chunk_size(info.entry) else {
+            let file = self.file(info.entry, Access::Write)?;
+            file.write_all_at(bytes, info.offset)
+                .map_err(|e| StoreError::io(self.path_of(info.entry), e))?;
+            return Ok(false);
+        };
+        // A file of one chunk: created here, written whole, and closed (it is done).
+        let rel = &self.manifest.entries[info.entry as usize].path;
+        let parts = fsx::split(&self.data_path, rel)?;
+        let (name, parents) = fsx::split_last(&self.data_path, &parts)?;
+        let dir = dirs.open(&self.data, &self.data_path, parents, Create::Yes)?;
+        let path = || self.data_path.join(rel);
+        let (file, created) = open_or_create(dir, name, &path())?;
+        file.write_all_at(bytes, 0)
+            .map_err(|e| StoreError::io(path(), e))?;
+        if !created {
+            // Left by an earlier process at another size: cut it to the manifest's.
+            let len = file
+                .metadata()
+                .map_err(|e| StoreError::io(path(), e))?
+                .len();
+            if len != size {
+                file.set_len(size).map_err(|e| StoreError::io(path(), e))?;
+            }
+        }
+        Ok(created)
+    }
+
+    /// The size of a file made of exactly one chunk (created when that chunk is written).
+    fn single_chunk_size(&self, entry: u32) -> Option<u64> {
+        // The layout's entries index the manifest it was computed from.
+        single_chunk_size(&self.manifest.entries[entry as usize].kind)
     }
 
     /// Group commit: makes every chunk written since the last commit durable and held, and
@@ -270,11 +347,11 @@ impl Workspace {
     /// returned. If only the journal fails, the batch stays pending for the next commit.
     pub fn commit(&self) -> Result<Vec<u32>, StoreError> {
         let mut journal = fsx::lock(&self.journal);
-        let mut batch = {
+        let (mut batch, created) = {
             let mut st = fsx::lock(&self.state);
             let mut batch = std::mem::take(&mut st.pending);
             batch.retain(|i| !st.held.get(*i));
-            batch
+            (batch, std::mem::take(&mut st.created))
         };
         batch.sort_unstable();
         batch.dedup();
@@ -284,11 +361,13 @@ impl Workspace {
         let mut entries: Vec<u32> = batch.iter().map(|i| self.info(*i).entry).collect();
         entries.sort_unstable();
         entries.dedup();
-        if entries.len() > SYNCFS_ABOVE {
-            // Many small files: one syncfs beats reopening and fsyncing each of them.
+        if entries.len() > SYNCFS_ABOVE || created {
+            // Many small files: one syncfs beats reopening and fsyncing each of them. New files
+            // also need their directory entries durable, which syncfs covers.
             if let Err(e) = fsx::sync_filesystem(&self.data, &self.data_path) {
                 warn!(id = %self.id.short(), chunks = batch.len(), error = %e,
                     "sync failed; dropping the chunks of this commit");
+                fsx::lock(&self.state).created |= created;
                 return Err(e);
             }
         } else {
@@ -306,7 +385,9 @@ impl Workspace {
             }
         }
         if let Err(e) = journal.append(&batch) {
-            fsx::lock(&self.state).pending.extend_from_slice(&batch);
+            let mut st = fsx::lock(&self.state);
+            st.pending.extend_from_slice(&batch);
+            st.created |= created;
             return Err(e);
         }
         let mut st = fsx::lock(&self.state);
@@ -321,10 +402,74 @@ impl Workspace {
     /// [`StoreError::Corrupt`] if the bytes on disk no longer match (or the file is gone).
     pub fn read_chunk(&self, index: u32) -> Result<Vec<u8>, StoreError> {
         let info = self.chunk(index)?;
-        if !self.is_held(index) {
-            return Err(StoreError::NotHeld { index });
+        let mut buf = vec![0u8; info.len as usize];
+        self.read_one(
+            &mut DirCache::default(),
+            index,
+            info,
+            &mut buf,
+            Check::Always,
+        )?;
+        Ok(buf)
+    }
+
+    /// Reads held chunks `first..` into `buf`, one after the other, until `buf` is full (it must
+    /// end on a chunk boundary): what the serving side sends.
+    ///
+    /// A chunk this process verified (it wrote it after checking its hash, or read it back and
+    /// hashed it before) is not hashed again: the receiver verifies every chunk anyway, and
+    /// the page cache gives back what was written. A chunk held from an earlier process is
+    /// hashed the first time it is read. Errors as [`Workspace::read_chunk`].
+    pub fn read_run(&self, first: u32, buf: &mut [u8]) -> Result<(), StoreError> {
+        let mut dirs = DirCache::default();
+        let mut at = 0usize;
+        let mut index = first;
+        while at < buf.len() {
+            let info = self.chunk(index)?;
+            let len = info.len as usize;
+            let got = buf.len() - at;
+            let Some(out) = buf.get_mut(at..at + len) else {
+                return Err(StoreError::WrongLength {
+                    index,
+                    expected: info.len,
+                    got,
+                });
+            };
+            self.read_one(&mut dirs, index, info, out, Check::Once)?;
+            at += len;
+            index += 1;
         }
-        let file = match self.file(info.entry, Access::Read) {
+        Ok(())
+    }
+
+    fn read_one(
+        &self,
+        dirs: &mut DirCache,
+        index: u32,
+        info: ChunkInfo,
+        out: &mut [u8],
+        check: Check,
+    ) -> Result<(), StoreError> {
+        let verified = {
+            let st = fsx::lock(&self.state);
+            if !st.held.get(index) {
+                return Err(StoreError::NotHeld { index });
+            }
+            st.verified.get(index)
+        };
+        let single = self.single_chunk_size(info.entry).is_some();
+        let opened = if single {
+            // Files of one chunk are read once per request: not worth a cached handle.
+            let rel = &self.manifest.entries[info.entry as usize].path;
+            fsx::split(&self.data_path, rel).and_then(|parts| {
+                let (name, parents) = fsx::split_last(&self.data_path, &parts)?;
+                let dir = dirs.open(&self.data, &self.data_path, parents, Create::No)?;
+                fsx::open_file_in(dir, name, &self.data_path.join(rel), Access::Read).map(Arc::new)
+            })
+        } else {
+            self.file(info.entry, Access::Read)
+        };
+        let file = match opened {
             Ok(f) => f,
             Err(e) if fsx::is_not_found(&e) => {
                 warn!(id = %self.id.short(), index, "file of a held chunk is gone");
@@ -332,8 +477,7 @@ impl Workspace {
             }
             Err(e) => return Err(e),
         };
-        let mut buf = vec![0u8; info.len as usize];
-        match file.read_exact_at(&mut buf, info.offset) {
+        match file.read_exact_at(out, info.offset) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 self.handles.forget(info.entry);
@@ -342,12 +486,15 @@ impl Workspace {
             }
             Err(e) => return Err(StoreError::io(self.path_of(info.entry), e)),
         }
-        if hash_chunk(&buf) != info.hash {
-            self.handles.forget(info.entry);
-            warn!(id = %self.id.short(), index, "held chunk is corrupt on disk");
-            return Err(StoreError::Corrupt { index });
+        if check == Check::Always || !verified {
+            if hash_chunk(out) != info.hash {
+                self.handles.forget(info.entry);
+                warn!(id = %self.id.short(), index, "held chunk is corrupt on disk");
+                return Err(StoreError::Corrupt { index });
+            }
+            fsx::lock(&self.state).verified.set(index);
         }
-        Ok(buf)
+        Ok(())
     }
 
     /// Publishes a complete broadcast and returns `D/received/<name>`.
@@ -496,13 +643,84 @@ impl std::fmt::Debug for Workspace {
     }
 }
 
-/// What [`ensure_file`] found.
+/// What [`ensure_file`] and [`check_single`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum FileState {
     /// There, at its size.
     Intact,
-    /// Missing (now created) or of the wrong size (now resized).
+    /// Missing (now created, or left to be created when its chunk is written) or of the wrong
+    /// size: whatever chunk it held is lost.
     Remade,
+}
+
+/// Whether a read must hash the bytes whatever this process knows of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Check {
+    /// Always.
+    Always,
+    /// Only chunks this process has not verified yet.
+    Once,
+}
+
+/// The size of a file entry made of exactly one chunk.
+fn single_chunk_size(kind: &EntryKind) -> Option<u64> {
+    match kind {
+        EntryKind::File { size, chunks, .. } if chunks.len() == 1 => Some(*size),
+        _ => None,
+    }
+}
+
+/// A file of one chunk, created when its chunk is written: `Remade` if it is missing or of
+/// the wrong size (its chunk, if held, is lost and will be written again, at the right size),
+/// `Unsafe` if something else than a regular file is there.
+fn check_single(
+    dir: &OwnedFd,
+    name: &str,
+    size: u64,
+    path: &Path,
+) -> Result<FileState, StoreError> {
+    match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => {
+            if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+                return Err(StoreError::Unsafe {
+                    path: path.to_owned(),
+                    reason: "a symlink or special file where a file should be",
+                });
+            }
+            if u64::try_from(st.st_size).ok() == Some(size) {
+                Ok(FileState::Intact)
+            } else {
+                Ok(FileState::Remade)
+            }
+        }
+        Err(Errno::ENOENT) => Ok(FileState::Remade),
+        Err(e) => Err(StoreError::io(path, e)),
+    }
+}
+
+/// Opens `name` in `dir` for writing, creating it (mode 0o600) if missing; whether it was
+/// created. A symlink or special file there is `Unsafe`.
+fn open_or_create(dir: &OwnedFd, name: &str, path: &Path) -> Result<(File, bool), StoreError> {
+    let flags =
+        OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    match openat(
+        dir,
+        name,
+        flags,
+        Mode::from_bits_truncate(RECEIVING_FILE_MODE),
+    ) {
+        Ok(fd) => {
+            let file = File::from(fd);
+            // Not subject to the umask.
+            file.set_permissions(Permissions::from_mode(RECEIVING_FILE_MODE))
+                .map_err(|e| StoreError::io(path, e))?;
+            Ok((file, true))
+        }
+        // O_EXCL fails on anything there, a symlink included: open it as an existing file,
+        // which refuses symlinks and special files.
+        Err(Errno::EEXIST) => Ok((fsx::open_file_in(dir, name, path, Access::Write)?, false)),
+        Err(e) => Err(StoreError::io(path, e)),
+    }
 }
 
 /// Creates every directory and file of the manifest that is missing, and resizes files of the
@@ -519,7 +737,13 @@ fn repair(data: &OwnedFd, data_path: &Path, manifest: &Manifest) -> Result<Vec<u
             EntryKind::File { size, .. } => {
                 let (name, parents) = fsx::split_last(data_path, &parts)?;
                 let dir = dirs.open(data, data_path, parents, Create::Yes)?;
-                if ensure_file(dir, name, size, &data_path.join(&e.path))? == FileState::Remade {
+                let path = data_path.join(&e.path);
+                let state = if single_chunk_size(&e.kind).is_some() {
+                    check_single(dir, name, size, &path)?
+                } else {
+                    ensure_file(dir, name, size, &path)?
+                };
+                if state == FileState::Remade {
                     remade.push(i as u32);
                 }
             }
