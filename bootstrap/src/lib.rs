@@ -13,5 +13,5 @@ pub mod server;
 pub mod snapshot;
 
 pub use client::{BootstrapClient, ClientError};
-pub use registry::{Registry, RegistryConfig};
+pub use registry::{Registry, RegistryConfig, RegistryConfigError};
 pub use server::{BootstrapConfig, BootstrapError, run};

@@ -30,7 +30,40 @@ impl Default for RegistryConfig {
     }
 }
 
+/// Why a set of registry timeouts cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryConfigError {
+    /// An entry would be declared dead before (or as) it is suspected.
+    #[error("dead_after ({dead_after:?}) must be longer than suspect_after ({suspect_after:?})")]
+    DeadBeforeSuspect {
+        /// The suspicion timeout.
+        suspect_after: Duration,
+        /// The death timeout.
+        dead_after: Duration,
+    },
+}
+
 impl RegistryConfig {
+    /// Timeouts as given, checked: `dead_after` must be longer than `suspect_after`.
+    pub fn new(
+        suspect_after: Duration,
+        dead_after: Duration,
+        gc_after: Duration,
+    ) -> Result<Self, RegistryConfigError> {
+        if dead_after <= suspect_after {
+            return Err(RegistryConfigError::DeadBeforeSuspect {
+                suspect_after,
+                dead_after,
+            });
+        }
+        Ok(Self {
+            suspect_after,
+            dead_after,
+            gc_after,
+        })
+    }
+
     /// Short timeouts for tests: suspect after 300 ms, dead after 600 ms, dropped 1 s later.
     pub fn for_test() -> Self {
         Self {
@@ -71,5 +104,26 @@ impl RegistryConfig {
             .flatten()
             .filter(|b| *b > age)
             .min()
+    }
+}
+
+#[cfg(test)]
+mod checked_tests {
+    use super::*;
+
+    #[test]
+    fn dead_must_follow_suspect() {
+        let s = Duration::from_secs(3);
+        let g = Duration::from_secs(60);
+        assert!(RegistryConfig::new(s, Duration::from_secs(6), g).is_ok());
+        for dead in [s, Duration::from_secs(1)] {
+            assert_eq!(
+                RegistryConfig::new(s, dead, g),
+                Err(RegistryConfigError::DeadBeforeSuspect {
+                    suspect_after: s,
+                    dead_after: dead
+                })
+            );
+        }
     }
 }

@@ -92,7 +92,7 @@ mod proptests;
 mod tests;
 mod time;
 
-pub use config::RegistryConfig;
+pub use config::{RegistryConfig, RegistryConfigError};
 use order::{broadcast_cmp, content_cmp};
 use time::{age_ms, instant_before};
 

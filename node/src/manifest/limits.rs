@@ -60,6 +60,12 @@ impl ManifestLimits {
         }
     }
 
+    /// Whether `chunk_size` is accepted (never zero, whatever the limits say): what
+    /// `node send --chunk-size` is checked against before the daemon is asked.
+    pub fn check_chunk_size(&self, chunk_size: u32) -> Result<(), super::ManifestError> {
+        super::validate::check_chunk_size(chunk_size, self)
+    }
+
     /// `max_entries`, capped at `u32::MAX`.
     pub(crate) fn entry_cap(&self) -> u64 {
         self.max_entries.min(u64::from(u32::MAX))
@@ -68,5 +74,22 @@ impl ManifestLimits {
     /// `max_chunks`, capped at `u32::MAX`.
     pub(crate) fn chunk_cap(&self) -> u64 {
         self.max_chunks.min(u64::from(u32::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_sizes_outside_the_limits_are_refused() {
+        let l = ManifestLimits::default();
+        assert!(l.check_chunk_size(DEFAULT_CHUNK_SIZE).is_ok());
+        assert!(l.check_chunk_size(4096).is_ok());
+        assert!(l.check_chunk_size(16 << 20).is_ok());
+        for bad in [0, 4095, (16 << 20) + 1] {
+            assert!(l.check_chunk_size(bad).is_err(), "{bad} accepted");
+        }
+        assert!(ManifestLimits::for_test().check_chunk_size(0).is_err());
     }
 }

@@ -58,7 +58,24 @@ impl Default for NeighbourConfig {
     }
 }
 
+/// Why a neighbour setting cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NeighbourConfigError {
+    /// A node with no neighbours can neither fetch nor serve.
+    #[error("the neighbour target must be at least 1")]
+    NoTarget,
+}
+
 impl NeighbourConfig {
+    /// [`with_target`](Self::with_target), refusing a target of 0.
+    pub fn try_with_target(target: usize) -> Result<Self, NeighbourConfigError> {
+        if target == 0 {
+            return Err(NeighbourConfigError::NoTarget);
+        }
+        Ok(Self::with_target(target))
+    }
+
     /// The defaults, with `target` neighbours and `max_neighbours = 2 * target + 4`.
     pub fn with_target(target: usize) -> Self {
         Self {
@@ -109,5 +126,20 @@ impl NeighbourConfig {
     /// `max_missed_pings`, at least 1.
     pub(super) fn effective_max_missed(&self) -> u32 {
         self.max_missed_pings.max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_of_zero_is_refused() {
+        assert_eq!(
+            NeighbourConfig::try_with_target(0),
+            Err(NeighbourConfigError::NoTarget)
+        );
+        let c = NeighbourConfig::try_with_target(3).expect("3 is a valid target");
+        assert_eq!((c.target, c.max_neighbours), (3, 10));
     }
 }

@@ -104,7 +104,7 @@ use serde::{Deserialize, Serialize};
 use swarmcast_proto::{NodeId, RegistryEntry, Role, Status};
 use tracing::debug;
 
-pub use config::NeighbourConfig;
+pub use config::{NeighbourConfig, NeighbourConfigError};
 use link::{Link, Phase};
 
 /// The cooldown after `failures` failures in a row (at least 1): doubling from

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use swarmcast_node::control::{self, FleetProgress};
 
-use crate::SendArgs;
+use crate::cli::SendArgs;
 use crate::output::human_bytes;
 
 pub fn run(args: SendArgs) -> Result<()> {
@@ -21,7 +21,7 @@ pub fn run(args: SendArgs) -> Result<()> {
         .dir
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", args.dir.display()))?;
-    let rt = crate::runtime()?;
+    let rt = super::runtime()?;
     let data_dir = args.data.data_dir.clone();
     let info = rt.block_on(control::send(&data_dir, dir, args.chunk_size))?;
     if !args.json {

@@ -1,0 +1,131 @@
+//! The net layer over real QUIC on 127.0.0.1: dialling, one-request streams, close codes.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use swarmcast_certs::Role;
+use swarmcast_certs::testing::TestCluster;
+use swarmcast_net::wire::{self, WireError};
+use swarmcast_net::{CloseCode, DialError, connect, transport_config};
+use swarmcast_proto::{ErrorCode, Limits, Message, Ping};
+
+const T: Duration = Duration::from_secs(5);
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
+}
+
+/// A server that answers each request stream by the nonce of its ping: 1 → pong, 2 → a typed
+/// refusal, 3 → finish without an answer, 4 → close the connection with `CloseCode::WrongPeer`.
+fn serve(endpoint: quinn::Endpoint) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(incoming) = endpoint.accept().await else {
+            return;
+        };
+        let Ok(conn) = incoming.await else { return };
+        let limits = Limits::default();
+        while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+            let Ok(Some(Message::Ping(ping))) = wire::read_message(&mut recv, &limits).await else {
+                conn.close(CloseCode::Protocol.into(), b"not a ping");
+                return;
+            };
+            let answer = match ping.nonce {
+                1 => Message::Pong(ping),
+                2 => Message::error(ErrorCode::Forbidden, "no"),
+                3 => {
+                    let _ = send.finish();
+                    continue;
+                }
+                _ => {
+                    conn.close(CloseCode::WrongPeer.into(), b"go away");
+                    return;
+                }
+            };
+            if wire::write_message(&mut send, &answer, &limits)
+                .await
+                .is_ok()
+            {
+                let _ = send.finish();
+            }
+        }
+    })
+}
+
+fn ping(nonce: u64) -> Message {
+    Message::Ping(Ping { nonce })
+}
+
+#[tokio::test]
+async fn connect_request_and_close_codes() {
+    let cluster = TestCluster::new();
+    let server_id = cluster.issue("server", Role::Bootstrap);
+    let client_id = cluster.issue("client", Role::Node);
+    let server = quinn::Endpoint::server(
+        server_id
+            .server_config(transport_config())
+            .expect("server config"),
+        loopback(),
+    )
+    .expect("bind server");
+    let addr = server.local_addr().expect("server addr");
+    let task = serve(server);
+
+    let client = quinn::Endpoint::client(loopback()).expect("bind client");
+    let config = client_id
+        .client_config(transport_config())
+        .expect("client config");
+    let (conn, peer) = connect(&client, &config, addr, T).await.expect("connect");
+    assert_eq!(peer.id, server_id.node_id());
+    assert_eq!(peer.role, Role::Bootstrap);
+    assert_eq!(peer.name, "server");
+
+    let limits = Limits::default();
+    match wire::request(&conn, &ping(1), &limits, T).await {
+        Ok(Message::Pong(p)) => assert_eq!(p.nonce, 1),
+        other => panic!("expected a pong, got {other:?}"),
+    }
+    match wire::request(&conn, &ping(2), &limits, T).await {
+        Err(WireError::Refused { code, message }) => {
+            assert_eq!(code, ErrorCode::Forbidden);
+            assert_eq!(message, "no");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(
+        matches!(
+            wire::request(&conn, &ping(3), &limits, T).await,
+            Err(WireError::Unexpected(_))
+        ),
+        "a stream finished without an answer is an error"
+    );
+    let _ = wire::request(&conn, &ping(4), &limits, T).await;
+    match conn.closed().await {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(
+                CloseCode::from_code(close.error_code),
+                Some(CloseCode::WrongPeer)
+            );
+            assert_eq!(&close.reason[..], b"go away");
+        }
+        other => panic!("expected an application close, got {other:?}"),
+    }
+    task.await.expect("server task");
+}
+
+#[tokio::test]
+async fn connect_gives_up_after_its_timeout() {
+    let cluster = TestCluster::new();
+    let client_id = cluster.issue("client", Role::Node);
+    // A bound UDP socket that never answers: the handshake cannot complete.
+    let silent = std::net::UdpSocket::bind(loopback()).expect("bind silent socket");
+    let addr = silent.local_addr().expect("silent addr");
+    let client = quinn::Endpoint::client(loopback()).expect("bind client");
+    let config = client_id
+        .client_config(transport_config())
+        .expect("client config");
+    let timeout = Duration::from_millis(300);
+    match connect(&client, &config, addr, timeout).await {
+        Err(DialError::Wire(WireError::Timeout(t))) => assert_eq!(t, timeout),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+}

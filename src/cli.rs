@@ -1,0 +1,519 @@
+//! The command line: every clap type and value parser. Parse, don't validate: values become
+//! typed here, and rules between them are checked by the library constructors in `cmd`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use swarmcast_proto::Role;
+
+/// Push a directory to every machine of a fleet over an authenticated QUIC swarm.
+#[derive(Debug, Parser)]
+#[command(name = "swarmcast", version, about, long_about = None)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Manage the cluster CA and issue certificates.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Run a bootstrap (registry) server in the foreground.
+    Bootstrap(BootstrapArgs),
+    /// Run or query a node daemon.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Print one bootstrap's view of the registry.
+    Registry(RegistryArgs),
+    /// The built-in default: a local fleet on 127.0.0.1 receives a sample dataset through faults.
+    Demo(DemoArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Chaos scenarios: kill, stop and restart processes mid-transfer, then prove nothing is lost.
+    #[command(subcommand)]
+    Chaos(ChaosCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ChaosCommand {
+    /// Run one scenario (a preset or a TOML file) with a seed; exit 0 only if every check passed.
+    Run(ChaosArgs),
+    /// List the presets.
+    Presets,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ChaosMode {
+    /// Child processes on 127.0.0.1, faults as signals (no privileges).
+    Process,
+    /// Network namespaces with shaped links (root).
+    Netns,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ChaosArgs {
+    /// A built-in scenario (see `swarmcast chaos presets`).
+    #[arg(
+        long,
+        conflicts_with = "scenario",
+        required_unless_present = "scenario"
+    )]
+    pub(crate) preset: Option<String>,
+    /// A scenario file (TOML).
+    #[arg(long)]
+    pub(crate) scenario: Option<PathBuf>,
+    /// Seed of the random choices: the same seed gives the same schedule.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Where the hosts run.
+    #[arg(long, value_enum, default_value_t = ChaosMode::Process)]
+    pub(crate) mode: ChaosMode,
+    /// Write report.json, summary.txt, traffic.svg, completion.svg and the logs here.
+    #[arg(long)]
+    pub(crate) report: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// One origin and N receivers on 127.0.0.1: time, throughput, origin upload, peak RSS.
+    Local(BenchLocalArgs),
+    /// Netns lab (root): one origin and N receivers, each link shaped both ways; T against
+    /// the lower bound T*, beside a client-server run on the same links.
+    Swarm(SwarmBenchArgs),
+    /// One origin to one receiver: swarmcast against bare quinn on the same bytes.
+    ///
+    /// A file of --size goes from one origin to one receiver through swarmcast processes on
+    /// 127.0.0.1; then the same bytes go over one bare quinn connection with swarmcast's TLS and
+    /// transport settings, the receiver only reading: the transport's ceiling on this machine.
+    /// Prints both times and throughputs and their ratio (target >= 0.75).
+    Pair(BenchPairArgs),
+    /// Many small files to N receivers, against one file of the same total size.
+    ///
+    /// Files per second and bytes per second per receiver for --files files of --file-size,
+    /// then one file of the same total size to the same fleet; prints the ratio of their
+    /// throughputs (target >= 0.5).
+    Files(BenchFilesArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchLocalArgs {
+    /// Receivers (the origin is extra).
+    #[arg(long, default_value_t = 1, value_parser = parse_positive_count::<usize>)]
+    pub(crate) receivers: usize,
+    /// Bytes to send (e.g. 1GiB).
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    pub(crate) size: u64,
+    /// Split the bytes into this many files (1: one large file).
+    #[arg(long, default_value_t = 1, value_parser = parse_positive_count::<u64>)]
+    pub(crate) files: u64,
+    /// Chunk size.
+    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+    pub(crate) chunk_size: u32,
+    /// Repetitions (median, min and max are reported).
+    #[arg(long, default_value_t = 1, value_parser = parse_positive_count::<usize>)]
+    pub(crate) runs: usize,
+    /// Give up on a run after this long.
+    #[arg(long, default_value = "600s", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SwarmBenchArgs {
+    /// Receivers (the origin is extra).
+    #[arg(long, default_value_t = 16)]
+    pub(crate) receivers: usize,
+    /// Bytes of the generated directory (e.g. 256MiB).
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    pub(crate) size: u64,
+    /// Every host's link rate in Mbit/s, both directions.
+    #[arg(long, default_value_t = 100.0)]
+    pub(crate) rate_mbit: f64,
+    /// A host's own rate, e.g. `origin=200` or `r3=20` (repeatable): heterogeneous fleets.
+    #[arg(long = "host-rate", value_parser = parse_host_rate)]
+    pub(crate) host_rates: Vec<(String, f64)>,
+    /// `both` (swarm, then client-server on the same links), `swarm` or `origin-only`.
+    #[arg(long, value_enum, default_value_t = BenchStrategy::Both)]
+    pub(crate) strategy: BenchStrategy,
+    /// Chunk size. 256 KiB: on 20–100 Mbit/s links 1 MiB requests queue long enough behind
+    /// each other to time out and be fetched twice (measured: origin upload 2.8 x F at 20 Mbit/s
+    /// with 1 MiB, 1.3 x F with 256 KiB).
+    #[arg(long, default_value = "256KiB", value_parser = parse_bytes)]
+    pub(crate) chunk_size: u32,
+    /// Give up on a run after this long.
+    #[arg(long, default_value = "1800s", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
+    /// Print the whole report (with utilisation samples) as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchPairArgs {
+    /// Bytes to send (e.g. 1GiB); one file.
+    #[arg(long, default_value = "1GiB", value_parser = parse_positive_size)]
+    pub(crate) size: u64,
+    /// swarmcast's chunk size.
+    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+    pub(crate) chunk_size: u32,
+    /// Streams of the bare quinn transfer (on one connection).
+    #[arg(long, default_value_t = swarmcast_chaos::pair::DEFAULT_STREAMS, value_parser = parse_positive_count::<usize>)]
+    pub(crate) streams: usize,
+    /// Repetitions (median, min and max are reported).
+    #[arg(long, default_value_t = 3, value_parser = parse_positive_count::<usize>)]
+    pub(crate) runs: usize,
+    /// Give up on a transfer after this long.
+    #[arg(long, default_value = "600s", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
+    /// Machine-readable output (every run, then median, min and max).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum BenchStrategy {
+    /// The swarm, then the client-server baseline.
+    Both,
+    /// The swarm only.
+    Swarm,
+    /// The client-server baseline only.
+    OriginOnly,
+}
+
+pub(crate) fn parse_host_rate(s: &str) -> Result<(String, f64), String> {
+    let (host, rate) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected HOST=MBIT, e.g. r3=20, got {s:?}"))?;
+    let rate: f64 = rate
+        .parse()
+        .map_err(|_| format!("invalid rate {rate:?} in {s:?}"))?;
+    if !(rate.is_finite() && rate > 0.0) {
+        return Err(format!("rate must be positive in {s:?}"));
+    }
+    Ok((host.to_owned(), rate))
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchFilesArgs {
+    /// Files in the many-files dataset.
+    #[arg(long, default_value_t = 100_000, value_parser = parse_positive_count::<u64>)]
+    pub(crate) files: u64,
+    /// Bytes of each file (e.g. 4KiB).
+    #[arg(long, default_value = "4KiB", value_parser = parse_positive_size)]
+    pub(crate) file_size: u64,
+    /// Receivers (the origin is extra).
+    #[arg(long, default_value_t = 4, value_parser = parse_positive_count::<usize>)]
+    pub(crate) receivers: usize,
+    /// Chunk size.
+    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+    pub(crate) chunk_size: u32,
+    /// Repetitions (median, min and max are reported).
+    #[arg(long, default_value_t = 3, value_parser = parse_positive_count::<usize>)]
+    pub(crate) runs: usize,
+    /// Give up on a transfer after this long.
+    #[arg(long, default_value = "600s", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
+    /// Machine-readable output (every run, then median, min and max).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Size of the sample dataset (e.g. 200MiB, 1GiB).
+    #[arg(long, default_value = "200MiB", value_parser = parse_size)]
+    pub(crate) size: u64,
+    /// Nodes, the origin included.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) nodes: usize,
+    /// Bootstraps.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) bootstraps: usize,
+    /// Keep the temporary directory (certificates, data dirs, logs) for inspection.
+    #[arg(long)]
+    pub(crate) keep: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CertsCommand {
+    /// Create the cluster CA: D/ca.pem and D/ca.key (mode 0600). Refuses to overwrite.
+    Init {
+        /// Directory for the CA.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Issue a certificate: D/N/cert.pem, D/N/key.pem, D/N/ca.pem.
+    Issue {
+        /// Directory holding the CA.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Name of the process (DNS SAN; lower-case letters, digits and '-').
+        #[arg(long)]
+        name: String,
+        /// What the certificate allows.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BootstrapArgs {
+    /// Identity directory (from `certs issue`), e.g. certs/b1.
+    #[arg(long)]
+    pub(crate) identity: PathBuf,
+    /// QUIC address to listen on (must be a concrete address: it is what others dial).
+    #[arg(long)]
+    pub(crate) listen: SocketAddr,
+    /// A fellow bootstrap to replicate with (repeatable).
+    #[arg(long = "peer")]
+    pub(crate) peers: Vec<SocketAddr>,
+    /// Where the registry snapshot and incarnation are kept.
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// No heartbeat for this long: suspect.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub(crate) suspect_after: Duration,
+    /// No heartbeat for this long: dead.
+    #[arg(long, default_value = "6s", value_parser = parse_duration)]
+    pub(crate) dead_after: Duration,
+    /// Dead entries are dropped this long after death.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub(crate) gc_after: Duration,
+    /// Push-pull period with each fellow.
+    #[arg(long, default_value = "300ms", value_parser = parse_duration)]
+    pub(crate) anti_entropy: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum NodeCommand {
+    /// Run the node daemon in the foreground.
+    Join(JoinArgs),
+    /// Publish a directory to every node of the fleet (asks the local daemon).
+    Send(SendArgs),
+    /// List every broadcast this node knows.
+    Ls {
+        #[command(flatten)]
+        data: DataDir,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the running daemon for its state.
+    Status {
+        #[command(flatten)]
+        data: DataDir,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SendArgs {
+    /// The directory to send (regular files and directories only).
+    pub(crate) dir: PathBuf,
+    #[command(flatten)]
+    pub(crate) data: DataDir,
+    /// Bytes per chunk (e.g. 1MiB, 256KiB).
+    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+    pub(crate) chunk_size: u32,
+    /// Wait until every alive node holds the broadcast, showing fleet progress.
+    #[arg(long)]
+    pub(crate) wait: bool,
+    /// With --wait: give up (exit 1) after this long.
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) timeout: Option<Duration>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DataDir {
+    /// The node's data dir (control socket, incarnation, broadcasts).
+    #[arg(long, env = "SWARMCAST_DATA_DIR", default_value_os_t = default_data_dir())]
+    pub(crate) data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JoinArgs {
+    /// Identity directory (from `certs issue`), e.g. certs/n1.
+    #[arg(long)]
+    pub(crate) identity: PathBuf,
+    /// A bootstrap to register through (repeatable; the first that answers is used).
+    #[arg(long = "seed", required = true)]
+    pub(crate) seeds: Vec<SocketAddr>,
+    /// QUIC address to bind.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub(crate) listen: SocketAddr,
+    /// Address other nodes dial (default: the bound address).
+    #[arg(long)]
+    pub(crate) advertise: Option<SocketAddr>,
+    #[command(flatten)]
+    pub(crate) data: DataDir,
+    /// Heartbeat period.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub(crate) heartbeat: Duration,
+    /// Give up (exit 1) if no seed accepts the registration in this time.
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) join_timeout: Option<Duration>,
+    /// Target number of neighbours.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) neighbours: usize,
+    /// Who serves receivers: `swarm`, or `origin-only` (client-server, a baseline for
+    /// benchmarks: every node of the fleet must use it, with `--neighbours` at least the
+    /// fleet size so that every receiver is connected to the origin).
+    #[arg(long, value_enum, default_value_t = StrategyArg::Swarm)]
+    pub(crate) strategy: StrategyArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum StrategyArg {
+    /// Receivers serve each other; the origin super-seeds.
+    Swarm,
+    /// Only the origin serves.
+    OriginOnly,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RegistryArgs {
+    /// The bootstrap to ask.
+    #[arg(long)]
+    pub(crate) seed: SocketAddr,
+    /// Identity directory to authenticate with (any role).
+    #[arg(long)]
+    pub(crate) identity: PathBuf,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+pub(crate) fn default_data_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(|h| Path::new(&h).join(".swarmcast"))
+        .unwrap_or_else(|| PathBuf::from(".swarmcast"))
+}
+
+pub(crate) fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse()
+        .map_err(|e: swarmcast_proto::RoleParseError| e.to_string())
+}
+
+/// "4096", "256KiB", "1MiB", "4M" (K/M/G are powers of 1024 too); must fit in 32 bits.
+pub(crate) fn parse_bytes(s: &str) -> Result<u32, String> {
+    parse_size(s).and_then(|v| u32::try_from(v).map_err(|_| format!("size {s:?} is too large")))
+}
+
+/// Like [`parse_bytes`], up to 64 bits.
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (try 1MiB or 262144)"))?;
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("unknown unit in {s:?} (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// Like [`parse_size`], but zero is refused.
+pub(crate) fn parse_positive_size(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        0 => Err("must be more than 0 bytes".to_owned()),
+        n => Ok(n),
+    }
+}
+
+/// A count of at least 1.
+pub(crate) fn parse_positive_count<T: std::str::FromStr + PartialEq + From<u8>>(
+    s: &str,
+) -> Result<T, String> {
+    match s.trim().parse::<T>() {
+        Ok(n) if n == T::from(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("invalid count {s:?} (a whole number, at least 1)")),
+    }
+}
+
+/// "250ms", "3s", "1.5s", "2m"; a bare number is seconds.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (try 500ms, 3s, 1m)"))?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        return Err(format!("duration {s:?} out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("3 parsecs").is_err());
+        assert!(parse_duration("NaNs").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("256KiB"), Ok(256 << 10));
+        assert_eq!(parse_bytes("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_bytes("4m"), Ok(4 << 20));
+        assert!(parse_bytes("8GiB").is_err());
+        assert!(parse_bytes("1 parsec").is_err());
+        assert!(parse_bytes("-1").is_err());
+    }
+
+    #[test]
+    fn positive_values() {
+        assert_eq!(parse_positive_size("4KiB"), Ok(4096));
+        assert!(parse_positive_size("0").is_err());
+        assert!(parse_positive_size("0GiB").is_err());
+        assert_eq!(parse_positive_count::<usize>("3"), Ok(3));
+        assert_eq!(parse_positive_count::<u64>("100000"), Ok(100_000));
+        assert!(parse_positive_count::<usize>("0").is_err());
+        assert!(parse_positive_count::<u64>("-1").is_err());
+        assert!(parse_positive_count::<u64>("1.5").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

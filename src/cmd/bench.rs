@@ -1,0 +1,147 @@
+//! `swarmcast bench local | swarm | pair | files`: each run's line on stderr, the summary on
+//! stdout.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use swarmcast_chaos::{bench, files, lab_bench, pair};
+
+use super::{current_exe, runtime, until_signal, usage_error};
+use crate::cli::{
+    BenchCommand, BenchFilesArgs, BenchLocalArgs, BenchPairArgs, BenchStrategy, SwarmBenchArgs,
+};
+
+pub(crate) fn run(command: BenchCommand) -> Result<()> {
+    match command {
+        BenchCommand::Local(args) => local(args),
+        BenchCommand::Swarm(args) => swarm(args),
+        BenchCommand::Pair(args) => bench_pair(args),
+        BenchCommand::Files(args) => bench_files(args),
+    }
+}
+
+/// `bench local`: the runs' JSON lines, then the median, min and max transfer time.
+fn local(args: BenchLocalArgs) -> Result<()> {
+    let config = bench::BenchConfig {
+        receivers: args.receivers,
+        size: args.size,
+        files: args.files,
+        chunk_size: args.chunk_size,
+        timeout: args.timeout,
+    };
+    let exe = current_exe()?;
+    let rt = runtime()?;
+    let mut results = Vec::new();
+    for run in 1..=args.runs {
+        let r = until_signal(&rt, bench::run(exe.clone(), &config))?;
+        let j = r.to_json(&config);
+        eprintln!("run {run}/{}: {j}", args.runs);
+        results.push(j);
+    }
+    let mut secs: Vec<f64> = results
+        .iter()
+        .filter_map(|r| r["transfer_s"].as_f64())
+        .collect();
+    secs.sort_by(f64::total_cmp);
+    let (Some(min), Some(max)) = (secs.first(), secs.last()) else {
+        anyhow::bail!("no run reported a transfer time");
+    };
+    let summary = serde_json::json!({
+        "runs": results,
+        "transfer_s": { "median": secs[secs.len() / 2], "min": min, "max": max },
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+/// `bench swarm`: the netns lab against T*.
+fn swarm(args: SwarmBenchArgs) -> Result<()> {
+    use lab_bench::Strategy;
+    swarmcast_chaos::netns::preflight()?;
+    let config = lab_bench::SwarmBenchConfig {
+        receivers: args.receivers,
+        size: args.size,
+        rate_mbit: args.rate_mbit,
+        host_rates: args.host_rates.into_iter().collect(),
+        chunk_size: args.chunk_size,
+        strategies: match args.strategy {
+            BenchStrategy::Both => vec![Strategy::Swarm, Strategy::OriginOnly],
+            BenchStrategy::Swarm => vec![Strategy::Swarm],
+            BenchStrategy::OriginOnly => vec![Strategy::OriginOnly],
+        },
+        timeout: args.timeout,
+        sample: Duration::from_millis(500),
+    };
+    let report = until_signal(&runtime()?, lab_bench::run(current_exe()?, &config))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.summary());
+    }
+    Ok(())
+}
+
+/// `bench pair`: swarmcast against bare quinn.
+fn bench_pair(args: BenchPairArgs) -> Result<()> {
+    let config = pair::PairConfig {
+        size: args.size,
+        chunk_size: args.chunk_size,
+        streams: args.streams,
+        timeout: args.timeout,
+    };
+    if let Err(e) = config.validate() {
+        usage_error(&["bench", "pair"], format!("{e:#}"));
+    }
+    let exe = current_exe()?;
+    let rt = runtime()?;
+    let mut runs = Vec::new();
+    for i in 1..=args.runs {
+        let r = until_signal(&rt, pair::run(exe.clone(), &config))?;
+        if args.json {
+            eprintln!("run {i}/{}: {}", args.runs, r.to_json(&config));
+        } else {
+            eprintln!("{}", pair::run_text(&r, i, args.runs));
+        }
+        runs.push(r);
+    }
+    if args.json {
+        let summary = pair::summary_json(&config, &runs);
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", pair::summary_text(&config, &runs));
+    }
+    Ok(())
+}
+
+/// `bench files`: many small files against one large one.
+fn bench_files(args: BenchFilesArgs) -> Result<()> {
+    let config = files::FilesConfig {
+        files: args.files,
+        file_size: args.file_size,
+        receivers: args.receivers,
+        chunk_size: args.chunk_size,
+        timeout: args.timeout,
+    };
+    if let Err(e) = config.validate() {
+        usage_error(&["bench", "files"], format!("{e:#}"));
+    }
+    let exe = current_exe()?;
+    let rt = runtime()?;
+    let mut runs = Vec::new();
+    for i in 1..=args.runs {
+        let r = until_signal(&rt, files::run(exe.clone(), &config))?;
+        if args.json {
+            eprintln!("run {i}/{}: {}", args.runs, r.to_json(&config)?);
+        } else {
+            eprintln!("{}", files::run_text(&r, i, args.runs));
+        }
+        runs.push(r);
+    }
+    if args.json {
+        let summary = files::summary_json(&config, &runs)?;
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", files::summary_text(&config, &runs));
+    }
+    Ok(())
+}
