@@ -12,3 +12,4 @@ mod chaos_cli;
 mod control_plane;
 mod data_plane;
 mod support;
+mod versions;
