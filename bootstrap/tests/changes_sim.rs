@@ -39,6 +39,8 @@ fn record(n: usize, incarnation: u64, heartbeat: u64, held: u64) -> NodeRecord {
             broadcast: BroadcastId([7; 32]),
             held,
             total: 100,
+            complete: false,
+            failed: None,
         }],
     }
 }
@@ -142,6 +144,7 @@ fn run(seed: u64) {
                 chunks: 1,
                 state: BroadcastState::Active,
                 version: rng.random_range(1..5),
+                seq: 0,
             });
         }
         for (i, n) in nodes.iter_mut().enumerate() {

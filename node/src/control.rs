@@ -114,8 +114,11 @@ pub struct FleetProgress {
     pub chunks: u64,
     /// Nodes alive in the registry.
     pub nodes_alive: u64,
-    /// Alive nodes holding every chunk.
+    /// Alive nodes holding the whole broadcast (published, or its origin).
     pub nodes_complete: u64,
+    /// Alive nodes that refused or failed the broadcast: name, reason. They will not complete.
+    #[serde(default)]
+    pub nodes_failed: Vec<(String, String)>,
     /// Chunks held, summed over alive nodes.
     pub chunks_held: u64,
     /// Set when the broadcast failed (at the origin or here).

@@ -164,6 +164,7 @@ impl StatusBoard {
             chunks,
             nodes_alive: 0,
             nodes_complete: 0,
+            nodes_failed: Vec::new(),
             chunks_held: 0,
             failed: record
                 .filter(|r| r.state == BroadcastState::Failed)
@@ -175,15 +176,22 @@ impl StatusBoard {
                 continue;
             }
             out.nodes_alive += 1;
-            let held = e
-                .record
-                .progress
-                .iter()
-                .find(|p| p.broadcast == id)
-                .map_or(0, |p| p.held.min(chunks));
+            let progress = e.record.progress.iter().find(|p| p.broadcast == id);
+            let held = progress.map_or(0, |p| p.held.min(chunks));
             out.chunks_held += held;
-            if chunks > 0 && held == chunks {
-                out.nodes_complete += 1;
+            match progress {
+                Some(p) if p.failed.is_some() => {
+                    // A peer's text: bounded before it reaches a terminal.
+                    let reason: String =
+                        p.failed.iter().flat_map(|f| f.chars()).take(200).collect();
+                    out.nodes_failed.push((e.record.name.clone(), reason));
+                }
+                // `complete` is explicit (a broadcast of empty files has no chunks); older
+                // nodes do not send it, and are complete once they hold every chunk.
+                Some(p) if p.complete || (chunks > 0 && held == chunks) => {
+                    out.nodes_complete += 1;
+                }
+                _ => {}
             }
             out.nodes.push((e.record.name.clone(), held));
         }

@@ -297,6 +297,7 @@ impl Sim {
             chunks: u64::from(layout.chunk_count()),
             state: BroadcastState::Active,
             version: 1,
+            seq: 0,
         };
         let mut nodes = Vec::new();
         for (i, neighbours) in adj.into_iter().enumerate() {

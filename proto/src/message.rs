@@ -123,6 +123,25 @@ pub struct Progress {
     pub held: u64,
     /// Chunks in the broadcast.
     pub total: u64,
+    /// The node holds the whole broadcast: it published it under `received/`, or it is the
+    /// origin. Needed because a broadcast of empty files has no chunks, so `held == total`
+    /// cannot tell done from not started. Omitted when false (older peers: derive it from
+    /// `held == total > 0`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub complete: bool,
+    /// Why this node will not complete the broadcast (no space, a bad manifest, a failed
+    /// commit...): it refused or failed it. Omitted when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Ask for the registry.
@@ -215,10 +234,6 @@ pub struct RegistryView {
     pub removed: Vec<NodeId>,
 }
 
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
 /// State of a broadcast as its origin declares it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -246,6 +261,20 @@ pub struct BroadcastRecord {
     pub state: BroadcastState,
     /// Merge key: the origin bumps it on every change; higher wins.
     pub version: u64,
+    /// Publication sequence of this version of `name`, a Lamport clock: the origin sets it to
+    /// one more than the highest `seq` of any record of the same name it knows (registry view
+    /// and its own). Versions of a name are ordered by `(seq, origin, id)`, highest newest; two
+    /// origins publishing the same name at once get the same `seq` and the higher origin id
+    /// wins. 0 (omitted on the wire): a record from a node that predates versions, the oldest.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seq: u64,
+}
+
+impl BroadcastRecord {
+    /// The key that orders versions of one name: higher is newer.
+    pub fn version_key(&self) -> (u64, NodeId, BroadcastId) {
+        (self.seq, self.origin, self.id)
+    }
 }
 
 /// Anti-entropy step one: what the sender holds.

@@ -36,6 +36,7 @@ fn record() -> BroadcastRecord {
         chunks: 4,
         state: BroadcastState::Active,
         version: 2,
+        seq: 0,
     }
 }
 
@@ -50,6 +51,8 @@ fn node_record() -> NodeRecord {
             broadcast: B,
             held: 3,
             total: 4,
+            complete: false,
+            failed: None,
         }],
     }
 }
@@ -128,6 +131,8 @@ fn heartbeat() {
                 broadcast: B,
                 held: 5,
                 total: 10,
+                complete: false,
+                failed: None,
             }],
             changes_since: None,
         }),
@@ -484,4 +489,45 @@ mod evolution {
         };
         assert_eq!(r.bootstraps, [addr("[fe80::1]:7000")]);
     }
+}
+
+/// Fields added for repeated broadcasts (`Progress::complete`, `Progress::failed`,
+/// `BroadcastRecord::seq`) are written only when set, so the goldens above, from before them,
+/// are unchanged and old peers decode new messages; set, they are named map entries.
+#[test]
+fn heartbeat_with_completion_and_failure() {
+    const GOLDEN: &str = "000000f181a948656172746265617484a26964c4201111111111111111111111111111111111111111111111111111111111111111a776657273696f6e82ab696e6361726e6174696f6e03a96865617274626561742aa5616464727390a870726f67726573739284a962726f616463617374c420bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbba468656c6400a5746f74616c00a8636f6d706c657465c384a962726f616463617374c420bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbba468656c6400a5746f74616c04a66661696c6564a86e6f207370616365";
+    check(
+        &Message::Heartbeat(Heartbeat {
+            id: N1,
+            version: Version::new(3, 42),
+            addrs: vec![],
+            progress: vec![
+                Progress {
+                    broadcast: B,
+                    held: 0,
+                    total: 0,
+                    complete: true,
+                    failed: None,
+                },
+                Progress {
+                    broadcast: B,
+                    held: 0,
+                    total: 4,
+                    complete: false,
+                    failed: Some("no space".into()),
+                },
+            ],
+            changes_since: None,
+        }),
+        GOLDEN,
+    );
+}
+
+#[test]
+fn announce_with_seq() {
+    const GOLDEN: &str = "0000009a81a8416e6e6f756e636581a67265636f726488a26964c420bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbba46e616d65a670686f746f73a66f726967696ec4201111111111111111111111111111111111111111111111111111111111111111a473697a65ce000f4240a66368756e6b7304a57374617465a6616374697665a776657273696f6e02a373657103"; // ... "seq": 3 (a3 736571 03)
+    let mut r = record();
+    r.seq = 3;
+    check(&Message::Announce(Announce { record: r }), GOLDEN);
 }

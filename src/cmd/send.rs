@@ -94,10 +94,15 @@ pub fn run(args: SendArgs) -> Result<()> {
             last = Some(fleet);
             break Err(format!("broadcast failed: {f}"));
         }
-        let done = fleet.nodes_alive > 0 && fleet.nodes_complete == fleet.nodes_alive;
+        // Every node either holds it or will not: waiting longer changes nothing.
+        let failed = fleet.nodes_failed.len() as u64;
+        let settled = fleet.nodes_alive > 0 && fleet.nodes_complete + failed >= fleet.nodes_alive;
         last = Some(fleet);
-        if done {
+        if settled && failed == 0 {
             break Ok(());
+        }
+        if settled {
+            break Err(format!("{failed} node(s) failed the broadcast"));
         }
         if args.timeout.is_some_and(|t| started.elapsed() >= t) {
             break Err(format!(
@@ -135,8 +140,12 @@ pub fn run(args: SendArgs) -> Result<()> {
             fleet.nodes_alive,
             elapsed.as_secs_f64()
         );
+        for (name, reason) in &fleet.nodes_failed {
+            println!("  {name}: failed: {reason}");
+        }
         for (name, held) in &fleet.nodes {
-            if *held < fleet.chunks {
+            let failed = fleet.nodes_failed.iter().any(|(n, _)| n == name);
+            if *held < fleet.chunks && !failed {
                 println!("  {name}: {held}/{} chunks", fleet.chunks);
             }
         }

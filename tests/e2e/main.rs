@@ -15,3 +15,4 @@ mod data_plane;
 mod local_users;
 mod metrics;
 mod support;
+mod versions;

@@ -14,7 +14,9 @@ pub(super) fn content_cmp(a: &NodeRecord, b: &NodeRecord) -> Ordering {
         .then_with(|| a.role.cmp(&b.role))
         .then_with(|| a.addrs.cmp(&b.addrs))
         .then_with(|| {
-            let key = |p: &swarmcast_proto::Progress| (p.broadcast, p.held, p.total);
+            let key = |p: &swarmcast_proto::Progress| {
+                (p.broadcast, p.held, p.total, p.complete, p.failed.clone())
+            };
             a.progress.iter().map(key).cmp(b.progress.iter().map(key))
         })
 }
@@ -35,5 +37,6 @@ pub(super) fn broadcast_cmp(a: &BroadcastRecord, b: &BroadcastRecord) -> Orderin
         .then_with(|| a.origin.cmp(&b.origin))
         .then_with(|| a.size.cmp(&b.size))
         .then_with(|| a.chunks.cmp(&b.chunks))
+        .then_with(|| a.seq.cmp(&b.seq))
         .then_with(|| a.id.cmp(&b.id))
 }

@@ -49,6 +49,8 @@ fn node_update() -> impl Strategy<Value = EntryUpdate> {
                         broadcast: BroadcastId([1; 32]),
                         held,
                         total: 2,
+                        complete: false,
+                        failed: None,
                     }],
                 },
                 age_ms,
@@ -57,8 +59,8 @@ fn node_update() -> impl Strategy<Value = EntryUpdate> {
 }
 
 fn broadcast() -> impl Strategy<Value = BroadcastRecord> {
-    (0..3u8, 0..3u64, any::<bool>(), 0..2u8, 0..2u64).prop_map(
-        |(n, version, failed, name, size)| BroadcastRecord {
+    (0..3u8, 0..3u64, any::<bool>(), 0..2u8, 0..2u64, 0..2u64).prop_map(
+        |(n, version, failed, name, size, seq)| BroadcastRecord {
             id: BroadcastId([n; 32]),
             name: format!("b{n}-{name}"),
             origin: NodeId([n; 32]),
@@ -70,6 +72,7 @@ fn broadcast() -> impl Strategy<Value = BroadcastRecord> {
                 BroadcastState::Active
             },
             version,
+            seq,
         },
     )
 }

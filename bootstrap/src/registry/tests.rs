@@ -48,6 +48,7 @@ fn bcast(n: u8, version: u64, state: BroadcastState) -> BroadcastRecord {
         chunks: 4,
         state,
         version,
+        seq: 0,
     }
 }
 
@@ -113,6 +114,8 @@ fn higher_version_replaces_record_wholesale() {
         broadcast: bid(9),
         held: 1,
         total: 4,
+        complete: false,
+        failed: None,
     }];
     reg.observe(t, first);
     let mut newer = rec(1, 1, 2);

@@ -171,15 +171,15 @@ pub enum Failure {
     #[error("commit failed: {0}")]
     Commit(Arc<StoreError>),
     /// Publishing under `received/` failed.
-    #[error("{0}")]
+    #[error("cannot publish under received/: {0}")]
     Finalize(Arc<StoreError>),
     /// The fetched manifest does not match its id or is invalid.
     #[error("rejected manifest: {0}")]
     Manifest(Arc<ManifestError>),
     /// The workspace could not be created.
-    #[error("{0}")]
+    #[error("cannot create the workspace: {0}")]
     Workspace(Arc<StoreError>),
     /// A stored broadcast could not be resumed.
-    #[error("{0}")]
+    #[error("cannot resume: {0}")]
     Resume(Arc<ResumeError>),
 }

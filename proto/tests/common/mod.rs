@@ -70,13 +70,20 @@ pub fn error_code() -> impl Strategy<Value = ErrorCode> {
 
 pub fn progress() -> impl Strategy<Value = Vec<Progress>> {
     vec(
-        (broadcast_id(), any::<u64>(), any::<u64>()).prop_map(|(broadcast, held, total)| {
-            Progress {
+        (
+            broadcast_id(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<bool>(),
+            proptest::option::of(any::<String>()),
+        )
+            .prop_map(|(broadcast, held, total, complete, failed)| Progress {
                 broadcast,
                 held,
                 total,
-            }
-        }),
+                complete,
+                failed,
+            }),
         0..MAX_ITEMS,
     )
 }
@@ -109,9 +116,10 @@ pub fn broadcast_record() -> impl Strategy<Value = BroadcastRecord> {
         any::<u64>(),
         broadcast_state(),
         any::<u64>(),
+        any::<u64>(),
     )
         .prop_map(
-            |(id, name, origin, size, chunks, state, version)| BroadcastRecord {
+            |(id, name, origin, size, chunks, state, version, seq)| BroadcastRecord {
                 id,
                 name,
                 origin,
@@ -119,6 +127,7 @@ pub fn broadcast_record() -> impl Strategy<Value = BroadcastRecord> {
                 chunks,
                 state,
                 version,
+                seq,
             },
         )
 }

@@ -39,6 +39,9 @@ pub(super) struct Bcast {
     pub(super) uploaded_bytes: u64,
     pub(super) resumed_chunks: u64,
     pub(super) version: u64,
+    /// Publication sequence of this version of its name (see [`BroadcastRecord::seq`]): set
+    /// at the origin, learnt from the registry record at a receiver (0 until then).
+    pub(super) seq: u64,
 }
 
 impl Bcast {
@@ -64,6 +67,7 @@ impl Bcast {
             uploaded_bytes: 0,
             resumed_chunks: 0,
             version: 0,
+            seq: 0,
         }
     }
 
@@ -141,6 +145,7 @@ impl Bcast {
                 BroadcastState::Active
             },
             version: self.version,
+            seq: self.seq,
         })
     }
 }

@@ -750,14 +750,20 @@ impl Broadcasts {
         let mut out: Vec<BroadcastInfo> =
             self.broadcasts.iter().map(|(id, b)| b.info(*id)).collect();
         for (id, l) in &self.lost {
+            // No manifest here: the registry record knows the totals.
+            let record = self.records.get(id);
+            let name = match (&l.name, record) {
+                (n, Some(r)) if n.is_empty() => r.name.clone(),
+                (n, _) => n.clone(),
+            };
             out.push(BroadcastInfo {
                 id: id.to_hex(),
-                name: l.name.clone(),
+                name,
                 state: "failed".into(),
                 chunks_held: 0,
-                chunks_total: 0,
+                chunks_total: record.map_or(0, |r| r.chunks),
                 bytes_held: 0,
-                bytes_total: 0,
+                bytes_total: record.map_or(0, |r| r.size),
                 path: None,
                 error: Some(l.failure.to_string()),
                 fetched_bytes: 0,
@@ -770,18 +776,30 @@ impl Broadcasts {
     }
 
     /// Progress, records and upload counters for membership and `node status`.
+    ///
+    /// Progress covers every broadcast this node knows, failed ones included with the reason
+    /// (so that `node send --wait` at the origin can stop waiting for this node and say why);
+    /// a broadcast is `complete` here once published under `received/`, or at its origin.
     pub fn report(&self) -> DataReport {
+        let known = self.broadcasts.iter().map(|(id, b)| Progress {
+            broadcast: *id,
+            held: u64::from(b.held_chunks.count_ones()),
+            total: u64::from(b.layout.chunk_count()),
+            complete: matches!(b.state, State::Complete | State::Seeding),
+            failed: match &b.state {
+                State::Failed(f) => Some(f.to_string()),
+                _ => None,
+            },
+        });
+        let lost = self.lost.iter().map(|(id, l)| Progress {
+            broadcast: *id,
+            held: 0,
+            total: self.records.get(id).map_or(0, |r| r.chunks),
+            complete: false,
+            failed: Some(l.failure.to_string()),
+        });
         DataReport {
-            progress: self
-                .broadcasts
-                .iter()
-                .filter(|(_, b)| !b.failed())
-                .map(|(id, b)| Progress {
-                    broadcast: *id,
-                    held: u64::from(b.held_chunks.count_ones()),
-                    total: u64::from(b.layout.chunk_count()),
-                })
-                .collect(),
+            progress: known.chain(lost).collect(),
             records: self
                 .broadcasts
                 .iter()

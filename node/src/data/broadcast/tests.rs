@@ -56,6 +56,7 @@ fn record(id: BroadcastId, chunks: u32, state: BroadcastState) -> BroadcastRecor
         chunks: u64::from(chunks),
         state,
         version: 1,
+        seq: 0,
     }
 }
 
@@ -286,9 +287,11 @@ fn the_origin_declaring_failure_stops_a_receiver() {
     assert!(a.contains(&BroadcastAction::AbortRequests { id }));
     assert!(a.contains(&BroadcastAction::Unserve { id }));
     assert_eq!(state(&c, id), "failed");
-    assert!(
-        c.report().progress.is_empty(),
-        "failed broadcasts report no progress"
+    // Reported with the reason, so that `--wait` stops counting on this node.
+    let p = progress(&c, id);
+    assert_eq!(
+        p.failed.as_deref(),
+        Some("the origin declared the broadcast failed")
     );
 }
 
@@ -584,4 +587,55 @@ fn requests_go_only_to_connected_peers() {
     // A have from a peer that is not (or no longer) connected asks nobody.
     c.handle_peer_message(now, node(7), have(id, 4, &[0, 1, 2, 3]));
     assert!(requests(&actions(&mut c)).is_empty());
+}
+
+#[track_caller]
+fn progress(c: &Broadcasts, id: BroadcastId) -> Progress {
+    c.report()
+        .progress
+        .into_iter()
+        .find(|p| p.broadcast == id)
+        .unwrap()
+}
+
+#[test]
+fn a_broadcast_without_chunks_reports_complete_once_published() {
+    let now = Instant::now();
+    let mut c = core(Strategy::Swarm);
+    let (m, layout, _, id) = manifest(0);
+    c.add_receiver(now, id, m, layout, Bitfield::full(0), false);
+    let a = actions(&mut c);
+    assert_eq!(count(&a, |a| *a == BroadcastAction::Finalize { id }), 1);
+    // held == total == 0, yet not complete until published.
+    let p = progress(&c, id);
+    assert_eq!((p.held, p.total, p.complete), (0, 0, false));
+    c.handle_finalized(now, id, Ok(PathBuf::from("received/dir")));
+    assert!(progress(&c, id).complete);
+}
+
+#[test]
+fn failures_are_reported_with_their_reason_and_the_real_total() {
+    let now = Instant::now();
+    // A commit failure.
+    let (mut c, id) = receiving(Strategy::Swarm, 2, now);
+    c.handle_durable(now, id, Err(StoreError::Corrupt { index: 0 }));
+    let p = progress(&c, id);
+    assert!(p.failed.unwrap().starts_with("commit failed"));
+    assert!(!p.complete);
+    // A workspace that could not be made: no manifest here, the record gives the total.
+    let mut c = core(Strategy::Swarm);
+    let (_, _, _, id) = manifest(5);
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![record(id, 5, BroadcastState::Active)],
+    );
+    let _ = actions(&mut c);
+    let err = StoreError::io("/data/broadcasts", std::io::Error::other("no space"));
+    c.handle_workspace_failed(id, "dir".into(), err);
+    let p = progress(&c, id);
+    assert_eq!(p.total, 5);
+    assert!(p.failed.unwrap().starts_with("cannot create the workspace"));
+    let info = c.list().pop().unwrap();
+    assert_eq!((info.chunks_total, info.state.as_str()), (5, "failed"));
 }
