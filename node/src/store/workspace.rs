@@ -37,9 +37,10 @@ const SYNCFS_ABOVE: usize = 32;
 ///    [`Workspace::create`] once a manifest was fetched and validated.
 /// 2. [`Workspace::write_chunk`] for every chunk that arrives (verified here first), from as
 ///    many threads as needed.
-/// 3. [`Workspace::commit`] every ~50–100 ms: only then are the written chunks *held*, and only
-///    held chunks may be advertised ([`Workspace::held`]) or served
-///    ([`Workspace::read_chunk`]).
+/// 3. [`Workspace::commit`] every ~50–100 ms: only then are the written chunks *held*
+///    ([`Workspace::held`]), which decides what survives a crash (resume). A chunk is servable
+///    ([`Workspace::read_chunk`]) as soon as it is verified and written, before it is durable:
+///    its bytes are correct, so peers lose nothing by getting it early.
 /// 4. [`Workspace::finalize`] once [`Workspace::is_complete`].
 pub struct Workspace {
     id: BroadcastId,
@@ -65,6 +66,8 @@ struct State {
     held: Bitfield,
     /// Chunks written since the last commit (maybe with duplicates).
     pending: Vec<u32>,
+    /// Chunks verified and written, durable or not: what may be served.
+    written: Bitfield,
     /// The `complete` marker exists.
     finalized: bool,
 }
@@ -185,6 +188,7 @@ impl Workspace {
             layout,
             data,
             state: Mutex::new(State {
+                written: held.clone(),
                 held,
                 pending: Vec::new(),
                 finalized,
@@ -257,7 +261,9 @@ impl Workspace {
         let file = self.file(info.entry, Access::Write)?;
         file.write_all_at(data, info.offset)
             .map_err(|e| StoreError::io(self.path_of(info.entry), e))?;
-        fsx::lock(&self.state).pending.push(index);
+        let mut st = fsx::lock(&self.state);
+        st.pending.push(index);
+        st.written.set(index);
         Ok(())
     }
 
@@ -289,6 +295,7 @@ impl Workspace {
             if let Err(e) = fsx::sync_filesystem(&self.data, &self.data_path) {
                 warn!(id = %self.id.short(), chunks = batch.len(), error = %e,
                     "sync failed; dropping the chunks of this commit");
+                self.unwrite(&batch);
                 return Err(e);
             }
         } else {
@@ -301,6 +308,7 @@ impl Workspace {
                     warn!(id = %self.id.short(), chunks = batch.len(), error = %e,
                         "sync failed; dropping the chunks of this commit");
                     self.handles.forget(entry);
+                    self.unwrite(&batch);
                     return Err(e);
                 }
             }
@@ -317,11 +325,27 @@ impl Workspace {
         Ok(batch)
     }
 
-    /// Reads a held chunk and verifies it: [`StoreError::NotHeld`] if it is not held,
-    /// [`StoreError::Corrupt`] if the bytes on disk no longer match (or the file is gone).
+    /// The pages of `batch` may be gone: serve none of them again before they are rewritten.
+    fn unwrite(&self, batch: &[u32]) {
+        let mut st = fsx::lock(&self.state);
+        for &i in batch {
+            if !st.held.get(i) {
+                st.written.clear(i);
+            }
+        }
+    }
+
+    /// Whether one chunk was verified and written (durable or not): it may be served.
+    pub fn is_written(&self, index: u32) -> bool {
+        fsx::lock(&self.state).written.get(index)
+    }
+
+    /// Reads a written chunk (durable or not, see [`Workspace::is_written`]) and verifies it:
+    /// [`StoreError::NotHeld`] if it was not written, [`StoreError::Corrupt`] if the bytes on
+    /// disk no longer match (or the file is gone).
     pub fn read_chunk(&self, index: u32) -> Result<Vec<u8>, StoreError> {
         let info = self.chunk(index)?;
-        if !self.is_held(index) {
+        if !self.is_written(index) {
             return Err(StoreError::NotHeld { index });
         }
         let file = match self.file(info.entry, Access::Read) {
