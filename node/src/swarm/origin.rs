@@ -115,7 +115,7 @@ impl Transfer {
                     break;
                 }
                 jumps += 1;
-                let Some(start) = self.gap_start(id) else {
+                let Some(start) = self.gap_start(id, &picks) else {
                     break;
                 };
                 self.origin_plan.cursor = start;
@@ -148,17 +148,19 @@ impl Transfer {
     }
 
     /// A random start within the middle half of a run of pieces only the origin can give (the
-    /// start of a short run), runs weighted by the square of their length. O(pieces); `None` if
-    /// there is none.
-    fn gap_start(&mut self, id: NodeId) -> Option<u32> {
+    /// start of a short run), runs weighted by the square of their length, leaving out `picked`
+    /// (chosen in this pass, not yet requested: jumping into them wasted the jumps and left the
+    /// origin's window unfilled). O(pieces); `None` if there is none.
+    fn gap_start(&mut self, id: NodeId, picked: &[u32]) -> Option<u32> {
         let n = self.pieces();
+        let open = |t: &Self, i: u32| t.origin_may_serve(id, i) && !picked.contains(&i);
         // Runs as (start, length), the one wrapping past the end merged with the first.
         let mut runs: Vec<(u32, u32)> = Vec::new();
         let mut i = 0;
         while i < n {
-            if self.origin_may_serve(id, i) {
+            if open(self, i) {
                 let start = i;
-                while i < n && self.origin_may_serve(id, i) {
+                while i < n && open(self, i) {
                     i += 1;
                 }
                 runs.push((start, i - start));

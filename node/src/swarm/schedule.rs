@@ -201,10 +201,12 @@ impl Transfer {
         if kind == RequestKind::Live {
             self.live[piece as usize] = self.live[piece as usize].saturating_add(1);
             self.pool.remove(piece);
-            self.cancel_expired(piece, id);
         }
         self.actions
             .push_back(SwarmAction::Request { peer: id, piece });
+        if kind == RequestKind::Live {
+            self.cancel_expired(piece, id);
+        }
     }
 
     /// `piece` was just asked of `except`: cancel the expired requests for it elsewhere, so

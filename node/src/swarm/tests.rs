@@ -228,13 +228,11 @@ fn origin_stripes_tile_what_nobody_else_has_and_never_wait() {
         assert_eq!(d.requests(), vec![(1, 10)]);
         d.have_all(ORIGIN);
         // Peer 1 still has piece 10 in flight: the origin is asked for everything else at
-        // once, each piece once, the first stripe consecutive up to piece 9.
+        // once, each piece once, in a few runs of consecutive pieces.
         let asked: Vec<u32> = d.requests().into_iter().map(|(_, p)| p).collect();
-        let first = asked[0];
-        starts.insert(first);
-        let stripe_len = asked.iter().position(|&p| p == 9).unwrap() + 1;
-        let expect: Vec<u32> = (0..stripe_len as u32).map(|k| (first + k) % 20).collect();
-        assert_eq!(&asked[..stripe_len], &expect[..], "seed {seed}");
+        starts.insert(asked[0]);
+        let breaks = asked.windows(2).filter(|w| w[1] != (w[0] + 1) % 20).count();
+        assert!(breaks <= 3, "seed {seed}: {asked:?}");
         let all: BTreeSet<u32> = asked.iter().copied().collect();
         assert_eq!(all.len(), asked.len(), "seed {seed}: asked twice");
         assert_eq!(all, (0..20).filter(|&p| p != 10).collect(), "seed {seed}");
@@ -824,13 +822,10 @@ fn a_peer_whose_requests_fail_is_backed_off_not_asked_in_a_loop() {
     assert!(d.requests().is_empty(), "asked again at once");
     let s = d.stats(1);
     assert!(s.suspect, "{s:?}");
-    // One probe after the backoff, then longer waits while it keeps failing.
+    // Four failures in a row: a probe after 8 × the backoff, then longer waits while it keeps
+    // failing.
     let wake = d.t.poll_timeout().unwrap();
-    assert!(
-        wake > d.now && wake <= d.now + FAILURE_BACKOFF,
-        "{:?}",
-        wake - d.now
-    );
+    assert_eq!(wake, d.now + FAILURE_BACKOFF * 8);
     let mut waits = Vec::new();
     for _ in 0..4 {
         let wake = d.t.poll_timeout().unwrap();
