@@ -109,7 +109,8 @@ impl Transfer {
         }
         let mut jumps = 0;
         let mut steps = 0;
-        while picks.len() < free && steps <= n {
+        // Each piece is stepped on at most twice (a walk, and once more after a jump).
+        while picks.len() < free && steps <= 2 * n {
             if !self.origin_plan.walking {
                 if jumps == MAX_JUMPS {
                     break;

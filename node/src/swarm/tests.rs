@@ -836,7 +836,11 @@ fn a_peer_whose_requests_fail_is_backed_off_not_asked_in_a_loop() {
         assert_eq!(probe.len(), 1, "{probe:?}");
         d.t.handle_piece_failed(d.now, id(1), probe[0].1);
     }
-    assert!(waits.windows(2).all(|w| w[1] > w[0]), "{waits:?}");
+    // Doubling, up to `max_probe_backoff` (2 s in tests).
+    assert!(
+        waits.windows(2).all(|w| w[1] >= w[0]) && waits[3] > waits[0],
+        "{waits:?}"
+    );
     // An answer ends it.
     let wake = d.t.poll_timeout().unwrap();
     d.now = wake;
