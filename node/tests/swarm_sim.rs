@@ -623,8 +623,9 @@ impl Sim {
             self.push(HALF_RTT, Ev::Failed { up, down, piece });
             return;
         }
+        let now = self.instant();
         if let Some(round) = self.first_round.as_mut().filter(|_| up == 0) {
-            if !round.admit(piece, piece + 1) {
+            if !round.admit(now, piece, piece + 1) {
                 self.declines += 1;
                 self.push(HALF_RTT, Ev::Declined { up, down, piece });
                 return;

@@ -183,7 +183,7 @@ async fn serve_chunks(
         return refuse(send, ErrorCode::BadRequest, "chunk range out of bounds").await;
     }
     if let Some(round) = &s.first_round {
-        let admitted = lock(round).admit(first, first + r.count);
+        let admitted = lock(round).admit(std::time::Instant::now(), first, first + r.count);
         if !admitted {
             return refuse(
                 send,
