@@ -264,6 +264,7 @@ pub async fn run(
         MembershipLinks {
             dialer,
             data: board.data(),
+            beat_now: board.beat_now(),
             status: writers.membership,
             data_tx,
             peers_tx,

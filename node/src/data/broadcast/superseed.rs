@@ -38,8 +38,9 @@ impl SuperSeed {
     pub fn admit(&mut self, now: Instant, first: u32, end: u32) -> bool {
         let end = (end as usize).min(self.sent.len());
         let range = (first as usize).min(end)..end;
-        let recent =
-            |t: &Option<Instant>| t.is_some_and(|t| now.saturating_duration_since(t) < RESEND_AFTER);
+        let recent = |t: &Option<Instant>| {
+            t.is_some_and(|t| now.saturating_duration_since(t) < RESEND_AFTER)
+        };
         if self.sent[range.clone()].iter().all(recent) {
             return false;
         }
