@@ -67,6 +67,8 @@ pub(crate) struct Catalog {
     /// Fault injection for tests: serve at most one chunk request per this interval.
     pub(crate) delay: Option<std::time::Duration>,
     throttle: tokio::sync::Mutex<()>,
+    /// The wire trace (off unless asked for).
+    pub(crate) trace: crate::wiretrace::WireTrace,
 }
 
 /// Events the serving side reports to the data plane.
@@ -84,13 +86,18 @@ pub(crate) enum ServeEvent {
 }
 
 impl Catalog {
-    pub(crate) fn new(corrupt: bool, delay: Option<std::time::Duration>) -> Self {
+    pub(crate) fn new(
+        corrupt: bool,
+        delay: Option<std::time::Duration>,
+        trace: crate::wiretrace::WireTrace,
+    ) -> Self {
         Self {
             map: RwLock::default(),
             uploads: Some(Arc::new(Semaphore::new(MAX_CONCURRENT_UPLOADS))),
             corrupt,
             delay,
             throttle: tokio::sync::Mutex::new(()),
+            trace,
         }
     }
 
@@ -125,7 +132,23 @@ pub(crate) async fn serve_stream(
         },
     };
     match request {
-        Message::ChunkRequest(r) => serve_chunks(&catalog, &events, peer, &mut send, r).await,
+        Message::ChunkRequest(r) => {
+            if !catalog.trace.enabled() {
+                return serve_chunks(&catalog, &events, peer, &mut send, r).await;
+            }
+            let start = crate::wiretrace::now_us();
+            let (b, first, count) = (r.broadcast, r.index.0, r.count);
+            let result = serve_chunks(&catalog, &events, peer, &mut send, r).await;
+            catalog.trace.emit(
+                "serve",
+                Some(&b.short()),
+                &serde_json::json!({
+                    "peer": peer.short(), "first": first, "count": count, "start": start,
+                    "outcome": if result.is_ok() { "answered" } else { "error" },
+                }),
+            );
+            result
+        }
         Message::ManifestRequest(r) => {
             let Some(s) = catalog.get(&r.broadcast) else {
                 return refuse(&mut send, ErrorCode::NotFound, "unknown broadcast").await;
