@@ -19,6 +19,11 @@ pub fn transport_config() -> Arc<quinn::TransportConfig> {
     t.receive_window((4u32 << 20).into());
     t.send_window(4 << 20);
     t.max_concurrent_uni_streams(0u32.into());
+    // Streams in the order written, not round-robin: a node serving 16 pieces at once finishes
+    // the first in 1/16 of the time instead of finishing all 16 together at the end, so each
+    // piece can be passed on as soon as possible. In the netns lab (4 receivers, 50 Mbit/s,
+    // 64 MiB) round-robin gave T/T* 2.69 and origin upload 1.55 x F, in-order 1.94 and 1.18.
+    t.send_fairness(false);
     t.keep_alive_interval(Some(Duration::from_secs(4)));
     // 10 s fits comfortably in a VarInt, so this conversion cannot fail.
     if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(10)) {

@@ -105,6 +105,16 @@ impl Bitfield {
         true
     }
 
+    /// Clear `i`; true if it was set. Indices past the end are ignored (false).
+    pub fn clear(&mut self, i: u32) -> bool {
+        if !self.get(i) {
+            return false;
+        }
+        self.bytes[(i / 8) as usize] &= !(0x80 >> (i % 8));
+        self.ones -= 1;
+        true
+    }
+
     /// How many are set.
     pub fn count_ones(&self) -> u32 {
         self.ones

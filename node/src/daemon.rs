@@ -232,7 +232,11 @@ pub async fn run(
     let (data_tx, data_rx) = mpsc::channel(1024);
     let (serve_tx, serve_rx) = mpsc::channel(1024);
     let (peers_tx, peers_rx) = mpsc::channel(256);
-    let catalog = Arc::new(Catalog::new(config.fault_corrupt, config.fault_serve_delay));
+    let catalog = Arc::new(Catalog::new(
+        config.fault_corrupt,
+        config.fault_serve_delay,
+        crate::wiretrace::WireTrace::from_env(identity.node_id()),
+    ));
     let server = Server {
         catalog: catalog.clone(),
         events: serve_tx,
@@ -292,6 +296,7 @@ pub async fn run(
         MembershipLinks {
             dialer,
             data: board.data(),
+            beat_now: board.beat_now(),
             status: writers.membership,
             data_tx,
             peers_tx,

@@ -99,6 +99,10 @@ pub(crate) struct StatusBoard {
     membership: watch::Receiver<MembershipStatus>,
     neighbours: watch::Receiver<Vec<NeighbourStatus>>,
     data: watch::Receiver<DataReport>,
+    /// Asks membership for a heartbeat off its period (see [`MembershipLinks::beat_now`]).
+    ///
+    /// [`MembershipLinks::beat_now`]: crate::membership::MembershipLinks::beat_now
+    beat_now: Arc<tokio::sync::Notify>,
 }
 
 impl StatusBoard {
@@ -113,6 +117,7 @@ impl StatusBoard {
             membership: membership_rx,
             neighbours: neighbours_rx,
             data: data_rx,
+            beat_now: Arc::default(),
         };
         let writers = BoardWriters {
             membership,
@@ -120,6 +125,11 @@ impl StatusBoard {
             data,
         };
         (board, writers)
+    }
+
+    /// What wakes membership for a heartbeat now (shared with [`fleet`](Self::fleet)).
+    pub(crate) fn beat_now(&self) -> Arc<tokio::sync::Notify> {
+        self.beat_now.clone()
     }
 
     /// The data plane's report (progress, records, uploads) as membership reads it.
@@ -194,6 +204,13 @@ impl StatusBoard {
                 _ => {}
             }
             out.nodes.push((e.record.name.clone(), held));
+        }
+        drop(m);
+        // Someone (`node send --wait`) follows an unfinished broadcast: refresh the view at once
+        // rather than at the next period, so that the last completion reaches it within a few
+        // round trips.
+        if out.failed.is_none() && (out.nodes_alive == 0 || out.nodes_complete < out.nodes_alive) {
+            self.beat_now.notify_one();
         }
         out
     }

@@ -26,6 +26,7 @@ mod peers;
 pub mod store;
 pub mod swarm;
 mod sync;
+pub mod wiretrace;
 
 pub use daemon::{NodeConfig, NodeError, Strategy, run};
 pub use membership::JoinError;

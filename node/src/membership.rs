@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use swarmcast_bootstrap::BootstrapClient;
 use swarmcast_bootstrap::registry::RegistryMirror;
-use swarmcast_proto::{Heartbeat, RegistryView, Role, Status, Version};
+use swarmcast_proto::{Heartbeat, Progress, RegistryView, Role, Status, Version};
 use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -20,6 +20,9 @@ use crate::data::{DataInput, DataReport};
 use crate::handles::{Dialer, Me, MembershipStatus};
 use crate::peers::Input;
 use crate::sync::lock;
+
+/// Shortest time between two heartbeats asked for off the period (a nudge).
+pub(crate) const MIN_NUDGE_SPACING: Duration = Duration::from_millis(50);
 
 /// One seed's live state, shared between its prober task and the membership loop.
 #[derive(Debug, Default)]
@@ -45,6 +48,27 @@ pub enum JoinError {
     },
 }
 
+/// Whether the data plane's report changed in a way the fleet should hear of at once: a
+/// broadcast completed here, or one was published (or changed state) here.
+fn worth_a_beat(old: &DataReport, new: &DataReport) -> bool {
+    // Complete (published, or every chunk held) or failed: what `--wait` is waiting to hear.
+    let settled =
+        |p: &Progress| p.complete || p.failed.is_some() || (p.total > 0 && p.held == p.total);
+    let completed = new.progress.iter().any(|p| {
+        settled(p)
+            && !old
+                .progress
+                .iter()
+                .any(|o| o.broadcast == p.broadcast && settled(o))
+    });
+    let published = new.records.iter().any(|r| {
+        !old.records
+            .iter()
+            .any(|o| o.id == r.id && o.state == r.state)
+    });
+    completed || published
+}
+
 fn seed_errors(errors: &[(SocketAddr, String)]) -> String {
     errors.iter().map(|(a, e)| format!("; {a}: {e}")).collect()
 }
@@ -66,6 +90,12 @@ pub(crate) struct MembershipLinks {
     pub(crate) dialer: Dialer,
     /// The data plane's progress and records, for heartbeats and announcements.
     pub(crate) data: watch::Receiver<DataReport>,
+    /// Wakes the loop for a heartbeat now, off its period (at most one per
+    /// [`MIN_NUDGE_SPACING`]): while `node send --wait` follows an unfinished broadcast. The
+    /// loop also beats at once when this node's copy of a broadcast completes and when it
+    /// publishes one (seen in `data`). Fleet progress then reaches the sender within a few round
+    /// trips, not periods.
+    pub(crate) beat_now: Arc<tokio::sync::Notify>,
     /// Its part of `node status`.
     pub(crate) status: watch::Sender<MembershipStatus>,
     /// Registry views for the data plane.
@@ -141,12 +171,39 @@ impl Membership {
         let mut failing_since: Option<Instant> = None;
         let mut last_warn: Option<Instant> = None;
         let mut next = tokio::time::Instant::now();
+        let mut last_beat = next;
+        let mut data = self.links.data.clone();
+        let mut seen = data.borrow_and_update().clone();
+        let beat_now = self.links.beat_now.clone();
+        let mut data_open = true;
         loop {
-            tokio::time::sleep_until(next).await;
+            let nudged = tokio::select! {
+                () = tokio::time::sleep_until(next) => false,
+                () = beat_now.notified() => true,
+                changed = data.changed(), if data_open => {
+                    data_open = changed.is_ok();
+                    let now = data.borrow_and_update().clone();
+                    let news = data_open && worth_a_beat(&seen, &now);
+                    seen = now;
+                    if !news {
+                        continue;
+                    }
+                    true
+                }
+            };
+            if nudged {
+                // Nudges come from many places; keep them from turning into a busy loop.
+                tokio::time::sleep_until(last_beat + MIN_NUDGE_SPACING).await;
+            }
+            last_beat = tokio::time::Instant::now();
             let ok = self.beat().await;
             self.publish_status();
             if ok {
                 failing_since = None;
+                if nudged {
+                    // An extra beat; the period keeps its phase.
+                    continue;
+                }
                 next += period;
                 // After a stall (slow bootstrap, suspended process) beat at once, then on period.
                 next = next.max(tokio::time::Instant::now());
@@ -373,5 +430,67 @@ async fn probe(dialer: Dialer, heartbeat: Duration, slots: Slots, addr: SocketAd
                 tokio::time::sleep(delay).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarmcast_proto::{BroadcastId, BroadcastRecord, BroadcastState, NodeId, Progress};
+
+    fn report(held: u64, state: Option<BroadcastState>) -> DataReport {
+        DataReport {
+            progress: vec![Progress {
+                broadcast: BroadcastId([1; 32]),
+                held,
+                total: 4,
+                complete: held == 4,
+                failed: None,
+            }],
+            records: state
+                .map(|state| BroadcastRecord {
+                    id: BroadcastId([1; 32]),
+                    name: "d".into(),
+                    origin: NodeId([2; 32]),
+                    size: 4,
+                    chunks: 4,
+                    state,
+                    version: 0,
+                    seq: 0,
+                })
+                .into_iter()
+                .collect(),
+            uploaded_to: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_completion_or_a_publication_is_worth_a_beat_mere_progress_is_not() {
+        assert!(
+            !worth_a_beat(&report(1, None), &report(2, None)),
+            "progress"
+        );
+        assert!(
+            worth_a_beat(&report(3, None), &report(4, None)),
+            "completed"
+        );
+        assert!(
+            !worth_a_beat(&report(4, None), &report(4, None)),
+            "already complete"
+        );
+        let active = Some(BroadcastState::Active);
+        assert!(
+            worth_a_beat(&report(4, None), &report(4, active)),
+            "published"
+        );
+        assert!(
+            !worth_a_beat(&report(4, active), &report(4, active)),
+            "no news"
+        );
+        let failed = Some(BroadcastState::Failed);
+        assert!(
+            worth_a_beat(&report(4, active), &report(4, failed)),
+            "failed"
+        );
     }
 }

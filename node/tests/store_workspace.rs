@@ -109,7 +109,10 @@ fn uncommitted_chunks_are_lost_on_crash_and_torn_journal_is_tolerated() {
         let ws = create(&data_dir, &b);
         ws.write_chunk(a, &chunk(&b, a)).unwrap();
         assert!(!ws.is_held(a), "held before commit");
-        assert!(matches!(ws.read_chunk(a), Err(StoreError::NotHeld { index }) if index == a));
+        // Servable before it is durable: verified and in the page cache.
+        assert!(ws.is_written(a));
+        assert_eq!(ws.read_chunk(a).unwrap(), chunk(&b, a));
+        assert!(matches!(ws.read_chunk(c), Err(StoreError::NotHeld { index }) if index == c));
         assert_eq!(ws.commit().unwrap(), vec![a]);
         ws.write_chunk(c, &chunk(&b, c)).unwrap();
         // Dropped without commit: a SIGKILL.
@@ -117,6 +120,9 @@ fn uncommitted_chunks_are_lost_on_crash_and_torn_journal_is_tolerated() {
     let ws = Workspace::open(&data_dir, b.id).unwrap().unwrap();
     assert_eq!(ws.held().iter_ones().collect::<Vec<_>>(), vec![a]);
     assert_eq!(ws.read_chunk(a).unwrap(), chunk(&b, a));
+    // What was written but not durable is neither held nor served after the crash.
+    assert!(!ws.is_written(c));
+    assert!(matches!(ws.read_chunk(c), Err(StoreError::NotHeld { index }) if index == c));
     drop(ws);
 
     // A torn trailing record (a crash mid-append).

@@ -110,7 +110,9 @@ pub fn run(args: SendArgs) -> Result<()> {
                 args.timeout.unwrap_or_default()
             ));
         }
-        std::thread::sleep(Duration::from_millis(250));
+        // Each poll also asks the daemon for a fresh registry view (`StatusBoard::fleet` nudges
+        // a heartbeat), so --wait returns within about a poll of the last completion.
+        std::thread::sleep(Duration::from_millis(100));
     };
     if let Some(b) = &bar {
         b.finish_and_clear();

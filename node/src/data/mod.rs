@@ -414,6 +414,20 @@ impl DataPlane {
                     io.in_flight.remove(&(peer, piece));
                 }
                 self.metrics.downloaded(&id, bytes);
+                if self.catalog.trace.enabled() {
+                    let (outcome, why) = match &result {
+                        Ok(()) => ("ok", String::new()),
+                        Err(e) => ("failed", e.to_string()),
+                    };
+                    self.catalog.trace.emit(
+                        "got",
+                        Some(&id.short()),
+                        &serde_json::json!({
+                            "peer": peer.short(), "piece": piece, "outcome": outcome,
+                            "bytes": bytes, "why": why,
+                        }),
+                    );
+                }
                 match result {
                     Ok(()) => {
                         self.metrics.piece_verified();
@@ -429,7 +443,12 @@ impl DataPlane {
                 }
             }
             DataInput::Committed { id, result } => self.core.handle_durable(now, id, result),
-            DataInput::Finalized { id, result } => self.core.handle_finalized(now, id, result),
+            DataInput::Finalized { id, result } => {
+                if result.is_ok() {
+                    (self.catalog.trace).emit("done", Some(&id.short()), &serde_json::json!({}));
+                }
+                self.core.handle_finalized(now, id, result)
+            }
         }
     }
 
@@ -517,6 +536,14 @@ impl DataPlane {
                 }
             }
             BroadcastAction::Flood { msg } => {
+                if let Message::HaveUpdate(u) = &msg {
+                    let chunks: Vec<u32> = u.chunks.iter().map(|c| c.0).collect();
+                    self.catalog.trace.emit(
+                        "adv",
+                        Some(&u.broadcast.short()),
+                        &serde_json::json!({ "chunks": chunks }),
+                    );
+                }
                 for p in self.peers.values() {
                     let _ = p.tx.try_send(msg.clone());
                 }
@@ -567,6 +594,14 @@ impl DataPlane {
                     .and_then(|io| io.in_flight.remove(&(peer, piece)))
                 {
                     h.abort();
+                    self.catalog.trace.emit(
+                        "got",
+                        Some(&id.short()),
+                        &serde_json::json!({
+                            "peer": peer.short(), "piece": piece, "outcome": "cancelled",
+                            "bytes": 0, "why": "",
+                        }),
+                    );
                 }
             }
             BroadcastAction::AbortRequests { id } => {
@@ -635,6 +670,17 @@ impl DataPlane {
             let _ = tx.send(done).await;
         });
         io.in_flight.insert((peer, piece), task.abort_handle());
+        if self.catalog.trace.enabled() {
+            let depth = io.in_flight.keys().filter(|(p, _)| *p == peer).count();
+            self.catalog.trace.emit(
+                "req",
+                Some(&id.short()),
+                &serde_json::json!({
+                    "peer": peer.short(), "piece": piece, "first": first, "count": count,
+                    "depth": depth,
+                }),
+            );
+        }
     }
 
     fn spawn_fetch_manifest(&self, id: BroadcastId, from: ManifestSource) {

@@ -89,6 +89,8 @@ pub(crate) struct Catalog {
     /// Fault injection for tests: serve at most one chunk request per this interval.
     pub(crate) delay: Option<std::time::Duration>,
     throttle: tokio::sync::Mutex<()>,
+    /// The wire trace (off unless asked for).
+    pub(crate) trace: crate::wiretrace::WireTrace,
 }
 
 /// Events the serving side reports to the data plane.
@@ -106,7 +108,11 @@ pub(crate) enum ServeEvent {
 }
 
 impl Catalog {
-    pub(crate) fn new(corrupt: bool, delay: Option<std::time::Duration>) -> Self {
+    pub(crate) fn new(
+        corrupt: bool,
+        delay: Option<std::time::Duration>,
+        trace: crate::wiretrace::WireTrace,
+    ) -> Self {
         Self {
             map: RwLock::default(),
             uploads: Some(Arc::new(Semaphore::new(MAX_CONCURRENT_UPLOADS))),
@@ -114,6 +120,7 @@ impl Catalog {
             corrupt,
             delay,
             throttle: tokio::sync::Mutex::new(()),
+            trace,
         }
     }
 
@@ -153,7 +160,23 @@ pub(crate) async fn serve_stream(
         },
     };
     match request {
-        Message::ChunkRequest(r) => serve_chunks(&catalog, &events, peer, &mut send, r).await,
+        Message::ChunkRequest(r) => {
+            if !catalog.trace.enabled() {
+                return serve_chunks(&catalog, &events, peer, &mut send, r).await;
+            }
+            let start = crate::wiretrace::now_us();
+            let (b, first, count) = (r.broadcast, r.index.0, r.count);
+            let result = serve_chunks(&catalog, &events, peer, &mut send, r).await;
+            catalog.trace.emit(
+                "serve",
+                Some(&b.short()),
+                &serde_json::json!({
+                    "peer": peer.short(), "first": first, "count": count, "start": start,
+                    "outcome": if result.is_ok() { "answered" } else { "error" },
+                }),
+            );
+            result
+        }
         Message::ManifestRequest(r) => {
             let Some(s) = catalog.get(&r.broadcast) else {
                 return refuse(&mut send, ErrorCode::NotFound, "unknown broadcast").await;
@@ -211,7 +234,7 @@ async fn serve_chunks(
         return refuse(send, ErrorCode::BadRequest, "chunk range out of bounds").await;
     }
     if let Some(round) = &s.first_round {
-        let admitted = lock(round).admit(first, first + r.count);
+        let admitted = lock(round).admit(std::time::Instant::now(), first, first + r.count);
         if !admitted {
             return refuse(
                 send,

@@ -37,9 +37,10 @@ const SYNCFS_ABOVE: usize = 32;
 ///    [`Workspace::create`] once a manifest was fetched and validated.
 /// 2. [`Workspace::write_chunk`] for every chunk that arrives (verified here first), from as
 ///    many threads as needed.
-/// 3. [`Workspace::commit`] every ~50–100 ms: only then are the written chunks *held*, and only
-///    held chunks may be advertised ([`Workspace::held`]) or served
-///    ([`Workspace::read_chunk`]).
+/// 3. [`Workspace::commit`] every ~50–100 ms: only then are the written chunks *held*
+///    ([`Workspace::held`]), which decides what survives a crash (resume). A chunk is servable
+///    ([`Workspace::read_chunk`]) as soon as it is verified and written, before it is durable:
+///    its bytes are correct, so peers lose nothing by getting it early.
 /// 4. [`Workspace::finalize`] once [`Workspace::is_complete`].
 pub struct Workspace {
     id: BroadcastId,
@@ -70,6 +71,8 @@ struct State {
     pending: Vec<u32>,
     /// A file was created since the last commit: its directory entry must be made durable too.
     created: bool,
+    /// Chunks verified and written, durable or not: what may be served.
+    written: Bitfield,
     /// The `complete` marker exists.
     finalized: bool,
 }
@@ -193,6 +196,7 @@ impl Workspace {
             data,
             state: Mutex::new(State {
                 verified: Bitfield::new(held.len()),
+                written: held.clone(),
                 held,
                 pending: Vec::new(),
                 created: false,
@@ -289,6 +293,7 @@ impl Workspace {
                 let mut st = fsx::lock(&self.state);
                 st.pending.push(index);
                 st.verified.set(index);
+                st.written.set(index);
                 st.created |= created;
             }
             at += len;
@@ -368,6 +373,7 @@ impl Workspace {
                 warn!(id = %self.id.short(), chunks = batch.len(), error = %e,
                     "sync failed; dropping the chunks of this commit");
                 fsx::lock(&self.state).created |= created;
+                self.unwrite(&batch);
                 return Err(e);
             }
         } else {
@@ -380,6 +386,7 @@ impl Workspace {
                     warn!(id = %self.id.short(), chunks = batch.len(), error = %e,
                         "sync failed; dropping the chunks of this commit");
                     self.handles.forget(entry);
+                    self.unwrite(&batch);
                     return Err(e);
                 }
             }
@@ -398,8 +405,24 @@ impl Workspace {
         Ok(batch)
     }
 
-    /// Reads a held chunk and verifies it: [`StoreError::NotHeld`] if it is not held,
-    /// [`StoreError::Corrupt`] if the bytes on disk no longer match (or the file is gone).
+    /// The pages of `batch` may be gone: serve none of them again before they are rewritten.
+    fn unwrite(&self, batch: &[u32]) {
+        let mut st = fsx::lock(&self.state);
+        for &i in batch {
+            if !st.held.get(i) {
+                st.written.clear(i);
+            }
+        }
+    }
+
+    /// Whether one chunk was verified and written (durable or not): it may be served.
+    pub fn is_written(&self, index: u32) -> bool {
+        fsx::lock(&self.state).written.get(index)
+    }
+
+    /// Reads a written chunk (durable or not, see [`Workspace::is_written`]) and verifies it:
+    /// [`StoreError::NotHeld`] if it was not written, [`StoreError::Corrupt`] if the bytes on
+    /// disk no longer match (or the file is gone).
     pub fn read_chunk(&self, index: u32) -> Result<Vec<u8>, StoreError> {
         let info = self.chunk(index)?;
         let mut buf = vec![0u8; info.len as usize];
@@ -452,7 +475,7 @@ impl Workspace {
     ) -> Result<(), StoreError> {
         let verified = {
             let st = fsx::lock(&self.state);
-            if !st.held.get(index) {
+            if !st.written.get(index) {
                 return Err(StoreError::NotHeld { index });
             }
             st.verified.get(index)

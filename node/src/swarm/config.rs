@@ -37,11 +37,6 @@ pub struct SwarmConfig {
     /// A peer whose request timed out is suspect: it is probed with one request after
     /// `min_request_timeout`, then after twice that, and so on up to this. Default 60 s.
     pub max_probe_backoff: Duration,
-    /// A receiver next to the origin first asks it for one stripe of pieces; after that, only
-    /// while it has nothing live at any other peer, and then after waiting a random part of
-    /// this, so that receivers starving at once do not all fetch the same pieces from the
-    /// origin. Default 1 s.
-    pub origin_patience: Duration,
     /// Bytes of live requests outstanding across all peers of the transfer: this bounds the
     /// memory a receiver spends on pieces in flight, whatever the number of peers. Fast peers
     /// get the budget first. At least one request is always allowed. Default 32 MiB.
@@ -61,7 +56,6 @@ impl Default for SwarmConfig {
             endgame_duplicates: 1,
             min_rate_sample: Duration::from_millis(10),
             max_probe_backoff: Duration::from_secs(60),
-            origin_patience: Duration::from_secs(1),
             max_in_flight_bytes: 32 << 20,
         }
     }
@@ -69,11 +63,9 @@ impl Default for SwarmConfig {
 
 impl SwarmConfig {
     /// The defaults with short timeouts for tests: requests time out after 300 ms at least,
-    /// probes back off to 2 s at most, rates are sampled over 1 ms, and a starving receiver asks
-    /// the origin at once.
+    /// probes back off to 2 s at most, and rates are sampled over 1 ms.
     pub fn for_test() -> Self {
         Self {
-            origin_patience: Duration::ZERO,
             min_request_timeout: Duration::from_millis(300),
             min_rate_sample: Duration::from_millis(1),
             max_probe_backoff: Duration::from_secs(2),

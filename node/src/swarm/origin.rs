@@ -1,4 +1,5 @@
-//! How a receiver uses the origin: one stripe of pieces, then only when starving.
+//! How a receiver uses the origin: stripes of pieces nobody else has, with the origin's
+//! pipeline kept full from the first byte to the last.
 //!
 //! The pool alone would have every receiver next to the origin ask it for random pieces that
 //! none of its own neighbours has. Receivers see only their neighbours, and a piece fetched by
@@ -11,13 +12,14 @@
 //!    else (held or in flight elsewhere, or announced by a neighbour): the start of another
 //!    receiver's stripe, which is by then old enough to be known. Stripes tile the piece
 //!    space with little overlap, and the origin's capacity flows to the stripes still running.
-//! 2. **Starving.** After that, the receiver asks the origin only while it has no live request
-//!    at any other peer, and only after a random wait of up to
-//!    [`origin_patience`](super::SwarmConfig::origin_patience), so that receivers running dry
-//!    together do not all fetch the same pieces. It then jumps into a large run of pieces only
-//!    the origin can give (runs weighted by the square of their length, at random within the
-//!    run's middle half, so that two jumpers rarely meet) and walks a new stripe from there.
-//!    This is how pieces whose holders left, stalled or were banned get fetched.
+//! 2. **The next stripe, at once.** When a stripe ends, the receiver jumps into a large run of
+//!    pieces only the origin can give (runs weighted by the square of their length, at random
+//!    within the run's middle half, so that two jumpers rarely meet) and walks a new stripe
+//!    from there, as long as its window at the origin has room. When the origin's uplink is
+//!    the bottleneck (T* = F/u_s), every moment it idles adds to T: the lab's trace showed the
+//!    origin idle for 40–60% of a run when receivers asked it only when starving. Asking it
+//!    only for pieces of availability 0 keeps it sending new data; the receivers trade the
+//!    rest. This is also how pieces whose holders left, stalled or were banned get fetched.
 //!
 //! A receiver whose only peer is the origin walks one stripe round the whole piece space. Over
 //! 20 seeds of the simulation the origin uploads 1.00–1.32 copies (mean 1.13), with the same
@@ -27,14 +29,13 @@
 //! others ([`Transfer::handle_piece_declined`]): such a piece ends the stripe, and is not asked of
 //! the origin again for `min_request_timeout`, by when it should be at a neighbour.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rand::Rng;
 use rand::rngs::StdRng;
 use swarmcast_proto::NodeId;
 
 use super::Transfer;
-use super::peer::RequestKind;
 use crate::bitfield::Bitfield;
 
 /// Runs shorter than this are entered at their start.
@@ -52,8 +53,6 @@ pub(super) struct OriginPlan {
     walking: bool,
     /// Pieces ever asked of the origin.
     asked: Bitfield,
-    /// While starving outside a stripe: when the origin may be asked again.
-    patience: Option<Instant>,
     /// Pieces the origin declined (they are elsewhere), not to be asked of it again before
     /// `retry_declined`.
     declined: Bitfield,
@@ -71,7 +70,6 @@ impl OriginPlan {
             },
             walking: true,
             asked: Bitfield::new(pieces),
-            patience: None,
             declined: Bitfield::new(pieces),
             retry_declined: None,
         }
@@ -80,11 +78,8 @@ impl OriginPlan {
     /// The earliest instant after `now` at which the core waits to ask the origin again.
     /// (Waits already over are taken up by the next scheduling, not by a timer.)
     pub(super) fn wake_after(&self, now: Option<Instant>) -> Option<Instant> {
-        [self.patience, self.retry_declined]
-            .into_iter()
-            .flatten()
+        self.retry_declined
             .filter(|&t| now.is_none_or(|now| t > now))
-            .min()
     }
 
     /// The origin declined `piece`: do not ask it again before `until` (nor for any piece it
@@ -110,25 +105,18 @@ impl Transfer {
             self.origin_plan.declined = Bitfield::new(n);
         }
         if n == 0 || free == 0 || self.pool.level(0).is_empty() {
-            self.origin_plan.patience = None;
             return picks;
-        }
-        let starving = !self
-            .peers
-            .values()
-            .any(|p| !p.is_origin && p.requests.iter().any(|r| r.kind == RequestKind::Live));
-        if !starving {
-            self.origin_plan.patience = None;
         }
         let mut jumps = 0;
         let mut steps = 0;
-        while picks.len() < free && steps <= n {
+        // Each piece is stepped on at most twice (a walk, and once more after a jump).
+        while picks.len() < free && steps <= 2 * n {
             if !self.origin_plan.walking {
-                if !starving || jumps == MAX_JUMPS || !self.patience_over(now) {
+                if jumps == MAX_JUMPS {
                     break;
                 }
                 jumps += 1;
-                let Some(start) = self.gap_start(id) else {
+                let Some(start) = self.gap_start(id, &picks) else {
                     break;
                 };
                 self.origin_plan.cursor = start;
@@ -148,27 +136,6 @@ impl Transfer {
         picks
     }
 
-    /// Starving: whether the random wait before asking the origin again is over (starting it
-    /// if need be). Once over, the next starvation draws a new wait.
-    fn patience_over(&mut self, now: Instant) -> bool {
-        let max = self.config.origin_patience;
-        let until = match self.origin_plan.patience {
-            Some(t) => t,
-            None if max.is_zero() => now,
-            None => {
-                let t = now + self.rng.random_range(Duration::ZERO..=max);
-                self.origin_plan.patience = Some(t);
-                t
-            }
-        };
-        if until <= now {
-            self.origin_plan.patience = None;
-            true
-        } else {
-            false
-        }
-    }
-
     /// Whether `piece` may be asked of the origin `id` now: in the pool, of availability 0,
     /// not already asked of it, and not recently declined by it.
     fn origin_may_serve(&self, id: NodeId, piece: u32) -> bool {
@@ -182,17 +149,19 @@ impl Transfer {
     }
 
     /// A random start within the middle half of a run of pieces only the origin can give (the
-    /// start of a short run), runs weighted by the square of their length. O(pieces); `None` if
-    /// there is none.
-    fn gap_start(&mut self, id: NodeId) -> Option<u32> {
+    /// start of a short run), runs weighted by the square of their length, leaving out `picked`
+    /// (chosen in this pass, not yet requested: jumping into them wasted the jumps and left the
+    /// origin's window unfilled). O(pieces); `None` if there is none.
+    fn gap_start(&mut self, id: NodeId, picked: &[u32]) -> Option<u32> {
         let n = self.pieces();
+        let open = |t: &Self, i: u32| t.origin_may_serve(id, i) && !picked.contains(&i);
         // Runs as (start, length), the one wrapping past the end merged with the first.
         let mut runs: Vec<(u32, u32)> = Vec::new();
         let mut i = 0;
         while i < n {
-            if self.origin_may_serve(id, i) {
+            if open(self, i) {
                 let start = i;
-                while i < n && self.origin_may_serve(id, i) {
+                while i < n && open(self, i) {
                     i += 1;
                 }
                 runs.push((start, i - start));

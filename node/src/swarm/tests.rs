@@ -220,30 +220,21 @@ fn origin_is_asked_only_for_what_no_other_peer_has() {
 }
 
 #[test]
-fn origin_stripe_stops_at_a_piece_found_elsewhere_until_starving() {
+fn origin_stripes_tile_what_nobody_else_has_and_never_wait() {
     let mut starts = BTreeSet::new();
     for seed in 0..16 {
         let mut d = Driver::new(config(64), 20, &[], seed);
         d.have(1, [10]);
         assert_eq!(d.requests(), vec![(1, 10)]);
         d.have_all(ORIGIN);
-        let stripe: Vec<u32> = d.requests().into_iter().map(|(_, p)| p).collect();
-        // Consecutive pieces (wrapping), ending just before piece 10.
-        if let Some(&first) = stripe.first() {
-            starts.insert(first);
-            let expect: Vec<u32> = (0..stripe.len() as u32).map(|k| (first + k) % 20).collect();
-            assert_eq!(stripe, expect, "seed {seed}");
-            assert_eq!(*stripe.last().unwrap(), 9, "seed {seed}");
-        }
-        // Once peer 1 delivers, nothing is live elsewhere: the origin gets the rest.
-        d.deliver(1, 10);
-        let rest: BTreeSet<u32> = d.requests().into_iter().map(|(_, p)| p).collect();
-        let all: BTreeSet<u32> = stripe.iter().copied().chain(rest.iter().copied()).collect();
-        assert_eq!(
-            all.len(),
-            stripe.len() + rest.len(),
-            "seed {seed}: asked twice"
-        );
+        // Peer 1 still has piece 10 in flight: the origin is asked for everything else at
+        // once, each piece once, in a few runs of consecutive pieces.
+        let asked: Vec<u32> = d.requests().into_iter().map(|(_, p)| p).collect();
+        starts.insert(asked[0]);
+        let breaks = asked.windows(2).filter(|w| w[1] != (w[0] + 1) % 20).count();
+        assert!(breaks <= 3, "seed {seed}: {asked:?}");
+        let all: BTreeSet<u32> = asked.iter().copied().collect();
+        assert_eq!(all.len(), asked.len(), "seed {seed}: asked twice");
         assert_eq!(all, (0..20).filter(|&p| p != 10).collect(), "seed {seed}");
     }
     assert!(
@@ -253,37 +244,30 @@ fn origin_stripe_stops_at_a_piece_found_elsewhere_until_starving() {
 }
 
 #[test]
-fn a_starving_receiver_waits_a_random_while_before_asking_the_origin() {
-    let config = SwarmConfig {
-        origin_patience: Duration::from_secs(1),
-        min_request_timeout: Duration::from_secs(10),
-        ..config(64)
-    };
-    let mut waits = BTreeSet::new();
-    for seed in 0..32 {
-        let mut d = Driver::new(config.clone(), 8, &[], seed);
-        d.have(1, [0]);
-        assert_eq!(d.requests(), vec![(1, 0)]);
-        d.have_all(ORIGIN);
-        // The stripe runs from a random piece up to piece 7, stopping at piece 0.
-        let stripe: Vec<u32> = d.requests().into_iter().map(|(_, p)| p).collect();
-        if stripe.len() >= 6 {
-            continue;
-        }
-        d.advance(Duration::from_millis(10));
-        d.deliver(1, 0);
-        // Nothing live at any other peer: starving, but patient.
-        assert!(d.requests().is_empty(), "seed {seed}");
-        let wake = d.t.poll_timeout().unwrap();
-        assert!(wake > d.now && wake <= d.now + Duration::from_secs(1));
-        waits.insert(wake - d.now);
-        d.now = wake;
-        d.t.handle_timeout(d.now);
-        let rest: BTreeSet<u32> = d.requests().into_iter().map(|(_, p)| p).collect();
-        let missing: BTreeSet<u32> = (1..8).filter(|p| !stripe.contains(p)).collect();
-        assert_eq!(rest, missing, "seed {seed}");
+fn the_origin_is_asked_for_new_data_whenever_its_window_has_room() {
+    // Without this the origin's uplink idled while receivers traded among themselves.
+    let mut d = Driver::new(config(2), 12, &[], 5);
+    d.have(1, 0..6);
+    let from_1 = d.requests();
+    assert!(from_1.iter().all(|&(p, _)| p == 1));
+    d.have_all(ORIGIN);
+    let mut to_origin = d.requests();
+    assert_eq!(to_origin.len(), 2, "the origin's window is full");
+    let mut seen: BTreeSet<u32> = BTreeSet::new();
+    for _ in 0..6 {
+        // Peer 1 still has requests live; the origin answers and is asked again at once.
+        let (_, piece) = to_origin.remove(0);
+        assert!(piece >= 6, "piece {piece} is at peer 1");
+        assert!(seen.insert(piece), "piece {piece} asked twice");
+        d.advance(Duration::from_millis(5));
+        d.deliver(ORIGIN, piece);
+        to_origin.extend(d.requests().into_iter().filter(|&(p, _)| p == ORIGIN));
+        assert!(
+            !to_origin.is_empty() || seen.len() == 6,
+            "origin idle after {seen:?}"
+        );
     }
-    assert!(waits.len() >= 5, "waits not random: {waits:?}");
+    assert_eq!(seen, (6..12).collect());
 }
 
 #[test]
@@ -457,21 +441,44 @@ fn deadlines_return_pieces_to_the_pool_and_late_answers_count() {
 
     d.now = deadline;
     d.t.handle_timeout(d.now);
-    let to_2: BTreeSet<u32> = d.requests().into_iter().map(|(_, p)| p).collect();
+    let mut to_2 = BTreeSet::new();
+    let mut cancelled = BTreeSet::new();
+    for a in d.actions() {
+        match a {
+            SwarmAction::Request { peer, piece } if peer == id(2) => {
+                to_2.insert(piece);
+            }
+            // Asked elsewhere: peer 1 stops sending it (no duplicate bytes).
+            SwarmAction::Cancel { peer, piece } if peer == id(1) => {
+                assert!(
+                    to_2.contains(&piece),
+                    "cancelled before it was asked elsewhere"
+                );
+                cancelled.insert(piece);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
     assert_eq!(to_2, to_1, "expired pieces go to the other peer");
+    assert_eq!(cancelled, to_1, "and are cancelled where they expired");
     let s = d.stats(1);
-    assert!(s.suspect && s.window == 2 && s.in_flight == 4, "{s:?}");
+    assert!(s.suspect && s.window == 2 && s.in_flight == 0, "{s:?}");
+}
 
-    // A late answer from peer 1 still counts and cancels peer 2's request.
+#[test]
+fn a_late_answer_to_an_expired_request_still_counts() {
+    // Peer 1 alone: its expired requests are asked of nobody else, so they stay outstanding.
+    let mut d = Driver::new(config(4), 4, &[], 9);
+    d.have_all(1);
+    assert_eq!(d.requests().len(), 4);
+    let deadline = d.t.poll_timeout().unwrap();
+    d.now = deadline;
+    d.t.handle_timeout(d.now);
+    assert!(d.stats(1).suspect);
+    d.actions();
     d.advance(Duration::from_millis(5));
-    d.deliver(1, 0);
-    assert_eq!(
-        d.actions(),
-        vec![SwarmAction::Cancel {
-            peer: id(2),
-            piece: 0
-        }]
-    );
+    d.t.handle_piece_received(d.now, id(1), 0);
+    assert!(d.t.obtained.get(0), "the late copy is taken");
     assert!(!d.stats(1).suspect, "an answer makes the peer healthy");
 }
 
@@ -800,4 +807,46 @@ fn bytes_in_flight_are_capped_across_peers() {
     d.deliver(peer, piece);
     d.t.handle_timeout(d.now);
     assert_eq!(d.requests().len(), 1);
+}
+
+#[test]
+fn a_peer_whose_requests_fail_is_backed_off_not_asked_in_a_loop() {
+    let mut d = Driver::new(config(4), 8, &[], 2);
+    d.have_all(1);
+    let reqs = d.requests();
+    assert_eq!(reqs.len(), 4);
+    // Every request fails at once (say, its connection is gone bad).
+    for &(_, piece) in &reqs {
+        d.t.handle_piece_failed(d.now, id(1), piece);
+    }
+    assert!(d.requests().is_empty(), "asked again at once");
+    let s = d.stats(1);
+    assert!(s.suspect, "{s:?}");
+    // Four failures in a row: a probe after 8 × the backoff, then longer waits while it keeps
+    // failing.
+    let wake = d.t.poll_timeout().unwrap();
+    assert_eq!(wake, d.now + FAILURE_BACKOFF * 8);
+    let mut waits = Vec::new();
+    for _ in 0..4 {
+        let wake = d.t.poll_timeout().unwrap();
+        waits.push(wake - d.now);
+        d.now = wake;
+        d.t.handle_timeout(d.now);
+        let probe = d.requests();
+        assert_eq!(probe.len(), 1, "{probe:?}");
+        d.t.handle_piece_failed(d.now, id(1), probe[0].1);
+    }
+    // Doubling, up to `max_probe_backoff` (2 s in tests).
+    assert!(
+        waits.windows(2).all(|w| w[1] >= w[0]) && waits[3] > waits[0],
+        "{waits:?}"
+    );
+    // An answer ends it.
+    let wake = d.t.poll_timeout().unwrap();
+    d.now = wake;
+    d.t.handle_timeout(d.now);
+    let probe = d.requests();
+    d.deliver(1, probe[0].1);
+    assert!(!d.stats(1).suspect);
+    assert!(!d.requests().is_empty());
 }

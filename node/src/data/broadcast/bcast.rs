@@ -30,7 +30,10 @@ pub(super) struct Bcast {
     /// `received/<name>` once complete.
     pub(super) path: Option<PathBuf>,
     pub(super) transfer: Option<Transfer>,
+    /// Durable chunks (what a restart keeps).
     pub(super) held_chunks: Bitfield,
+    /// Chunks advertised: verified and written, durable or not.
+    pub(super) advertised: Bitfield,
     /// Pieces received and not yet in a commit.
     pub(super) commit_waiting: bool,
     pub(super) commit_running: bool,
@@ -59,6 +62,7 @@ impl Bcast {
             source: None,
             path: None,
             transfer: None,
+            advertised: held.clone(),
             held_chunks: held,
             commit_waiting: false,
             commit_running: false,
@@ -99,7 +103,7 @@ impl Bcast {
         Message::Have(Have {
             broadcast: id,
             chunks: self.layout.chunk_count(),
-            bits: self.held_chunks.as_bytes().to_vec(),
+            bits: self.advertised.as_bytes().to_vec(),
         })
     }
 

@@ -181,12 +181,8 @@ fn lifecycle_commit_then_advertise_then_finalize_once() {
             1,
             "{a:?}"
         );
-        // Received is not held: nothing is advertised before the commit says durable.
-        assert_eq!(c.report().progress[0].held, held);
-        assert_eq!(count(&a, |a| matches!(a, BroadcastAction::Flood { .. })), 0);
-        asked.extend(requests(&a));
-        c.handle_durable(t, id, Ok(vec![piece]));
-        let a = actions(&mut c);
+        // Received is advertised at once (a forwarded piece never waits for an fsync), but
+        // held (progress, resume) only once the commit says durable.
         let update = BroadcastAction::Flood {
             msg: Message::HaveUpdate(HaveUpdate {
                 broadcast: id,
@@ -194,6 +190,11 @@ fn lifecycle_commit_then_advertise_then_finalize_once() {
             }),
         };
         assert!(a.contains(&update), "{a:?}");
+        assert_eq!(c.report().progress[0].held, held);
+        asked.extend(requests(&a));
+        c.handle_durable(t, id, Ok(vec![piece]));
+        let a = actions(&mut c);
+        assert!(!a.contains(&update), "advertised twice: {a:?}");
         assert_eq!(c.report().progress[0].held, held + 1);
         finalizes += count(&a, |a| *a == BroadcastAction::Finalize { id });
         asked.extend(requests(&a));
