@@ -288,8 +288,7 @@ fn clock_ticks_per_s() -> f64 {
 pub async fn run(exe: std::path::PathBuf, config: &IdleConfig) -> Result<IdleReport> {
     config.validate()?;
     let root = tempfile::tempdir().context("creating a scratch directory")?;
-    let mut cluster =
-        LocalCluster::new(exe, root.path(), DEFAULT_TIMINGS)?.with_default_logs();
+    let mut cluster = LocalCluster::new(exe, root.path(), DEFAULT_TIMINGS)?.with_default_logs();
     if config.netns {
         cluster = cluster.with_lab(Lab::new(1)?);
     }
