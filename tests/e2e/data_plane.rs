@@ -317,12 +317,12 @@ fn corrupt_peer_is_caught_and_banned() -> Result<()> {
     f.assert_copies(&["liar"], &id)?;
     let mut shown = 0;
     for n in ["origin", "n1", "n2", "n3"] {
-        shown += f
-            .status(n)?
-            .neighbours
-            .iter()
-            .filter(|x| x.banned && x.name.as_deref() == Some("liar"))
-            .count();
+        shown +=
+            f.c.status(n)?
+                .neighbours
+                .iter()
+                .filter(|x| x.banned && x.name.as_deref() == Some("liar"))
+                .count();
     }
     assert!(shown > 0, "a node that banned the liar shows it as banned");
     Ok(())
