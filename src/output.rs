@@ -49,9 +49,14 @@ pub fn node_status(s: &NodeStatus, as_json: bool) -> Result<()> {
         let rtt = n
             .rtt_ms
             .map_or_else(|| "-".to_owned(), |r| format!("{r:.2} ms"));
+        let banned = if n.banned {
+            "  banned (serve-only)"
+        } else {
+            ""
+        };
         writeln!(
             out,
-            "  {:<16} {:<21} {:<9} {:<9} rtt {rtt}",
+            "  {:<16} {:<21} {:<9} {:<9} rtt {rtt}{banned}",
             n.name.as_deref().unwrap_or(&n.id[..8]),
             n.addr,
             n.direction,

@@ -155,6 +155,9 @@ pub struct NeighbourStatus {
     pub state: String,
     /// Smoothed RTT of application pings, in ms.
     pub rtt_ms: Option<f64>,
+    /// Banned for serving bad chunks: a serve-only link, never fetched from.
+    #[serde(default)]
+    pub banned: bool,
 }
 
 /// Errors of the control socket.

@@ -22,7 +22,9 @@ use crate::accept;
 use crate::control::NeighbourStatus;
 use crate::data::DataInput;
 use crate::handles::{Dialer, Server};
-use crate::neighbours::{Action, Direction, NeighbourConfig, NeighbourState, Neighbours};
+use crate::neighbours::{
+    Action, Direction, LossReason, NeighbourConfig, NeighbourState, Neighbours,
+};
 
 /// The shortest time between two activity reports of one link to the core: well below
 /// [`NeighbourConfig::active_for`](crate::neighbours::NeighbourConfig::active_for).
@@ -132,13 +134,9 @@ fn handle_input(
         }
         Input::Pong { id, nonce } => core.handle_pong(now, id, nonce),
         Input::Active { id } => core.handle_activity(now, id),
-        Input::Ban { id } => {
-            core.handle_ban(now, id);
-            if let Some(e) = links.remove(&id) {
-                e.conn.close(CloseCode::Forbidden.into(), b"banned");
-                let _ = shared.data_tx.try_send(DataInput::PeerDown { id });
-            }
-        }
+        // The core keeps the connection as a serve-only link or asks for a `Close`; the data
+        // plane has already stopped fetching from the peer.
+        Input::Ban { id } => core.handle_ban(now, id),
         Input::Closed { id, stable_id } => {
             // Only the connection the core knows about counts; a duplicate closing is noise.
             if links
@@ -194,7 +192,10 @@ fn perform(
         Action::Close { id, reason } => {
             if let Some(e) = links.remove(&id) {
                 info!(peer = %e.name, ?reason, "dropping neighbour");
-                e.conn.close(CloseCode::Lost.into(), b"lost");
+                match reason {
+                    LossReason::Banned => e.conn.close(CloseCode::Forbidden.into(), b"banned"),
+                    _ => e.conn.close(CloseCode::Lost.into(), b"lost"),
+                }
                 let _ = shared.data_tx.try_send(DataInput::PeerDown { id });
             }
         }
@@ -226,6 +227,7 @@ fn publish(shared: &NeighbourTask, core: &Neighbours, links: &HashMap<NodeId, En
             }
             .to_owned(),
             rtt_ms: n.rtt.map(|d| d.as_secs_f64() * 1000.0),
+            banned: n.banned,
         })
         .collect();
     shared.status.send_if_modified(|old| {

@@ -173,6 +173,8 @@ proptest! {
             target: 3,
             max_neighbours: 5,
             max_parallel_dials: 2,
+            // Banned peers are cut off here; serve-only links have unit tests of their own.
+            max_serve_only: 0,
             ..NeighbourConfig::default()
         };
         let mut core = Neighbours::new(config.clone(), id(SELF), seed);

@@ -311,6 +311,20 @@ fn corrupt_peer_is_caught_and_banned() -> Result<()> {
     eprintln!("bad chunks caught: {caught}; bans: {banned}");
     assert!(caught > 0, "bad chunks were caught");
     assert!(banned > 0, "the liar was banned by someone");
+    // Banned means never fetched from, not cut off: the liar is still served and ends with a
+    // verified copy of its own, and its banners show it as banned.
+    f.wait_complete(&["liar"], &id, Duration::from_secs(120))?;
+    f.assert_copies(&["liar"], &id)?;
+    let mut shown = 0;
+    for n in ["origin", "n1", "n2", "n3"] {
+        shown +=
+            f.c.status(n)?
+                .neighbours
+                .iter()
+                .filter(|x| x.banned && x.name.as_deref() == Some("liar"))
+                .count();
+    }
+    assert!(shown > 0, "a node that banned the liar shows it as banned");
     Ok(())
 }
 

@@ -613,6 +613,15 @@ impl DataPlane {
             }
             BroadcastAction::Ban { peer } => {
                 self.metrics.peer_banned();
+                // The connection stays up (serve-only), so its requests must end here.
+                for io in self.io.values_mut() {
+                    io.in_flight.retain(|&(p, _), h| {
+                        if p == peer {
+                            h.abort();
+                        }
+                        p != peer
+                    });
+                }
                 let _ = self
                     .peers_tx
                     .try_send(crate::peers::Input::Ban { id: peer });

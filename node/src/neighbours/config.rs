@@ -64,6 +64,12 @@ pub struct NeighbourConfig {
     pub failure_cooldown_min: Duration,
     /// At most this many dials are in flight at once, stalled ones included. Default 4.
     pub max_parallel_dials: usize,
+    /// At most this many *serve-only* links: connections to banned peers, kept (or accepted
+    /// when the banned peer dials in) so that it can still fetch from this node, but never
+    /// fetched from. They hold no neighbour slot (`target` and `max_neighbours` count only
+    /// the other links). Beyond this many, a ban closes the connection. Default 4; 0 closes
+    /// every banned peer's connection.
+    pub max_serve_only: usize,
 }
 
 impl Default for NeighbourConfig {
@@ -105,12 +111,13 @@ impl NeighbourConfig {
             failure_cooldown: Duration::from_secs(30),
             failure_cooldown_min: Duration::from_secs(1),
             max_parallel_dials: 4,
+            max_serve_only: 4,
         }
     }
 
     /// A small, fast setting for tests: 4 neighbours (at most 12), pings every 50 ms (idle or
     /// not) timing out after 200 ms, dials timing out after 400 ms (hedged after 100 ms), cooldown 5 s from the
-    /// first failure on (no backoff).
+    /// first failure on (no backoff), at most 2 serve-only links.
     pub fn for_test() -> Self {
         Self {
             target: 4,
@@ -125,6 +132,7 @@ impl NeighbourConfig {
             failure_cooldown: Duration::from_secs(5),
             failure_cooldown_min: Duration::from_secs(5),
             max_parallel_dials: 4,
+            max_serve_only: 2,
         }
     }
 

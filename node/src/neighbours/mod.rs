@@ -24,8 +24,16 @@
 //!   registry marks it dead, or when it is banned. Peers whose connection closed, whose dial
 //!   failed, or who missed their pings enter a cooldown and are not dialled for a while: an
 //!   exponential backoff from [`failure_cooldown_min`](NeighbourConfig::failure_cooldown_min)
-//!   to [`failure_cooldown`](NeighbourConfig::failure_cooldown). Banned peers are never
-//!   dialled nor accepted again.
+//!   to [`failure_cooldown`](NeighbourConfig::failure_cooldown).
+//! * **Bans.** A banned peer (the data plane caught it serving bad chunks) is never dialled
+//!   again, but it is not cut off: its disk may be faulty rather than the peer hostile, and it
+//!   still needs a verified copy of its own. Its connection is kept as a *serve-only* link
+//!   (the data plane never fetches from it) that holds no neighbour slot, so a replacement
+//!   is dialled at once and the banned peer never takes the place of an honest source; when
+//!   the banned peer dials in later, it is accepted as serve-only too. At most
+//!   [`max_serve_only`](NeighbourConfig::max_serve_only) such links are kept; beyond that a
+//!   ban closes the connection ([`LossReason::Banned`]) and inbound connections of banned
+//!   peers are refused.
 //!
 //! # Call order
 //! 1. Create the core with [`Neighbours::new`].
@@ -87,7 +95,9 @@
 //! | connected, outbound     | refuse                  | accept iff `id < self`, else refuse    |
 //! | connected, inbound      | refuse                  | accept (the peer reconnected)          |
 //!
-//! Self and banned peers are always refused. Both sides follow the same table, so whichever
+//! Self is always refused. A banned peer's outbound row never applies (it is never dialled);
+//! its inbound connection with no record is accepted only while fewer than `max_serve_only`
+//! serve-only links exist, and `max_neighbours` does not apply to it. Both sides follow the same table, so whichever
 //! order the four handshakes complete in, both end up with the connection the smaller peer
 //! dialled (the simulation in `node/tests/neighbours_sim.rs` checks every interleaving). In
 //! some orders the larger peer first sees its own refused dial close and records a spurious
@@ -182,6 +192,8 @@ pub struct NeighbourInfo {
     pub rtt: Option<Duration>,
     /// When the dial started, or when the connection was accepted.
     pub since: Instant,
+    /// Banned: a serve-only link, never fetched from and holding no neighbour slot.
+    pub banned: bool,
 }
 
 /// What the shell must do. See the [module docs](self) for the contract.
@@ -234,6 +246,12 @@ pub enum Event {
         id: NodeId,
         /// Why.
         reason: LossReason,
+    },
+    /// A connected neighbour was banned and its connection kept as a serve-only link: it is
+    /// never fetched from and no longer holds a neighbour slot.
+    ServeOnly {
+        /// The peer.
+        id: NodeId,
     },
     /// A new neighbour took the slot of one lost earlier.
     Replaced {
@@ -364,7 +382,7 @@ impl Neighbours {
             self.links.insert(id, Link::connected(now, addr, direction));
             debug!(peer = %id, ?direction, "neighbour connected");
             self.push_event(Event::Connected { id, direction });
-            if fresh {
+            if fresh && !self.banned.contains(&id) {
                 if let Some(lost) = self.unreplaced.pop_front() {
                     self.push_event(Event::Replaced { lost, by: id });
                 }
@@ -423,15 +441,36 @@ impl Neighbours {
         self.srtt.insert(id, srtt);
     }
 
-    /// Bans `id` for the life of this core: its connection or dial is closed with
-    /// [`LossReason::Banned`], it is never dialled again, and its connections are refused.
+    /// Bans `id` for the life of this core: it is never dialled again. A dial to it is
+    /// aborted. Its connection, if up, is kept as a serve-only link (no longer holding a
+    /// neighbour slot, so a replacement is dialled) while fewer than
+    /// [`max_serve_only`](NeighbourConfig::max_serve_only) exist, and closed with
+    /// [`LossReason::Banned`] otherwise. Banning a peer again does nothing.
     pub fn handle_ban(&mut self, now: Instant, id: NodeId) {
         self.advance(now);
-        self.banned.insert(id);
-        if self.links.contains_key(&id) {
-            self.lose(now, id, LossReason::Banned, true);
+        if !self.banned.insert(id) {
+            return;
+        }
+        // Counted before `id` joins the banned set's links.
+        let serve_only = self.serve_only_count() - usize::from(self.links.contains_key(&id));
+        match self.links.get(&id) {
+            Some(link) if link.is_connected() && serve_only < self.config.max_serve_only => {
+                debug!(peer = %id, "banned neighbour kept as serve-only");
+                self.unreplaced.push_back(id);
+                if self.unreplaced.len() > self.config.target.max(1) {
+                    self.unreplaced.pop_front();
+                }
+                self.push_event(Event::ServeOnly { id });
+            }
+            Some(_) => self.lose(now, id, LossReason::Banned, true),
+            None => {}
         }
         self.refill(now);
+    }
+
+    /// Whether `id` is banned.
+    pub fn is_banned(&self, id: &NodeId) -> bool {
+        self.banned.contains(id)
     }
 
     /// Data-plane traffic with `id` (a `Have` or `HaveUpdate` either way): its link is active
@@ -521,7 +560,7 @@ impl Neighbours {
         }
         if self.slots_taken(now) < self.config.target {
             // Below target: wake when a candidate leaves cooldown (sooner when isolated).
-            let isolated = !self.links.values().any(Link::is_connected);
+            let isolated = !self.sources().any(Link::is_connected);
             self.candidates
                 .keys()
                 .filter(|id| !self.links.contains_key(id) && !self.banned.contains(id))
@@ -552,6 +591,7 @@ impl Neighbours {
                 state: link.state(),
                 rtt: self.srtt.get(&id).copied(),
                 since: link.since,
+                banned: self.banned.contains(&id),
             })
             .collect()
     }
@@ -569,15 +609,36 @@ impl Neighbours {
         self.now = Some(self.now.map_or(now, |old| old.max(now)));
     }
 
+    /// Links to banned peers (serve-only; a banned peer's dial is aborted at the ban).
+    fn serve_only_count(&self) -> usize {
+        self.links
+            .keys()
+            .filter(|id| self.banned.contains(id))
+            .count()
+    }
+
+    /// Links to peers not banned: the ones that count toward `target` and `max_neighbours`.
+    fn sources(&self) -> impl Iterator<Item = &Link> {
+        self.links
+            .iter()
+            .filter(|(id, _)| !self.banned.contains(id))
+            .map(|(_, link)| link)
+    }
+
     /// The duplicate tie-break and admission table of the module docs.
     fn accepts(&self, id: NodeId, direction: Direction) -> bool {
-        if id == self.self_id || self.banned.contains(&id) {
+        if id == self.self_id {
             return false;
         }
+        let banned = self.banned.contains(&id);
         let smaller_peer = id < self.self_id;
         match (self.links.get(&id), direction) {
+            (_, Direction::Outbound) if banned => false,
             (None, Direction::Outbound) => false,
-            (None, Direction::Inbound) => self.links.len() < self.config.max_neighbours,
+            (None, Direction::Inbound) if banned => {
+                self.serve_only_count() < self.config.max_serve_only
+            }
+            (None, Direction::Inbound) => self.sources().count() < self.config.max_neighbours,
             (Some(link), Direction::Outbound) => link.is_dialling(),
             (Some(link), Direction::Inbound) => {
                 smaller_peer || (link.is_connected() && link.direction == Direction::Inbound)
@@ -585,10 +646,10 @@ impl Neighbours {
         }
     }
 
-    /// Neighbour slots held: connected neighbours plus dials not yet stale.
+    /// Neighbour slots held: connected neighbours plus dials not yet stale (serve-only links
+    /// hold none).
     fn slots_taken(&self, now: Instant) -> usize {
-        self.links
-            .values()
+        self.sources()
             .filter(|link| link.is_connected() || link.since + self.config.dial_hedge_after > now)
             .count()
     }
@@ -625,7 +686,8 @@ impl Neighbours {
                 self.dropped.remove(&id);
             }
         }
-        if link.is_connected() {
+        // A serve-only link held no slot; a link banned just now did.
+        if link.is_connected() && (reason == LossReason::Banned || !self.banned.contains(&id)) {
             debug!(peer = %id, ?reason, "neighbour lost");
             self.unreplaced.push_back(id);
             if self.unreplaced.len() > self.config.target.max(1) {
@@ -644,14 +706,18 @@ impl Neighbours {
             .target
             .saturating_sub(taken)
             .min(self.config.max_parallel_dials.saturating_sub(dialling))
-            .min(self.config.max_neighbours.saturating_sub(self.links.len()));
+            .min(
+                self.config
+                    .max_neighbours
+                    .saturating_sub(self.sources().count()),
+            );
         if want == 0 {
             return;
         }
         // A node with no neighbour at all (for example one that was suspended, whose peers all
         // closed on it at once) must not sit out the full cooldown of every peer the registry
         // says is alive: it retries them after ISOLATED_RETRY.
-        let isolated = !self.links.values().any(Link::is_connected);
+        let isolated = !self.sources().any(Link::is_connected);
         let eligible: Vec<(NodeId, Option<Duration>)> = self
             .candidates
             .keys()

@@ -544,7 +544,11 @@ fn inbound_beyond_max_neighbours_is_refused() {
 
 #[test]
 fn refuses_self_banned_and_unsolicited_outbound() {
-    let mut core = Neighbours::new(NeighbourConfig::default(), id(SELF), 1);
+    let config = NeighbourConfig {
+        max_serve_only: 0,
+        ..NeighbourConfig::default()
+    };
+    let mut core = Neighbours::new(config, id(SELF), 1);
     let now = Instant::now();
     assert!(!core.handle_connected(now, id(SELF), addr(1), Direction::Inbound));
     assert!(!core.handle_connected(now, id(1), addr(1), Direction::Outbound));
@@ -699,8 +703,89 @@ fn dial_failure_and_close_cool_down_and_refill_at_once() {
 }
 
 #[test]
-fn banned_peer_is_closed_and_never_dialled_again() {
+fn banned_peer_is_kept_serve_only_replaced_and_never_dialled_again() {
     let mut d = Driver::new(NeighbourConfig::default(), 8);
+    d.registry(&alive(0..12));
+    d.run_for(1_000);
+    assert_eq!(d.connected().len(), 8);
+    let banned = *d.connected().iter().next().unwrap();
+    d.core.handle_ban(d.now, banned);
+    let done = d.settle();
+    // Not closed: it may still fetch from us. Its slot goes to an honest peer at once.
+    assert!(closes(&done).is_empty(), "{done:?}");
+    assert_eq!(dials(&done).len(), 1);
+    assert!(!dials(&done).contains(&banned));
+    let info = d.core.neighbours();
+    let b = info.iter().find(|n| n.id == banned).unwrap();
+    assert!(b.banned && b.state == NeighbourState::Connected);
+    assert_eq!(info.iter().filter(|n| !n.banned).count(), 8);
+    // Still pinged (its liveness matters to the transfer it fetches), never redialled after
+    // its connection closes, and accepted again when it dials in.
+    let done = d.run_for(6_000);
+    assert!(
+        done.iter()
+            .any(|a| matches!(a, Action::Ping { id, .. } if *id == banned))
+    );
+    d.core.handle_closed(d.now, banned);
+    let done = d.run_for(60_000);
+    assert!(!dials(&done).contains(&banned));
+    assert!(
+        d.core
+            .handle_connected(d.now, banned, addr(0), Direction::Inbound)
+    );
+    // Banning again does nothing.
+    d.core.handle_ban(d.now, banned);
+    assert!(d.settle().is_empty());
+}
+
+#[test]
+fn serve_only_links_are_bounded_and_take_no_slot() {
+    let config = NeighbourConfig::for_test(); // target 4, at most 2 serve-only, 12 in all
+    let mut d = Driver::new(config, 3);
+    d.registry(&alive(0..30));
+    d.run_for(500);
+    let first: Vec<NodeId> = d.connected().into_iter().collect();
+    assert_eq!(first.len(), 4);
+    for &peer in &first[..3] {
+        d.core.handle_ban(d.now, peer);
+    }
+    let done = d.settle();
+    // Two are kept serve-only; the third is closed, since serve-only links are bounded.
+    assert_eq!(closes(&done), [(first[2], LossReason::Banned)]);
+    d.run_for(500);
+    let info = d.core.neighbours();
+    assert_eq!(info.iter().filter(|n| n.banned).count(), 2);
+    assert_eq!(
+        info.iter()
+            .filter(|n| !n.banned && n.state == NeighbourState::Connected)
+            .count(),
+        4,
+        "the serve-only links hold no slot: {info:?}"
+    );
+    // A third banned peer dialling in is refused while two serve-only links exist.
+    assert!(
+        !d.core
+            .handle_connected(d.now, first[2], addr(0), Direction::Inbound)
+    );
+    // Serve-only links do not count toward max_neighbours: 12 honest inbound fit beside them.
+    let mut accepted = 0;
+    for n in 100..120 {
+        if d.core
+            .handle_connected(d.now, id(n), addr(n), Direction::Inbound)
+        {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 12 - 4);
+}
+
+#[test]
+fn banned_peer_is_closed_and_never_dialled_again() {
+    let config = NeighbourConfig {
+        max_serve_only: 0,
+        ..NeighbourConfig::default()
+    };
+    let mut d = Driver::new(config, 8);
     d.registry(&alive(0..9));
     d.run_for(1_000);
     let banned = *d.connected().iter().next().unwrap();

@@ -151,6 +151,9 @@ pub struct Broadcasts {
     lost: BTreeMap<BroadcastId, Lost>,
     unknown: BTreeMap<BroadcastId, Unknown>,
     peers: BTreeSet<NodeId>,
+    /// Peers a transfer banned for bad chunks: no transfer of this node fetches from them
+    /// again, though they stay neighbours and are still served.
+    banned: BTreeSet<NodeId>,
     /// Latest have bitfields (chunks) per broadcast and peer.
     haves: HashMap<BroadcastId, HashMap<NodeId, Bitfield>>,
     records: HashMap<BroadcastId, BroadcastRecord>,
@@ -170,6 +173,7 @@ impl Broadcasts {
             lost: BTreeMap::new(),
             unknown: BTreeMap::new(),
             peers: BTreeSet::new(),
+            banned: BTreeSet::new(),
             haves: HashMap::new(),
             records: HashMap::new(),
             nodes: Vec::new(),
@@ -367,7 +371,7 @@ impl Broadcasts {
                 return;
             }
             let pieces = b.piece_bitfield(&bits);
-            let usable = strategy.may_fetch_from(peer, b.origin);
+            let usable = strategy.may_fetch_from(peer, b.origin) && !self.banned.contains(&peer);
             if let Some(t) = b.transfer.as_mut().filter(|_| usable) {
                 t.handle_peer_have(now, peer, &pieces);
             }
@@ -413,7 +417,7 @@ impl Broadcasts {
                 pieces.insert(b.layout.piece_of[c.0 as usize]);
             }
         }
-        let usable = strategy.may_fetch_from(peer, b.origin);
+        let usable = strategy.may_fetch_from(peer, b.origin) && !self.banned.contains(&peer);
         if let Some(t) = b.transfer.as_mut().filter(|_| usable) {
             for p in pieces {
                 if b.layout.chunks_of(p).all(|c| bits.get(c)) {
@@ -584,7 +588,10 @@ impl Broadcasts {
         let mut t = Transfer::new(self.config.swarm.clone(), pieces, held, origin, seed);
         if let Some(haves) = self.haves.get(&id) {
             for (peer, chunks) in haves {
-                if self.peers.contains(peer) && strategy.may_fetch_from(*peer, Some(origin)) {
+                if self.peers.contains(peer)
+                    && !self.banned.contains(peer)
+                    && strategy.may_fetch_from(*peer, Some(origin))
+                {
                     t.handle_peer_have(now, *peer, &b.piece_bitfield(chunks));
                 }
             }
@@ -841,6 +848,28 @@ impl Broadcasts {
         self.actions.push_back(action);
     }
 
+    /// A peer banned by the transfer of `by`: every other transfer stops fetching from it now
+    /// (its requests there are cancelled), rather than each collecting strikes of its own.
+    fn ban_elsewhere(&mut self, now: Instant, by: BroadcastId, peer: NodeId) {
+        let ids: Vec<BroadcastId> = self
+            .broadcasts
+            .keys()
+            .copied()
+            .filter(|&i| i != by)
+            .collect();
+        for id in ids {
+            if let Some(t) = self.transfer_mut(id) {
+                t.handle_peer_gone(now, peer);
+                self.drain(now, id);
+            }
+        }
+    }
+
+    /// Whether a transfer banned `peer` (it is never fetched from again).
+    pub fn is_banned(&self, peer: &NodeId) -> bool {
+        self.banned.contains(peer)
+    }
+
     /// Turn the transfer's actions into the core's.
     fn drain(&mut self, now: Instant, id: BroadcastId) {
         loop {
@@ -871,8 +900,12 @@ impl Broadcasts {
                         .push_back(BroadcastAction::Cancel { id, peer, piece });
                 }
                 SwarmAction::Ban { peer } => {
-                    warn!(broadcast = %id.short(), peer = %peer.short(), "banning peer after repeated bad chunks");
-                    self.actions.push_back(BroadcastAction::Ban { peer });
+                    if self.banned.insert(peer) {
+                        warn!(broadcast = %id.short(), peer = %peer.short(), "banning peer after repeated bad chunks: never fetched from again, still served");
+                        self.actions.push_back(BroadcastAction::Ban { peer });
+                        self.ban_elsewhere(now, id, peer);
+                        // `ban_elsewhere` drained the other transfers; go on with this one.
+                    }
                 }
                 SwarmAction::Complete => {
                     if !b.finalizing && matches!(b.state, State::Receiving) {

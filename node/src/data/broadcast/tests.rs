@@ -577,6 +577,101 @@ fn bad_chunks_get_a_peer_banned_and_declines_do_not() {
     assert_eq!(bad_reports, SwarmConfig::default().max_strikes as usize);
 }
 
+/// Requests of broadcast `id` in `actions`.
+fn requests_of(actions: &[BroadcastAction], of: BroadcastId) -> Vec<(NodeId, u32)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            BroadcastAction::Request {
+                id, peer, piece, ..
+            } if *id == of => Some((*peer, *piece)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_peer_banned_in_one_broadcast_is_never_fetched_from_in_another_but_stays_a_peer() {
+    let now = Instant::now();
+    let mut c = core(Strategy::Swarm);
+    let (ma, la, _, a) = manifest(8);
+    let (mb, lb, _, b) = manifest(4);
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![
+            record(a, 8, BroadcastState::Active),
+            record(b, 4, BroadcastState::Active),
+        ],
+    );
+    c.handle_peer_up(now, node(ORIGIN));
+    c.handle_peer_up(now, node(5));
+    c.add_receiver(now, a, ma, la, Bitfield::new(8), false);
+    c.add_receiver(now, b, mb, lb, Bitfield::new(4), false);
+    let _ = actions(&mut c);
+    c.handle_peer_message(now, node(5), have(a, 8, &[0, 1, 2, 3, 4, 5, 6, 7]));
+    let mut pending = requests_of(&actions(&mut c), a);
+    let bad = |index| PieceError::BadChunk {
+        index,
+        source: StoreError::HashMismatch { index },
+    };
+    let mut t = now;
+    let mut banned = false;
+    while let Some((peer, piece)) = pending.pop() {
+        t += Duration::from_millis(1);
+        assert!(t < now + Duration::from_secs(600), "no ban in sight");
+        if peer == node(5) {
+            c.handle_piece_failed(t, a, peer, piece, &bad(piece), 10);
+        } else {
+            c.handle_piece_failed(t, a, peer, piece, &PieceError::Declined, 0);
+        }
+        let acts = actions(&mut c);
+        if acts.contains(&BroadcastAction::Ban { peer: node(5) }) {
+            banned = true;
+            break;
+        }
+        pending.extend(requests_of(&acts, a));
+        if pending.is_empty() {
+            t += Duration::from_secs(1);
+            c.handle_timeout(t);
+            pending.extend(requests_of(&actions(&mut c), a));
+        }
+    }
+    assert!(banned);
+    assert!(c.is_banned(&node(5)));
+    // Broadcast b hears of everything the banned peer holds, and the origin declines every
+    // request: b never asks the banned peer.
+    c.handle_peer_message(t, node(5), have(b, 4, &[0, 1, 2, 3]));
+    c.handle_peer_message(t, node(ORIGIN), have(b, 4, &[0, 1, 2, 3]));
+    let mut asked = Vec::new();
+    for _ in 0..30 {
+        t += Duration::from_secs(1);
+        c.handle_timeout(t);
+        let acts = actions(&mut c);
+        assert!(
+            !acts.contains(&BroadcastAction::Ban { peer: node(5) }),
+            "banned once, not once per broadcast"
+        );
+        for (peer, piece) in requests_of(&acts, b) {
+            asked.push(peer);
+            c.handle_piece_failed(t, b, peer, piece, &PieceError::Declined, 0);
+        }
+        asked.extend(requests_of(&actions(&mut c), b).into_iter().map(|(p, _)| p));
+    }
+    assert!(!asked.is_empty(), "b fetches from someone");
+    assert!(
+        !asked.contains(&node(5)),
+        "asked the banned peer: {asked:?}"
+    );
+    // It is still a peer: it gets the haves of new broadcasts (it is served).
+    c.handle_peer_up(t, node(5));
+    assert!(
+        actions(&mut c)
+            .iter()
+            .any(|x| matches!(x, BroadcastAction::Send { peer, .. } if *peer == node(5)))
+    );
+}
+
 #[test]
 fn requests_go_only_to_connected_peers() {
     let now = Instant::now();
