@@ -52,11 +52,13 @@ pub enum WireError {
     Timeout(Duration),
 }
 
-/// Read one frame. `Ok(None)` if the stream finished cleanly before a frame began.
-pub async fn read_frame(
+/// Read one frame's length prefix and message, but not its payload: the caller reads the
+/// payload where it wants it. A payload's declared length is checked against the limits before
+/// anyone reads it. `Ok(None)` if the stream finished cleanly before a frame began.
+pub async fn read_header(
     recv: &mut quinn::RecvStream,
     limits: &Limits,
-) -> Result<Option<Frame>, WireError> {
+) -> Result<Option<Message>, WireError> {
     let mut prefix = [0u8; PREFIX_LEN];
     match recv.read_exact(&mut prefix).await {
         Ok(()) => {}
@@ -67,6 +69,18 @@ pub async fn read_frame(
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body).await?;
     let msg: Message = decode_body(&body, limits)?;
+    payload_len(&msg, limits)?;
+    Ok(Some(msg))
+}
+
+/// Read one frame. `Ok(None)` if the stream finished cleanly before a frame began.
+pub async fn read_frame(
+    recv: &mut quinn::RecvStream,
+    limits: &Limits,
+) -> Result<Option<Frame>, WireError> {
+    let Some(msg) = read_header(recv, limits).await? else {
+        return Ok(None);
+    };
     let Some(plen) = payload_len(&msg, limits)? else {
         return Ok(Some(Frame::Message(msg)));
     };

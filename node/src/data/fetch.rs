@@ -10,7 +10,7 @@ use swarmcast_net::CloseCode;
 use swarmcast_net::wire::{self, WireError};
 use swarmcast_proto::{
     BroadcastId, ChunkIndex, ChunkRequest, ErrorCode, Frame, Limits, ManifestRequest, Message,
-    NodeId, PREFIX_LEN, Role, check_prefix, decode_body, payload_len,
+    NodeId, Role,
 };
 
 use super::error::{ManifestFetchError, PieceError};
@@ -66,7 +66,7 @@ async fn exchange_piece(
     let mut buf: Option<PooledBuf> = None;
     let mut at = 0usize;
     for (index, expected_len) in (first..).zip(lens) {
-        match read_header(&mut recv, &limits).await? {
+        match wire::read_header(&mut recv, &limits).await? {
             Some(Message::ChunkData(header)) => {
                 if header.broadcast != id
                     || header.index.0 != index
@@ -122,27 +122,6 @@ async fn exchange_piece(
             source,
         }),
     }
-}
-
-/// Reads one frame's length prefix and message, but not its payload: the caller reads the
-/// payload where it wants it. `Ok(None)` if the stream finished cleanly before a frame began.
-async fn read_header(
-    recv: &mut quinn::RecvStream,
-    limits: &Limits,
-) -> Result<Option<Message>, WireError> {
-    let mut prefix = [0u8; PREFIX_LEN];
-    match recv.read_exact(&mut prefix).await {
-        Ok(()) => {}
-        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    let len = check_prefix(prefix, limits)?;
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body).await?;
-    let msg: Message = decode_body(&body, limits)?;
-    // Checks a payload's declared length against the limits before anyone reads it.
-    payload_len(&msg, limits)?;
-    Ok(Some(msg))
 }
 
 /// Fetch the manifest bytes of `id` (not yet checked against the id).
