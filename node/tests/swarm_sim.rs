@@ -299,6 +299,7 @@ impl Sim {
             state: BroadcastState::Active,
             version: 1,
             seq: 0,
+            published_ms: 0,
         };
         let mut nodes = Vec::new();
         for (i, neighbours) in adj.into_iter().enumerate() {

@@ -268,6 +268,11 @@ pub struct BroadcastRecord {
     /// wins. 0 (omitted on the wire): a record from a node that predates versions, the oldest.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub seq: u64,
+    /// When the origin published this version, in milliseconds since the Unix epoch by the
+    /// origin's clock: shown by `node ls`, never used to order versions (`seq` does). 0
+    /// (omitted on the wire): unknown.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub published_ms: u64,
 }
 
 impl BroadcastRecord {

@@ -37,6 +37,7 @@ fn record() -> BroadcastRecord {
         state: BroadcastState::Active,
         version: 2,
         seq: 0,
+        published_ms: 0,
     }
 }
 

@@ -184,6 +184,8 @@ fn broadcast(i: u8, version: u64) -> BroadcastRecord {
         chunks: 4,
         state: BroadcastState::Active,
         version,
+        seq: 0,
+        published_ms: 0,
     }
 }
 

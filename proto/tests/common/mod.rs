@@ -117,9 +117,10 @@ pub fn broadcast_record() -> impl Strategy<Value = BroadcastRecord> {
         broadcast_state(),
         any::<u64>(),
         any::<u64>(),
+        any::<u64>(),
     )
         .prop_map(
-            |(id, name, origin, size, chunks, state, version, seq)| BroadcastRecord {
+            |(id, name, origin, size, chunks, state, version, seq, published_ms)| BroadcastRecord {
                 id,
                 name,
                 origin,
@@ -128,6 +129,7 @@ pub fn broadcast_record() -> impl Strategy<Value = BroadcastRecord> {
                 state,
                 version,
                 seq,
+                published_ms,
             },
         )
 }

@@ -48,6 +48,8 @@ pub(super) struct Bcast {
     /// Publication sequence of this version of its name (see [`BroadcastRecord::seq`]): set
     /// at the origin, learnt from the registry record at a receiver (0 until then).
     pub(super) seq: u64,
+    /// When the origin published it (ms since the Unix epoch, origin's clock; 0: unknown).
+    pub(super) published_ms: u64,
 }
 
 impl Bcast {
@@ -83,6 +85,7 @@ impl Bcast {
             resumed_chunks: 0,
             version: 0,
             seq: 0,
+            published_ms: 0,
         }
     }
 
@@ -167,6 +170,7 @@ impl Bcast {
             },
             version: self.version,
             seq: self.seq,
+            published_ms: self.published_ms,
         })
     }
 }

@@ -57,6 +57,7 @@ fn record(id: BroadcastId, chunks: u32, state: BroadcastState) -> BroadcastRecor
         state,
         version: 1,
         seq: 0,
+        published_ms: 0,
     }
 }
 
