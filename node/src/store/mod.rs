@@ -13,6 +13,7 @@
 //! D/broadcasts/<id hex>/complete   marker written once finalized
 //! D/broadcasts/<id hex>/origin     (origin only) the source directory's absolute path
 //! D/received/<name>                symlink -> ../broadcasts/<id hex>/data, swapped atomically
+//! D/broadcasts/.dead-<id hex>/      a removal in progress (renamed first, then deleted)
 //! ```
 //!
 //! # Durability
@@ -32,6 +33,7 @@
 mod fsx;
 mod journal;
 mod pool;
+mod received;
 mod source;
 mod workspace;
 
@@ -44,6 +46,7 @@ use tracing::warn;
 use crate::manifest::{Manifest, ManifestError, ManifestLimits, free_space, manifest_id};
 
 pub use pool::{BufPool, PooledBuf};
+pub use received::{link_received, linked_version, remove, sweep_dead, unlink_received};
 pub use source::{Source, save_origin};
 pub use workspace::Workspace;
 
