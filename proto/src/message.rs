@@ -354,6 +354,12 @@ pub struct Have {
     /// The bitfield.
     #[serde(with = "serde_bytes")]
     pub bits: Vec<u8>,
+    /// The sender is the broadcast's origin (it says so of itself only). A receiver may take
+    /// this as the origin until the registry's record, whose origin the bootstraps checked
+    /// against the announcer's certificate, says otherwise: so a transfer starts as soon as the
+    /// origin's `Have` arrives, without waiting a heartbeat for the record. Omitted when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub from_origin: bool,
 }
 
 /// Chunks newly held.

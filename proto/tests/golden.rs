@@ -264,6 +264,7 @@ fn have() {
             broadcast: B,
             chunks: 10,
             bits: vec![0xff, 0xc0],
+            from_origin: false,
         }),
         GOLDEN,
     );

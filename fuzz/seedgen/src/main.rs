@@ -336,6 +336,7 @@ fn chunks() {
             broadcast: id,
             chunks: n,
             bits: vec![0b1010_0000],
+            from_origin: false,
         })),
     );
     write(

@@ -268,15 +268,20 @@ pub fn error() -> impl Strategy<Value = Message> {
 
 pub fn have() -> impl Strategy<Value = Message> {
     // Up to 300 bytes so that bin8 and bin16 both occur.
-    (broadcast_id(), any::<u32>(), vec(any::<u8>(), 0..300)).prop_map(
-        |(broadcast, chunks, bits)| {
+    (
+        broadcast_id(),
+        any::<u32>(),
+        vec(any::<u8>(), 0..300),
+        any::<bool>(),
+    )
+        .prop_map(|(broadcast, chunks, bits, from_origin)| {
             Message::Have(Have {
                 broadcast,
                 chunks,
                 bits,
+                from_origin,
             })
-        },
-    )
+        })
 }
 
 pub fn have_update() -> impl Strategy<Value = Message> {

@@ -123,6 +123,7 @@ impl Bcast {
             broadcast: id,
             chunks: self.layout.chunk_count(),
             bits: self.advertised.as_bytes().to_vec(),
+            from_origin: self.source.is_some(),
         })
     }
 

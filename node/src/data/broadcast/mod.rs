@@ -132,6 +132,9 @@ struct Unknown {
     retry_at: Option<Instant>,
     /// Last time a neighbour or the registry mentioned it.
     heard: Instant,
+    /// A neighbour that said it is the origin (its `Have` had `from_origin`): the origin until
+    /// the registry's record names one.
+    claimed_origin: Option<NodeId>,
 }
 
 /// A broadcast remembered as failed without a manifest or workspace.
@@ -358,7 +361,11 @@ impl Broadcasts {
         let complete = held.is_complete();
         // Complete only once published under `received/` (see `handle_finalized`).
         let mut b = Bcast::new(manifest, layout, State::Receiving, held);
-        b.origin = self.records.get(&id).map(|r| r.origin);
+        b.origin = self
+            .records
+            .get(&id)
+            .map(|r| r.origin)
+            .or_else(|| self.unknown.get(&id).and_then(|u| u.claimed_origin));
         if resumed {
             b.resumed_chunks = u64::from(b.held_chunks.count_ones());
         }
@@ -436,12 +443,22 @@ impl Broadcasts {
             if h.chunks != b.layout.chunk_count() {
                 return;
             }
+            // The origin saying so of itself starts the transfer now rather than at the
+            // registry's record (a heartbeat or two later); the record has the last word.
+            let claimed = h.from_origin && b.origin.is_none() && !self.records.contains_key(&id);
+            if claimed {
+                debug!(broadcast = %id.short(), peer = %peer.short(), "origin known from its Have");
+                b.origin = Some(peer);
+            }
             let pieces = b.piece_bitfield(&bits);
             let usable = strategy.may_fetch_from(peer, b.origin) && !self.banned.contains(&peer);
             if let Some(t) = b.transfer.as_mut().filter(|_| usable) {
                 t.handle_peer_have(now, peer, &pieces);
             }
             self.haves.entry(id).or_default().insert(peer, bits);
+            if claimed {
+                self.start_transfer(now, id);
+            }
             self.drain(now, id);
             return;
         }
@@ -455,6 +472,9 @@ impl Broadcasts {
         let Some(u) = self.unknown_entry(now, id) else {
             return;
         };
+        if h.from_origin && u.claimed_origin.is_none() {
+            u.claimed_origin = Some(peer);
+        }
         if !u.sources.contains(&peer) {
             u.sources.push(peer);
             // A new source is news: do not wait out the backoff of the old ones.
@@ -506,13 +526,24 @@ impl Broadcasts {
         self.report_change(ReportDue::Progress);
         for r in broadcasts {
             let id = r.id;
+            let origin = r.origin;
             let failed = r.state == BroadcastState::Failed;
             self.records.insert(id, r);
             if failed {
                 self.origin_failed(id);
                 continue;
             }
-            if self.broadcasts.contains_key(&id) {
+            if let Some(b) = self.broadcasts.get_mut(&id) {
+                // The record's origin (checked by the bootstraps against the announcer's
+                // certificate) overrides one a peer claimed in its `Have`.
+                if b.origin.is_some_and(|o| o != origin) && matches!(b.state, State::Receiving) {
+                    warn!(broadcast = %id.short(), claimed = %b.origin.map(|o| o.short()).unwrap_or_default(), origin = %origin.short(), "a peer claimed to be the origin; the registry names another");
+                    b.origin = Some(origin);
+                    if b.transfer.take().is_some() {
+                        self.active.remove(&id);
+                        self.push(BroadcastAction::AbortRequests { id });
+                    }
+                }
                 self.start_transfer(now, id);
             } else if !self.lost.contains_key(&id) && self.unknown_entry(now, id).is_some() {
                 self.fetch_manifest(id);
@@ -548,6 +579,7 @@ impl Broadcasts {
             attempts: 0,
             retry_at: None,
             heard: now,
+            claimed_origin: None,
         });
         u.heard = now;
         Some(u)

@@ -89,6 +89,7 @@ fn have(id: BroadcastId, chunks: u32, held: &[u32]) -> Message {
         broadcast: id,
         chunks,
         bits: bits.as_bytes().to_vec(),
+        from_origin: false,
     })
 }
 
@@ -326,11 +327,12 @@ fn a_new_neighbour_gets_a_full_have_of_everything() {
     c.add_origin(now, id, m, layout, "/src/dir".into());
     let _ = actions(&mut c);
     c.handle_peer_up(now, node(5));
+    // The origin says it is the origin (so a transfer can start before the registry says).
     assert_eq!(
         actions(&mut c),
         vec![BroadcastAction::Send {
             peer: node(5),
-            msg: have(id, 2, &[0, 1])
+            msg: have_from_origin(id, 2)
         }]
     );
 }
@@ -766,6 +768,7 @@ fn work_of_events(chunks: u32, others: usize) -> u64 {
             broadcast: id,
             chunks,
             bits: all.as_bytes().to_vec(),
+            from_origin: false,
         }),
     );
     let mut asked = requests(&actions(&mut c));
@@ -844,4 +847,81 @@ fn progress_is_reported_at_a_bounded_rate_and_lifecycle_changes_at_once() {
     );
     let r = c.poll_report(due).unwrap();
     assert!(r.progress[0].failed.is_some(), "{r:?}");
+}
+
+fn have_from_origin(id: BroadcastId, chunks: u32) -> Message {
+    Message::Have(Have {
+        broadcast: id,
+        chunks,
+        bits: Bitfield::full(chunks).as_bytes().to_vec(),
+        from_origin: true,
+    })
+}
+
+#[test]
+fn the_origins_own_have_starts_a_transfer_before_the_registry_names_it() {
+    let now = Instant::now();
+    let mut c = core(Strategy::Swarm);
+    let (m, layout, bytes, id) = manifest(2);
+    c.handle_peer_up(now, node(ORIGIN));
+    c.handle_peer_message(now, node(ORIGIN), have_from_origin(id, 2));
+    assert_eq!(
+        fetch_of(&actions(&mut c)),
+        vec![ManifestSource::Peer(node(ORIGIN))]
+    );
+    c.handle_manifest_fetched(now, id, Ok(bytes));
+    let _ = actions(&mut c);
+    c.add_receiver(now, id, m, layout, Bitfield::new(2), false);
+    // No registry view yet: the origin's claim about itself is enough to start asking it.
+    let asked = requests(&actions(&mut c));
+    assert!(
+        !asked.is_empty() && asked.iter().all(|(p, _)| *p == node(ORIGIN)),
+        "{asked:?}"
+    );
+}
+
+#[test]
+fn a_peer_claiming_to_be_the_origin_is_overruled_by_the_registry() {
+    let now = Instant::now();
+    let mut c = core(Strategy::Swarm);
+    let (m, layout, _, id) = manifest(2);
+    let liar = node(5);
+    c.handle_peer_up(now, liar);
+    c.handle_peer_up(now, node(ORIGIN));
+    c.add_receiver(now, id, m, layout, Bitfield::new(2), false);
+    let _ = actions(&mut c);
+    // A claim by a peer about itself (not of someone else's) is taken until the record says.
+    c.handle_peer_message(now, liar, have_from_origin(id, 2));
+    assert!(!requests(&actions(&mut c)).is_empty());
+    assert!(
+        c.transfer(&id)
+            .unwrap()
+            .peers()
+            .iter()
+            .any(|p| p.id == liar && p.is_origin)
+    );
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![record(id, 2, BroadcastState::Active)],
+    );
+    let a = actions(&mut c);
+    assert!(a.contains(&BroadcastAction::AbortRequests { id }), "{a:?}");
+    let t = c.transfer(&id).unwrap();
+    assert!(
+        t.peers()
+            .iter()
+            .all(|p| p.is_origin == (p.id == node(ORIGIN))),
+        "{:?}",
+        t.peers()
+    );
+    // A claim once the record is known changes nothing.
+    c.handle_peer_message(now, liar, have_from_origin(id, 2));
+    let _ = actions(&mut c);
+    let t = c.transfer(&id).unwrap();
+    assert!(
+        t.peers()
+            .iter()
+            .all(|p| p.is_origin == (p.id == node(ORIGIN)))
+    );
 }
