@@ -1,5 +1,6 @@
 //! What a bootstrap accepts as a broadcast announcement, through the server's own request path
 //! (decode, authorization, answer) against a real registry core.
+#![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::time::Instant;

@@ -20,6 +20,9 @@ pub enum BroadcastPhase {
     Seeding,
     /// Given up (see `BroadcastInfo::error`).
     Failed,
+    /// A newer version of the name came out: no longer received (partial data removed), or at
+    /// the origin no longer seeded because its source changed.
+    Superseded,
 }
 
 impl BroadcastPhase {
@@ -30,6 +33,7 @@ impl BroadcastPhase {
             Self::Complete => "complete",
             Self::Seeding => "seeding",
             Self::Failed => "failed",
+            Self::Superseded => "superseded",
         }
     }
 
@@ -47,17 +51,23 @@ impl std::fmt::Display for BroadcastPhase {
 
 /// A state text that names no [`BroadcastPhase`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown broadcast state {0:?} (receiving, complete, seeding or failed)")]
+#[error("unknown broadcast state {0:?} (receiving, complete, seeding, failed or superseded)")]
 pub struct UnknownPhase(pub String);
 
 impl std::str::FromStr for BroadcastPhase {
     type Err = UnknownPhase;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Self::Receiving, Self::Complete, Self::Seeding, Self::Failed]
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| UnknownPhase(s.to_owned()))
+        [
+            Self::Receiving,
+            Self::Complete,
+            Self::Seeding,
+            Self::Failed,
+            Self::Superseded,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+        .ok_or_else(|| UnknownPhase(s.to_owned()))
     }
 }
 

@@ -305,7 +305,15 @@ impl Sim {
         for (i, neighbours) in adj.into_iter().enumerate() {
             let (up, has, mut core) = if i == 0 {
                 let mut core = Broadcasts::new(BroadcastConfig::default(), node_id(i), 0);
-                core.add_origin(base, id, m.clone(), layout.clone(), "/origin".into());
+                core.add_origin(
+                    base,
+                    id,
+                    m.clone(),
+                    layout.clone(),
+                    "/origin".into(),
+                    None,
+                    0,
+                );
                 (ORIGIN_UP, Bitfield::full(PIECES), core)
             } else {
                 let up = rng.random_range(uploads.clone()) * MB;
@@ -716,7 +724,7 @@ impl Sim {
                     let held = Bitfield::new(PIECES);
                     self.nodes[node]
                         .core
-                        .add_receiver(now, id, manifest, layout, held, false);
+                        .add_receiver(now, id, manifest, layout, held, false, None);
                 }
                 BroadcastAction::Request { peer, piece, .. } => {
                     let up = self.index(peer);

@@ -182,4 +182,11 @@ pub enum Failure {
     /// A stored broadcast could not be resumed.
     #[error("cannot resume: {0}")]
     Resume(Arc<ResumeError>),
+    /// A newer version of the same name was published while this one was being received: it
+    /// stopped and its partial data was removed.
+    #[error("superseded by a newer version of {name:?}")]
+    Superseded {
+        /// The name.
+        name: String,
+    },
 }

@@ -17,6 +17,9 @@ pub(super) enum State {
     Receiving,
     Complete,
     Failed(Failure),
+    /// At the origin: an older version whose source changed once a newer one was out; no
+    /// longer seeded.
+    Superseded,
 }
 
 #[derive(Debug)]
@@ -27,8 +30,10 @@ pub(super) struct Bcast {
     pub(super) origin: Option<NodeId>,
     /// The origin's source directory (only at the origin).
     pub(super) source: Option<PathBuf>,
-    /// `received/<name>` once complete.
+    /// The workspace's data directory once complete.
     pub(super) path: Option<PathBuf>,
+    /// `received/<name>`, while it points at this version.
+    pub(super) link: Option<PathBuf>,
     pub(super) transfer: Option<Transfer>,
     /// Durable chunks (what a restart keeps). Set through [`Bcast::hold`], which keeps
     /// `bytes_held` in step.
@@ -74,6 +79,7 @@ impl Bcast {
             origin: None,
             source: None,
             path: None,
+            link: None,
             transfer: None,
             advertised: held.clone(),
             held_chunks: held,
@@ -134,16 +140,21 @@ impl Bcast {
             State::Receiving => ("receiving", None),
             State::Complete => ("complete", None),
             State::Failed(e) => ("failed", Some(e.to_string())),
+            State::Superseded => ("superseded", None),
         };
         let path = self
-            .path
+            .link
             .as_ref()
+            .or(self.path.as_ref())
             .or(self.source.as_ref())
             .map(|p| p.display().to_string());
         BroadcastInfo {
             id: id.to_hex(),
             name: self.manifest.name.clone(),
             state: state.to_owned(),
+            seq: self.seq,
+            published_ms: self.published_ms,
+            current: false,
             chunks_held: u64::from(self.held_chunks.count_ones()),
             chunks_total: u64::from(self.layout.chunk_count()),
             bytes_held: self.bytes_held(),

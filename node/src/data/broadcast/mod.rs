@@ -93,6 +93,7 @@ mod superseed;
 #[cfg(test)]
 mod tests;
 mod types;
+mod versions;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -108,7 +109,9 @@ use swarmcast_proto::{
 use tracing::{debug, error, info, warn};
 
 pub use superseed::SuperSeed;
-pub use types::{BroadcastAction, BroadcastConfig, DataReport, ManifestSource, Strategy};
+pub use types::{
+    BroadcastAction, BroadcastConfig, DataReport, ManifestSource, Publication, Strategy,
+};
 
 use bcast::{Bcast, State};
 
@@ -165,6 +168,14 @@ pub struct Broadcasts {
     actions: VecDeque<BroadcastAction>,
     /// Broadcasts with a transfer that is not complete: the only ones with timers or requests.
     active: BTreeSet<BroadcastId>,
+    /// Broadcasts held here, by name.
+    names: BTreeMap<String, BTreeSet<BroadcastId>>,
+    /// Live (not failed) versions known per name: registry records and this node's own.
+    live: BTreeMap<String, BTreeSet<versions::VersionKey>>,
+    /// The highest publication `seq` known per name (failed versions included).
+    max_seq: BTreeMap<String, u64>,
+    /// The version `received/<name>` points at, per name.
+    linked: BTreeMap<String, BroadcastId>,
     /// What changed since the last [`DataReport`].
     report_due: ReportDue,
     /// When the last report was made.
@@ -200,6 +211,10 @@ impl Broadcasts {
             uploaded_to: HashMap::new(),
             actions: VecDeque::new(),
             active: BTreeSet::new(),
+            names: BTreeMap::new(),
+            live: BTreeMap::new(),
+            max_seq: BTreeMap::new(),
+            linked: BTreeMap::new(),
             report_due: ReportDue::Now,
             last_report: None,
         }
@@ -321,8 +336,12 @@ impl Broadcasts {
             .is_some_and(|b| b.source.is_some() && !b.failed())
     }
 
-    /// Start seeding `id` from `source` (published, or resumed from the data dir). Replaces a
-    /// failed broadcast of the same id.
+    /// Start seeding `id` from `source`: published now (`known` is `None`: it becomes the
+    /// newest version of its name, published at `wall_ms`, ms since the Unix epoch), or resumed
+    /// from the data dir with the publication it had. Replaces a failed broadcast of the same
+    /// id. Returns the publication, which is also persisted
+    /// ([`BroadcastAction::SaveVersion`]) when new.
+    #[allow(clippy::too_many_arguments)]
     pub fn add_origin(
         &mut self,
         _now: Instant,
@@ -330,25 +349,46 @@ impl Broadcasts {
         manifest: Arc<Manifest>,
         layout: Arc<Layout>,
         source: PathBuf,
-    ) {
+        known: Option<Publication>,
+        wall_ms: u64,
+    ) -> Publication {
+        let name = manifest.name.clone();
+        let publication = known.unwrap_or_else(|| Publication {
+            seq: self.next_seq(&name),
+            published_ms: wall_ms,
+        });
         let held = Bitfield::full(layout.chunk_count());
         let mut b = Bcast::new(manifest, layout, State::Seeding, held);
         b.origin = Some(self.me);
         b.source = Some(source);
         b.version = 1;
+        b.seq = publication.seq;
+        b.published_ms = publication.published_ms;
         let have = b.have(id);
         self.broadcasts.insert(id, b);
         self.unknown.remove(&id);
+        self.lost.remove(&id);
+        self.index_name(id);
+        if known.is_none() {
+            info!(broadcast = %id.short(), %name, seq = publication.seq, "new version");
+            self.push(BroadcastAction::SaveVersion { id, publication });
+        }
+        // Versions of this name being received here are older now.
+        self.supersede_older(&name);
         self.report_change(ReportDue::Now);
         self.push(BroadcastAction::Serve {
             id,
             super_seed: self.config.strategy.super_seeds(),
         });
         self.push(BroadcastAction::Flood { msg: have });
+        publication
     }
 
     /// Start receiving `id` into its workspace, which durably holds `held` (all of it: publish
-    /// at once). `resumed`: the workspace was there when the process started.
+    /// at once). `resumed`: the workspace was there when the process started; `known`: its
+    /// publication as persisted (or `None`: learnt from the registry). A workspace that is not
+    /// complete and whose version is superseded already is removed instead.
+    #[allow(clippy::too_many_arguments)]
     pub fn add_receiver(
         &mut self,
         now: Instant,
@@ -357,8 +397,20 @@ impl Broadcasts {
         layout: Arc<Layout>,
         held: Bitfield,
         resumed: bool,
+        known: Option<Publication>,
     ) {
         let complete = held.is_complete();
+        let name = manifest.name.clone();
+        if !complete && self.records.get(&id).is_some_and(|r| self.is_superseded(r)) {
+            info!(broadcast = %id.short(), %name, "a newer version is out: removing this one's workspace");
+            self.unknown.remove(&id);
+            self.haves.remove(&id);
+            let failure = Failure::Superseded { name: name.clone() };
+            self.lost.insert(id, Lost { name, failure });
+            self.push(BroadcastAction::Remove { id });
+            self.report_change(ReportDue::Now);
+            return;
+        }
         // Complete only once published under `received/` (see `handle_finalized`).
         let mut b = Bcast::new(manifest, layout, State::Receiving, held);
         b.origin = self
@@ -368,6 +420,14 @@ impl Broadcasts {
             .or_else(|| self.unknown.get(&id).and_then(|u| u.claimed_origin));
         if resumed {
             b.resumed_chunks = u64::from(b.held_chunks.count_ones());
+        }
+        if let Some(p) = known {
+            b.seq = p.seq;
+            b.published_ms = p.published_ms;
+        }
+        if let Some(r) = self.records.get(&id) {
+            b.seq = r.seq;
+            b.published_ms = r.published_ms;
         }
         self.push(BroadcastAction::Serve {
             id,
@@ -380,6 +440,7 @@ impl Broadcasts {
         let have = b.have(id);
         self.broadcasts.insert(id, b);
         self.unknown.remove(&id);
+        self.index_name(id);
         self.report_change(ReportDue::Now);
         self.start_transfer(now, id);
         self.push(BroadcastAction::Flood { msg: have });
@@ -462,7 +523,9 @@ impl Broadcasts {
             self.drain(now, id);
             return;
         }
-        if self.lost.contains_key(&id) {
+        if self.lost.contains_key(&id)
+            || self.records.get(&id).is_some_and(|r| self.is_superseded(r))
+        {
             return;
         }
         // An announcement: remember who has it and fetch the manifest.
@@ -524,10 +587,13 @@ impl Broadcasts {
         self.nodes = nodes;
         // Records name the totals of broadcasts known only as lost.
         self.report_change(ReportDue::Progress);
+        let mut names = BTreeSet::new();
         for r in broadcasts {
             let id = r.id;
             let origin = r.origin;
             let failed = r.state == BroadcastState::Failed;
+            self.note_record(&r);
+            names.insert(r.name.clone());
             self.records.insert(id, r);
             if failed {
                 self.origin_failed(id);
@@ -545,9 +611,16 @@ impl Broadcasts {
                     }
                 }
                 self.start_transfer(now, id);
-            } else if !self.lost.contains_key(&id) && self.unknown_entry(now, id).is_some() {
+            } else if !self.lost.contains_key(&id)
+                && !self.records.get(&id).is_some_and(|r| self.is_superseded(r))
+                && self.unknown_entry(now, id).is_some()
+            {
                 self.fetch_manifest(id);
             }
+        }
+        for name in names {
+            self.supersede_older(&name);
+            self.relink(&name);
         }
     }
 
@@ -844,35 +917,58 @@ impl Broadcasts {
             return;
         };
         b.finalizing = false;
+        let name = b.manifest.name.clone();
         match result {
             Ok(path) => {
-                info!(broadcast = %id.short(), name = %b.manifest.name, path = %path.display(), "broadcast complete");
+                info!(broadcast = %id.short(), %name, path = %path.display(), "broadcast complete");
                 b.path = Some(path);
                 b.state = State::Complete;
             }
             Err(e) => {
-                error!(broadcast = %id.short(), error = %e, "cannot publish the received directory");
+                error!(broadcast = %id.short(), error = %e, "cannot finish the received directory");
                 b.state = State::Failed(Failure::Finalize(Arc::new(e)));
             }
         }
         // Complete or failed: no timers or requests any more.
         self.active.remove(&id);
         self.report_change(ReportDue::Now);
+        self.relink(&name);
     }
 
-    /// The origin's source no longer matches the manifest at chunk `index`: the broadcast fails
-    /// (and the registry is told, through a new record version).
+    /// The origin's source no longer matches the manifest at chunk `index`. If a newer version
+    /// of the name is out, that is expected (the directory moved on): the version stops being
+    /// seeded, once, quietly. Otherwise the broadcast fails loudly (and the registry is told,
+    /// through a new record version).
     pub fn handle_source_changed(&mut self, id: BroadcastId, index: u32) {
-        let Some(b) = self.broadcasts.get_mut(&id) else {
+        let Some(key) = self.key_of(id) else {
             return;
         };
-        if !b.failed() {
-            let failure = Failure::SourceChanged { index };
-            error!(broadcast = %id.short(), name = %b.manifest.name, error = %failure, "broadcast FAILED: the source directory changed while it was being sent");
+        let Some(b) = self.broadcasts.get(&id) else {
+            return;
+        };
+        if !matches!(b.state, State::Seeding) {
+            return;
+        }
+        let name = b.manifest.name.clone();
+        if self.newest_live(&name).is_some_and(|newest| newest > key) {
+            info!(broadcast = %id.short(), %name, index, "the source of this older version changed: no longer seeding it");
+            if let Some(b) = self.broadcasts.get_mut(&id) {
+                b.state = State::Superseded;
+            }
+            self.push(BroadcastAction::Unserve { id });
+            self.report_change(ReportDue::Now);
+            return;
+        }
+        let failure = Failure::SourceChanged { index };
+        error!(broadcast = %id.short(), %name, error = %failure, "broadcast FAILED: the source directory changed while it was being sent");
+        if let Some(b) = self.broadcasts.get_mut(&id) {
             b.state = State::Failed(failure);
             b.version += 1;
-            self.report_change(ReportDue::Now);
         }
+        if let Some(l) = self.live.get_mut(&name) {
+            l.remove(&key);
+        }
+        self.report_change(ReportDue::Now);
     }
 
     /// `bytes` of chunk payload of `id` went to `peer`.
@@ -886,8 +982,15 @@ impl Broadcasts {
 
     /// Every broadcast, for `node ls`, sorted by name then id.
     pub fn list(&self) -> Vec<BroadcastInfo> {
-        let mut out: Vec<BroadcastInfo> =
-            self.broadcasts.iter().map(|(id, b)| b.info(*id)).collect();
+        let mut out: Vec<BroadcastInfo> = self
+            .broadcasts
+            .iter()
+            .map(|(id, b)| {
+                let mut info = b.info(*id);
+                info.current = self.is_current(*id, &b.manifest.name);
+                info
+            })
+            .collect();
         for (id, l) in &self.lost {
             // No manifest here: the registry record knows the totals.
             let record = self.records.get(id);
@@ -895,10 +998,14 @@ impl Broadcasts {
                 (n, Some(r)) if n.is_empty() => r.name.clone(),
                 (n, _) => n.clone(),
             };
+            let superseded = matches!(l.failure, Failure::Superseded { .. });
             out.push(BroadcastInfo {
                 id: id.to_hex(),
                 name,
-                state: "failed".into(),
+                state: if superseded { "superseded" } else { "failed" }.into(),
+                seq: record.map_or(0, |r| r.seq),
+                published_ms: record.map_or(0, |r| r.published_ms),
+                current: false,
                 chunks_held: 0,
                 chunks_total: record.map_or(0, |r| r.chunks),
                 bytes_held: 0,
@@ -910,25 +1017,43 @@ impl Broadcasts {
                 uploaded_bytes: 0,
             });
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        // Each name's versions newest first, as ordered by publication.
+        let key = |i: &BroadcastInfo| {
+            let id: Option<BroadcastId> = i.id.parse().ok();
+            let origin = id.and_then(|id| {
+                self.broadcasts
+                    .get(&id)
+                    .and_then(|b| b.origin)
+                    .or_else(|| self.records.get(&id).map(|r| r.origin))
+            });
+            (i.seq, origin, id)
+        };
+        out.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| key(b).cmp(&key(a))));
         out
     }
 
-    /// How many broadcasts are seeding, receiving, complete and failed (in that order, as
+    /// How many broadcasts are seeding, receiving, complete, failed and superseded (in that order, as
     /// `metrics::STATES`). O(broadcasts): read it when [`poll_report`](Self::poll_report)
     /// gives a report, not per event.
-    pub fn state_counts(&self) -> [usize; 4] {
-        let mut out = [0; 4];
+    pub fn state_counts(&self) -> [usize; 5] {
+        let mut out = [0; 5];
         for b in self.broadcasts.values() {
             let i = match b.state {
                 State::Seeding => 0,
                 State::Receiving => 1,
                 State::Complete => 2,
                 State::Failed(_) => 3,
+                State::Superseded => 4,
             };
             out[i] += 1;
         }
-        out[3] += self.lost.len();
+        for l in self.lost.values() {
+            out[if matches!(l.failure, Failure::Superseded { .. }) {
+                4
+            } else {
+                3
+            }] += 1;
+        }
         out
     }
 
@@ -943,7 +1068,10 @@ impl Broadcasts {
             broadcast: *id,
             held: u64::from(b.held_chunks.count_ones()),
             total: u64::from(b.layout.chunk_count()),
-            complete: matches!(b.state, State::Complete | State::Seeding),
+            complete: matches!(
+                b.state,
+                State::Complete | State::Seeding | State::Superseded
+            ),
             failed: match &b.state {
                 State::Failed(f) => Some(f.to_string()),
                 _ => None,

@@ -172,11 +172,49 @@ pub enum BroadcastAction {
         /// The broadcast.
         id: BroadcastId,
     },
-    /// Publish `id`'s complete workspace under `received/`.
+    /// Finish `id`'s complete workspace (modes, sync, the `complete` marker); which version
+    /// `received/<name>` points at is a separate [`Link`](Self::Link).
     Finalize {
         /// The broadcast.
         id: BroadcastId,
     },
+    /// Point `received/<name>` at `id`'s data (atomically replacing the link there).
+    Link {
+        /// The name.
+        name: String,
+        /// The version it is to point at.
+        id: BroadcastId,
+    },
+    /// Remove `received/<name>` if it points at `id` (no version of the name is left).
+    Unlink {
+        /// The name.
+        name: String,
+        /// The version it pointed at.
+        id: BroadcastId,
+    },
+    /// Remove `id`'s directory from the data dir, crash-safe (never an origin's source).
+    Remove {
+        /// The broadcast.
+        id: BroadcastId,
+    },
+    /// Persist where `id` stands among its name's versions, so that a restart knows it
+    /// without the registry.
+    SaveVersion {
+        /// The broadcast.
+        id: BroadcastId,
+        /// Its publication.
+        publication: Publication,
+    },
+}
+
+/// Where a version stands among the versions of its name: its publication `seq` (a Lamport
+/// clock, see [`swarmcast_proto::BroadcastRecord::seq`]) and when it was published.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Publication {
+    /// Publication sequence of the version within its name.
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch by the origin's clock (0: unknown).
+    pub published_ms: u64,
 }
 
 /// What the data plane tells membership: progress for heartbeats, records to announce, and the
