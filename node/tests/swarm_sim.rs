@@ -788,6 +788,10 @@ impl Sim {
                     n.done_at = Some(self.now);
                     n.core.handle_finalized(now, id, Ok("/received/sim".into()));
                 }
+                // Only what names and persists versions: no transfer is at stake.
+                BroadcastAction::SaveVersion { .. }
+                | BroadcastAction::Link { .. }
+                | BroadcastAction::Unlink { .. } => {}
                 other => panic!("unexpected action {other:?}"),
             }
         }
