@@ -360,6 +360,11 @@ pub struct Have {
     /// origin's `Have` arrives, without waiting a heartbeat for the record. Omitted when false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub from_origin: bool,
+    /// The publication `seq` of this version of its name, as the sender knows it (0, omitted:
+    /// unknown). Taken, like `from_origin`, until the registry's record says: so a receiver
+    /// can place a version among its name's versions as soon as it has it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seq: u64,
 }
 
 /// Chunks newly held.

@@ -265,6 +265,7 @@ fn have() {
             chunks: 10,
             bits: vec![0xff, 0xc0],
             from_origin: false,
+            seq: 0,
         }),
         GOLDEN,
     );

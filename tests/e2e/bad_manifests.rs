@@ -138,6 +138,7 @@ fn crafted_manifests_are_rejected_before_touching_the_disk() -> Result<()> {
                 chunks: 1,
                 bits: vec![0x80],
                 from_origin: false,
+                seq: 0,
             });
             wire::write_message(&mut control, &have, &limits).await?;
         }

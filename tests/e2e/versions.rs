@@ -142,3 +142,140 @@ fn wait_ends_when_a_node_fails_and_says_why() -> Result<()> {
     assert_eq!(b.name, "payload");
     Ok(())
 }
+
+/// Bytes of every regular file under `dir` (symlinks not followed).
+fn disk_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => disk_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The broadcast id `node send` printed first.
+fn sent_id(out: &Output) -> String {
+    stdout(out)
+        .split_whitespace()
+        .skip_while(|w| *w != "broadcast")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Writes version `v` of the `ds` tree: 4 files of 256 KiB, new content each version.
+fn write_version(dir: &Path, v: u64) -> Result<()> {
+    for i in 0..4u64 {
+        write_file(
+            &dir.join(format!("part{i}")),
+            &pseudo_random(100 * v + i, 256 << 10),
+            0o644,
+        )?;
+    }
+    Ok(())
+}
+
+/// Three versions of one name, then two nodes join late: they fetch only the newest (their
+/// disk holds one version, their `received/ds` is the newest); `node ls` orders the versions
+/// newest first with their `seq`, marks the current one, and gives absolute paths.
+#[test]
+fn late_joiners_fetch_only_the_newest_version_and_ls_orders_versions() -> Result<()> {
+    let _serial = serial();
+    let mut f = Fleet::new(&["origin", "r1"])?;
+    let src = f.c.path("ds");
+    let mut ids = Vec::new();
+    for v in 1..=3 {
+        write_version(&src, v)?;
+        let out = f.send_wait("origin", &src, "60s")?;
+        assert!(out.status.success(), "version {v}: {}", stdout(&out));
+        ids.push(sent_id(&out));
+    }
+    // r1 received each in turn: the newest is current, listed first, seq 3 2 1.
+    let ls = f.c.ls("r1")?;
+    let order: Vec<(String, u64, bool)> = ls
+        .iter()
+        .filter(|b| b.name == "ds")
+        .map(|b| (b.id.clone(), b.seq, b.current))
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            (ids[2].clone(), 3, true),
+            (ids[1].clone(), 2, false),
+            (ids[0].clone(), 1, false)
+        ],
+        "{ls:?}"
+    );
+    let current = &ls[0];
+    let path = std::path::PathBuf::from(current.path.as_deref().unwrap_or(""));
+    assert!(path.is_absolute(), "{path:?}");
+    // The publication time comes with the registry's record (the seq came with the origin's
+    // Have already).
+    wait_for(Duration::from_secs(10), "publication time known", || {
+        Ok(f.c
+            .broadcast("r1", &ids[2])?
+            .filter(|b| b.published_ms > 0)
+            .map(|_| ()))
+    })?;
+    assert_same_tree(&src, &path);
+
+    for late in ["l1", "l2"] {
+        f.node(late)?;
+    }
+    f.wait_alive(&["origin", "r1", "l1", "l2"])?;
+    let total: u64 = 4 * (256 << 10);
+    for late in ["l1", "l2"] {
+        let received = f.c.data_dir(late).join("received").join("ds");
+        wait_for(Duration::from_secs(60), "late joiner has ds", || {
+            Ok(f.c
+                .broadcast(late, &ids[2])?
+                .filter(|b| b.state == "complete" && b.current)
+                .map(|_| ()))
+        })?;
+        assert_same_tree(&src, &received);
+        let ls = f.c.ls(late)?;
+        assert!(
+            ls.iter().all(|b| b.id == ids[2]),
+            "{late} knows of older versions: {ls:?}"
+        );
+        let held = disk_bytes(&f.c.data_dir(late).join("broadcasts"));
+        assert!(
+            held < total + total / 2,
+            "{late} holds {held} bytes for one version of {total}"
+        );
+    }
+    Ok(())
+}
+
+/// Two origins publish the same name: each version is numbered above the highest the origin
+/// knows; every receiver's `received/ds` ends on the same version, the newest by
+/// (seq, origin id).
+#[test]
+fn two_origins_of_one_name_agree_on_the_newest() -> Result<()> {
+    let _serial = serial();
+    let f = Fleet::new(&["a", "b", "r1", "r2"])?;
+    let src_a = f.c.path("a/ds");
+    let src_b = f.c.path("b/ds");
+    write_version(&src_a, 1)?;
+    write_version(&src_b, 2)?;
+    let out = f.send_wait("a", &src_a, "60s")?;
+    assert!(out.status.success(), "{}", stdout(&out));
+    let first = sent_id(&out);
+    // b knows a's version 1 from the registry: its own is version 2.
+    let out = f.send_wait("b", &src_b, "60s")?;
+    assert!(out.status.success(), "{}", stdout(&out));
+    let second = sent_id(&out);
+    for r in ["r1", "r2"] {
+        let newest = f.c.broadcast(r, &second)?.expect("listed");
+        assert_eq!((newest.seq, newest.current), (2, true), "{newest:?}");
+        let older = f.c.broadcast(r, &first)?.expect("listed");
+        assert_eq!((older.seq, older.current), (1, false), "{older:?}");
+        assert_same_tree(&src_b, &f.c.data_dir(r).join("received").join("ds"));
+    }
+    Ok(())
+}

@@ -337,6 +337,7 @@ fn chunks() {
             chunks: n,
             bits: vec![0b1010_0000],
             from_origin: false,
+            seq: 0,
         })),
     );
     write(

@@ -273,13 +273,15 @@ pub fn have() -> impl Strategy<Value = Message> {
         any::<u32>(),
         vec(any::<u8>(), 0..300),
         any::<bool>(),
+        any::<u64>(),
     )
-        .prop_map(|(broadcast, chunks, bits, from_origin)| {
+        .prop_map(|(broadcast, chunks, bits, from_origin, seq)| {
             Message::Have(Have {
                 broadcast,
                 chunks,
                 bits,
                 from_origin,
+                seq,
             })
         })
 }

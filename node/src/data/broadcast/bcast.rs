@@ -130,6 +130,7 @@ impl Bcast {
             chunks: self.layout.chunk_count(),
             bits: self.advertised.as_bytes().to_vec(),
             from_origin: self.source.is_some(),
+            seq: self.seq,
         })
     }
 

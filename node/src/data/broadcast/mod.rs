@@ -138,6 +138,8 @@ struct Unknown {
     /// A neighbour that said it is the origin (its `Have` had `from_origin`): the origin until
     /// the registry's record names one.
     claimed_origin: Option<NodeId>,
+    /// The publication `seq` a neighbour's `Have` gave: until the registry's record says.
+    claimed_seq: u64,
 }
 
 /// A broadcast remembered as failed without a manifest or workspace.
@@ -425,9 +427,15 @@ impl Broadcasts {
             b.seq = p.seq;
             b.published_ms = p.published_ms;
         }
-        if let Some(r) = self.records.get(&id) {
-            b.seq = r.seq;
-            b.published_ms = r.published_ms;
+        match self.records.get(&id) {
+            Some(r) => {
+                b.seq = r.seq;
+                b.published_ms = r.published_ms;
+            }
+            None if b.seq == 0 => {
+                b.seq = self.unknown.get(&id).map_or(0, |u| u.claimed_seq);
+            }
+            None => {}
         }
         self.push(BroadcastAction::Serve {
             id,
@@ -506,10 +514,16 @@ impl Broadcasts {
             }
             // The origin saying so of itself starts the transfer now rather than at the
             // registry's record (a heartbeat or two later); the record has the last word.
-            let claimed = h.from_origin && b.origin.is_none() && !self.records.contains_key(&id);
+            let recorded = self.records.contains_key(&id);
+            let claimed = h.from_origin && b.origin.is_none() && !recorded;
             if claimed {
                 debug!(broadcast = %id.short(), peer = %peer.short(), "origin known from its Have");
                 b.origin = Some(peer);
+            }
+            // Its place among its name's versions, until the registry's record says.
+            let placed = h.seq > 0 && b.seq == 0 && !recorded && b.source.is_none();
+            if placed {
+                b.seq = h.seq;
             }
             let pieces = b.piece_bitfield(&bits);
             let usable = strategy.may_fetch_from(peer, b.origin) && !self.banned.contains(&peer);
@@ -521,6 +535,13 @@ impl Broadcasts {
                 self.start_transfer(now, id);
             }
             self.drain(now, id);
+            if placed {
+                let name = (self.broadcasts.get(&id))
+                    .map(|b| b.manifest.name.clone())
+                    .unwrap_or_default();
+                self.relink(&name);
+                self.report_change(ReportDue::Now);
+            }
             return;
         }
         if self.lost.contains_key(&id)
@@ -537,6 +558,9 @@ impl Broadcasts {
         };
         if h.from_origin && u.claimed_origin.is_none() {
             u.claimed_origin = Some(peer);
+        }
+        if u.claimed_seq == 0 {
+            u.claimed_seq = h.seq;
         }
         if !u.sources.contains(&peer) {
             u.sources.push(peer);
@@ -653,6 +677,7 @@ impl Broadcasts {
             retry_at: None,
             heard: now,
             claimed_origin: None,
+            claimed_seq: 0,
         });
         u.heard = now;
         Some(u)
@@ -1061,17 +1086,21 @@ impl Broadcasts {
     ///
     /// Progress covers every broadcast this node knows, failed ones included with the reason
     /// (so that `node send --wait` at the origin can stop waiting for this node and say why);
-    /// a broadcast is `complete` here once published under `received/`, or at its origin.
+    /// a broadcast is `complete` here once `received/<name>` shows it (or a newer version), or
+    /// at its origin.
     pub fn report(&self) -> DataReport {
         crate::work::tick((self.broadcasts.len() + self.lost.len()) as u64);
         let known = self.broadcasts.iter().map(|(id, b)| Progress {
             broadcast: *id,
             held: u64::from(b.held_chunks.count_ones()),
             total: u64::from(b.layout.chunk_count()),
-            complete: matches!(
-                b.state,
-                State::Complete | State::Seeding | State::Superseded
-            ),
+            // A receiver's copy counts once received/<name> shows it or a newer version, so
+            // that `--wait` never returns while a node's received/ shows an older one.
+            complete: match b.state {
+                State::Seeding | State::Superseded => true,
+                State::Complete => self.received_shows(*id),
+                _ => false,
+            },
             failed: match &b.state {
                 State::Failed(f) => Some(f.to_string()),
                 _ => None,

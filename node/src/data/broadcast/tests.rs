@@ -90,6 +90,7 @@ fn have(id: BroadcastId, chunks: u32, held: &[u32]) -> Message {
         chunks,
         bits: bits.as_bytes().to_vec(),
         from_origin: false,
+        seq: 0,
     })
 }
 
@@ -346,7 +347,13 @@ fn a_new_neighbour_gets_a_full_have_of_everything() {
         actions(&mut c),
         vec![BroadcastAction::Send {
             peer: node(5),
-            msg: have_from_origin(id, 2)
+            msg: Message::Have(Have {
+                seq: 1,
+                ..match have_from_origin(id, 2) {
+                    Message::Have(h) => h,
+                    _ => unreachable!(),
+                }
+            })
         }]
     );
 }
@@ -785,6 +792,7 @@ fn work_of_events(chunks: u32, others: usize) -> u64 {
             chunks,
             bits: all.as_bytes().to_vec(),
             from_origin: false,
+            seq: 0,
         }),
     );
     let mut asked = requests(&actions(&mut c));
@@ -871,6 +879,7 @@ fn have_from_origin(id: BroadcastId, chunks: u32) -> Message {
         chunks,
         bits: Bitfield::full(chunks).as_bytes().to_vec(),
         from_origin: true,
+        seq: 0,
     })
 }
 

@@ -27,12 +27,14 @@ use super::{BroadcastAction, Broadcasts, Failure, Lost, Publication, ReportDue};
 pub(super) type VersionKey = (u64, NodeId, BroadcastId);
 
 impl Broadcasts {
-    /// The order key of a broadcast this node holds.
+    /// The order key of a broadcast this node holds (an origin not known yet counts as the
+    /// lowest).
     pub(super) fn key_of(&self, id: BroadcastId) -> Option<VersionKey> {
         let b = self.broadcasts.get(&id)?;
         let origin = b
             .origin
-            .or_else(|| self.records.get(&id).map(|r| r.origin))?;
+            .or_else(|| self.records.get(&id).map(|r| r.origin))
+            .unwrap_or(NodeId([0; 32]));
         Some((b.seq, origin, id))
     }
 
@@ -246,6 +248,17 @@ impl Broadcasts {
             }
         }
         self.report_change(ReportDue::Now);
+    }
+
+    /// Whether `received/<name>` points at `id` or at a newer version of its name.
+    pub(super) fn received_shows(&self, id: BroadcastId) -> bool {
+        let Some(name) = self.broadcasts.get(&id).map(|b| &b.manifest.name) else {
+            return false;
+        };
+        match (self.linked.get(name), self.key_of(id)) {
+            (Some(&l), Some(key)) => l == id || self.key_of(l).is_some_and(|k| k > key),
+            _ => false,
+        }
     }
 
     /// Whether `id` is the version `received/<name>` points at.
