@@ -23,6 +23,8 @@ pub enum BroadcastPhase {
     /// A newer version of the name came out: no longer received (partial data removed), or at
     /// the origin no longer seeded because its source changed.
     Superseded,
+    /// Its origin cancelled it (`node cancel`).
+    Cancelled,
 }
 
 impl BroadcastPhase {
@@ -34,6 +36,7 @@ impl BroadcastPhase {
             Self::Seeding => "seeding",
             Self::Failed => "failed",
             Self::Superseded => "superseded",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -51,7 +54,9 @@ impl std::fmt::Display for BroadcastPhase {
 
 /// A state text that names no [`BroadcastPhase`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown broadcast state {0:?} (receiving, complete, seeding, failed or superseded)")]
+#[error(
+    "unknown broadcast state {0:?} (receiving, complete, seeding, failed, superseded or cancelled)"
+)]
 pub struct UnknownPhase(pub String);
 
 impl std::str::FromStr for BroadcastPhase {
@@ -64,6 +69,7 @@ impl std::str::FromStr for BroadcastPhase {
             Self::Seeding,
             Self::Failed,
             Self::Superseded,
+            Self::Cancelled,
         ]
         .into_iter()
         .find(|p| p.as_str() == s)

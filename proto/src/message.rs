@@ -242,6 +242,8 @@ pub enum BroadcastState {
     Active,
     /// The origin gave up (for example, the source changed under it).
     Failed,
+    /// The origin cancelled it (`node cancel`): receivers stop and free the space.
+    Cancelled,
 }
 
 /// A broadcast in the registry.

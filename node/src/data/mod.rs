@@ -36,8 +36,8 @@ use crate::handles::Dialer;
 use crate::manifest::{Layout, Manifest, manifest_id};
 use crate::store::{self, Source, StoreError, StoredKind, Workspace};
 pub use broadcast::{
-    BroadcastAction, BroadcastConfig, Broadcasts, DataReport, ManifestSource, Publication,
-    Strategy, SuperSeed,
+    BroadcastAction, BroadcastConfig, Broadcasts, DEFAULT_KEEP, DataReport, ManifestSource,
+    Publication, Strategy, SuperSeed, TargetError,
 };
 pub use error::{Failure, ManifestFetchError, PieceError, PublishError, ResumeError};
 use serve::{Catalog, Reader, Servable, ServeEvent};
@@ -78,6 +78,16 @@ pub(crate) enum DataInput {
     /// `node ls`.
     List {
         reply: oneshot::Sender<Vec<BroadcastInfo>>,
+    },
+    /// `node rm`.
+    Remove {
+        target: String,
+        reply: oneshot::Sender<Result<Vec<BroadcastId>, TargetError>>,
+    },
+    /// `node cancel`.
+    Cancel {
+        target: String,
+        reply: oneshot::Sender<Result<Vec<BroadcastId>, TargetError>>,
     },
     /// Internal: a manifest was built by a blocking task.
     Built {
@@ -206,6 +216,10 @@ pub(crate) struct DataConfig {
     pub(crate) data_dir: PathBuf,
     /// Who serves receivers.
     pub(crate) strategy: Strategy,
+    /// Complete versions kept per name.
+    pub(crate) keep: usize,
+    /// Disk budget of every workspace together.
+    pub(crate) max_disk: Option<u64>,
 }
 
 pub(crate) struct DataPlane {
@@ -236,6 +250,8 @@ impl DataPlane {
     ) -> Self {
         let core_config = BroadcastConfig {
             strategy: config.strategy,
+            keep: config.keep,
+            max_disk: config.max_disk,
             ..BroadcastConfig::default()
         };
         Self {
@@ -434,6 +450,12 @@ impl DataPlane {
             }
             DataInput::List { reply } => {
                 let _ = reply.send(self.core.list());
+            }
+            DataInput::Remove { target, reply } => {
+                let _ = reply.send(self.core.remove(&target));
+            }
+            DataInput::Cancel { target, reply } => {
+                let _ = reply.send(self.core.cancel(&target));
             }
             DataInput::ManifestFetched { id, result } => {
                 self.core.handle_manifest_fetched(now, id, result)

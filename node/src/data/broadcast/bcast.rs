@@ -20,6 +20,8 @@ pub(super) enum State {
     /// At the origin: an older version whose source changed once a newer one was out; no
     /// longer seeded.
     Superseded,
+    /// At the origin: cancelled (`node cancel`); no longer seeded.
+    Cancelled,
 }
 
 #[derive(Debug)]
@@ -142,6 +144,7 @@ impl Bcast {
             State::Complete => ("complete", None),
             State::Failed(e) => ("failed", Some(e.to_string())),
             State::Superseded => ("superseded", None),
+            State::Cancelled => ("cancelled", None),
         };
         let path = self
             .link
@@ -176,10 +179,10 @@ impl Bcast {
             origin: me,
             size: self.layout.total_bytes,
             chunks: u64::from(self.layout.chunk_count()),
-            state: if self.failed() {
-                BroadcastState::Failed
-            } else {
-                BroadcastState::Active
+            state: match self.state {
+                State::Failed(_) => BroadcastState::Failed,
+                State::Cancelled => BroadcastState::Cancelled,
+                _ => BroadcastState::Active,
             },
             version: self.version,
             seq: self.seq,

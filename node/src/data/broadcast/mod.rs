@@ -89,6 +89,7 @@
 //! * `Ban` closes the connection to the peer and tells the neighbour core.
 
 mod bcast;
+mod retention;
 mod superseed;
 #[cfg(test)]
 mod tests;
@@ -108,9 +109,11 @@ use swarmcast_proto::{
 };
 use tracing::{debug, error, info, warn};
 
+pub use retention::TargetError;
 pub use superseed::SuperSeed;
 pub use types::{
-    BroadcastAction, BroadcastConfig, DataReport, ManifestSource, Publication, Strategy,
+    BroadcastAction, BroadcastConfig, DEFAULT_KEEP, DataReport, ManifestSource, Publication,
+    Strategy,
 };
 
 use bcast::{Bcast, State};
@@ -178,6 +181,9 @@ pub struct Broadcasts {
     max_seq: BTreeMap<String, u64>,
     /// The version `received/<name>` points at, per name.
     linked: BTreeMap<String, BroadcastId>,
+    /// Broadcasts removed here (`node rm`, retention, superseded, ended by their origin): never
+    /// fetched again.
+    removed: BTreeSet<BroadcastId>,
     /// What changed since the last [`DataReport`].
     report_due: ReportDue,
     /// When the last report was made.
@@ -217,6 +223,7 @@ impl Broadcasts {
             live: BTreeMap::new(),
             max_seq: BTreeMap::new(),
             linked: BTreeMap::new(),
+            removed: BTreeSet::new(),
             report_due: ReportDue::Now,
             last_report: None,
         }
@@ -377,6 +384,7 @@ impl Broadcasts {
         }
         // Versions of this name being received here are older now.
         self.supersede_older(&name);
+        self.enforce_keep(&name);
         self.report_change(ReportDue::Now);
         self.push(BroadcastAction::Serve {
             id,
@@ -403,7 +411,9 @@ impl Broadcasts {
     ) {
         let complete = held.is_complete();
         let name = manifest.name.clone();
-        if !complete && self.records.get(&id).is_some_and(|r| self.is_superseded(r)) {
+        if self.removed.contains(&id)
+            || (!complete && self.records.get(&id).is_some_and(|r| self.is_superseded(r)))
+        {
             info!(broadcast = %id.short(), %name, "a newer version is out: removing this one's workspace");
             self.unknown.remove(&id);
             self.haves.remove(&id);
@@ -545,6 +555,7 @@ impl Broadcasts {
             return;
         }
         if self.lost.contains_key(&id)
+            || self.removed.contains(&id)
             || self.records.get(&id).is_some_and(|r| self.is_superseded(r))
         {
             return;
@@ -615,12 +626,20 @@ impl Broadcasts {
         for r in broadcasts {
             let id = r.id;
             let origin = r.origin;
-            let failed = r.state == BroadcastState::Failed;
+            let ended = match r.state {
+                BroadcastState::Failed => Some(Failure::OriginDeclared),
+                BroadcastState::Cancelled => Some(Failure::Cancelled),
+                BroadcastState::Active => None,
+            };
             self.note_record(&r);
             names.insert(r.name.clone());
             self.records.insert(id, r);
-            if failed {
-                self.origin_failed(id);
+            if let Some(failure) = ended {
+                self.unknown.remove(&id);
+                self.origin_ended(id, failure);
+                continue;
+            }
+            if self.removed.contains(&id) {
                 continue;
             }
             if let Some(b) = self.broadcasts.get_mut(&id) {
@@ -646,23 +665,6 @@ impl Broadcasts {
             self.supersede_older(&name);
             self.relink(&name);
         }
-    }
-
-    /// The registry says the origin failed `id`: a receiver stops.
-    fn origin_failed(&mut self, id: BroadcastId) {
-        let Some(b) = self.broadcasts.get_mut(&id) else {
-            return;
-        };
-        if !matches!(b.state, State::Receiving) {
-            return;
-        }
-        warn!(broadcast = %id.short(), name = %b.manifest.name, "origin declared the broadcast failed; stopping");
-        b.state = State::Failed(Failure::OriginDeclared);
-        b.transfer = None;
-        self.active.remove(&id);
-        self.report_change(ReportDue::Now);
-        self.push(BroadcastAction::AbortRequests { id });
-        self.push(BroadcastAction::Unserve { id });
     }
 
     /// The unknown entry of `id`, created if there is room; marks it heard of now.
@@ -752,6 +754,11 @@ impl Broadcasts {
         // Still `fetching` until the workspace exists: no second fetch meanwhile.
         let manifest = Arc::new(manifest);
         let layout = Arc::new(Layout::new(&manifest));
+        if let Err(failure) = self.make_room(layout.total_bytes) {
+            error!(broadcast = %id.short(), name = %manifest.name, error = %failure, "refusing the broadcast");
+            self.add_failed(id, manifest.name.clone(), failure);
+            return;
+        }
         self.push(BroadcastAction::CreateWorkspace {
             id,
             bytes,
@@ -885,11 +892,10 @@ impl Broadcasts {
         let chunks = match chunks {
             Ok(c) => c,
             Err(e) => {
-                error!(broadcast = %id.short(), error = %e, "commit failed");
-                b.state = State::Failed(Failure::Commit(Arc::new(e)));
-                b.transfer = None;
-                self.active.remove(&id);
-                self.report_change(ReportDue::Now);
+                error!(broadcast = %id.short(), error = %e, "commit failed: stopping and removing its data");
+                // What was written may not be what a restart finds: stop fetching into the
+                // workspace and serving from it, and free it (a restart fetches it again).
+                self.forget(id, Some(Failure::Commit(Arc::new(e))));
                 return;
             }
         };
@@ -958,6 +964,7 @@ impl Broadcasts {
         self.active.remove(&id);
         self.report_change(ReportDue::Now);
         self.relink(&name);
+        self.enforce_keep(&name);
     }
 
     /// The origin's source no longer matches the manifest at chunk `index`. If a newer version
@@ -1023,11 +1030,15 @@ impl Broadcasts {
                 (n, Some(r)) if n.is_empty() => r.name.clone(),
                 (n, _) => n.clone(),
             };
-            let superseded = matches!(l.failure, Failure::Superseded { .. });
+            let state = match l.failure {
+                Failure::Superseded { .. } => "superseded",
+                Failure::Cancelled => "cancelled",
+                _ => "failed",
+            };
             out.push(BroadcastInfo {
                 id: id.to_hex(),
                 name,
-                state: if superseded { "superseded" } else { "failed" }.into(),
+                state: state.into(),
                 seq: record.map_or(0, |r| r.seq),
                 published_ms: record.map_or(0, |r| r.published_ms),
                 current: false,
@@ -1057,11 +1068,11 @@ impl Broadcasts {
         out
     }
 
-    /// How many broadcasts are seeding, receiving, complete, failed and superseded (in that order, as
+    /// How many broadcasts are seeding, receiving, complete, failed, superseded and cancelled (in that order, as
     /// `metrics::STATES`). O(broadcasts): read it when [`poll_report`](Self::poll_report)
     /// gives a report, not per event.
-    pub fn state_counts(&self) -> [usize; 5] {
-        let mut out = [0; 5];
+    pub fn state_counts(&self) -> [usize; 6] {
+        let mut out = [0; 6];
         for b in self.broadcasts.values() {
             let i = match b.state {
                 State::Seeding => 0,
@@ -1069,14 +1080,15 @@ impl Broadcasts {
                 State::Complete => 2,
                 State::Failed(_) => 3,
                 State::Superseded => 4,
+                State::Cancelled => 5,
             };
             out[i] += 1;
         }
         for l in self.lost.values() {
-            out[if matches!(l.failure, Failure::Superseded { .. }) {
-                4
-            } else {
-                3
+            out[match l.failure {
+                Failure::Superseded { .. } => 4,
+                Failure::Cancelled => 5,
+                _ => 3,
             }] += 1;
         }
         out
@@ -1097,7 +1109,7 @@ impl Broadcasts {
             // A receiver's copy counts once received/<name> shows it or a newer version, so
             // that `--wait` never returns while a node's received/ shows an older one.
             complete: match b.state {
-                State::Seeding | State::Superseded => true,
+                State::Seeding | State::Superseded | State::Cancelled => true,
                 State::Complete => self.received_shows(*id),
                 _ => false,
             },

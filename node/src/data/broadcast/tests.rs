@@ -256,6 +256,15 @@ fn a_failed_commit_fails_the_broadcast() {
     let _ = actions(&mut c);
     let e = StoreError::Corrupt { index: 0 };
     c.handle_durable(now, id, Err(e));
+    // Its requests stop, it is no longer served, and its partial data goes.
+    let a = actions(&mut c);
+    for want in [
+        BroadcastAction::AbortRequests { id },
+        BroadcastAction::Unserve { id },
+        BroadcastAction::Remove { id },
+    ] {
+        assert!(a.contains(&want), "{want:?} not in {a:?}");
+    }
     let info = c.list().pop().unwrap();
     assert_eq!(info.state, "failed");
     assert!(info.error.unwrap().starts_with("commit failed"));
@@ -1160,4 +1169,189 @@ fn an_origins_older_version_whose_source_changed_stops_seeding_and_the_newest_fa
     assert_eq!(state(&c, v2), "failed");
     let r2 = c.report().records.into_iter().find(|r| r.id == v2).unwrap();
     assert_eq!(r2.state, BroadcastState::Failed);
+}
+
+/// A receiver holding complete versions 1..=n of "ds" (resumed complete workspaces, finalized
+/// and linked as the shell reports), with the registry naming each.
+fn holding_versions(n: u8, keep: usize, max_disk: Option<u64>) -> (Broadcasts, Vec<BroadcastId>) {
+    let now = Instant::now();
+    let config = BroadcastConfig {
+        keep,
+        max_disk,
+        ..BroadcastConfig::default()
+    };
+    let mut c = Broadcasts::new(config, node(ME), 7);
+    let mut ids = Vec::new();
+    for v in 1..=n {
+        let (m, l, id) = version_manifest("ds", 1, v);
+        ids.push(id);
+        let records: Vec<BroadcastRecord> = ids
+            .iter()
+            .zip(1..)
+            .map(|(id, seq)| version_record(*id, "ds", 1, seq))
+            .collect();
+        c.handle_registry(now, vec![origin_entry()], records);
+        let _ = actions(&mut c);
+        c.add_receiver(now, id, m, l, Bitfield::full(1), false, None);
+        let _ = actions(&mut c);
+        c.handle_finalized(now, id, Ok(format!("/d/broadcasts/{v}/data").into()));
+        for a in actions(&mut c) {
+            if let BroadcastAction::Link { name, id } = a {
+                c.handle_linked(&name, id, Ok("/d/received/ds".into()));
+            }
+        }
+    }
+    (c, ids)
+}
+
+fn removed(a: &[BroadcastAction]) -> Vec<BroadcastId> {
+    a.iter()
+        .filter_map(|a| match a {
+            BroadcastAction::Remove { id } => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn keep_holds_the_newest_versions_of_a_name_and_never_the_current_one() {
+    let (c, ids) = holding_versions(5, 2, None);
+    let ls: Vec<String> = c.list().into_iter().map(|b| b.id).collect();
+    assert_eq!(
+        ls,
+        vec![ids[4].to_hex(), ids[3].to_hex()],
+        "keep 2: the newest two"
+    );
+    assert!(c.list()[0].current);
+    // keep 1 keeps the current one.
+    let (c, ids) = holding_versions(3, 1, None);
+    let ls: Vec<(String, bool)> = c.list().into_iter().map(|b| (b.id, b.current)).collect();
+    assert_eq!(ls, vec![(ids[2].to_hex(), true)]);
+}
+
+#[test]
+fn node_rm_removes_a_version_or_a_name_and_relinks() {
+    let (mut c, ids) = holding_versions(2, 3, None);
+    // The current one: received/ds falls back to the older.
+    let gone = c.remove(&ids[1].to_hex()[..8]).unwrap();
+    assert_eq!(gone, vec![ids[1]]);
+    let a = actions(&mut c);
+    assert_eq!(removed(&a), vec![ids[1]]);
+    assert!(
+        a.contains(&BroadcastAction::Link {
+            name: "ds".into(),
+            id: ids[0]
+        }),
+        "{a:?}"
+    );
+    // Not fetched again though the registry still has it.
+    c.handle_registry(
+        Instant::now(),
+        vec![origin_entry()],
+        vec![version_record(ids[1], "ds", 1, 2)],
+    );
+    assert!(fetched(&actions(&mut c)).is_empty());
+    // By name: every version; the link goes.
+    assert_eq!(c.remove("ds").unwrap(), vec![ids[0]]);
+    let a = actions(&mut c);
+    assert!(
+        a.contains(&BroadcastAction::Unlink {
+            name: "ds".into(),
+            id: ids[0]
+        }),
+        "{a:?}"
+    );
+    assert!(c.list().is_empty());
+    assert_eq!(c.remove("ds"), Err(TargetError::Unknown("ds".into())));
+    assert_eq!(c.remove("zzzz"), Err(TargetError::Unknown("zzzz".into())));
+}
+
+#[test]
+fn max_disk_removes_the_oldest_removable_versions_then_refuses() {
+    // Each version is one 1 MiB chunk; the budget holds two.
+    let (mut c, ids) = holding_versions(2, 5, Some(2 * u64::from(CHUNK)));
+    assert_eq!(c.list().len(), 2);
+    // A third: the oldest (not current) goes to make room.
+    let (m3, _, id3) = version_manifest("ds", 1, 3);
+    let b3 = m3.to_bytes();
+    c.handle_registry(
+        Instant::now(),
+        vec![origin_entry()],
+        vec![version_record(id3, "ds", 1, 3)],
+    );
+    let _ = actions(&mut c);
+    c.handle_manifest_fetched(Instant::now(), id3, Ok(b3));
+    let a = actions(&mut c);
+    assert_eq!(removed(&a), vec![ids[0]], "{a:?}");
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, BroadcastAction::CreateWorkspace { id, .. } if *id == id3))
+    );
+    // A broadcast larger than the whole budget fails, saying why.
+    let (big_m, _, big) = named_manifest("big", 3);
+    let record_big = BroadcastRecord {
+        name: "big".into(),
+        ..record(big, 3, BroadcastState::Active)
+    };
+    c.handle_registry(Instant::now(), vec![origin_entry()], vec![record_big]);
+    let _ = actions(&mut c);
+    c.handle_manifest_fetched(Instant::now(), big, Ok(big_m.to_bytes()));
+    let a = actions(&mut c);
+    assert!(
+        !a.iter()
+            .any(|a| matches!(a, BroadcastAction::CreateWorkspace { .. })),
+        "{a:?}"
+    );
+    let p = progress(&c, big);
+    assert!(
+        p.failed
+            .as_deref()
+            .unwrap_or("")
+            .contains("not enough space within --max-disk"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn cancel_at_the_origin_ends_the_broadcast_fleet_wide_and_receivers_free_it() {
+    let now = Instant::now();
+    // At the origin.
+    let mut o = core(Strategy::Swarm);
+    let (m, l, id) = version_manifest("ds", 2, 1);
+    o.add_origin(now, id, m.clone(), l.clone(), "/src/ds".into(), None, 1);
+    let _ = actions(&mut o);
+    assert_eq!(o.cancel("ds").unwrap(), vec![id]);
+    assert!(actions(&mut o).contains(&BroadcastAction::Unserve { id }));
+    let r = o.report().records.pop().unwrap();
+    assert_eq!((r.state, r.version), (BroadcastState::Cancelled, 2));
+    assert_eq!(state(&o, id), "cancelled");
+    // A receiver may not cancel what it did not send.
+    let (mut c, ids) = holding_versions(1, 2, None);
+    assert_eq!(
+        c.cancel("ds"),
+        Err(TargetError::NotOrigin {
+            target: "ds".into()
+        })
+    );
+    // ...but sees the cancellation: it stops and frees the space, and says why.
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![BroadcastRecord {
+            state: BroadcastState::Cancelled,
+            version: 2,
+            ..version_record(ids[0], "ds", 1, 1)
+        }],
+    );
+    let a = actions(&mut c);
+    assert_eq!(removed(&a), vec![ids[0]]);
+    assert!(
+        a.contains(&BroadcastAction::Unlink {
+            name: "ds".into(),
+            id: ids[0]
+        }),
+        "{a:?}"
+    );
+    assert_eq!(state(&c, ids[0]), "cancelled");
+    assert!(progress(&c, ids[0]).failed.unwrap().contains("cancelled"));
 }

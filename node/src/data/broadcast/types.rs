@@ -36,6 +36,9 @@ impl Strategy {
     }
 }
 
+/// Complete versions of a name a node keeps unless `node join --keep` says otherwise.
+pub const DEFAULT_KEEP: usize = 2;
+
 /// Settings of the broadcast core.
 #[derive(Debug, Clone)]
 pub struct BroadcastConfig {
@@ -58,6 +61,10 @@ pub struct BroadcastConfig {
     /// uploads); a change of lifecycle is reported at once (default 100 ms). Building a report
     /// costs O(broadcasts), so it is never done per event.
     pub report_interval: Duration,
+    /// Complete versions kept per name (default 2; at least 1): `node join --keep`.
+    pub keep: usize,
+    /// Bytes all workspaces on this node may take (`node join --max-disk`; default none).
+    pub max_disk: Option<u64>,
 }
 
 impl Default for BroadcastConfig {
@@ -71,6 +78,8 @@ impl Default for BroadcastConfig {
             manifest_retry_max: Duration::from_secs(10),
             unknown_ttl: Duration::from_secs(60),
             report_interval: Duration::from_millis(100),
+            keep: DEFAULT_KEEP,
+            max_disk: None,
         }
     }
 }

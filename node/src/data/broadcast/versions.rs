@@ -21,7 +21,7 @@ use swarmcast_proto::{BroadcastId, BroadcastRecord, BroadcastState, NodeId};
 use tracing::{info, warn};
 
 use super::bcast::State;
-use super::{BroadcastAction, Broadcasts, Failure, Lost, Publication, ReportDue};
+use super::{BroadcastAction, Broadcasts, Failure, Publication, ReportDue};
 
 /// Order of a version among its name's versions: higher is newer.
 pub(super) type VersionKey = (u64, NodeId, BroadcastId);
@@ -159,20 +159,12 @@ impl Broadcasts {
 
     /// A version being received is superseded: stop it, remove its data, remember why.
     pub(super) fn supersede(&mut self, id: BroadcastId) {
-        let Some(b) = self.broadcasts.remove(&id) else {
+        let Some(b) = self.broadcasts.get(&id) else {
             return;
         };
         let name = b.manifest.name.clone();
         info!(broadcast = %id.short(), %name, held = b.held_chunks.count_ones(), "superseded by a newer version: stopping and removing its partial data");
-        self.active.remove(&id);
-        self.haves.remove(&id);
-        self.unindex_name(id, &name);
-        let failure = Failure::Superseded { name: name.clone() };
-        self.lost.insert(id, Lost { name, failure });
-        self.push(BroadcastAction::AbortRequests { id });
-        self.push(BroadcastAction::Unserve { id });
-        self.push(BroadcastAction::Remove { id });
-        self.report_change(ReportDue::Now);
+        self.forget(id, Some(Failure::Superseded { name }));
     }
 
     /// Point `received/<name>` at the newest complete version held here (or remove it when
