@@ -232,10 +232,14 @@ pub async fn run(exe: PathBuf, config: &SwarmBenchConfig) -> Result<SwarmBenchRe
         .validate()
         .with_context(|| format!("rate of {n}"))?;
     }
+    // The daemons get the trace paths in their environment: absolute ones.
+    let mut config = config.clone();
     if let Some(dir) = &config.trace {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the trace directory {}", dir.display()))?;
+        config.trace = Some(dir.canonicalize()?);
     }
+    let config = &config;
     let tmp = tempfile::Builder::new()
         .prefix("swarmcast-bench-swarm-")
         .tempdir()?;
