@@ -6,9 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use swarmcast_node::manifest::DEFAULT_CHUNK_SIZE;
 use swarmcast_node::neighbours::NeighbourConfig;
 use swarmcast_proto::Role;
+
+/// The product's chunk size as a flag default: `swarmcast_node::manifest::DEFAULT_CHUNK_SIZE`
+/// (a unit test checks they agree).
+pub(crate) const DEFAULT_CHUNK_SIZE_ARG: &str = "256KiB";
 
 /// Push a directory to every machine of a fleet over an authenticated QUIC swarm.
 #[derive(Debug, Parser)]
@@ -126,7 +129,7 @@ pub(crate) struct BenchLocalArgs {
     #[arg(long, default_value_t = 1, value_parser = parse_positive_count::<u64>)]
     pub(crate) files: u64,
     /// Chunk size.
-    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+    #[arg(long, default_value = DEFAULT_CHUNK_SIZE_ARG, value_parser = parse_bytes)]
     pub(crate) chunk_size: u32,
     /// Repetitions (median, min and max are reported).
     #[arg(long, default_value_t = 1, value_parser = parse_positive_count::<usize>)]
@@ -184,7 +187,7 @@ pub(crate) struct BenchPairArgs {
     #[arg(long, default_value = "1GiB", value_parser = parse_positive_size)]
     pub(crate) size: u64,
     /// swarmcast's chunk size.
-    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+    #[arg(long, default_value = DEFAULT_CHUNK_SIZE_ARG, value_parser = parse_bytes)]
     pub(crate) chunk_size: u32,
     /// Streams of the bare quinn transfer (on one connection).
     #[arg(long, default_value_t = swarmcast_chaos::pair::DEFAULT_STREAMS, value_parser = parse_positive_count::<usize>)]
@@ -269,7 +272,7 @@ pub(crate) struct BenchFilesArgs {
     #[arg(long, default_value_t = 4, value_parser = parse_positive_count::<usize>)]
     pub(crate) receivers: usize,
     /// Chunk size.
-    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+    #[arg(long, default_value = DEFAULT_CHUNK_SIZE_ARG, value_parser = parse_bytes)]
     pub(crate) chunk_size: u32,
     /// Repetitions (median, min and max are reported).
     #[arg(long, default_value_t = 3, value_parser = parse_positive_count::<usize>)]
@@ -381,8 +384,9 @@ pub(crate) struct SendArgs {
     pub(crate) dir: PathBuf,
     #[command(flatten)]
     pub(crate) data: DataDir,
-    /// Bytes per chunk (e.g. 1MiB, 256KiB).
-    #[arg(long, default_value = default_chunk_size(), value_parser = parse_bytes)]
+    /// Bytes per chunk, the unit of verification (e.g. 256KiB, 1MiB); requests carry runs of
+    /// chunks of at least 256 KiB.
+    #[arg(long, default_value = DEFAULT_CHUNK_SIZE_ARG, value_parser = parse_bytes)]
     pub(crate) chunk_size: u32,
     /// Wait until every alive node holds the broadcast, showing fleet progress.
     #[arg(long)]
@@ -479,24 +483,6 @@ pub(crate) fn parse_role(s: &str) -> Result<Role, String> {
         .map_err(|e: swarmcast_proto::RoleParseError| e.to_string())
 }
 
-/// `node send`'s default chunk size as a flag value ("1MiB"), from the library's constant.
-pub(crate) fn default_chunk_size() -> &'static str {
-    static TEXT: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| size_text(u64::from(DEFAULT_CHUNK_SIZE)));
-    &TEXT
-}
-
-/// A size as [`parse_size`] reads it, in the largest unit that divides it: "1MiB", "256KiB".
-pub(crate) fn size_text(n: u64) -> String {
-    match n {
-        0 => "0".to_owned(),
-        n if n % (1 << 30) == 0 => format!("{}GiB", n >> 30),
-        n if n % (1 << 20) == 0 => format!("{}MiB", n >> 20),
-        n if n % (1 << 10) == 0 => format!("{}KiB", n >> 10),
-        n => n.to_string(),
-    }
-}
-
 /// "4096", "256KiB", "1MiB", "4M" (K/M/G are powers of 1024 too); must fit in 32 bits.
 pub(crate) fn parse_bytes(s: &str) -> Result<u32, String> {
     parse_size(s).and_then(|v| u32::try_from(v).map_err(|_| format!("size {s:?} is too large")))
@@ -588,6 +574,10 @@ mod tests {
         assert_eq!(parse_bytes("4096"), Ok(4096));
         assert_eq!(parse_bytes("256KiB"), Ok(256 << 10));
         assert_eq!(parse_bytes("1MiB"), Ok(1 << 20));
+        assert_eq!(
+            parse_bytes(DEFAULT_CHUNK_SIZE_ARG),
+            Ok(swarmcast_node::manifest::DEFAULT_CHUNK_SIZE)
+        );
         assert_eq!(parse_bytes("4m"), Ok(4 << 20));
         assert!(parse_bytes("8GiB").is_err());
         assert!(parse_bytes("1 parsec").is_err());
@@ -595,13 +585,9 @@ mod tests {
     }
 
     #[test]
-    fn the_default_chunk_size_is_the_librarys() {
-        assert_eq!(parse_bytes(default_chunk_size()), Ok(DEFAULT_CHUNK_SIZE));
-        for n in [4096u64, 256 << 10, 1 << 20, 3 << 30, 4100, 0] {
-            assert_eq!(parse_size(&size_text(n)), Ok(n), "{}", size_text(n));
-        }
-        assert_eq!(size_text(256 << 10), "256KiB");
+    fn node_send_defaults_to_the_librarys_chunk_size() {
         use clap::Parser as _;
+        use swarmcast_node::manifest::DEFAULT_CHUNK_SIZE;
         let cli = Cli::try_parse_from(["swarmcast", "node", "send", "/tmp"]).expect("parses");
         let Command::Node(NodeCommand::Send(args)) = cli.command else {
             panic!("not node send");

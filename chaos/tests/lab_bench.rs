@@ -21,7 +21,7 @@ async fn both_strategies_deliver_and_only_the_swarm_offloads_the_origin() {
         size: 6 << 20,
         rate_mbit: 100.0,
         host_rates: BTreeMap::from([("r3".to_owned(), 50.0)]),
-        chunk_size: Some(256 << 10),
+        chunk_size: Some(128 << 10),
         shaper: Shaper::HtbBoth,
         strategies: vec![Strategy::Swarm, Strategy::OriginOnly],
         timeout: Duration::from_secs(120),
@@ -38,7 +38,7 @@ async fn both_strategies_deliver_and_only_the_swarm_offloads_the_origin() {
     assert!((r.client_server_bound_s - 3.0 * f / 12.5e6).abs() < 1e-9);
     for run in &r.runs {
         assert_eq!(run.completion_s.len(), 3, "{run:?}");
-        assert_eq!(run.chunk_size, 256 << 10, "node send got --chunk-size");
+        assert_eq!(run.chunk_size, 128 << 10, "node send got --chunk-size");
         // node send --wait returns after the last completion it waits for.
         assert!(run.t_user_s >= run.last_done_s - 0.2, "{run:?}");
         // Shaped links: nothing beats its bound (a little slack for counting).

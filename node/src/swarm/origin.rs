@@ -157,6 +157,7 @@ impl Transfer {
         let open = |t: &Self, i: u32| t.origin_may_serve(id, i) && !picked.contains(&i);
         // Runs as (start, length), the one wrapping past the end merged with the first.
         let mut runs: Vec<(u32, u32)> = Vec::new();
+        crate::work::tick(u64::from(n));
         let mut i = 0;
         while i < n {
             if open(self, i) {
