@@ -413,6 +413,11 @@ pub(crate) struct SendArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Hash every file again. Without it, a file whose size, modification and status-change
+    /// times and inode match the previous version of the same name sent from this node keeps
+    /// its hashes (it is not read).
+    #[arg(long)]
+    pub(crate) rehash: bool,
 }
 
 #[derive(Debug, Args)]

@@ -42,6 +42,9 @@ pub enum ControlRequest {
         dir: PathBuf,
         /// Bytes per chunk.
         chunk_size: u32,
+        /// Hash every file, even those unchanged since the previous version of the name.
+        #[serde(default)]
+        rehash: bool,
     },
     /// Every broadcast this node knows (`node ls`).
     List,
@@ -344,7 +347,23 @@ pub async fn send(
     dir: PathBuf,
     chunk_size: u32,
 ) -> Result<crate::data::PublishInfo, ControlError> {
-    match call(data_dir, &ControlRequest::Send { dir, chunk_size }).await? {
+    send_with(data_dir, dir, chunk_size, false).await
+}
+
+/// [`send`], with `rehash`: hash every file, even those whose size, times and inode match the
+/// previous version of the same name sent from this node (`node send --rehash`).
+pub async fn send_with(
+    data_dir: &Path,
+    dir: PathBuf,
+    chunk_size: u32,
+    rehash: bool,
+) -> Result<crate::data::PublishInfo, ControlError> {
+    let request = ControlRequest::Send {
+        dir,
+        chunk_size,
+        rehash,
+    };
+    match call(data_dir, &request).await? {
         ControlResponse::Sent(i) => Ok(i),
         other => Err(refusal(other)),
     }

@@ -166,11 +166,16 @@ impl control::Handler for ControlHandler {
         const STOPPING: &str = "the daemon is shutting down";
         match request {
             ControlRequest::Status => ControlResponse::Status(Box::new(self.board.status())),
-            ControlRequest::Send { dir, chunk_size } => {
+            ControlRequest::Send {
+                dir,
+                chunk_size,
+                rehash,
+            } => {
                 let (reply, answer) = oneshot::channel();
                 let input = DataInput::Publish {
                     dir,
                     chunk_size,
+                    rehash,
                     read_as: crate::manifest::ReadAs::caller(caller),
                     reply,
                 };

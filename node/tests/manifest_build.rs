@@ -377,11 +377,21 @@ fn a_rebuild_hashes_only_what_changed() {
         .set_modified(old_mtime)
         .unwrap();
     let third = build_reusing(&root, CS, Some(&reuse));
-    assert_eq!(third.hashed_bytes, other.len() as u64, "only the rewritten file");
+    assert_eq!(
+        third.hashed_bytes,
+        other.len() as u64,
+        "only the rewritten file"
+    );
     assert_ne!(third.manifest, first.manifest);
     let rehashed = Manifest::from_dir(&root, CS, &ManifestLimits::default()).unwrap();
-    assert_eq!(third.manifest, rehashed, "reuse never gives other hashes than a full build");
+    assert_eq!(
+        third.manifest, rehashed,
+        "reuse never gives other hashes than a full build"
+    );
     // Another chunk size: everything again.
     let reuse = swarmcast_node::manifest::HashReuse::new(&third.manifest, &third.stamps);
-    assert_eq!(build_reusing(&root, 2 * CS, Some(&reuse)).hashed_bytes, total);
+    assert_eq!(
+        build_reusing(&root, 2 * CS, Some(&reuse)).hashed_bytes,
+        total
+    );
 }

@@ -19,6 +19,7 @@
 pub mod broadcast;
 mod error;
 mod fetch;
+mod local;
 pub(crate) mod serve;
 
 use std::collections::HashMap;
@@ -71,6 +72,8 @@ pub(crate) enum DataInput {
     Publish {
         dir: PathBuf,
         chunk_size: u32,
+        /// Hash every file (no reuse of the previous version's hashes).
+        rehash: bool,
         /// Whose permissions the directory is read with.
         read_as: crate::manifest::ReadAs,
         reply: oneshot::Sender<Result<PublishInfo, PublishError>>,
@@ -91,7 +94,7 @@ pub(crate) enum DataInput {
     },
     /// Internal: a manifest was built by a blocking task.
     Built {
-        result: Result<(Manifest, Vec<u8>, PathBuf), PublishError>,
+        result: Result<(crate::manifest::Built, Vec<u8>, PathBuf), PublishError>,
         reply: oneshot::Sender<Result<PublishInfo, PublishError>>,
     },
     /// Internal: a manifest fetch ended.
@@ -146,6 +149,9 @@ pub struct PublishInfo {
     pub chunks: u64,
     /// Chunk size.
     pub chunk_size: u32,
+    /// File bytes the origin read and hashed (the others kept the previous version's hashes).
+    #[serde(default)]
+    pub hashed_bytes: u64,
 }
 
 /// One line of `node ls` (also its JSON shape).
@@ -441,11 +447,23 @@ impl DataPlane {
             DataInput::Publish {
                 dir,
                 chunk_size,
+                rehash,
                 read_as,
                 reply,
-            } => self.spawn_build(dir, chunk_size, read_as, reply),
+            } => self.spawn_build(dir, chunk_size, rehash, read_as, reply),
             DataInput::Built { result, reply } => {
-                let answer = result.and_then(|(m, bytes, dir)| self.publish(now, m, bytes, dir));
+                let answer = result.and_then(|(b, bytes, dir)| {
+                    let stamps = b.stamps;
+                    let hashed_bytes = b.hashed_bytes;
+                    let mut info = self.publish(now, b.manifest, bytes, dir)?;
+                    info.hashed_bytes = hashed_bytes;
+                    if let Ok(id) = info.id.parse() {
+                        if let Err(e) = store::save_stamps(&self.data_dir, id, &stamps) {
+                            warn!(broadcast = %info.id, error = %e, "cannot save the file stamps; the next version hashes everything");
+                        }
+                    }
+                    Ok(info)
+                });
                 let _ = reply.send(answer);
             }
             DataInput::List { reply } => {
@@ -529,13 +547,21 @@ impl DataPlane {
         &self,
         dir: PathBuf,
         chunk_size: u32,
+        rehash: bool,
         read_as: crate::manifest::ReadAs,
         reply: oneshot::Sender<Result<PublishInfo, PublishError>>,
     ) {
         let limits = self.core.config().limits;
         let tx = self.tx.clone();
+        // The previous version of this name sent from here, whose hashes unchanged files keep.
+        let previous = (!rehash)
+            .then(|| dir.file_name()?.to_str())
+            .flatten()
+            .and_then(|name| self.core.previous_own_version(name));
+        let data_dir = self.data_dir.clone();
         tokio::task::spawn_blocking(move || {
-            let result = Manifest::from_dir_as(&dir, chunk_size, &limits, &read_as)
+            let reuse = previous.and_then(|id| store::hash_reuse(&data_dir, id));
+            let result = Manifest::build(&dir, chunk_size, &limits, &read_as, reuse.as_ref())
                 .map_err(PublishError::from)
                 .and_then(|m| {
                     let canonical =
@@ -544,7 +570,13 @@ impl DataPlane {
                                 dir: dir.clone(),
                                 source,
                             })?;
-                    let bytes = m.to_bytes();
+                    let bytes = m.manifest.to_bytes();
+                    if reuse.is_some() {
+                        info!(
+                            hashed_bytes = m.hashed_bytes,
+                            "reused the hashes of unchanged files"
+                        );
+                    }
                     Ok((m, bytes, canonical))
                 });
             let _ = tx.blocking_send(DataInput::Built { result, reply });
@@ -572,6 +604,7 @@ impl DataPlane {
             files,
             chunks: u64::from(layout.chunk_count()),
             chunk_size: m.chunk_size,
+            hashed_bytes: layout.total_bytes,
         };
         if self.core.is_seeding(&id) {
             return Ok(info);
@@ -630,15 +663,21 @@ impl DataPlane {
                 bytes,
                 manifest,
                 layout,
+                local,
             } => {
-                // Creating the directories and files of a large manifest takes a while: off the
-                // actor, which keeps serving meanwhile.
+                // Creating the directories and files of a large manifest, and copying what is
+                // held here already, takes a while: off the actor, which keeps serving.
                 let name = manifest.name.clone();
                 let data_dir = self.data_dir.clone();
                 let tx = self.tx.clone();
+                let sources =
+                    local::sources_of(&local, |b| self.io.get(&b).map(|io| io.reader.clone()));
                 tokio::task::spawn_blocking(move || {
                     let result =
                         Workspace::create(&data_dir, id, &bytes, manifest, layout).map(Arc::new);
+                    if let Ok(ws) = &result {
+                        local::copy_local(ws, &local, &sources);
+                    }
                     let _ = tx.blocking_send(DataInput::WorkspaceCreated { id, name, result });
                 });
             }

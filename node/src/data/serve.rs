@@ -56,7 +56,7 @@ pub(crate) enum Reader {
 
 impl Reader {
     /// Chunks `first..` into `buf` (see [`Source::read_run`] and [`Workspace::read_run`]).
-    fn read_run(&self, first: u32, buf: &mut [u8]) -> Result<(), StoreError> {
+    pub(super) fn read_run(&self, first: u32, buf: &mut [u8]) -> Result<(), StoreError> {
         match self {
             Reader::Source(s) => s.read_run(first, buf),
             Reader::Workspace(w) => w.read_run(first, buf),

@@ -112,8 +112,8 @@ use tracing::{debug, error, info, warn};
 pub use retention::TargetError;
 pub use superseed::SuperSeed;
 pub use types::{
-    BroadcastAction, BroadcastConfig, DEFAULT_KEEP, DataReport, ManifestSource, Publication,
-    Strategy,
+    BroadcastAction, BroadcastConfig, DEFAULT_KEEP, DataReport, LocalCopy, ManifestSource,
+    Publication, Strategy,
 };
 
 use bcast::{Bcast, State};
@@ -143,6 +143,8 @@ struct Unknown {
     claimed_origin: Option<NodeId>,
     /// The publication `seq` a neighbour's `Have` gave: until the registry's record says.
     claimed_seq: u64,
+    /// (chunks, bytes) once its manifest was fetched.
+    totals: Option<(u64, u64)>,
 }
 
 /// A broadcast remembered as failed without a manifest or workspace.
@@ -150,6 +152,8 @@ struct Unknown {
 struct Lost {
     name: String,
     failure: Failure,
+    /// (chunks, bytes) when its manifest was known here (else the registry's record says).
+    totals: Option<(u64, u64)>,
 }
 
 /// The broadcast core. See the [module docs](self).
@@ -418,7 +422,15 @@ impl Broadcasts {
             self.unknown.remove(&id);
             self.haves.remove(&id);
             let failure = Failure::Superseded { name: name.clone() };
-            self.lost.insert(id, Lost { name, failure });
+            let totals = Some((u64::from(layout.chunk_count()), layout.total_bytes));
+            self.lost.insert(
+                id,
+                Lost {
+                    name,
+                    failure,
+                    totals,
+                },
+            );
             self.push(BroadcastAction::Remove { id });
             self.report_change(ReportDue::Now);
             return;
@@ -466,9 +478,16 @@ impl Broadcasts {
 
     /// Remember `id` as failed without a manifest (it is never fetched again).
     pub fn add_failed(&mut self, id: BroadcastId, name: String, failure: Failure) {
-        self.unknown.remove(&id);
+        let totals = self.unknown.remove(&id).and_then(|u| u.totals);
         self.haves.remove(&id);
-        self.lost.insert(id, Lost { name, failure });
+        self.lost.insert(
+            id,
+            Lost {
+                name,
+                failure,
+                totals,
+            },
+        );
         self.report_change(ReportDue::Now);
     }
 
@@ -680,6 +699,7 @@ impl Broadcasts {
             heard: now,
             claimed_origin: None,
             claimed_seq: 0,
+            totals: None,
         });
         u.heard = now;
         Some(u)
@@ -754,16 +774,24 @@ impl Broadcasts {
         // Still `fetching` until the workspace exists: no second fetch meanwhile.
         let manifest = Arc::new(manifest);
         let layout = Arc::new(Layout::new(&manifest));
+        if let Some(u) = self.unknown.get_mut(&id) {
+            u.totals = Some((u64::from(layout.chunk_count()), layout.total_bytes));
+        }
         if let Err(failure) = self.make_room(layout.total_bytes) {
             error!(broadcast = %id.short(), name = %manifest.name, error = %failure, "refusing the broadcast");
             self.add_failed(id, manifest.name.clone(), failure);
             return;
+        }
+        let local = self.local_copies(&layout);
+        if !local.is_empty() {
+            info!(broadcast = %id.short(), chunks = local.len(), "chunks held here already: copying them locally");
         }
         self.push(BroadcastAction::CreateWorkspace {
             id,
             bytes,
             manifest,
             layout,
+            local,
         });
     }
 
@@ -1043,9 +1071,9 @@ impl Broadcasts {
                 published_ms: record.map_or(0, |r| r.published_ms),
                 current: false,
                 chunks_held: 0,
-                chunks_total: record.map_or(0, |r| r.chunks),
+                chunks_total: l.totals.map_or(record.map_or(0, |r| r.chunks), |t| t.0),
                 bytes_held: 0,
-                bytes_total: record.map_or(0, |r| r.size),
+                bytes_total: l.totals.map_or(record.map_or(0, |r| r.size), |t| t.1),
                 path: None,
                 error: Some(l.failure.to_string()),
                 fetched_bytes: 0,
@@ -1121,7 +1149,9 @@ impl Broadcasts {
         let lost = self.lost.iter().map(|(id, l)| Progress {
             broadcast: *id,
             held: 0,
-            total: self.records.get(id).map_or(0, |r| r.chunks),
+            total: l
+                .totals
+                .map_or(self.records.get(id).map_or(0, |r| r.chunks), |t| t.0),
             complete: false,
             failed: Some(l.failure.to_string()),
         });

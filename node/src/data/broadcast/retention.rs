@@ -142,6 +142,7 @@ impl Broadcasts {
                 Lost {
                     name: name.clone(),
                     failure,
+                    totals: Some((u64::from(b.layout.chunk_count()), b.layout.total_bytes)),
                 },
             );
         }
@@ -198,6 +199,44 @@ impl Broadcasts {
                 self.forget(key.2, None);
             }
         }
+    }
+
+    /// The chunks of a new broadcast (`layout`) that a broadcast kept here holds with the same
+    /// BLAKE3 hash: a receiver's held chunks, or an origin's source (read back and verified,
+    /// so a source that changed only costs a fetch). O(chunks of the new broadcast + chunks
+    /// held here), once per new broadcast.
+    pub(super) fn local_copies(&self, layout: &crate::manifest::Layout) -> Vec<super::LocalCopy> {
+        let mut want: std::collections::HashMap<crate::manifest::ChunkHash, Vec<u32>> =
+            std::collections::HashMap::new();
+        for (i, c) in layout.chunks.iter().enumerate() {
+            want.entry(c.hash).or_default().push(i as u32);
+        }
+        let mut out = Vec::new();
+        for (&from, b) in &self.broadcasts {
+            if want.is_empty() {
+                break;
+            }
+            let usable = match b.state {
+                State::Seeding => true,
+                State::Receiving | State::Complete => b.source.is_none(),
+                _ => false,
+            };
+            if !usable {
+                continue;
+            }
+            for from_chunk in b.held_chunks.iter_ones() {
+                let hash = b.layout.chunks[from_chunk as usize].hash;
+                if let Some(dsts) = want.remove(&hash) {
+                    out.extend(dsts.into_iter().map(|chunk| super::LocalCopy {
+                        chunk,
+                        from,
+                        from_chunk,
+                    }));
+                }
+            }
+        }
+        out.sort_unstable_by_key(|c| c.chunk);
+        out
     }
 
     /// Bytes the workspaces kept here take (their files' sizes).

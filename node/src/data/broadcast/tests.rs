@@ -1355,3 +1355,43 @@ fn cancel_at_the_origin_ends_the_broadcast_fleet_wide_and_receivers_free_it() {
     assert_eq!(state(&c, ids[0]), "cancelled");
     assert!(progress(&c, ids[0]).failed.unwrap().contains("cancelled"));
 }
+
+#[test]
+fn chunks_kept_here_with_the_same_hash_are_copied_locally_not_fetched() {
+    let now = Instant::now();
+    // Version 1 is complete here: chunks with hashes [0], [1], [2], [3] (see `manifest`).
+    let (mut c, ids) = holding_versions(1, 2, None);
+    // Version 2: the same file but its last chunk rewritten.
+    let (m, _, _) = version_manifest("ds", 4, 1);
+    let mut m2 = (*m).clone();
+    if let EntryKind::File { chunks, .. } = &mut m2.entries[0].kind {
+        chunks[3] = ChunkHash([0xee; 32]);
+    }
+    let b2 = m2.to_bytes();
+    let v2 = manifest_id(&b2);
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![version_record(v2, "ds", 4, 2)],
+    );
+    let _ = actions(&mut c);
+    c.handle_manifest_fetched(now, v2, Ok(b2));
+    let a = actions(&mut c);
+    let local = a
+        .iter()
+        .find_map(|a| match a {
+            BroadcastAction::CreateWorkspace { id, local, .. } if *id == v2 => Some(local.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no workspace: {a:?}"));
+    // Version 1 here is `version_manifest("ds", 1, 1)`: one chunk, hash [0]: only chunk 0 of
+    // version 2 has it.
+    assert_eq!(
+        local,
+        vec![LocalCopy {
+            chunk: 0,
+            from: ids[0],
+            from_chunk: 0
+        }]
+    );
+}

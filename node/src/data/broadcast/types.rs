@@ -143,6 +143,10 @@ pub enum BroadcastAction {
         manifest: Arc<Manifest>,
         /// Its layout.
         layout: Arc<Layout>,
+        /// Chunks another broadcast kept here holds with the same hash: copy them locally
+        /// (verified against the hash) and make them durable before reporting the workspace,
+        /// instead of fetching them. A copy that fails is simply fetched.
+        local: Vec<LocalCopy>,
     },
     /// Ask `peer` for chunks `first..first + count` (piece `piece`) of `id`.
     Request {
@@ -214,6 +218,18 @@ pub enum BroadcastAction {
         /// Its publication.
         publication: Publication,
     },
+}
+
+/// One chunk of a new workspace to copy from a broadcast kept on this node (incremental
+/// transfer: what did not change between versions never crosses the network).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalCopy {
+    /// The chunk of the new broadcast.
+    pub chunk: u32,
+    /// The broadcast that holds the same bytes.
+    pub from: BroadcastId,
+    /// Its chunk.
+    pub from_chunk: u32,
 }
 
 /// Where a version stands among the versions of its name: its publication `seq` (a Lamport
