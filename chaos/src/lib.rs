@@ -27,3 +27,4 @@ pub mod pair;
 pub mod procs;
 pub mod scenario;
 pub mod tree;
+pub mod versions_bench;

@@ -6,25 +6,45 @@ use std::collections::HashMap;
 use swarmcast_proto::BroadcastId;
 use tracing::{debug, info};
 
-use super::broadcast::LocalCopy;
+use super::broadcast::{LocalCopy, LocalLink};
 use super::serve::Reader;
 use crate::store::Workspace;
 
-/// Copies `copies` into `ws` from `sources`, each chunk read back, verified against the hash
-/// the new manifest expects and written, then makes them durable in one commit. A chunk that
-/// cannot be read or does not match (a source that changed, a version removed meanwhile) is
-/// left to be fetched. Returns the chunks copied.
-pub(super) fn copy_local(
+/// Takes into `ws` what is held here already: hard-links the files of `links`, copies the
+/// chunks of `copies` (each read back, verified against the hash the new manifest expects, and
+/// written), then makes them durable in one commit. Anything that fails (a source that
+/// changed, a version removed meanwhile, another filesystem) is left to be fetched. Returns
+/// the bytes taken.
+pub(super) fn take_local(
     ws: &Workspace,
+    links: &[LocalLink],
     copies: &[LocalCopy],
     sources: &HashMap<BroadcastId, Reader>,
-) -> usize {
-    if copies.is_empty() {
+) -> u64 {
+    if links.is_empty() && copies.is_empty() {
         return 0;
+    }
+    let mut linked = 0usize;
+    let mut bytes = 0u64;
+    for l in links {
+        let Some(Reader::Workspace(from)) = sources.get(&l.from) else {
+            continue;
+        };
+        match ws.link_file(l.entry, from, l.from_entry) {
+            Ok(()) => {
+                linked += 1;
+                bytes += match &ws.manifest().entries[l.entry as usize].kind {
+                    crate::manifest::EntryKind::File { size, .. } => *size,
+                    crate::manifest::EntryKind::Dir { .. } => 0,
+                };
+            }
+            Err(e) => {
+                debug!(entry = l.entry, from = %l.from.short(), error = %e, "local link failed; its chunks will be fetched")
+            }
+        }
     }
     let mut buf = Vec::new();
     let mut copied = 0usize;
-    let mut bytes = 0u64;
     for c in copies {
         let (Some(src), Some(info)) = (sources.get(&c.from), ws.layout().chunk(c.chunk)) else {
             continue;
@@ -47,19 +67,24 @@ pub(super) fn copy_local(
         debug!(error = %e, "commit of local copies failed; they will be fetched");
         return 0;
     }
-    info!(chunks = copied, bytes, "copied from broadcasts kept here");
-    copied
+    info!(
+        files = linked,
+        chunks = copied,
+        bytes,
+        "taken from broadcasts kept here"
+    );
+    bytes
 }
 
-/// The readers of the broadcasts `copies` read from.
+/// The readers of the broadcasts `froms`.
 pub(super) fn sources_of(
-    copies: &[LocalCopy],
+    froms: impl IntoIterator<Item = BroadcastId>,
     reader_of: impl Fn(BroadcastId) -> Option<Reader>,
 ) -> HashMap<BroadcastId, Reader> {
     let mut out = HashMap::new();
-    for c in copies {
-        if let std::collections::hash_map::Entry::Vacant(e) = out.entry(c.from) {
-            if let Some(r) = reader_of(c.from) {
+    for from in froms {
+        if let std::collections::hash_map::Entry::Vacant(e) = out.entry(from) {
+            if let Some(r) = reader_of(from) {
                 e.insert(r);
             }
         }

@@ -663,6 +663,7 @@ impl DataPlane {
                 bytes,
                 manifest,
                 layout,
+                links,
                 local,
             } => {
                 // Creating the directories and files of a large manifest, and copying what is
@@ -670,13 +671,14 @@ impl DataPlane {
                 let name = manifest.name.clone();
                 let data_dir = self.data_dir.clone();
                 let tx = self.tx.clone();
-                let sources =
-                    local::sources_of(&local, |b| self.io.get(&b).map(|io| io.reader.clone()));
+                let reader = |b| self.io.get(&b).map(|io| io.reader.clone());
+                let froms = links.iter().map(|l| l.from);
+                let sources = local::sources_of(froms.chain(local.iter().map(|c| c.from)), reader);
                 tokio::task::spawn_blocking(move || {
                     let result =
                         Workspace::create(&data_dir, id, &bytes, manifest, layout).map(Arc::new);
                     if let Ok(ws) = &result {
-                        local::copy_local(ws, &local, &sources);
+                        local::take_local(ws, &links, &local, &sources);
                     }
                     let _ = tx.blocking_send(DataInput::WorkspaceCreated { id, name, result });
                 });

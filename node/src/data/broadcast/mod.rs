@@ -112,8 +112,8 @@ use tracing::{debug, error, info, warn};
 pub use retention::TargetError;
 pub use superseed::SuperSeed;
 pub use types::{
-    BroadcastAction, BroadcastConfig, DEFAULT_KEEP, DataReport, LocalCopy, ManifestSource,
-    Publication, Strategy,
+    BroadcastAction, BroadcastConfig, DEFAULT_KEEP, DataReport, LocalCopy, LocalLink,
+    ManifestSource, Publication, Strategy,
 };
 
 use bcast::{Bcast, State};
@@ -782,15 +782,16 @@ impl Broadcasts {
             self.add_failed(id, manifest.name.clone(), failure);
             return;
         }
-        let local = self.local_copies(&layout);
-        if !local.is_empty() {
-            info!(broadcast = %id.short(), chunks = local.len(), "chunks held here already: copying them locally");
+        let (links, local) = self.local_plan(&manifest, &layout);
+        if !links.is_empty() || !local.is_empty() {
+            info!(broadcast = %id.short(), files = links.len(), chunks = local.len(), "held here already: linking files and copying chunks locally");
         }
         self.push(BroadcastAction::CreateWorkspace {
             id,
             bytes,
             manifest,
             layout,
+            links,
             local,
         });
     }

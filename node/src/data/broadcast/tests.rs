@@ -1395,3 +1395,50 @@ fn chunks_kept_here_with_the_same_hash_are_copied_locally_not_fetched() {
         }]
     );
 }
+
+#[test]
+fn a_file_kept_here_identical_is_linked_whole() {
+    let now = Instant::now();
+    let (mut c, ids) = holding_versions(1, 2, None);
+    // Version 2 has version 1's file (same path content: one chunk, hash [0]) under another
+    // name, and a new file.
+    let (m1, _, _) = version_manifest("ds", 1, 1);
+    let mut m2 = (*m1).clone();
+    m2.entries[0].path = "renamed".into();
+    m2.entries.push(Entry {
+        path: "z-new".into(),
+        kind: EntryKind::File {
+            size: u64::from(CHUNK),
+            mode: 0o644,
+            chunks: vec![ChunkHash([0xab; 32])],
+        },
+    });
+    let b2 = m2.to_bytes();
+    let v2 = manifest_id(&b2);
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![version_record(v2, "ds", 2, 2)],
+    );
+    let _ = actions(&mut c);
+    c.handle_manifest_fetched(now, v2, Ok(b2));
+    let (links, local) = actions(&mut c)
+        .into_iter()
+        .find_map(|a| match a {
+            BroadcastAction::CreateWorkspace { links, local, .. } => Some((links, local)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        links,
+        vec![LocalLink {
+            entry: 0,
+            from: ids[0],
+            from_entry: 0
+        }]
+    );
+    assert!(
+        local.is_empty(),
+        "a linked file's chunks are not copied too: {local:?}"
+    );
+}

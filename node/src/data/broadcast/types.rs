@@ -143,9 +143,11 @@ pub enum BroadcastAction {
         manifest: Arc<Manifest>,
         /// Its layout.
         layout: Arc<Layout>,
+        /// Files another broadcast kept here holds whole and identical: hard-link them.
+        links: Vec<LocalLink>,
         /// Chunks another broadcast kept here holds with the same hash: copy them locally
         /// (verified against the hash) and make them durable before reporting the workspace,
-        /// instead of fetching them. A copy that fails is simply fetched.
+        /// instead of fetching them. A link or copy that fails is simply fetched.
         local: Vec<LocalCopy>,
     },
     /// Ask `peer` for chunks `first..first + count` (piece `piece`) of `id`.
@@ -230,6 +232,18 @@ pub struct LocalCopy {
     pub from: BroadcastId,
     /// Its chunk.
     pub from_chunk: u32,
+}
+
+/// A file of a new workspace identical to one a broadcast kept on this node holds whole (same
+/// size, chunk size and chunk hashes): linked rather than copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalLink {
+    /// The manifest entry of the new broadcast.
+    pub entry: u32,
+    /// The broadcast that holds it.
+    pub from: BroadcastId,
+    /// Its manifest entry.
+    pub from_entry: u32,
 }
 
 /// Where a version stands among the versions of its name: its publication `seq` (a Lamport
