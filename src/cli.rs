@@ -277,8 +277,8 @@ pub(crate) struct BenchVersionsArgs {
     /// Receivers (the origin is extra).
     #[arg(long, default_value_t = 2, value_parser = parse_positive_count::<usize>)]
     pub(crate) receivers: usize,
-    /// How the second version differs: one file rewritten, 1 MiB appended to one, 1 MiB
-    /// inserted at the start of one; `all` runs each.
+    /// How the second version differs: one file rewritten, 1 MiB appended to one, 1 MiB (or
+    /// 1 MiB and 1 KiB) inserted at the start of one; `all` runs each.
     #[arg(long, value_enum, default_value_t = ChangeArg::All)]
     pub(crate) change: ChangeArg,
     /// Repetitions of each (median, min and max are reported).
@@ -298,8 +298,10 @@ pub(crate) enum ChangeArg {
     Rewrite,
     /// 1 MiB appended to one file.
     Append,
-    /// 1 MiB inserted at the start of one file.
+    /// 1 MiB inserted at the start of one file (chunk boundaries of the rest unchanged).
     Insert,
+    /// 1 MiB and 1 KiB inserted at the start of one file (every later boundary moves).
+    InsertShifted,
     /// Each of them.
     All,
 }

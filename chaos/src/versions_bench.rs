@@ -24,8 +24,12 @@ pub enum Change {
     Rewrite,
     /// One file grown by 1 MiB at its end.
     Append,
-    /// 1 MiB inserted at the start of one file.
+    /// 1 MiB inserted at the start of one file (a whole number of default chunks: the rest of
+    /// the file keeps its chunk boundaries).
     Insert,
+    /// 1 MiB and 1 KiB inserted at the start of one file: every later chunk boundary of the
+    /// file moves.
+    InsertShifted,
 }
 
 /// Bytes an append adds or an insertion inserts.
@@ -126,13 +130,14 @@ fn apply(change: Change, path: &Path, len: u64) -> Result<u64> {
                 .write_all(&extra)?;
             Ok(CHANGE_BYTES)
         }
-        Change::Insert => {
+        Change::Insert | Change::InsertShifted => {
             let old = std::fs::read(path)?;
-            let mut new = vec![0u8; CHANGE_BYTES as usize];
+            let extra = if change == Change::Insert { 0 } else { 1024 };
+            let mut new = vec![0u8; (CHANGE_BYTES + extra) as usize];
             fill(0x0001_5e27, &mut new);
             new.extend_from_slice(&old);
             std::fs::write(path, new)?;
-            Ok(CHANGE_BYTES)
+            Ok(CHANGE_BYTES + extra)
         }
     }
 }

@@ -32,7 +32,13 @@ fn bench_versions(args: crate::cli::BenchVersionsArgs) -> Result<()> {
         ChangeArg::Rewrite => vec![Change::Rewrite],
         ChangeArg::Append => vec![Change::Append],
         ChangeArg::Insert => vec![Change::Insert],
-        ChangeArg::All => vec![Change::Rewrite, Change::Append, Change::Insert],
+        ChangeArg::InsertShifted => vec![Change::InsertShifted],
+        ChangeArg::All => vec![
+            Change::Rewrite,
+            Change::Append,
+            Change::Insert,
+            Change::InsertShifted,
+        ],
     };
     if args.size < args.files {
         usage_error(
