@@ -25,7 +25,11 @@
 //!   restart keeps: in the lab's wire trace, waiting for the commit delayed each hop by 50 ms
 //!   median, up to 230 ms p90). A full `Have` of those chunks goes to every neighbour when a
 //!   broadcast is added and to every new neighbour; a `HaveUpdate` with a piece's chunks goes to
-//!   every neighbour as soon as the piece is received. A failed receiver stops being served.
+//!   every neighbour as soon as the piece is received. A receiver that fails because a commit
+//!   failed or the origin declared the broadcast failed has its requests aborted and stops being
+//!   served ([`BroadcastAction::AbortRequests`], [`BroadcastAction::Unserve`]); one whose
+//!   publication under `received/` failed holds every chunk, verified and durable, and keeps
+//!   serving them.
 //! * **Manifest fetching.** A broadcast heard of (a neighbour's `Have`, a registry record) but not
 //!   known is *unknown*. Its manifest is fetched from a neighbour that announced it, each asked
 //!   once, else from the origin, dialled at its registry address. One fetch runs at a time; a
@@ -687,6 +691,10 @@ impl Broadcasts {
                 error!(broadcast = %id.short(), error = %e, "commit failed");
                 b.state = State::Failed(Failure::Commit(Arc::new(e)));
                 b.transfer = None;
+                // What was written may not be what a restart finds: stop fetching into the
+                // workspace and stop serving from it, as when the origin fails it.
+                self.push(BroadcastAction::AbortRequests { id });
+                self.push(BroadcastAction::Unserve { id });
                 return;
             }
         };

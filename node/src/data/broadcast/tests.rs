@@ -242,6 +242,10 @@ fn a_failed_commit_fails_the_broadcast() {
     let _ = actions(&mut c);
     let e = StoreError::Corrupt { index: 0 };
     c.handle_durable(now, id, Err(e));
+    // Its requests end and it is no longer served, as when the origin fails it.
+    let a = actions(&mut c);
+    assert!(a.contains(&BroadcastAction::AbortRequests { id }), "{a:?}");
+    assert!(a.contains(&BroadcastAction::Unserve { id }), "{a:?}");
     let info = c.list().pop().unwrap();
     assert_eq!(info.state, "failed");
     assert!(info.error.unwrap().starts_with("commit failed"));
