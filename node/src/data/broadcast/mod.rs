@@ -98,7 +98,7 @@ mod superseed;
 mod tests;
 mod types;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -158,11 +158,12 @@ pub struct Broadcasts {
     /// Peers a transfer banned for bad chunks: no transfer of this node fetches from them
     /// again, though they stay neighbours and are still served.
     banned: BTreeSet<NodeId>,
-    /// Latest have bitfields (chunks) per broadcast and peer.
-    haves: HashMap<BroadcastId, HashMap<NodeId, Bitfield>>,
-    records: HashMap<BroadcastId, BroadcastRecord>,
+    /// Latest have bitfields (chunks) per broadcast and peer. Ordered, as every map here: the
+    /// order in which a transfer hears of its peers decides whom it asks first.
+    haves: BTreeMap<BroadcastId, BTreeMap<NodeId, Bitfield>>,
+    records: BTreeMap<BroadcastId, BroadcastRecord>,
     nodes: Vec<RegistryEntry>,
-    uploaded_to: HashMap<NodeId, u64>,
+    uploaded_to: BTreeMap<NodeId, u64>,
     actions: VecDeque<BroadcastAction>,
 }
 
@@ -178,10 +179,10 @@ impl Broadcasts {
             unknown: BTreeMap::new(),
             peers: BTreeSet::new(),
             banned: BTreeSet::new(),
-            haves: HashMap::new(),
-            records: HashMap::new(),
+            haves: BTreeMap::new(),
+            records: BTreeMap::new(),
             nodes: Vec::new(),
-            uploaded_to: HashMap::new(),
+            uploaded_to: BTreeMap::new(),
             actions: VecDeque::new(),
         }
     }
@@ -415,7 +416,7 @@ impl Broadcasts {
             .or_default()
             .entry(peer)
             .or_insert_with(|| Bitfield::new(total));
-        let mut pieces = HashSet::new();
+        let mut pieces = BTreeSet::new();
         for c in u.chunks {
             if c.0 < total && bits.set(c.0) {
                 pieces.insert(b.layout.piece_of[c.0 as usize]);
@@ -698,7 +699,7 @@ impl Broadcasts {
                 return;
             }
         };
-        let mut pieces = HashSet::new();
+        let mut pieces = BTreeSet::new();
         for c in &chunks {
             if b.held_chunks.set(*c) {
                 pieces.insert(b.layout.piece_of[*c as usize]);

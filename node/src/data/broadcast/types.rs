@@ -1,6 +1,6 @@
 //! The core's settings, inputs it names and the actions it emits.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -183,5 +183,5 @@ pub struct DataReport {
     /// Records of the broadcasts this node originates.
     pub records: Vec<BroadcastRecord>,
     /// Chunk bytes uploaded to each peer by this process.
-    pub uploaded_to: HashMap<NodeId, u64>,
+    pub uploaded_to: BTreeMap<NodeId, u64>,
 }
