@@ -24,8 +24,11 @@
 //!   later) and serves it from then on.
 //! * **Faults.** A *stalled* receiver accepts requests and never answers them (it downloads and
 //!   announces normally, the worst case: its pieces look available). A *corrupt* receiver
-//!   serves only pieces that fail verification. A `Ban` closes the connection both ways; the
-//!   banned peer's core is told it is gone. The faulty receiver is drawn at random per seed.
+//!   serves only pieces that fail verification. A `Ban` works as in the node: the banning
+//!   node's requests to the banned peer end (their answers never reach its core), it never
+//!   asks the peer again, and the connection stays up as a serve-only link, so the banned peer
+//!   is still served and its core is told nothing. The faulty receiver is drawn at random per
+//!   seed.
 //! * **A late joiner** (the trace test): the last receiver's connections come up only after
 //!   300 ms, when its neighbours already hold pieces, so its transfer starts from many full
 //!   `Have`s at once.
@@ -127,10 +130,6 @@ enum Ev {
         up: usize,
         down: usize,
         piece: u32,
-    },
-    Gone {
-        at: usize,
-        peer: usize,
     },
     Timer {
         node: usize,
@@ -418,6 +417,12 @@ impl Sim {
         self.nodes[a].neighbours.contains(&b)
     }
 
+    /// Whether an answer of `up` to `down` reaches `down`'s core: not once `down` banned `up`
+    /// (the shell aborted those requests).
+    fn answered(&self, up: usize, down: usize) -> bool {
+        self.linked(up, down) && !self.bans.contains(&(down, up))
+    }
+
     fn sending(&self, up: usize, c: &Conn) -> bool {
         c.open && !c.queue.is_empty() && !(self.fault == Fault::Stalled && up == self.faulty)
     }
@@ -604,7 +609,7 @@ impl Sim {
             }
             Ev::Data { up, down, piece } => self.on_data(up, down, piece),
             Ev::Failed { up, down, piece } => {
-                if self.linked(up, down) {
+                if self.answered(up, down) {
                     let from = self.nodes[up].id;
                     let refused = PieceError::Refused {
                         code: ErrorCode::NotFound,
@@ -617,7 +622,7 @@ impl Sim {
                 }
             }
             Ev::Declined { up, down, piece } => {
-                if self.linked(up, down) {
+                if self.answered(up, down) {
                     let from = self.nodes[up].id;
                     self.nodes[down].core.handle_piece_failed(
                         now,
@@ -629,11 +634,6 @@ impl Sim {
                     );
                     self.drain(down);
                 }
-            }
-            Ev::Gone { at, peer } => {
-                let peer_id = self.nodes[peer].id;
-                self.nodes[at].core.handle_peer_down(now, peer_id);
-                self.drain(at);
             }
             Ev::Timer { node } => {
                 if self.nodes[node].timer == Some(self.now) {
@@ -692,7 +692,7 @@ impl Sim {
     /// A piece reaches the downloader: verify (bad if from the corrupt node), write; the core
     /// then asks for the commit that makes it held and announced.
     fn on_data(&mut self, up: usize, down: usize, piece: u32) {
-        if !self.linked(up, down) {
+        if !self.answered(up, down) {
             return;
         }
         let now = self.instant();
@@ -796,25 +796,17 @@ impl Sim {
                 }
                 BroadcastAction::AbortRequests { .. } => panic!("nobody fails the broadcast"),
                 BroadcastAction::Ban { peer } => {
+                    // As the node does: the connection stays up as a serve-only link, so the
+                    // banned peer is still served; the requests to it end here, and its core is
+                    // told nothing.
                     let other = self.index(peer);
                     assert!(self.bans.insert((node, other)), "banned twice");
-                    self.nodes[node].neighbours.remove(&other);
-                    self.nodes[other].neighbours.remove(&node);
-                    for (u, d) in [(node, other), (other, node)] {
-                        let c = self.conn(u, d);
-                        c.open = false;
+                    let c = self.conn(other, node);
+                    if !c.queue.is_empty() {
                         c.queue.clear();
+                        c.remaining = 0.0;
+                        self.rates_dirty = true;
                     }
-                    self.rates_dirty = true;
-                    self.push(
-                        HALF_RTT,
-                        Ev::Gone {
-                            at: other,
-                            peer: node,
-                        },
-                    );
-                    // The shell closes the connection, and the neighbour actor reports it down.
-                    self.nodes[node].core.handle_peer_down(now, peer);
                 }
                 BroadcastAction::Commit { .. } => {
                     let n = &mut self.nodes[node];
