@@ -11,10 +11,11 @@
 //! 2. A node hearing a `Have` (or seeing a registry record) for an unknown id fetches the manifest
 //!    from that peer (or dials the origin), checks it against the id, validates it, creates its
 //!    workspace and sends its own `Have` to every neighbour: the flood, deduplicated by id.
-//! 3. Pieces are requested as the transfer core decides, verified and written as they arrive, and
-//!    made durable by group commits; only durable pieces are advertised (`HaveUpdate`) and
-//!    served. When all are durable the directory is published under `received/<name>`, and the
-//!    node keeps serving.
+//! 3. Pieces are requested as the transfer core decides, verified and written as they arrive,
+//!    and advertised (`HaveUpdate`) and served as soon as they are written; group commits make
+//!    them durable, and only durable pieces count as held (progress, what a restart keeps).
+//!    When all are durable the directory is published under `received/<name>`, and the node
+//!    keeps serving.
 
 pub mod broadcast;
 mod error;
