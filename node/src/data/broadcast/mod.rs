@@ -69,7 +69,8 @@
 //!      [`handle_piece_failed`](Broadcasts::handle_piece_failed);
 //!    * a [`Commit`](BroadcastAction::Commit) ended:
 //!      [`handle_durable`](Broadcasts::handle_durable) (persist, then acknowledge: only then are
-//!      the pieces held, advertised and served);
+//!      the pieces held, that is counted in progress and kept by a restart; they were
+//!      advertised and served as soon as they were written);
 //!    * a [`Finalize`](BroadcastAction::Finalize) ended:
 //!      [`handle_finalized`](Broadcasts::handle_finalized);
 //!    * the serving side found the origin's source changed, or uploaded bytes:
@@ -674,8 +675,9 @@ impl Broadcasts {
         }
     }
 
-    /// A commit ended: `chunks` are now durable (persist, then acknowledge). They become held,
-    /// are advertised to every neighbour and served; a failed commit fails the broadcast.
+    /// A commit ended: `chunks` are now durable (persist, then acknowledge). They become held
+    /// (those not advertised on arrival yet are advertised now); a failed commit fails the
+    /// broadcast.
     pub fn handle_durable(
         &mut self,
         now: Instant,

@@ -100,7 +100,7 @@ pub enum BroadcastAction {
         /// What to send.
         msg: Message,
     },
-    /// Serve `id` from now on: the origin's source, or a receiver's durable chunks.
+    /// Serve `id` from now on: the origin's source, or a receiver's chunks verified and written.
     Serve {
         /// The broadcast.
         id: BroadcastId,
