@@ -1,5 +1,7 @@
 //! Caps on what a manifest may describe.
 
+use super::error::ManifestError;
+
 /// Chunk size `node send` uses unless told otherwise: 1 MiB.
 pub const DEFAULT_CHUNK_SIZE: u32 = 1 << 20;
 
@@ -62,8 +64,16 @@ impl ManifestLimits {
 
     /// Whether `chunk_size` is accepted (never zero, whatever the limits say): what
     /// `node send --chunk-size` is checked against before the daemon is asked.
-    pub fn check_chunk_size(&self, chunk_size: u32) -> Result<(), super::ManifestError> {
-        super::validate::check_chunk_size(chunk_size, self)
+    pub fn check_chunk_size(&self, chunk_size: u32) -> Result<(), ManifestError> {
+        let min = self.min_chunk_size.max(1);
+        if chunk_size < min || chunk_size > self.max_chunk_size {
+            return Err(ManifestError::ChunkSize {
+                chunk_size,
+                min,
+                max: self.max_chunk_size,
+            });
+        }
+        Ok(())
     }
 
     /// `max_entries`, capped at `u32::MAX`.

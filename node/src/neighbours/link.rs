@@ -4,7 +4,27 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::{Direction, NeighbourState};
+use serde::{Deserialize, Serialize};
+
+/// Who dialled a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// This node dialled the peer.
+    Outbound,
+    /// The peer dialled this node.
+    Inbound,
+}
+
+/// Where a neighbour is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NeighbourState {
+    /// Our dial is in flight.
+    Dialling,
+    /// The connection is up.
+    Connected,
+}
 
 /// The core's record of one neighbour: at most one per peer.
 #[derive(Clone, Debug)]

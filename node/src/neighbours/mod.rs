@@ -120,6 +120,7 @@ use swarmcast_proto::{NodeId, RegistryEntry, Role, Status};
 use tracing::debug;
 
 pub use config::{NeighbourConfig, NeighbourConfigError};
+pub use link::{Direction, NeighbourState};
 use link::{Link, Phase};
 
 /// The cooldown after `failures` failures in a row (at least 1): doubling from
@@ -139,16 +140,6 @@ pub const ISOLATED_RETRY: Duration = Duration::from_secs(1);
 /// At most this many [`Event`]s wait in the queue; older ones are dropped first.
 pub const MAX_EVENTS: usize = 256;
 
-/// Who dialled a connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// This node dialled the peer.
-    Outbound,
-    /// The peer dialled this node.
-    Inbound,
-}
-
 /// Why a neighbour (or a dial) ended. The shell maps it to a QUIC application close code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -165,16 +156,6 @@ pub enum LossReason {
     Banned,
     /// Not a loss: the close code for a connection `handle_connected` refused.
     Refused,
-}
-
-/// Where a neighbour is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NeighbourState {
-    /// Our dial is in flight.
-    Dialling,
-    /// The connection is up.
-    Connected,
 }
 
 /// A neighbour, for status output.
