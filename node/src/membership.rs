@@ -16,9 +16,10 @@ use swarmcast_proto::{Heartbeat, Progress, RegistryView, Role, Status, Version};
 use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::data::{DataInput, DataReport};
-use crate::handles::{Dialer, Me, MembershipStatus};
-use crate::peers::Input;
+use crate::data::broadcast::DataReport;
+use crate::handles::{Dialer, Me};
+use crate::inputs::{DataInput, NeighbourInput as Input};
+use crate::status::{MembershipStatus, SeedStatus};
 use crate::sync::lock;
 
 /// Shortest time between two heartbeats asked for off the period (a nudge).
@@ -375,7 +376,7 @@ impl Membership {
             .iter()
             .filter_map(|a| {
                 let slots = self.lock();
-                slots.get(a).map(|s| crate::control::SeedStatus {
+                slots.get(a).map(|s| SeedStatus {
                     addr: *a,
                     reachable: s.client.as_ref().is_some_and(|c| !c.is_closed()),
                     last_error: s.last_error.clone(),

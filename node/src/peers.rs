@@ -14,52 +14,21 @@ use std::time::{Duration, Instant};
 
 use swarmcast_net::CloseCode;
 use swarmcast_net::wire::{self, WireError};
-use swarmcast_proto::{Limits, Message, NodeId, Ping, RegistryEntry, Role};
+use swarmcast_proto::{Limits, Message, NodeId, Ping, Role};
 use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::accept;
-use crate::control::NeighbourStatus;
-use crate::data::DataInput;
 use crate::handles::{Dialer, Server};
+use crate::inputs::{DataInput, Link, NeighbourInput as Input};
 use crate::neighbours::{
     Action, Direction, LossReason, NeighbourConfig, NeighbourState, Neighbours,
 };
+use crate::status::NeighbourStatus;
 
 /// The shortest time between two activity reports of one link to the core: well below
 /// [`NeighbourConfig::active_for`](crate::neighbours::NeighbourConfig::active_for).
 const ACTIVITY_REPORT: Duration = Duration::from_millis(500);
-
-/// Inputs of the neighbour actor.
-#[derive(Debug)]
-pub(crate) enum Input {
-    /// A fresh registry view.
-    Registry(Vec<RegistryEntry>),
-    /// A connection is up, with its control stream.
-    Connected(Box<Link>),
-    /// A dial failed.
-    DialFailed { id: NodeId, error: String },
-    /// A connection ended.
-    Closed { id: NodeId, stable_id: usize },
-    /// A pong arrived.
-    Pong { id: NodeId, nonce: u64 },
-    /// Data-plane traffic (a have or have-update, either way) on the link to this peer.
-    Active { id: NodeId },
-    /// The data plane caught this peer serving bad data too often.
-    Ban { id: NodeId },
-}
-
-/// A connection to a neighbour with its control stream.
-#[derive(Debug)]
-pub(crate) struct Link {
-    pub(crate) id: NodeId,
-    pub(crate) name: String,
-    pub(crate) addr: SocketAddr,
-    pub(crate) direction: Direction,
-    pub(crate) conn: quinn::Connection,
-    pub(crate) send: quinn::SendStream,
-    pub(crate) recv: quinn::RecvStream,
-}
 
 /// What the neighbour actor and its link tasks use.
 #[derive(Debug, Clone)]

@@ -137,7 +137,7 @@ fn wait_ends_when_a_node_fails_and_says_why() -> Result<()> {
     );
     let ls = f.c.ls("broken")?;
     let b = ls.first().expect("broken lists the failed broadcast");
-    assert_eq!(b.state, "failed");
+    assert_eq!(b.state, BroadcastPhase::Failed);
     assert!(b.chunks_total > 0, "{b:?}");
     assert_eq!(b.name, "payload");
     Ok(())

@@ -27,20 +27,23 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use swarmcast_proto::{BroadcastId, Limits, Message, NodeId};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
-use crate::handles::Dialer;
-use crate::manifest::{Layout, Manifest, manifest_id};
-use crate::store::{self, Source, StoreError, StoredKind, Workspace};
 pub use broadcast::{
-    BroadcastAction, BroadcastConfig, Broadcasts, DataReport, ManifestSource, Strategy, SuperSeed,
+    BroadcastAction, BroadcastConfig, BroadcastInfo, Broadcasts, DataReport, Failure,
+    ManifestFetchError, ManifestSource, PieceError, ResumeError, Strategy, SuperSeed,
 };
-pub use error::{Failure, ManifestFetchError, PieceError, PublishError, ResumeError};
-use serve::{Catalog, Reader, Servable, ServeEvent};
+pub use error::PublishError;
+use serve::{Catalog, Reader, Servable};
+
+use crate::handles::Dialer;
+use crate::inputs::{DataInput, NeighbourInput, ServeEvent};
+use crate::manifest::{Layout, Manifest, manifest_id};
+pub use crate::status::PublishInfo;
+use crate::store::{self, Source, StoredKind, Workspace};
 
 /// Nominal group-commit period: a commit starts as soon as verified chunks wait and none runs,
 /// so a SIGKILL loses at most what arrived during about this long (the chaos `refetch` check's
@@ -48,118 +51,6 @@ use serve::{Catalog, Reader, Servable, ServeEvent};
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(50);
 /// Per-attempt timeout of a manifest fetch.
 const MANIFEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Inputs of the data-plane actor.
-#[derive(Debug)]
-pub(crate) enum DataInput {
-    /// A neighbour connection is up (or replaced).
-    PeerUp {
-        id: NodeId,
-        conn: quinn::Connection,
-        tx: mpsc::Sender<Message>,
-    },
-    /// A neighbour is gone.
-    PeerDown { id: NodeId },
-    /// A data-plane message on a neighbour's control stream.
-    PeerMessage { id: NodeId, msg: Message },
-    /// A fresh registry view.
-    Registry {
-        nodes: Vec<swarmcast_proto::RegistryEntry>,
-        broadcasts: Vec<swarmcast_proto::BroadcastRecord>,
-    },
-    /// `node send`.
-    Publish {
-        dir: PathBuf,
-        chunk_size: u32,
-        /// Whose permissions the directory is read with.
-        read_as: crate::manifest::ReadAs,
-        reply: oneshot::Sender<Result<PublishInfo, PublishError>>,
-    },
-    /// `node ls`.
-    List {
-        reply: oneshot::Sender<Vec<BroadcastInfo>>,
-    },
-    /// Internal: a manifest was built by a blocking task.
-    Built {
-        result: Result<(Manifest, Vec<u8>, PathBuf), PublishError>,
-        reply: oneshot::Sender<Result<PublishInfo, PublishError>>,
-    },
-    /// Internal: a manifest fetch ended.
-    ManifestFetched {
-        id: BroadcastId,
-        result: Result<Vec<u8>, ManifestFetchError>,
-    },
-    /// Internal: a workspace was created (or resumed) by a blocking task.
-    WorkspaceCreated {
-        id: BroadcastId,
-        name: String,
-        result: Result<Arc<Workspace>, StoreError>,
-    },
-    /// Internal: a piece request ended.
-    PieceDone {
-        id: BroadcastId,
-        peer: NodeId,
-        piece: u32,
-        result: Result<(), PieceError>,
-        bytes: u64,
-    },
-    /// Internal: a group commit ended.
-    Committed {
-        id: BroadcastId,
-        result: Result<Vec<u32>, StoreError>,
-    },
-    /// Internal: publication under `received/` ended.
-    Finalized {
-        id: BroadcastId,
-        result: Result<PathBuf, StoreError>,
-    },
-}
-
-/// What `node send` answers at once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PublishInfo {
-    /// Hex broadcast id.
-    pub id: String,
-    /// Directory name.
-    pub name: String,
-    /// Bytes of file data.
-    pub bytes: u64,
-    /// Regular files.
-    pub files: u64,
-    /// Chunks.
-    pub chunks: u64,
-    /// Chunk size.
-    pub chunk_size: u32,
-}
-
-/// One line of `node ls` (also its JSON shape).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BroadcastInfo {
-    /// Hex broadcast id.
-    pub id: String,
-    /// Directory name.
-    pub name: String,
-    /// "receiving", "complete", "seeding" or "failed".
-    pub state: String,
-    /// Chunks durably held.
-    pub chunks_held: u64,
-    /// Chunks in the broadcast.
-    pub chunks_total: u64,
-    /// Bytes durably held.
-    pub bytes_held: u64,
-    /// Bytes in the broadcast.
-    pub bytes_total: u64,
-    /// Where the copy is: `received/<name>` once complete, the source dir at the origin.
-    pub path: Option<String>,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// Chunk payload bytes received from peers by this process (duplicates and bad ones included).
-    pub fetched_bytes: u64,
-    /// Chunks already durable when this process started (resume).
-    pub resumed_chunks: u64,
-    /// Chunk payload bytes uploaded to peers by this process.
-    pub uploaded_bytes: u64,
-}
 
 /// The I/O side of one broadcast.
 struct Io {
@@ -199,7 +90,7 @@ pub(crate) struct DataPlane {
     /// Its own inbox, for the tasks it starts to report back.
     tx: mpsc::Sender<DataInput>,
     /// To the neighbour actor (bans).
-    peers_tx: mpsc::Sender<crate::peers::Input>,
+    peers_tx: mpsc::Sender<NeighbourInput>,
     catalog: Arc<Catalog>,
     /// Progress, records and uploads, read by membership and `node status`.
     report: watch::Sender<DataReport>,
@@ -214,7 +105,7 @@ impl DataPlane {
         config: DataConfig,
         dialer: Dialer,
         tx: mpsc::Sender<DataInput>,
-        peers_tx: mpsc::Sender<crate::peers::Input>,
+        peers_tx: mpsc::Sender<NeighbourInput>,
         catalog: Arc<Catalog>,
         report: watch::Sender<DataReport>,
     ) -> Self {
@@ -625,7 +516,7 @@ impl DataPlane {
                 }
                 let _ = self
                     .peers_tx
-                    .try_send(crate::peers::Input::Ban { id: peer });
+                    .try_send(NeighbourInput::Ban { id: peer });
             }
             BroadcastAction::Commit { id } => {
                 let Some(ws) = self.io.get(&id).and_then(Io::workspace).cloned() else {
@@ -732,7 +623,7 @@ impl DataPlane {
     fn publish_state(&self) {
         let mut states = [0usize; 4];
         for b in self.core.list() {
-            if let Some(i) = crate::metrics::STATES.iter().position(|s| *s == b.state) {
+            if let Some(i) = crate::metrics::STATES.iter().position(|s| *s == b.state.as_str()) {
                 states[i] += 1;
             }
         }

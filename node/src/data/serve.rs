@@ -25,7 +25,8 @@ use swarmcast_proto::{
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
-use super::broadcast::SuperSeed;
+use super::broadcast::{Failure, SuperSeed};
+use crate::inputs::ServeEvent;
 use crate::manifest::Layout;
 use crate::store::{BufPool, Source, StoreError, Workspace};
 use crate::sync::lock;
@@ -50,7 +51,7 @@ const ACK_WAIT: Duration = Duration::from_secs(15);
 pub(crate) enum Reader {
     /// The origin's source directory.
     Source(Arc<Source>),
-    /// A receiver's workspace (held chunks only).
+    /// A receiver's workspace (chunks verified and written).
     Workspace(Arc<Workspace>),
 }
 
@@ -91,20 +92,6 @@ pub(crate) struct Catalog {
     throttle: tokio::sync::Mutex<()>,
     /// The wire trace (off unless asked for).
     pub(crate) trace: crate::wiretrace::WireTrace,
-}
-
-/// Events the serving side reports to the data plane.
-#[derive(Debug)]
-#[allow(clippy::enum_variant_names)]
-pub(crate) enum ServeEvent {
-    /// The origin's source no longer matches the manifest at chunk `index`.
-    SourceChanged { id: BroadcastId, index: u32 },
-    /// Bytes uploaded to a peer.
-    Uploaded {
-        id: BroadcastId,
-        peer: swarmcast_proto::NodeId,
-        bytes: u64,
-    },
 }
 
 impl Catalog {
@@ -281,7 +268,7 @@ async fn serve_chunks(
                 if matches!(s.reader, Reader::Source(_)) =>
             {
                 s.failed.store(true, std::sync::atomic::Ordering::Relaxed);
-                let error = super::Failure::SourceChanged { index };
+                let error = Failure::SourceChanged { index };
                 warn!(broadcast = %r.broadcast.short(), index, "source changed mid-broadcast; failing the broadcast");
                 let _ = events
                     .send(ServeEvent::SourceChanged {

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use swarmcast_proto::{BroadcastId, BroadcastRecord, BroadcastState, Have, Message, NodeId};
 
-use super::super::BroadcastInfo;
-use super::super::error::Failure;
+use super::error::Failure;
+use super::types::BroadcastInfo;
 use crate::bitfield::Bitfield;
+use crate::listing::BroadcastPhase;
 use crate::manifest::{Layout, Manifest};
 use crate::swarm::Transfer;
 
@@ -109,10 +110,10 @@ impl Bcast {
 
     pub(super) fn info(&self, id: BroadcastId) -> BroadcastInfo {
         let (state, error) = match &self.state {
-            State::Seeding => ("seeding", None),
-            State::Receiving => ("receiving", None),
-            State::Complete => ("complete", None),
-            State::Failed(e) => ("failed", Some(e.to_string())),
+            State::Seeding => (BroadcastPhase::Seeding, None),
+            State::Receiving => (BroadcastPhase::Receiving, None),
+            State::Complete => (BroadcastPhase::Complete, None),
+            State::Failed(e) => (BroadcastPhase::Failed, Some(e.to_string())),
         };
         let path = self
             .path
@@ -122,7 +123,7 @@ impl Bcast {
         BroadcastInfo {
             id: id.to_hex(),
             name: self.manifest.name.clone(),
-            state: state.to_owned(),
+            state,
             chunks_held: u64::from(self.held_chunks.count_ones()),
             chunks_total: u64::from(self.layout.chunk_count()),
             bytes_held: self.bytes_held(),

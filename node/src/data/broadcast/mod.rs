@@ -94,6 +94,7 @@
 //! * `Ban` closes the connection to the peer and tells the neighbour core.
 
 mod bcast;
+mod error;
 mod superseed;
 #[cfg(test)]
 mod tests;
@@ -112,14 +113,16 @@ use swarmcast_proto::{
 };
 use tracing::{debug, error, info, warn};
 
+pub use error::{Failure, ManifestFetchError, PieceError, ResumeError};
 pub use superseed::SuperSeed;
-pub use types::{BroadcastAction, BroadcastConfig, DataReport, ManifestSource, Strategy};
+pub use types::{
+    BroadcastAction, BroadcastConfig, BroadcastInfo, DataReport, ManifestSource, Strategy,
+};
 
 use bcast::{Bcast, State};
 
-use super::BroadcastInfo;
-use super::error::{Failure, ManifestFetchError, PieceError};
 use crate::bitfield::Bitfield;
+use crate::listing::BroadcastPhase;
 use crate::manifest::{Layout, Manifest};
 use crate::store::StoreError;
 use crate::swarm::{SwarmAction, Transfer};
@@ -796,7 +799,7 @@ impl Broadcasts {
             out.push(BroadcastInfo {
                 id: id.to_hex(),
                 name,
-                state: "failed".into(),
+                state: BroadcastPhase::Failed,
                 chunks_held: 0,
                 chunks_total: record.map_or(0, |r| r.chunks),
                 bytes_held: 0,

@@ -13,7 +13,6 @@ use swarmcast_proto::{
 
 use super::*;
 use crate::bitfield::Bitfield;
-use crate::data::error::{ManifestFetchError, PieceError};
 use crate::manifest::{ChunkHash, Entry, EntryKind, Layout, Manifest, manifest_id};
 use crate::swarm::SwarmConfig;
 
@@ -118,7 +117,7 @@ fn count(actions: &[BroadcastAction], f: impl Fn(&BroadcastAction) -> bool) -> u
 }
 
 #[track_caller]
-fn state(c: &Broadcasts, id: BroadcastId) -> String {
+fn state(c: &Broadcasts, id: BroadcastId) -> BroadcastPhase {
     let hex = id.to_hex();
     c.list().into_iter().find(|b| b.id == hex).unwrap().state
 }
@@ -157,7 +156,7 @@ fn a_receiver_is_served_announced_and_asks_the_origin() {
         requests(&a).iter().all(|(p, _)| *p == node(ORIGIN)) && !requests(&a).is_empty(),
         "{a:?}"
     );
-    assert_eq!(state(&c, id), "receiving");
+    assert_eq!(state(&c, id), BroadcastPhase::Receiving);
 }
 
 #[test]
@@ -200,11 +199,11 @@ fn lifecycle_commit_then_advertise_then_finalize_once() {
         asked.extend(requests(&a));
     }
     assert_eq!(finalizes, 1);
-    assert_eq!(state(&c, id), "receiving", "complete only once published");
+    assert_eq!(state(&c, id), BroadcastPhase::Receiving, "complete only once published");
     c.handle_finalized(t, id, Ok("/d/received/dir".into()));
     assert!(actions(&mut c).is_empty());
     let info = c.list().pop().unwrap();
-    assert_eq!(info.state, "complete");
+    assert_eq!(info.state, BroadcastPhase::Complete);
     assert_eq!(info.path.as_deref(), Some("/d/received/dir"));
     assert_eq!(info.fetched_bytes, 2 * u64::from(CHUNK));
 }
@@ -247,7 +246,7 @@ fn a_failed_commit_fails_the_broadcast() {
     assert!(a.contains(&BroadcastAction::AbortRequests { id }), "{a:?}");
     assert!(a.contains(&BroadcastAction::Unserve { id }), "{a:?}");
     let info = c.list().pop().unwrap();
-    assert_eq!(info.state, "failed");
+    assert_eq!(info.state, BroadcastPhase::Failed);
     assert!(info.error.unwrap().starts_with("commit failed"));
     // No transfer any more: a late answer starts no commit.
     c.handle_piece_received(now, id, node(ORIGIN), 1, 1);
@@ -291,7 +290,7 @@ fn the_origin_declaring_failure_stops_a_receiver() {
     let a = actions(&mut c);
     assert!(a.contains(&BroadcastAction::AbortRequests { id }));
     assert!(a.contains(&BroadcastAction::Unserve { id }));
-    assert_eq!(state(&c, id), "failed");
+    assert_eq!(state(&c, id), BroadcastPhase::Failed);
     // Reported with the reason, so that `--wait` stops counting on this node.
     let p = progress(&c, id);
     assert_eq!(
@@ -316,7 +315,7 @@ fn origin_super_seeds_in_a_swarm_only() {
         let r = &c.report().records[0];
         assert_eq!((r.state, r.version), (BroadcastState::Failed, 2));
         let info = c.list().pop().unwrap();
-        assert_eq!(info.state, "failed");
+        assert_eq!(info.state, BroadcastPhase::Failed);
         assert!(info.error.unwrap().contains("source changed under chunk 1"));
     }
 }
@@ -528,7 +527,7 @@ fn a_rejected_manifest_fails_for_good() {
     c.handle_manifest_fetched(now, id, Ok(b"not the manifest".to_vec()));
     assert!(actions(&mut c).is_empty());
     let info = c.list().pop().unwrap();
-    assert_eq!(info.state, "failed");
+    assert_eq!(info.state, BroadcastPhase::Failed);
     assert!(info.error.unwrap().starts_with("rejected manifest"));
     c.handle_peer_up(now, node(6));
     c.handle_peer_message(now, node(6), have(id, 2, &[0]));
@@ -737,5 +736,39 @@ fn failures_are_reported_with_their_reason_and_the_real_total() {
     assert_eq!(p.total, 5);
     assert!(p.failed.unwrap().starts_with("cannot create the workspace"));
     let info = c.list().pop().unwrap();
-    assert_eq!((info.chunks_total, info.state.as_str()), (5, "failed"));
+    assert_eq!((info.chunks_total, info.state), (5, BroadcastPhase::Failed));
+}
+
+#[test]
+fn the_state_of_a_listing_is_its_text_in_json_and_on_the_control_socket() {
+    let info = BroadcastInfo {
+        id: "ab".into(),
+        name: "dir".into(),
+        state: BroadcastPhase::Seeding,
+        chunks_held: 1,
+        chunks_total: 1,
+        bytes_held: 3,
+        bytes_total: 3,
+        path: None,
+        error: None,
+        fetched_bytes: 0,
+        resumed_chunks: 0,
+        uploaded_bytes: 0,
+    };
+    let json = serde_json::to_value(&info).unwrap();
+    assert_eq!(json["state"], "seeding");
+    for p in [
+        BroadcastPhase::Receiving,
+        BroadcastPhase::Complete,
+        BroadcastPhase::Seeding,
+        BroadcastPhase::Failed,
+    ] {
+        assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+        // The control socket's encoding (named msgpack) carries the same text.
+        let bytes = rmp_serde::to_vec_named(&p).unwrap();
+        assert_eq!(rmp_serde::from_slice::<String>(&bytes).unwrap(), p.as_str());
+        assert_eq!(rmp_serde::from_slice::<BroadcastPhase>(&bytes).unwrap(), p);
+    }
+    let back: BroadcastInfo = serde_json::from_value(json).unwrap();
+    assert_eq!(back, info);
 }

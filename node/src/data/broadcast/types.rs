@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use swarmcast_proto::{BroadcastId, BroadcastRecord, Message, NodeId, Progress};
 
+use crate::listing::BroadcastPhase;
 use crate::manifest::{Layout, Manifest, ManifestLimits};
 use crate::swarm::SwarmConfig;
 
@@ -184,4 +185,41 @@ pub struct DataReport {
     pub records: Vec<BroadcastRecord>,
     /// Chunk bytes uploaded to each peer by this process.
     pub uploaded_to: BTreeMap<NodeId, u64>,
+}
+
+/// One line of `node ls` (also its JSON shape).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BroadcastInfo {
+    /// Hex broadcast id.
+    pub id: String,
+    /// Directory name.
+    pub name: String,
+    /// Where it stands here; in JSON (and on the control socket) `"receiving"`, `"complete"`,
+    /// `"seeding"` or `"failed"`.
+    pub state: BroadcastPhase,
+    /// Chunks durably held.
+    pub chunks_held: u64,
+    /// Chunks in the broadcast.
+    pub chunks_total: u64,
+    /// Bytes durably held.
+    pub bytes_held: u64,
+    /// Bytes in the broadcast.
+    pub bytes_total: u64,
+    /// Where the copy is: `received/<name>` once complete, the source dir at the origin.
+    pub path: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Chunk payload bytes received from peers by this process (duplicates and bad ones included).
+    pub fetched_bytes: u64,
+    /// Chunks already durable when this process started (resume).
+    pub resumed_chunks: u64,
+    /// Chunk payload bytes uploaded to peers by this process.
+    pub uploaded_bytes: u64,
+}
+
+impl BroadcastInfo {
+    /// Whether this node holds the whole broadcast (complete, or the origin).
+    pub fn is_done(&self) -> bool {
+        self.state.is_done()
+    }
 }
