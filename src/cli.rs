@@ -9,6 +9,10 @@ use clap::{Args, Parser, Subcommand};
 use swarmcast_proto::Role;
 
 /// Push a directory to every machine of a fleet over an authenticated QUIC swarm.
+/// The product's chunk size as a flag default: `swarmcast_node::manifest::DEFAULT_CHUNK_SIZE`
+/// (a unit test checks they agree).
+pub(crate) const DEFAULT_CHUNK_SIZE_ARG: &str = "256KiB";
+
 #[derive(Debug, Parser)]
 #[command(name = "swarmcast", version, about, long_about = None)]
 pub(crate) struct Cli {
@@ -118,7 +122,7 @@ pub(crate) struct BenchLocalArgs {
     #[arg(long, default_value_t = 1, value_parser = parse_positive_count::<u64>)]
     pub(crate) files: u64,
     /// Chunk size.
-    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+    #[arg(long, default_value = DEFAULT_CHUNK_SIZE_ARG, value_parser = parse_bytes)]
     pub(crate) chunk_size: u32,
     /// Repetitions (median, min and max are reported).
     #[arg(long, default_value_t = 1, value_parser = parse_positive_count::<usize>)]
@@ -164,7 +168,7 @@ pub(crate) struct BenchPairArgs {
     #[arg(long, default_value = "1GiB", value_parser = parse_positive_size)]
     pub(crate) size: u64,
     /// swarmcast's chunk size.
-    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+    #[arg(long, default_value = DEFAULT_CHUNK_SIZE_ARG, value_parser = parse_bytes)]
     pub(crate) chunk_size: u32,
     /// Streams of the bare quinn transfer (on one connection).
     #[arg(long, default_value_t = swarmcast_chaos::pair::DEFAULT_STREAMS, value_parser = parse_positive_count::<usize>)]
@@ -241,7 +245,7 @@ pub(crate) struct BenchFilesArgs {
     #[arg(long, default_value_t = 4, value_parser = parse_positive_count::<usize>)]
     pub(crate) receivers: usize,
     /// Chunk size.
-    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+    #[arg(long, default_value = DEFAULT_CHUNK_SIZE_ARG, value_parser = parse_bytes)]
     pub(crate) chunk_size: u32,
     /// Repetitions (median, min and max are reported).
     #[arg(long, default_value_t = 3, value_parser = parse_positive_count::<usize>)]
@@ -353,8 +357,9 @@ pub(crate) struct SendArgs {
     pub(crate) dir: PathBuf,
     #[command(flatten)]
     pub(crate) data: DataDir,
-    /// Bytes per chunk (e.g. 1MiB, 256KiB).
-    #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
+    /// Bytes per chunk, the unit of verification (e.g. 256KiB, 1MiB); requests carry runs of
+    /// chunks of at least 256 KiB.
+    #[arg(long, default_value = DEFAULT_CHUNK_SIZE_ARG, value_parser = parse_bytes)]
     pub(crate) chunk_size: u32,
     /// Wait until every alive node holds the broadcast, showing fleet progress.
     #[arg(long)]
@@ -542,6 +547,10 @@ mod tests {
         assert_eq!(parse_bytes("4096"), Ok(4096));
         assert_eq!(parse_bytes("256KiB"), Ok(256 << 10));
         assert_eq!(parse_bytes("1MiB"), Ok(1 << 20));
+        assert_eq!(
+            parse_bytes(DEFAULT_CHUNK_SIZE_ARG),
+            Ok(swarmcast_node::manifest::DEFAULT_CHUNK_SIZE)
+        );
         assert_eq!(parse_bytes("4m"), Ok(4 << 20));
         assert!(parse_bytes("8GiB").is_err());
         assert!(parse_bytes("1 parsec").is_err());

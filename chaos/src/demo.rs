@@ -92,7 +92,6 @@ seed = {DATASET_SEED}
 [[steps]]
 do = "send"
 from = "n1"
-chunk_kib = 1024
 [[steps]]
 do = "wait"
 progress = {fault_at}

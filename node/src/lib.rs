@@ -30,6 +30,7 @@ pub mod store;
 pub mod swarm;
 mod sync;
 pub mod wiretrace;
+mod work;
 
 pub use daemon::{NodeConfig, NodeError, Strategy, run};
 pub use membership::JoinError;

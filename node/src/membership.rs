@@ -55,18 +55,23 @@ fn worth_a_beat(old: &DataReport, new: &DataReport) -> bool {
     // Complete (published, or every chunk held) or failed: what `--wait` is waiting to hear.
     let settled =
         |p: &Progress| p.complete || p.failed.is_some() || (p.total > 0 && p.held == p.total);
-    let completed = new.progress.iter().any(|p| {
-        settled(p)
-            && !old
-                .progress
-                .iter()
-                .any(|o| o.broadcast == p.broadcast && settled(o))
-    });
-    let published = new.records.iter().any(|r| {
-        !old.records
-            .iter()
-            .any(|o| o.id == r.id && o.state == r.state)
-    });
+    // Sets of the old report, so that this is O(broadcasts), not O(broadcasts²).
+    let was_settled: std::collections::HashSet<_> = old
+        .progress
+        .iter()
+        .filter(|o| settled(o))
+        .map(|o| o.broadcast)
+        .collect();
+    let completed = new
+        .progress
+        .iter()
+        .any(|p| settled(p) && !was_settled.contains(&p.broadcast));
+    let old_records: std::collections::HashSet<_> =
+        old.records.iter().map(|o| (o.id, o.state)).collect();
+    let published = new
+        .records
+        .iter()
+        .any(|r| !old_records.contains(&(r.id, r.state)));
     completed || published
 }
 

@@ -97,7 +97,7 @@ pub enum Step {
     Send {
         /// The origin's name.
         from: String,
-        /// Chunk size in KiB (default 1024).
+        /// Chunk size in KiB (default: the product's, as `node send`).
         #[serde(default = "default_chunk_kib")]
         chunk_kib: u32,
     },
@@ -204,8 +204,9 @@ impl Step {
     }
 }
 
+/// The product's default chunk size (`node send` without `--chunk-size`), in KiB.
 fn default_chunk_kib() -> u32 {
-    1024
+    swarmcast_node::manifest::DEFAULT_CHUNK_SIZE / 1024
 }
 
 /// Which processes a fault step hits: a name, or `count` / `fraction` of a pick drawn from the

@@ -619,16 +619,14 @@ impl DataPlane {
         }
     }
 
-    /// Progress for heartbeats, records for the registry, uploads for `node status`.
-    fn publish_state(&self) {
-        let mut states = [0usize; 4];
-        for b in self.core.list() {
-            if let Some(i) = crate::metrics::STATES.iter().position(|s| *s == b.state.as_str()) {
-                states[i] += 1;
-            }
-        }
-        self.metrics.set_state(self.peers.len(), states);
-        let report = self.core.report();
+    /// Progress for heartbeats, records for the registry, uploads for `node status`: when the
+    /// core has a new report (it decides when, at a bounded rate).
+    fn publish_state(&mut self) {
+        let Some(report) = self.core.poll_report(Instant::now()) else {
+            return;
+        };
+        self.metrics
+            .set_state(self.peers.len(), self.core.state_counts());
         self.report.send_if_modified(|r| {
             let changed = *r != report;
             if changed {

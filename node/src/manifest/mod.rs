@@ -3,9 +3,11 @@
 //! A manifest lists regular files (size, mode, one BLAKE3 hash per file-aligned chunk) and empty
 //! directories, sorted by path. Chunks are numbered globally: file after file in manifest order,
 //! chunk after chunk within a file; empty files have none. Chunks are grouped into *pieces*, the
-//! unit the swarm schedules: a chunk of a large file is a piece alone, and runs of consecutive
-//! small chunks are packed into one piece of up to `chunk_size` bytes (at most
-//! [`MAX_CHUNKS_PER_PIECE`] chunks), so a dataset of many small files moves in few requests.
+//! unit the swarm schedules and the unit of one request: runs of consecutive chunks (of one
+//! file or of several small ones) are packed into one piece of up to
+//! `max(chunk_size, PIECE_BYTES)` bytes (at most [`MAX_CHUNKS_PER_PIECE`] chunks). A chunk is
+//! the unit of verification, a piece the unit of transfer: small chunks (or many small files)
+//! move in few requests, and a large chunk is a piece alone.
 //!
 //! * [`Manifest::from_dir`] snapshots a directory (regular files and empty directories only);
 //!   [`Manifest::from_dir_as`] does so with the permissions of a local user ([`ReadAs`]).
@@ -37,6 +39,11 @@ pub use space::{check_free_space, free_space};
 pub const MANIFEST_VERSION: u32 = 1;
 /// Most chunks packed into one piece (and so asked for in one request).
 pub const MAX_CHUNKS_PER_PIECE: u32 = 256;
+/// Bytes a piece packs consecutive chunks up to when chunks are smaller than this: with 4 KiB
+/// chunks a request carries 64 of them, so the per-request cost (a stream, a task, a round
+/// trip) does not grow with the chunk count. It is also a piece size that forwards well on
+/// shaped links: a receiver passes a piece on only once all of it arrived.
+pub const PIECE_BYTES: u32 = 256 << 10;
 
 /// A BLAKE3 hash of one chunk.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -156,7 +163,7 @@ impl Layout {
         }
         let mut pieces: Vec<Piece> = Vec::new();
         let mut piece_of = Vec::with_capacity(chunks.len());
-        let limit = u64::from(m.chunk_size.max(1));
+        let limit = u64::from(m.chunk_size.max(PIECE_BYTES));
         for (i, c) in chunks.iter().enumerate() {
             let fits = pieces.last().is_some_and(|p| {
                 p.count < MAX_CHUNKS_PER_PIECE && p.bytes + u64::from(c.len) <= limit
@@ -221,42 +228,77 @@ mod layout_tests {
         }
     }
 
-    #[test]
-    fn chunks_are_file_aligned_and_small_ones_packed() {
-        let cs = 100;
-        let m = Manifest {
+    fn manifest(cs: u32, entries: Vec<Entry>) -> Manifest {
+        Manifest {
             version: MANIFEST_VERSION,
             name: "x".into(),
             chunk_size: cs,
-            entries: vec![
-                file("a", 250, cs),
+            entries,
+        }
+    }
+
+    fn pieces(l: &Layout) -> Vec<(u32, u32, u64)> {
+        l.pieces
+            .iter()
+            .map(|p| (p.first, p.count, p.bytes))
+            .collect()
+    }
+
+    #[test]
+    fn chunks_are_file_aligned_and_small_ones_packed() {
+        let cs = PIECE_BYTES;
+        let k = u64::from(cs) / 10;
+        let m = manifest(
+            cs,
+            vec![
+                file("a", 25 * k, cs),
                 file("b", 0, cs),
-                file("c", 30, cs),
-                file("d", 30, cs),
-                file("e", 50, cs),
+                file("c", 3 * k, cs),
+                file("d", 3 * k, cs),
+                file("e", 5 * k, cs),
                 Entry {
                     path: "z".into(),
                     kind: EntryKind::Dir { mode: 0o755 },
                 },
             ],
-        };
+        );
         let l = Layout::new(&m);
-        let lens: Vec<u32> = l.chunks.iter().map(|c| c.len).collect();
-        assert_eq!(lens, vec![100, 100, 50, 30, 30, 50]);
-        assert_eq!(l.chunks[2].offset, 200);
+        let lens: Vec<u64> = l.chunks.iter().map(|c| u64::from(c.len)).collect();
+        let rest = 25 * k - 2 * u64::from(cs);
+        let c = u64::from(cs);
+        assert_eq!(lens, vec![c, c, rest, 3 * k, 3 * k, 5 * k]);
+        assert_eq!(l.chunks[2].offset, 2 * c);
         assert_eq!(l.chunks[3].entry, 2);
-        // 100 | 100 | 50+30 | 30+50: packing never exceeds chunk_size.
-        let pieces: Vec<(u32, u32, u64)> = l
-            .pieces
-            .iter()
-            .map(|p| (p.first, p.count, p.bytes))
-            .collect();
+        // c | c | rest+3k | 3k+5k: packing never exceeds max(chunk_size, PIECE_BYTES).
         assert_eq!(
-            pieces,
-            vec![(0, 1, 100), (1, 1, 100), (2, 2, 80), (4, 2, 80)]
+            pieces(&l),
+            vec![(0, 1, c), (1, 1, c), (2, 2, rest + 3 * k), (4, 2, 8 * k)]
         );
         assert_eq!(l.piece_of, vec![0, 1, 2, 2, 3, 3]);
-        assert_eq!(l.total_bytes, 360);
+        assert_eq!(l.total_bytes, 25 * k + 11 * k);
         assert_eq!(l.chunks_of(2), 2..4);
+    }
+
+    #[test]
+    fn small_chunks_of_a_large_file_pack_into_pieces_of_piece_bytes() {
+        let cs = 4096;
+        let per_piece = PIECE_BYTES / cs;
+        // A file of 4.5 pieces' worth of chunks, then 300 one-byte files.
+        let big = u64::from(PIECE_BYTES) * 9 / 2;
+        let mut entries = vec![file("big", big, cs)];
+        entries.extend((0..300).map(|i| file(&format!("s{i:03}"), 1, cs)));
+        let l = Layout::new(&manifest(cs, entries));
+        let big_chunks = (big / u64::from(cs)) as u32;
+        let p = pieces(&l);
+        assert_eq!(p[0], (0, per_piece, u64::from(PIECE_BYTES)));
+        assert_eq!(p[3], (3 * per_piece, per_piece, u64::from(PIECE_BYTES)));
+        // The half piece left of the file is packed with the first small files, up to
+        // MAX_CHUNKS_PER_PIECE chunks.
+        assert_eq!(p[4].0, 4 * per_piece);
+        assert_eq!(p[4].1, MAX_CHUNKS_PER_PIECE);
+        let total: u32 = p.iter().map(|x| x.1).sum();
+        assert_eq!(total, big_chunks + 300);
+        assert!(p.iter().all(|x| x.2 <= u64::from(PIECE_BYTES)), "{p:?}");
+        assert!(p.iter().all(|x| x.1 <= MAX_CHUNKS_PER_PIECE), "{p:?}");
     }
 }

@@ -172,6 +172,7 @@ impl OriginPlan {
         let open = |i: u32| self.may_serve(src, i) && !picked.contains(&i);
         // Runs as (start, length), the one wrapping past the end merged with the first.
         let mut runs: Vec<(u32, u32)> = Vec::new();
+        crate::work::tick(u64::from(n));
         let mut i = 0;
         while i < n {
             if open(i) {

@@ -31,8 +31,11 @@ pub(super) struct Bcast {
     /// `received/<name>` once complete.
     pub(super) path: Option<PathBuf>,
     pub(super) transfer: Option<Transfer>,
-    /// Durable chunks (what a restart keeps).
+    /// Durable chunks (what a restart keeps). Set through [`Bcast::hold`], which keeps
+    /// `bytes_held` in step.
     pub(super) held_chunks: Bitfield,
+    /// Bytes of the chunks in `held_chunks`, kept as they are added (not recounted per event).
+    bytes_held: u64,
     /// Chunks advertised: verified and written, durable or not.
     pub(super) advertised: Bitfield,
     /// Pieces received and not yet in a commit.
@@ -55,7 +58,15 @@ impl Bcast {
         state: State,
         held: Bitfield,
     ) -> Self {
+        let bytes_held = if held.is_complete() {
+            layout.total_bytes
+        } else {
+            held.iter_ones()
+                .map(|c| u64::from(layout.chunks[c as usize].len))
+                .sum()
+        };
         Self {
+            bytes_held,
             manifest,
             layout,
             state,
@@ -80,18 +91,23 @@ impl Bcast {
         matches!(self.state, State::Failed(_))
     }
 
+    /// Bytes durably held: O(1).
     pub(super) fn bytes_held(&self) -> u64 {
-        if self.held_chunks.is_complete() {
-            return self.layout.total_bytes;
+        self.bytes_held
+    }
+
+    /// Chunk `c` is durable; true if it was not held before.
+    pub(super) fn hold(&mut self, c: u32) -> bool {
+        if !self.held_chunks.set(c) {
+            return false;
         }
-        self.held_chunks
-            .iter_ones()
-            .map(|c| u64::from(self.layout.chunks[c as usize].len))
-            .sum()
+        self.bytes_held += u64::from(self.layout.chunks[c as usize].len);
+        true
     }
 
     pub(super) fn piece_bitfield(&self, chunks: &Bitfield) -> Bitfield {
         let mut p = Bitfield::new(self.layout.piece_count());
+        crate::work::tick(u64::from(self.layout.piece_count()));
         for piece in 0..self.layout.piece_count() {
             if self.layout.chunks_of(piece).all(|c| chunks.get(c)) {
                 p.set(piece);
@@ -109,6 +125,7 @@ impl Bcast {
     }
 
     pub(super) fn info(&self, id: BroadcastId) -> BroadcastInfo {
+        crate::work::tick(1);
         let (state, error) = match &self.state {
             State::Seeding => (BroadcastPhase::Seeding, None),
             State::Receiving => (BroadcastPhase::Receiving, None),

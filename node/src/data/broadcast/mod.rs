@@ -169,6 +169,23 @@ pub struct Broadcasts {
     nodes: Vec<RegistryEntry>,
     uploaded_to: BTreeMap<NodeId, u64>,
     actions: VecDeque<BroadcastAction>,
+    /// Broadcasts with a transfer that is not complete: the only ones with timers or requests.
+    active: BTreeSet<BroadcastId>,
+    /// What changed since the last [`DataReport`].
+    report_due: ReportDue,
+    /// When the last report was made.
+    last_report: Option<Instant>,
+}
+
+/// Whether the [`DataReport`] is out of date, and how urgently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum ReportDue {
+    /// Nothing changed.
+    No,
+    /// Progress only: at most one report per `report_interval`.
+    Progress,
+    /// A lifecycle change (added, complete, failed, a record): at once.
+    Now,
 }
 
 impl Broadcasts {
@@ -188,7 +205,41 @@ impl Broadcasts {
             nodes: Vec::new(),
             uploaded_to: BTreeMap::new(),
             actions: VecDeque::new(),
+            active: BTreeSet::new(),
+            report_due: ReportDue::Now,
+            last_report: None,
         }
+    }
+
+    /// Mark the report out of date.
+    fn report_change(&mut self, due: ReportDue) {
+        self.report_due = self.report_due.max(due);
+    }
+
+    /// When a progress-only report may be made.
+    fn report_at(&self) -> Option<Instant> {
+        match self.report_due {
+            ReportDue::No => None,
+            ReportDue::Now => self.last_report,
+            ReportDue::Progress => self.last_report.map(|t| t + self.config.report_interval),
+        }
+    }
+
+    /// A new [`DataReport`] if it changed and is due: a lifecycle change at once, progress at
+    /// most once per [`report_interval`](BroadcastConfig::report_interval). Call it after
+    /// draining [`poll_action`](Self::poll_action); [`poll_timeout`](Self::poll_timeout)
+    /// includes the time a pending one falls due. It costs O(broadcasts) when it returns a
+    /// report and O(1) otherwise.
+    pub fn poll_report(&mut self, now: Instant) -> Option<DataReport> {
+        if self.report_due == ReportDue::No {
+            return None;
+        }
+        if self.report_at().is_some_and(|t| t > now) && self.report_due != ReportDue::Now {
+            return None;
+        }
+        self.report_due = ReportDue::No;
+        self.last_report = Some(now);
+        Some(self.report())
     }
 
     /// The settings.
@@ -203,30 +254,39 @@ impl Broadcasts {
 
     /// When to call [`handle_timeout`](Self::handle_timeout) next (`None`: no timer).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let transfers = self
-            .broadcasts
-            .values()
-            .filter_map(|b| b.transfer.as_ref().and_then(Transfer::poll_timeout));
+        let transfers = self.active.iter().filter_map(|id| {
+            crate::work::tick(1);
+            self.broadcasts
+                .get(id)?
+                .transfer
+                .as_ref()
+                .and_then(Transfer::poll_timeout)
+        });
         let unknown = self.unknown.values().filter(|u| !u.fetching).map(|u| {
             let expiry = u.heard + self.config.unknown_ttl;
             u.retry_at.map_or(expiry, |r| r.min(expiry))
         });
-        transfers.chain(unknown).min()
+        let report = self
+            .report_at()
+            .filter(|_| self.report_due == ReportDue::Progress);
+        transfers.chain(unknown).chain(report).min()
     }
 
     /// The clock reached [`poll_timeout`](Self::poll_timeout): run due transfer timers, retry
     /// due manifest fetches, forget unknown broadcasts nobody mentions any more.
     pub fn handle_timeout(&mut self, now: Instant) {
         let due: Vec<BroadcastId> = self
-            .broadcasts
+            .active
             .iter()
-            .filter(|(_, b)| {
-                b.transfer
-                    .as_ref()
+            .filter(|id| {
+                crate::work::tick(1);
+                self.broadcasts
+                    .get(*id)
+                    .and_then(|b| b.transfer.as_ref())
                     .and_then(Transfer::poll_timeout)
                     .is_some_and(|t| t <= now)
             })
-            .map(|(id, _)| *id)
+            .copied()
             .collect();
         for id in due {
             if let Some(t) = self.transfer_mut(id) {
@@ -285,6 +345,7 @@ impl Broadcasts {
         let have = b.have(id);
         self.broadcasts.insert(id, b);
         self.unknown.remove(&id);
+        self.report_change(ReportDue::Now);
         self.push(BroadcastAction::Serve {
             id,
             super_seed: self.config.strategy.super_seeds(),
@@ -321,6 +382,7 @@ impl Broadcasts {
         let have = b.have(id);
         self.broadcasts.insert(id, b);
         self.unknown.remove(&id);
+        self.report_change(ReportDue::Now);
         self.start_transfer(now, id);
         self.push(BroadcastAction::Flood { msg: have });
     }
@@ -330,6 +392,7 @@ impl Broadcasts {
         self.unknown.remove(&id);
         self.haves.remove(&id);
         self.lost.insert(id, Lost { name, failure });
+        self.report_change(ReportDue::Now);
     }
 
     /// A neighbour connection is up (or replaced): it gets a full `Have` of every broadcast.
@@ -339,15 +402,18 @@ impl Broadcasts {
             self.push(BroadcastAction::Send { peer, msg });
         }
         self.peers.insert(peer);
+        // The neighbour count goes out with the report (metrics).
+        self.report_change(ReportDue::Progress);
     }
 
     /// A neighbour is gone (the shell drops its requests without reports).
     pub fn handle_peer_down(&mut self, now: Instant, peer: NodeId) {
         self.peers.remove(&peer);
+        self.report_change(ReportDue::Progress);
         for h in self.haves.values_mut() {
             h.remove(&peer);
         }
-        let ids: Vec<BroadcastId> = self.broadcasts.keys().copied().collect();
+        let ids: Vec<BroadcastId> = self.active.iter().copied().collect();
         for id in ids {
             if let Some(t) = self.transfer_mut(id) {
                 t.handle_peer_gone(now, peer);
@@ -445,6 +511,8 @@ impl Broadcasts {
         broadcasts: Vec<BroadcastRecord>,
     ) {
         self.nodes = nodes;
+        // Records name the totals of broadcasts known only as lost.
+        self.report_change(ReportDue::Progress);
         for r in broadcasts {
             let id = r.id;
             let failed = r.state == BroadcastState::Failed;
@@ -472,6 +540,8 @@ impl Broadcasts {
         warn!(broadcast = %id.short(), name = %b.manifest.name, "origin declared the broadcast failed; stopping");
         b.state = State::Failed(Failure::OriginDeclared);
         b.transfer = None;
+        self.active.remove(&id);
+        self.report_change(ReportDue::Now);
         self.push(BroadcastAction::AbortRequests { id });
         self.push(BroadcastAction::Unserve { id });
     }
@@ -607,6 +677,7 @@ impl Broadcasts {
         }
         info!(broadcast = %id.short(), name = %b.manifest.name, pieces = b.layout.piece_count(), "receiving");
         b.transfer = Some(t);
+        self.active.insert(id);
         self.drain(now, id);
     }
 
@@ -697,6 +768,8 @@ impl Broadcasts {
                 error!(broadcast = %id.short(), error = %e, "commit failed");
                 b.state = State::Failed(Failure::Commit(Arc::new(e)));
                 b.transfer = None;
+                self.active.remove(&id);
+                self.report_change(ReportDue::Now);
                 // What was written may not be what a restart finds: stop fetching into the
                 // workspace and stop serving from it, as when the origin fails it.
                 self.push(BroadcastAction::AbortRequests { id });
@@ -706,9 +779,12 @@ impl Broadcasts {
         };
         let mut pieces = BTreeSet::new();
         for c in &chunks {
-            if b.held_chunks.set(*c) {
+            if b.hold(*c) {
                 pieces.insert(b.layout.piece_of[*c as usize]);
             }
+        }
+        if !pieces.is_empty() {
+            self.report_due = self.report_due.max(ReportDue::Progress);
         }
         let durable: Vec<u32> = pieces
             .into_iter()
@@ -761,6 +837,9 @@ impl Broadcasts {
                 b.state = State::Failed(Failure::Finalize(Arc::new(e)));
             }
         }
+        // Complete or failed: no timers or requests any more.
+        self.active.remove(&id);
+        self.report_change(ReportDue::Now);
     }
 
     /// The origin's source no longer matches the manifest at chunk `index`: the broadcast fails
@@ -774,6 +853,7 @@ impl Broadcasts {
             error!(broadcast = %id.short(), name = %b.manifest.name, error = %failure, "broadcast FAILED: the source directory changed while it was being sent");
             b.state = State::Failed(failure);
             b.version += 1;
+            self.report_change(ReportDue::Now);
         }
     }
 
@@ -783,6 +863,7 @@ impl Broadcasts {
             b.uploaded_bytes += bytes;
         }
         *self.uploaded_to.entry(peer).or_default() += bytes;
+        self.report_change(ReportDue::Progress);
     }
 
     /// Every broadcast, for `node ls`, sorted by name then id.
@@ -815,12 +896,31 @@ impl Broadcasts {
         out
     }
 
+    /// How many broadcasts are seeding, receiving, complete and failed (in that order, as
+    /// `metrics::STATES`). O(broadcasts): read it when [`poll_report`](Self::poll_report)
+    /// gives a report, not per event.
+    pub fn state_counts(&self) -> [usize; 4] {
+        let mut out = [0; 4];
+        for b in self.broadcasts.values() {
+            let i = match b.state {
+                State::Seeding => 0,
+                State::Receiving => 1,
+                State::Complete => 2,
+                State::Failed(_) => 3,
+            };
+            out[i] += 1;
+        }
+        out[3] += self.lost.len();
+        out
+    }
+
     /// Progress, records and upload counters for membership and `node status`.
     ///
     /// Progress covers every broadcast this node knows, failed ones included with the reason
     /// (so that `node send --wait` at the origin can stop waiting for this node and say why);
     /// a broadcast is `complete` here once published under `received/`, or at its origin.
     pub fn report(&self) -> DataReport {
+        crate::work::tick((self.broadcasts.len() + self.lost.len()) as u64);
         let known = self.broadcasts.iter().map(|(id, b)| Progress {
             broadcast: *id,
             held: u64::from(b.held_chunks.count_ones()),
@@ -865,12 +965,7 @@ impl Broadcasts {
     /// A peer banned by the transfer of `by`: every other transfer stops fetching from it now
     /// (its requests there are cancelled), rather than each collecting strikes of its own.
     fn ban_elsewhere(&mut self, now: Instant, by: BroadcastId, peer: NodeId) {
-        let ids: Vec<BroadcastId> = self
-            .broadcasts
-            .keys()
-            .copied()
-            .filter(|&i| i != by)
-            .collect();
+        let ids: Vec<BroadcastId> = self.active.iter().copied().filter(|&i| i != by).collect();
         for id in ids {
             if let Some(t) = self.transfer_mut(id) {
                 t.handle_peer_gone(now, peer);

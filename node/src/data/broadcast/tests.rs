@@ -772,3 +772,112 @@ fn the_state_of_a_listing_is_its_text_in_json_and_on_the_control_socket() {
     let back: BroadcastInfo = serde_json::from_value(json).unwrap();
     assert_eq!(back, info);
 }
+
+/// A manifest like [`manifest`] with another name (so another id).
+fn named_manifest(name: &str, chunks: u32) -> (Arc<Manifest>, Arc<Layout>, BroadcastId) {
+    let (m, _, _, _) = manifest(chunks);
+    let mut m = (*m).clone();
+    m.name = name.into();
+    let id = manifest_id(&m.to_bytes());
+    let layout = Arc::new(Layout::new(&m));
+    (Arc::new(m), layout, id)
+}
+
+/// Units of work (see `crate::work`) of 20 events at a receiver of a `chunks`-chunk broadcast
+/// that also seeds `others` broadcasts: each a piece received, then made durable, with what
+/// the shell does after every event (drain the actions, ask for a report and the next
+/// timeout).
+fn work_of_events(chunks: u32, others: usize) -> u64 {
+    let now = Instant::now();
+    let (mut c, id) = receiving(Strategy::Swarm, chunks, now);
+    for k in 0..others {
+        let (m, layout, oid) = named_manifest(&format!("other{k}"), 1);
+        c.add_origin(now, oid, m, layout, PathBuf::from("/src"));
+    }
+    let all = Bitfield::full(chunks);
+    c.handle_peer_message(
+        now,
+        node(ORIGIN),
+        Message::Have(Have {
+            broadcast: id,
+            chunks,
+            bits: all.as_bytes().to_vec(),
+        }),
+    );
+    let mut asked = requests(&actions(&mut c));
+    assert!(c.poll_report(now).is_some());
+    let mut t = now;
+    let ((), work) = crate::work::count(|| {
+        for _ in 0..20 {
+            // Within one report interval: progress is reported at most once per interval.
+            t += Duration::from_millis(1);
+            let (peer, piece) = asked.pop().unwrap();
+            c.handle_piece_received(t, id, peer, piece, u64::from(CHUNK));
+            asked.extend(requests(&actions(&mut c)));
+            let _ = c.poll_report(t);
+            let _ = c.poll_timeout();
+            c.handle_durable(t, id, Ok(vec![piece]));
+            asked.extend(requests(&actions(&mut c)));
+            let _ = c.poll_report(t);
+            let _ = c.poll_timeout();
+        }
+    });
+    // The progress made is reported once the interval is over.
+    let r = c.poll_report(t + Duration::from_millis(100)).unwrap();
+    assert_eq!(
+        r.progress.iter().find(|p| p.broadcast == id).unwrap().held,
+        20
+    );
+    work
+}
+
+#[test]
+fn the_work_of_an_event_does_not_grow_with_the_chunks_or_the_broadcasts_kept() {
+    let base = work_of_events(10_000, 1);
+    let many_chunks = work_of_events(1_000_000, 1);
+    let many_broadcasts = work_of_events(10_000, 2_000);
+    // The same events cost the same work: a walk over the chunks (a bitfield word per 64
+    // chunks: 15,625 here) or over the broadcasts (2,000) per event would add at least that
+    // much per event.
+    assert!(
+        many_chunks <= base + 20,
+        "10k chunks: {base}, 1M chunks: {many_chunks}"
+    );
+    assert!(
+        many_broadcasts <= base + 20,
+        "1 broadcast: {base}, 2000 more: {many_broadcasts}"
+    );
+}
+
+#[test]
+fn progress_is_reported_at_a_bounded_rate_and_lifecycle_changes_at_once() {
+    let now = Instant::now();
+    let (mut c, id) = receiving(Strategy::Swarm, 8, now);
+    c.handle_peer_message(now, node(ORIGIN), have(id, 8, &[0, 1, 2, 3, 4, 5, 6, 7]));
+    let mut asked = requests(&actions(&mut c));
+    // Adding the receiver is news: reported at once.
+    assert!(c.poll_report(now).is_some());
+    assert_eq!(c.poll_report(now), None, "nothing changed since");
+    let (peer, piece) = asked.pop().unwrap();
+    c.handle_piece_received(now, id, peer, piece, 1);
+    c.handle_durable(now, id, Ok(vec![piece]));
+    let _ = actions(&mut c);
+    let interval = c.config().report_interval;
+    assert_eq!(c.poll_report(now), None, "progress waits for the interval");
+    let due = now + interval;
+    assert!(
+        c.poll_timeout().is_some_and(|t| t <= due),
+        "the timer covers the report"
+    );
+    let r = c.poll_report(due).unwrap();
+    assert_eq!(r, c.report());
+    assert_eq!(r.progress[0].held, 1);
+    // A lifecycle change (the origin failed it) is reported at once, interval or not.
+    c.handle_registry(
+        due,
+        vec![origin_entry()],
+        vec![record(id, 8, BroadcastState::Failed)],
+    );
+    let r = c.poll_report(due).unwrap();
+    assert!(r.progress[0].failed.is_some(), "{r:?}");
+}

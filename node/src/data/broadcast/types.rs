@@ -55,6 +55,10 @@ pub struct BroadcastConfig {
     /// An unknown broadcast nobody mentions for this long is forgotten (default 60 s; the
     /// registry mentions every live broadcast at each heartbeat).
     pub unknown_ttl: Duration,
+    /// Shortest time between two [`DataReport`]s that only carry progress (held chunks,
+    /// uploads); a change of lifecycle is reported at once (default 100 ms). Building a report
+    /// costs O(broadcasts), so it is never done per event.
+    pub report_interval: Duration,
 }
 
 impl Default for BroadcastConfig {
@@ -67,6 +71,7 @@ impl Default for BroadcastConfig {
             manifest_retry_min: Duration::from_millis(200),
             manifest_retry_max: Duration::from_secs(10),
             unknown_ttl: Duration::from_secs(60),
+            report_interval: Duration::from_millis(100),
         }
     }
 }
