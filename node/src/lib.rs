@@ -33,4 +33,4 @@ pub mod wiretrace;
 mod work;
 
 pub use daemon::{NodeConfig, NodeError, Strategy, run};
-pub use membership::JoinError;
+pub use membership::{JoinError, SeedError};
