@@ -7,13 +7,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use swarmcast_proto::{BroadcastId, BroadcastRecord, Message, NodeId, RegistryEntry};
+use swarmcast_net::{DialError, WireError};
+use swarmcast_proto::{BroadcastId, BroadcastRecord, Message, NodeId, RegistryEntry, Role};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::data::broadcast::{BroadcastInfo, ManifestFetchError, PieceError};
 use crate::data::PublishError;
 use crate::manifest::{Manifest, ReadAs};
-use crate::neighbours::Direction;
+use crate::neighbours::{DialFailure, Direction};
 use crate::status::PublishInfo;
 use crate::store::{StoreError, Workspace};
 
@@ -25,7 +26,10 @@ pub(crate) enum NeighbourInput {
     /// A connection is up, with its control stream.
     Connected(Box<Link>),
     /// A dial failed.
-    DialFailed { id: NodeId, error: String },
+    DialFailed {
+        id: NodeId,
+        error: NeighbourDialError,
+    },
     /// A connection ended.
     Closed { id: NodeId, stable_id: usize },
     /// A pong arrived.
@@ -34,6 +38,39 @@ pub(crate) enum NeighbourInput {
     Active { id: NodeId },
     /// The data plane caught this peer serving bad data too often.
     Ban { id: NodeId },
+}
+
+/// Why a dial to a neighbour failed, kept as types so that the neighbour core can tell a wrong
+/// identity or a refused certificate from a peer that is merely out of reach.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NeighbourDialError {
+    /// No connection (timeout, handshake failure).
+    #[error(transparent)]
+    Dial(#[from] DialError),
+    /// The address answered with another identity than the registry's.
+    #[error("expected NodeId {expected}, met {met} ({role})")]
+    WrongPeer {
+        expected: NodeId,
+        met: NodeId,
+        role: Role,
+    },
+    /// The control stream could not be opened (the peer may have refused our certificate once
+    /// the handshake was done).
+    #[error("opening the control stream: {0}")]
+    Stream(#[from] WireError),
+}
+
+impl NeighbourDialError {
+    /// What the neighbour core makes of it.
+    pub(crate) fn failure(&self) -> DialFailure {
+        match self {
+            Self::WrongPeer { .. } => DialFailure::WrongPeer,
+            Self::Dial(DialError::Cert(_)) => DialFailure::Refused,
+            Self::Dial(e) if e.cert_refusal().is_some() => DialFailure::Refused,
+            Self::Stream(e) if e.cert_refusal().is_some() => DialFailure::Refused,
+            Self::Dial(_) | Self::Stream(_) => DialFailure::Unreachable,
+        }
+    }
 }
 
 /// A connection to a neighbour with its control stream.
@@ -126,4 +163,44 @@ pub(crate) enum ServeEvent {
         peer: NodeId,
         bytes: u64,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn closed_by_peer(alert: u8) -> quinn::ConnectionError {
+        quinn::ConnectionError::ConnectionClosed(quinn::ConnectionClose {
+            error_code: quinn::TransportErrorCode::crypto(alert),
+            frame_type: None,
+            reason: bytes::Bytes::new(),
+        })
+    }
+
+    #[test]
+    fn dial_errors_tell_the_core_a_wrong_identity_and_a_refused_certificate_from_a_timeout() {
+        let timeout = NeighbourDialError::Dial(DialError::Wire(WireError::Timeout(
+            Duration::from_secs(2),
+        )));
+        assert_eq!(timeout.failure(), DialFailure::Unreachable);
+        let lost = NeighbourDialError::Stream(WireError::Connection(
+            quinn::ConnectionError::TimedOut,
+        ));
+        assert_eq!(lost.failure(), DialFailure::Unreachable);
+        let wrong = NeighbourDialError::WrongPeer {
+            expected: NodeId([1; 32]),
+            met: NodeId([2; 32]),
+            role: Role::Node,
+        };
+        assert_eq!(wrong.failure(), DialFailure::WrongPeer);
+        // The peer refused our certificate (unknown_ca) once our side of the handshake was done.
+        let refused = NeighbourDialError::Stream(WireError::Connection(closed_by_peer(48)));
+        assert_eq!(refused.failure(), DialFailure::Refused);
+        let refused = NeighbourDialError::Dial(DialError::Wire(WireError::Connection(
+            closed_by_peer(45),
+        )));
+        assert_eq!(refused.failure(), DialFailure::Refused);
+    }
 }

@@ -20,7 +20,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::accept;
 use crate::handles::{Dialer, Server};
-use crate::inputs::{DataInput, Link, NeighbourInput as Input};
+use crate::inputs::{DataInput, Link, NeighbourDialError, NeighbourInput as Input};
 use crate::neighbours::{
     Action, Direction, LossReason, NeighbourConfig, NeighbourState, Neighbours,
 };
@@ -98,8 +98,9 @@ fn handle_input(
     match input {
         Input::Registry(entries) => core.handle_registry(now, &entries),
         Input::DialFailed { id, error } => {
-            debug!(peer = %id.short(), %error, "dial failed");
-            core.handle_dial_failed(now, id);
+            let failure = error.failure();
+            debug!(peer = %id.short(), %error, ?failure, "dial failed");
+            core.handle_dial_failed(now, id, failure);
         }
         Input::Pong { id, nonce } => core.handle_pong(now, id, nonce),
         Input::Active { id } => core.handle_activity(now, id),
@@ -211,21 +212,20 @@ fn publish(shared: &NeighbourTask, core: &Neighbours, links: &HashMap<NodeId, En
 async fn dial(shared: Arc<NeighbourTask>, tx: mpsc::Sender<Input>, id: NodeId, addr: SocketAddr) {
     let timeout = shared.config.dial_timeout;
     let result = async {
-        let (conn, peer) = shared
-            .dialer
-            .connect(addr, timeout)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (conn, peer) = shared.dialer.connect(addr, timeout).await?;
         if peer.id != id || peer.role != Role::Node {
             warn!(expected = %id, met = %peer.id, role = %peer.role, "peer is not who the registry said; refusing");
             conn.close(CloseCode::WrongPeer.into(), b"unexpected identity");
-            return Err(format!("expected NodeId {id}, met {} ({})", peer.id, peer.role));
+            return Err(NeighbourDialError::WrongPeer {
+                expected: id,
+                met: peer.id,
+                role: peer.role,
+            });
         }
-        let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        let (mut send, recv) = conn.open_bi().await.map_err(WireError::from)?;
         // The first frame makes the stream visible to the acceptor.
         wire::write_message(&mut send, &Message::Ping(Ping { nonce: 0 }), &Limits::default())
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         Ok(Link {
             id,
             name: peer.name,

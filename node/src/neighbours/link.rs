@@ -152,6 +152,16 @@ impl Pinger {
         self.next_ping = now + interval;
     }
 
+    /// A ping or pong the shell could not queue: one miss now; the unsent ping (`nonce`) is
+    /// settled, since it cannot be answered. Returns the consecutive misses so far.
+    pub(super) fn congested(&mut self, nonce: Option<u64>) -> u32 {
+        if let Some(pos) = nonce.and_then(|n| self.outstanding.iter().position(|&(o, _)| o == n)) {
+            self.outstanding.remove(pos);
+        }
+        self.missed += 1;
+        self.missed
+    }
+
     /// A pong: the RTT sample if `nonce` is outstanding, `None` if it is stale or unknown.
     pub(super) fn pong(&mut self, now: Instant, nonce: u64) -> Option<Duration> {
         let pos = self.outstanding.iter().position(|&(n, _)| n == nonce)?;
