@@ -477,6 +477,14 @@ impl Broadcasts {
         let id = u.broadcast;
         let strategy = self.config.strategy;
         let Some(b) = self.broadcasts.get_mut(&id) else {
+            // Not known yet (its manifest is on the way): the chunks go into the bitfield of
+            // the peer's announcement, which the transfer starts from, rather than being lost.
+            if let Some(bits) = self.haves.get_mut(&id).and_then(|h| h.get_mut(&peer)) {
+                let total = bits.len();
+                for c in u.chunks.iter().filter(|c| c.0 < total) {
+                    bits.set(c.0);
+                }
+            }
             return;
         };
         let total = b.layout.chunk_count();

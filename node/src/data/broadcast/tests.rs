@@ -881,3 +881,38 @@ fn progress_is_reported_at_a_bounded_rate_and_lifecycle_changes_at_once() {
     let r = c.poll_report(due).unwrap();
     assert!(r.progress[0].failed.is_some(), "{r:?}");
 }
+
+#[test]
+fn updates_heard_while_the_manifest_is_fetched_are_not_lost() {
+    let now = Instant::now();
+    let mut c = core(Strategy::Swarm);
+    let (m, layout, bytes, id) = manifest(4);
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![record(id, 4, BroadcastState::Active)],
+    );
+    c.handle_peer_up(now, node(5));
+    c.handle_peer_message(now, node(5), have(id, 4, &[]));
+    let a = actions(&mut c);
+    assert_eq!(
+        count(&a, |a| matches!(a, BroadcastAction::FetchManifest { .. })),
+        1,
+        "{a:?}"
+    );
+    // The peer gets pieces 2 and 3 while the manifest is on the way.
+    c.handle_peer_message(
+        now,
+        node(5),
+        Message::HaveUpdate(HaveUpdate {
+            broadcast: id,
+            chunks: vec![ChunkIndex(2), ChunkIndex(3)],
+        }),
+    );
+    c.handle_manifest_fetched(now, id, Ok(bytes));
+    let _ = actions(&mut c);
+    c.add_receiver(now, id, m, layout, Bitfield::new(4), false);
+    let mut asked = requests(&actions(&mut c));
+    asked.sort();
+    assert_eq!(asked, [(node(5), 2), (node(5), 3)]);
+}
