@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use swarmcast_net::{DialError, WireError};
 use swarmcast_proto::{BroadcastId, BroadcastRecord, Message, NodeId, RegistryEntry, Role};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::data::broadcast::{BroadcastInfo, ManifestFetchError, PieceError};
 use crate::data::PublishError;
 use crate::manifest::{Manifest, ReadAs};
-use crate::neighbours::{DialFailure, Direction};
+use crate::neighbours::{DialFailure, Direction, Unsent};
+use crate::outbox::Outbox;
 use crate::status::PublishInfo;
 use crate::store::{StoreError, Workspace};
 
@@ -34,9 +35,12 @@ pub(crate) enum NeighbourInput {
     Closed { id: NodeId, stable_id: usize },
     /// A pong arrived.
     Pong { id: NodeId, nonce: u64 },
+    /// A pong could not be queued on the control stream to this peer.
+    Congested { id: NodeId, unsent: Unsent },
     /// Data-plane traffic (a have or have-update, either way) on the link to this peer.
     Active { id: NodeId },
-    /// The data plane caught this peer serving bad data too often.
+    /// The data plane caught this peer serving bad data too often (it comes on a channel of
+    /// its own, see `peers`).
     Ban { id: NodeId },
 }
 
@@ -92,7 +96,8 @@ pub(crate) enum DataInput {
     PeerUp {
         id: NodeId,
         conn: quinn::Connection,
-        tx: mpsc::Sender<Message>,
+        /// Where the data plane's advertisements to it go (merged, never dropped).
+        outbox: Arc<Outbox>,
     },
     /// A neighbour is gone.
     PeerDown { id: NodeId },

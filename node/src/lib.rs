@@ -24,6 +24,7 @@ pub mod manifest;
 mod membership;
 pub mod metrics;
 pub mod neighbours;
+mod outbox;
 mod peers;
 pub mod status;
 pub mod store;

@@ -40,7 +40,8 @@ pub use error::PublishError;
 use serve::{Catalog, Reader, Servable};
 
 use crate::handles::Dialer;
-use crate::inputs::{DataInput, NeighbourInput, ServeEvent};
+use crate::inputs::{DataInput, ServeEvent};
+use crate::outbox::Outbox;
 use crate::manifest::{Layout, Manifest, manifest_id};
 pub use crate::status::PublishInfo;
 use crate::store::{self, Source, StoredKind, Workspace};
@@ -71,7 +72,7 @@ impl Io {
 
 struct Peer {
     conn: quinn::Connection,
-    tx: mpsc::Sender<Message>,
+    outbox: Arc<Outbox>,
 }
 
 /// What the data plane needs of the node's settings.
@@ -89,8 +90,9 @@ pub(crate) struct DataPlane {
     dialer: Dialer,
     /// Its own inbox, for the tasks it starts to report back.
     tx: mpsc::Sender<DataInput>,
-    /// To the neighbour actor (bans).
-    peers_tx: mpsc::Sender<NeighbourInput>,
+    /// To the neighbour actor: bans, unbounded so that the data plane never waits for it (the
+    /// core bans each peer at most once; see `peers` for why nothing here may wait).
+    bans: mpsc::UnboundedSender<NodeId>,
     catalog: Arc<Catalog>,
     /// Progress, records and uploads, read by membership and `node status`.
     report: watch::Sender<DataReport>,
@@ -105,7 +107,7 @@ impl DataPlane {
         config: DataConfig,
         dialer: Dialer,
         tx: mpsc::Sender<DataInput>,
-        peers_tx: mpsc::Sender<NeighbourInput>,
+        bans: mpsc::UnboundedSender<NodeId>,
         catalog: Arc<Catalog>,
         report: watch::Sender<DataReport>,
     ) -> Self {
@@ -118,7 +120,7 @@ impl DataPlane {
             data_dir: config.data_dir,
             dialer,
             tx,
-            peers_tx,
+            bans,
             catalog,
             report,
             io: HashMap::new(),
@@ -234,18 +236,25 @@ impl DataPlane {
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
             tokio::select! {
                 biased;
-                input = rx.recv() => match input {
-                    Some(i) => self.handle(i),
-                    None => return,
-                },
+                // Serving tasks wait for room to report (uploads, a changed source) while they
+                // hold an upload permit: their few events go first.
                 ev = serve_rx.recv() => {
                     if let Some(ev) = ev {
                         self.handle_serve(ev);
                     }
                 }
+                input = rx.recv() => match input {
+                    Some(i) => self.handle(i),
+                    None => return,
+                },
                 () = tokio::time::sleep_until(deadline.into()) => {
                     self.core.handle_timeout(Instant::now());
                 }
+            }
+            // A busy inbox must not keep due timers waiting.
+            let now = Instant::now();
+            if self.core.poll_timeout().is_some_and(|t| t <= now) {
+                self.core.handle_timeout(now);
             }
             self.perform_all();
         }
@@ -255,8 +264,8 @@ impl DataPlane {
     fn handle(&mut self, input: DataInput) {
         let now = Instant::now();
         match input {
-            DataInput::PeerUp { id, conn, tx } => {
-                self.peers.insert(id, Peer { conn, tx });
+            DataInput::PeerUp { id, conn, outbox } => {
+                self.peers.insert(id, Peer { conn, outbox });
                 self.core.handle_peer_up(now, id);
             }
             DataInput::PeerDown { id } => {
@@ -424,7 +433,7 @@ impl DataPlane {
         match action {
             BroadcastAction::Send { peer, msg } => {
                 if let Some(p) = self.peers.get(&peer) {
-                    let _ = p.tx.try_send(msg);
+                    self.advertise(&p.outbox, &msg);
                 }
             }
             BroadcastAction::Flood { msg } => {
@@ -437,7 +446,7 @@ impl DataPlane {
                     );
                 }
                 for p in self.peers.values() {
-                    let _ = p.tx.try_send(msg.clone());
+                    self.advertise(&p.outbox, &msg);
                 }
             }
             BroadcastAction::Serve { id, super_seed } => {
@@ -514,9 +523,7 @@ impl DataPlane {
                         p != peer
                     });
                 }
-                let _ = self
-                    .peers_tx
-                    .try_send(NeighbourInput::Ban { id: peer });
+                let _ = self.bans.send(peer);
             }
             BroadcastAction::Commit { id } => {
                 let Some(ws) = self.io.get(&id).and_then(Io::workspace).cloned() else {
@@ -538,6 +545,24 @@ impl DataPlane {
                     let _ = tx.blocking_send(DataInput::Finalized { id, result });
                 });
             }
+        }
+    }
+
+    /// Merge a `Have` or `HaveUpdate` into a neighbour's outbox (see [`Outbox`]).
+    fn advertise(&self, outbox: &Outbox, msg: &Message) {
+        let broadcast = match msg {
+            Message::Have(h) => h.broadcast,
+            Message::HaveUpdate(u) => u.broadcast,
+            other => {
+                warn!(kind = other.kind(), "the core asked to send a message that is no advertisement");
+                return;
+            }
+        };
+        let Some(chunks) = self.io.get(&broadcast).map(|io| io.layout.chunk_count()) else {
+            return;
+        };
+        if let Err(e) = outbox.advertise(msg, chunks) {
+            warn!(broadcast = %broadcast.short(), error = %e, "advertisement not queued");
         }
     }
 

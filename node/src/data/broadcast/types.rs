@@ -94,14 +94,15 @@ pub enum ManifestSource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BroadcastAction {
-    /// Send `msg` to neighbour `peer` (dropped if its queue is full).
+    /// Send `msg` (a `Have` or `HaveUpdate`) to neighbour `peer`. Never dropped: while its
+    /// link is busy, advertisements of one broadcast are merged into one.
     Send {
         /// The neighbour.
         peer: NodeId,
         /// What to send.
         msg: Message,
     },
-    /// Send `msg` to every neighbour.
+    /// Send `msg` (a `Have` or `HaveUpdate`) to every neighbour, as [`Send`](Self::Send).
     Flood {
         /// What to send.
         msg: Message,
