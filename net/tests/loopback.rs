@@ -171,8 +171,13 @@ async fn a_foreign_ca_is_read_from_the_error_type_on_both_sides() {
     assert!(refusal.is_untrusted_issuer());
     // A timeout is no refusal.
     let silent = std::net::UdpSocket::bind(loopback()).expect("bind silent socket");
-    let quiet = connect(&client, &config, silent.local_addr().unwrap(), Duration::from_millis(200))
-        .await
-        .expect_err("nobody answers");
+    let quiet = connect(
+        &client,
+        &config,
+        silent.local_addr().expect("silent addr"),
+        Duration::from_millis(200),
+    )
+    .await
+    .expect_err("nobody answers");
     assert_eq!(quiet.cert_refusal(), None);
 }

@@ -24,8 +24,8 @@ use crate::accept;
 use crate::control::{self, ControlRequest, ControlResponse};
 use crate::data::serve::Catalog;
 use crate::data::{DataConfig, DataPlane};
-use crate::inputs::DataInput;
 use crate::handles::{Dialer, Me, Server, StatusBoard};
+use crate::inputs::DataInput;
 use crate::membership::{JoinError, Membership, MembershipConfig, MembershipLinks};
 use crate::neighbours::NeighbourConfig;
 use crate::peers;
@@ -273,8 +273,7 @@ pub async fn run(
         status: writers.neighbours,
     };
     let mut peers_task = tokio::spawn(
-        peers::run(neighbours, peers_tx.clone(), peers_rx, bans_rx)
-            .instrument(info_span!("peers")),
+        peers::run(neighbours, peers_tx.clone(), peers_rx, bans_rx).instrument(info_span!("peers")),
     );
     let data_config = DataConfig {
         data_dir: config.data_dir.clone(),

@@ -11,8 +11,8 @@ use swarmcast_net::{DialError, WireError};
 use swarmcast_proto::{BroadcastId, BroadcastRecord, Message, NodeId, RegistryEntry, Role};
 use tokio::sync::oneshot;
 
-use crate::data::broadcast::{BroadcastInfo, ManifestFetchError, PieceError};
 use crate::data::PublishError;
+use crate::data::broadcast::{BroadcastInfo, ManifestFetchError, PieceError};
 use crate::manifest::{Manifest, ReadAs};
 use crate::neighbours::{DialFailure, Direction, Unsent};
 use crate::outbox::Outbox;
@@ -186,13 +186,11 @@ mod tests {
 
     #[test]
     fn dial_errors_tell_the_core_a_wrong_identity_and_a_refused_certificate_from_a_timeout() {
-        let timeout = NeighbourDialError::Dial(DialError::Wire(WireError::Timeout(
-            Duration::from_secs(2),
-        )));
+        let timeout =
+            NeighbourDialError::Dial(DialError::Wire(WireError::Timeout(Duration::from_secs(2))));
         assert_eq!(timeout.failure(), DialFailure::Unreachable);
-        let lost = NeighbourDialError::Stream(WireError::Connection(
-            quinn::ConnectionError::TimedOut,
-        ));
+        let lost =
+            NeighbourDialError::Stream(WireError::Connection(quinn::ConnectionError::TimedOut));
         assert_eq!(lost.failure(), DialFailure::Unreachable);
         let wrong = NeighbourDialError::WrongPeer {
             expected: NodeId([1; 32]),
@@ -203,9 +201,8 @@ mod tests {
         // The peer refused our certificate (unknown_ca) once our side of the handshake was done.
         let refused = NeighbourDialError::Stream(WireError::Connection(closed_by_peer(48)));
         assert_eq!(refused.failure(), DialFailure::Refused);
-        let refused = NeighbourDialError::Dial(DialError::Wire(WireError::Connection(
-            closed_by_peer(45),
-        )));
+        let refused =
+            NeighbourDialError::Dial(DialError::Wire(WireError::Connection(closed_by_peer(45))));
         assert_eq!(refused.failure(), DialFailure::Refused);
     }
 }

@@ -83,5 +83,4 @@ mod tests {
         assert!(BroadcastPhase::Seeding.is_done() && BroadcastPhase::Complete.is_done());
         assert!(!BroadcastPhase::Receiving.is_done() && !BroadcastPhase::Failed.is_done());
     }
-
 }

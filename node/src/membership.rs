@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use swarmcast_bootstrap::{BootstrapClient, ClientError};
 use swarmcast_bootstrap::registry::RegistryMirror;
+use swarmcast_bootstrap::{BootstrapClient, ClientError};
 use swarmcast_net::CertRefusal;
 use swarmcast_proto::{Heartbeat, Progress, RegistryView, Role, Status, Version};
 use tokio::sync::{mpsc, watch};

@@ -72,7 +72,11 @@ impl Outbox {
         self.queue(|s| &mut s.pongs, nonce)
     }
 
-    fn queue(&self, which: impl Fn(&mut State) -> &mut VecDeque<u64>, nonce: u64) -> Result<(), Full> {
+    fn queue(
+        &self,
+        which: impl Fn(&mut State) -> &mut VecDeque<u64>,
+        nonce: u64,
+    ) -> Result<(), Full> {
         {
             let mut s = lock(&self.state);
             let q = which(&mut s);
@@ -135,7 +139,11 @@ impl Outbox {
             .into_iter()
             .map(|nonce| Message::Pong(Ping { nonce }))
             .collect();
-        out.extend(s.pings.into_iter().map(|nonce| Message::Ping(Ping { nonce })));
+        out.extend(
+            s.pings
+                .into_iter()
+                .map(|nonce| Message::Ping(Ping { nonce })),
+        );
         for (broadcast, p) in s.adverts {
             if let Some(full) = p.full {
                 out.push(Message::Have(Have {
@@ -234,7 +242,9 @@ mod tests {
         outbox.advertise(&have(a, total, []), total).expect("have");
         for c in 0..20_000 {
             let (id, chunk) = if c % 2 == 0 { (a, c) } else { (b, c * 2) };
-            outbox.advertise(&update(id, [chunk]), total).expect("update");
+            outbox
+                .advertise(&update(id, [chunk]), total)
+                .expect("update");
         }
         let msgs = outbox.take();
         assert!(msgs.len() <= 3, "{} messages", msgs.len());
@@ -242,7 +252,10 @@ mod tests {
         assert_eq!(got[&a], (0..20_000).step_by(2).collect::<BTreeSet<u32>>());
         assert_eq!(
             got[&b],
-            (1..20_000).step_by(2).map(|c| c * 2).collect::<BTreeSet<u32>>()
+            (1..20_000)
+                .step_by(2)
+                .map(|c| c * 2)
+                .collect::<BTreeSet<u32>>()
         );
         // `a` had a full have waiting: the updates went into it, no separate update.
         assert!(matches!(&msgs[0], Message::Have(h) if h.broadcast == a));
@@ -254,8 +267,12 @@ mod tests {
         let id = BroadcastId([3; 32]);
         let total = 3 * MAX_UPDATE_CHUNKS as u32;
         let outbox = Outbox::default();
-        outbox.advertise(&update(id, [7, 9]), total).expect("update");
-        outbox.advertise(&have(id, total, [1]), total).expect("have");
+        outbox
+            .advertise(&update(id, [7, 9]), total)
+            .expect("update");
+        outbox
+            .advertise(&have(id, total, [1]), total)
+            .expect("have");
         let got = advertised(&outbox.take());
         assert_eq!(got[&id], BTreeSet::from([1, 7, 9]));
         outbox
@@ -267,7 +284,11 @@ mod tests {
         // What does not fit is refused, not truncated.
         assert!(outbox.advertise(&update(id, [total]), total).is_err());
         assert!(outbox.advertise(&have(id, total - 1, []), total).is_err());
-        assert!(outbox.advertise(&Message::Ping(Ping { nonce: 1 }), total).is_err());
+        assert!(
+            outbox
+                .advertise(&Message::Ping(Ping { nonce: 1 }), total)
+                .is_err()
+        );
     }
 
     #[test]
@@ -285,9 +306,19 @@ mod tests {
         let pongs: Vec<u64> = (100..100 + MAX_QUEUED as u64).collect();
         let pings: Vec<u64> = (0..MAX_QUEUED as u64).collect();
         let (first, rest) = msgs.split_at(MAX_QUEUED);
-        assert!(first.iter().zip(&pongs).all(|(m, n)| *m == Message::Pong(Ping { nonce: *n })));
+        assert!(
+            first
+                .iter()
+                .zip(&pongs)
+                .all(|(m, n)| *m == Message::Pong(Ping { nonce: *n }))
+        );
         let (middle, last) = rest.split_at(MAX_QUEUED);
-        assert!(middle.iter().zip(&pings).all(|(m, n)| *m == Message::Ping(Ping { nonce: *n })));
+        assert!(
+            middle
+                .iter()
+                .zip(&pings)
+                .all(|(m, n)| *m == Message::Ping(Ping { nonce: *n }))
+        );
         assert_eq!(last, [update(id, [0])]);
         // Room again once taken.
         outbox.ping(5).expect("room");

@@ -67,7 +67,8 @@ fn lex(src: &str) -> Vec<Tok> {
                 i += if c[i] == '\\' { 2 } else { 1 };
             }
             i += 1;
-        } else if (ch == 'r' && (at(i + 1) == '"' || (at(i + 1) == '#' && matches!(at(i + 2), '"' | '#'))))
+        } else if (ch == 'r'
+            && (at(i + 1) == '"' || (at(i + 1) == '#' && matches!(at(i + 2), '"' | '#'))))
             || (ch == 'b' && at(i + 1) == 'r' && matches!(at(i + 2), '"' | '#'))
         {
             // A raw string: r"..", r#".."#, br"..".
@@ -250,7 +251,8 @@ fn parse(module: &ModPath, src: &str) -> Parsed {
                 continue;
             }
             Tok::Ident(w) if w == "mod" => {
-                if let (Some(Tok::Ident(name)), Some(Tok::Open)) = (toks.get(i + 1), toks.get(i + 2))
+                if let (Some(Tok::Ident(name)), Some(Tok::Open)) =
+                    (toks.get(i + 1), toks.get(i + 2))
                 {
                     stack.push((name.clone(), depth));
                     depth += 1;
@@ -338,7 +340,10 @@ struct Crate {
 fn module_of(file: &str) -> ModPath {
     let stem = file.strip_suffix(".rs").unwrap_or(file);
     let mut parts: Vec<String> = stem.split('/').map(str::to_owned).collect();
-    if parts.last().is_some_and(|p| p == "mod" || p == "lib" || p == "main") {
+    if parts
+        .last()
+        .is_some_and(|p| p == "mod" || p == "lib" || p == "main")
+    {
         parts.pop();
     }
     parts
@@ -536,7 +541,11 @@ fn read_tree(dir: &Path) -> Vec<(String, String)> {
             if p.is_dir() {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "rs") {
-                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().replace('\\', "/");
+                let rel = p
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 out.push((rel, std::fs::read_to_string(&p).unwrap()));
             }
         }
@@ -587,7 +596,17 @@ fn checker_finds_a_direct_cycle_and_ignores_comments_and_strings() {
         ),
     ]);
     assert_eq!(found, vec![vec!["a.rs".to_owned(), "b.rs".to_owned()]]);
-    assert!(cycles_of(&[("lib.rs", "mod a; mod b;"), ("a.rs", "use crate::b::X;"), ("b.rs", "// use crate::a::Y;\nconst S: &str = r#\"crate::a::Y\"#;")]).is_empty());
+    assert!(
+        cycles_of(&[
+            ("lib.rs", "mod a; mod b;"),
+            ("a.rs", "use crate::b::X;"),
+            (
+                "b.rs",
+                "// use crate::a::Y;\nconst S: &str = r#\"crate::a::Y\"#;"
+            )
+        ])
+        .is_empty()
+    );
 }
 
 #[test]
@@ -626,7 +645,10 @@ fn checker_lets_a_parent_reexport_its_children_but_not_use_them() {
         ("p/mod.rs", "mod c;\nuse c::X;\npub struct P;"),
         ("p/c.rs", "use super::P;\npub struct X;"),
     ]);
-    assert_eq!(found, vec![vec!["p/c.rs".to_owned(), "p/mod.rs".to_owned()]]);
+    assert_eq!(
+        found,
+        vec![vec!["p/c.rs".to_owned(), "p/mod.rs".to_owned()]]
+    );
     // Tests inline in a file see their own file through `super`: no cycle.
     assert!(
         cycles_of(&[

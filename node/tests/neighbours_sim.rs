@@ -156,7 +156,9 @@ impl Sim {
                 assert_eq!(self.nodes[j].addr, addr, "seed {}", self.seed);
                 if !self.nodes[j].alive {
                     if self.dead_dials == DeadDials::Refused {
-                        self.nodes[i].core.handle_dial_failed(now, id, DialFailure::Unreachable);
+                        self.nodes[i]
+                            .core
+                            .handle_dial_failed(now, id, DialFailure::Unreachable);
                     }
                     return;
                 }

@@ -643,7 +643,11 @@ impl Sim {
                 }
             }
             Ev::Join { node } => {
-                let links = self.late.as_ref().map(|(_, l)| l.clone()).unwrap_or_default();
+                let links = self
+                    .late
+                    .as_ref()
+                    .map(|(_, l)| l.clone())
+                    .unwrap_or_default();
                 let n = self.nodes.len();
                 for b in links {
                     self.nodes[node].neighbours.insert(b);
@@ -1176,13 +1180,19 @@ fn one_seed_gives_one_trace() {
         sim.run();
         assert_eq!(sim.outcome().incomplete, 0, "seed {seed}");
         let late = sim.late.as_ref().map(|(l, _)| *l).unwrap();
-        assert!(sim.nodes[late].done_at.is_some(), "seed {seed}: the late joiner completed");
+        assert!(
+            sim.nodes[late].done_at.is_some(),
+            "seed {seed}: the late joiner completed"
+        );
         sim.trace.take().unwrap()
     };
     for seed in [1, 2] {
         let (a, b) = (trace(seed), trace(seed));
         if let Some(i) = (0..a.len().min(b.len())).find(|&i| a[i] != b[i]) {
-            panic!("seed {seed}: the runs part at action {i}:\n{}\n{}", a[i], b[i]);
+            panic!(
+                "seed {seed}: the runs part at action {i}:\n{}\n{}",
+                a[i], b[i]
+            );
         }
         assert_eq!(a.len(), b.len(), "seed {seed}");
         eprintln!("seed {seed}: {} actions, twice alike", a.len());

@@ -107,8 +107,10 @@ mod tests {
 
     #[test]
     fn the_foreign_ca_hint_comes_from_the_error_type() {
-        let (a, b): (SocketAddr, SocketAddr) =
-            ("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap());
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
         let timeout = SeedError::Connect(Arc::new(ClientError::Wire(WireError::Timeout(
             Duration::from_secs(1),
         ))));
@@ -120,7 +122,10 @@ mod tests {
             hint.starts_with(&format!("the TLS handshake with seed {b} was refused (")),
             "{hint}"
         );
-        assert!(hint.contains("UnknownCA") && hint.contains("different CAs"), "{hint}");
+        assert!(
+            hint.contains("UnknownCA") && hint.contains("different CAs"),
+            "{hint}"
+        );
         // An expired certificate is refused too, but it is no sign of another CA.
         assert_eq!(foreign_ca_hint(&timed_out(vec![(a, refused(45))])), None);
         // Text that merely mentions the alert is not read.
@@ -128,7 +133,10 @@ mod tests {
             code: swarmcast_proto::ErrorCode::Forbidden,
             message: "invalid peer certificate: UnknownIssuer".into(),
         })));
-        assert_eq!(foreign_ca_hint(&timed_out(vec![(a, text), (b, timeout)])), None);
+        assert_eq!(
+            foreign_ca_hint(&timed_out(vec![(a, text), (b, timeout)])),
+            None
+        );
         assert_eq!(foreign_ca_hint(&NodeError::NoSeeds), None);
     }
 }

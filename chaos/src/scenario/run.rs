@@ -288,11 +288,7 @@ impl Runner {
                 let limit = Instant::now() + self.deadline();
                 loop {
                     self.poll().await?;
-                    if self
-                        .last
-                        .get(node)
-                        .is_some_and(|b| b.state == *state)
-                    {
+                    if self.last.get(node).is_some_and(|b| b.state == *state) {
                         self.event("milestone", format!("{node} is {state}"));
                         break;
                     }

@@ -41,8 +41,8 @@ use serve::{Catalog, Reader, Servable};
 
 use crate::handles::Dialer;
 use crate::inputs::{DataInput, ServeEvent};
-use crate::outbox::Outbox;
 use crate::manifest::{Layout, Manifest, manifest_id};
+use crate::outbox::Outbox;
 pub use crate::status::PublishInfo;
 use crate::store::{self, Source, StoredKind, Workspace};
 
@@ -247,13 +247,11 @@ impl DataPlane {
                     Some(i) => self.handle(i),
                     None => return,
                 },
-                () = tokio::time::sleep_until(deadline.into()) => {
-                    self.core.handle_timeout(Instant::now());
-                }
+                () = tokio::time::sleep_until(deadline.into()) => {}
             }
-            // A busy inbox must not keep due timers waiting.
+            // Also after an input: a busy inbox must not keep due timers waiting.
             let now = Instant::now();
-            if self.core.poll_timeout().is_some_and(|t| t <= now) {
+            if deadline <= now {
                 self.core.handle_timeout(now);
             }
             self.perform_all();
@@ -554,7 +552,10 @@ impl DataPlane {
             Message::Have(h) => h.broadcast,
             Message::HaveUpdate(u) => u.broadcast,
             other => {
-                warn!(kind = other.kind(), "the core asked to send a message that is no advertisement");
+                warn!(
+                    kind = other.kind(),
+                    "the core asked to send a message that is no advertisement"
+                );
                 return;
             }
         };

@@ -454,9 +454,11 @@ mod tests {
         );
         let transport = swarmcast_net::transport_config();
         let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        let endpoint =
-            quinn::Endpoint::server(server_id.server_config(transport.clone()).unwrap(), loopback)
-                .unwrap();
+        let endpoint = quinn::Endpoint::server(
+            server_id.server_config(transport.clone()).unwrap(),
+            loopback,
+        )
+        .unwrap();
         let addr = endpoint.local_addr().unwrap();
         let (events, mut events_rx) = tokio::sync::mpsc::channel(1);
         let peer = client_id.node_id();
@@ -470,7 +472,9 @@ mod tests {
         let client = quinn::Endpoint::client(loopback).unwrap();
         let config = client_id.client_config(transport).unwrap();
         let t = Duration::from_secs(10);
-        let (conn, _) = swarmcast_net::connect(&client, &config, addr, t).await.unwrap();
+        let (conn, _) = swarmcast_net::connect(&client, &config, addr, t)
+            .await
+            .unwrap();
         let limits = Limits::default();
         let mut asked = Vec::new();
         for k in 0..REQUESTS {
@@ -500,7 +504,11 @@ mod tests {
         let mut uploaded = 0;
         for _ in 0..REQUESTS {
             match tokio::time::timeout(t, events_rx.recv()).await {
-                Ok(Some(ServeEvent::Uploaded { id: b, peer: p, bytes })) => {
+                Ok(Some(ServeEvent::Uploaded {
+                    id: b,
+                    peer: p,
+                    bytes,
+                })) => {
                     assert_eq!((b, p), (id, peer));
                     uploaded += bytes;
                 }

@@ -444,7 +444,12 @@ impl Neighbours {
     /// unless the core is dialling `id`.
     pub fn handle_dial_failed(&mut self, now: Instant, id: NodeId, failure: DialFailure) {
         self.advance(now);
-        let Some(addr) = self.links.get(&id).filter(|l| l.is_dialling()).map(|l| l.addr) else {
+        let Some(addr) = self
+            .links
+            .get(&id)
+            .filter(|l| l.is_dialling())
+            .map(|l| l.addr)
+        else {
             self.refill(now);
             return;
         };

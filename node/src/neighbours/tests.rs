@@ -682,7 +682,8 @@ fn dial_failure_and_close_cool_down_and_refill_at_once() {
     let other = *d.connected().iter().next().unwrap();
     d.core.handle_closed(d.now, other);
     let failing = dials(&d.settle())[0];
-    d.core.handle_dial_failed(d.now, failing, DialFailure::Unreachable);
+    d.core
+        .handle_dial_failed(d.now, failing, DialFailure::Unreachable);
     let next = dials(&d.settle());
     assert_eq!(next.len(), 1);
     assert!(![closed, other, failing].contains(&next[0]));
@@ -698,7 +699,8 @@ fn dial_failure_and_close_cool_down_and_refill_at_once() {
 
     // Reports about peers the core does not hold are ignored.
     d.core.handle_closed(d.now, failing);
-    d.core.handle_dial_failed(d.now, closed, DialFailure::Unreachable);
+    d.core
+        .handle_dial_failed(d.now, closed, DialFailure::Unreachable);
     assert!(d.settle().is_empty());
 }
 
@@ -973,13 +975,21 @@ fn a_refused_certificate_or_a_wrong_identity_waits_the_longest_cooldown_a_timeou
         d.core.handle_dial_failed(d.now, id(0), failure);
         let early = d.run_for(min + 100);
         if failure == DialFailure::Unreachable {
-            assert_eq!(dials(&early), [id(0)], "a timeout is retried after {min} ms");
+            assert_eq!(
+                dials(&early),
+                [id(0)],
+                "a timeout is retried after {min} ms"
+            );
             continue;
         }
         assert!(dials(&early).is_empty(), "{failure:?}: {early:?}");
         assert!(dials(&d.run_until(d.start + Duration::from_millis(max - 100))).is_empty());
         let late = d.run_until(d.start + Duration::from_millis(max + 100));
-        assert_eq!(dials(&late), [id(0)], "{failure:?} is retried after {max} ms");
+        assert_eq!(
+            dials(&late),
+            [id(0)],
+            "{failure:?} is retried after {max} ms"
+        );
     }
 }
 
@@ -988,7 +998,8 @@ fn a_wrong_identity_is_dialled_again_as_soon_as_the_registry_moves_the_peer() {
     let mut d = Driver::new(NeighbourConfig::default(), 4);
     d.unreachable.insert(id(0));
     d.registry(&alive(0..1));
-    d.core.handle_dial_failed(d.now, id(0), DialFailure::WrongPeer);
+    d.core
+        .handle_dial_failed(d.now, id(0), DialFailure::WrongPeer);
     d.settle();
     // The same address again: still cooling down.
     d.registry(&alive(0..1));
@@ -1009,7 +1020,8 @@ fn a_wrong_identity_is_dialled_again_as_soon_as_the_registry_moves_the_peer() {
     let mut d = Driver::new(NeighbourConfig::default(), 4);
     d.unreachable.insert(id(0));
     d.registry(&alive(0..1));
-    d.core.handle_dial_failed(d.now, id(0), DialFailure::Refused);
+    d.core
+        .handle_dial_failed(d.now, id(0), DialFailure::Refused);
     d.settle();
     let mut moved = entry(0, Status::Alive, Role::Node);
     moved.record.addrs = vec![addr(500)];

@@ -290,7 +290,11 @@ async fn dial(shared: Arc<NeighbourTask>, tx: mpsc::Sender<Input>, id: NodeId, a
 /// Tell the core of data-plane traffic on the link to `id`, at most every [`ACTIVITY_REPORT`].
 /// (`reported` is a mutex, not a cell, because the link's future must be `Send`; only its task
 /// takes it.)
-async fn report_active(tx: &mpsc::Sender<Input>, reported: &std::sync::Mutex<Option<Instant>>, id: NodeId) {
+async fn report_active(
+    tx: &mpsc::Sender<Input>,
+    reported: &std::sync::Mutex<Option<Instant>>,
+    id: NodeId,
+) {
     let now = Instant::now();
     let due = {
         let mut last = reported.lock().unwrap_or_else(|p| p.into_inner());

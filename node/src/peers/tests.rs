@@ -59,7 +59,9 @@ async fn every_peer_up_and_down_reaches_a_full_data_plane() {
         ids.insert(peer.node_id());
         let client = quinn::Endpoint::client(loopback()).unwrap();
         let config = peer.client_config(transport.clone()).unwrap();
-        let (conn, _) = swarmcast_net::connect(&client, &config, addr, T).await.unwrap();
+        let (conn, _) = swarmcast_net::connect(&client, &config, addr, T)
+            .await
+            .unwrap();
         // As a dialling neighbour does: the control stream opens with a ping.
         let (mut send, recv) = conn.open_bi().await.unwrap();
         let ping = Message::Ping(Ping { nonce: 0 });

@@ -31,11 +31,11 @@
 
 use std::time::Instant;
 
-use rand::Rng;
-use rand::rngs::StdRng;
 use super::peer::Peer;
 use super::pool::Pool;
 use crate::bitfield::Bitfield;
+use rand::Rng;
+use rand::rngs::StdRng;
 
 /// Runs shorter than this are entered at their start.
 const SHORT_RUN: u32 = 8;

@@ -199,7 +199,11 @@ fn lifecycle_commit_then_advertise_then_finalize_once() {
         asked.extend(requests(&a));
     }
     assert_eq!(finalizes, 1);
-    assert_eq!(state(&c, id), BroadcastPhase::Receiving, "complete only once published");
+    assert_eq!(
+        state(&c, id),
+        BroadcastPhase::Receiving,
+        "complete only once published"
+    );
     c.handle_finalized(t, id, Ok("/d/received/dir".into()));
     assert!(actions(&mut c).is_empty());
     let info = c.list().pop().unwrap();
