@@ -6,13 +6,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use swarmcast_node::neighbours::NeighbourConfig;
 use swarmcast_proto::Role;
 
-/// Push a directory to every machine of a fleet over an authenticated QUIC swarm.
 /// The product's chunk size as a flag default: `swarmcast_node::manifest::DEFAULT_CHUNK_SIZE`
 /// (a unit test checks they agree).
 pub(crate) const DEFAULT_CHUNK_SIZE_ARG: &str = "256KiB";
 
+/// Push a directory to every machine of a fleet over an authenticated QUIC swarm.
 #[derive(Debug, Parser)]
 #[command(name = "swarmcast", version, about, long_about = None)]
 pub(crate) struct Cli {
@@ -85,8 +86,14 @@ pub(crate) struct ChaosArgs {
 pub(crate) enum BenchCommand {
     /// One origin and N receivers on 127.0.0.1: time, throughput, origin upload, peak RSS.
     Local(BenchLocalArgs),
-    /// Netns lab (root): one origin and N receivers, each link shaped both ways; T against
-    /// the lower bound T*, beside a client-server run on the same links.
+    /// Netns lab (root): one origin and N receivers on shaped links, run with the product's
+    /// defaults; T (`node send --wait` at the origin) against the lower bound T*, beside a
+    /// client-server run on the same links.
+    ///
+    /// Every daemon is a plain `node join` and the broadcast a plain `node send DIR --wait`
+    /// run at the origin, inside its namespace: the user's figure T_user is from the start of
+    /// `node send` to the return of `--wait`, reported beside the last receiver's completion.
+    /// Flags marked "experiment" change a product default.
     Swarm(SwarmBenchArgs),
     /// One origin to one receiver: swarmcast against bare quinn on the same bytes.
     ///
@@ -140,20 +147,32 @@ pub(crate) struct SwarmBenchArgs {
     /// Bytes of the generated directory (e.g. 256MiB).
     #[arg(long, default_value = "256MiB", value_parser = parse_size)]
     pub(crate) size: u64,
-    /// Every host's link rate in Mbit/s, both directions.
+    /// Every host's link rate in Mbit/s: both directions, or its uplink only with
+    /// `--shape tbf-uplink`.
     #[arg(long, default_value_t = 100.0)]
     pub(crate) rate_mbit: f64,
     /// A host's own rate, e.g. `origin=200` or `r3=20` (repeatable): heterogeneous fleets.
     #[arg(long = "host-rate", value_parser = parse_host_rate)]
     pub(crate) host_rates: Vec<(String, f64)>,
-    /// `both` (swarm, then client-server on the same links), `swarm` or `origin-only`.
+    /// `both` (swarm, then client-server on the same links), `swarm` or `origin-only`. The
+    /// client-server baseline runs `node join --strategy origin-only --neighbours N+1`: a
+    /// baseline, not the product.
     #[arg(long, value_enum, default_value_t = BenchStrategy::Both)]
     pub(crate) strategy: BenchStrategy,
-    /// Chunk size. 256 KiB: on 20–100 Mbit/s links 1 MiB requests queue long enough behind
-    /// each other to time out and be fetched twice (measured: origin upload 2.8 x F at 20 Mbit/s
-    /// with 1 MiB, 1.3 x F with 256 KiB).
-    #[arg(long, default_value = "256KiB", value_parser = parse_bytes)]
-    pub(crate) chunk_size: u32,
+    /// Passed to `node send --chunk-size` (experiment: changes the product default). Without
+    /// it no flag is passed and `node send`'s own default applies.
+    #[arg(long, value_parser = parse_bytes)]
+    pub(crate) chunk_size: Option<u32>,
+    /// How links are shaped: `htb-both` (HTB on both directions of each host's link with a
+    /// 50 ms byte FIFO) or `tbf-uplink` (a tbf on each host's uplink only, 50 ms queue and
+    /// 64 KiB burst; downloads unshaped).
+    #[arg(long, value_enum, default_value_t = ShapeArg::HtbBoth)]
+    pub(crate) shape: ShapeArg,
+    /// Start every daemon with its wire trace in DIR (SWARMCAST_WIRE_TRACE) and write each
+    /// run's summary there, as text and JSON: per host, bytes from the origin and from peers,
+    /// duplicates, declines, latencies, queue depths, unused upload; how late --wait returned.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) trace: Option<PathBuf>,
     /// Give up on a run after this long.
     #[arg(long, default_value = "1800s", value_parser = parse_duration)]
     pub(crate) timeout: Duration,
@@ -182,6 +201,14 @@ pub(crate) struct BenchPairArgs {
     /// Machine-readable output (every run, then median, min and max).
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ShapeArg {
+    /// HTB on both directions of each host's link, 50 ms byte FIFO.
+    HtbBoth,
+    /// tbf on each host's uplink only (50 ms queue, 64 KiB burst); downloads unshaped.
+    TbfUplink,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -349,6 +376,22 @@ pub(crate) enum NodeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Remove one version (by id, or a unique start of it) or every version of a name from
+    /// this node; removing the current version points received/<name> at the newest left.
+    Rm {
+        /// A broadcast id (or its first 4+ hex digits), or a name.
+        target: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Cancel a broadcast fleet-wide, at its origin (with a name: this origin's versions of
+    /// it); receivers stop and free the space, and `--wait` on it ends with exit 1.
+    Cancel {
+        /// A broadcast id (or its first 4+ hex digits), or a name.
+        target: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -402,7 +445,7 @@ pub(crate) struct JoinArgs {
     #[arg(long, value_parser = parse_duration)]
     pub(crate) join_timeout: Option<Duration>,
     /// Target number of neighbours.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = NeighbourConfig::default().target)]
     pub(crate) neighbours: usize,
     /// Who serves receivers: `swarm`, or `origin-only` (client-server, a baseline for
     /// benchmarks: every node of the fleet must use it, with `--neighbours` at least the
@@ -417,6 +460,14 @@ pub(crate) struct JoinArgs {
     /// Serve Prometheus metrics (`GET /metrics`) on this TCP address, e.g. 127.0.0.1:9401.
     #[arg(long)]
     pub(crate) metrics: Option<SocketAddr>,
+    /// Complete versions kept per broadcast name (older ones are removed; never the one
+    /// received/<name> points at).
+    #[arg(long, default_value_t = swarmcast_node::data::DEFAULT_KEEP, value_parser = parse_positive_count::<usize>)]
+    pub(crate) keep: usize,
+    /// Disk budget for every broadcast received here (e.g. 100GiB): the oldest removable
+    /// versions go first; a broadcast that still does not fit fails.
+    #[arg(long, value_parser = parse_positive_size)]
+    pub(crate) max_disk: Option<u64>,
 }
 
 /// A group name, as its gid (`--control-group`).
@@ -555,6 +606,60 @@ mod tests {
         assert!(parse_bytes("8GiB").is_err());
         assert!(parse_bytes("1 parsec").is_err());
         assert!(parse_bytes("-1").is_err());
+    }
+
+    #[test]
+    fn node_send_defaults_to_the_librarys_chunk_size() {
+        use clap::Parser as _;
+        use swarmcast_node::manifest::DEFAULT_CHUNK_SIZE;
+        let cli = Cli::try_parse_from(["swarmcast", "node", "send", "/tmp"]).expect("parses");
+        let Command::Node(NodeCommand::Send(args)) = cli.command else {
+            panic!("not node send");
+        };
+        assert_eq!(args.chunk_size, DEFAULT_CHUNK_SIZE);
+    }
+
+    #[test]
+    fn bench_swarm_passes_no_chunk_size_unless_asked() {
+        use clap::Parser as _;
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["swarmcast", "bench", "swarm"];
+            argv.extend_from_slice(extra);
+            match Cli::try_parse_from(argv).expect("parses").command {
+                Command::Bench(BenchCommand::Swarm(a)) => a,
+                _ => panic!("not bench swarm"),
+            }
+        };
+        let a = parse(&[]);
+        assert_eq!((a.chunk_size, a.shape), (None, ShapeArg::HtbBoth));
+        let a = parse(&["--chunk-size", "256KiB", "--shape", "tbf-uplink"]);
+        assert_eq!(
+            (a.chunk_size, a.shape),
+            (Some(256 << 10), ShapeArg::TbfUplink)
+        );
+    }
+
+    #[test]
+    fn experiment_flags_say_so() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        let swarm = cmd
+            .find_subcommand("bench")
+            .and_then(|b| b.find_subcommand("swarm"))
+            .expect("bench swarm");
+        let help = |id: &str| {
+            swarm
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .and_then(|a| a.get_help())
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        };
+        assert!(
+            help("chunk_size").contains("(experiment: changes the product default)"),
+            "{}",
+            help("chunk_size")
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! * [`bench`], [`pair`], [`files`], [`lab_bench`]: `swarmcast bench local`, `bench pair`
 //!   (swarmcast against bare quinn), `bench files` (many small files against one large one) and
 //!   `bench swarm` (the netns lab against T*).
+//! * [`lab_trace`]: the summary of the nodes' wire traces for `bench swarm --trace`.
 //! * [`idle`]: `swarmcast bench idle`, the CPU and packets of a fleet of idle daemons.
 
 pub mod bench;
@@ -20,6 +21,7 @@ pub mod fleet;
 pub mod harness;
 pub mod idle;
 pub mod lab_bench;
+pub mod lab_trace;
 pub mod netns;
 pub mod pair;
 pub mod procs;

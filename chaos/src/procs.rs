@@ -55,7 +55,8 @@ pub struct LocalCluster {
     exe: PathBuf,
     root: PathBuf,
     certs: PathBuf,
-    timings: Timings,
+    /// Timing flags passed to every process; `None`: the binary's defaults.
+    timings: Option<Timings>,
     /// Every process, bootstraps and nodes, in start order.
     pub procs: Vec<Proc>,
     /// The network lab the processes run in (netns mode), dropped after they are killed.
@@ -73,7 +74,7 @@ impl LocalCluster {
             exe,
             root: root.to_owned(),
             certs,
-            timings,
+            timings: Some(timings),
             procs: Vec::new(),
             lab: None,
             default_logs: false,
@@ -83,6 +84,13 @@ impl LocalCluster {
     /// Run every process started from now on in its own host of `lab`.
     pub fn with_lab(mut self, lab: Lab) -> Self {
         self.lab = Some(lab);
+        self
+    }
+
+    /// Pass no timing flags (heartbeat, liveness, anti-entropy): every process runs with the
+    /// binary's defaults, as a user runs it.
+    pub fn with_binary_timings(mut self) -> Self {
+        self.timings = None;
         self
     }
 
@@ -132,7 +140,7 @@ impl LocalCluster {
                 *a,
                 &data_dir,
                 &peers,
-                Some(&self.timings),
+                self.timings.as_ref(),
             );
             self.push(name, Role::Bootstrap, Some(*a), data_dir, args, Vec::new())?;
         }
@@ -163,7 +171,7 @@ impl LocalCluster {
             &self.certs.join(name),
             &data_dir,
             seeds,
-            Some(&self.timings),
+            self.timings.as_ref(),
             extra,
         );
         if let Some(lab) = &mut self.lab {

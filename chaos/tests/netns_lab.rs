@@ -1,5 +1,6 @@
 //! The network lab itself, on real namespaces: addressing, isolation from the machine's own
-//! namespace, rate, delay, loss, partitions (both ways and one way) and cleanup.
+//! namespace, rate (HTB both ways, and `tbf` on the uplink only), delay, loss, partitions (both
+//! ways and one way) and cleanup.
 //!
 //! Needs root, `ip`, `tc` and `iptables`. Runs when `SWARMCAST_NETNS=1` (as CI does) and then
 //! fails, never skips, if the lab cannot be built; without the variable it is skipped with a note.
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use common::netns_wanted;
-use swarmcast_chaos::netns::{Lab, LinkSpec};
+use swarmcast_chaos::netns::{Lab, LinkSpec, Shaper};
 
 /// Send `n` datagrams of `size` bytes from `from` to `to`:9000, each answered by an echo; the
 /// round trip times of the answered ones.
@@ -106,6 +107,9 @@ fn push(lab: &Lab, from: &str, to: &str, offered: f64, secs: f64) -> Result<(f64
     Ok((got as f64 * 8.0 / span.as_secs_f64().max(1e-3), got))
 }
 
+/// The tests measure rates: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn root_links() -> Result<String> {
     let out = std::process::Command::new("ip")
         .args(["-o", "link"])
@@ -122,6 +126,9 @@ fn the_lab_shapes_partitions_and_cleans_up() -> Result<()> {
     if !netns_wanted() {
         return Ok(());
     }
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let before = root_links()?;
     let mut lab = Lab::new(1).context("building the lab")?;
     for h in ["a", "b", "c"] {
@@ -204,6 +211,69 @@ fn the_lab_shapes_partitions_and_cleans_up() -> Result<()> {
     let c = lab.counters()?;
     assert!(c["c"].down >= 2 << 20, "{c:?}");
     assert!(c["a"].up >= 2 << 20, "{c:?}");
+
+    drop(lab);
+    let left: Vec<String> = std::fs::read_dir("/run/netns")?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| names.contains(n))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_eq!(root_links()?, before);
+    Ok(())
+}
+
+#[test]
+fn the_tbf_uplink_shaper_limits_the_upload_and_not_the_download() -> Result<()> {
+    if !netns_wanted() {
+        return Ok(());
+    }
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let before = root_links()?;
+    let mut lab = Lab::new(2).context("building the lab")?;
+    lab.set_shaper(Shaper::TbfUplink)?;
+    for h in ["a", "c"] {
+        lab.add_host(h)?;
+    }
+    let names = lab.namespaces();
+    let twenty = LinkSpec {
+        rate_mbit: Some(20.0),
+        ..LinkSpec::default()
+    };
+    lab.set_link("c", twenty)?;
+    // A tbf on c's uplink, nothing on its downlink (the veth's default noqueue).
+    let (up, down) = lab.root_qdiscs("c")?;
+    assert_eq!(up, ["tbf"], "uplink qdiscs");
+    assert!(
+        !down.iter().any(|q| q == "tbf" || q == "htb"),
+        "downlink shaped: {down:?}"
+    );
+    // 40 Mbit/s offered each way for 1.5 s: about 20 arrive from c, about 40 reach c.
+    let (from_c, _) = push(&lab, "c", "a", 40e6, 1.5)?;
+    assert!(
+        (12e6..=24e6).contains(&from_c),
+        "{from_c} bit/s up through a 20 Mbit/s tbf uplink"
+    );
+    let (to_c, _) = push(&lab, "a", "c", 40e6, 1.5)?;
+    assert!(
+        to_c >= 30e6,
+        "{to_c} bit/s down to c: its download must be unshaped"
+    );
+
+    // Back to HTB both ways: c's download is limited now, and no tbf is left.
+    lab.set_shaper(Shaper::HtbBoth)?;
+    let (up, down) = lab.root_qdiscs("c")?;
+    assert_eq!(
+        (up.as_slice(), down.as_slice()),
+        (&["htb".to_owned()][..], &["htb".to_owned()][..])
+    );
+    let (to_c, _) = push(&lab, "a", "c", 40e6, 1.5)?;
+    assert!(
+        (12e6..=24e6).contains(&to_c),
+        "{to_c} bit/s down through a 20 Mbit/s HTB link"
+    );
 
     drop(lab);
     let left: Vec<String> = std::fs::read_dir("/run/netns")?

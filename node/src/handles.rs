@@ -164,8 +164,12 @@ impl StatusBoard {
             nodes_failed: Vec::new(),
             chunks_held: 0,
             failed: record
-                .filter(|r| r.state == BroadcastState::Failed)
-                .map(|_| Failure::OriginDeclared.to_string()),
+                .and_then(|r| match r.state {
+                    BroadcastState::Failed => Some(Failure::OriginDeclared),
+                    BroadcastState::Cancelled => Some(Failure::Cancelled),
+                    BroadcastState::Active => None,
+                })
+                .map(|f| f.to_string()),
             nodes: Vec::new(),
         };
         for e in &m.view {

@@ -12,7 +12,7 @@ use swarmcast_proto::{BroadcastId, BroadcastRecord, Message, NodeId, RegistryEnt
 use tokio::sync::oneshot;
 
 use crate::data::PublishError;
-use crate::data::broadcast::{BroadcastInfo, ManifestFetchError, PieceError};
+use crate::data::broadcast::{BroadcastInfo, ManifestFetchError, PieceError, TargetError};
 use crate::manifest::{Manifest, ReadAs};
 use crate::neighbours::{DialFailure, Direction, Unsent};
 use crate::outbox::Outbox;
@@ -120,6 +120,16 @@ pub(crate) enum DataInput {
     List {
         reply: oneshot::Sender<Vec<BroadcastInfo>>,
     },
+    /// `node rm`.
+    Remove {
+        target: String,
+        reply: oneshot::Sender<Result<Vec<BroadcastId>, TargetError>>,
+    },
+    /// `node cancel`.
+    Cancel {
+        target: String,
+        reply: oneshot::Sender<Result<Vec<BroadcastId>, TargetError>>,
+    },
     /// Internal: a manifest was built by a blocking task.
     Built {
         result: Result<(Manifest, Vec<u8>, PathBuf), PublishError>,
@@ -149,8 +159,14 @@ pub(crate) enum DataInput {
         id: BroadcastId,
         result: Result<Vec<u32>, StoreError>,
     },
-    /// Internal: publication under `received/` ended.
+    /// Internal: finishing a complete workspace ended.
     Finalized {
+        id: BroadcastId,
+        result: Result<PathBuf, StoreError>,
+    },
+    /// Internal: pointing `received/<name>` at a version ended.
+    Linked {
+        name: String,
         id: BroadcastId,
         result: Result<PathBuf, StoreError>,
     },

@@ -38,11 +38,19 @@ pub(crate) struct Full;
 #[error("not an advertisement the outbox can merge: {0}")]
 pub(crate) struct NotAdvert(&'static str);
 
+/// A full `Have` waiting: its bits (later updates merged in) and what it says of the sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FullHave {
+    bits: Bitfield,
+    from_origin: bool,
+    seq: u64,
+}
+
 /// What one broadcast has waiting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Pending {
     /// A full `Have` (later updates merged into it).
-    full: Option<Bitfield>,
+    full: Option<FullHave>,
     /// Chunks for a `HaveUpdate` (empty when `full` says it all).
     update: Bitfield,
 }
@@ -107,11 +115,16 @@ impl Outbox {
                         bits.set(c);
                     }
                     if let Some(old) = &p.full {
-                        for c in old.iter_ones() {
+                        for c in old.bits.iter_ones() {
                             bits.set(c);
                         }
                     }
-                    p.full = Some(bits);
+                    // The newest says who the sender is and which version it knows.
+                    p.full = Some(FullHave {
+                        bits,
+                        from_origin: h.from_origin,
+                        seq: h.seq,
+                    });
                     p.update = Bitfield::new(chunks);
                 }
                 Message::HaveUpdate(u) => {
@@ -119,7 +132,10 @@ impl Outbox {
                         return Err(NotAdvert("an update past the chunk count"));
                     }
                     let p = pending(&mut s, u.broadcast, chunks);
-                    let into = p.full.as_mut().unwrap_or(&mut p.update);
+                    let into = match p.full.as_mut() {
+                        Some(f) => &mut f.bits,
+                        None => &mut p.update,
+                    };
                     for c in &u.chunks {
                         into.set(c.0);
                     }
@@ -148,8 +164,10 @@ impl Outbox {
             if let Some(full) = p.full {
                 out.push(Message::Have(Have {
                     broadcast,
-                    chunks: full.len(),
-                    bits: full.as_bytes().to_vec(),
+                    chunks: full.bits.len(),
+                    bits: full.bits.as_bytes().to_vec(),
+                    from_origin: full.from_origin,
+                    seq: full.seq,
                 }));
             }
             let chunks: Vec<ChunkIndex> = p.update.iter_ones().map(ChunkIndex).collect();
@@ -201,6 +219,8 @@ mod tests {
             broadcast: id,
             chunks,
             bits: bits.as_bytes().to_vec(),
+            from_origin: false,
+            seq: 0,
         })
     }
 

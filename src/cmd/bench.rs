@@ -9,7 +9,7 @@ use swarmcast_chaos::{bench, files, idle, lab_bench, pair};
 use super::{current_exe, runtime, until_signal, usage_error};
 use crate::cli::{
     BenchCommand, BenchFilesArgs, BenchIdleArgs, BenchLocalArgs, BenchPairArgs, BenchStrategy,
-    SwarmBenchArgs,
+    ShapeArg, SwarmBenchArgs,
 };
 
 pub(crate) fn run(command: BenchCommand) -> Result<()> {
@@ -92,6 +92,12 @@ fn local(args: BenchLocalArgs) -> Result<()> {
 /// `bench swarm`: the netns lab against T*.
 fn swarm(args: SwarmBenchArgs) -> Result<()> {
     use lab_bench::Strategy;
+    use swarmcast_chaos::netns::Shaper;
+    if let Some(c) = args.chunk_size
+        && let Err(e) = swarmcast_node::manifest::ManifestLimits::default().check_chunk_size(c)
+    {
+        usage_error(&["bench", "swarm"], format!("--chunk-size: {e}"));
+    }
     swarmcast_chaos::netns::preflight()?;
     let config = lab_bench::SwarmBenchConfig {
         receivers: args.receivers,
@@ -99,6 +105,11 @@ fn swarm(args: SwarmBenchArgs) -> Result<()> {
         rate_mbit: args.rate_mbit,
         host_rates: args.host_rates.into_iter().collect(),
         chunk_size: args.chunk_size,
+        shaper: match args.shape {
+            ShapeArg::HtbBoth => Shaper::HtbBoth,
+            ShapeArg::TbfUplink => Shaper::TbfUplink,
+        },
+        trace: args.trace,
         strategies: match args.strategy {
             BenchStrategy::Both => vec![Strategy::Swarm, Strategy::OriginOnly],
             BenchStrategy::Swarm => vec![Strategy::Swarm],

@@ -3,8 +3,10 @@
 //! lab creates. Hosts get addresses on a private subnet that exists only on that bridge, with no
 //! default route; the machine's own namespace gets no interface, address or route.
 //!
-//! * Rate: an HTB class on both ends of each host's veth (host egress = its upload, switch
-//!   egress = its download), with a byte FIFO of about 50 ms.
+//! * Rate, as the lab's [`Shaper`] says: by default an HTB class on both ends of each host's
+//!   veth (host egress = its upload, switch egress = its download), with a byte FIFO of about
+//!   50 ms; or ([`Shaper::TbfUplink`]) a `tbf` on the host's egress only (50 ms queue, 64 KiB
+//!   burst), downloads unshaped.
 //! * Delay, jitter, loss: every packet in or out of `eth0` goes through an nfqueue whose
 //!   verdicts a thread of the harness delays or drops ([`impair`]), because this lab must also
 //!   work on kernels without `sch_netem`.
@@ -43,11 +45,45 @@ pub const BOOTSTRAP_PORT: u16 = 7000;
 pub const NODE_PORT: u16 = 7001;
 const PARTITION_CHAIN: &str = "SC_PART";
 
-/// The shape of one host's link, the same in both directions.
+/// How a lab applies a link's rate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shaper {
+    /// The rate in both directions: an HTB class with a byte FIFO of about 50 ms on the host's
+    /// egress (its upload) and on the switch port's egress (its download).
+    #[default]
+    HtbBoth,
+    /// The rate on the host's uplink only (its egress into the switch): `tbf` with a 50 ms
+    /// queue (`latency 50ms`) and a 64 KiB burst; downloads unshaped.
+    TbfUplink,
+}
+
+impl Shaper {
+    /// Its name on the command line and in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HtbBoth => "htb-both",
+            Self::TbfUplink => "tbf-uplink",
+        }
+    }
+
+    /// Whether a host's download is limited to its rate too.
+    pub fn shapes_download(self) -> bool {
+        self == Self::HtbBoth
+    }
+}
+
+/// The `tbf` burst of [`Shaper::TbfUplink`], bytes.
+pub const TBF_BURST: u32 = 64 << 10;
+/// The `tbf` queue of [`Shaper::TbfUplink`] (`latency`), ms.
+pub const TBF_LATENCY_MS: u32 = 50;
+
+/// The shape of one host's link: its rate in the directions the lab's [`Shaper`] shapes (both
+/// by default), delay, jitter and loss in both.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinkSpec {
-    /// Rate in Mbit/s (none: unlimited).
+    /// Rate in Mbit/s (none: unlimited), applied as the lab's [`Shaper`] says.
     pub rate_mbit: Option<f64>,
     /// Delay added in each direction, in ms: the RTT between two hosts with the same link is
     /// four times this.
@@ -100,13 +136,17 @@ struct Host {
     impairer: Option<Impairer>,
 }
 
-/// Bytes through one host's link since it was created.
+/// Bytes and packets through one host's link since it was created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counters {
-    /// Sent by the host.
+    /// Bytes sent by the host.
     pub up: u64,
-    /// Received by the host.
+    /// Bytes received by the host.
     pub down: u64,
+    /// Packets sent by the host (a GSO batch counts once).
+    pub up_packets: u64,
+    /// Packets received by the host (a GSO batch counts once).
+    pub down_packets: u64,
 }
 
 /// One lab: a switch namespace and its hosts.
@@ -116,6 +156,7 @@ pub struct Lab {
     switch: String,
     hosts: BTreeMap<String, Host>,
     default_link: LinkSpec,
+    shaper: Shaper,
     seed: u64,
 }
 
@@ -199,6 +240,62 @@ pub fn sweep_stale() -> usize {
     removed
 }
 
+/// An HTB class of `bits` per second on `dev`'s egress, with a byte FIFO of about 50 ms at the
+/// rate, like a switch port's buffer.
+fn htb(netns: &str, dev: &str, bits: u64) -> Result<()> {
+    let rate_s = format!("{bits}bit");
+    let limit = ((bits / 8) / 20).max(64 << 10).to_string();
+    let quantum = (((bits / 8) / 1000).clamp(1514, 60_000)).to_string();
+    sh(
+        "tc",
+        &[
+            "-n", netns, "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "1",
+        ],
+    )?;
+    sh(
+        "tc",
+        &[
+            "-n", netns, "class", "add", "dev", dev, "parent", "1:", "classid", "1:1", "htb",
+            "rate", &rate_s, "ceil", &rate_s, "burst", "64k", "cburst", "64k", "quantum", &quantum,
+        ],
+    )?;
+    sh(
+        "tc",
+        &[
+            "-n", netns, "qdisc", "add", "dev", dev, "parent", "1:1", "bfifo", "limit", &limit,
+        ],
+    )?;
+    Ok(())
+}
+
+/// A token bucket of `bits` per second on `dev`'s egress: [`TBF_LATENCY_MS`] of queue,
+/// [`TBF_BURST`] bytes of burst.
+fn tbf(netns: &str, dev: &str, bits: u64) -> Result<()> {
+    let rate_s = format!("{bits}bit");
+    let burst = TBF_BURST.to_string();
+    let latency = format!("{TBF_LATENCY_MS}ms");
+    sh(
+        "tc",
+        &[
+            "-n", netns, "qdisc", "add", "dev", dev, "root", "handle", "1:", "tbf", "rate",
+            &rate_s, "burst", &burst, "latency", &latency,
+        ],
+    )?;
+    Ok(())
+}
+
+/// The root qdisc kinds on `dev` in `netns` (`tc -j qdisc show`), e.g. `["tbf"]`.
+fn root_qdiscs(netns: &str, dev: &str) -> Result<Vec<String>> {
+    let out = sh("tc", &["-n", netns, "-j", "qdisc", "show", "dev", dev])?;
+    let v: serde_json::Value = serde_json::from_str(&out).context("parsing `tc -j qdisc`")?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|q| q["root"].as_bool() == Some(true))
+        .filter_map(|q| q["kind"].as_str().map(str::to_owned))
+        .collect())
+}
+
 static LABS: AtomicU32 = AtomicU32::new(0);
 
 impl Lab {
@@ -222,6 +319,7 @@ impl Lab {
             switch,
             hosts: BTreeMap::new(),
             default_link: LinkSpec::default(),
+            shaper: Shaper::default(),
             seed,
         };
         sh("ip", &["netns", "add", &lab.switch])?;
@@ -231,6 +329,26 @@ impl Lab {
         )?;
         sh("ip", &["-n", &lab.switch, "link", "set", "br0", "up"])?;
         Ok(lab)
+    }
+
+    /// How rates are applied from now on, to every host's link (existing links are shaped
+    /// again).
+    pub fn set_shaper(&mut self, shaper: Shaper) -> Result<()> {
+        self.shaper = shaper;
+        let links: Vec<(String, LinkSpec)> = self
+            .hosts
+            .iter()
+            .map(|(n, h)| (n.clone(), h.link))
+            .collect();
+        for (n, spec) in links {
+            self.set_link(&n, spec)?;
+        }
+        Ok(())
+    }
+
+    /// How rates are applied.
+    pub fn shaper(&self) -> Shaper {
+        self.shaper
     }
 
     /// The link new hosts get, also applied now to every existing host.
@@ -331,37 +449,23 @@ impl Lab {
             let h = self.host(name)?;
             (h.ns.clone(), h.port.clone())
         };
-        // Rate: HTB on the host's egress (upload) and the switch port's egress (download).
+        // Both ends lose their qdisc first, so that a change of shaper leaves nothing behind.
         for (netns, dev) in [(ns.as_str(), "eth0"), (self.switch.as_str(), port.as_str())] {
             let _ = sh("tc", &["-n", netns, "qdisc", "del", "dev", dev, "root"]);
-            if let Some(rate) = spec.rate_mbit {
-                let bits = (rate * 1e6) as u64;
-                let rate_s = format!("{bits}bit");
-                // A queue of about 50 ms at the rate, like a switch port's buffer.
-                let limit = ((bits / 8) / 20).max(64 << 10).to_string();
-                let quantum = (((bits / 8) / 1000).clamp(1514, 60_000)).to_string();
-                sh(
-                    "tc",
-                    &[
-                        "-n", netns, "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb",
-                        "default", "1",
-                    ],
-                )?;
-                sh(
-                    "tc",
-                    &[
-                        "-n", netns, "class", "add", "dev", dev, "parent", "1:", "classid", "1:1",
-                        "htb", "rate", &rate_s, "ceil", &rate_s, "burst", "64k", "cburst", "64k",
-                        "quantum", &quantum,
-                    ],
-                )?;
-                sh(
-                    "tc",
-                    &[
-                        "-n", netns, "qdisc", "add", "dev", dev, "parent", "1:1", "bfifo", "limit",
-                        &limit,
-                    ],
-                )?;
+        }
+        if let Some(rate) = spec.rate_mbit {
+            let bits = (rate * 1e6) as u64;
+            match self.shaper {
+                // HTB on the host's egress (upload) and the switch port's egress (download).
+                Shaper::HtbBoth => {
+                    for (netns, dev) in
+                        [(ns.as_str(), "eth0"), (self.switch.as_str(), port.as_str())]
+                    {
+                        htb(netns, dev, bits)?;
+                    }
+                }
+                // tbf on the host's egress only.
+                Shaper::TbfUplink => tbf(&ns, "eth0", bits)?,
             }
         }
         // Delay, jitter, loss: an nfqueue on both directions, started on first use.
@@ -463,6 +567,8 @@ impl Lab {
                     Counters {
                         up: s["rx"]["bytes"].as_u64()?,
                         down: s["tx"]["bytes"].as_u64()?,
+                        up_packets: s["rx"]["packets"].as_u64()?,
+                        down_packets: s["tx"]["packets"].as_u64()?,
                     },
                 ))
             })
@@ -493,6 +599,16 @@ impl Lab {
             nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)?;
             Ok(f())
         }))
+    }
+
+    /// The root qdiscs of host `name`'s link: on its uplink (the host's `eth0` egress) and on
+    /// its downlink (the switch port's egress), e.g. `(["tbf"], ["noqueue"])`.
+    pub fn root_qdiscs(&self, name: &str) -> Result<(Vec<String>, Vec<String>)> {
+        let h = self.host(name)?;
+        Ok((
+            root_qdiscs(&h.ns, "eth0")?,
+            root_qdiscs(&self.switch, &h.port)?,
+        ))
     }
 
     /// The link of host `name`.

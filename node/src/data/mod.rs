@@ -33,8 +33,9 @@ use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
 pub use broadcast::{
-    BroadcastAction, BroadcastConfig, BroadcastInfo, Broadcasts, DataReport, Failure,
-    ManifestFetchError, ManifestSource, PieceError, ResumeError, Strategy, SuperSeed,
+    BroadcastAction, BroadcastConfig, BroadcastInfo, Broadcasts, DEFAULT_KEEP, DataReport, Failure,
+    ManifestFetchError, ManifestSource, PieceError, Publication, ResumeError, Strategy, SuperSeed,
+    TargetError,
 };
 pub use error::PublishError;
 use serve::{Catalog, Reader, Servable};
@@ -82,6 +83,10 @@ pub(crate) struct DataConfig {
     pub(crate) data_dir: PathBuf,
     /// Who serves receivers.
     pub(crate) strategy: Strategy,
+    /// Complete versions kept per name.
+    pub(crate) keep: usize,
+    /// Disk budget of every workspace together.
+    pub(crate) max_disk: Option<u64>,
 }
 
 pub(crate) struct DataPlane {
@@ -113,11 +118,14 @@ impl DataPlane {
     ) -> Self {
         let core_config = BroadcastConfig {
             strategy: config.strategy,
+            keep: config.keep,
+            max_disk: config.max_disk,
             ..BroadcastConfig::default()
         };
         Self {
             core: Broadcasts::new(core_config, me, rand::random()),
-            data_dir: config.data_dir,
+            // Absolute, so that `node ls` shows absolute paths whatever the daemon's cwd.
+            data_dir: std::path::absolute(&config.data_dir).unwrap_or(config.data_dir),
             dialer,
             tx,
             bans,
@@ -138,6 +146,7 @@ impl DataPlane {
     /// Reload every broadcast of the data dir: origins resume seeding, receivers resume fetching.
     fn resume(&mut self, now: Instant) {
         let data_dir = self.data_dir.clone();
+        store::sweep_dead(&data_dir);
         let stored = match store::list(&data_dir) {
             Ok(s) => s,
             Err(e) => {
@@ -169,7 +178,8 @@ impl DataPlane {
         let bytes = store::read_manifest(data_dir, id)?.ok_or(ResumeError::NoManifest)?;
         let manifest = Manifest::decode(&bytes, &id, &self.core.config().limits)?;
         info!(broadcast = %id.short(), name = %manifest.name, source = %source.display(), "resuming as origin");
-        self.add_origin(now, id, manifest, bytes, source);
+        let known = self.publication(id);
+        self.add_origin(now, id, manifest, bytes, source, known);
         Ok(())
     }
 
@@ -178,8 +188,15 @@ impl DataPlane {
         let ws = Arc::new(ws);
         let held = ws.held();
         info!(broadcast = %id.short(), name = %ws.manifest().name, held = held.count_ones(), total = held.len(), "resuming as receiver");
-        self.add_receiver(now, id, ws, true);
+        let known = self.publication(id);
+        self.add_receiver(now, id, ws, true, known);
         Ok(())
+    }
+
+    /// The publication persisted for `id`, if any.
+    fn publication(&self, id: BroadcastId) -> Option<Publication> {
+        store::read_version(&self.data_dir, id)
+            .map(|(seq, published_ms)| Publication { seq, published_ms })
     }
 
     fn add_origin(
@@ -189,6 +206,7 @@ impl DataPlane {
         manifest: Manifest,
         bytes: Vec<u8>,
         source: PathBuf,
+        known: Option<Publication>,
     ) {
         let manifest = Arc::new(manifest);
         let layout = Arc::new(Layout::new(&manifest));
@@ -202,10 +220,21 @@ impl DataPlane {
                 in_flight: HashMap::new(),
             },
         );
-        self.core.add_origin(now, id, manifest, layout, source);
+        let wall_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.core
+            .add_origin(now, id, manifest, layout, source, known, wall_ms);
     }
 
-    fn add_receiver(&mut self, now: Instant, id: BroadcastId, ws: Arc<Workspace>, resumed: bool) {
+    fn add_receiver(
+        &mut self,
+        now: Instant,
+        id: BroadcastId,
+        ws: Arc<Workspace>,
+        resumed: bool,
+        known: Option<Publication>,
+    ) {
         let manifest = ws.manifest().clone();
         let layout = ws.layout().clone();
         let held = ws.held();
@@ -219,7 +248,7 @@ impl DataPlane {
             },
         );
         self.core
-            .add_receiver(now, id, manifest, layout, held, resumed);
+            .add_receiver(now, id, manifest, layout, held, resumed, known);
     }
 
     pub(crate) async fn run(
@@ -295,11 +324,17 @@ impl DataPlane {
             DataInput::List { reply } => {
                 let _ = reply.send(self.core.list());
             }
+            DataInput::Remove { target, reply } => {
+                let _ = reply.send(self.core.remove(&target));
+            }
+            DataInput::Cancel { target, reply } => {
+                let _ = reply.send(self.core.cancel(&target));
+            }
             DataInput::ManifestFetched { id, result } => {
                 self.core.handle_manifest_fetched(now, id, result)
             }
             DataInput::WorkspaceCreated { id, name, result } => match result {
-                Ok(ws) => self.add_receiver(now, id, ws, false),
+                Ok(ws) => self.add_receiver(now, id, ws, false, None),
                 Err(e) => self.core.handle_workspace_failed(id, name, e),
             },
             DataInput::PieceDone {
@@ -348,6 +383,7 @@ impl DataPlane {
                 }
                 self.core.handle_finalized(now, id, result)
             }
+            DataInput::Linked { name, id, result } => self.core.handle_linked(&name, id, result),
         }
     }
 
@@ -415,7 +451,7 @@ impl DataPlane {
         }
         store::save_origin(&self.data_dir, id, &bytes, &dir)?;
         info!(broadcast = %id.short(), name = %m.name, bytes = layout.total_bytes, chunks = layout.chunk_count(), "publishing");
-        self.add_origin(now, id, m, bytes, dir);
+        self.add_origin(now, id, m, bytes, dir, None);
         Ok(info)
     }
 
@@ -539,8 +575,52 @@ impl DataPlane {
                 };
                 let tx = self.tx.clone();
                 tokio::task::spawn_blocking(move || {
-                    let result = ws.finalize();
+                    let result = ws.complete();
                     let _ = tx.blocking_send(DataInput::Finalized { id, result });
+                });
+            }
+            BroadcastAction::Link { name, id } => {
+                let received = self.data_dir.join(store::RECEIVED_DIR);
+                let tx = self.tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = store::link_received(&received, &name, id);
+                    let _ = tx.blocking_send(DataInput::Linked { name, id, result });
+                });
+            }
+            BroadcastAction::Unlink { name, id } => {
+                let received = self.data_dir.join(store::RECEIVED_DIR);
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = store::unlink_received(&received, &name, id) {
+                        warn!(broadcast = %id.short(), %name, error = %e, "cannot remove received link");
+                    }
+                });
+            }
+            BroadcastAction::Remove { id } => {
+                // Requests were aborted and serving stopped by the actions before this one.
+                if let Some(io) = self.io.remove(&id) {
+                    for (_, h) in io.in_flight {
+                        h.abort();
+                    }
+                }
+                self.catalog.remove(&id);
+                let data_dir = self.data_dir.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = store::remove(&data_dir, id) {
+                        warn!(broadcast = %id.short(), error = %e, "cannot remove broadcast from disk");
+                    }
+                });
+            }
+            BroadcastAction::SaveVersion { id, publication } => {
+                let data_dir = self.data_dir.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = store::save_version(
+                        &data_dir,
+                        id,
+                        publication.seq,
+                        publication.published_ms,
+                    ) {
+                        warn!(broadcast = %id.short(), error = %e, "cannot save the version");
+                    }
                 });
             }
         }

@@ -18,6 +18,11 @@ pub(super) enum State {
     Receiving,
     Complete,
     Failed(Failure),
+    /// At the origin: an older version whose source changed once a newer one was out; no
+    /// longer seeded.
+    Superseded,
+    /// At the origin: cancelled (`node cancel`); no longer seeded.
+    Cancelled,
 }
 
 #[derive(Debug)]
@@ -28,8 +33,10 @@ pub(super) struct Bcast {
     pub(super) origin: Option<NodeId>,
     /// The origin's source directory (only at the origin).
     pub(super) source: Option<PathBuf>,
-    /// `received/<name>` once complete.
+    /// The workspace's data directory once complete.
     pub(super) path: Option<PathBuf>,
+    /// `received/<name>`, while it points at this version.
+    pub(super) link: Option<PathBuf>,
     pub(super) transfer: Option<Transfer>,
     /// Durable chunks (what a restart keeps). Set through [`Bcast::hold`], which keeps
     /// `bytes_held` in step.
@@ -49,6 +56,8 @@ pub(super) struct Bcast {
     /// Publication sequence of this version of its name (see [`BroadcastRecord::seq`]): set
     /// at the origin, learnt from the registry record at a receiver (0 until then).
     pub(super) seq: u64,
+    /// When the origin published it (ms since the Unix epoch, origin's clock; 0: unknown).
+    pub(super) published_ms: u64,
 }
 
 impl Bcast {
@@ -73,6 +82,7 @@ impl Bcast {
             origin: None,
             source: None,
             path: None,
+            link: None,
             transfer: None,
             advertised: held.clone(),
             held_chunks: held,
@@ -84,6 +94,7 @@ impl Bcast {
             resumed_chunks: 0,
             version: 0,
             seq: 0,
+            published_ms: 0,
         }
     }
 
@@ -121,6 +132,8 @@ impl Bcast {
             broadcast: id,
             chunks: self.layout.chunk_count(),
             bits: self.advertised.as_bytes().to_vec(),
+            from_origin: self.source.is_some(),
+            seq: self.seq,
         })
     }
 
@@ -131,16 +144,22 @@ impl Bcast {
             State::Receiving => (BroadcastPhase::Receiving, None),
             State::Complete => (BroadcastPhase::Complete, None),
             State::Failed(e) => (BroadcastPhase::Failed, Some(e.to_string())),
+            State::Superseded => (BroadcastPhase::Superseded, None),
+            State::Cancelled => (BroadcastPhase::Cancelled, None),
         };
         let path = self
-            .path
+            .link
             .as_ref()
+            .or(self.path.as_ref())
             .or(self.source.as_ref())
             .map(|p| p.display().to_string());
         BroadcastInfo {
             id: id.to_hex(),
             name: self.manifest.name.clone(),
             state,
+            seq: self.seq,
+            published_ms: self.published_ms,
+            current: false,
             chunks_held: u64::from(self.held_chunks.count_ones()),
             chunks_total: u64::from(self.layout.chunk_count()),
             bytes_held: self.bytes_held(),
@@ -161,13 +180,14 @@ impl Bcast {
             origin: me,
             size: self.layout.total_bytes,
             chunks: u64::from(self.layout.chunk_count()),
-            state: if self.failed() {
-                BroadcastState::Failed
-            } else {
-                BroadcastState::Active
+            state: match self.state {
+                State::Failed(_) => BroadcastState::Failed,
+                State::Cancelled => BroadcastState::Cancelled,
+                _ => BroadcastState::Active,
             },
             version: self.version,
             seq: self.seq,
+            published_ms: self.published_ms,
         })
     }
 }

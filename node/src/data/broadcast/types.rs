@@ -37,6 +37,9 @@ impl Strategy {
     }
 }
 
+/// Complete versions of a name a node keeps unless `node join --keep` says otherwise.
+pub const DEFAULT_KEEP: usize = 2;
+
 /// Settings of the broadcast core.
 #[derive(Debug, Clone)]
 pub struct BroadcastConfig {
@@ -59,6 +62,10 @@ pub struct BroadcastConfig {
     /// uploads); a change of lifecycle is reported at once (default 100 ms). Building a report
     /// costs O(broadcasts), so it is never done per event.
     pub report_interval: Duration,
+    /// Complete versions kept per name (default 2; at least 1): `node join --keep`.
+    pub keep: usize,
+    /// Bytes all workspaces on this node may take (`node join --max-disk`; default none).
+    pub max_disk: Option<u64>,
 }
 
 impl Default for BroadcastConfig {
@@ -72,6 +79,8 @@ impl Default for BroadcastConfig {
             manifest_retry_max: Duration::from_secs(10),
             unknown_ttl: Duration::from_secs(60),
             report_interval: Duration::from_millis(100),
+            keep: DEFAULT_KEEP,
+            max_disk: None,
         }
     }
 }
@@ -174,11 +183,49 @@ pub enum BroadcastAction {
         /// The broadcast.
         id: BroadcastId,
     },
-    /// Publish `id`'s complete workspace under `received/`.
+    /// Finish `id`'s complete workspace (modes, sync, the `complete` marker); which version
+    /// `received/<name>` points at is a separate [`Link`](Self::Link).
     Finalize {
         /// The broadcast.
         id: BroadcastId,
     },
+    /// Point `received/<name>` at `id`'s data (atomically replacing the link there).
+    Link {
+        /// The name.
+        name: String,
+        /// The version it is to point at.
+        id: BroadcastId,
+    },
+    /// Remove `received/<name>` if it points at `id` (no version of the name is left).
+    Unlink {
+        /// The name.
+        name: String,
+        /// The version it pointed at.
+        id: BroadcastId,
+    },
+    /// Remove `id`'s directory from the data dir, crash-safe (never an origin's source).
+    Remove {
+        /// The broadcast.
+        id: BroadcastId,
+    },
+    /// Persist where `id` stands among its name's versions, so that a restart knows it
+    /// without the registry.
+    SaveVersion {
+        /// The broadcast.
+        id: BroadcastId,
+        /// Its publication.
+        publication: Publication,
+    },
+}
+
+/// Where a version stands among the versions of its name: its publication `seq` (a Lamport
+/// clock, see [`swarmcast_proto::BroadcastRecord::seq`]) and when it was published.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Publication {
+    /// Publication sequence of the version within its name.
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch by the origin's clock (0: unknown).
+    pub published_ms: u64,
 }
 
 /// What the data plane tells membership: progress for heartbeats, records to announce, and the
@@ -201,8 +248,17 @@ pub struct BroadcastInfo {
     /// Directory name.
     pub name: String,
     /// Where it stands here; in JSON (and on the control socket) `"receiving"`, `"complete"`,
-    /// `"seeding"` or `"failed"`.
+    /// `"seeding"`, `"failed"`, `"superseded"` or `"cancelled"`.
     pub state: BroadcastPhase,
+    /// Publication sequence of this version among its name's versions (0: unknown yet).
+    #[serde(default)]
+    pub seq: u64,
+    /// When its origin published it, ms since the Unix epoch (0: unknown).
+    #[serde(default)]
+    pub published_ms: u64,
+    /// Whether `received/<name>` points at this version.
+    #[serde(default)]
+    pub current: bool,
     /// Chunks durably held.
     pub chunks_held: u64,
     /// Chunks in the broadcast.
@@ -211,7 +267,8 @@ pub struct BroadcastInfo {
     pub bytes_held: u64,
     /// Bytes in the broadcast.
     pub bytes_total: u64,
-    /// Where the copy is: `received/<name>` once complete, the source dir at the origin.
+    /// Where the copy is: `received/<name>` for the current version, the workspace's data
+    /// directory for the others, the source dir at the origin (absolute when the data dir is).
     pub path: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
