@@ -301,6 +301,24 @@ mod tests {
         let msgs = outbox.take();
         assert_eq!(msgs.len(), 3, "split at {MAX_UPDATE_CHUNKS} chunks");
         assert_eq!(advertised(&msgs)[&id].len(), total as usize);
+        // The newest full have says who the sender is and which version it knows.
+        let origin_have = Message::Have(Have {
+            broadcast: id,
+            chunks: total,
+            bits: Bitfield::new(total).as_bytes().to_vec(),
+            from_origin: true,
+            seq: 3,
+        });
+        outbox.advertise(&origin_have, total).expect("have");
+        outbox.advertise(&update(id, [5]), total).expect("update");
+        match outbox.take().as_slice() {
+            [Message::Have(h)] => {
+                assert!(h.from_origin && h.seq == 3, "{h:?}");
+                let bits = Bitfield::from_bytes(total, &h.bits).expect("bits");
+                assert_eq!(bits.iter_ones().collect::<Vec<_>>(), [5]);
+            }
+            other => panic!("{other:?}"),
+        }
         // What does not fit is refused, not truncated.
         assert!(outbox.advertise(&update(id, [total]), total).is_err());
         assert!(outbox.advertise(&have(id, total - 1, []), total).is_err());
