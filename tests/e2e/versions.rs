@@ -137,7 +137,7 @@ fn wait_ends_when_a_node_fails_and_says_why() -> Result<()> {
     );
     let ls = f.c.ls("broken")?;
     let b = ls.first().expect("broken lists the failed broadcast");
-    assert_eq!(b.state, "failed");
+    assert_eq!(b.state, BroadcastPhase::Failed);
     assert!(b.chunks_total > 0, "{b:?}");
     assert_eq!(b.name, "payload");
     Ok(())
@@ -230,7 +230,7 @@ fn late_joiners_fetch_only_the_newest_version_and_ls_orders_versions() -> Result
         wait_for(Duration::from_secs(60), "late joiner has ds", || {
             Ok(f.c
                 .broadcast(late, &ids[2])?
-                .filter(|b| b.state == "complete" && b.current)
+                .filter(|b| b.state == BroadcastPhase::Complete && b.current)
                 .map(|_| ()))
         })?;
         assert_same_tree(&src, &received);
@@ -427,7 +427,7 @@ fn node_cancel_at_the_origin_stops_every_receiver_and_others_may_not() -> Result
         Ok(f.c
             .ls("r1")?
             .into_iter()
-            .find(|b| b.state == "receiving")
+            .find(|b| b.state == BroadcastPhase::Receiving)
             .map(|_| ()))
     })?;
     let id = f.c.ls("r1")?[0].id.clone();
@@ -456,7 +456,10 @@ fn node_cancel_at_the_origin_stops_every_receiver_and_others_may_not() -> Result
             || {
                 let b = f.c.broadcast(r, &id)?;
                 let freed = !f.c.data_dir(r).join("broadcasts").join(&id).exists();
-                Ok((b.is_some_and(|b| b.state == "cancelled") && freed).then_some(()))
+                Ok(
+                    (b.is_some_and(|b| b.state == BroadcastPhase::Cancelled) && freed)
+                        .then_some(()),
+                )
             },
         )?;
     }

@@ -15,7 +15,7 @@ use nix::sys::stat::{Mode, SFlag, fstat, fstatat};
 use super::access::{self, R, ReadAs, X, nix_io};
 
 use super::error::MAX_REPORTED;
-use super::validate::{check_chunk_size, check_name, check_path};
+use super::validate::{check_name, check_path};
 use super::{
     BuildError, ChunkHash, Entry, EntryKind, MANIFEST_VERSION, Manifest, ManifestError,
     ManifestLimits,
@@ -175,7 +175,7 @@ impl Manifest {
             return Err(BuildError::NonUtf8 { paths: vec![root] });
         };
         check_name(name, limits)?;
-        check_chunk_size(chunk_size, limits)?;
+        limits.check_chunk_size(chunk_size)?;
         let name = name.to_owned();
 
         let mut found = walk(&root, root_fd, limits, who)?;

@@ -1,12 +1,13 @@
 //! The core's settings, inputs it names and the actions it emits.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use swarmcast_proto::{BroadcastId, BroadcastRecord, Message, NodeId, Progress};
 
+use crate::listing::BroadcastPhase;
 use crate::manifest::{Layout, Manifest, ManifestLimits};
 use crate::swarm::SwarmConfig;
 
@@ -102,19 +103,20 @@ pub enum ManifestSource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BroadcastAction {
-    /// Send `msg` to neighbour `peer` (dropped if its queue is full).
+    /// Send `msg` (a `Have` or `HaveUpdate`) to neighbour `peer`. Never dropped: while its
+    /// link is busy, advertisements of one broadcast are merged into one.
     Send {
         /// The neighbour.
         peer: NodeId,
         /// What to send.
         msg: Message,
     },
-    /// Send `msg` to every neighbour.
+    /// Send `msg` (a `Have` or `HaveUpdate`) to every neighbour, as [`Send`](Self::Send).
     Flood {
         /// What to send.
         msg: Message,
     },
-    /// Serve `id` from now on: the origin's source, or a receiver's durable chunks.
+    /// Serve `id` from now on: the origin's source, or a receiver's chunks verified and written.
     Serve {
         /// The broadcast.
         id: BroadcastId,
@@ -265,5 +267,52 @@ pub struct DataReport {
     /// Records of the broadcasts this node originates.
     pub records: Vec<BroadcastRecord>,
     /// Chunk bytes uploaded to each peer by this process.
-    pub uploaded_to: HashMap<NodeId, u64>,
+    pub uploaded_to: BTreeMap<NodeId, u64>,
+}
+
+/// One line of `node ls` (also its JSON shape).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BroadcastInfo {
+    /// Hex broadcast id.
+    pub id: String,
+    /// Directory name.
+    pub name: String,
+    /// Where it stands here; in JSON (and on the control socket) `"receiving"`, `"complete"`,
+    /// `"seeding"`, `"failed"`, `"superseded"` or `"cancelled"`.
+    pub state: BroadcastPhase,
+    /// Publication sequence of this version among its name's versions (0: unknown yet).
+    #[serde(default)]
+    pub seq: u64,
+    /// When its origin published it, ms since the Unix epoch (0: unknown).
+    #[serde(default)]
+    pub published_ms: u64,
+    /// Whether `received/<name>` points at this version.
+    #[serde(default)]
+    pub current: bool,
+    /// Chunks durably held.
+    pub chunks_held: u64,
+    /// Chunks in the broadcast.
+    pub chunks_total: u64,
+    /// Bytes durably held.
+    pub bytes_held: u64,
+    /// Bytes in the broadcast.
+    pub bytes_total: u64,
+    /// Where the copy is: `received/<name>` for the current version, the workspace's data
+    /// directory for the others, the source dir at the origin (absolute when the data dir is).
+    pub path: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Chunk payload bytes received from peers by this process (duplicates and bad ones included).
+    pub fetched_bytes: u64,
+    /// Chunks already durable when this process started (resume).
+    pub resumed_chunks: u64,
+    /// Chunk payload bytes uploaded to peers by this process.
+    pub uploaded_bytes: u64,
+}
+
+impl BroadcastInfo {
+    /// Whether this node holds the whole broadcast (complete, or the origin).
+    pub fn is_done(&self) -> bool {
+        self.state.is_done()
+    }
 }
