@@ -145,6 +145,22 @@ impl Bitfield {
         Ones::new(self, true)
     }
 
+    /// How many indices are set here and clear in `other` (of the same length; bits past
+    /// `other`'s length count as clear there). A word at a time.
+    pub fn count_not_in(&self, other: &Bitfield) -> u32 {
+        let words = (self.len as usize).div_ceil(64);
+        (0..words)
+            .map(|w| {
+                let theirs = if w * 64 < other.len as usize {
+                    other.word(w, false)
+                } else {
+                    0
+                };
+                (self.word(w, false) & !theirs).count_ones()
+            })
+            .sum()
+    }
+
     /// The 64 bits starting at bit `64 * word`, MSB first (bit `64 * word` is the top bit),
     /// inverted if `invert`; bits past the end are always clear.
     fn word(&self, word: usize, invert: bool) -> u64 {

@@ -193,6 +193,7 @@ struct Sim {
     /// Bad pieces delivered, per (downloader, uploader).
     bad_delivered: BTreeMap<(usize, usize), u32>,
     requests_after_ban: u32,
+    stalls: u32,
     duplicates: u32,
     /// Bytes the origin sent to each node.
     origin_to: Vec<f64>,
@@ -286,6 +287,9 @@ struct Outcome {
     duplicates: u32,
     /// Requests the origin declined (super-seeding).
     declines: u32,
+    /// Stall reports (`BroadcastAction::Stalled`): a transfer with no progress for 5 s while
+    /// connected peers held what it lacked.
+    stalls: u32,
 }
 
 impl Sim {
@@ -384,6 +388,7 @@ impl Sim {
             bans: BTreeSet::new(),
             bad_delivered: BTreeMap::new(),
             requests_after_ban: 0,
+            stalls: 0,
             duplicates: 0,
             origin_to: vec![0.0; n],
             late,
@@ -836,6 +841,7 @@ impl Sim {
                     n.done_at = Some(self.now);
                     n.core.handle_finalized(now, id, Ok("/received/sim".into()));
                 }
+                BroadcastAction::Stalled { .. } => self.stalls += 1,
                 // Only what names and persists versions: no transfer is at stake.
                 BroadcastAction::SaveVersion { .. }
                 | BroadcastAction::Link { .. }
@@ -901,6 +907,7 @@ impl Sim {
             banned_in_cores,
             duplicates: self.duplicates,
             declines: self.declines,
+            stalls: self.stalls,
         }
     }
 }
@@ -998,6 +1005,7 @@ fn check_baseline(seed: u64) {
     assert!(o.origin_copies < 1.5, "seed {seed}: {o:?}");
     assert!(o.t / o.t_star < 1.5, "seed {seed}: {o:?}");
     assert!(o.bans.is_empty(), "seed {seed}: {o:?}");
+    assert_eq!(o.stalls, 0, "seed {seed}: a fault-free run stalled: {o:?}");
 }
 
 fn check_stalled(seed: u64) {

@@ -646,6 +646,34 @@ impl DataPlane {
                     }
                 });
             }
+            BroadcastAction::Stalled {
+                id,
+                missing,
+                holders,
+                requests,
+            } => {
+                let holders: Vec<String> = holders
+                    .iter()
+                    .map(|(p, n)| format!("{}:{n}", p.short()))
+                    .collect();
+                let requests: Vec<String> = requests
+                    .iter()
+                    .map(|(p, n, suspect)| {
+                        format!(
+                            "{}:{n}{}",
+                            p.short(),
+                            if *suspect { " suspect" } else { "" }
+                        )
+                    })
+                    .collect();
+                warn!(broadcast = %id.short(), missing, holders = ?holders, requests = ?requests,
+                    "no progress for 5 s although connected peers hold chunks this node lacks");
+                self.catalog.trace.emit(
+                    "stall",
+                    Some(&id.short()),
+                    &serde_json::json!({ "missing": missing, "holders": holders, "requests": requests }),
+                );
+            }
             BroadcastAction::SaveVersion { id, publication } => {
                 let data_dir = self.data_dir.clone();
                 tokio::task::spawn_blocking(move || {

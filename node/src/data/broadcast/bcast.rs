@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use swarmcast_proto::{BroadcastId, BroadcastRecord, BroadcastState, Have, Message, NodeId};
 
@@ -58,6 +59,9 @@ pub(super) struct Bcast {
     pub(super) seq: u64,
     /// When the origin published it (ms since the Unix epoch, origin's clock; 0: unknown).
     pub(super) published_ms: u64,
+    /// While receiving: when to check for a stall (progress pushes it back; `None` once one
+    /// was reported, until the next progress).
+    pub(super) stall_check: Option<Instant>,
 }
 
 impl Bcast {
@@ -95,6 +99,7 @@ impl Bcast {
             version: 0,
             seq: 0,
             published_ms: 0,
+            stall_check: None,
         }
     }
 

@@ -298,12 +298,18 @@ impl Broadcasts {
         let report = self
             .report_at()
             .filter(|_| self.report_due == ReportDue::Progress);
-        transfers.chain(unknown).chain(report).min()
+        let stalls = self
+            .active
+            .iter()
+            .filter_map(|id| self.broadcasts.get(id)?.stall_check);
+        transfers.chain(unknown).chain(report).chain(stalls).min()
     }
 
     /// The clock reached [`poll_timeout`](Self::poll_timeout): run due transfer timers, retry
-    /// due manifest fetches, forget unknown broadcasts nobody mentions any more.
+    /// due manifest fetches, forget unknown broadcasts nobody mentions any more, and report
+    /// transfers that stalled.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.check_stalls(now);
         let due: Vec<BroadcastId> = self
             .active
             .iter()
@@ -849,6 +855,7 @@ impl Broadcasts {
         }
         info!(broadcast = %id.short(), name = %b.manifest.name, pieces = b.layout.piece_count(), "receiving");
         b.transfer = Some(t);
+        b.stall_check = Some(now + self.config.stall_after);
         self.active.insert(id);
         self.drain(now, id);
     }
@@ -869,6 +876,7 @@ impl Broadcasts {
         b.fetched_bytes += bytes;
         let Some(t) = b.transfer.as_mut() else { return };
         t.handle_piece_received(now, peer, piece);
+        b.stall_check = Some(now + self.config.stall_after);
         b.commit_waiting = true;
         let fresh: Vec<u32> = b
             .layout
@@ -1204,6 +1212,62 @@ impl Broadcasts {
             if let Some(t) = self.transfer_mut(id) {
                 t.handle_peer_gone(now, peer);
                 self.drain(now, id);
+            }
+        }
+    }
+
+    /// The stall invariant: a transfer that made no progress for `stall_after` while
+    /// connected, unbanned peers hold chunks it lacks is reported once ([`BroadcastAction::
+    /// Stalled`]) with what it waits for; one whose peers hold nothing it lacks is waiting for
+    /// data, not stalled, and is checked again later. O(chunks / 64 × peers) per check, at most
+    /// once per `stall_after` per transfer.
+    fn check_stalls(&mut self, now: Instant) {
+        let due: Vec<BroadcastId> = self
+            .active
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.broadcasts
+                    .get(id)
+                    .and_then(|b| b.stall_check)
+                    .is_some_and(|t| t <= now)
+            })
+            .collect();
+        for id in due {
+            let Some(b) = self.broadcasts.get(&id) else {
+                continue;
+            };
+            let holders: Vec<(NodeId, u32)> = self
+                .haves
+                .get(&id)
+                .into_iter()
+                .flatten()
+                .filter(|(p, _)| self.peers.contains(p) && !self.banned.contains(p))
+                .map(|(p, bits)| (*p, bits.count_not_in(&b.advertised)))
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            let missing = b.layout.chunk_count() - b.advertised.count_ones();
+            let requests: Vec<(NodeId, u32, bool)> = b
+                .transfer
+                .as_ref()
+                .map(|t| {
+                    t.peers()
+                        .into_iter()
+                        .map(|p| (p.id, p.in_flight, p.suspect))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let stalled = !holders.is_empty() && missing > 0;
+            if let Some(b) = self.broadcasts.get_mut(&id) {
+                b.stall_check = (!stalled).then_some(now + self.config.stall_after);
+            }
+            if stalled {
+                self.push(BroadcastAction::Stalled {
+                    id,
+                    missing,
+                    holders,
+                    requests,
+                });
             }
         }
     }

@@ -1517,3 +1517,65 @@ fn a_file_kept_here_identical_is_linked_whole() {
         "a linked file's chunks are not copied too: {local:?}"
     );
 }
+
+fn stalls(a: &[BroadcastAction]) -> Vec<(u32, Vec<(NodeId, u32)>)> {
+    a.iter()
+        .filter_map(|a| match a {
+            BroadcastAction::Stalled {
+                missing, holders, ..
+            } => Some((*missing, holders.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs the core's timers from `from` to `to`, collecting the actions.
+fn run_until(c: &mut Broadcasts, from: Instant, to: Instant) -> Vec<BroadcastAction> {
+    let mut out = Vec::new();
+    let mut t = from;
+    while let Some(next) = c.poll_timeout().filter(|&n| n <= to) {
+        t = t.max(next);
+        c.handle_timeout(t);
+        out.extend(actions(c));
+        if t >= to {
+            break;
+        }
+    }
+    out
+}
+
+#[test]
+fn a_transfer_that_stalls_while_peers_hold_what_it_needs_is_reported_once() {
+    let now = Instant::now();
+    let (mut c, id) = receiving(Strategy::Swarm, 4, now);
+    // The origin holds everything and never answers.
+    c.handle_peer_message(now, node(ORIGIN), have(id, 4, &[0, 1, 2, 3]));
+    assert!(!requests(&actions(&mut c)).is_empty());
+    let stall_after = c.config().stall_after;
+    let a = run_until(&mut c, now, now + stall_after - Duration::from_millis(1));
+    assert!(stalls(&a).is_empty(), "too early: {a:?}");
+    let a = run_until(&mut c, now, now + stall_after * 3);
+    assert_eq!(
+        stalls(&a),
+        vec![(4, vec![(node(ORIGIN), 4)])],
+        "once, naming the holder"
+    );
+    // Progress re-arms it: one piece, then silence again.
+    let t = now + stall_after * 3;
+    c.handle_piece_received(t, id, node(ORIGIN), 0, 1);
+    let _ = actions(&mut c);
+    let a = run_until(&mut c, t, t + stall_after * 2);
+    assert_eq!(stalls(&a), vec![(3, vec![(node(ORIGIN), 3)])]);
+}
+
+#[test]
+fn waiting_for_chunks_nobody_connected_holds_is_not_a_stall() {
+    let now = Instant::now();
+    let (mut c, id) = receiving(Strategy::Swarm, 4, now);
+    // The only neighbour holds nothing yet.
+    c.handle_peer_message(now, node(ORIGIN), have(id, 4, &[]));
+    let _ = actions(&mut c);
+    let stall_after = c.config().stall_after;
+    let a = run_until(&mut c, now, now + stall_after * 4);
+    assert!(stalls(&a).is_empty(), "{a:?}");
+}

@@ -62,6 +62,9 @@ pub struct BroadcastConfig {
     /// uploads); a change of lifecycle is reported at once (default 100 ms). Building a report
     /// costs O(broadcasts), so it is never done per event.
     pub report_interval: Duration,
+    /// A transfer that made no progress for this long while connected peers hold chunks it
+    /// lacks is reported once ([`BroadcastAction::Stalled`]; default 5 s).
+    pub stall_after: Duration,
     /// Complete versions kept per name (default 2; at least 1): `node join --keep`.
     pub keep: usize,
     /// Bytes all workspaces on this node may take (`node join --max-disk`; default none).
@@ -79,6 +82,7 @@ impl Default for BroadcastConfig {
             manifest_retry_max: Duration::from_secs(10),
             unknown_ttl: Duration::from_secs(60),
             report_interval: Duration::from_millis(100),
+            stall_after: Duration::from_secs(5),
             keep: DEFAULT_KEEP,
             max_disk: None,
         }
@@ -213,6 +217,19 @@ pub enum BroadcastAction {
     Remove {
         /// The broadcast.
         id: BroadcastId,
+    },
+    /// A transfer made no progress for [`stall_after`](BroadcastConfig::stall_after) although
+    /// connected peers hold chunks it lacks: log it (once per stall) with what it waits for.
+    /// Nothing to carry out; it is the invariant that catches a stall early.
+    Stalled {
+        /// The broadcast.
+        id: BroadcastId,
+        /// Chunks it still lacks.
+        missing: u32,
+        /// Connected peers (not banned) holding chunks it lacks, with how many.
+        holders: Vec<(NodeId, u32)>,
+        /// Per peer the transfer knows: requests outstanding, whether suspect.
+        requests: Vec<(NodeId, u32, bool)>,
     },
     /// Persist where `id` stands among its name's versions, so that a restart knows it
     /// without the registry.
