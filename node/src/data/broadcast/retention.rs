@@ -213,6 +213,16 @@ impl Broadcasts {
         layout: &crate::manifest::Layout,
     ) -> (Vec<super::LocalLink>, Vec<super::LocalCopy>) {
         use crate::manifest::EntryKind;
+        let candidate = |b: &super::bcast::Bcast| {
+            b.held_chunks.count_ones() > 0
+                && (matches!(b.state, State::Seeding)
+                    || (b.source.is_none()
+                        && matches!(b.state, State::Receiving | State::Complete)))
+        };
+        if !self.broadcasts.values().any(candidate) {
+            // Nothing kept here to take from (a first send).
+            return (Vec::new(), Vec::new());
+        }
         // Whole files, keyed by (size, chunk size, the BLAKE3 of their chunk hashes).
         let key =
             |m: &crate::manifest::Manifest, size: u64, chunks: &[crate::manifest::ChunkHash]| {
@@ -263,16 +273,25 @@ impl Broadcasts {
             }
         }
         let linked: std::collections::HashSet<u32> = links.iter().map(|l| l.entry).collect();
-        let mut want: std::collections::HashMap<crate::manifest::ChunkHash, Vec<u32>> =
-            std::collections::HashMap::new();
-        for (i, c) in layout.chunks.iter().enumerate() {
-            if !linked.contains(&c.entry) {
-                want.entry(c.hash).or_default().push(i as u32);
-            }
-        }
+        // The chunks still wanted, by the first 8 bytes of their hash, sorted: 16 bytes per
+        // chunk (a map of full hashes took ~100 bytes, 100 MB of peak RSS at a million).
+        let prefix = |h: &crate::manifest::ChunkHash| {
+            u64::from_le_bytes([
+                h.0[0], h.0[1], h.0[2], h.0[3], h.0[4], h.0[5], h.0[6], h.0[7],
+            ])
+        };
+        let mut want: Vec<(u64, u32)> = layout
+            .chunks
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !linked.contains(&c.entry))
+            .map(|(i, c)| (prefix(&c.hash), i as u32))
+            .collect();
+        want.sort_unstable();
+        let mut taken = crate::bitfield::Bitfield::new(layout.chunk_count());
         let mut out = Vec::new();
         for (&from, b) in &self.broadcasts {
-            if want.is_empty() {
+            if out.len() == want.len() {
                 break;
             }
             let usable = match b.state {
@@ -284,13 +303,17 @@ impl Broadcasts {
                 continue;
             }
             for from_chunk in b.held_chunks.iter_ones() {
-                let hash = b.layout.chunks[from_chunk as usize].hash;
-                if let Some(dsts) = want.remove(&hash) {
-                    out.extend(dsts.into_iter().map(|chunk| super::LocalCopy {
-                        chunk,
-                        from,
-                        from_chunk,
-                    }));
+                let hash = &b.layout.chunks[from_chunk as usize].hash;
+                let p = prefix(hash);
+                let start = want.partition_point(|(k, _)| *k < p);
+                for &(_, chunk) in want[start..].iter().take_while(|(k, _)| *k == p) {
+                    if layout.chunks[chunk as usize].hash == *hash && taken.set(chunk) {
+                        out.push(super::LocalCopy {
+                            chunk,
+                            from,
+                            from_chunk,
+                        });
+                    }
                 }
             }
         }
