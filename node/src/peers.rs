@@ -290,6 +290,10 @@ async fn drive_link(
         ..
     } = link;
     let stable_id = conn.stable_id();
+    // Pongs and adverts go before the piece data queued on this connection.
+    if let Err(e) = wire::prioritise_control(&send) {
+        debug!(error = %e, "control stream closed before it could be prioritised");
+    }
     let limits = Limits::default();
     let (reply_tx, mut replies) = mpsc::channel::<Message>(16);
     // Haves and have-updates either way mean a transfer with this peer: tell the core (which
