@@ -669,6 +669,8 @@ impl Broadcasts {
         info!(broadcast = %id.short(), name = %b.manifest.name, pieces = b.layout.piece_count(), "receiving");
         b.transfer = Some(t);
         self.active.insert(id);
+        // No longer waiting for the registry (`DataReport::awaiting_registry`).
+        self.report_change(ReportDue::Now);
         self.drain(now, id);
     }
 
@@ -932,6 +934,9 @@ impl Broadcasts {
                 .filter_map(|(id, b)| b.record(*id, self.me))
                 .collect(),
             uploaded_to: self.uploaded_to.clone(),
+            awaiting_registry: self.broadcasts.values().any(|b| {
+                matches!(b.state, State::Receiving) && b.transfer.is_none() && b.origin.is_none()
+            }),
         }
     }
 
