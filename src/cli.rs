@@ -384,6 +384,22 @@ pub(crate) enum NodeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Remove one version (by id, or a unique start of it) or every version of a name from
+    /// this node; removing the current version points received/<name> at the newest left.
+    Rm {
+        /// A broadcast id (or its first 4+ hex digits), or a name.
+        target: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Cancel a broadcast fleet-wide, at its origin (with a name: this origin's versions of
+    /// it); receivers stop and free the space, and `--wait` on it ends with exit 1.
+    Cancel {
+        /// A broadcast id (or its first 4+ hex digits), or a name.
+        target: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -452,6 +468,14 @@ pub(crate) struct JoinArgs {
     /// Serve Prometheus metrics (`GET /metrics`) on this TCP address, e.g. 127.0.0.1:9401.
     #[arg(long)]
     pub(crate) metrics: Option<SocketAddr>,
+    /// Complete versions kept per broadcast name (older ones are removed; never the one
+    /// received/<name> points at).
+    #[arg(long, default_value_t = swarmcast_node::data::DEFAULT_KEEP, value_parser = parse_positive_count::<usize>)]
+    pub(crate) keep: usize,
+    /// Disk budget for every broadcast received here (e.g. 100GiB): the oldest removable
+    /// versions go first; a broadcast that still does not fit fails.
+    #[arg(long, value_parser = parse_positive_size)]
+    pub(crate) max_disk: Option<u64>,
 }
 
 /// A group name, as its gid (`--control-group`).

@@ -144,6 +144,31 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of milliseconds since the Unix epoch; `-` for 0 (unknown).
+pub fn utc(ms: u64) -> String {
+    if ms == 0 {
+        return "-".into();
+    }
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 pub fn broadcasts(list: &[swarmcast_node::data::BroadcastInfo], as_json: bool) -> Result<()> {
     let out = &mut std::io::stdout().lock();
     if as_json {
@@ -156,15 +181,18 @@ pub fn broadcasts(list: &[swarmcast_node::data::BroadcastInfo], as_json: bool) -
     }
     writeln!(
         out,
-        "{:<10} {:<20} {:<10} {:>15} {:>21}  PATH",
-        "ID", "NAME", "STATE", "CHUNKS", "BYTES"
+        "{:<10} {:<20} {:>5} {:<11} {:>15} {:>21}  {:<20}  PATH",
+        "ID", "NAME", "SEQ", "STATE", "CHUNKS", "BYTES", "PUBLISHED (UTC)"
     )?;
     for b in list {
+        // `*`: the version received/<name> points at.
+        let seq = format!("{}{}", b.seq, if b.current { "*" } else { "" });
         writeln!(
             out,
-            "{:<10} {:<20} {:<10} {:>15} {:>21}  {}",
+            "{:<10} {:<20} {:>5} {:<11} {:>15} {:>21}  {:<20}  {}",
             &b.id[..8.min(b.id.len())],
             b.name,
+            seq,
             b.state,
             format!("{}/{}", b.chunks_held, b.chunks_total),
             format!(
@@ -172,6 +200,7 @@ pub fn broadcasts(list: &[swarmcast_node::data::BroadcastInfo], as_json: bool) -
                 human_bytes(b.bytes_held),
                 human_bytes(b.bytes_total)
             ),
+            utc(b.published_ms),
             b.path.as_deref().unwrap_or("-")
         )?;
         if let Some(e) = &b.error {
@@ -179,4 +208,18 @@ pub fn broadcasts(list: &[swarmcast_node::data::BroadcastInfo], as_json: bool) -
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_of_known_instants() {
+        assert_eq!(utc(0), "-");
+        assert_eq!(utc(1), "1970-01-01 00:00:00");
+        // 2000-02-29 (a leap day) 12:34:56.
+        assert_eq!(utc(951_827_696_000), "2000-02-29 12:34:56");
+        assert_eq!(utc(1_796_180_919_000), "2026-12-02 03:08:39");
+    }
 }

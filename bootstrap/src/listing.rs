@@ -177,6 +177,7 @@ mod tests {
                 state: BroadcastState::Active,
                 version: 1,
                 seq: 0,
+                published_ms: 0,
             }],
             cursor: None,
             partial: false,

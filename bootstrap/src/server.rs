@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::client::ClientError;
-use crate::registry::{ChangeLog, ChangeLogConfig, Registry, RegistryConfig};
+use crate::registry::{ChangeLog, ChangeLogConfig, MAX_SEQ_AHEAD, Registry, RegistryConfig};
 use crate::snapshot;
 
 /// Most addresses a node may advertise.
@@ -397,7 +397,18 @@ fn handle_request(shared: &Shared, peer: &PeerInfo, request: Message, now: Insta
                     ),
                 );
             }
-            shared.registry().merge_broadcast(a.record);
+            let mut registry = shared.registry();
+            let highest = registry.max_seq(&a.record.name);
+            if a.record.seq > highest.saturating_add(MAX_SEQ_AHEAD) {
+                return Message::error(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "broadcast {:?} seq {} is more than {MAX_SEQ_AHEAD} above the highest held for that name ({highest})",
+                        a.record.name, a.record.seq
+                    ),
+                );
+            }
+            registry.merge_broadcast(a.record);
             Message::Ack(Ack {})
         }
         Message::Digest(d) => {

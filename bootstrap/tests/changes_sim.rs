@@ -145,6 +145,7 @@ fn run(seed: u64) {
                 state: BroadcastState::Active,
                 version: rng.random_range(1..5),
                 seq: 0,
+                published_ms: 0,
             });
         }
         for (i, n) in nodes.iter_mut().enumerate() {

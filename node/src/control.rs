@@ -50,6 +50,16 @@ pub enum ControlRequest {
         /// Hex broadcast id.
         id: String,
     },
+    /// Remove one version (id or unique id prefix) or every version of a name (`node rm`).
+    Remove {
+        /// What to remove.
+        target: String,
+    },
+    /// Cancel, fleet-wide, this origin's version(s) of an id or a name (`node cancel`).
+    Cancel {
+        /// What to cancel.
+        target: String,
+    },
 }
 
 /// The daemon's answer.
@@ -64,6 +74,8 @@ pub enum ControlResponse {
     List(Vec<crate::data::BroadcastInfo>),
     /// Answer to [`ControlRequest::Fleet`].
     Fleet(FleetProgress),
+    /// Answer to [`ControlRequest::Remove`] and [`ControlRequest::Cancel`]: the hex ids acted on.
+    Done(Vec<String>),
     /// The request failed.
     Error(String),
     /// The caller may not use this daemon (see [`ControlAccess`]).
@@ -342,6 +354,29 @@ pub async fn send(
 pub async fn fleet(data_dir: &Path, id: &str) -> Result<FleetProgress, ControlError> {
     match call(data_dir, &ControlRequest::Fleet { id: id.to_owned() }).await? {
         ControlResponse::Fleet(f) => Ok(f),
+        other => Err(refusal(other)),
+    }
+}
+
+/// Remove `target` (an id, a unique id prefix, or a name) from this node (`node rm`); the ids
+/// removed.
+pub async fn remove(data_dir: &Path, target: &str) -> Result<Vec<String>, ControlError> {
+    let request = ControlRequest::Remove {
+        target: target.to_owned(),
+    };
+    match call(data_dir, &request).await? {
+        ControlResponse::Done(ids) => Ok(ids),
+        other => Err(refusal(other)),
+    }
+}
+
+/// Cancel `target` fleet-wide (`node cancel`, at its origin); the ids cancelled.
+pub async fn cancel(data_dir: &Path, target: &str) -> Result<Vec<String>, ControlError> {
+    let request = ControlRequest::Cancel {
+        target: target.to_owned(),
+    };
+    match call(data_dir, &request).await? {
+        ControlResponse::Done(ids) => Ok(ids),
         other => Err(refusal(other)),
     }
 }

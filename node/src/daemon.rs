@@ -61,6 +61,10 @@ pub struct NodeConfig {
     pub control_group: Option<u32>,
     /// Serve Prometheus metrics on this address (`--metrics`).
     pub metrics: Option<SocketAddr>,
+    /// Complete versions kept per name (`--keep`, default [`crate::data::DEFAULT_KEEP`]).
+    pub keep: usize,
+    /// Bytes every broadcast received here may take together (`--max-disk`).
+    pub max_disk: Option<u64>,
 }
 
 impl NodeConfig {
@@ -79,6 +83,8 @@ impl NodeConfig {
             fault_serve_delay: None,
             control_group: None,
             metrics: None,
+            keep: crate::data::DEFAULT_KEEP,
+            max_disk: None,
         }
     }
 }
@@ -133,6 +139,24 @@ struct ControlHandler {
     data_tx: mpsc::Sender<DataInput>,
 }
 
+impl ControlHandler {
+    /// Hand `input` to the data plane and answer with the ids it acted on, or its refusal.
+    async fn ids_answer(
+        &self,
+        input: DataInput,
+        answer: oneshot::Receiver<Result<Vec<BroadcastId>, crate::data::TargetError>>,
+    ) -> ControlResponse {
+        if self.data_tx.send(input).await.is_err() {
+            return ControlResponse::Error("the daemon is shutting down".into());
+        }
+        match answer.await {
+            Ok(Ok(ids)) => ControlResponse::Done(ids.iter().map(BroadcastId::to_hex).collect()),
+            Ok(Err(e)) => ControlResponse::Error(e.to_string()),
+            Err(_) => ControlResponse::Error("the daemon is shutting down".into()),
+        }
+    }
+}
+
 impl control::Handler for ControlHandler {
     async fn handle(
         &self,
@@ -168,6 +192,21 @@ impl control::Handler for ControlHandler {
                     Ok(list) => ControlResponse::List(list),
                     Err(_) => ControlResponse::Error(STOPPING.into()),
                 }
+            }
+            ControlRequest::Remove { target } | ControlRequest::Cancel { target }
+                if target.len() > 4096 =>
+            {
+                ControlResponse::Error("target too long".into())
+            }
+            ControlRequest::Remove { target } => {
+                let (reply, answer) = oneshot::channel();
+                let input = DataInput::Remove { target, reply };
+                self.ids_answer(input, answer).await
+            }
+            ControlRequest::Cancel { target } => {
+                let (reply, answer) = oneshot::channel();
+                let input = DataInput::Cancel { target, reply };
+                self.ids_answer(input, answer).await
             }
             ControlRequest::Fleet { id } => match id.parse::<BroadcastId>() {
                 Ok(id) => ControlResponse::Fleet(self.board.fleet(id)),
@@ -274,6 +313,8 @@ pub async fn run(
     let data_config = DataConfig {
         data_dir: config.data_dir.clone(),
         strategy: config.strategy,
+        keep: config.keep,
+        max_disk: config.max_disk,
     };
     let data = DataPlane::new(
         me.id,

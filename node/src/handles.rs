@@ -177,8 +177,12 @@ impl StatusBoard {
             nodes_failed: Vec::new(),
             chunks_held: 0,
             failed: record
-                .filter(|r| r.state == BroadcastState::Failed)
-                .map(|_| crate::data::Failure::OriginDeclared.to_string()),
+                .and_then(|r| match r.state {
+                    BroadcastState::Failed => Some(crate::data::Failure::OriginDeclared),
+                    BroadcastState::Cancelled => Some(crate::data::Failure::Cancelled),
+                    BroadcastState::Active => None,
+                })
+                .map(|f| f.to_string()),
             nodes: Vec::new(),
         };
         for e in &m.view {

@@ -20,6 +20,11 @@ pub enum BroadcastPhase {
     Seeding,
     /// Given up (see `BroadcastInfo::error`).
     Failed,
+    /// A newer version of the name came out: no longer received (partial data removed), or at
+    /// the origin no longer seeded because its source changed.
+    Superseded,
+    /// Its origin cancelled it (`node cancel`).
+    Cancelled,
 }
 
 impl BroadcastPhase {
@@ -30,6 +35,8 @@ impl BroadcastPhase {
             Self::Complete => "complete",
             Self::Seeding => "seeding",
             Self::Failed => "failed",
+            Self::Superseded => "superseded",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -47,17 +54,26 @@ impl std::fmt::Display for BroadcastPhase {
 
 /// A state text that names no [`BroadcastPhase`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown broadcast state {0:?} (receiving, complete, seeding or failed)")]
+#[error(
+    "unknown broadcast state {0:?} (receiving, complete, seeding, failed, superseded or cancelled)"
+)]
 pub struct UnknownPhase(pub String);
 
 impl std::str::FromStr for BroadcastPhase {
     type Err = UnknownPhase;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Self::Receiving, Self::Complete, Self::Seeding, Self::Failed]
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| UnknownPhase(s.to_owned()))
+        [
+            Self::Receiving,
+            Self::Complete,
+            Self::Seeding,
+            Self::Failed,
+            Self::Superseded,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
+        .ok_or_else(|| UnknownPhase(s.to_owned()))
     }
 }
 

@@ -306,7 +306,17 @@ impl Membership {
             (report.progress.clone(), report.records.clone())
         };
         for record in records {
-            client.announce(record).await?;
+            match client.announce(record).await {
+                Ok(()) => {}
+                // A refusal is about that record (its origin or seq), not the connection: the
+                // heartbeat goes on.
+                Err(swarmcast_bootstrap::ClientError::Wire(
+                    swarmcast_net::wire::WireError::Refused { code, message },
+                )) => {
+                    warn!(bootstrap = %client.addr(), ?code, %message, "broadcast record refused");
+                }
+                Err(e) => return Err(e),
+            }
         }
         self.heartbeat += 1;
         let hb = Heartbeat {
@@ -478,6 +488,7 @@ mod tests {
                     state,
                     version: 0,
                     seq: 0,
+                    published_ms: 0,
                 })
                 .into_iter()
                 .collect(),

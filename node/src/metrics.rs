@@ -31,7 +31,14 @@ struct StateLabel {
 }
 
 /// The states `swarmcast_broadcasts` is reported for (each always present, 0 when none).
-pub(crate) const STATES: [&str; 4] = ["seeding", "receiving", "complete", "failed"];
+pub(crate) const STATES: [&str; 6] = [
+    "seeding",
+    "receiving",
+    "complete",
+    "failed",
+    "superseded",
+    "cancelled",
+];
 
 /// The node's counters and gauges; clones share them.
 #[derive(Clone, Debug, Default)]
@@ -124,7 +131,7 @@ impl Metrics {
     }
 
     /// Current neighbours and broadcasts per state (indexed like [`STATES`]).
-    pub(crate) fn set_state(&self, neighbours: usize, broadcasts: [usize; 4]) {
+    pub(crate) fn set_state(&self, neighbours: usize, broadcasts: [usize; 6]) {
         self.neighbours
             .set(i64::try_from(neighbours).unwrap_or(i64::MAX));
         for (state, n) in STATES.into_iter().zip(broadcasts) {
@@ -150,7 +157,7 @@ mod tests {
         m.piece_verified();
         m.piece_rejected();
         m.peer_banned();
-        m.clone().set_state(2, [1, 0, 3, 0]);
+        m.clone().set_state(2, [1, 0, 3, 0, 0, 0]);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
         let b = id.short();

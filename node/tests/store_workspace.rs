@@ -693,3 +693,67 @@ fn serving_reads_hash_only_what_this_process_has_not_verified() {
         Err(StoreError::WrongLength { .. })
     ));
 }
+
+#[test]
+fn complete_does_not_touch_received_and_links_follow_the_caller() {
+    let (tmp, data_dir, _) = setup("unused", "x");
+    let old = snapshot(&sample_tree(&tmp.path().join("v1"), "ds", "old"));
+    let new = snapshot(&sample_tree(&tmp.path().join("v2"), "ds", "new"));
+    let received = data_dir.join("received");
+    for b in [&old, &new] {
+        let ws = create(&data_dir, b);
+        write_all(&ws, b, &(0..b.layout.chunk_count()).collect::<Vec<_>>());
+        ws.commit().unwrap();
+        assert_eq!(ws.complete().unwrap(), ws.data_path());
+    }
+    assert!(!received.join("ds").exists(), "complete() links nothing");
+    let link = swarmcast_node::store::link_received(&received, "ds", new.id).unwrap();
+    assert_eq!(tree(&link), tree(&new.source));
+    assert_eq!(
+        swarmcast_node::store::linked_version(&received, "ds"),
+        Some(new.id)
+    );
+    // Unlinking another version leaves the link alone; unlinking the linked one removes it.
+    assert!(!swarmcast_node::store::unlink_received(&received, "ds", old.id).unwrap());
+    assert_eq!(
+        swarmcast_node::store::linked_version(&received, "ds"),
+        Some(new.id)
+    );
+    swarmcast_node::store::link_received(&received, "ds", old.id).unwrap();
+    assert_eq!(tree(&link), tree(&old.source));
+    assert!(swarmcast_node::store::unlink_received(&received, "ds", old.id).unwrap());
+    assert!(!link.exists());
+    assert_eq!(swarmcast_node::store::linked_version(&received, "ds"), None);
+}
+
+#[test]
+fn a_removal_interrupted_after_its_rename_leaves_nothing_listed_or_resumed() {
+    let (_tmp, data_dir, b) = setup("gone", "r");
+    let ws = create(&data_dir, &b);
+    write_all(&ws, &b, &[0]);
+    ws.commit().unwrap();
+    drop(ws);
+    let dir = data_dir.join("broadcasts").join(b.id.to_hex());
+    assert!(dir.exists());
+    // What a SIGKILL right after the first step of `remove` leaves: the renamed directory.
+    let dead = data_dir
+        .join("broadcasts")
+        .join(format!(".dead-{}", b.id.to_hex()));
+    fs::rename(&dir, &dead).unwrap();
+    assert!(swarmcast_node::store::list(&data_dir).unwrap().is_empty());
+    assert!(Workspace::open(&data_dir, b.id).unwrap().is_none());
+    swarmcast_node::store::sweep_dead(&data_dir);
+    assert!(!dead.exists());
+
+    // A whole removal, with a dead copy of an earlier crash in the way.
+    let ws = create(&data_dir, &b);
+    write_all(&ws, &b, &[0]);
+    ws.commit().unwrap();
+    drop(ws);
+    fs::create_dir_all(dead.join("leftover")).unwrap();
+    swarmcast_node::store::remove(&data_dir, b.id).unwrap();
+    assert!(!dir.exists() && !dead.exists());
+    assert!(swarmcast_node::store::list(&data_dir).unwrap().is_empty());
+    // Removing what is not there is fine.
+    swarmcast_node::store::remove(&data_dir, b.id).unwrap();
+}

@@ -299,12 +299,21 @@ impl Sim {
             state: BroadcastState::Active,
             version: 1,
             seq: 0,
+            published_ms: 0,
         };
         let mut nodes = Vec::new();
         for (i, neighbours) in adj.into_iter().enumerate() {
             let (up, has, mut core) = if i == 0 {
                 let mut core = Broadcasts::new(BroadcastConfig::default(), node_id(i), 0);
-                core.add_origin(base, id, m.clone(), layout.clone(), "/origin".into());
+                core.add_origin(
+                    base,
+                    id,
+                    m.clone(),
+                    layout.clone(),
+                    "/origin".into(),
+                    None,
+                    0,
+                );
                 (ORIGIN_UP, Bitfield::full(PIECES), core)
             } else {
                 let up = rng.random_range(uploads.clone()) * MB;
@@ -728,7 +737,7 @@ impl Sim {
                     let held = Bitfield::new(PIECES);
                     self.nodes[node]
                         .core
-                        .add_receiver(now, id, manifest, layout, held, false);
+                        .add_receiver(now, id, manifest, layout, held, false, None);
                 }
                 BroadcastAction::Request { peer, piece, .. } => {
                     let up = self.index(peer);
@@ -792,6 +801,10 @@ impl Sim {
                     n.done_at = Some(self.now);
                     n.core.handle_finalized(now, id, Ok("/received/sim".into()));
                 }
+                // Only what names and persists versions: no transfer is at stake.
+                BroadcastAction::SaveVersion { .. }
+                | BroadcastAction::Link { .. }
+                | BroadcastAction::Unlink { .. } => {}
                 other => panic!("unexpected action {other:?}"),
             }
         }

@@ -242,6 +242,8 @@ pub enum BroadcastState {
     Active,
     /// The origin gave up (for example, the source changed under it).
     Failed,
+    /// The origin cancelled it (`node cancel`): receivers stop and free the space.
+    Cancelled,
 }
 
 /// A broadcast in the registry.
@@ -268,6 +270,11 @@ pub struct BroadcastRecord {
     /// wins. 0 (omitted on the wire): a record from a node that predates versions, the oldest.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub seq: u64,
+    /// When the origin published this version, in milliseconds since the Unix epoch by the
+    /// origin's clock: shown by `node ls`, never used to order versions (`seq` does). 0
+    /// (omitted on the wire): unknown.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub published_ms: u64,
 }
 
 impl BroadcastRecord {
@@ -349,6 +356,17 @@ pub struct Have {
     /// The bitfield.
     #[serde(with = "serde_bytes")]
     pub bits: Vec<u8>,
+    /// The sender is the broadcast's origin (it says so of itself only). A receiver may take
+    /// this as the origin until the registry's record, whose origin the bootstraps checked
+    /// against the announcer's certificate, says otherwise: so a transfer starts as soon as the
+    /// origin's `Have` arrives, without waiting a heartbeat for the record. Omitted when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub from_origin: bool,
+    /// The publication `seq` of this version of its name, as the sender knows it (0, omitted:
+    /// unknown). Taken, like `from_origin`, until the registry's record says: so a receiver
+    /// can place a version among its name's versions as soon as it has it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seq: u64,
 }
 
 /// Chunks newly held.

@@ -37,6 +37,7 @@ fn record() -> BroadcastRecord {
         state: BroadcastState::Active,
         version: 2,
         seq: 0,
+        published_ms: 0,
     }
 }
 
@@ -263,6 +264,8 @@ fn have() {
             broadcast: B,
             chunks: 10,
             bits: vec![0xff, 0xc0],
+            from_origin: false,
+            seq: 0,
         }),
         GOLDEN,
     );

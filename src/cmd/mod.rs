@@ -25,6 +25,10 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Node(NodeCommand::Send(args)) => send::run(args),
         Command::Node(NodeCommand::Ls { data, json }) => node::ls(&data.data_dir, json),
         Command::Node(NodeCommand::Status { data, json }) => node::status(&data.data_dir, json),
+        Command::Node(NodeCommand::Rm { target, data }) => node::rm(&data.data_dir, &target),
+        Command::Node(NodeCommand::Cancel { target, data }) => {
+            node::cancel(&data.data_dir, &target)
+        }
         Command::Registry(args) => registry::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(c) => bench::run(c),

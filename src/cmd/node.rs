@@ -26,6 +26,8 @@ pub(crate) fn join(args: JoinArgs) -> Result<()> {
     config.neighbours = neighbours;
     config.control_group = args.control_group;
     config.metrics = args.metrics;
+    config.keep = args.keep;
+    config.max_disk = args.max_disk;
     config.strategy = match args.strategy {
         StrategyArg::Swarm => Strategy::Swarm,
         StrategyArg::OriginOnly => Strategy::OriginOnly,
@@ -65,6 +67,29 @@ fn refused_handshake(error: &str) -> Option<&'static str> {
     ["UnknownIssuer", "UnknownCA", "BadCertificate"]
         .into_iter()
         .find(|w| error.contains(w))
+}
+
+/// `node rm`: what was removed, one id per line; exit 1 naming what is unknown.
+pub(crate) fn rm(data_dir: &Path, target: &str) -> Result<()> {
+    let ids = runtime()?
+        .block_on(swarmcast_node::control::remove(data_dir, target))
+        .with_context(|| format!("node rm {target}"))?;
+    for id in ids {
+        println!("removed {id}");
+    }
+    Ok(())
+}
+
+/// `node cancel`: what was cancelled; exit 1 if this node is not its origin or knows nothing
+/// of it.
+pub(crate) fn cancel(data_dir: &Path, target: &str) -> Result<()> {
+    let ids = runtime()?
+        .block_on(swarmcast_node::control::cancel(data_dir, target))
+        .with_context(|| format!("node cancel {target}"))?;
+    for id in ids {
+        println!("cancelled {id}");
+    }
+    Ok(())
 }
 
 /// `node ls`.

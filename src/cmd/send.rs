@@ -111,8 +111,15 @@ pub fn run(args: SendArgs) -> Result<()> {
             ));
         }
         // Each poll also asks the daemon for a fresh registry view (`StatusBoard::fleet` nudges
-        // a heartbeat), so --wait returns within about a poll of the last completion.
-        std::thread::sleep(Duration::from_millis(100));
+        // a heartbeat, at most one per 50 ms), so --wait returns within about a poll of the
+        // last completion: every 25 ms for the first 3 s (a small broadcast is done by then),
+        // every 100 ms after.
+        let poll = if started.elapsed() < Duration::from_secs(3) {
+            Duration::from_millis(25)
+        } else {
+            Duration::from_millis(100)
+        };
+        std::thread::sleep(poll);
     };
     if let Some(b) = &bar {
         b.finish_and_clear();

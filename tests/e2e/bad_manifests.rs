@@ -137,6 +137,8 @@ fn crafted_manifests_are_rejected_before_touching_the_disk() -> Result<()> {
                 broadcast: *id,
                 chunks: 1,
                 bits: vec![0x80],
+                from_origin: false,
+                seq: 0,
             });
             wire::write_message(&mut control, &have, &limits).await?;
         }

@@ -180,6 +180,14 @@ enum Effective<'a> {
     Absent,
 }
 
+/// How far above the highest `seq` held for a name ([`Registry::max_seq`]) an origin may
+/// announce a new version of it: a Lamport clock moves one step per publication, so a larger
+/// jump is a broken or hostile origin trying to make its version the newest for good. Such an
+/// announcement is refused (anti-entropy between bootstraps is not bounded: a fellow holds
+/// what it accepted). After every bootstrap lost its registry, a name with more than this
+/// many versions is refused until its origin re-announces a version within the bound.
+pub const MAX_SEQ_AHEAD: u64 = 1000;
+
 /// The replicated registry of one bootstrap. See the [module docs](self).
 #[derive(Clone, Debug)]
 pub struct Registry {
@@ -188,6 +196,8 @@ pub struct Registry {
     /// Every `(deadline, id)` of `nodes`: when the slot's status may next change.
     deadlines: BTreeSet<(Instant, NodeId)>,
     broadcasts: BTreeMap<BroadcastId, BroadcastRecord>,
+    /// The highest `seq` of any record held per broadcast name (see [`Registry::max_seq`]).
+    max_seq: BTreeMap<String, u64>,
     events: VecDeque<RegistryEvent>,
     events_dropped: u64,
 }
@@ -200,6 +210,7 @@ impl Registry {
             nodes: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             broadcasts: BTreeMap::new(),
+            max_seq: BTreeMap::new(),
             events: VecDeque::new(),
             events_dropped: 0,
         }
@@ -238,6 +249,12 @@ impl Registry {
     /// Broadcast records are never garbage-collected here.
     pub fn merge_broadcast(&mut self, record: BroadcastRecord) -> bool {
         self.merge_broadcast_ref(Cow::Owned(record))
+    }
+
+    /// The highest publication `seq` of any broadcast record of `name` held here (0 if none):
+    /// what the bound on a new version's `seq` ([`MAX_SEQ_AHEAD`]) is measured from.
+    pub fn max_seq(&self, name: &str) -> u64 {
+        self.max_seq.get(name).copied().unwrap_or(0)
     }
 
     /// Versions of every entry and every broadcast, sorted by id.
@@ -696,6 +713,9 @@ impl Registry {
     }
 
     fn merge_broadcast_ref(&mut self, record: Cow<'_, BroadcastRecord>) -> bool {
+        if record.seq > self.max_seq(&record.name) {
+            self.max_seq.insert(record.name.clone(), record.seq);
+        }
         match self.broadcasts.get_mut(&record.id) {
             Some(mine) if broadcast_cmp(&record, mine).is_gt() => {
                 *mine = record.into_owned();

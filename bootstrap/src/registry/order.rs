@@ -28,6 +28,7 @@ pub(super) fn broadcast_cmp(a: &BroadcastRecord, b: &BroadcastRecord) -> Orderin
         match state {
             BroadcastState::Active => 0,
             BroadcastState::Failed => 1,
+            BroadcastState::Cancelled => 2,
         }
     }
     a.version

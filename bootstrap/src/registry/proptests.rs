@@ -73,6 +73,7 @@ fn broadcast() -> impl Strategy<Value = BroadcastRecord> {
             },
             version,
             seq,
+            published_ms: 0,
         },
     )
 }

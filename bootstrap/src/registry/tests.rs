@@ -49,6 +49,7 @@ fn bcast(n: u8, version: u64, state: BroadcastState) -> BroadcastRecord {
         state,
         version,
         seq: 0,
+        published_ms: 0,
     }
 }
 

@@ -184,6 +184,8 @@ fn broadcast(i: u8, version: u64) -> BroadcastRecord {
         chunks: 4,
         state: BroadcastState::Active,
         version,
+        seq: 0,
+        published_ms: 0,
     }
 }
 
@@ -334,6 +336,8 @@ fn chunks() {
             broadcast: id,
             chunks: n,
             bits: vec![0b1010_0000],
+            from_origin: false,
+            seq: 0,
         })),
     );
     write(

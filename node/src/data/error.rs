@@ -182,4 +182,24 @@ pub enum Failure {
     /// A stored broadcast could not be resumed.
     #[error("cannot resume: {0}")]
     Resume(Arc<ResumeError>),
+    /// Its origin cancelled it (`node cancel`).
+    #[error("cancelled by its origin")]
+    Cancelled,
+    /// The node's `--max-disk` budget cannot hold it, even after removing what may be removed.
+    #[error("not enough space within --max-disk: needs {needed} bytes, {free} free of {budget}")]
+    NoDiskBudget {
+        /// Bytes the broadcast needs.
+        needed: u64,
+        /// Bytes of the budget left after removing what could be removed.
+        free: u64,
+        /// The budget.
+        budget: u64,
+    },
+    /// A newer version of the same name was published while this one was being received: it
+    /// stopped and its partial data was removed.
+    #[error("superseded by a newer version of {name:?}")]
+    Superseded {
+        /// The name.
+        name: String,
+    },
 }

@@ -36,7 +36,8 @@ use crate::handles::Dialer;
 use crate::manifest::{Layout, Manifest, manifest_id};
 use crate::store::{self, Source, StoreError, StoredKind, Workspace};
 pub use broadcast::{
-    BroadcastAction, BroadcastConfig, Broadcasts, DataReport, ManifestSource, Strategy, SuperSeed,
+    BroadcastAction, BroadcastConfig, Broadcasts, DEFAULT_KEEP, DataReport, ManifestSource,
+    Publication, Strategy, SuperSeed, TargetError,
 };
 pub use error::{Failure, ManifestFetchError, PieceError, PublishError, ResumeError};
 use serve::{Catalog, Reader, Servable, ServeEvent};
@@ -78,6 +79,16 @@ pub(crate) enum DataInput {
     List {
         reply: oneshot::Sender<Vec<BroadcastInfo>>,
     },
+    /// `node rm`.
+    Remove {
+        target: String,
+        reply: oneshot::Sender<Result<Vec<BroadcastId>, TargetError>>,
+    },
+    /// `node cancel`.
+    Cancel {
+        target: String,
+        reply: oneshot::Sender<Result<Vec<BroadcastId>, TargetError>>,
+    },
     /// Internal: a manifest was built by a blocking task.
     Built {
         result: Result<(Manifest, Vec<u8>, PathBuf), PublishError>,
@@ -107,8 +118,14 @@ pub(crate) enum DataInput {
         id: BroadcastId,
         result: Result<Vec<u32>, StoreError>,
     },
-    /// Internal: publication under `received/` ended.
+    /// Internal: finishing a complete workspace ended.
     Finalized {
+        id: BroadcastId,
+        result: Result<PathBuf, StoreError>,
+    },
+    /// Internal: pointing `received/<name>` at a version ended.
+    Linked {
+        name: String,
         id: BroadcastId,
         result: Result<PathBuf, StoreError>,
     },
@@ -138,8 +155,17 @@ pub struct BroadcastInfo {
     pub id: String,
     /// Directory name.
     pub name: String,
-    /// "receiving", "complete", "seeding" or "failed".
+    /// "receiving", "complete", "seeding", "failed" or "superseded".
     pub state: String,
+    /// Publication sequence of this version among its name's versions (0: unknown yet).
+    #[serde(default)]
+    pub seq: u64,
+    /// When its origin published it, ms since the Unix epoch (0: unknown).
+    #[serde(default)]
+    pub published_ms: u64,
+    /// Whether `received/<name>` points at this version.
+    #[serde(default)]
+    pub current: bool,
     /// Chunks durably held.
     pub chunks_held: u64,
     /// Chunks in the broadcast.
@@ -148,7 +174,8 @@ pub struct BroadcastInfo {
     pub bytes_held: u64,
     /// Bytes in the broadcast.
     pub bytes_total: u64,
-    /// Where the copy is: `received/<name>` once complete, the source dir at the origin.
+    /// Where the copy is: `received/<name>` for the current version, the workspace's data
+    /// directory for the others, the source dir at the origin (absolute when the data dir is).
     pub path: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
@@ -202,6 +229,10 @@ pub(crate) struct DataConfig {
     pub(crate) data_dir: PathBuf,
     /// Who serves receivers.
     pub(crate) strategy: Strategy,
+    /// Complete versions kept per name.
+    pub(crate) keep: usize,
+    /// Disk budget of every workspace together.
+    pub(crate) max_disk: Option<u64>,
 }
 
 pub(crate) struct DataPlane {
@@ -232,11 +263,14 @@ impl DataPlane {
     ) -> Self {
         let core_config = BroadcastConfig {
             strategy: config.strategy,
+            keep: config.keep,
+            max_disk: config.max_disk,
             ..BroadcastConfig::default()
         };
         Self {
             core: Broadcasts::new(core_config, me, rand::random()),
-            data_dir: config.data_dir,
+            // Absolute, so that `node ls` shows absolute paths whatever the daemon's cwd.
+            data_dir: std::path::absolute(&config.data_dir).unwrap_or(config.data_dir),
             dialer,
             tx,
             peers_tx,
@@ -257,6 +291,7 @@ impl DataPlane {
     /// Reload every broadcast of the data dir: origins resume seeding, receivers resume fetching.
     fn resume(&mut self, now: Instant) {
         let data_dir = self.data_dir.clone();
+        store::sweep_dead(&data_dir);
         let stored = match store::list(&data_dir) {
             Ok(s) => s,
             Err(e) => {
@@ -288,7 +323,8 @@ impl DataPlane {
         let bytes = store::read_manifest(data_dir, id)?.ok_or(ResumeError::NoManifest)?;
         let manifest = Manifest::decode(&bytes, &id, &self.core.config().limits)?;
         info!(broadcast = %id.short(), name = %manifest.name, source = %source.display(), "resuming as origin");
-        self.add_origin(now, id, manifest, bytes, source);
+        let known = self.publication(id);
+        self.add_origin(now, id, manifest, bytes, source, known);
         Ok(())
     }
 
@@ -297,8 +333,15 @@ impl DataPlane {
         let ws = Arc::new(ws);
         let held = ws.held();
         info!(broadcast = %id.short(), name = %ws.manifest().name, held = held.count_ones(), total = held.len(), "resuming as receiver");
-        self.add_receiver(now, id, ws, true);
+        let known = self.publication(id);
+        self.add_receiver(now, id, ws, true, known);
         Ok(())
+    }
+
+    /// The publication persisted for `id`, if any.
+    fn publication(&self, id: BroadcastId) -> Option<Publication> {
+        store::read_version(&self.data_dir, id)
+            .map(|(seq, published_ms)| Publication { seq, published_ms })
     }
 
     fn add_origin(
@@ -308,6 +351,7 @@ impl DataPlane {
         manifest: Manifest,
         bytes: Vec<u8>,
         source: PathBuf,
+        known: Option<Publication>,
     ) {
         let manifest = Arc::new(manifest);
         let layout = Arc::new(Layout::new(&manifest));
@@ -321,10 +365,21 @@ impl DataPlane {
                 in_flight: HashMap::new(),
             },
         );
-        self.core.add_origin(now, id, manifest, layout, source);
+        let wall_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.core
+            .add_origin(now, id, manifest, layout, source, known, wall_ms);
     }
 
-    fn add_receiver(&mut self, now: Instant, id: BroadcastId, ws: Arc<Workspace>, resumed: bool) {
+    fn add_receiver(
+        &mut self,
+        now: Instant,
+        id: BroadcastId,
+        ws: Arc<Workspace>,
+        resumed: bool,
+        known: Option<Publication>,
+    ) {
         let manifest = ws.manifest().clone();
         let layout = ws.layout().clone();
         let held = ws.held();
@@ -338,7 +393,7 @@ impl DataPlane {
             },
         );
         self.core
-            .add_receiver(now, id, manifest, layout, held, resumed);
+            .add_receiver(now, id, manifest, layout, held, resumed, known);
     }
 
     pub(crate) async fn run(
@@ -409,11 +464,17 @@ impl DataPlane {
             DataInput::List { reply } => {
                 let _ = reply.send(self.core.list());
             }
+            DataInput::Remove { target, reply } => {
+                let _ = reply.send(self.core.remove(&target));
+            }
+            DataInput::Cancel { target, reply } => {
+                let _ = reply.send(self.core.cancel(&target));
+            }
             DataInput::ManifestFetched { id, result } => {
                 self.core.handle_manifest_fetched(now, id, result)
             }
             DataInput::WorkspaceCreated { id, name, result } => match result {
-                Ok(ws) => self.add_receiver(now, id, ws, false),
+                Ok(ws) => self.add_receiver(now, id, ws, false, None),
                 Err(e) => self.core.handle_workspace_failed(id, name, e),
             },
             DataInput::PieceDone {
@@ -462,6 +523,7 @@ impl DataPlane {
                 }
                 self.core.handle_finalized(now, id, result)
             }
+            DataInput::Linked { name, id, result } => self.core.handle_linked(&name, id, result),
         }
     }
 
@@ -529,7 +591,7 @@ impl DataPlane {
         }
         store::save_origin(&self.data_dir, id, &bytes, &dir)?;
         info!(broadcast = %id.short(), name = %m.name, bytes = layout.total_bytes, chunks = layout.chunk_count(), "publishing");
-        self.add_origin(now, id, m, bytes, dir);
+        self.add_origin(now, id, m, bytes, dir, None);
         Ok(info)
     }
 
@@ -656,8 +718,52 @@ impl DataPlane {
                 };
                 let tx = self.tx.clone();
                 tokio::task::spawn_blocking(move || {
-                    let result = ws.finalize();
+                    let result = ws.complete();
                     let _ = tx.blocking_send(DataInput::Finalized { id, result });
+                });
+            }
+            BroadcastAction::Link { name, id } => {
+                let received = self.data_dir.join(store::RECEIVED_DIR);
+                let tx = self.tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = store::link_received(&received, &name, id);
+                    let _ = tx.blocking_send(DataInput::Linked { name, id, result });
+                });
+            }
+            BroadcastAction::Unlink { name, id } => {
+                let received = self.data_dir.join(store::RECEIVED_DIR);
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = store::unlink_received(&received, &name, id) {
+                        warn!(broadcast = %id.short(), %name, error = %e, "cannot remove received link");
+                    }
+                });
+            }
+            BroadcastAction::Remove { id } => {
+                // Requests were aborted and serving stopped by the actions before this one.
+                if let Some(io) = self.io.remove(&id) {
+                    for (_, h) in io.in_flight {
+                        h.abort();
+                    }
+                }
+                self.catalog.remove(&id);
+                let data_dir = self.data_dir.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = store::remove(&data_dir, id) {
+                        warn!(broadcast = %id.short(), error = %e, "cannot remove broadcast from disk");
+                    }
+                });
+            }
+            BroadcastAction::SaveVersion { id, publication } => {
+                let data_dir = self.data_dir.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = store::save_version(
+                        &data_dir,
+                        id,
+                        publication.seq,
+                        publication.published_ms,
+                    ) {
+                        warn!(broadcast = %id.short(), error = %e, "cannot save the version");
+                    }
                 });
             }
         }

@@ -13,6 +13,7 @@
 //! D/broadcasts/<id hex>/complete   marker written once finalized
 //! D/broadcasts/<id hex>/origin     (origin only) the source directory's absolute path
 //! D/received/<name>                symlink -> ../broadcasts/<id hex>/data, swapped atomically
+//! D/broadcasts/.dead-<id hex>/      a removal in progress (renamed first, then deleted)
 //! ```
 //!
 //! # Durability
@@ -32,6 +33,7 @@
 mod fsx;
 mod journal;
 mod pool;
+mod received;
 mod source;
 mod workspace;
 
@@ -44,6 +46,7 @@ use tracing::warn;
 use crate::manifest::{Manifest, ManifestError, ManifestLimits, free_space, manifest_id};
 
 pub use pool::{BufPool, PooledBuf};
+pub use received::{link_received, linked_version, remove, sweep_dead, unlink_received};
 pub use source::{Source, save_origin};
 pub use workspace::Workspace;
 
@@ -57,6 +60,7 @@ const DATA_DIR: &str = "data";
 const JOURNAL_FILE: &str = "held";
 const COMPLETE_FILE: &str = "complete";
 const ORIGIN_FILE: &str = "origin";
+const VERSION_FILE: &str = "version";
 
 /// What went wrong in the store. Every variant names the path or chunk involved.
 #[derive(Debug, thiserror::Error)]
@@ -269,6 +273,37 @@ pub fn read_manifest(data_dir: &Path, id: BroadcastId) -> Result<Option<Vec<u8>>
         return Err(StoreError::ManifestMismatch { path, id });
     }
     Ok(Some(bytes))
+}
+
+/// Persists where a broadcast stands among its name's versions (`seq`, and when it was
+/// published, ms since the Unix epoch) in `D/broadcasts/<id>/version`, atomically. Missing
+/// directory (the broadcast was removed meanwhile): nothing is written.
+pub fn save_version(
+    data_dir: &Path,
+    id: BroadcastId,
+    seq: u64,
+    published_ms: u64,
+) -> Result<(), StoreError> {
+    let dir = broadcast_dir(data_dir, id);
+    if !fsx::exists(&dir)? {
+        return Ok(());
+    }
+    fsx::write_atomic(
+        &dir,
+        VERSION_FILE,
+        format!("{seq} {published_ms}\n").as_bytes(),
+    )
+}
+
+/// What [`save_version`] wrote (`None`: nothing, or unreadable).
+pub fn read_version(data_dir: &Path, id: BroadcastId) -> Option<(u64, u64)> {
+    let bytes = fsx::read_small(&broadcast_dir(data_dir, id).join(VERSION_FILE)).ok()??;
+    let text = std::str::from_utf8(&bytes).ok()?;
+    let mut parts = text.split_whitespace().map(str::parse::<u64>);
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(seq)), Some(Ok(published_ms)), None) => Some((seq, published_ms)),
+        _ => None,
+    }
 }
 
 /// Fails with [`StoreError::NoSpace`] unless `needed` bytes fit in `available`.

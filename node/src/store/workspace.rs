@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use super::fsx::{self, Access, Create, DirCache, Follow, Handles};
 use super::journal::Journal;
+use super::received::{check_name, link_received};
 use super::{
     BROADCASTS_DIR, COMPLETE_FILE, DATA_DIR, JOURNAL_FILE, MANIFEST_FILE, ORIGIN_FILE,
     RECEIVED_DIR, StoreError, available_space, broadcast_dir, check_space, decode_manifest,
@@ -520,15 +521,24 @@ impl Workspace {
         Ok(())
     }
 
-    /// Publishes a complete broadcast and returns `D/received/<name>`.
+    /// Publishes a complete broadcast and returns `D/received/<name>`: [`complete`]
+    /// (Self::complete) then [`link_received`] to this workspace. Calling it again after a
+    /// restart is fine. Refuses ([`StoreError::NotASymlink`]) to replace anything at
+    /// `received/<name>` that is not a symlink.
+    pub fn finalize(&self) -> Result<PathBuf, StoreError> {
+        self.complete()?;
+        let published = link_received(&self.received, &self.manifest.name, self.id)?;
+        info!(id = %self.id.short(), path = %published.display(), "broadcast published");
+        Ok(published)
+    }
+
+    /// Finishes a complete workspace and returns its data directory (`D/broadcasts/<id>/data`),
+    /// without touching `received/` (which version a name points at is the broadcast core's
+    /// decision: [`link_received`]).
     ///
     /// The first time: applies the manifest's modes to every file and empty directory, makes
-    /// the tree durable, and writes the `complete` marker. Every time (so calling it again
-    /// after a restart is fine): points `D/received/<name>` at `../broadcasts/<id>/data` by
-    /// renaming a fresh symlink over it, so a newer broadcast of the same name replaces an
-    /// older one atomically. Refuses ([`StoreError::NotASymlink`]) to replace anything there
-    /// that is not a symlink.
-    pub fn finalize(&self) -> Result<PathBuf, StoreError> {
+    /// the tree durable, and writes the `complete` marker. Again (after a restart): nothing.
+    pub fn complete(&self) -> Result<PathBuf, StoreError> {
         let _serial = fsx::lock(&self.journal);
         let finalized = {
             let st = fsx::lock(&self.state);
@@ -540,13 +550,7 @@ impl Workspace {
             }
             st.finalized
         };
-        let name = self.manifest.name.as_str();
-        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
-            return Err(StoreError::Unsafe {
-                path: self.received.join(name),
-                reason: "the broadcast name is not a single path component",
-            });
-        }
+        check_name(&self.received, &self.manifest.name)?;
         if !finalized {
             self.apply_modes()?;
             fsx::sync_filesystem(&self.data, &self.data_path)?;
@@ -555,9 +559,7 @@ impl Workspace {
             // Handles opened for writing are no longer needed.
             self.handles.clear();
         }
-        let published = self.publish(name)?;
-        info!(id = %self.id.short(), path = %published.display(), "broadcast published");
-        Ok(published)
+        Ok(self.data_path.clone())
     }
 
     /// Sets every file's and empty directory's mode from the manifest.
@@ -581,37 +583,6 @@ impl Workspace {
                 .map_err(|e| StoreError::io(&path, e))?;
         }
         Ok(())
-    }
-
-    /// Points `D/received/<name>` at this workspace's data, atomically.
-    fn publish(&self, name: &str) -> Result<PathBuf, StoreError> {
-        fsx::ensure_real_dir(&self.received)?;
-        let dst = self.received.join(name);
-        let refuse_non_symlink = || -> Result<(), StoreError> {
-            match std::fs::symlink_metadata(&dst) {
-                Ok(m) if !m.file_type().is_symlink() => {
-                    Err(StoreError::NotASymlink { path: dst.clone() })
-                }
-                Ok(_) => Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(StoreError::io(&dst, e)),
-            }
-        };
-        refuse_non_symlink()?;
-        let target = Path::new("..")
-            .join(BROADCASTS_DIR)
-            .join(self.id.to_hex())
-            .join(DATA_DIR);
-        let tmp = self.received.join(fsx::temp_name("swarmcast-link"));
-        std::os::unix::fs::symlink(&target, &tmp).map_err(|e| StoreError::io(&tmp, e))?;
-        if let Err(e) = std::fs::rename(&tmp, &dst) {
-            let _ = std::fs::remove_file(&tmp);
-            // Something that is not a symlink appeared meanwhile (rename refuses directories).
-            refuse_non_symlink()?;
-            return Err(StoreError::io(&dst, e));
-        }
-        fsx::sync_dir(&self.received)?;
-        Ok(dst)
     }
 
     /// Bytes of the chunks not held.

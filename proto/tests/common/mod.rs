@@ -117,9 +117,10 @@ pub fn broadcast_record() -> impl Strategy<Value = BroadcastRecord> {
         broadcast_state(),
         any::<u64>(),
         any::<u64>(),
+        any::<u64>(),
     )
         .prop_map(
-            |(id, name, origin, size, chunks, state, version, seq)| BroadcastRecord {
+            |(id, name, origin, size, chunks, state, version, seq, published_ms)| BroadcastRecord {
                 id,
                 name,
                 origin,
@@ -128,6 +129,7 @@ pub fn broadcast_record() -> impl Strategy<Value = BroadcastRecord> {
                 state,
                 version,
                 seq,
+                published_ms,
             },
         )
 }
@@ -266,15 +268,22 @@ pub fn error() -> impl Strategy<Value = Message> {
 
 pub fn have() -> impl Strategy<Value = Message> {
     // Up to 300 bytes so that bin8 and bin16 both occur.
-    (broadcast_id(), any::<u32>(), vec(any::<u8>(), 0..300)).prop_map(
-        |(broadcast, chunks, bits)| {
+    (
+        broadcast_id(),
+        any::<u32>(),
+        vec(any::<u8>(), 0..300),
+        any::<bool>(),
+        any::<u64>(),
+    )
+        .prop_map(|(broadcast, chunks, bits, from_origin, seq)| {
             Message::Have(Have {
                 broadcast,
                 chunks,
                 bits,
+                from_origin,
+                seq,
             })
-        },
-    )
+        })
 }
 
 pub fn have_update() -> impl Strategy<Value = Message> {

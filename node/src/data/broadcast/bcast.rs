@@ -17,6 +17,11 @@ pub(super) enum State {
     Receiving,
     Complete,
     Failed(Failure),
+    /// At the origin: an older version whose source changed once a newer one was out; no
+    /// longer seeded.
+    Superseded,
+    /// At the origin: cancelled (`node cancel`); no longer seeded.
+    Cancelled,
 }
 
 #[derive(Debug)]
@@ -27,8 +32,10 @@ pub(super) struct Bcast {
     pub(super) origin: Option<NodeId>,
     /// The origin's source directory (only at the origin).
     pub(super) source: Option<PathBuf>,
-    /// `received/<name>` once complete.
+    /// The workspace's data directory once complete.
     pub(super) path: Option<PathBuf>,
+    /// `received/<name>`, while it points at this version.
+    pub(super) link: Option<PathBuf>,
     pub(super) transfer: Option<Transfer>,
     /// Durable chunks (what a restart keeps). Set through [`Bcast::hold`], which keeps
     /// `bytes_held` in step.
@@ -48,6 +55,8 @@ pub(super) struct Bcast {
     /// Publication sequence of this version of its name (see [`BroadcastRecord::seq`]): set
     /// at the origin, learnt from the registry record at a receiver (0 until then).
     pub(super) seq: u64,
+    /// When the origin published it (ms since the Unix epoch, origin's clock; 0: unknown).
+    pub(super) published_ms: u64,
 }
 
 impl Bcast {
@@ -72,6 +81,7 @@ impl Bcast {
             origin: None,
             source: None,
             path: None,
+            link: None,
             transfer: None,
             advertised: held.clone(),
             held_chunks: held,
@@ -83,6 +93,7 @@ impl Bcast {
             resumed_chunks: 0,
             version: 0,
             seq: 0,
+            published_ms: 0,
         }
     }
 
@@ -120,6 +131,8 @@ impl Bcast {
             broadcast: id,
             chunks: self.layout.chunk_count(),
             bits: self.advertised.as_bytes().to_vec(),
+            from_origin: self.source.is_some(),
+            seq: self.seq,
         })
     }
 
@@ -130,16 +143,22 @@ impl Bcast {
             State::Receiving => ("receiving", None),
             State::Complete => ("complete", None),
             State::Failed(e) => ("failed", Some(e.to_string())),
+            State::Superseded => ("superseded", None),
+            State::Cancelled => ("cancelled", None),
         };
         let path = self
-            .path
+            .link
             .as_ref()
+            .or(self.path.as_ref())
             .or(self.source.as_ref())
             .map(|p| p.display().to_string());
         BroadcastInfo {
             id: id.to_hex(),
             name: self.manifest.name.clone(),
             state: state.to_owned(),
+            seq: self.seq,
+            published_ms: self.published_ms,
+            current: false,
             chunks_held: u64::from(self.held_chunks.count_ones()),
             chunks_total: u64::from(self.layout.chunk_count()),
             bytes_held: self.bytes_held(),
@@ -160,13 +179,14 @@ impl Bcast {
             origin: me,
             size: self.layout.total_bytes,
             chunks: u64::from(self.layout.chunk_count()),
-            state: if self.failed() {
-                BroadcastState::Failed
-            } else {
-                BroadcastState::Active
+            state: match self.state {
+                State::Failed(_) => BroadcastState::Failed,
+                State::Cancelled => BroadcastState::Cancelled,
+                _ => BroadcastState::Active,
             },
             version: self.version,
             seq: self.seq,
+            published_ms: self.published_ms,
         })
     }
 }

@@ -89,10 +89,12 @@
 //! * `Ban` closes the connection to the peer and tells the neighbour core.
 
 mod bcast;
+mod retention;
 mod superseed;
 #[cfg(test)]
 mod tests;
 mod types;
+mod versions;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -107,8 +109,12 @@ use swarmcast_proto::{
 };
 use tracing::{debug, error, info, warn};
 
+pub use retention::TargetError;
 pub use superseed::SuperSeed;
-pub use types::{BroadcastAction, BroadcastConfig, DataReport, ManifestSource, Strategy};
+pub use types::{
+    BroadcastAction, BroadcastConfig, DEFAULT_KEEP, DataReport, ManifestSource, Publication,
+    Strategy,
+};
 
 use bcast::{Bcast, State};
 
@@ -132,6 +138,11 @@ struct Unknown {
     retry_at: Option<Instant>,
     /// Last time a neighbour or the registry mentioned it.
     heard: Instant,
+    /// A neighbour that said it is the origin (its `Have` had `from_origin`): the origin until
+    /// the registry's record names one.
+    claimed_origin: Option<NodeId>,
+    /// The publication `seq` a neighbour's `Have` gave: until the registry's record says.
+    claimed_seq: u64,
 }
 
 /// A broadcast remembered as failed without a manifest or workspace.
@@ -162,6 +173,17 @@ pub struct Broadcasts {
     actions: VecDeque<BroadcastAction>,
     /// Broadcasts with a transfer that is not complete: the only ones with timers or requests.
     active: BTreeSet<BroadcastId>,
+    /// Broadcasts held here, by name.
+    names: BTreeMap<String, BTreeSet<BroadcastId>>,
+    /// Live (not failed) versions known per name: registry records and this node's own.
+    live: BTreeMap<String, BTreeSet<versions::VersionKey>>,
+    /// The highest publication `seq` known per name (failed versions included).
+    max_seq: BTreeMap<String, u64>,
+    /// The version `received/<name>` points at, per name.
+    linked: BTreeMap<String, BroadcastId>,
+    /// Broadcasts removed here (`node rm`, retention, superseded, ended by their origin): never
+    /// fetched again.
+    removed: BTreeSet<BroadcastId>,
     /// What changed since the last [`DataReport`].
     report_due: ReportDue,
     /// When the last report was made.
@@ -197,6 +219,11 @@ impl Broadcasts {
             uploaded_to: HashMap::new(),
             actions: VecDeque::new(),
             active: BTreeSet::new(),
+            names: BTreeMap::new(),
+            live: BTreeMap::new(),
+            max_seq: BTreeMap::new(),
+            linked: BTreeMap::new(),
+            removed: BTreeSet::new(),
             report_due: ReportDue::Now,
             last_report: None,
         }
@@ -318,8 +345,12 @@ impl Broadcasts {
             .is_some_and(|b| b.source.is_some() && !b.failed())
     }
 
-    /// Start seeding `id` from `source` (published, or resumed from the data dir). Replaces a
-    /// failed broadcast of the same id.
+    /// Start seeding `id` from `source`: published now (`known` is `None`: it becomes the
+    /// newest version of its name, published at `wall_ms`, ms since the Unix epoch), or resumed
+    /// from the data dir with the publication it had. Replaces a failed broadcast of the same
+    /// id. Returns the publication, which is also persisted
+    /// ([`BroadcastAction::SaveVersion`]) when new.
+    #[allow(clippy::too_many_arguments)]
     pub fn add_origin(
         &mut self,
         _now: Instant,
@@ -327,25 +358,47 @@ impl Broadcasts {
         manifest: Arc<Manifest>,
         layout: Arc<Layout>,
         source: PathBuf,
-    ) {
+        known: Option<Publication>,
+        wall_ms: u64,
+    ) -> Publication {
+        let name = manifest.name.clone();
+        let publication = known.unwrap_or_else(|| Publication {
+            seq: self.next_seq(&name),
+            published_ms: wall_ms,
+        });
         let held = Bitfield::full(layout.chunk_count());
         let mut b = Bcast::new(manifest, layout, State::Seeding, held);
         b.origin = Some(self.me);
         b.source = Some(source);
         b.version = 1;
+        b.seq = publication.seq;
+        b.published_ms = publication.published_ms;
         let have = b.have(id);
         self.broadcasts.insert(id, b);
         self.unknown.remove(&id);
+        self.lost.remove(&id);
+        self.index_name(id);
+        if known.is_none() {
+            info!(broadcast = %id.short(), %name, seq = publication.seq, "new version");
+            self.push(BroadcastAction::SaveVersion { id, publication });
+        }
+        // Versions of this name being received here are older now.
+        self.supersede_older(&name);
+        self.enforce_keep(&name);
         self.report_change(ReportDue::Now);
         self.push(BroadcastAction::Serve {
             id,
             super_seed: self.config.strategy.super_seeds(),
         });
         self.push(BroadcastAction::Flood { msg: have });
+        publication
     }
 
     /// Start receiving `id` into its workspace, which durably holds `held` (all of it: publish
-    /// at once). `resumed`: the workspace was there when the process started.
+    /// at once). `resumed`: the workspace was there when the process started; `known`: its
+    /// publication as persisted (or `None`: learnt from the registry). A workspace that is not
+    /// complete and whose version is superseded already is removed instead.
+    #[allow(clippy::too_many_arguments)]
     pub fn add_receiver(
         &mut self,
         now: Instant,
@@ -354,13 +407,45 @@ impl Broadcasts {
         layout: Arc<Layout>,
         held: Bitfield,
         resumed: bool,
+        known: Option<Publication>,
     ) {
         let complete = held.is_complete();
+        let name = manifest.name.clone();
+        if self.removed.contains(&id)
+            || (!complete && self.records.get(&id).is_some_and(|r| self.is_superseded(r)))
+        {
+            info!(broadcast = %id.short(), %name, "a newer version is out: removing this one's workspace");
+            self.unknown.remove(&id);
+            self.haves.remove(&id);
+            let failure = Failure::Superseded { name: name.clone() };
+            self.lost.insert(id, Lost { name, failure });
+            self.push(BroadcastAction::Remove { id });
+            self.report_change(ReportDue::Now);
+            return;
+        }
         // Complete only once published under `received/` (see `handle_finalized`).
         let mut b = Bcast::new(manifest, layout, State::Receiving, held);
-        b.origin = self.records.get(&id).map(|r| r.origin);
+        b.origin = self
+            .records
+            .get(&id)
+            .map(|r| r.origin)
+            .or_else(|| self.unknown.get(&id).and_then(|u| u.claimed_origin));
         if resumed {
             b.resumed_chunks = u64::from(b.held_chunks.count_ones());
+        }
+        if let Some(p) = known {
+            b.seq = p.seq;
+            b.published_ms = p.published_ms;
+        }
+        match self.records.get(&id) {
+            Some(r) => {
+                b.seq = r.seq;
+                b.published_ms = r.published_ms;
+            }
+            None if b.seq == 0 => {
+                b.seq = self.unknown.get(&id).map_or(0, |u| u.claimed_seq);
+            }
+            None => {}
         }
         self.push(BroadcastAction::Serve {
             id,
@@ -373,6 +458,7 @@ impl Broadcasts {
         let have = b.have(id);
         self.broadcasts.insert(id, b);
         self.unknown.remove(&id);
+        self.index_name(id);
         self.report_change(ReportDue::Now);
         self.start_transfer(now, id);
         self.push(BroadcastAction::Flood { msg: have });
@@ -436,16 +522,42 @@ impl Broadcasts {
             if h.chunks != b.layout.chunk_count() {
                 return;
             }
+            // The origin saying so of itself starts the transfer now rather than at the
+            // registry's record (a heartbeat or two later); the record has the last word.
+            let recorded = self.records.contains_key(&id);
+            let claimed = h.from_origin && b.origin.is_none() && !recorded;
+            if claimed {
+                debug!(broadcast = %id.short(), peer = %peer.short(), "origin known from its Have");
+                b.origin = Some(peer);
+            }
+            // Its place among its name's versions, until the registry's record says.
+            let placed = h.seq > 0 && b.seq == 0 && !recorded && b.source.is_none();
+            if placed {
+                b.seq = h.seq;
+            }
             let pieces = b.piece_bitfield(&bits);
             let usable = strategy.may_fetch_from(peer, b.origin) && !self.banned.contains(&peer);
             if let Some(t) = b.transfer.as_mut().filter(|_| usable) {
                 t.handle_peer_have(now, peer, &pieces);
             }
             self.haves.entry(id).or_default().insert(peer, bits);
+            if claimed {
+                self.start_transfer(now, id);
+            }
             self.drain(now, id);
+            if placed {
+                let name = (self.broadcasts.get(&id))
+                    .map(|b| b.manifest.name.clone())
+                    .unwrap_or_default();
+                self.relink(&name);
+                self.report_change(ReportDue::Now);
+            }
             return;
         }
-        if self.lost.contains_key(&id) {
+        if self.lost.contains_key(&id)
+            || self.removed.contains(&id)
+            || self.records.get(&id).is_some_and(|r| self.is_superseded(r))
+        {
             return;
         }
         // An announcement: remember who has it and fetch the manifest.
@@ -455,6 +567,12 @@ impl Broadcasts {
         let Some(u) = self.unknown_entry(now, id) else {
             return;
         };
+        if h.from_origin && u.claimed_origin.is_none() {
+            u.claimed_origin = Some(peer);
+        }
+        if u.claimed_seq == 0 {
+            u.claimed_seq = h.seq;
+        }
         if !u.sources.contains(&peer) {
             u.sources.push(peer);
             // A new source is news: do not wait out the backoff of the old ones.
@@ -504,37 +622,49 @@ impl Broadcasts {
         self.nodes = nodes;
         // Records name the totals of broadcasts known only as lost.
         self.report_change(ReportDue::Progress);
+        let mut names = BTreeSet::new();
         for r in broadcasts {
             let id = r.id;
-            let failed = r.state == BroadcastState::Failed;
+            let origin = r.origin;
+            let ended = match r.state {
+                BroadcastState::Failed => Some(Failure::OriginDeclared),
+                BroadcastState::Cancelled => Some(Failure::Cancelled),
+                BroadcastState::Active => None,
+            };
+            self.note_record(&r);
+            names.insert(r.name.clone());
             self.records.insert(id, r);
-            if failed {
-                self.origin_failed(id);
+            if let Some(failure) = ended {
+                self.unknown.remove(&id);
+                self.origin_ended(id, failure);
                 continue;
             }
-            if self.broadcasts.contains_key(&id) {
+            if self.removed.contains(&id) {
+                continue;
+            }
+            if let Some(b) = self.broadcasts.get_mut(&id) {
+                // The record's origin (checked by the bootstraps against the announcer's
+                // certificate) overrides one a peer claimed in its `Have`.
+                if b.origin.is_some_and(|o| o != origin) && matches!(b.state, State::Receiving) {
+                    warn!(broadcast = %id.short(), claimed = %b.origin.map(|o| o.short()).unwrap_or_default(), origin = %origin.short(), "a peer claimed to be the origin; the registry names another");
+                    b.origin = Some(origin);
+                    if b.transfer.take().is_some() {
+                        self.active.remove(&id);
+                        self.push(BroadcastAction::AbortRequests { id });
+                    }
+                }
                 self.start_transfer(now, id);
-            } else if !self.lost.contains_key(&id) && self.unknown_entry(now, id).is_some() {
+            } else if !self.lost.contains_key(&id)
+                && !self.records.get(&id).is_some_and(|r| self.is_superseded(r))
+                && self.unknown_entry(now, id).is_some()
+            {
                 self.fetch_manifest(id);
             }
         }
-    }
-
-    /// The registry says the origin failed `id`: a receiver stops.
-    fn origin_failed(&mut self, id: BroadcastId) {
-        let Some(b) = self.broadcasts.get_mut(&id) else {
-            return;
-        };
-        if !matches!(b.state, State::Receiving) {
-            return;
+        for name in names {
+            self.supersede_older(&name);
+            self.relink(&name);
         }
-        warn!(broadcast = %id.short(), name = %b.manifest.name, "origin declared the broadcast failed; stopping");
-        b.state = State::Failed(Failure::OriginDeclared);
-        b.transfer = None;
-        self.active.remove(&id);
-        self.report_change(ReportDue::Now);
-        self.push(BroadcastAction::AbortRequests { id });
-        self.push(BroadcastAction::Unserve { id });
     }
 
     /// The unknown entry of `id`, created if there is room; marks it heard of now.
@@ -548,6 +678,8 @@ impl Broadcasts {
             attempts: 0,
             retry_at: None,
             heard: now,
+            claimed_origin: None,
+            claimed_seq: 0,
         });
         u.heard = now;
         Some(u)
@@ -622,6 +754,11 @@ impl Broadcasts {
         // Still `fetching` until the workspace exists: no second fetch meanwhile.
         let manifest = Arc::new(manifest);
         let layout = Arc::new(Layout::new(&manifest));
+        if let Err(failure) = self.make_room(layout.total_bytes) {
+            error!(broadcast = %id.short(), name = %manifest.name, error = %failure, "refusing the broadcast");
+            self.add_failed(id, manifest.name.clone(), failure);
+            return;
+        }
         self.push(BroadcastAction::CreateWorkspace {
             id,
             bytes,
@@ -757,11 +894,10 @@ impl Broadcasts {
         let chunks = match chunks {
             Ok(c) => c,
             Err(e) => {
-                error!(broadcast = %id.short(), error = %e, "commit failed");
-                b.state = State::Failed(Failure::Commit(Arc::new(e)));
-                b.transfer = None;
-                self.active.remove(&id);
-                self.report_change(ReportDue::Now);
+                error!(broadcast = %id.short(), error = %e, "commit failed: stopping and removing its data");
+                // What was written may not be what a restart finds: stop fetching into the
+                // workspace and serving from it, and free it (a restart fetches it again).
+                self.forget(id, Some(Failure::Commit(Arc::new(e))));
                 return;
             }
         };
@@ -814,35 +950,59 @@ impl Broadcasts {
             return;
         };
         b.finalizing = false;
+        let name = b.manifest.name.clone();
         match result {
             Ok(path) => {
-                info!(broadcast = %id.short(), name = %b.manifest.name, path = %path.display(), "broadcast complete");
+                info!(broadcast = %id.short(), %name, path = %path.display(), "broadcast complete");
                 b.path = Some(path);
                 b.state = State::Complete;
             }
             Err(e) => {
-                error!(broadcast = %id.short(), error = %e, "cannot publish the received directory");
+                error!(broadcast = %id.short(), error = %e, "cannot finish the received directory");
                 b.state = State::Failed(Failure::Finalize(Arc::new(e)));
             }
         }
         // Complete or failed: no timers or requests any more.
         self.active.remove(&id);
         self.report_change(ReportDue::Now);
+        self.relink(&name);
+        self.enforce_keep(&name);
     }
 
-    /// The origin's source no longer matches the manifest at chunk `index`: the broadcast fails
-    /// (and the registry is told, through a new record version).
+    /// The origin's source no longer matches the manifest at chunk `index`. If a newer version
+    /// of the name is out, that is expected (the directory moved on): the version stops being
+    /// seeded, once, quietly. Otherwise the broadcast fails loudly (and the registry is told,
+    /// through a new record version).
     pub fn handle_source_changed(&mut self, id: BroadcastId, index: u32) {
-        let Some(b) = self.broadcasts.get_mut(&id) else {
+        let Some(key) = self.key_of(id) else {
             return;
         };
-        if !b.failed() {
-            let failure = Failure::SourceChanged { index };
-            error!(broadcast = %id.short(), name = %b.manifest.name, error = %failure, "broadcast FAILED: the source directory changed while it was being sent");
+        let Some(b) = self.broadcasts.get(&id) else {
+            return;
+        };
+        if !matches!(b.state, State::Seeding) {
+            return;
+        }
+        let name = b.manifest.name.clone();
+        if self.newest_live(&name).is_some_and(|newest| newest > key) {
+            info!(broadcast = %id.short(), %name, index, "the source of this older version changed: no longer seeding it");
+            if let Some(b) = self.broadcasts.get_mut(&id) {
+                b.state = State::Superseded;
+            }
+            self.push(BroadcastAction::Unserve { id });
+            self.report_change(ReportDue::Now);
+            return;
+        }
+        let failure = Failure::SourceChanged { index };
+        error!(broadcast = %id.short(), %name, error = %failure, "broadcast FAILED: the source directory changed while it was being sent");
+        if let Some(b) = self.broadcasts.get_mut(&id) {
             b.state = State::Failed(failure);
             b.version += 1;
-            self.report_change(ReportDue::Now);
         }
+        if let Some(l) = self.live.get_mut(&name) {
+            l.remove(&key);
+        }
+        self.report_change(ReportDue::Now);
     }
 
     /// `bytes` of chunk payload of `id` went to `peer`.
@@ -856,8 +1016,15 @@ impl Broadcasts {
 
     /// Every broadcast, for `node ls`, sorted by name then id.
     pub fn list(&self) -> Vec<BroadcastInfo> {
-        let mut out: Vec<BroadcastInfo> =
-            self.broadcasts.iter().map(|(id, b)| b.info(*id)).collect();
+        let mut out: Vec<BroadcastInfo> = self
+            .broadcasts
+            .iter()
+            .map(|(id, b)| {
+                let mut info = b.info(*id);
+                info.current = self.is_current(*id, &b.manifest.name);
+                info
+            })
+            .collect();
         for (id, l) in &self.lost {
             // No manifest here: the registry record knows the totals.
             let record = self.records.get(id);
@@ -865,10 +1032,18 @@ impl Broadcasts {
                 (n, Some(r)) if n.is_empty() => r.name.clone(),
                 (n, _) => n.clone(),
             };
+            let state = match l.failure {
+                Failure::Superseded { .. } => "superseded",
+                Failure::Cancelled => "cancelled",
+                _ => "failed",
+            };
             out.push(BroadcastInfo {
                 id: id.to_hex(),
                 name,
-                state: "failed".into(),
+                state: state.into(),
+                seq: record.map_or(0, |r| r.seq),
+                published_ms: record.map_or(0, |r| r.published_ms),
+                current: false,
                 chunks_held: 0,
                 chunks_total: record.map_or(0, |r| r.chunks),
                 bytes_held: 0,
@@ -880,25 +1055,44 @@ impl Broadcasts {
                 uploaded_bytes: 0,
             });
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        // Each name's versions newest first, as ordered by publication.
+        let key = |i: &BroadcastInfo| {
+            let id: Option<BroadcastId> = i.id.parse().ok();
+            let origin = id.and_then(|id| {
+                self.broadcasts
+                    .get(&id)
+                    .and_then(|b| b.origin)
+                    .or_else(|| self.records.get(&id).map(|r| r.origin))
+            });
+            (i.seq, origin, id)
+        };
+        out.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| key(b).cmp(&key(a))));
         out
     }
 
-    /// How many broadcasts are seeding, receiving, complete and failed (in that order, as
+    /// How many broadcasts are seeding, receiving, complete, failed, superseded and cancelled (in that order, as
     /// `metrics::STATES`). O(broadcasts): read it when [`poll_report`](Self::poll_report)
     /// gives a report, not per event.
-    pub fn state_counts(&self) -> [usize; 4] {
-        let mut out = [0; 4];
+    pub fn state_counts(&self) -> [usize; 6] {
+        let mut out = [0; 6];
         for b in self.broadcasts.values() {
             let i = match b.state {
                 State::Seeding => 0,
                 State::Receiving => 1,
                 State::Complete => 2,
                 State::Failed(_) => 3,
+                State::Superseded => 4,
+                State::Cancelled => 5,
             };
             out[i] += 1;
         }
-        out[3] += self.lost.len();
+        for l in self.lost.values() {
+            out[match l.failure {
+                Failure::Superseded { .. } => 4,
+                Failure::Cancelled => 5,
+                _ => 3,
+            }] += 1;
+        }
         out
     }
 
@@ -906,14 +1100,21 @@ impl Broadcasts {
     ///
     /// Progress covers every broadcast this node knows, failed ones included with the reason
     /// (so that `node send --wait` at the origin can stop waiting for this node and say why);
-    /// a broadcast is `complete` here once published under `received/`, or at its origin.
+    /// a broadcast is `complete` here once `received/<name>` shows it (or a newer version), or
+    /// at its origin.
     pub fn report(&self) -> DataReport {
         crate::work::tick((self.broadcasts.len() + self.lost.len()) as u64);
         let known = self.broadcasts.iter().map(|(id, b)| Progress {
             broadcast: *id,
             held: u64::from(b.held_chunks.count_ones()),
             total: u64::from(b.layout.chunk_count()),
-            complete: matches!(b.state, State::Complete | State::Seeding),
+            // A receiver's copy counts once received/<name> shows it or a newer version, so
+            // that `--wait` never returns while a node's received/ shows an older one.
+            complete: match b.state {
+                State::Seeding | State::Superseded | State::Cancelled => true,
+                State::Complete => self.received_shows(*id),
+                _ => false,
+            },
             failed: match &b.state {
                 State::Failed(f) => Some(f.to_string()),
                 _ => None,

@@ -57,6 +57,7 @@ fn record(id: BroadcastId, chunks: u32, state: BroadcastState) -> BroadcastRecor
         state,
         version: 1,
         seq: 0,
+        published_ms: 0,
     }
 }
 
@@ -88,6 +89,8 @@ fn have(id: BroadcastId, chunks: u32, held: &[u32]) -> Message {
         broadcast: id,
         chunks,
         bits: bits.as_bytes().to_vec(),
+        from_origin: false,
+        seq: 0,
     })
 }
 
@@ -135,7 +138,7 @@ fn receiving(strategy: Strategy, chunks: u32, now: Instant) -> (Broadcasts, Broa
     c.handle_peer_up(now, node(ORIGIN));
     // The registry made it unknown; adding the workspace replaces that.
     let _ = actions(&mut c);
-    c.add_receiver(now, id, m, layout, Bitfield::new(chunks), false);
+    c.add_receiver(now, id, m, layout, Bitfield::new(chunks), false, None);
     (c, id)
 }
 
@@ -201,10 +204,21 @@ fn lifecycle_commit_then_advertise_then_finalize_once() {
     }
     assert_eq!(finalizes, 1);
     assert_eq!(state(&c, id), "receiving", "complete only once published");
-    c.handle_finalized(t, id, Ok("/d/received/dir".into()));
-    assert!(actions(&mut c).is_empty());
+    c.handle_finalized(t, id, Ok("/d/broadcasts/x/data".into()));
+    // The newest (only) complete version of its name: received/<name> is to point at it.
+    assert_eq!(
+        actions(&mut c),
+        vec![BroadcastAction::Link {
+            name: "dir".into(),
+            id
+        }]
+    );
     let info = c.list().pop().unwrap();
     assert_eq!(info.state, "complete");
+    assert_eq!(info.path.as_deref(), Some("/d/broadcasts/x/data"));
+    assert!(info.current, "the core chose it");
+    c.handle_linked("dir", id, Ok("/d/received/dir".into()));
+    let info = c.list().pop().unwrap();
     assert_eq!(info.path.as_deref(), Some("/d/received/dir"));
     assert_eq!(info.fetched_bytes, 2 * u64::from(CHUNK));
 }
@@ -242,6 +256,15 @@ fn a_failed_commit_fails_the_broadcast() {
     let _ = actions(&mut c);
     let e = StoreError::Corrupt { index: 0 };
     c.handle_durable(now, id, Err(e));
+    // Its requests stop, it is no longer served, and its partial data goes.
+    let a = actions(&mut c);
+    for want in [
+        BroadcastAction::AbortRequests { id },
+        BroadcastAction::Unserve { id },
+        BroadcastAction::Remove { id },
+    ] {
+        assert!(a.contains(&want), "{want:?} not in {a:?}");
+    }
     let info = c.list().pop().unwrap();
     assert_eq!(info.state, "failed");
     assert!(info.error.unwrap().starts_with("commit failed"));
@@ -255,7 +278,7 @@ fn a_resumed_complete_workspace_is_finalized_at_once() {
     let now = Instant::now();
     let mut c = core(Strategy::Swarm);
     let (m, layout, _, id) = manifest(3);
-    c.add_receiver(now, id, m, layout, Bitfield::full(3), true);
+    c.add_receiver(now, id, m, layout, Bitfield::full(3), true, None);
     let a = actions(&mut c);
     assert_eq!(count(&a, |a| *a == BroadcastAction::Finalize { id }), 1);
     assert_eq!(c.list()[0].resumed_chunks, 3);
@@ -302,9 +325,12 @@ fn origin_super_seeds_in_a_swarm_only() {
     for (strategy, super_seed) in [(Strategy::Swarm, true), (Strategy::OriginOnly, false)] {
         let mut c = core(strategy);
         let (m, layout, _, id) = manifest(2);
-        c.add_origin(now, id, m, layout, "/src/dir".into());
+        c.add_origin(now, id, m, layout, "/src/dir".into(), None, 0);
         let a = actions(&mut c);
-        assert_eq!(a[0], BroadcastAction::Serve { id, super_seed });
+        assert!(
+            a.contains(&BroadcastAction::Serve { id, super_seed }),
+            "{a:?}"
+        );
         assert!(c.is_seeding(&id));
         assert_eq!(c.report().records[0].version, 1);
         c.handle_source_changed(id, 1);
@@ -322,14 +348,21 @@ fn a_new_neighbour_gets_a_full_have_of_everything() {
     let now = Instant::now();
     let mut c = core(Strategy::Swarm);
     let (m, layout, _, id) = manifest(2);
-    c.add_origin(now, id, m, layout, "/src/dir".into());
+    c.add_origin(now, id, m, layout, "/src/dir".into(), None, 0);
     let _ = actions(&mut c);
     c.handle_peer_up(now, node(5));
+    // The origin says it is the origin (so a transfer can start before the registry says).
     assert_eq!(
         actions(&mut c),
         vec![BroadcastAction::Send {
             peer: node(5),
-            msg: have(id, 2, &[0, 1])
+            msg: Message::Have(Have {
+                seq: 1,
+                ..match have_from_origin(id, 2) {
+                    Message::Have(h) => h,
+                    _ => unreachable!(),
+                }
+            })
         }]
     );
 }
@@ -595,19 +628,21 @@ fn a_peer_banned_in_one_broadcast_is_never_fetched_from_in_another_but_stays_a_p
     let now = Instant::now();
     let mut c = core(Strategy::Swarm);
     let (ma, la, _, a) = manifest(8);
-    let (mb, lb, _, b) = manifest(4);
+    // Another name: two versions of one name would supersede each other.
+    let (mb, lb, b) = named_manifest("other", 4);
+    let record_b = BroadcastRecord {
+        name: "other".into(),
+        ..record(b, 4, BroadcastState::Active)
+    };
     c.handle_registry(
         now,
         vec![origin_entry()],
-        vec![
-            record(a, 8, BroadcastState::Active),
-            record(b, 4, BroadcastState::Active),
-        ],
+        vec![record(a, 8, BroadcastState::Active), record_b],
     );
     c.handle_peer_up(now, node(ORIGIN));
     c.handle_peer_up(now, node(5));
-    c.add_receiver(now, a, ma, la, Bitfield::new(8), false);
-    c.add_receiver(now, b, mb, lb, Bitfield::new(4), false);
+    c.add_receiver(now, a, ma, la, Bitfield::new(8), false, None);
+    c.add_receiver(now, b, mb, lb, Bitfield::new(4), false, None);
     let _ = actions(&mut c);
     c.handle_peer_message(now, node(5), have(a, 8, &[0, 1, 2, 3, 4, 5, 6, 7]));
     let mut pending = requests_of(&actions(&mut c), a);
@@ -699,7 +734,7 @@ fn a_broadcast_without_chunks_reports_complete_once_published() {
     let now = Instant::now();
     let mut c = core(Strategy::Swarm);
     let (m, layout, _, id) = manifest(0);
-    c.add_receiver(now, id, m, layout, Bitfield::full(0), false);
+    c.add_receiver(now, id, m, layout, Bitfield::full(0), false, None);
     let a = actions(&mut c);
     assert_eq!(count(&a, |a| *a == BroadcastAction::Finalize { id }), 1);
     // held == total == 0, yet not complete until published.
@@ -755,7 +790,7 @@ fn work_of_events(chunks: u32, others: usize) -> u64 {
     let (mut c, id) = receiving(Strategy::Swarm, chunks, now);
     for k in 0..others {
         let (m, layout, oid) = named_manifest(&format!("other{k}"), 1);
-        c.add_origin(now, oid, m, layout, PathBuf::from("/src"));
+        c.add_origin(now, oid, m, layout, PathBuf::from("/src"), None, 0);
     }
     let all = Bitfield::full(chunks);
     c.handle_peer_message(
@@ -765,6 +800,8 @@ fn work_of_events(chunks: u32, others: usize) -> u64 {
             broadcast: id,
             chunks,
             bits: all.as_bytes().to_vec(),
+            from_origin: false,
+            seq: 0,
         }),
     );
     let mut asked = requests(&actions(&mut c));
@@ -880,4 +917,476 @@ fn a_receiver_waiting_for_its_origin_asks_for_the_registry_at_once() {
     let (mut c, _) = receiving(Strategy::Swarm, 4, now);
     let _ = actions(&mut c);
     assert!(!c.poll_report(now).unwrap().awaiting_registry);
+fn have_from_origin(id: BroadcastId, chunks: u32) -> Message {
+    Message::Have(Have {
+        broadcast: id,
+        chunks,
+        bits: Bitfield::full(chunks).as_bytes().to_vec(),
+        from_origin: true,
+        seq: 0,
+    })
+}
+
+#[test]
+fn the_origins_own_have_starts_a_transfer_before_the_registry_names_it() {
+    let now = Instant::now();
+    let mut c = core(Strategy::Swarm);
+    let (m, layout, bytes, id) = manifest(2);
+    c.handle_peer_up(now, node(ORIGIN));
+    c.handle_peer_message(now, node(ORIGIN), have_from_origin(id, 2));
+    assert_eq!(
+        fetch_of(&actions(&mut c)),
+        vec![ManifestSource::Peer(node(ORIGIN))]
+    );
+    c.handle_manifest_fetched(now, id, Ok(bytes));
+    let _ = actions(&mut c);
+    c.add_receiver(now, id, m, layout, Bitfield::new(2), false, None);
+    // No registry view yet: the origin's claim about itself is enough to start asking it.
+    let asked = requests(&actions(&mut c));
+    assert!(
+        !asked.is_empty() && asked.iter().all(|(p, _)| *p == node(ORIGIN)),
+        "{asked:?}"
+    );
+}
+
+#[test]
+fn a_peer_claiming_to_be_the_origin_is_overruled_by_the_registry() {
+    let now = Instant::now();
+    let mut c = core(Strategy::Swarm);
+    let (m, layout, _, id) = manifest(2);
+    let liar = node(5);
+    c.handle_peer_up(now, liar);
+    c.handle_peer_up(now, node(ORIGIN));
+    c.add_receiver(now, id, m, layout, Bitfield::new(2), false, None);
+    let _ = actions(&mut c);
+    // A claim by a peer about itself (not of someone else's) is taken until the record says.
+    c.handle_peer_message(now, liar, have_from_origin(id, 2));
+    assert!(!requests(&actions(&mut c)).is_empty());
+    assert!(
+        c.transfer(&id)
+            .unwrap()
+            .peers()
+            .iter()
+            .any(|p| p.id == liar && p.is_origin)
+    );
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![record(id, 2, BroadcastState::Active)],
+    );
+    let a = actions(&mut c);
+    assert!(a.contains(&BroadcastAction::AbortRequests { id }), "{a:?}");
+    let t = c.transfer(&id).unwrap();
+    assert!(
+        t.peers()
+            .iter()
+            .all(|p| p.is_origin == (p.id == node(ORIGIN))),
+        "{:?}",
+        t.peers()
+    );
+    // A claim once the record is known changes nothing.
+    c.handle_peer_message(now, liar, have_from_origin(id, 2));
+    let _ = actions(&mut c);
+    let t = c.transfer(&id).unwrap();
+    assert!(
+        t.peers()
+            .iter()
+            .all(|p| p.is_origin == (p.id == node(ORIGIN)))
+    );
+}
+
+/// Version `v` of a broadcast named `name` (another content each `v`, so another id).
+fn version_manifest(name: &str, chunks: u32, v: u8) -> (Arc<Manifest>, Arc<Layout>, BroadcastId) {
+    let (m, _, _, _) = manifest(chunks);
+    let mut m = (*m).clone();
+    m.name = name.into();
+    m.entries[0].path = format!("f{v}");
+    let id = manifest_id(&m.to_bytes());
+    let layout = Arc::new(Layout::new(&m));
+    (Arc::new(m), layout, id)
+}
+
+/// A record of version `seq` of `name` from the origin.
+fn version_record(id: BroadcastId, name: &str, chunks: u32, seq: u64) -> BroadcastRecord {
+    BroadcastRecord {
+        name: name.into(),
+        seq,
+        published_ms: 1_000 + seq,
+        ..record(id, chunks, BroadcastState::Active)
+    }
+}
+
+fn fetched(a: &[BroadcastAction]) -> Vec<BroadcastId> {
+    a.iter()
+        .filter_map(|a| match a {
+            BroadcastAction::FetchManifest { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_origin_numbers_a_new_version_one_above_the_highest_it_knows() {
+    let now = Instant::now();
+    let mut c = core(Strategy::Swarm);
+    // Another origin's version 4 of "ds" is in the registry.
+    let (_, _, other) = version_manifest("ds", 1, 9);
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![version_record(other, "ds", 1, 4)],
+    );
+    let _ = actions(&mut c);
+    let (m, layout, id) = version_manifest("ds", 2, 1);
+    let p = c.add_origin(now, id, m, layout, "/src/ds".into(), None, 77);
+    assert_eq!(
+        p,
+        Publication {
+            seq: 5,
+            published_ms: 77
+        }
+    );
+    assert!(actions(&mut c).contains(&BroadcastAction::SaveVersion { id, publication: p }));
+    assert_eq!(c.report().records[0].seq, 5);
+    assert_eq!(c.report().records[0].published_ms, 77);
+    // Its next version goes above its own.
+    let (m2, l2, id2) = version_manifest("ds", 3, 1);
+    assert_eq!(
+        c.add_origin(now, id2, m2, l2, "/src/ds".into(), None, 78)
+            .seq,
+        6
+    );
+    // Resumed after a restart: the persisted publication, nothing saved again.
+    let mut c = core(Strategy::Swarm);
+    let (m, layout, id) = version_manifest("ds", 2, 1);
+    let known = Publication {
+        seq: 5,
+        published_ms: 77,
+    };
+    assert_eq!(
+        c.add_origin(now, id, m, layout, "/src/ds".into(), Some(known), 99),
+        known
+    );
+    assert!(
+        !actions(&mut c)
+            .iter()
+            .any(|a| matches!(a, BroadcastAction::SaveVersion { .. }))
+    );
+}
+
+#[test]
+fn a_late_joiner_fetches_only_the_newest_version_of_a_name() {
+    let now = Instant::now();
+    let mut c = core(Strategy::Swarm);
+    let ids: Vec<BroadcastId> = (1..=3).map(|k| version_manifest("ds", 1, k).2).collect();
+    let records: Vec<BroadcastRecord> = ids
+        .iter()
+        .zip(1..)
+        .map(|(id, seq)| version_record(*id, "ds", 1, seq))
+        .collect();
+    // Records arrive in any order (here oldest last).
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        records.into_iter().rev().collect(),
+    );
+    assert_eq!(fetched(&actions(&mut c)), vec![ids[2]]);
+    // A neighbour announcing an old version does not make it fetch that one either.
+    c.handle_peer_up(now, node(5));
+    c.handle_peer_message(now, node(5), have(ids[0], 1, &[0]));
+    assert!(fetched(&actions(&mut c)).is_empty());
+}
+
+#[test]
+fn a_version_being_received_is_superseded_by_a_newer_one_and_its_data_removed() {
+    let now = Instant::now();
+    let mut c = core(Strategy::Swarm);
+    let (m1, l1, v1) = version_manifest("ds", 4, 1);
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![version_record(v1, "ds", 4, 1)],
+    );
+    c.handle_peer_up(now, node(ORIGIN));
+    c.add_receiver(now, v1, m1, l1, Bitfield::new(4), false, None);
+    c.handle_peer_message(now, node(ORIGIN), have(v1, 4, &[0, 1, 2, 3]));
+    assert!(!requests(&actions(&mut c)).is_empty());
+    let (_, _, v2) = version_manifest("ds", 4, 2);
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![
+            version_record(v1, "ds", 4, 1),
+            version_record(v2, "ds", 4, 2),
+        ],
+    );
+    let a = actions(&mut c);
+    for want in [
+        BroadcastAction::AbortRequests { id: v1 },
+        BroadcastAction::Unserve { id: v1 },
+        BroadcastAction::Remove { id: v1 },
+    ] {
+        assert!(a.contains(&want), "{want:?} not in {a:?}");
+    }
+    assert_eq!(fetched(&a), vec![v2]);
+    assert_eq!(state(&c, v1), "superseded");
+    assert!(c.transfer(&v1).is_none());
+    // --wait at the origin of v1 hears why this node will not complete it.
+    let p = progress(&c, v1);
+    assert!(
+        p.failed.as_deref().unwrap_or("").contains("superseded"),
+        "{p:?}"
+    );
+    // A late piece of v1 is ignored.
+    c.handle_piece_received(now, v1, node(ORIGIN), 0, 1);
+    assert!(actions(&mut c).is_empty());
+}
+
+#[test]
+fn received_points_at_the_newest_complete_version_whatever_the_order_of_completion() {
+    let now = Instant::now();
+    let mut c = core(Strategy::Swarm);
+    let (m1, l1, v1) = version_manifest("ds", 1, 1);
+    let (m2, l2, v2) = version_manifest("ds", 1, 2);
+    // Both complete here (resumed complete workspaces); the newer is finished first.
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![
+            version_record(v1, "ds", 1, 1),
+            version_record(v2, "ds", 1, 2),
+        ],
+    );
+    c.add_receiver(now, v2, m2, l2, Bitfield::full(1), true, None);
+    c.add_receiver(now, v1, m1, l1, Bitfield::full(1), true, None);
+    let _ = actions(&mut c);
+    c.handle_finalized(now, v2, Ok("/d/broadcasts/2/data".into()));
+    assert_eq!(
+        actions(&mut c),
+        vec![BroadcastAction::Link {
+            name: "ds".into(),
+            id: v2
+        }]
+    );
+    c.handle_finalized(now, v1, Ok("/d/broadcasts/1/data".into()));
+    assert!(
+        !actions(&mut c)
+            .iter()
+            .any(|a| matches!(a, BroadcastAction::Link { .. })),
+        "the older one completing later does not take the link"
+    );
+    // node ls: newest first, the current one marked, with seq and publication time.
+    let ls: Vec<(u64, bool, u64)> = c
+        .list()
+        .into_iter()
+        .map(|b| (b.seq, b.current, b.published_ms))
+        .collect();
+    assert_eq!(ls, vec![(2, true, 1_002), (1, false, 1_001)]);
+}
+
+#[test]
+fn an_origins_older_version_whose_source_changed_stops_seeding_and_the_newest_fails() {
+    let now = Instant::now();
+    let mut c = core(Strategy::Swarm);
+    let (m1, l1, v1) = version_manifest("ds", 2, 1);
+    let (m2, l2, v2) = version_manifest("ds", 2, 2);
+    c.add_origin(now, v1, m1, l1, "/src/ds".into(), None, 1);
+    c.add_origin(now, v2, m2, l2, "/src/ds".into(), None, 2);
+    let _ = actions(&mut c);
+    // The directory was rewritten for v2: v1's chunks no longer match. Expected.
+    c.handle_source_changed(v1, 0);
+    assert_eq!(actions(&mut c), vec![BroadcastAction::Unserve { id: v1 }]);
+    assert_eq!(state(&c, v1), "superseded");
+    let r1 = c.report().records.into_iter().find(|r| r.id == v1).unwrap();
+    assert_eq!(r1.state, BroadcastState::Active, "not a failure");
+    // The newest version's source changing is a failure, loudly, as before.
+    c.handle_source_changed(v2, 1);
+    assert_eq!(state(&c, v2), "failed");
+    let r2 = c.report().records.into_iter().find(|r| r.id == v2).unwrap();
+    assert_eq!(r2.state, BroadcastState::Failed);
+}
+
+/// A receiver holding complete versions 1..=n of "ds" (resumed complete workspaces, finalized
+/// and linked as the shell reports), with the registry naming each.
+fn holding_versions(n: u8, keep: usize, max_disk: Option<u64>) -> (Broadcasts, Vec<BroadcastId>) {
+    let now = Instant::now();
+    let config = BroadcastConfig {
+        keep,
+        max_disk,
+        ..BroadcastConfig::default()
+    };
+    let mut c = Broadcasts::new(config, node(ME), 7);
+    let mut ids = Vec::new();
+    for v in 1..=n {
+        let (m, l, id) = version_manifest("ds", 1, v);
+        ids.push(id);
+        let records: Vec<BroadcastRecord> = ids
+            .iter()
+            .zip(1..)
+            .map(|(id, seq)| version_record(*id, "ds", 1, seq))
+            .collect();
+        c.handle_registry(now, vec![origin_entry()], records);
+        let _ = actions(&mut c);
+        c.add_receiver(now, id, m, l, Bitfield::full(1), false, None);
+        let _ = actions(&mut c);
+        c.handle_finalized(now, id, Ok(format!("/d/broadcasts/{v}/data").into()));
+        for a in actions(&mut c) {
+            if let BroadcastAction::Link { name, id } = a {
+                c.handle_linked(&name, id, Ok("/d/received/ds".into()));
+            }
+        }
+    }
+    (c, ids)
+}
+
+fn removed(a: &[BroadcastAction]) -> Vec<BroadcastId> {
+    a.iter()
+        .filter_map(|a| match a {
+            BroadcastAction::Remove { id } => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn keep_holds_the_newest_versions_of_a_name_and_never_the_current_one() {
+    let (c, ids) = holding_versions(5, 2, None);
+    let ls: Vec<String> = c.list().into_iter().map(|b| b.id).collect();
+    assert_eq!(
+        ls,
+        vec![ids[4].to_hex(), ids[3].to_hex()],
+        "keep 2: the newest two"
+    );
+    assert!(c.list()[0].current);
+    // keep 1 keeps the current one.
+    let (c, ids) = holding_versions(3, 1, None);
+    let ls: Vec<(String, bool)> = c.list().into_iter().map(|b| (b.id, b.current)).collect();
+    assert_eq!(ls, vec![(ids[2].to_hex(), true)]);
+}
+
+#[test]
+fn node_rm_removes_a_version_or_a_name_and_relinks() {
+    let (mut c, ids) = holding_versions(2, 3, None);
+    // The current one: received/ds falls back to the older.
+    let gone = c.remove(&ids[1].to_hex()[..8]).unwrap();
+    assert_eq!(gone, vec![ids[1]]);
+    let a = actions(&mut c);
+    assert_eq!(removed(&a), vec![ids[1]]);
+    assert!(
+        a.contains(&BroadcastAction::Link {
+            name: "ds".into(),
+            id: ids[0]
+        }),
+        "{a:?}"
+    );
+    // Not fetched again though the registry still has it.
+    c.handle_registry(
+        Instant::now(),
+        vec![origin_entry()],
+        vec![version_record(ids[1], "ds", 1, 2)],
+    );
+    assert!(fetched(&actions(&mut c)).is_empty());
+    // By name: every version; the link goes.
+    assert_eq!(c.remove("ds").unwrap(), vec![ids[0]]);
+    let a = actions(&mut c);
+    assert!(
+        a.contains(&BroadcastAction::Unlink {
+            name: "ds".into(),
+            id: ids[0]
+        }),
+        "{a:?}"
+    );
+    assert!(c.list().is_empty());
+    assert_eq!(c.remove("ds"), Err(TargetError::Unknown("ds".into())));
+    assert_eq!(c.remove("zzzz"), Err(TargetError::Unknown("zzzz".into())));
+}
+
+#[test]
+fn max_disk_removes_the_oldest_removable_versions_then_refuses() {
+    // Each version is one 1 MiB chunk; the budget holds two.
+    let (mut c, ids) = holding_versions(2, 5, Some(2 * u64::from(CHUNK)));
+    assert_eq!(c.list().len(), 2);
+    // A third: the oldest (not current) goes to make room.
+    let (m3, _, id3) = version_manifest("ds", 1, 3);
+    let b3 = m3.to_bytes();
+    c.handle_registry(
+        Instant::now(),
+        vec![origin_entry()],
+        vec![version_record(id3, "ds", 1, 3)],
+    );
+    let _ = actions(&mut c);
+    c.handle_manifest_fetched(Instant::now(), id3, Ok(b3));
+    let a = actions(&mut c);
+    assert_eq!(removed(&a), vec![ids[0]], "{a:?}");
+    assert!(
+        a.iter()
+            .any(|a| matches!(a, BroadcastAction::CreateWorkspace { id, .. } if *id == id3))
+    );
+    // A broadcast larger than the whole budget fails, saying why.
+    let (big_m, _, big) = named_manifest("big", 3);
+    let record_big = BroadcastRecord {
+        name: "big".into(),
+        ..record(big, 3, BroadcastState::Active)
+    };
+    c.handle_registry(Instant::now(), vec![origin_entry()], vec![record_big]);
+    let _ = actions(&mut c);
+    c.handle_manifest_fetched(Instant::now(), big, Ok(big_m.to_bytes()));
+    let a = actions(&mut c);
+    assert!(
+        !a.iter()
+            .any(|a| matches!(a, BroadcastAction::CreateWorkspace { .. })),
+        "{a:?}"
+    );
+    let p = progress(&c, big);
+    assert!(
+        p.failed
+            .as_deref()
+            .unwrap_or("")
+            .contains("not enough space within --max-disk"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn cancel_at_the_origin_ends_the_broadcast_fleet_wide_and_receivers_free_it() {
+    let now = Instant::now();
+    // At the origin.
+    let mut o = core(Strategy::Swarm);
+    let (m, l, id) = version_manifest("ds", 2, 1);
+    o.add_origin(now, id, m.clone(), l.clone(), "/src/ds".into(), None, 1);
+    let _ = actions(&mut o);
+    assert_eq!(o.cancel("ds").unwrap(), vec![id]);
+    assert!(actions(&mut o).contains(&BroadcastAction::Unserve { id }));
+    let r = o.report().records.pop().unwrap();
+    assert_eq!((r.state, r.version), (BroadcastState::Cancelled, 2));
+    assert_eq!(state(&o, id), "cancelled");
+    // A receiver may not cancel what it did not send.
+    let (mut c, ids) = holding_versions(1, 2, None);
+    assert_eq!(
+        c.cancel("ds"),
+        Err(TargetError::NotOrigin {
+            target: "ds".into()
+        })
+    );
+    // ...but sees the cancellation: it stops and frees the space, and says why.
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![BroadcastRecord {
+            state: BroadcastState::Cancelled,
+            version: 2,
+            ..version_record(ids[0], "ds", 1, 1)
+        }],
+    );
+    let a = actions(&mut c);
+    assert_eq!(removed(&a), vec![ids[0]]);
+    assert!(
+        a.contains(&BroadcastAction::Unlink {
+            name: "ds".into(),
+            id: ids[0]
+        }),
+        "{a:?}"
+    );
+    assert_eq!(state(&c, ids[0]), "cancelled");
+    assert!(progress(&c, ids[0]).failed.unwrap().contains("cancelled"));
 }

@@ -36,6 +36,9 @@ impl Strategy {
     }
 }
 
+/// Complete versions of a name a node keeps unless `node join --keep` says otherwise.
+pub const DEFAULT_KEEP: usize = 2;
+
 /// Settings of the broadcast core.
 #[derive(Debug, Clone)]
 pub struct BroadcastConfig {
@@ -58,6 +61,10 @@ pub struct BroadcastConfig {
     /// uploads); a change of lifecycle is reported at once (default 100 ms). Building a report
     /// costs O(broadcasts), so it is never done per event.
     pub report_interval: Duration,
+    /// Complete versions kept per name (default 2; at least 1): `node join --keep`.
+    pub keep: usize,
+    /// Bytes all workspaces on this node may take (`node join --max-disk`; default none).
+    pub max_disk: Option<u64>,
 }
 
 impl Default for BroadcastConfig {
@@ -71,6 +78,8 @@ impl Default for BroadcastConfig {
             manifest_retry_max: Duration::from_secs(10),
             unknown_ttl: Duration::from_secs(60),
             report_interval: Duration::from_millis(100),
+            keep: DEFAULT_KEEP,
+            max_disk: None,
         }
     }
 }
@@ -172,11 +181,49 @@ pub enum BroadcastAction {
         /// The broadcast.
         id: BroadcastId,
     },
-    /// Publish `id`'s complete workspace under `received/`.
+    /// Finish `id`'s complete workspace (modes, sync, the `complete` marker); which version
+    /// `received/<name>` points at is a separate [`Link`](Self::Link).
     Finalize {
         /// The broadcast.
         id: BroadcastId,
     },
+    /// Point `received/<name>` at `id`'s data (atomically replacing the link there).
+    Link {
+        /// The name.
+        name: String,
+        /// The version it is to point at.
+        id: BroadcastId,
+    },
+    /// Remove `received/<name>` if it points at `id` (no version of the name is left).
+    Unlink {
+        /// The name.
+        name: String,
+        /// The version it pointed at.
+        id: BroadcastId,
+    },
+    /// Remove `id`'s directory from the data dir, crash-safe (never an origin's source).
+    Remove {
+        /// The broadcast.
+        id: BroadcastId,
+    },
+    /// Persist where `id` stands among its name's versions, so that a restart knows it
+    /// without the registry.
+    SaveVersion {
+        /// The broadcast.
+        id: BroadcastId,
+        /// Its publication.
+        publication: Publication,
+    },
+}
+
+/// Where a version stands among the versions of its name: its publication `seq` (a Lamport
+/// clock, see [`swarmcast_proto::BroadcastRecord::seq`]) and when it was published.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Publication {
+    /// Publication sequence of the version within its name.
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch by the origin's clock (0: unknown).
+    pub published_ms: u64,
 }
 
 /// What the data plane tells membership: progress for heartbeats, records to announce, and the

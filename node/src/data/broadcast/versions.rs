@@ -1,0 +1,260 @@
+//! Versions of a name: their order, which one `received/<name>` points at, and which older ones
+//! a newer publication supersedes.
+//!
+//! Versions of a name are ordered by `(seq, origin, id)`, highest newest (see
+//! [`BroadcastRecord::version_key`]). An origin gives a new version the `seq` one above the
+//! highest it knows for the name, from the registry and from its own versions (a Lamport
+//! clock): two origins publishing the same name at once may pick the same `seq`, and then the
+//! higher origin id is the newer. A *live* version is one whose record is not failed.
+//!
+//! * A receiver fetches only the newest live version of each name. One it was receiving when a
+//!   newer one was published is superseded: its requests stop, it is no longer served, its
+//!   partial data is removed, and it is remembered as failed ([`Failure::Superseded`]) so that
+//!   `node send --wait` hears why. Complete versions are kept (retention decides).
+//! * `received/<name>` points at the newest *complete* version held here, whatever the order
+//!   in which versions complete ([`BroadcastAction::Link`]).
+//! * At the origin, a version whose source changed after a newer version of the name was
+//!   published stops being seeded (expected: the source directory moved on); the newest
+//!   failing so is a loud failure, as before.
+
+use swarmcast_proto::{BroadcastId, BroadcastRecord, BroadcastState, NodeId};
+use tracing::{info, warn};
+
+use super::bcast::State;
+use super::{BroadcastAction, Broadcasts, Failure, Publication, ReportDue};
+
+/// Order of a version among its name's versions: higher is newer.
+pub(super) type VersionKey = (u64, NodeId, BroadcastId);
+
+impl Broadcasts {
+    /// The order key of a broadcast this node holds (an origin not known yet counts as the
+    /// lowest).
+    pub(super) fn key_of(&self, id: BroadcastId) -> Option<VersionKey> {
+        let b = self.broadcasts.get(&id)?;
+        let origin = b
+            .origin
+            .or_else(|| self.records.get(&id).map(|r| r.origin))
+            .unwrap_or(NodeId([0; 32]));
+        Some((b.seq, origin, id))
+    }
+
+    /// The newest live version of `name` that this node knows of (a record, or its own).
+    pub(super) fn newest_live(&self, name: &str) -> Option<VersionKey> {
+        self.live.get(name).and_then(|s| s.last().copied())
+    }
+
+    /// Whether a newer live version of `r`'s name is known.
+    pub(super) fn is_superseded(&self, r: &BroadcastRecord) -> bool {
+        self.newest_live(&r.name)
+            .is_some_and(|newest| newest > r.version_key())
+    }
+
+    /// The `seq` a new version of `name` published here gets: one above the highest known.
+    pub(super) fn next_seq(&self, name: &str) -> u64 {
+        let own = self
+            .names
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.broadcasts.get(id))
+            .map(|b| b.seq)
+            .max()
+            .unwrap_or(0);
+        own.max(self.max_seq.get(name).copied().unwrap_or(0)) + 1
+    }
+
+    /// Index a broadcast held here under its name (and as live, once its key is known).
+    pub(super) fn index_name(&mut self, id: BroadcastId) {
+        let Some(b) = self.broadcasts.get(&id) else {
+            return;
+        };
+        let name = b.manifest.name.clone();
+        let seq = b.seq;
+        self.names.entry(name.clone()).or_default().insert(id);
+        let m = self.max_seq.entry(name.clone()).or_default();
+        *m = (*m).max(seq);
+        if b.source.is_some() && !b.failed() {
+            if let Some(key) = self.key_of(id) {
+                self.live.entry(name).or_default().insert(key);
+            }
+        }
+    }
+
+    /// Forget a broadcast held here from the name index.
+    pub(super) fn unindex_name(&mut self, id: BroadcastId, name: &str) {
+        if let Some(s) = self.names.get_mut(name) {
+            s.remove(&id);
+            if s.is_empty() {
+                self.names.remove(name);
+            }
+        }
+    }
+
+    /// A record from the registry: the highest `seq` of its name, the live versions, and what
+    /// a receiver holding it learns of its place (persisted, [`BroadcastAction::SaveVersion`]).
+    pub(super) fn note_record(&mut self, r: &BroadcastRecord) {
+        let m = self.max_seq.entry(r.name.clone()).or_default();
+        *m = (*m).max(r.seq);
+        let live = self.live.entry(r.name.clone()).or_default();
+        if r.state == BroadcastState::Active {
+            live.insert(r.version_key());
+        } else {
+            live.remove(&r.version_key());
+        }
+        let Some(b) = self.broadcasts.get_mut(&r.id) else {
+            return;
+        };
+        if b.source.is_some() || b.origin.is_some_and(|o| o != r.origin) {
+            return;
+        }
+        if (b.seq, b.published_ms) != (r.seq, r.published_ms) {
+            b.seq = r.seq;
+            b.published_ms = r.published_ms;
+            let publication = Publication {
+                seq: r.seq,
+                published_ms: r.published_ms,
+            };
+            self.push(BroadcastAction::SaveVersion {
+                id: r.id,
+                publication,
+            });
+            self.report_change(ReportDue::Now);
+        }
+    }
+
+    /// Stop receiving every version of `name` older than its newest live one, and forget the
+    /// unknown ones (never fetched).
+    pub(super) fn supersede_older(&mut self, name: &str) {
+        let Some(newest) = self.newest_live(name) else {
+            return;
+        };
+        let held: Vec<BroadcastId> = self
+            .names
+            .get(name)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&id| id != newest.2)
+            .collect();
+        for id in held {
+            let receiving = self
+                .broadcasts
+                .get(&id)
+                .is_some_and(|b| matches!(b.state, State::Receiving) && !b.finalizing);
+            if receiving && self.key_of(id).is_some_and(|k| k < newest) {
+                self.supersede(id);
+            }
+        }
+        let unknown: Vec<BroadcastId> = self
+            .unknown
+            .keys()
+            .copied()
+            .filter(|id| self.records.get(id).is_some_and(|r| self.is_superseded(r)))
+            .collect();
+        for id in unknown {
+            self.unknown.remove(&id);
+            self.haves.remove(&id);
+        }
+    }
+
+    /// A version being received is superseded: stop it, remove its data, remember why.
+    pub(super) fn supersede(&mut self, id: BroadcastId) {
+        let Some(b) = self.broadcasts.get(&id) else {
+            return;
+        };
+        let name = b.manifest.name.clone();
+        info!(broadcast = %id.short(), %name, held = b.held_chunks.count_ones(), "superseded by a newer version: stopping and removing its partial data");
+        self.forget(id, Some(Failure::Superseded { name }));
+    }
+
+    /// Point `received/<name>` at the newest complete version held here (or remove it when
+    /// none is left), if it points elsewhere.
+    pub(super) fn relink(&mut self, name: &str) {
+        let target = self
+            .names
+            .get(name)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|id| {
+                self.broadcasts
+                    .get(id)
+                    .is_some_and(|b| b.source.is_none() && matches!(b.state, State::Complete))
+            })
+            .filter_map(|id| self.key_of(id))
+            .max()
+            .map(|k| k.2);
+        let current = self.linked.get(name).copied();
+        if target == current {
+            return;
+        }
+        match target {
+            Some(id) => {
+                self.linked.insert(name.to_owned(), id);
+                self.push(BroadcastAction::Link {
+                    name: name.to_owned(),
+                    id,
+                });
+            }
+            None => {
+                self.linked.remove(name);
+                if let Some(id) = current {
+                    self.push(BroadcastAction::Unlink {
+                        name: name.to_owned(),
+                        id,
+                    });
+                }
+            }
+        }
+        self.report_change(ReportDue::Now);
+    }
+
+    /// A [`Link`](BroadcastAction::Link) ended: `received/<name>` points at `id` (`path`).
+    pub fn handle_linked(
+        &mut self,
+        name: &str,
+        id: BroadcastId,
+        result: Result<std::path::PathBuf, crate::store::StoreError>,
+    ) {
+        match result {
+            Ok(path) => {
+                info!(broadcast = %id.short(), %name, path = %path.display(), "current version");
+                let ids: Vec<BroadcastId> = self
+                    .names
+                    .get(name)
+                    .into_iter()
+                    .flatten()
+                    .copied()
+                    .collect();
+                for other in ids {
+                    if let Some(b) = self.broadcasts.get_mut(&other) {
+                        b.link = (other == id).then(|| path.clone());
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(broadcast = %id.short(), %name, error = %e, "cannot point received/ at the newest version");
+                if self.linked.get(name) == Some(&id) {
+                    self.linked.remove(name);
+                }
+            }
+        }
+        self.report_change(ReportDue::Now);
+    }
+
+    /// Whether `received/<name>` points at `id` or at a newer version of its name.
+    pub(super) fn received_shows(&self, id: BroadcastId) -> bool {
+        let Some(name) = self.broadcasts.get(&id).map(|b| &b.manifest.name) else {
+            return false;
+        };
+        match (self.linked.get(name), self.key_of(id)) {
+            (Some(&l), Some(key)) => l == id || self.key_of(l).is_some_and(|k| k > key),
+            _ => false,
+        }
+    }
+
+    /// Whether `id` is the version `received/<name>` points at.
+    pub(super) fn is_current(&self, id: BroadcastId, name: &str) -> bool {
+        self.linked.get(name) == Some(&id)
+    }
+}
