@@ -895,7 +895,7 @@ fn a_receiver_waiting_for_its_origin_asks_for_the_registry_at_once() {
     c.handle_peer_message(now, node(ORIGIN), have(id, 4, &[0, 1, 2, 3]));
     let _ = actions(&mut c);
     let _ = c.poll_report(now);
-    c.add_receiver(now, id, m, layout, Bitfield::new(4), false);
+    c.add_receiver(now, id, m, layout, Bitfield::new(4), false, None);
     assert!(
         requests(&actions(&mut c)).is_empty(),
         "no origin, no transfer"
@@ -917,6 +917,8 @@ fn a_receiver_waiting_for_its_origin_asks_for_the_registry_at_once() {
     let (mut c, _) = receiving(Strategy::Swarm, 4, now);
     let _ = actions(&mut c);
     assert!(!c.poll_report(now).unwrap().awaiting_registry);
+}
+
 fn have_from_origin(id: BroadcastId, chunks: u32) -> Message {
     Message::Have(Have {
         broadcast: id,
