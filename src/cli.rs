@@ -108,6 +108,12 @@ pub(crate) enum BenchCommand {
     /// then one file of the same total size to the same fleet; prints the ratio of their
     /// throughputs (target >= 0.5).
     Files(BenchFilesArgs),
+    /// The second send: a directory sent, one of its files changed, sent again.
+    ///
+    /// One origin and --receivers receivers on 127.0.0.1 with the product's defaults. Reports
+    /// both sends' user figures (node send to the return of --wait), what the origin hashed the
+    /// second time, and the chunk payload each receiver fetched over QUIC for it.
+    Versions(BenchVersionsArgs),
     /// What idle daemons cost: CPU per node and per bootstrap, packets per node.
     ///
     /// Starts --bootstraps bootstraps and --nodes nodes with the binary's default timings and
@@ -269,6 +275,46 @@ pub(crate) struct BenchIdleArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct BenchVersionsArgs {
+    /// Bytes of the first version.
+    #[arg(long, default_value = "1GiB", value_parser = parse_positive_size)]
+    pub(crate) size: u64,
+    /// Files it is split into (one of them changes).
+    #[arg(long, default_value_t = 8, value_parser = parse_positive_count::<u64>)]
+    pub(crate) files: u64,
+    /// Receivers (the origin is extra).
+    #[arg(long, default_value_t = 2, value_parser = parse_positive_count::<usize>)]
+    pub(crate) receivers: usize,
+    /// How the second version differs: one file rewritten, 1 MiB appended to one, 1 MiB (or
+    /// 1 MiB and 1 KiB) inserted at the start of one; `all` runs each.
+    #[arg(long, value_enum, default_value_t = ChangeArg::All)]
+    pub(crate) change: ChangeArg,
+    /// Repetitions of each (median, min and max are reported).
+    #[arg(long, default_value_t = 3, value_parser = parse_positive_count::<usize>)]
+    pub(crate) runs: usize,
+    /// Give up on a send after this long.
+    #[arg(long, default_value = "600s", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
+    /// Print every run as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ChangeArg {
+    /// One file rewritten.
+    Rewrite,
+    /// 1 MiB appended to one file.
+    Append,
+    /// 1 MiB inserted at the start of one file (chunk boundaries of the rest unchanged).
+    Insert,
+    /// 1 MiB and 1 KiB inserted at the start of one file (every later boundary moves).
+    InsertShifted,
+    /// Each of them.
+    All,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct BenchFilesArgs {
     /// Files in the many-files dataset.
     #[arg(long, default_value_t = 100_000, value_parser = parse_positive_count::<u64>)]
@@ -421,6 +467,11 @@ pub(crate) struct SendArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Hash every file again. Without it, a file whose size, modification and status-change
+    /// times and inode match the previous version of the same name sent from this node keeps
+    /// its hashes (it is not read).
+    #[arg(long)]
+    pub(crate) rehash: bool,
 }
 
 #[derive(Debug, Args)]

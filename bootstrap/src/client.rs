@@ -10,7 +10,7 @@ use swarmcast_proto::{
 };
 
 use swarmcast_net::wire::{self, WireError};
-use swarmcast_net::{CloseCode, DialError};
+use swarmcast_net::{CertRefusal, CloseCode, DialError};
 
 /// Errors of a bootstrap client.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,17 @@ pub enum ClientError {
         /// The role it has.
         role: Role,
     },
+}
+
+impl ClientError {
+    /// The certificate refusal that failed the handshake, if that is what happened (see
+    /// [`CertRefusal`]).
+    pub fn cert_refusal(&self) -> Option<CertRefusal> {
+        match self {
+            Self::Wire(e) => e.cert_refusal(),
+            Self::Cert(_) | Self::NotBootstrap { .. } => None,
+        }
+    }
 }
 
 impl From<DialError> for ClientError {

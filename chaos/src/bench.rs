@@ -266,7 +266,7 @@ pub fn check_limits(files: u64, size: u64, chunk_size: u32) -> Result<()> {
 }
 
 /// Median, minimum and maximum of repeated measurements.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Spread {
     /// The middle value (the upper middle of an even count).
     pub median: f64,

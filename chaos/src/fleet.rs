@@ -58,7 +58,7 @@ pub async fn wait_complete(
         let mut done = 0;
         for d in dirs {
             match broadcast(d, id).await {
-                Some(b) if b.phase().ok() == Some(BroadcastPhase::Failed) => bail!(
+                Some(b) if b.state == BroadcastPhase::Failed => bail!(
                     "{}: broadcast failed: {}",
                     d.display(),
                     b.error.unwrap_or_default()

@@ -28,3 +28,4 @@ pub mod pair;
 pub mod procs;
 pub mod scenario;
 pub mod tree;
+pub mod versions_bench;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use swarmcast_certs::{CertError, PeerInfo, SERVER_NAME};
 
+use crate::refusal::CertRefusal;
 use crate::wire::WireError;
 
 /// Errors of [`connect`]. Exhaustive, so that callers can map it onto their own error types.
@@ -16,6 +17,16 @@ pub enum DialError {
     /// The peer's certificate could not be read.
     #[error("peer certificate: {0}")]
     Cert(#[from] CertError),
+}
+
+impl DialError {
+    /// The certificate refusal that made the handshake fail, if that is what happened.
+    pub fn cert_refusal(&self) -> Option<CertRefusal> {
+        match self {
+            Self::Wire(e) => e.cert_refusal(),
+            Self::Cert(_) => None,
+        }
+    }
 }
 
 /// Dial `addr` and return the connection with the peer's certificate identity.

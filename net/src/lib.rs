@@ -4,15 +4,18 @@
 //! * [`connect`]: dial an address and learn the peer's certificate identity.
 //! * [`transport_config`]: the QUIC transport settings of every endpoint.
 //! * [`CloseCode`]: the application close and stream reset codes.
+//! * [`CertRefusal`]: a handshake that failed over a certificate, read from the typed error.
 //! * [`incarnation`]: the persisted counter that rises at every start.
 
 mod close;
 mod dial;
 pub mod incarnation;
+mod refusal;
 mod transport;
 pub mod wire;
 
 pub use close::CloseCode;
 pub use dial::{DialError, connect};
+pub use refusal::{CertRefusal, RefusedBy};
 pub use transport::transport_config;
 pub use wire::WireError;

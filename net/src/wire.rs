@@ -11,6 +11,8 @@ use swarmcast_proto::{
     decode_body, encode, payload_len,
 };
 
+use crate::refusal::CertRefusal;
+
 /// Errors of framed stream I/O.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -50,6 +52,19 @@ pub enum WireError {
     /// No answer in time.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+}
+
+impl WireError {
+    /// The certificate refusal that ended the connection, if that is what happened (either
+    /// side's: see [`CertRefusal`]).
+    pub fn cert_refusal(&self) -> Option<CertRefusal> {
+        match self {
+            Self::Connection(e) => CertRefusal::of(e),
+            Self::Read(quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(e)))
+            | Self::Write(quinn::WriteError::ConnectionLost(e)) => CertRefusal::of(e),
+            _ => None,
+        }
+    }
 }
 
 /// Read one frame's length prefix and message, but not its payload: the caller reads the

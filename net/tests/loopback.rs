@@ -6,7 +6,7 @@ use std::time::Duration;
 use swarmcast_certs::Role;
 use swarmcast_certs::testing::TestCluster;
 use swarmcast_net::wire::{self, WireError};
-use swarmcast_net::{CloseCode, DialError, connect, transport_config};
+use swarmcast_net::{CertRefusal, CloseCode, DialError, RefusedBy, connect, transport_config};
 use swarmcast_proto::{ErrorCode, Limits, Message, Ping};
 
 const T: Duration = Duration::from_secs(5);
@@ -128,6 +128,58 @@ async fn connect_gives_up_after_its_timeout() {
         Err(DialError::Wire(WireError::Timeout(t))) => assert_eq!(t, timeout),
         other => panic!("expected a timeout, got {other:?}"),
     }
+}
+
+/// Two clusters' certificates meet: the dialler refuses the server's certificate (its chain
+/// ends at another CA), and each side reads that from the typed error, not from its text.
+#[tokio::test]
+async fn a_foreign_ca_is_read_from_the_error_type_on_both_sides() {
+    let ours = TestCluster::new();
+    let theirs = TestCluster::new();
+    let server_id = ours.issue("server", Role::Bootstrap);
+    let client_id = theirs.issue("client", Role::Node);
+    let server = quinn::Endpoint::server(
+        server_id
+            .server_config(transport_config())
+            .expect("server config"),
+        loopback(),
+    )
+    .expect("bind server");
+    let addr = server.local_addr().expect("server addr");
+    let accepted = tokio::spawn(async move {
+        let incoming = server.accept().await.expect("an incoming connection");
+        incoming.await.map(|_| ())
+    });
+    let client = quinn::Endpoint::client(loopback()).expect("bind client");
+    let config = client_id
+        .client_config(transport_config())
+        .expect("client config");
+    let err = connect(&client, &config, addr, T)
+        .await
+        .expect_err("a foreign CA's server is refused");
+    let refusal = err.cert_refusal().expect("a certificate refusal");
+    assert_eq!(refusal.by, RefusedBy::ThisSide, "{err}");
+    assert!(refusal.is_untrusted_issuer(), "{refusal}");
+    assert_eq!(refusal.alert_name(), "UnknownCA");
+    // The server hears the client's alert in its close.
+    let server_err = accepted
+        .await
+        .expect("accept task")
+        .expect_err("the handshake failed");
+    let refusal = CertRefusal::of(&server_err).expect("the client's refusal");
+    assert_eq!(refusal.by, RefusedBy::Peer, "{server_err}");
+    assert!(refusal.is_untrusted_issuer());
+    // A timeout is no refusal.
+    let silent = std::net::UdpSocket::bind(loopback()).expect("bind silent socket");
+    let quiet = connect(
+        &client,
+        &config,
+        silent.local_addr().expect("silent addr"),
+        Duration::from_millis(200),
+    )
+    .await
+    .expect_err("nobody answers");
+    assert_eq!(quiet.cert_refusal(), None);
 }
 
 /// Bytes the client has received (UDP payload) when the control stream's second message is

@@ -14,8 +14,8 @@ use tracing::{debug, warn};
 
 use crate::data::serve;
 use crate::handles::Server;
+use crate::inputs::{Link, NeighbourInput as Input};
 use crate::neighbours::Direction;
-use crate::peers::{Input, Link};
 
 /// Accept inbound connections on `endpoint` until it closes.
 pub(crate) async fn run(endpoint: quinn::Endpoint, server: Server, tx: mpsc::Sender<Input>) {

@@ -13,7 +13,6 @@
 //!   so that `node send` reads the directory with the caller's permissions, not the daemon's
 //!   ([`ReadAs`](crate::manifest::ReadAs)).
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +25,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, warn};
 
 pub use crate::manifest::Credentials;
+pub use crate::status::{FleetProgress, NeighbourStatus, NodeStatus, SeedStatus};
 
 /// File name of the socket inside the data dir.
 pub const SOCKET: &str = "control.sock";
@@ -42,6 +42,9 @@ pub enum ControlRequest {
         dir: PathBuf,
         /// Bytes per chunk.
         chunk_size: u32,
+        /// Hash every file, even those unchanged since the previous version of the name.
+        #[serde(default)]
+        rehash: bool,
     },
     /// Every broadcast this node knows (`node ls`).
     List,
@@ -69,7 +72,7 @@ pub enum ControlResponse {
     /// Answer to [`ControlRequest::Status`].
     Status(Box<NodeStatus>),
     /// Answer to [`ControlRequest::Send`].
-    Sent(crate::data::PublishInfo),
+    Sent(crate::status::PublishInfo),
     /// Answer to [`ControlRequest::List`].
     List(Vec<crate::data::BroadcastInfo>),
     /// Answer to [`ControlRequest::Fleet`].
@@ -80,96 +83,6 @@ pub enum ControlResponse {
     Error(String),
     /// The caller may not use this daemon (see [`ControlAccess`]).
     Refused(String),
-}
-
-/// `node status` (also its JSON shape).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NodeStatus {
-    /// Hex NodeId.
-    pub id: String,
-    /// Certificate name.
-    pub name: String,
-    /// This run's incarnation.
-    pub incarnation: u64,
-    /// Bound QUIC address.
-    pub listen: SocketAddr,
-    /// Address given to others.
-    pub advertise: SocketAddr,
-    /// Whether a bootstrap has accepted the registration.
-    pub registered: bool,
-    /// The bootstrap in use.
-    pub bootstrap: Option<SocketAddr>,
-    /// Every known seed and whether it answers.
-    pub seeds: Vec<SeedStatus>,
-    /// Current neighbours.
-    pub neighbours: Vec<NeighbourStatus>,
-    /// Entries in the last registry view.
-    pub registry_size: usize,
-    /// Alive entries in the last registry view.
-    pub registry_alive: usize,
-    /// Seconds since the daemon started.
-    pub uptime_s: u64,
-    /// Chunk payload bytes this process uploaded to each peer (hex NodeId), all broadcasts: this
-    /// node's row of the traffic matrix.
-    #[serde(default)]
-    pub uploaded_to: std::collections::BTreeMap<String, u64>,
-}
-
-/// Fleet-wide progress of one broadcast, as the registry reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FleetProgress {
-    /// Hex broadcast id.
-    pub id: String,
-    /// Bytes of the broadcast.
-    pub bytes: u64,
-    /// Chunks of the broadcast.
-    pub chunks: u64,
-    /// Nodes alive in the registry.
-    pub nodes_alive: u64,
-    /// Alive nodes holding the whole broadcast (published, or its origin).
-    pub nodes_complete: u64,
-    /// Alive nodes that refused or failed the broadcast: name, reason. They will not complete.
-    #[serde(default)]
-    pub nodes_failed: Vec<(String, String)>,
-    /// Chunks held, summed over alive nodes.
-    pub chunks_held: u64,
-    /// Set when the broadcast failed (at the origin or here).
-    pub failed: Option<String>,
-    /// Per node: name, chunks held (alive nodes only).
-    pub nodes: Vec<(String, u64)>,
-}
-
-/// One seed's reachability.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SeedStatus {
-    /// Its address.
-    pub addr: SocketAddr,
-    /// Whether a connection to it is up.
-    pub reachable: bool,
-    /// The last error met, if any.
-    pub last_error: Option<String>,
-    /// Failed attempts since it last answered.
-    pub failures: u32,
-}
-
-/// One neighbour.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NeighbourStatus {
-    /// Hex NodeId.
-    pub id: String,
-    /// Certificate name, when connected.
-    pub name: Option<String>,
-    /// Its address.
-    pub addr: SocketAddr,
-    /// "outbound" or "inbound".
-    pub direction: String,
-    /// "dialling" or "connected".
-    pub state: String,
-    /// Smoothed RTT of application pings, in ms.
-    pub rtt_ms: Option<f64>,
-    /// Banned for serving bad chunks: a serve-only link, never fetched from.
-    #[serde(default)]
-    pub banned: bool,
 }
 
 /// Errors of the control socket.
@@ -343,8 +256,24 @@ pub async fn send(
     data_dir: &Path,
     dir: PathBuf,
     chunk_size: u32,
-) -> Result<crate::data::PublishInfo, ControlError> {
-    match call(data_dir, &ControlRequest::Send { dir, chunk_size }).await? {
+) -> Result<crate::status::PublishInfo, ControlError> {
+    send_with(data_dir, dir, chunk_size, false).await
+}
+
+/// [`send`], with `rehash`: hash every file, even those whose size, times and inode match the
+/// previous version of the same name sent from this node (`node send --rehash`).
+pub async fn send_with(
+    data_dir: &Path,
+    dir: PathBuf,
+    chunk_size: u32,
+    rehash: bool,
+) -> Result<crate::status::PublishInfo, ControlError> {
+    let request = ControlRequest::Send {
+        dir,
+        chunk_size,
+        rehash,
+    };
+    match call(data_dir, &request).await? {
         ControlResponse::Sent(i) => Ok(i),
         other => Err(refusal(other)),
     }
@@ -596,6 +525,8 @@ pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>, access: 
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use super::*;
 
     struct Fixed;

@@ -6,7 +6,7 @@
 //! | membership | [`Me`], a [`Dialer`], the data plane's [`DataReport`](crate::data::DataReport) (watch) | data plane (`Registry`), neighbours (`Registry`), its status |
 //! | neighbours (`peers`) | its id, a [`Dialer`], a [`Server`] | data plane (`PeerUp`/`PeerDown`/`PeerMessage`), its status |
 //! | accept | the endpoint, a [`Server`] | neighbours (`Connected`) |
-//! | data plane | its id, a [`Dialer`], the catalog | neighbours (`Ban`), its [`DataReport`](crate::data::DataReport) |
+//! | data plane | its id, a [`Dialer`], the catalog | neighbours (`Ban`, unbounded), neighbours' outboxes (`Have`, `HaveUpdate`), its [`DataReport`](crate::data::DataReport) |
 //! | control socket | the [`StatusBoard`] | data plane (`Publish`, `List`) |
 
 use std::future::Future;
@@ -23,8 +23,9 @@ use tracing::{Instrument, info, info_span};
 use crate::accept;
 use crate::control::{self, ControlRequest, ControlResponse};
 use crate::data::serve::Catalog;
-use crate::data::{DataConfig, DataInput, DataPlane};
+use crate::data::{DataConfig, DataPlane};
 use crate::handles::{Dialer, Me, Server, StatusBoard};
+use crate::inputs::DataInput;
 use crate::membership::{JoinError, Membership, MembershipConfig, MembershipLinks};
 use crate::neighbours::NeighbourConfig;
 use crate::peers;
@@ -166,11 +167,16 @@ impl control::Handler for ControlHandler {
         const STOPPING: &str = "the daemon is shutting down";
         match request {
             ControlRequest::Status => ControlResponse::Status(Box::new(self.board.status())),
-            ControlRequest::Send { dir, chunk_size } => {
+            ControlRequest::Send {
+                dir,
+                chunk_size,
+                rehash,
+            } => {
                 let (reply, answer) = oneshot::channel();
                 let input = DataInput::Publish {
                     dir,
                     chunk_size,
+                    rehash,
                     read_as: crate::manifest::ReadAs::caller(caller),
                     reply,
                 };
@@ -271,6 +277,9 @@ pub async fn run(
     let (data_tx, data_rx) = mpsc::channel(1024);
     let (serve_tx, serve_rx) = mpsc::channel(1024);
     let (peers_tx, peers_rx) = mpsc::channel(256);
+    // Unbounded so that the data plane never waits for the neighbour actor, which waits for it
+    // (see `peers`); it carries at most one ban per peer.
+    let (bans_tx, bans_rx) = mpsc::unbounded_channel();
     let catalog = Arc::new(Catalog::new(
         config.fault_corrupt,
         config.fault_serve_delay,
@@ -308,7 +317,7 @@ pub async fn run(
         status: writers.neighbours,
     };
     let mut peers_task = tokio::spawn(
-        peers::run(neighbours, peers_tx.clone(), peers_rx).instrument(info_span!("peers")),
+        peers::run(neighbours, peers_tx.clone(), peers_rx, bans_rx).instrument(info_span!("peers")),
     );
     let data_config = DataConfig {
         data_dir: config.data_dir.clone(),
@@ -321,7 +330,7 @@ pub async fn run(
         data_config,
         dialer.clone(),
         data_tx.clone(),
-        peers_tx.clone(),
+        bans_tx,
         catalog,
         writers.data,
     )

@@ -10,14 +10,13 @@ use std::time::{Duration, Instant};
 use swarmcast_bootstrap::{BootstrapClient, ClientError};
 use swarmcast_certs::PeerInfo;
 use swarmcast_net::DialError;
-use swarmcast_proto::{
-    BroadcastId, BroadcastRecord, BroadcastState, NodeId, RegistryEntry, Role, Status,
-};
+use swarmcast_proto::{BroadcastId, BroadcastState, NodeId, Role, Status};
 use tokio::sync::{mpsc, watch};
 
-use crate::control::{FleetProgress, NeighbourStatus, NodeStatus, SeedStatus};
-use crate::data::DataReport;
-use crate::data::serve::{Catalog, ServeEvent};
+use crate::data::broadcast::{DataReport, Failure};
+use crate::data::serve::Catalog;
+use crate::inputs::ServeEvent;
+use crate::status::{FleetProgress, MembershipStatus, NeighbourStatus, NodeStatus};
 
 /// This node's identity and addresses.
 #[derive(Debug, Clone)]
@@ -69,18 +68,6 @@ impl Dialer {
 pub(crate) struct Server {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) events: mpsc::Sender<ServeEvent>,
-}
-
-/// Membership's part of `node status`, and the latest registry view.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct MembershipStatus {
-    pub(crate) bootstrap: Option<SocketAddr>,
-    pub(crate) registered: bool,
-    pub(crate) seeds: Vec<SeedStatus>,
-    pub(crate) registry_size: usize,
-    pub(crate) registry_alive: usize,
-    pub(crate) view: Vec<RegistryEntry>,
-    pub(crate) view_broadcasts: Vec<BroadcastRecord>,
 }
 
 /// The writing ends of the status board, one per task.
@@ -178,8 +165,8 @@ impl StatusBoard {
             chunks_held: 0,
             failed: record
                 .and_then(|r| match r.state {
-                    BroadcastState::Failed => Some(crate::data::Failure::OriginDeclared),
-                    BroadcastState::Cancelled => Some(crate::data::Failure::Cancelled),
+                    BroadcastState::Failed => Some(Failure::OriginDeclared),
+                    BroadcastState::Cancelled => Some(Failure::Cancelled),
                     BroadcastState::Active => None,
                 })
                 .map(|f| f.to_string()),

@@ -8,7 +8,8 @@
 //! * [`data`]: the broadcast core ([`data::Broadcasts`]) and the data-plane shell around it.
 //! * `membership` and `peers`: the tokio shells around registration and neighbours; `accept`
 //!   checks inbound connections and dispatches them; `handles` are what each task gets.
-//! * [`control`]: the local Unix socket that `node status` talks to.
+//! * [`control`]: the local Unix socket that `node status` talks to; [`status`]: what it
+//!   answers. `inputs`: the messages the tasks send each other.
 //! * [`listing`]: the local state of a broadcast (`node ls`) as an enum.
 
 mod accept;
@@ -17,12 +18,15 @@ pub mod control;
 mod daemon;
 pub mod data;
 mod handles;
+mod inputs;
 pub mod listing;
 pub mod manifest;
 mod membership;
 pub mod metrics;
 pub mod neighbours;
+mod outbox;
 mod peers;
+pub mod status;
 pub mod store;
 pub mod swarm;
 mod sync;
@@ -30,4 +34,4 @@ pub mod wiretrace;
 mod work;
 
 pub use daemon::{NodeConfig, NodeError, Strategy, run};
-pub use membership::JoinError;
+pub use membership::{JoinError, SeedError};

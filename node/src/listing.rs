@@ -1,12 +1,8 @@
-//! The local state of a broadcast as `node ls` reports it, as a type.
-//!
-//! [`BroadcastInfo::state`](crate::data::BroadcastInfo) travels (and is printed) as its text;
-//! [`BroadcastInfo::phase`](crate::data::BroadcastInfo::phase) reads it back, so that callers
-//! match on an enum rather than compare strings.
+//! The local state of a broadcast as `node ls` reports it, as a type:
+//! [`BroadcastInfo::state`](crate::data::BroadcastInfo::state). It travels on the control socket
+//! and shows in JSON as its text (`"receiving"`, `"complete"`, `"seeding"`, `"failed"`).
 
 use serde::{Deserialize, Serialize};
-
-use crate::data::BroadcastInfo;
 
 /// Where a broadcast stands at one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -48,7 +44,8 @@ impl BroadcastPhase {
 
 impl std::fmt::Display for BroadcastPhase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, so that `node ls` can align it (`{:<10}`).
+        f.pad(self.as_str())
     }
 }
 
@@ -77,20 +74,10 @@ impl std::str::FromStr for BroadcastPhase {
     }
 }
 
-impl BroadcastInfo {
-    /// [`state`](Self::state) as a [`BroadcastPhase`].
-    pub fn phase(&self) -> Result<BroadcastPhase, UnknownPhase> {
-        self.state.parse()
-    }
-
-    /// Whether this node holds the whole broadcast (complete, or the origin).
-    pub fn is_done(&self) -> bool {
-        self.phase().is_ok_and(BroadcastPhase::is_done)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
@@ -108,6 +95,7 @@ mod tests {
             "done".parse::<BroadcastPhase>(),
             Err(UnknownPhase("done".into()))
         );
+        assert_eq!(format!("{:<10}|", BroadcastPhase::Seeding), "seeding   |");
         assert!(BroadcastPhase::Seeding.is_done() && BroadcastPhase::Complete.is_done());
         assert!(!BroadcastPhase::Receiving.is_done() && !BroadcastPhase::Failed.is_done());
     }

@@ -10,15 +10,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use swarmcast_bootstrap::BootstrapClient;
 use swarmcast_bootstrap::registry::RegistryMirror;
+use swarmcast_bootstrap::{BootstrapClient, ClientError};
+use swarmcast_net::CertRefusal;
 use swarmcast_proto::{Heartbeat, Progress, RegistryView, Role, Status, Version};
 use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::data::{DataInput, DataReport};
-use crate::handles::{Dialer, Me, MembershipStatus};
-use crate::peers::Input;
+use crate::data::broadcast::DataReport;
+use crate::handles::{Dialer, Me};
+use crate::inputs::{DataInput, NeighbourInput as Input};
+use crate::status::{MembershipStatus, SeedStatus};
 use crate::sync::lock;
 
 /// Shortest time between two heartbeats asked for off the period (a nudge).
@@ -35,7 +37,7 @@ const AWAIT_REGISTRY_BEATS: u32 = 30;
 #[derive(Debug, Default)]
 struct Slot {
     client: Option<BootstrapClient>,
-    last_error: Option<String>,
+    last_error: Option<SeedError>,
     failures: u32,
 }
 
@@ -51,8 +53,50 @@ pub enum JoinError {
         /// The join timeout.
         after: Duration,
         /// Each seed's latest error (connection or registration), in seed order.
-        last_errors: Vec<(SocketAddr, String)>,
+        last_errors: Vec<(SocketAddr, SeedError)>,
     },
+}
+
+impl JoinError {
+    /// The first seed whose handshake failed over a certificate, and how: what tells a node
+    /// given another cluster's certificate (see [`CertRefusal::is_untrusted_issuer`]).
+    pub fn cert_refusal(&self) -> Option<(SocketAddr, CertRefusal)> {
+        match self {
+            Self::Timeout { last_errors, .. } => last_errors
+                .iter()
+                .find_map(|(seed, e)| Some((*seed, e.cert_refusal()?))),
+        }
+    }
+}
+
+/// What went wrong with one seed, kept as the client's typed error (shared: the seed's slot
+/// and the join error both hold it).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum SeedError {
+    /// Connecting to the seed failed.
+    #[error(transparent)]
+    Connect(Arc<ClientError>),
+    /// The seed did not accept the registration.
+    #[error(transparent)]
+    Register(Arc<ClientError>),
+    /// A heartbeat (or the lookup after it) failed.
+    #[error(transparent)]
+    Beat(Arc<ClientError>),
+}
+
+impl SeedError {
+    /// The client's error.
+    pub fn client_error(&self) -> &ClientError {
+        match self {
+            Self::Connect(e) | Self::Register(e) | Self::Beat(e) => e,
+        }
+    }
+
+    /// The certificate refusal behind it, if any.
+    pub fn cert_refusal(&self) -> Option<CertRefusal> {
+        self.client_error().cert_refusal()
+    }
 }
 
 /// Whether the data plane's report changed in a way the fleet should hear of at once: a
@@ -81,7 +125,7 @@ fn worth_a_beat(old: &DataReport, new: &DataReport) -> bool {
     completed || published || (new.awaiting_registry && !old.awaiting_registry)
 }
 
-fn seed_errors(errors: &[(SocketAddr, String)]) -> String {
+fn seed_errors(errors: &[(SocketAddr, SeedError)]) -> String {
     errors.iter().map(|(a, e)| format!("; {a}: {e}")).collect()
 }
 
@@ -288,7 +332,7 @@ impl Membership {
                 }
                 Err(e) => {
                     warn!(bootstrap = %client.addr(), error = %e, "bootstrap stopped answering; failing over");
-                    self.fail(client.addr(), e.to_string());
+                    self.fail(client.addr(), SeedError::Beat(Arc::new(e)));
                     client.close();
                     self.current = None;
                 }
@@ -363,7 +407,7 @@ impl Membership {
                 }
                 Err(e) => {
                     warn!(bootstrap = %client.addr(), error = %e, "registration failed");
-                    self.fail(client.addr(), e.to_string());
+                    self.fail(client.addr(), SeedError::Register(Arc::new(e)));
                     client.close();
                 }
             }
@@ -372,7 +416,7 @@ impl Membership {
         false
     }
 
-    fn fail(&self, addr: SocketAddr, error: String) {
+    fn fail(&self, addr: SocketAddr, error: SeedError) {
         if let Some(slot) = self.lock().get_mut(&addr) {
             slot.last_error = Some(error);
         }
@@ -406,10 +450,10 @@ impl Membership {
             .iter()
             .filter_map(|a| {
                 let slots = self.lock();
-                slots.get(a).map(|s| crate::control::SeedStatus {
+                slots.get(a).map(|s| SeedStatus {
                     addr: *a,
                     reachable: s.client.as_ref().is_some_and(|c| !c.is_closed()),
-                    last_error: s.last_error.clone(),
+                    last_error: s.last_error.as_ref().map(ToString::to_string),
                     failures: s.failures,
                 })
             })
@@ -445,13 +489,14 @@ async fn probe(dialer: Dialer, heartbeat: Duration, slots: Slots, addr: SocketAd
                 }
             }
             Err(e) => {
+                let e = SeedError::Connect(Arc::new(e));
                 let failures = {
                     let mut guard = lock(&slots);
                     let Some(slot) = guard.get_mut(&addr) else {
                         return;
                     };
                     slot.failures = slot.failures.saturating_add(1);
-                    slot.last_error = Some(e.to_string());
+                    slot.last_error = Some(e.clone());
                     slot.failures
                 };
                 if failures == 1 {

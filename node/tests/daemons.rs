@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use swarmcast_bootstrap::BootstrapConfig;
 use swarmcast_certs::testing::TestCluster;
 use swarmcast_node::data::BroadcastInfo;
+use swarmcast_node::listing::BroadcastPhase;
 use swarmcast_node::neighbours::NeighbourConfig;
 use swarmcast_node::{NodeConfig, control};
 use swarmcast_proto::Role;
@@ -145,7 +146,7 @@ async fn three_daemons_send_a_broadcast_end_to_end() {
             async || {
                 entry(&dir(i), &sent.id)
                     .await
-                    .filter(|b| b.state == "complete")
+                    .filter(|b| b.state == BroadcastPhase::Complete)
             },
         )
         .await;
@@ -156,7 +157,7 @@ async fn three_daemons_send_a_broadcast_end_to_end() {
         assert_eq!(tree(&path), expected, "{name} received another tree");
     }
     let origin = entry(&dir(0), &sent.id).await.unwrap();
-    assert_eq!(origin.state, "seeding");
+    assert_eq!(origin.state, BroadcastPhase::Seeding);
     assert!(origin.uploaded_bytes > 0);
     // The fleet view shows both receivers complete once their heartbeats carried it.
     wait_for("the fleet view", Duration::from_secs(30), async || {

@@ -326,3 +326,72 @@ fn free_space_check() {
         Err(ManifestError::FreeSpaceUnknown { .. })
     ));
 }
+
+fn build_reusing(
+    root: &Path,
+    cs: u32,
+    reuse: Option<&swarmcast_node::manifest::HashReuse>,
+) -> swarmcast_node::manifest::Built {
+    Manifest::build(
+        root,
+        cs,
+        &ManifestLimits::default(),
+        &swarmcast_node::manifest::ReadAs::Daemon,
+        reuse,
+    )
+    .unwrap()
+}
+
+/// A second build reuses the hashes of every file whose stamp (size, mtime, ctime, inode) did
+/// not change, and rehashes the rest: a rewritten file, even one of the same size with its
+/// mtime set back; another chunk size reuses nothing.
+#[test]
+fn a_rebuild_hashes_only_what_changed() {
+    let (_tmp, root) = sample_tree();
+    let first = build_reusing(&root, CS, None);
+    let total: u64 = first
+        .manifest
+        .entries
+        .iter()
+        .map(|e| match e.kind {
+            EntryKind::File { size, .. } => size,
+            EntryKind::Dir { .. } => 0,
+        })
+        .sum();
+    assert_eq!(first.hashed_bytes, total);
+    let reuse = swarmcast_node::manifest::HashReuse::new(&first.manifest, &first.stamps);
+    let again = build_reusing(&root, CS, Some(&reuse));
+    assert_eq!(again.hashed_bytes, 0);
+    assert_eq!(again.manifest, first.manifest);
+
+    // Rewrite the big file in place with other bytes of the same size, and set its mtime back.
+    let big = root.join("big.bin");
+    let old_mtime = fs::metadata(&big).unwrap().modified().unwrap();
+    let mut other = big_data();
+    other[0] ^= 0xff;
+    fs::write(&big, &other).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&big)
+        .unwrap()
+        .set_modified(old_mtime)
+        .unwrap();
+    let third = build_reusing(&root, CS, Some(&reuse));
+    assert_eq!(
+        third.hashed_bytes,
+        other.len() as u64,
+        "only the rewritten file"
+    );
+    assert_ne!(third.manifest, first.manifest);
+    let rehashed = Manifest::from_dir(&root, CS, &ManifestLimits::default()).unwrap();
+    assert_eq!(
+        third.manifest, rehashed,
+        "reuse never gives other hashes than a full build"
+    );
+    // Another chunk size: everything again.
+    let reuse = swarmcast_node::manifest::HashReuse::new(&third.manifest, &third.stamps);
+    assert_eq!(
+        build_reusing(&root, 2 * CS, Some(&reuse)).hashed_bytes,
+        total
+    );
+}

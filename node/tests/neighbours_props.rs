@@ -7,7 +7,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use swarmcast_node::neighbours::{Action, Direction, NeighbourConfig, NeighbourState, Neighbours};
+use swarmcast_node::neighbours::{
+    Action, DialFailure, Direction, NeighbourConfig, NeighbourState, Neighbours, Unsent,
+};
 use swarmcast_proto::{NodeId, NodeRecord, RegistryEntry, Role, Status, Version};
 
 /// Peers 0..PEERS; the core itself is `SELF`, in the middle of the id order.
@@ -26,7 +28,8 @@ fn addr(n: u8) -> SocketAddr {
 enum Op {
     Registry(Vec<(u8, Status, Role)>),
     Connected(u8, Direction),
-    DialFailed(u8),
+    DialFailed(u8, DialFailure),
+    Congested(u8, bool),
     Closed(u8),
     /// Answer the latest ping to the peer (or a made-up nonce if none).
     Pong(u8),
@@ -53,7 +56,13 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         1 => prop::collection::vec((peer.clone(), status(), role()), 0..12).prop_map(Op::Registry),
         4 => (peer.clone(), direction).prop_map(|(n, d)| Op::Connected(n, d)),
-        1 => peer.clone().prop_map(Op::DialFailed),
+        1 => (peer.clone(), prop_oneof![
+            Just(DialFailure::Unreachable),
+            Just(DialFailure::Refused),
+            Just(DialFailure::WrongPeer),
+        ])
+            .prop_map(|(n, f)| Op::DialFailed(n, f)),
+        1 => (peer.clone(), any::<bool>()).prop_map(|(n, ping)| Op::Congested(n, ping)),
         1 => peer.clone().prop_map(Op::Closed),
         4 => peer.clone().prop_map(Op::Pong),
         1 => peer.prop_map(Op::Ban),
@@ -220,7 +229,14 @@ proptest! {
                         prop_assert_eq!(state.direction, direction);
                     }
                 }
-                Op::DialFailed(n) => core.handle_dial_failed(now, id(n)),
+                Op::DialFailed(n, f) => core.handle_dial_failed(now, id(n), f),
+                Op::Congested(n, ping) => {
+                    let unsent = match ping {
+                        true => Unsent::Ping { nonce: 1 },
+                        false => Unsent::Pong,
+                    };
+                    core.handle_congested(now, id(n), unsent)
+                }
                 Op::Closed(n) => core.handle_closed(now, id(n)),
                 Op::Pong(n) => {
                     let nonce = model.last_nonce.get(&id(n)).copied().unwrap_or(42);

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
-use swarmcast_node::neighbours::{Action, Direction, NeighbourConfig, NeighbourState, Neighbours};
+use swarmcast_node::neighbours::{
+    Action, DialFailure, Direction, NeighbourConfig, NeighbourState, Neighbours,
+};
 use swarmcast_proto::{NodeId, NodeRecord, RegistryEntry, Role, Status, Version};
 
 fn node_id(n: usize) -> NodeId {
@@ -154,7 +156,9 @@ impl Sim {
                 assert_eq!(self.nodes[j].addr, addr, "seed {}", self.seed);
                 if !self.nodes[j].alive {
                     if self.dead_dials == DeadDials::Refused {
-                        self.nodes[i].core.handle_dial_failed(now, id);
+                        self.nodes[i]
+                            .core
+                            .handle_dial_failed(now, id, DialFailure::Unreachable);
                     }
                     return;
                 }

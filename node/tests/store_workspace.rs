@@ -757,3 +757,54 @@ fn a_removal_interrupted_after_its_rename_leaves_nothing_listed_or_resumed() {
     // Removing what is not there is fine.
     swarmcast_node::store::remove(&data_dir, b.id).unwrap();
 }
+
+#[test]
+fn a_file_held_whole_is_linked_into_a_new_workspace_and_a_mismatch_leaves_nothing() {
+    let (tmp, data_dir, _) = setup("unused", "l");
+    let v1 = snapshot(&sample_tree(&tmp.path().join("v1"), "ds", "one"));
+    let ws1 = create(&data_dir, &v1);
+    write_all(&ws1, &v1, &(0..v1.layout.chunk_count()).collect::<Vec<_>>());
+    ws1.commit().unwrap();
+    // Version 2: the same tree (so every file is identical).
+    let same = snapshot(&sample_tree(&tmp.path().join("v2"), "ds", "one"));
+    let mut m2 = (*same.manifest).clone();
+    m2.name = "ds2".into();
+    let b2 = m2.to_bytes();
+    let id2 = swarmcast_node::manifest::manifest_id(&b2);
+    let m2 = Arc::new(m2);
+    let l2 = Arc::new(Layout::new(&m2));
+    let ws2 = Workspace::create(&data_dir, id2, &b2, m2.clone(), l2.clone()).unwrap();
+    let files: Vec<u32> = m2
+        .entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(&e.kind, swarmcast_node::manifest::EntryKind::File { chunks, .. } if !chunks.is_empty()))
+        .map(|(i, _)| i as u32)
+        .collect();
+    assert!(!files.is_empty());
+    for &e in &files {
+        ws2.link_file(e, &ws1, e).unwrap();
+    }
+    ws2.commit().unwrap();
+    assert!(ws2.is_complete());
+    ws2.complete().unwrap();
+    assert_eq!(tree(ws2.data_path()), tree(&same.source));
+    // A source whose bytes rot on disk is not taken: the link goes, the chunks stay missing.
+    let v3 = snapshot(&sample_tree(&tmp.path().join("v3"), "ds3", "one"));
+    let ws3 = create(&data_dir, &v3);
+    let e = files[0];
+    let rel = &ws1.manifest().entries[e as usize].path;
+    let on_disk = ws1.data_path().join(rel);
+    let mut bytes = fs::read(&on_disk).unwrap();
+    bytes[0] ^= 1;
+    // Rewrite in place (the inode stays, as rot would).
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&on_disk)
+        .unwrap()
+        .write_all(&bytes)
+        .unwrap();
+    assert!(ws3.link_file(e, &ws1, e).is_err());
+    ws3.commit().unwrap();
+    assert_eq!(ws3.held().count_ones(), 0);
+}

@@ -24,8 +24,14 @@
 //!   later) and serves it from then on.
 //! * **Faults.** A *stalled* receiver accepts requests and never answers them (it downloads and
 //!   announces normally, the worst case: its pieces look available). A *corrupt* receiver
-//!   serves only pieces that fail verification. A `Ban` closes the connection both ways; the
-//!   banned peer's core is told it is gone. The faulty receiver is drawn at random per seed.
+//!   serves only pieces that fail verification. A `Ban` works as in the node: the banning
+//!   node's requests to the banned peer end (their answers never reach its core), it never
+//!   asks the peer again, and the connection stays up as a serve-only link, so the banned peer
+//!   is still served and its core is told nothing. The faulty receiver is drawn at random per
+//!   seed.
+//! * **A late joiner** (the trace test): the last receiver's connections come up only after
+//!   300 ms, when its neighbours already hold pieces, so its transfer starts from many full
+//!   `Have`s at once.
 //! * **Super-seeding** (the fault-free baseline and the super-seeding tests, as in swarm mode;
 //!   off in the stalled and corrupt runs): the origin runs the node's own [`SuperSeed`] (one chunk per
 //!   piece here): it sends each piece once, declines other requests for it while that copy is
@@ -39,7 +45,8 @@
 //! * with a stalled receiver, the others complete within 1.5× the fault-free time;
 //! * with a corrupt receiver, exactly the neighbours that got 3 bad pieces from it banned it,
 //!   and none asked it for anything afterwards;
-//! * with a super-seeding origin and a stalled receiver, the same bounds hold.
+//! * with a super-seeding origin and a stalled receiver, the same bounds hold;
+//! * two runs of one seed emit the same actions at the same times (`one_seed_gives_one_trace`).
 //!
 //! The figures are printed with `eprintln!` (`--nocapture`). `many_seeds` (20 seeds) and
 //! `capacity_bound` (fast receivers, so that the swarm's total upload bounds T*) are ignored by
@@ -124,11 +131,11 @@ enum Ev {
         down: usize,
         piece: u32,
     },
-    Gone {
-        at: usize,
-        peer: usize,
-    },
     Timer {
+        node: usize,
+    },
+    /// The late joiner's connections come up.
+    Join {
         node: usize,
     },
 }
@@ -189,6 +196,10 @@ struct Sim {
     duplicates: u32,
     /// Bytes the origin sent to each node.
     origin_to: Vec<f64>,
+    /// The late joiner and the neighbours it gets when it joins.
+    late: Option<(usize, BTreeSet<usize>)>,
+    /// Every action every core emitted, in order, with its time and node (when asked for).
+    trace: Option<Vec<String>>,
 }
 
 /// One file of `PIECES` chunks of 1 MiB: one chunk per piece.
@@ -283,6 +294,8 @@ impl Sim {
             fault,
             ref uploads,
             superseed,
+            late,
+            trace,
         } = *setup;
         let mut rng = StdRng::seed_from_u64(seed);
         let n = RECEIVERS + 1;
@@ -301,6 +314,17 @@ impl Sim {
             seq: 0,
             published_ms: 0,
         };
+        let mut adj = adj;
+        // The late joiner is the last node: it and its neighbours see nothing of each other
+        // until `Ev::Join`.
+        let late = late.then(|| {
+            let l = n - 1;
+            let links = std::mem::take(&mut adj[l]);
+            for &b in &links {
+                adj[b].remove(&l);
+            }
+            (l, links)
+        });
         let mut nodes = Vec::new();
         for (i, neighbours) in adj.into_iter().enumerate() {
             let (up, has, mut core) = if i == 0 {
@@ -362,6 +386,8 @@ impl Sim {
             requests_after_ban: 0,
             duplicates: 0,
             origin_to: vec![0.0; n],
+            late,
+            trace: trace.then(Vec::new),
         };
         for a in 0..n {
             for b in sim.nodes[a].neighbours.clone() {
@@ -371,6 +397,9 @@ impl Sim {
         }
         for a in 0..n {
             sim.drain(a);
+        }
+        if let Some((node, _)) = sim.late {
+            sim.push(LATE_JOIN, Ev::Join { node });
         }
         sim
     }
@@ -395,6 +424,12 @@ impl Sim {
 
     fn linked(&self, a: usize, b: usize) -> bool {
         self.nodes[a].neighbours.contains(&b)
+    }
+
+    /// Whether an answer of `up` to `down` reaches `down`'s core: not once `down` banned `up`
+    /// (the shell aborted those requests).
+    fn answered(&self, up: usize, down: usize) -> bool {
+        self.linked(up, down) && !self.bans.contains(&(down, up))
     }
 
     fn sending(&self, up: usize, c: &Conn) -> bool {
@@ -596,7 +631,7 @@ impl Sim {
             }
             Ev::Data { up, down, piece } => self.on_data(up, down, piece),
             Ev::Failed { up, down, piece } => {
-                if self.linked(up, down) {
+                if self.answered(up, down) {
                     let from = self.nodes[up].id;
                     let refused = PieceError::Refused {
                         code: ErrorCode::NotFound,
@@ -609,7 +644,7 @@ impl Sim {
                 }
             }
             Ev::Declined { up, down, piece } => {
-                if self.linked(up, down) {
+                if self.answered(up, down) {
                     let from = self.nodes[up].id;
                     self.nodes[down].core.handle_piece_failed(
                         now,
@@ -622,17 +657,35 @@ impl Sim {
                     self.drain(down);
                 }
             }
-            Ev::Gone { at, peer } => {
-                let peer_id = self.nodes[peer].id;
-                self.nodes[at].core.handle_peer_down(now, peer_id);
-                self.drain(at);
-            }
             Ev::Timer { node } => {
                 if self.nodes[node].timer == Some(self.now) {
                     self.nodes[node].timer = None;
                     self.nodes[node].core.handle_timeout(now);
                     self.drain(node);
                 }
+            }
+            Ev::Join { node } => {
+                let links = self
+                    .late
+                    .as_ref()
+                    .map(|(_, l)| l.clone())
+                    .unwrap_or_default();
+                let n = self.nodes.len();
+                for b in links {
+                    self.nodes[node].neighbours.insert(b);
+                    self.nodes[b].neighbours.insert(node);
+                    for (u, d) in [(node, b), (b, node)] {
+                        self.conns[u * n + d].open = true;
+                        if !self.links.contains(&(u, d)) {
+                            self.links.push((u, d));
+                        }
+                    }
+                    let (a_id, b_id) = (self.nodes[node].id, self.nodes[b].id);
+                    self.nodes[node].core.handle_peer_up(now, b_id);
+                    self.nodes[b].core.handle_peer_up(now, a_id);
+                    self.drain(b);
+                }
+                self.drain(node);
             }
         }
     }
@@ -665,7 +718,7 @@ impl Sim {
     /// A piece reaches the downloader: verify (bad if from the corrupt node), write; the core
     /// then asks for the commit that makes it held and announced.
     fn on_data(&mut self, up: usize, down: usize, piece: u32) {
-        if !self.linked(up, down) {
+        if !self.answered(up, down) {
             return;
         }
         let now = self.instant();
@@ -697,6 +750,9 @@ impl Sim {
         let id = self.id;
         while let Some(action) = self.nodes[node].core.poll_action() {
             let now = self.instant();
+            if let Some(trace) = self.trace.as_mut() {
+                trace.push(format!("{} #{node} {action:?}", self.now));
+            }
             match action {
                 BroadcastAction::Send { peer, msg } => {
                     let to = self.index(peer);
@@ -766,25 +822,17 @@ impl Sim {
                 }
                 BroadcastAction::AbortRequests { .. } => panic!("nobody fails the broadcast"),
                 BroadcastAction::Ban { peer } => {
+                    // As the node does: the connection stays up as a serve-only link, so the
+                    // banned peer is still served; the requests to it end here, and its core is
+                    // told nothing.
                     let other = self.index(peer);
                     assert!(self.bans.insert((node, other)), "banned twice");
-                    self.nodes[node].neighbours.remove(&other);
-                    self.nodes[other].neighbours.remove(&node);
-                    for (u, d) in [(node, other), (other, node)] {
-                        let c = self.conn(u, d);
-                        c.open = false;
+                    let c = self.conn(other, node);
+                    if !c.queue.is_empty() {
                         c.queue.clear();
+                        c.remaining = 0.0;
+                        self.rates_dirty = true;
                     }
-                    self.rates_dirty = true;
-                    self.push(
-                        HALF_RTT,
-                        Ev::Gone {
-                            at: other,
-                            peer: node,
-                        },
-                    );
-                    // The shell closes the connection, and the neighbour actor reports it down.
-                    self.nodes[node].core.handle_peer_down(now, peer);
                 }
                 BroadcastAction::Commit { .. } => {
                     let n = &mut self.nodes[node];
@@ -886,7 +934,15 @@ struct Setup {
     /// Whether the origin sends each piece only once until it has sent them all, declining
     /// the other requests (as `node/src/data/serve.rs` does).
     superseed: bool,
+    /// Whether the last receiver joins late ([`LATE_JOIN`]), when its neighbours already hold
+    /// pieces: its first transfer then starts from many full `Have`s at once.
+    late: bool,
+    /// Whether to record every action ([`Sim::trace`]).
+    trace: bool,
 }
+
+/// When the late joiner's connections come up: its neighbours hold pieces by then.
+const LATE_JOIN: u64 = 300_000_000;
 
 fn run_with(seed: u64, fault: Fault, uploads: std::ops::Range<f64>) -> Outcome {
     run_setup(
@@ -895,6 +951,8 @@ fn run_with(seed: u64, fault: Fault, uploads: std::ops::Range<f64>) -> Outcome {
             fault,
             uploads,
             superseed: false,
+            late: false,
+            trace: false,
         },
     )
 }
@@ -940,6 +998,8 @@ fn baseline(seed: u64) -> &'static Outcome {
                 fault: Fault::None,
                 uploads: UPLOADS,
                 superseed: true,
+                late: false,
+                trace: false,
             },
         )
     })
@@ -1021,6 +1081,8 @@ fn check_superseed(seed: u64, fault: Fault) {
             fault,
             uploads: UPLOADS,
             superseed: true,
+            late: false,
+            trace: false,
         },
     );
     assert_eq!(o.incomplete, 0, "seed {seed}: receivers did not complete");
@@ -1074,6 +1136,8 @@ fn many_seeds() {
                 fault,
                 uploads: UPLOADS,
                 superseed: true,
+                late: false,
+                trace: false,
             };
             run_setup(seed, &setup)
         };
@@ -1120,5 +1184,43 @@ fn capacity_bound() {
     for seed in 1..6 {
         let o = run_with(seed, Fault::None, 25.0..50.0);
         assert_eq!(o.incomplete, 0);
+    }
+}
+
+/// Two runs of one seed emit the same actions, in the same order, at the same virtual times:
+/// every core is reproducible from its seed, and no hasher's random order leaks into a decision.
+/// The late joiner starts its transfer from many neighbours' full `Have`s at once (so the order
+/// in which a core goes through its peers shows), and the stalled receiver brings timeouts,
+/// probes, cancels and the endgame in.
+#[test]
+fn one_seed_gives_one_trace() {
+    let setup = Setup {
+        fault: Fault::Stalled,
+        uploads: UPLOADS,
+        superseed: true,
+        late: true,
+        trace: true,
+    };
+    let trace = |seed| {
+        let mut sim = Sim::new(seed, &setup);
+        sim.run();
+        assert_eq!(sim.outcome().incomplete, 0, "seed {seed}");
+        let late = sim.late.as_ref().map(|(l, _)| *l).unwrap();
+        assert!(
+            sim.nodes[late].done_at.is_some(),
+            "seed {seed}: the late joiner completed"
+        );
+        sim.trace.take().unwrap()
+    };
+    for seed in [1, 2] {
+        let (a, b) = (trace(seed), trace(seed));
+        if let Some(i) = (0..a.len().min(b.len())).find(|&i| a[i] != b[i]) {
+            panic!(
+                "seed {seed}: the runs part at action {i}:\n{}\n{}",
+                a[i], b[i]
+            );
+        }
+        assert_eq!(a.len(), b.len(), "seed {seed}");
+        eprintln!("seed {seed}: {} actions, twice alike", a.len());
     }
 }

@@ -18,8 +18,80 @@ pub(crate) fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Swarm(args) => swarm(args),
         BenchCommand::Pair(args) => bench_pair(args),
         BenchCommand::Files(args) => bench_files(args),
+        BenchCommand::Versions(args) => bench_versions(args),
         BenchCommand::Idle(args) => bench_idle(args),
     }
+}
+
+/// `bench versions`: each run on stderr, the summary on stdout.
+fn bench_versions(args: crate::cli::BenchVersionsArgs) -> Result<()> {
+    use crate::cli::ChangeArg;
+    use swarmcast_chaos::bench::Spread;
+    use swarmcast_chaos::versions_bench::{self, Change, VersionsConfig};
+    let changes = match args.change {
+        ChangeArg::Rewrite => vec![Change::Rewrite],
+        ChangeArg::Append => vec![Change::Append],
+        ChangeArg::Insert => vec![Change::Insert],
+        ChangeArg::InsertShifted => vec![Change::InsertShifted],
+        ChangeArg::All => vec![
+            Change::Rewrite,
+            Change::Append,
+            Change::Insert,
+            Change::InsertShifted,
+        ],
+    };
+    if args.size < args.files {
+        usage_error(
+            &["bench", "versions"],
+            "--size must be at least --files bytes",
+        );
+    }
+    let exe = current_exe()?;
+    let rt = runtime()?;
+    let mut summary = Vec::new();
+    for change in changes {
+        let config = VersionsConfig {
+            size: args.size,
+            files: args.files,
+            receivers: args.receivers,
+            change,
+            timeout: args.timeout,
+        };
+        let mut runs = Vec::new();
+        for i in 1..=args.runs {
+            let r = until_signal(&rt, versions_bench::run(exe.clone(), &config))?;
+            eprintln!(
+                "{change:?} run {i}/{}: first {:.2} s, second {:.2} s ({:.3} of the first), hashed {} B, fetched {:.4} x F{}",
+                args.runs,
+                r.first_s,
+                r.second_s,
+                r.time_ratio(),
+                r.second_hashed_bytes,
+                r.fetched_over_f(),
+                if args.json {
+                    format!(" {}", serde_json::to_string(&r)?)
+                } else {
+                    String::new()
+                }
+            );
+            runs.push(r);
+        }
+        let spread =
+            |f: &dyn Fn(&versions_bench::VersionsRun) -> f64| Spread::of(runs.iter().map(f));
+        let line = serde_json::json!({
+            "change": change,
+            "bytes": runs[0].bytes,
+            "changed_bytes": runs[0].changed_bytes,
+            "first_s": spread(&|r| r.first_s),
+            "second_s": spread(&|r| r.second_s),
+            "second_over_first": spread(&|r| r.time_ratio()),
+            "fetched_over_f": spread(&|r| r.fetched_over_f()),
+            "second_hashed_bytes": spread(&|r| r.second_hashed_bytes as f64),
+        });
+        summary.push(line);
+    }
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
 }
 
 /// `bench idle`: the report on stdout.

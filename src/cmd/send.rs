@@ -28,7 +28,12 @@ pub fn run(args: SendArgs) -> Result<()> {
         .with_context(|| format!("cannot resolve {}", args.dir.display()))?;
     let rt = super::runtime()?;
     let data_dir = args.data.data_dir.clone();
-    let info = rt.block_on(control::send(&data_dir, dir, args.chunk_size))?;
+    let info = rt.block_on(control::send_with(
+        &data_dir,
+        dir,
+        args.chunk_size,
+        args.rehash,
+    ))?;
     if !args.json {
         println!(
             "broadcast {} ({}: {}, {}, {} of {})",

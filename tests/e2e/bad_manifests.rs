@@ -204,7 +204,7 @@ fn crafted_manifests_are_rejected_before_touching_the_disk() -> Result<()> {
             .filter(|(_, id)| {
                 !list
                     .iter()
-                    .any(|b| b.id == id.to_hex() && b.phase().ok() == Some(BroadcastPhase::Failed))
+                    .any(|b| b.id == id.to_hex() && b.state == BroadcastPhase::Failed)
             })
             .map(|((what, _), _)| *what)
             .collect()

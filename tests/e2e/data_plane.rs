@@ -92,7 +92,7 @@ impl Fleet {
         Ok(self
             .c
             .broadcast(name, id)?
-            .filter(|b| b.phase().ok() == Some(BroadcastPhase::Complete)))
+            .filter(|b| b.state == BroadcastPhase::Complete))
     }
 
     fn wait_complete(&self, names: &[&str], id: &str, timeout: Duration) -> Result<()> {
@@ -152,7 +152,7 @@ fn broadcast_reaches_six_receivers_byte_identical() -> Result<()> {
     f.assert_copies(&RECEIVERS, &id)?;
     // The origin seeds from the source in place and says so.
     let o = f.c.broadcast("origin", &id)?.unwrap();
-    assert_eq!(o.phase()?, BroadcastPhase::Seeding);
+    assert_eq!(o.state, BroadcastPhase::Seeding);
     assert_eq!(
         o.path.as_deref(),
         Some(f.source.canonicalize()?.to_string_lossy().as_ref())
@@ -255,7 +255,7 @@ fn origin_killed_half_way_resumes_the_same_broadcast() -> Result<()> {
     f.wait_complete(&["n1", "n2", "n3"], &id, Duration::from_secs(120))?;
     let o = f.c.broadcast("origin", &id)?.unwrap();
     assert_eq!(
-        o.phase()?,
+        o.state,
         BroadcastPhase::Seeding,
         "the restarted origin seeds the same id: {o:?}"
     );
@@ -354,7 +354,7 @@ fn source_changed_mid_broadcast_fails_loudly_and_nobody_completes() -> Result<()
         || {
             Ok(f.c
                 .broadcast("origin", &id)?
-                .filter(|b| b.phase().ok() == Some(BroadcastPhase::Failed)))
+                .filter(|b| b.state == BroadcastPhase::Failed))
         },
     )?;
     assert!(
@@ -374,7 +374,7 @@ fn source_changed_mid_broadcast_fails_loudly_and_nobody_completes() -> Result<()
         let b = wait_for(Duration::from_secs(20), &format!("{n} stops"), || {
             Ok(f.c
                 .broadcast(n, &id)?
-                .filter(|b| b.phase().ok() == Some(BroadcastPhase::Failed)))
+                .filter(|b| b.state == BroadcastPhase::Failed))
         })?;
         assert!(b.chunks_held < b.chunks_total, "{n}: {b:?}");
         assert!(

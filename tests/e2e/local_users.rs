@@ -191,7 +191,7 @@ fn control_socket_is_private_and_send_reads_as_the_caller() -> Result<()> {
     wait_for(Duration::from_secs(30), "n1 received open-src", || {
         Ok(c.ls("n1")?
             .into_iter()
-            .find(|b| b.name == "open-src" && b.phase().ok() == Some(BroadcastPhase::Complete))
+            .find(|b| b.name == "open-src" && b.state == BroadcastPhase::Complete)
             .map(|_| ()))
     })?;
     // Root reads as the daemon: the private directory is root's to send.

@@ -290,6 +290,11 @@ impl Drop for Cluster {
         if std::thread::panicking() {
             self.dump_logs();
         }
+        if std::env::var_os("E2E_KEEP").is_some() {
+            // Keep every process's log and data dir for a look after the run.
+            self.dir.disable_cleanup(true);
+            eprintln!("E2E_KEEP: kept {}", self.dir.path().display());
+        }
         for p in &mut self.procs {
             p.kill();
         }

@@ -137,7 +137,7 @@ fn wait_ends_when_a_node_fails_and_says_why() -> Result<()> {
     );
     let ls = f.c.ls("broken")?;
     let b = ls.first().expect("broken lists the failed broadcast");
-    assert_eq!(b.state, "failed");
+    assert_eq!(b.state, BroadcastPhase::Failed);
     assert!(b.chunks_total > 0, "{b:?}");
     assert_eq!(b.name, "payload");
     Ok(())
@@ -230,7 +230,7 @@ fn late_joiners_fetch_only_the_newest_version_and_ls_orders_versions() -> Result
         wait_for(Duration::from_secs(60), "late joiner has ds", || {
             Ok(f.c
                 .broadcast(late, &ids[2])?
-                .filter(|b| b.state == "complete" && b.current)
+                .filter(|b| b.state == BroadcastPhase::Complete && b.current)
                 .map(|_| ()))
         })?;
         assert_same_tree(&src, &received);
@@ -427,7 +427,7 @@ fn node_cancel_at_the_origin_stops_every_receiver_and_others_may_not() -> Result
         Ok(f.c
             .ls("r1")?
             .into_iter()
-            .find(|b| b.state == "receiving")
+            .find(|b| b.state == BroadcastPhase::Receiving)
             .map(|_| ()))
     })?;
     let id = f.c.ls("r1")?[0].id.clone();
@@ -456,7 +456,10 @@ fn node_cancel_at_the_origin_stops_every_receiver_and_others_may_not() -> Result
             || {
                 let b = f.c.broadcast(r, &id)?;
                 let freed = !f.c.data_dir(r).join("broadcasts").join(&id).exists();
-                Ok((b.is_some_and(|b| b.state == "cancelled") && freed).then_some(()))
+                Ok(
+                    (b.is_some_and(|b| b.state == BroadcastPhase::Cancelled) && freed)
+                        .then_some(()),
+                )
             },
         )?;
     }
@@ -482,5 +485,72 @@ fn a_broadcast_beyond_max_disk_fails_and_wait_says_why() -> Result<()> {
         "{text}"
     );
     assert!(!f.c.data_dir("small").join("received").join("big").exists());
+    Ok(())
+}
+
+/// The second send of a directory with one of its 8 files rewritten: the origin hashes only
+/// that file, and each receiver fetches only its chunks over QUIC (the rest is copied from the
+/// first version it keeps).
+#[test]
+fn a_second_send_hashes_and_fetches_only_what_changed() -> Result<()> {
+    let _serial = serial();
+    let f = Fleet::new(&["origin", "r1", "r2"])?;
+    let src = f.c.path("ds");
+    let file = 512u64 << 10;
+    for i in 0..8u64 {
+        write_file(
+            &src.join(format!("f{i}")),
+            &pseudo_random(i, file as usize),
+            0o644,
+        )?;
+    }
+    let send = |extra: &[&str]| -> Result<serde_json::Value> {
+        let mut args = vec!["node", "send"];
+        let s = src.to_string_lossy().into_owned();
+        let dd = f.c.data_dir("origin").to_string_lossy().into_owned();
+        args.extend([
+            s.as_str(),
+            "--wait",
+            "--timeout",
+            "60s",
+            "--json",
+            "--data-dir",
+            &dd,
+        ]);
+        args.extend(extra);
+        let out = run(&args)?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    let first = send(&[])?;
+    assert_eq!(first["broadcast"]["hashed_bytes"], 8 * file);
+    write_file(&src.join("f3"), &pseudo_random(99, file as usize), 0o644)?;
+    let second = send(&[])?;
+    assert_eq!(
+        second["broadcast"]["hashed_bytes"], file,
+        "only the rewritten file is hashed"
+    );
+    let id = second["broadcast"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    for r in ["r1", "r2"] {
+        let b = f.c.broadcast(r, &id)?.expect("listed");
+        let bound = file + 8 * file / 50;
+        assert!(
+            b.fetched_bytes <= bound,
+            "{r} fetched {} bytes over QUIC for one changed file of {file}",
+            b.fetched_bytes
+        );
+        assert_same_tree(&src, &f.c.data_dir(r).join("received").join("ds"));
+    }
+    // --rehash reads everything again (an unchanged directory: the same id, nothing new).
+    let third = send(&["--rehash"])?;
+    assert_eq!(third["broadcast"]["hashed_bytes"], 8 * file);
+    assert_eq!(third["broadcast"]["id"], second["broadcast"]["id"]);
     Ok(())
 }

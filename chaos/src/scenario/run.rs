@@ -288,11 +288,7 @@ impl Runner {
                 let limit = Instant::now() + self.deadline();
                 loop {
                     self.poll().await?;
-                    if self
-                        .last
-                        .get(node)
-                        .is_some_and(|b| b.phase().ok() == Some(*state))
-                    {
+                    if self.last.get(node).is_some_and(|b| b.state == *state) {
                         self.event("milestone", format!("{node} is {state}"));
                         break;
                     }
@@ -469,7 +465,7 @@ impl Runner {
                 .and_then(|l| l.into_iter().find(|b| b.id == id));
             match b {
                 Some(b) => {
-                    if b.phase().ok() == Some(BroadcastPhase::Failed) {
+                    if b.state == BroadcastPhase::Failed {
                         bail!("{n}: broadcast failed: {}", b.error.unwrap_or_default());
                     }
                     held += b.chunks_held;

@@ -14,7 +14,7 @@ use swarmcast_proto::{
     NodeId, Role,
 };
 
-use super::error::{ManifestFetchError, PieceError};
+use super::broadcast::{ManifestFetchError, PieceError};
 use crate::handles::Dialer;
 use crate::manifest::Layout;
 use crate::store::{BufPool, PooledBuf, StoreError, Workspace};

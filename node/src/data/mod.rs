@@ -11,14 +11,16 @@
 //! 2. A node hearing a `Have` (or seeing a registry record) for an unknown id fetches the manifest
 //!    from that peer (or dials the origin), checks it against the id, validates it, creates its
 //!    workspace and sends its own `Have` to every neighbour: the flood, deduplicated by id.
-//! 3. Pieces are requested as the transfer core decides, verified and written as they arrive, and
-//!    made durable by group commits; only durable pieces are advertised (`HaveUpdate`) and
-//!    served. When all are durable the directory is published under `received/<name>`, and the
-//!    node keeps serving.
+//! 3. Pieces are requested as the transfer core decides, verified and written as they arrive,
+//!    and advertised (`HaveUpdate`) and served as soon as they are written; group commits make
+//!    them durable, and only durable pieces count as held (progress, what a restart keeps).
+//!    When all are durable the directory is published under `received/<name>`, and the node
+//!    keeps serving.
 
 pub mod broadcast;
 mod error;
 mod fetch;
+mod local;
 pub(crate) mod serve;
 
 use std::collections::HashMap;
@@ -26,21 +28,25 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use swarmcast_proto::{BroadcastId, Limits, Message, NodeId};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
-use crate::handles::Dialer;
-use crate::manifest::{Layout, Manifest, manifest_id};
-use crate::store::{self, Source, StoreError, StoredKind, Workspace};
 pub use broadcast::{
-    BroadcastAction, BroadcastConfig, Broadcasts, DEFAULT_KEEP, DataReport, ManifestSource,
-    Publication, Strategy, SuperSeed, TargetError,
+    BroadcastAction, BroadcastConfig, BroadcastInfo, Broadcasts, DEFAULT_KEEP, DataReport, Failure,
+    ManifestFetchError, ManifestSource, PieceError, Publication, ResumeError, Strategy, SuperSeed,
+    TargetError,
 };
-pub use error::{Failure, ManifestFetchError, PieceError, PublishError, ResumeError};
-use serve::{Catalog, Reader, Servable, ServeEvent};
+pub use error::PublishError;
+use serve::{Catalog, Reader, Servable};
+
+use crate::handles::Dialer;
+use crate::inputs::{DataInput, ServeEvent};
+use crate::manifest::{Layout, Manifest, manifest_id};
+use crate::outbox::Outbox;
+pub use crate::status::PublishInfo;
+use crate::store::{self, Source, StoredKind, Workspace};
 
 /// Nominal group-commit period: a commit starts as soon as verified chunks wait and none runs,
 /// so a SIGKILL loses at most what arrived during about this long (the chaos `refetch` check's
@@ -48,144 +54,6 @@ use serve::{Catalog, Reader, Servable, ServeEvent};
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(50);
 /// Per-attempt timeout of a manifest fetch.
 const MANIFEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Inputs of the data-plane actor.
-#[derive(Debug)]
-pub(crate) enum DataInput {
-    /// A neighbour connection is up (or replaced).
-    PeerUp {
-        id: NodeId,
-        conn: quinn::Connection,
-        tx: mpsc::Sender<Message>,
-    },
-    /// A neighbour is gone.
-    PeerDown { id: NodeId },
-    /// A data-plane message on a neighbour's control stream.
-    PeerMessage { id: NodeId, msg: Message },
-    /// A fresh registry view.
-    Registry {
-        nodes: Vec<swarmcast_proto::RegistryEntry>,
-        broadcasts: Vec<swarmcast_proto::BroadcastRecord>,
-    },
-    /// `node send`.
-    Publish {
-        dir: PathBuf,
-        chunk_size: u32,
-        /// Whose permissions the directory is read with.
-        read_as: crate::manifest::ReadAs,
-        reply: oneshot::Sender<Result<PublishInfo, PublishError>>,
-    },
-    /// `node ls`.
-    List {
-        reply: oneshot::Sender<Vec<BroadcastInfo>>,
-    },
-    /// `node rm`.
-    Remove {
-        target: String,
-        reply: oneshot::Sender<Result<Vec<BroadcastId>, TargetError>>,
-    },
-    /// `node cancel`.
-    Cancel {
-        target: String,
-        reply: oneshot::Sender<Result<Vec<BroadcastId>, TargetError>>,
-    },
-    /// Internal: a manifest was built by a blocking task.
-    Built {
-        result: Result<(Manifest, Vec<u8>, PathBuf), PublishError>,
-        reply: oneshot::Sender<Result<PublishInfo, PublishError>>,
-    },
-    /// Internal: a manifest fetch ended.
-    ManifestFetched {
-        id: BroadcastId,
-        result: Result<Vec<u8>, ManifestFetchError>,
-    },
-    /// Internal: a workspace was created (or resumed) by a blocking task.
-    WorkspaceCreated {
-        id: BroadcastId,
-        name: String,
-        result: Result<Arc<Workspace>, StoreError>,
-    },
-    /// Internal: a piece request ended.
-    PieceDone {
-        id: BroadcastId,
-        peer: NodeId,
-        piece: u32,
-        result: Result<(), PieceError>,
-        bytes: u64,
-    },
-    /// Internal: a group commit ended.
-    Committed {
-        id: BroadcastId,
-        result: Result<Vec<u32>, StoreError>,
-    },
-    /// Internal: finishing a complete workspace ended.
-    Finalized {
-        id: BroadcastId,
-        result: Result<PathBuf, StoreError>,
-    },
-    /// Internal: pointing `received/<name>` at a version ended.
-    Linked {
-        name: String,
-        id: BroadcastId,
-        result: Result<PathBuf, StoreError>,
-    },
-}
-
-/// What `node send` answers at once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PublishInfo {
-    /// Hex broadcast id.
-    pub id: String,
-    /// Directory name.
-    pub name: String,
-    /// Bytes of file data.
-    pub bytes: u64,
-    /// Regular files.
-    pub files: u64,
-    /// Chunks.
-    pub chunks: u64,
-    /// Chunk size.
-    pub chunk_size: u32,
-}
-
-/// One line of `node ls` (also its JSON shape).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BroadcastInfo {
-    /// Hex broadcast id.
-    pub id: String,
-    /// Directory name.
-    pub name: String,
-    /// "receiving", "complete", "seeding", "failed" or "superseded".
-    pub state: String,
-    /// Publication sequence of this version among its name's versions (0: unknown yet).
-    #[serde(default)]
-    pub seq: u64,
-    /// When its origin published it, ms since the Unix epoch (0: unknown).
-    #[serde(default)]
-    pub published_ms: u64,
-    /// Whether `received/<name>` points at this version.
-    #[serde(default)]
-    pub current: bool,
-    /// Chunks durably held.
-    pub chunks_held: u64,
-    /// Chunks in the broadcast.
-    pub chunks_total: u64,
-    /// Bytes durably held.
-    pub bytes_held: u64,
-    /// Bytes in the broadcast.
-    pub bytes_total: u64,
-    /// Where the copy is: `received/<name>` for the current version, the workspace's data
-    /// directory for the others, the source dir at the origin (absolute when the data dir is).
-    pub path: Option<String>,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// Chunk payload bytes received from peers by this process (duplicates and bad ones included).
-    pub fetched_bytes: u64,
-    /// Chunks already durable when this process started (resume).
-    pub resumed_chunks: u64,
-    /// Chunk payload bytes uploaded to peers by this process.
-    pub uploaded_bytes: u64,
-}
 
 /// The I/O side of one broadcast.
 struct Io {
@@ -219,7 +87,7 @@ impl Io {
 
 struct Peer {
     conn: quinn::Connection,
-    tx: mpsc::Sender<Message>,
+    outbox: Arc<Outbox>,
 }
 
 /// What the data plane needs of the node's settings.
@@ -241,8 +109,9 @@ pub(crate) struct DataPlane {
     dialer: Dialer,
     /// Its own inbox, for the tasks it starts to report back.
     tx: mpsc::Sender<DataInput>,
-    /// To the neighbour actor (bans).
-    peers_tx: mpsc::Sender<crate::peers::Input>,
+    /// To the neighbour actor: bans, unbounded so that the data plane never waits for it (the
+    /// core bans each peer at most once; see `peers` for why nothing here may wait).
+    bans: mpsc::UnboundedSender<NodeId>,
     catalog: Arc<Catalog>,
     /// Progress, records and uploads, read by membership and `node status`.
     report: watch::Sender<DataReport>,
@@ -257,7 +126,7 @@ impl DataPlane {
         config: DataConfig,
         dialer: Dialer,
         tx: mpsc::Sender<DataInput>,
-        peers_tx: mpsc::Sender<crate::peers::Input>,
+        bans: mpsc::UnboundedSender<NodeId>,
         catalog: Arc<Catalog>,
         report: watch::Sender<DataReport>,
     ) -> Self {
@@ -273,7 +142,7 @@ impl DataPlane {
             data_dir: std::path::absolute(&config.data_dir).unwrap_or(config.data_dir),
             dialer,
             tx,
-            peers_tx,
+            bans,
             catalog,
             report,
             io: HashMap::new(),
@@ -410,18 +279,23 @@ impl DataPlane {
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
             tokio::select! {
                 biased;
-                input = rx.recv() => match input {
-                    Some(i) => self.handle(i),
-                    None => return,
-                },
+                // Serving tasks wait for room to report (uploads, a changed source) while they
+                // hold an upload permit: their few events go first.
                 ev = serve_rx.recv() => {
                     if let Some(ev) = ev {
                         self.handle_serve(ev);
                     }
                 }
-                () = tokio::time::sleep_until(deadline.into()) => {
-                    self.core.handle_timeout(Instant::now());
-                }
+                input = rx.recv() => match input {
+                    Some(i) => self.handle(i),
+                    None => return,
+                },
+                () = tokio::time::sleep_until(deadline.into()) => {}
+            }
+            // Also after an input: a busy inbox must not keep due timers waiting.
+            let now = Instant::now();
+            if deadline <= now {
+                self.core.handle_timeout(now);
             }
             self.perform_all();
         }
@@ -431,8 +305,8 @@ impl DataPlane {
     fn handle(&mut self, input: DataInput) {
         let now = Instant::now();
         match input {
-            DataInput::PeerUp { id, conn, tx } => {
-                self.peers.insert(id, Peer { conn, tx });
+            DataInput::PeerUp { id, conn, outbox } => {
+                self.peers.insert(id, Peer { conn, outbox });
                 self.core.handle_peer_up(now, id);
             }
             DataInput::PeerDown { id } => {
@@ -454,11 +328,23 @@ impl DataPlane {
             DataInput::Publish {
                 dir,
                 chunk_size,
+                rehash,
                 read_as,
                 reply,
-            } => self.spawn_build(dir, chunk_size, read_as, reply),
+            } => self.spawn_build(dir, chunk_size, rehash, read_as, reply),
             DataInput::Built { result, reply } => {
-                let answer = result.and_then(|(m, bytes, dir)| self.publish(now, m, bytes, dir));
+                let answer = result.and_then(|(b, bytes, dir)| {
+                    let stamps = b.stamps;
+                    let hashed_bytes = b.hashed_bytes;
+                    let mut info = self.publish(now, b.manifest, bytes, dir)?;
+                    info.hashed_bytes = hashed_bytes;
+                    if let Ok(id) = info.id.parse() {
+                        if let Err(e) = store::save_stamps(&self.data_dir, id, &stamps) {
+                            warn!(broadcast = %info.id, error = %e, "cannot save the file stamps; the next version hashes everything");
+                        }
+                    }
+                    Ok(info)
+                });
                 let _ = reply.send(answer);
             }
             DataInput::List { reply } => {
@@ -542,13 +428,21 @@ impl DataPlane {
         &self,
         dir: PathBuf,
         chunk_size: u32,
+        rehash: bool,
         read_as: crate::manifest::ReadAs,
         reply: oneshot::Sender<Result<PublishInfo, PublishError>>,
     ) {
         let limits = self.core.config().limits;
         let tx = self.tx.clone();
+        // The previous version of this name sent from here, whose hashes unchanged files keep.
+        let previous = (!rehash)
+            .then(|| dir.file_name()?.to_str())
+            .flatten()
+            .and_then(|name| self.core.previous_own_version(name));
+        let data_dir = self.data_dir.clone();
         tokio::task::spawn_blocking(move || {
-            let result = Manifest::from_dir_as(&dir, chunk_size, &limits, &read_as)
+            let reuse = previous.and_then(|id| store::hash_reuse(&data_dir, id));
+            let result = Manifest::build(&dir, chunk_size, &limits, &read_as, reuse.as_ref())
                 .map_err(PublishError::from)
                 .and_then(|m| {
                     let canonical =
@@ -557,7 +451,13 @@ impl DataPlane {
                                 dir: dir.clone(),
                                 source,
                             })?;
-                    let bytes = m.to_bytes();
+                    let bytes = m.manifest.to_bytes();
+                    if reuse.is_some() {
+                        info!(
+                            hashed_bytes = m.hashed_bytes,
+                            "reused the hashes of unchanged files"
+                        );
+                    }
                     Ok((m, bytes, canonical))
                 });
             let _ = tx.blocking_send(DataInput::Built { result, reply });
@@ -585,6 +485,7 @@ impl DataPlane {
             files,
             chunks: u64::from(layout.chunk_count()),
             chunk_size: m.chunk_size,
+            hashed_bytes: layout.total_bytes,
         };
         if self.core.is_seeding(&id) {
             return Ok(info);
@@ -607,7 +508,7 @@ impl DataPlane {
         match action {
             BroadcastAction::Send { peer, msg } => {
                 if let Some(p) = self.peers.get(&peer) {
-                    let _ = p.tx.try_send(msg);
+                    self.advertise(&p.outbox, &msg);
                 }
             }
             BroadcastAction::Flood { msg } => {
@@ -620,7 +521,7 @@ impl DataPlane {
                     );
                 }
                 for p in self.peers.values() {
-                    let _ = p.tx.try_send(msg.clone());
+                    self.advertise(&p.outbox, &msg);
                 }
             }
             BroadcastAction::Serve { id, super_seed } => {
@@ -643,15 +544,23 @@ impl DataPlane {
                 bytes,
                 manifest,
                 layout,
+                links,
+                local,
             } => {
-                // Creating the directories and files of a large manifest takes a while: off the
-                // actor, which keeps serving meanwhile.
+                // Creating the directories and files of a large manifest, and copying what is
+                // held here already, takes a while: off the actor, which keeps serving.
                 let name = manifest.name.clone();
                 let data_dir = self.data_dir.clone();
                 let tx = self.tx.clone();
+                let reader = |b| self.io.get(&b).map(|io| io.reader.clone());
+                let froms = links.iter().map(|l| l.from);
+                let sources = local::sources_of(froms.chain(local.iter().map(|c| c.from)), reader);
                 tokio::task::spawn_blocking(move || {
                     let result =
                         Workspace::create(&data_dir, id, &bytes, manifest, layout).map(Arc::new);
+                    if let Ok(ws) = &result {
+                        local::take_local(ws, &links, &local, &sources);
+                    }
                     let _ = tx.blocking_send(DataInput::WorkspaceCreated { id, name, result });
                 });
             }
@@ -698,9 +607,7 @@ impl DataPlane {
                         p != peer
                     });
                 }
-                let _ = self
-                    .peers_tx
-                    .try_send(crate::peers::Input::Ban { id: peer });
+                let _ = self.bans.send(peer);
             }
             BroadcastAction::Commit { id } => {
                 let Some(ws) = self.io.get(&id).and_then(Io::workspace).cloned() else {
@@ -766,6 +673,27 @@ impl DataPlane {
                     }
                 });
             }
+        }
+    }
+
+    /// Merge a `Have` or `HaveUpdate` into a neighbour's outbox (see [`Outbox`]).
+    fn advertise(&self, outbox: &Outbox, msg: &Message) {
+        let broadcast = match msg {
+            Message::Have(h) => h.broadcast,
+            Message::HaveUpdate(u) => u.broadcast,
+            other => {
+                warn!(
+                    kind = other.kind(),
+                    "the core asked to send a message that is no advertisement"
+                );
+                return;
+            }
+        };
+        let Some(chunks) = self.io.get(&broadcast).map(|io| io.layout.chunk_count()) else {
+            return;
+        };
+        if let Err(e) = outbox.advertise(msg, chunks) {
+            warn!(broadcast = %broadcast.short(), error = %e, "advertisement not queued");
         }
     }
 

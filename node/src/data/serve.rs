@@ -25,7 +25,8 @@ use swarmcast_proto::{
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
-use super::broadcast::SuperSeed;
+use super::broadcast::{Failure, SuperSeed};
+use crate::inputs::ServeEvent;
 use crate::manifest::Layout;
 use crate::store::{BufPool, Source, StoreError, Workspace};
 use crate::sync::lock;
@@ -50,13 +51,13 @@ const ACK_WAIT: Duration = Duration::from_secs(15);
 pub(crate) enum Reader {
     /// The origin's source directory.
     Source(Arc<Source>),
-    /// A receiver's workspace (held chunks only).
+    /// A receiver's workspace (chunks verified and written).
     Workspace(Arc<Workspace>),
 }
 
 impl Reader {
     /// Chunks `first..` into `buf` (see [`Source::read_run`] and [`Workspace::read_run`]).
-    fn read_run(&self, first: u32, buf: &mut [u8]) -> Result<(), StoreError> {
+    pub(super) fn read_run(&self, first: u32, buf: &mut [u8]) -> Result<(), StoreError> {
         match self {
             Reader::Source(s) => s.read_run(first, buf),
             Reader::Workspace(w) => w.read_run(first, buf),
@@ -91,20 +92,6 @@ pub(crate) struct Catalog {
     throttle: tokio::sync::Mutex<()>,
     /// The wire trace (off unless asked for).
     pub(crate) trace: crate::wiretrace::WireTrace,
-}
-
-/// Events the serving side reports to the data plane.
-#[derive(Debug)]
-#[allow(clippy::enum_variant_names)]
-pub(crate) enum ServeEvent {
-    /// The origin's source no longer matches the manifest at chunk `index`.
-    SourceChanged { id: BroadcastId, index: u32 },
-    /// Bytes uploaded to a peer.
-    Uploaded {
-        id: BroadcastId,
-        peer: swarmcast_proto::NodeId,
-        bytes: u64,
-    },
 }
 
 impl Catalog {
@@ -288,7 +275,7 @@ async fn serve_chunks(
                 if matches!(s.reader, Reader::Source(_)) =>
             {
                 s.failed.store(true, std::sync::atomic::Ordering::Relaxed);
-                let error = super::Failure::SourceChanged { index };
+                let error = Failure::SourceChanged { index };
                 warn!(broadcast = %r.broadcast.short(), index, "source changed mid-broadcast; failing the broadcast");
                 let _ = events
                     .send(ServeEvent::SourceChanged {
@@ -312,11 +299,14 @@ async fn serve_chunks(
         index = run_end;
     }
     send.finish()?;
-    let _ = events.try_send(ServeEvent::Uploaded {
-        id: r.broadcast,
-        peer,
-        bytes: sent,
-    });
+    // Waits for room: the data plane drains these first and waits for nothing itself.
+    let _ = events
+        .send(ServeEvent::Uploaded {
+            id: r.broadcast,
+            peer,
+            bytes: sent,
+        })
+        .await;
     // Keep the permit (and so bound the buffers still queued in quinn) until the peer has
     // acknowledged everything, or stopped the stream, or the connection is gone.
     let acked = tokio::time::timeout(ACK_WAIT, send.stopped()).await;
@@ -443,5 +433,115 @@ mod tests {
         let mut buf = vec![0u8; 6];
         corrupt_each(&mut buf, &[2, 0, 4]);
         assert_eq!(buf, [0xff, 0, 0xff, 0, 0, 0]);
+    }
+
+    /// Eight requests are answered while the data plane's inbox for serving events has room for
+    /// one and nobody drains it: once drained, it holds all eight uploads. (The serving side
+    /// used to `try_send` them: seven were lost, and `node status` under-counted.)
+    #[tokio::test]
+    async fn every_upload_is_reported_to_a_full_data_plane() {
+        use std::net::{Ipv4Addr, SocketAddr};
+        use swarmcast_certs::testing::TestCluster;
+        use swarmcast_proto::Role;
+
+        const CHUNK: u32 = 4096;
+        const REQUESTS: u32 = 8;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("f"), vec![7u8; 4 * CHUNK as usize]).unwrap();
+        let m = crate::manifest::Manifest::from_dir(
+            &src,
+            CHUNK,
+            &crate::manifest::ManifestLimits::default(),
+        )
+        .unwrap();
+        let bytes = m.to_bytes();
+        let id = crate::manifest::manifest_id(&bytes);
+        let layout = Arc::new(Layout::new(&m));
+        let m = Arc::new(m);
+        let source = Source::new(src.canonicalize().unwrap(), m, layout.clone());
+        let catalog = Arc::new(Catalog::new(false, None, Default::default()));
+        catalog.insert(
+            id,
+            Arc::new(Servable {
+                manifest_bytes: Arc::new(bytes),
+                layout,
+                reader: Reader::Source(Arc::new(source)),
+                failed: Default::default(),
+                first_round: None,
+            }),
+        );
+
+        let cluster = TestCluster::new();
+        let (server_id, client_id) = (
+            cluster.issue("server", Role::Node),
+            cluster.issue("client", Role::Node),
+        );
+        let transport = swarmcast_net::transport_config();
+        let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let endpoint = quinn::Endpoint::server(
+            server_id.server_config(transport.clone()).unwrap(),
+            loopback,
+        )
+        .unwrap();
+        let addr = endpoint.local_addr().unwrap();
+        let (events, mut events_rx) = tokio::sync::mpsc::channel(1);
+        let peer = client_id.node_id();
+        let server = tokio::spawn(async move {
+            let conn = endpoint.accept().await.unwrap().await.unwrap();
+            while let Ok((send, recv)) = conn.accept_bi().await {
+                let (catalog, events) = (catalog.clone(), events.clone());
+                tokio::spawn(serve_stream(catalog, events, peer, send, recv, None));
+            }
+        });
+        let client = quinn::Endpoint::client(loopback).unwrap();
+        let config = client_id.client_config(transport).unwrap();
+        let t = Duration::from_secs(10);
+        let (conn, _) = swarmcast_net::connect(&client, &config, addr, t)
+            .await
+            .unwrap();
+        let limits = Limits::default();
+        let mut asked = Vec::new();
+        for k in 0..REQUESTS {
+            let conn = conn.clone();
+            asked.push(tokio::spawn(async move {
+                let (mut send, mut recv) = conn.open_bi().await.unwrap();
+                let req = Message::ChunkRequest(ChunkRequest {
+                    broadcast: id,
+                    index: ChunkIndex(k % 4),
+                    count: 1,
+                });
+                wire::write_message(&mut send, &req, &limits).await.unwrap();
+                send.finish().unwrap();
+                match wire::read_header(&mut recv, &limits).await.unwrap() {
+                    Some(Message::ChunkData(h)) => {
+                        let mut data = vec![0u8; h.len as usize];
+                        recv.read_exact(&mut data).await.unwrap();
+                        assert_eq!(data, vec![7u8; CHUNK as usize]);
+                    }
+                    other => panic!("request {k}: {other:?}"),
+                }
+            }));
+        }
+        for a in asked {
+            tokio::time::timeout(t, a).await.unwrap().unwrap();
+        }
+        let mut uploaded = 0;
+        for _ in 0..REQUESTS {
+            match tokio::time::timeout(t, events_rx.recv()).await {
+                Ok(Some(ServeEvent::Uploaded {
+                    id: b,
+                    peer: p,
+                    bytes,
+                })) => {
+                    assert_eq!((b, p), (id, peer));
+                    uploaded += bytes;
+                }
+                other => panic!("after {uploaded} bytes: {other:?}"),
+            }
+        }
+        assert_eq!(uploaded, u64::from(REQUESTS * CHUNK));
+        server.abort();
     }
 }

@@ -15,7 +15,7 @@ use nix::sys::stat::{Mode, SFlag, fstat, fstatat};
 use super::access::{self, R, ReadAs, X, nix_io};
 
 use super::error::MAX_REPORTED;
-use super::validate::{check_chunk_size, check_name, check_path};
+use super::validate::{check_name, check_path};
 use super::{
     BuildError, ChunkHash, Entry, EntryKind, MANIFEST_VERSION, Manifest, ManifestError,
     ManifestLimits,
@@ -27,6 +27,94 @@ const READ_BUF: usize = 1 << 20;
 /// BLAKE3 of one chunk.
 pub fn hash_chunk(data: &[u8]) -> ChunkHash {
     ChunkHash(*blake3::hash(data).as_bytes())
+}
+
+/// What `stat` said of a file when it was hashed: if all of it is the same at the next build,
+/// the file is taken as unchanged and its hashes are reused (as rsync's quick check, stricter:
+/// the inode and the ctime, which no user can set back, must match too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileStamp {
+    /// Bytes.
+    pub size: u64,
+    /// Modification time, ns since the epoch.
+    pub mtime_ns: i128,
+    /// Status change time, ns since the epoch.
+    pub ctime_ns: i128,
+    /// Device.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+}
+
+impl FileStamp {
+    fn of(st: &nix::sys::stat::FileStat) -> Self {
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Self {
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            mtime_ns: ns(st.st_mtime, st.st_mtime_nsec),
+            ctime_ns: ns(st.st_ctime, st.st_ctime_nsec),
+            dev: st.st_dev,
+            ino: st.st_ino,
+        }
+    }
+}
+
+/// The hashes of an earlier build, to reuse for files whose [`FileStamp`] did not change
+/// (`node send` again without `--rehash`).
+#[derive(Clone, Debug, Default)]
+pub struct HashReuse {
+    /// The chunk size they were computed with (others cannot be reused).
+    pub chunk_size: u32,
+    /// Manifest path to the stamp and the chunk hashes of that build.
+    pub files: std::collections::HashMap<String, (FileStamp, Vec<ChunkHash>)>,
+}
+
+impl HashReuse {
+    /// From an earlier manifest and the stamps of its files (entry order does not matter).
+    pub fn new(earlier: &Manifest, stamps: &[(String, FileStamp)]) -> Self {
+        let by_path: std::collections::HashMap<&str, &Vec<ChunkHash>> = earlier
+            .entries
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EntryKind::File { chunks, .. } => Some((e.path.as_str(), chunks)),
+                EntryKind::Dir { .. } => None,
+            })
+            .collect();
+        let files = stamps
+            .iter()
+            .filter_map(|(path, stamp)| {
+                let hashes = by_path.get(path.as_str())?;
+                Some((path.clone(), (*stamp, (*hashes).clone())))
+            })
+            .collect();
+        Self {
+            chunk_size: earlier.chunk_size,
+            files,
+        }
+    }
+
+    /// The hashes to reuse for `path` if its stamp is `now` and the chunk size `chunk_size`.
+    fn lookup(&self, path: &str, now: &FileStamp, chunk_size: u32) -> Option<&Vec<ChunkHash>> {
+        if self.chunk_size != chunk_size {
+            return None;
+        }
+        self.files
+            .get(path)
+            .filter(|(stamp, _)| stamp == now)
+            .map(|(_, h)| h)
+    }
+}
+
+/// A build's result: the manifest, the stamp of each file (manifest order), and how many of
+/// the file bytes were hashed (the rest reused).
+#[derive(Debug)]
+pub struct Built {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Each regular file's path and stamp, in manifest order.
+    pub stamps: Vec<(String, FileStamp)>,
+    /// File bytes read and hashed.
+    pub hashed_bytes: u64,
 }
 
 impl Manifest {
@@ -60,6 +148,20 @@ impl Manifest {
         limits: &ManifestLimits,
         who: &ReadAs,
     ) -> Result<Manifest, BuildError> {
+        Self::build(dir, chunk_size, limits, who, None).map(|b| b.manifest)
+    }
+
+    /// [`Manifest::from_dir_as`], reusing the hashes of `reuse` for every file whose
+    /// [`FileStamp`] is the same as when they were computed (with the same chunk size). The
+    /// file is still opened and checked readable by `who`; it is just not read. Returns the
+    /// stamps of this build, for the next one.
+    pub fn build(
+        dir: &Path,
+        chunk_size: u32,
+        limits: &ManifestLimits,
+        who: &ReadAs,
+        reuse: Option<&HashReuse>,
+    ) -> Result<Built, BuildError> {
         let abs = if dir.is_absolute() {
             dir.to_owned()
         } else {
@@ -73,7 +175,7 @@ impl Manifest {
             return Err(BuildError::NonUtf8 { paths: vec![root] });
         };
         check_name(name, limits)?;
-        check_chunk_size(chunk_size, limits)?;
+        limits.check_chunk_size(chunk_size)?;
         let name = name.to_owned();
 
         let mut found = walk(&root, root_fd, limits, who)?;
@@ -82,15 +184,31 @@ impl Manifest {
 
         let mut buf = vec![0u8; READ_BUF];
         let mut entries = Vec::with_capacity(found.len());
+        let mut stamps = Vec::new();
+        let mut hashed_bytes = 0u64;
         for f in found {
             let kind = match f.kind {
                 Found::Dir => EntryKind::Dir { mode: f.mode },
-                Found::File { size } => {
+                Found::File { size, stamp } => {
                     let file = open_regular(&f.abs, Some(f.inode), who)?;
+                    // The stamp of the file opened, so that a change since the walk is seen.
+                    let now = fstat(&file).map(|st| FileStamp::of(&st)).ok();
+                    let reused = now
+                        .filter(|n| *n == stamp)
+                        .and_then(|n| reuse?.lookup(&f.path, &n, chunk_size))
+                        .filter(|h| h.len() as u64 == size.div_ceil(u64::from(chunk_size)));
+                    let chunks = match reused {
+                        Some(h) => h.clone(),
+                        None => {
+                            hashed_bytes += size;
+                            hash_file(file, &f.abs, size, chunk_size, &mut buf)?
+                        }
+                    };
+                    stamps.push((f.path.clone(), stamp));
                     EntryKind::File {
                         size,
                         mode: f.mode,
-                        chunks: hash_file(file, &f.abs, size, chunk_size, &mut buf)?,
+                        chunks,
                     }
                 }
             };
@@ -115,9 +233,14 @@ impl Manifest {
         tracing::debug!(
             name = %manifest.name,
             entries = manifest.entries.len(),
+            hashed_bytes,
             "manifest built"
         );
-        Ok(manifest)
+        Ok(Built {
+            manifest,
+            stamps,
+            hashed_bytes,
+        })
     }
 }
 
@@ -137,7 +260,7 @@ struct FoundEntry {
 
 #[derive(Debug)]
 enum Found {
-    File { size: u64 },
+    File { size: u64, stamp: FileStamp },
     Dir,
 }
 
@@ -210,7 +333,10 @@ fn walk(
                         path,
                         mode,
                         inode,
-                        kind: Found::File { size },
+                        kind: Found::File {
+                            size,
+                            stamp: FileStamp::of(&st),
+                        },
                     });
                 }
             } else if unsupported.len() < MAX_REPORTED {
@@ -259,7 +385,7 @@ fn check_before_hashing(
     let mut chunks = 0u64;
     for (index, f) in found.iter().enumerate() {
         check_path(index, &f.path, limits)?;
-        if let Found::File { size } = f.kind {
+        if let Found::File { size, .. } = f.kind {
             bytes = bytes
                 .checked_add(size)
                 .filter(|total| *total <= limits.max_total_bytes)

@@ -1,5 +1,7 @@
 //! Caps on what a manifest may describe.
 
+use super::error::ManifestError;
+
 /// Chunk size `node send` uses unless told otherwise: 256 KiB. On shaped 25–50 Mbit/s links
 /// 1 MiB chunks (one piece each) made a transfer take 1.7–1.9 × T* against 1.15–1.2 × T* with
 /// 256 KiB (a receiver forwards a piece only once all of it arrived), and on loopback the two
@@ -65,8 +67,16 @@ impl ManifestLimits {
 
     /// Whether `chunk_size` is accepted (never zero, whatever the limits say): what
     /// `node send --chunk-size` is checked against before the daemon is asked.
-    pub fn check_chunk_size(&self, chunk_size: u32) -> Result<(), super::ManifestError> {
-        super::validate::check_chunk_size(chunk_size, self)
+    pub fn check_chunk_size(&self, chunk_size: u32) -> Result<(), ManifestError> {
+        let min = self.min_chunk_size.max(1);
+        if chunk_size < min || chunk_size > self.max_chunk_size {
+            return Err(ManifestError::ChunkSize {
+                chunk_size,
+                min,
+                max: self.max_chunk_size,
+            });
+        }
+        Ok(())
     }
 
     /// `max_entries`, capped at `u32::MAX`.

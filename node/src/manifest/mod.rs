@@ -29,7 +29,7 @@ mod space;
 mod validate;
 
 pub use access::{Credentials, ReadAs};
-pub use build::hash_chunk;
+pub use build::{Built, FileStamp, HashReuse, hash_chunk};
 pub use codec::{MANIFEST_MAX_DEPTH, manifest_id};
 pub use error::{BuildError, MAX_REPORTED, ManifestError};
 pub use limits::{DEFAULT_CHUNK_SIZE, ManifestLimits};

@@ -24,7 +24,7 @@ impl Manifest {
             });
         }
         check_name(&self.name, limits)?;
-        check_chunk_size(self.chunk_size, limits)?;
+        limits.check_chunk_size(self.chunk_size)?;
         let count = self.entries.len() as u64;
         if count > limits.entry_cap() {
             return Err(ManifestError::TooManyEntries {
@@ -117,7 +117,7 @@ impl Manifest {
     }
 
     fn check_chunk_counts(&self) -> Result<(), ManifestError> {
-        // Checked non-zero by `check_chunk_size`.
+        // Checked non-zero by `ManifestLimits::check_chunk_size`.
         let chunk_size = u64::from(self.chunk_size.max(1));
         for entry in &self.entries {
             if let EntryKind::File { size, chunks, .. } = &entry.kind {
@@ -135,22 +135,6 @@ impl Manifest {
         }
         Ok(())
     }
-}
-
-/// The chunk size is within the limits (and never zero, whatever the limits say).
-pub(crate) fn check_chunk_size(
-    chunk_size: u32,
-    limits: &ManifestLimits,
-) -> Result<(), ManifestError> {
-    let min = limits.min_chunk_size.max(1);
-    if chunk_size < min || chunk_size > limits.max_chunk_size {
-        return Err(ManifestError::ChunkSize {
-            chunk_size,
-            min,
-            max: limits.max_chunk_size,
-        });
-    }
-    Ok(())
 }
 
 /// The broadcast name is one valid path component.

@@ -4,7 +4,27 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::{Direction, NeighbourState};
+use serde::{Deserialize, Serialize};
+
+/// Who dialled a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// This node dialled the peer.
+    Outbound,
+    /// The peer dialled this node.
+    Inbound,
+}
+
+/// Where a neighbour is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NeighbourState {
+    /// Our dial is in flight.
+    Dialling,
+    /// The connection is up.
+    Connected,
+}
 
 /// The core's record of one neighbour: at most one per peer.
 #[derive(Clone, Debug)]
@@ -130,6 +150,16 @@ impl Pinger {
     pub(super) fn sent(&mut self, now: Instant, nonce: u64, interval: Duration) {
         self.outstanding.push_back((nonce, now));
         self.next_ping = now + interval;
+    }
+
+    /// A ping or pong the shell could not queue: one miss now; the unsent ping (`nonce`) is
+    /// settled, since it cannot be answered. Returns the consecutive misses so far.
+    pub(super) fn congested(&mut self, nonce: Option<u64>) -> u32 {
+        if let Some(pos) = nonce.and_then(|n| self.outstanding.iter().position(|&(o, _)| o == n)) {
+            self.outstanding.remove(pos);
+        }
+        self.missed += 1;
+        self.missed
     }
 
     /// A pong: the RTT sample if `nonce` is outstanding, `None` if it is stale or unknown.

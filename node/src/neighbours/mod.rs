@@ -24,7 +24,14 @@
 //!   registry marks it dead, or when it is banned. Peers whose connection closed, whose dial
 //!   failed, or who missed their pings enter a cooldown and are not dialled for a while: an
 //!   exponential backoff from [`failure_cooldown_min`](NeighbourConfig::failure_cooldown_min)
-//!   to [`failure_cooldown`](NeighbourConfig::failure_cooldown).
+//!   to [`failure_cooldown`](NeighbourConfig::failure_cooldown). A dial that failed because
+//!   the handshake refused a certificate, or because the address answered with another
+//!   identity ([`DialFailure`]), is no passing fault: that peer waits the longest cooldown at
+//!   once, and a wrong identity only until the registry gives the peer another address.
+//! * **Congestion.** A ping or pong the shell could not queue on a control stream
+//!   ([`handle_congested`](Neighbours::handle_congested)) is a congested link: each counts as
+//!   one missed ping at once (a ping that never left cannot be answered, and is not counted
+//!   again when its timeout passes), so a link that stays congested is lost like a silent one.
 //! * **Bans.** A banned peer (the data plane caught it serving bad chunks) is never dialled
 //!   again, but it is not cut off: its disk may be faulty rather than the peer hostile, and it
 //!   still needs a verified copy of its own. Its connection is kept as a *serve-only* link
@@ -42,7 +49,8 @@
 //!    bootstrap, [`handle_connected`](Neighbours::handle_connected),
 //!    [`handle_dial_failed`](Neighbours::handle_dial_failed),
 //!    [`handle_closed`](Neighbours::handle_closed), [`handle_pong`](Neighbours::handle_pong),
-//!    [`handle_activity`](Neighbours::handle_activity), [`handle_ban`](Neighbours::handle_ban).
+//!    [`handle_activity`](Neighbours::handle_activity), [`handle_ban`](Neighbours::handle_ban),
+//!    [`handle_congested`](Neighbours::handle_congested).
 //! 3. After every `handle_*` call, drain [`poll_action`](Neighbours::poll_action) until it
 //!    returns `None` and carry each action out, then drain
 //!    [`poll_event`](Neighbours::poll_event) (optional: events are for logs and status; the
@@ -61,7 +69,7 @@
 //! * [`Action::Dial`]: connect to `addr`. Once the handshake is done, check that the NodeId of
 //!   the peer's certificate equals `id`, then call `handle_connected(id, addr, Outbound)`. If the
 //!   handshake fails or times out, or the certificate names another NodeId, close it and call
-//!   `handle_dial_failed(id)`.
+//!   `handle_dial_failed(id, failure)` with what went wrong ([`DialFailure`]).
 //! * An inbound connection: once the handshake is done, take the NodeId from the peer's
 //!   certificate (never from a message) and call `handle_connected(id, remote, Inbound)`.
 //! * `handle_connected` returned `true`: this connection is now *the* connection to `id`.
@@ -75,8 +83,9 @@
 //!   the close code for `reason`. Do not report its end to the core.
 //! * [`Action::Ping`]: send `Message::Ping { nonce }` on the control stream of the accepted
 //!   connection to `id`. When a `Message::Pong` arrives on that connection, call
-//!   `handle_pong(id, nonce)`. (The shell answers the peer's pings itself; the core is not
-//!   involved.)
+//!   `handle_pong(id, nonce)`. If the ping cannot be queued, call
+//!   `handle_congested(id, Unsent::Ping { nonce })`. (The shell answers the peer's pings
+//!   itself; a pong it cannot queue is reported with `Unsent::Pong`.)
 //! * The accepted connection to `id` closed (by the peer, idle timeout, error): call
 //!   `handle_closed(id)`. Only ever report the accepted connection: a late report about a
 //!   connection the shell was told to drop would kill its successor.
@@ -120,6 +129,7 @@ use swarmcast_proto::{NodeId, RegistryEntry, Role, Status};
 use tracing::debug;
 
 pub use config::{NeighbourConfig, NeighbourConfigError};
+pub use link::{Direction, NeighbourState};
 use link::{Link, Phase};
 
 /// The cooldown after `failures` failures in a row (at least 1): doubling from
@@ -133,20 +143,46 @@ fn backoff(config: &NeighbourConfig, failures: u32) -> Duration {
         .map_or(max, |d| d.min(max))
 }
 
+/// The failures in a row after which [`backoff`] gives the longest cooldown.
+fn longest_backoff_failures(config: &NeighbourConfig) -> u32 {
+    (1..=21)
+        .find(|&f| backoff(config, f) >= config.failure_cooldown)
+        .unwrap_or(21)
+}
+
 /// How soon a node with no neighbour at all retries peers that are in their failure cooldown.
 pub const ISOLATED_RETRY: Duration = Duration::from_secs(1);
 
 /// At most this many [`Event`]s wait in the queue; older ones are dropped first.
 pub const MAX_EVENTS: usize = 256;
 
-/// Who dialled a connection.
+/// Why a dial failed, as the core tells failures apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// This node dialled the peer.
-    Outbound,
-    /// The peer dialled this node.
-    Inbound,
+pub enum DialFailure {
+    /// No answer in time, or the connection failed on the way: the peer may be down or out of
+    /// reach for now. The usual backoff applies.
+    Unreachable,
+    /// The TLS handshake refused a certificate, either side's (another cluster's CA, an expired
+    /// certificate): retrying soon will not help. The longest cooldown applies at once.
+    Refused,
+    /// The address answered with another identity than the registry's: the registry's address
+    /// for the peer is stale (the peer moved, another node took the address). The longest
+    /// cooldown applies at once, and ends when the registry gives the peer another address.
+    WrongPeer,
+}
+
+/// A control message the shell could not queue (see
+/// [`handle_congested`](Neighbours::handle_congested)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Unsent {
+    /// The ping of [`Action::Ping`] with this nonce.
+    Ping {
+        /// Its nonce.
+        nonce: u64,
+    },
+    /// The pong answering one of the peer's pings.
+    Pong,
 }
 
 /// Why a neighbour (or a dial) ended. The shell maps it to a QUIC application close code.
@@ -165,16 +201,6 @@ pub enum LossReason {
     Banned,
     /// Not a loss: the close code for a connection `handle_connected` refused.
     Refused,
-}
-
-/// Where a neighbour is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NeighbourState {
-    /// Our dial is in flight.
-    Dialling,
-    /// The connection is up.
-    Connected,
 }
 
 /// A neighbour, for status output.
@@ -253,6 +279,13 @@ pub enum Event {
         /// The peer.
         id: NodeId,
     },
+    /// A control message to `id` could not be queued: its link is congested.
+    Congested {
+        /// The peer.
+        id: NodeId,
+        /// What was not sent.
+        unsent: Unsent,
+    },
     /// A new neighbour took the slot of one lost earlier.
     Replaced {
         /// The neighbour lost.
@@ -267,6 +300,9 @@ pub enum Event {
 struct Cooldown {
     since: Instant,
     until: Instant,
+    /// For a wrong identity: the address that gave it. The cooldown ends when the registry
+    /// gives the peer another one.
+    stale_addr: Option<SocketAddr>,
 }
 
 /// The neighbour core. See the [module docs](self) for the call order and the contract.
@@ -357,6 +393,12 @@ impl Neighbours {
                 self.lose(now, *id, LossReason::RegistryDead, true);
             }
         }
+        // A peer that answered with another identity at its old address: its new one is
+        // worth a dial at once.
+        self.cooldown.retain(|id, c| {
+            c.stale_addr
+                .is_none_or(|stale| candidates.get(id).is_none_or(|a| *a == stale))
+        });
         self.candidates = candidates;
         self.refill(now);
     }
@@ -395,14 +437,62 @@ impl Neighbours {
         accepted
     }
 
-    /// The dial to `id` failed (handshake error, timeout, wrong certificate).
+    /// The dial to `id` failed: `failure` says how (see [`DialFailure`]).
     ///
-    /// The peer enters cooldown and another candidate is dialled. Ignored unless the core is
-    /// dialling `id`.
-    pub fn handle_dial_failed(&mut self, now: Instant, id: NodeId) {
+    /// The peer enters cooldown (the longest at once unless it was merely
+    /// [`Unreachable`](DialFailure::Unreachable)) and another candidate is dialled. Ignored
+    /// unless the core is dialling `id`.
+    pub fn handle_dial_failed(&mut self, now: Instant, id: NodeId, failure: DialFailure) {
         self.advance(now);
-        if self.links.get(&id).is_some_and(Link::is_dialling) {
-            self.lose(now, id, LossReason::DialFailed, false);
+        let Some(addr) = self
+            .links
+            .get(&id)
+            .filter(|l| l.is_dialling())
+            .map(|l| l.addr)
+        else {
+            self.refill(now);
+            return;
+        };
+        debug!(peer = %id, %addr, ?failure, "dial failed");
+        self.lose(now, id, LossReason::DialFailed, false);
+        if failure != DialFailure::Unreachable {
+            let failures = self.failures.entry(id).or_insert(0);
+            // As many failures in a row as the longest cooldown takes, so that the next
+            // failure waits as long.
+            *failures = (*failures).max(longest_backoff_failures(&self.config));
+            let stale_addr = (failure == DialFailure::WrongPeer).then_some(addr);
+            self.cooldown.insert(
+                id,
+                Cooldown {
+                    since: now,
+                    until: now + self.config.failure_cooldown,
+                    stale_addr,
+                },
+            );
+        }
+        self.refill(now);
+    }
+
+    /// The shell could not queue `unsent` on the control stream to `id`: the link is
+    /// congested. It counts as one missed ping at once (an unsent ping is settled, so that its
+    /// timeout does not count it again); `max_missed_pings` of them in a row, misses by timeout
+    /// included, lose the neighbour. A pong resets the count as usual. Ignored unless `id` is
+    /// connected.
+    pub fn handle_congested(&mut self, now: Instant, id: NodeId, unsent: Unsent) {
+        self.advance(now);
+        let max_missed = self.config.effective_max_missed();
+        let Some(Phase::Connected(pinger)) = self.links.get_mut(&id).map(|l| &mut l.phase) else {
+            return;
+        };
+        let nonce = match unsent {
+            Unsent::Ping { nonce } => Some(nonce),
+            Unsent::Pong => None,
+        };
+        let missed = pinger.congested(nonce);
+        self.push_event(Event::Congested { id, unsent });
+        if missed >= max_missed {
+            debug!(peer = %id, "congested neighbour missed its pings");
+            self.lose(now, id, LossReason::PingsMissed, true);
         }
         self.refill(now);
     }
@@ -678,6 +768,7 @@ impl Neighbours {
                 Cooldown {
                     since: now,
                     until: now + wait,
+                    stale_addr: None,
                 },
             );
             if link.is_connected() {

@@ -579,7 +579,7 @@ fn duplicate_tie_break_keeps_the_connection_dialled_by_the_smaller_id() {
     let mut core = dialling_to(smaller);
     assert!(core.handle_connected(now, smaller, addr(1), Direction::Inbound));
     assert!(!core.handle_connected(now, smaller, addr(1), Direction::Outbound));
-    core.handle_dial_failed(now, smaller); // the aborted dial: ignored
+    core.handle_dial_failed(now, smaller, DialFailure::Unreachable); // the aborted dial: ignored
     assert_eq!(core.neighbours()[0].direction, Direction::Inbound);
     assert_eq!(core.connected_count(), 1);
 
@@ -682,7 +682,8 @@ fn dial_failure_and_close_cool_down_and_refill_at_once() {
     let other = *d.connected().iter().next().unwrap();
     d.core.handle_closed(d.now, other);
     let failing = dials(&d.settle())[0];
-    d.core.handle_dial_failed(d.now, failing);
+    d.core
+        .handle_dial_failed(d.now, failing, DialFailure::Unreachable);
     let next = dials(&d.settle());
     assert_eq!(next.len(), 1);
     assert!(![closed, other, failing].contains(&next[0]));
@@ -698,7 +699,8 @@ fn dial_failure_and_close_cool_down_and_refill_at_once() {
 
     // Reports about peers the core does not hold are ignored.
     d.core.handle_closed(d.now, failing);
-    d.core.handle_dial_failed(d.now, closed);
+    d.core
+        .handle_dial_failed(d.now, closed, DialFailure::Unreachable);
     assert!(d.settle().is_empty());
 }
 
@@ -953,4 +955,126 @@ fn failing_peer_backs_off_exponentially_and_comes_back_soon_after_a_heal() {
         .filter(|(t, a)| *t > closed_at && matches!(a, Action::Dial { id: p, .. } if *p == id(2)))
         .count();
     assert_eq!(redial, 1);
+}
+
+#[test]
+fn a_refused_certificate_or_a_wrong_identity_waits_the_longest_cooldown_a_timeout_does_not() {
+    let config = NeighbourConfig::default();
+    let min = config.failure_cooldown_min.as_millis() as u64;
+    let max = config.failure_cooldown.as_millis() as u64;
+    for failure in [
+        DialFailure::Unreachable,
+        DialFailure::Refused,
+        DialFailure::WrongPeer,
+    ] {
+        let mut d = Driver::new(config.clone(), 3);
+        // The only candidate; its dials hang until reported.
+        d.unreachable.insert(id(0));
+        d.registry(&alive(0..1));
+        assert_eq!(d.dialled(), [id(0)]);
+        d.core.handle_dial_failed(d.now, id(0), failure);
+        let early = d.run_for(min + 100);
+        if failure == DialFailure::Unreachable {
+            assert_eq!(
+                dials(&early),
+                [id(0)],
+                "a timeout is retried after {min} ms"
+            );
+            continue;
+        }
+        assert!(dials(&early).is_empty(), "{failure:?}: {early:?}");
+        assert!(dials(&d.run_until(d.start + Duration::from_millis(max - 100))).is_empty());
+        let late = d.run_until(d.start + Duration::from_millis(max + 100));
+        assert_eq!(
+            dials(&late),
+            [id(0)],
+            "{failure:?} is retried after {max} ms"
+        );
+    }
+}
+
+#[test]
+fn a_wrong_identity_is_dialled_again_as_soon_as_the_registry_moves_the_peer() {
+    let mut d = Driver::new(NeighbourConfig::default(), 4);
+    d.unreachable.insert(id(0));
+    d.registry(&alive(0..1));
+    d.core
+        .handle_dial_failed(d.now, id(0), DialFailure::WrongPeer);
+    d.settle();
+    // The same address again: still cooling down.
+    d.registry(&alive(0..1));
+    assert!(dials(&d.run_for(2_000)).is_empty());
+    // A new address: dialled there at once.
+    let mut moved = entry(0, Status::Alive, Role::Node);
+    moved.record.addrs = vec![addr(500)];
+    d.core.handle_registry(d.now, &[moved]);
+    let done = d.settle();
+    assert!(
+        done.contains(&Action::Dial {
+            id: id(0),
+            addr: addr(500)
+        }),
+        "{done:?}"
+    );
+    // A refused certificate is not cut short by a move.
+    let mut d = Driver::new(NeighbourConfig::default(), 4);
+    d.unreachable.insert(id(0));
+    d.registry(&alive(0..1));
+    d.core
+        .handle_dial_failed(d.now, id(0), DialFailure::Refused);
+    d.settle();
+    let mut moved = entry(0, Status::Alive, Role::Node);
+    moved.record.addrs = vec![addr(500)];
+    d.core.handle_registry(d.now, &[moved]);
+    assert!(dials(&d.settle()).is_empty());
+}
+
+#[test]
+fn pings_and_pongs_that_cannot_be_queued_count_as_misses_once() {
+    let config = NeighbourConfig::default();
+    let mut d = Driver::new(config.clone(), 5);
+    d.silent.insert(id(0));
+    d.registry(&alive(0..1));
+    let first = d.run_for(10);
+    let nonce = first
+        .iter()
+        .find_map(|a| match a {
+            Action::Ping { id: p, nonce } if *p == id(0) => Some(*nonce),
+            _ => None,
+        })
+        .expect("a first ping");
+    // That ping could not be queued: one miss now, not a second when its timeout passes.
+    d.core
+        .handle_congested(d.now, id(0), Unsent::Ping { nonce });
+    assert!(closes(&d.settle()).is_empty());
+    assert!(d.events().contains(&Event::Congested {
+        id: id(0),
+        unsent: Unsent::Ping { nonce }
+    }));
+    // Idle: the next ping is due only after `idle_ping_interval`; the unsent one's timeout
+    // passes meanwhile.
+    let wait = config.ping_timeout + Duration::from_millis(500);
+    assert!(wait < config.idle_ping_interval);
+    assert!(closes(&d.run_until(d.now + wait)).is_empty());
+    // Two pongs that cannot be queued make three misses: the link is lost.
+    d.core.handle_congested(d.now, id(0), Unsent::Pong);
+    assert!(closes(&d.settle()).is_empty(), "two misses so far");
+    d.core.handle_congested(d.now, id(0), Unsent::Pong);
+    assert_eq!(closes(&d.settle()), [(id(0), LossReason::PingsMissed)]);
+    // A congested link that answers is not lost: a pong resets the count.
+    let mut d = Driver::new(config, 6);
+    d.registry(&alive(0..1));
+    d.run_for(10);
+    for _ in 0..5 {
+        d.core.handle_congested(d.now, id(0), Unsent::Pong);
+        d.core.handle_congested(d.now, id(0), Unsent::Pong);
+        assert!(closes(&d.settle()).is_empty());
+        // The next ping is answered (the peer is not silent).
+        d.run_for(config_idle_ms() + 10);
+    }
+    assert_eq!(d.connected().len(), 1);
+}
+
+fn config_idle_ms() -> u64 {
+    NeighbourConfig::default().idle_ping_interval.as_millis() as u64
 }

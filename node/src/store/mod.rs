@@ -61,6 +61,7 @@ const JOURNAL_FILE: &str = "held";
 const COMPLETE_FILE: &str = "complete";
 const ORIGIN_FILE: &str = "origin";
 const VERSION_FILE: &str = "version";
+const STAMPS_FILE: &str = "stamps";
 
 /// What went wrong in the store. Every variant names the path or chunk involved.
 #[derive(Debug, thiserror::Error)]
@@ -293,6 +294,31 @@ pub fn save_version(
         VERSION_FILE,
         format!("{seq} {published_ms}\n").as_bytes(),
     )
+}
+
+/// Persists the stamps of the files an origin hashed for `id`, so that the next version of the
+/// name reuses the hashes of the files that did not change.
+pub fn save_stamps(
+    data_dir: &Path,
+    id: BroadcastId,
+    stamps: &[(String, crate::manifest::FileStamp)],
+) -> Result<(), StoreError> {
+    let dir = broadcast_dir(data_dir, id);
+    let path = dir.join(STAMPS_FILE);
+    let bytes =
+        rmp_serde::to_vec(stamps).map_err(|e| StoreError::io(&path, io::Error::other(e)))?;
+    fsx::write_atomic(&dir, STAMPS_FILE, &bytes)
+}
+
+/// The hashes of origin broadcast `id` with the stamps of its files, for a new build to reuse;
+/// `None` if either is missing or unreadable (then everything is hashed).
+pub fn hash_reuse(data_dir: &Path, id: BroadcastId) -> Option<crate::manifest::HashReuse> {
+    let bytes = read_manifest(data_dir, id).ok()??;
+    let path = broadcast_dir(data_dir, id).join(MANIFEST_FILE);
+    let manifest = decode_manifest(&path, id, &bytes).ok()?;
+    let stamps = fsx::read_small(&broadcast_dir(data_dir, id).join(STAMPS_FILE)).ok()??;
+    let stamps: Vec<(String, crate::manifest::FileStamp)> = rmp_serde::from_slice(&stamps).ok()?;
+    Some(crate::manifest::HashReuse::new(&manifest, &stamps))
 }
 
 /// What [`save_version`] wrote (`None`: nothing, or unreadable).

@@ -303,6 +303,117 @@ impl Workspace {
         Ok(())
     }
 
+    /// Takes file `entry` whole from workspace `from` (its entry `from_entry`, every chunk of
+    /// which `from` holds) by hard-linking it, instead of writing its chunks: incremental
+    /// transfer of a file that did not change between versions. The link is read back and every
+    /// chunk checked against this manifest's hashes before it counts; on any error (the source
+    /// gone, a different filesystem, a mismatch) nothing is left and the chunks are simply
+    /// fetched. The chunks are then pending, as if written, until the next [`commit`]
+    /// (Self::commit).
+    ///
+    /// The versions share the inode from then on: nothing writes a complete file again, and
+    /// removing one version unlinks only its name. (Applying this manifest's modes changes the
+    /// other version's too, where they differ.)
+    pub fn link_file(
+        &self,
+        entry: u32,
+        from: &Workspace,
+        from_entry: u32,
+    ) -> Result<(), StoreError> {
+        let chunks: Vec<ChunkInfo> = self
+            .layout
+            .chunks
+            .iter()
+            .copied()
+            .filter(|c| c.entry == entry)
+            .collect();
+        let (Some(dst_rel), Some(src_rel)) = (
+            self.manifest.entries.get(entry as usize).map(|e| &e.path),
+            from.manifest
+                .entries
+                .get(from_entry as usize)
+                .map(|e| &e.path),
+        ) else {
+            return Err(StoreError::NoSuchChunk {
+                index: entry,
+                count: self.layout.chunk_count(),
+            });
+        };
+        {
+            let st = fsx::lock(&from.state);
+            let first = from
+                .layout
+                .chunks
+                .iter()
+                .position(|c| c.entry == from_entry);
+            let held = first.is_some_and(|f| {
+                (f..from.layout.chunks.len())
+                    .take_while(|&i| from.layout.chunks[i].entry == from_entry)
+                    .all(|i| st.held.get(i as u32))
+            });
+            if !held {
+                return Err(StoreError::NotHeld { index: from_entry });
+            }
+        }
+        let src_parts = fsx::split(&from.data_path, src_rel)?;
+        let (src_name, src_dirs) = fsx::split_last(&from.data_path, &src_parts)?;
+        let src_dir = fsx::open_dir_at(&from.data, &from.data_path, src_dirs, Create::No)?;
+        let dst_parts = fsx::split(&self.data_path, dst_rel)?;
+        let (dst_name, dst_dirs) = fsx::split_last(&self.data_path, &dst_parts)?;
+        let dst_dir = fsx::open_dir_at(&self.data, &self.data_path, dst_dirs, Create::Yes)?;
+        let dst_path = || self.data_path.join(dst_rel);
+        let tmp = fsx::temp_name("swarmcast-link");
+        nix::unistd::linkat(&src_dir, src_name, &dst_dir, tmp.as_str(), AtFlags::empty())
+            .map_err(|e| StoreError::io(from.data_path.join(src_rel), e))?;
+        let placed = nix::fcntl::renameat(&dst_dir, tmp.as_str(), &dst_dir, dst_name)
+            .map_err(|e| StoreError::io(dst_path(), e));
+        if let Err(e) = placed {
+            let _ = nix::unistd::unlinkat(
+                &dst_dir,
+                tmp.as_str(),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
+            return Err(e);
+        }
+        // A handle opened on the file this replaced must not be used again.
+        self.handles.forget(entry);
+        let file = fsx::open_file_in(&dst_dir, dst_name, &dst_path(), Access::Read)?;
+        let mut buf = Vec::new();
+        for c in &chunks {
+            buf.resize(c.len as usize, 0);
+            let ok = file.read_exact_at(&mut buf, c.offset).is_ok() && hash_chunk(&buf) == c.hash;
+            if !ok {
+                // Leave an empty file of the right size to be written chunk by chunk.
+                let _ = nix::unistd::unlinkat(
+                    &dst_dir,
+                    dst_name,
+                    nix::unistd::UnlinkatFlags::NoRemoveDir,
+                );
+                let size = chunks.iter().map(|c| u64::from(c.len)).sum();
+                let _ = open_or_create(&dst_dir, dst_name, &dst_path()).and_then(|_| {
+                    fsx::open_file_in(&dst_dir, dst_name, &dst_path(), Access::Write)?
+                        .set_len(size)
+                        .map_err(|e| StoreError::io(dst_path(), e))
+                });
+                return Err(StoreError::HashMismatch { index: c.entry });
+            }
+        }
+        let first = self.layout.chunks.iter().position(|c| c.entry == entry);
+        let mut st = fsx::lock(&self.state);
+        if let Some(first) = first {
+            for i in first..first + chunks.len() {
+                let i = i as u32;
+                if !st.held.get(i) {
+                    st.pending.push(i);
+                    st.verified.set(i);
+                    st.written.set(i);
+                }
+            }
+        }
+        st.created = true;
+        Ok(())
+    }
+
     /// Writes verified bytes of one chunk in place; whether its file had to be created.
     fn write_verified(
         &self,

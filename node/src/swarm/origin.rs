@@ -26,17 +26,16 @@
 //! completion times as random picks.
 //!
 //! An origin that sends each piece only once in its first round (super-seeding) declines the
-//! others ([`Transfer::handle_piece_declined`]): such a piece ends the stripe, and is not asked of
+//! others ([`Transfer::handle_piece_declined`](super::Transfer::handle_piece_declined)): such a piece ends the stripe, and is not asked of
 //! the origin again for `min_request_timeout`, by when it should be at a neighbour.
 
 use std::time::Instant;
 
+use super::peer::Peer;
+use super::pool::Pool;
+use crate::bitfield::Bitfield;
 use rand::Rng;
 use rand::rngs::StdRng;
-use swarmcast_proto::NodeId;
-
-use super::Transfer;
-use crate::bitfield::Bitfield;
 
 /// Runs shorter than this are entered at their start.
 const SHORT_RUN: u32 = 8;
@@ -95,56 +94,72 @@ impl OriginPlan {
     }
 }
 
-impl Transfer {
-    /// Up to `free` pieces to ask of the origin `id`, in stripe order.
-    pub(super) fn origin_picks(&mut self, now: Instant, id: NodeId, free: usize) -> Vec<u32> {
-        let n = self.pieces();
+/// What the plan reads of its transfer: the pool of missing pieces and the origin's record.
+#[derive(Clone, Copy)]
+pub(super) struct Sources<'a> {
+    /// The transfer's pool.
+    pub(super) pool: &'a Pool,
+    /// The origin, if it is a peer.
+    pub(super) origin: Option<&'a Peer>,
+    /// Pieces in the broadcast.
+    pub(super) pieces: u32,
+}
+
+impl OriginPlan {
+    /// Up to `free` pieces to ask of the origin, in stripe order.
+    pub(super) fn picks(
+        &mut self,
+        now: Instant,
+        src: Sources<'_>,
+        rng: &mut StdRng,
+        free: usize,
+    ) -> Vec<u32> {
+        let n = src.pieces;
         let mut picks = Vec::new();
-        if self.origin_plan.retry_declined.is_some_and(|t| t <= now) {
-            self.origin_plan.retry_declined = None;
-            self.origin_plan.declined = Bitfield::new(n);
+        if self.retry_declined.is_some_and(|t| t <= now) {
+            self.retry_declined = None;
+            self.declined = Bitfield::new(n);
         }
-        if n == 0 || free == 0 || self.pool.level(0).is_empty() {
+        if n == 0 || free == 0 || src.pool.level(0).is_empty() {
             return picks;
         }
         let mut jumps = 0;
         let mut steps = 0;
         // Each piece is stepped on at most twice (a walk, and once more after a jump).
         while picks.len() < free && steps <= 2 * n {
-            if !self.origin_plan.walking {
+            if !self.walking {
                 if jumps == MAX_JUMPS {
                     break;
                 }
                 jumps += 1;
-                let Some(start) = self.gap_start(id, &picks) else {
+                let Some(start) = self.gap_start(src, rng, &picks) else {
                     break;
                 };
-                self.origin_plan.cursor = start;
-                self.origin_plan.walking = true;
+                self.cursor = start;
+                self.walking = true;
             }
             steps += 1;
-            let p = self.origin_plan.cursor;
-            if self.origin_may_serve(id, p) && !picks.contains(&p) {
+            let p = self.cursor;
+            if self.may_serve(src, p) && !picks.contains(&p) {
                 picks.push(p);
-                self.origin_plan.cursor = (p + 1) % n;
-            } else if self.origin_plan.asked.get(p) && !self.origin_plan.declined.get(p) {
-                self.origin_plan.cursor = (p + 1) % n;
+                self.cursor = (p + 1) % n;
+            } else if self.asked.get(p) && !self.declined.get(p) {
+                self.cursor = (p + 1) % n;
             } else {
-                self.origin_plan.walking = false;
+                self.walking = false;
             }
         }
         picks
     }
 
-    /// Whether `piece` may be asked of the origin `id` now: in the pool, of availability 0,
-    /// not already asked of it, and not recently declined by it.
-    fn origin_may_serve(&self, id: NodeId, piece: u32) -> bool {
-        self.pool.contains(piece)
-            && self.pool.avail(piece) == 0
-            && !self.origin_plan.declined.get(piece)
-            && self
-                .peers
-                .get(&id)
+    /// Whether `piece` may be asked of the origin now: in the pool, of availability 0, not
+    /// already asked of it, and not recently declined by it.
+    fn may_serve(&self, src: Sources<'_>, piece: u32) -> bool {
+        src.pool.contains(piece)
+            && src.pool.avail(piece) == 0
+            && !self.declined.get(piece)
+            && src
+                .origin
                 .is_some_and(|o| o.serves(piece) && !o.requested(piece))
     }
 
@@ -152,17 +167,17 @@ impl Transfer {
     /// start of a short run), runs weighted by the square of their length, leaving out `picked`
     /// (chosen in this pass, not yet requested: jumping into them wasted the jumps and left the
     /// origin's window unfilled). O(pieces); `None` if there is none.
-    fn gap_start(&mut self, id: NodeId, picked: &[u32]) -> Option<u32> {
-        let n = self.pieces();
-        let open = |t: &Self, i: u32| t.origin_may_serve(id, i) && !picked.contains(&i);
+    fn gap_start(&self, src: Sources<'_>, rng: &mut StdRng, picked: &[u32]) -> Option<u32> {
+        let n = src.pieces;
+        let open = |i: u32| self.may_serve(src, i) && !picked.contains(&i);
         // Runs as (start, length), the one wrapping past the end merged with the first.
         let mut runs: Vec<(u32, u32)> = Vec::new();
         crate::work::tick(u64::from(n));
         let mut i = 0;
         while i < n {
-            if open(self, i) {
+            if open(i) {
                 let start = i;
-                while i < n && open(self, i) {
+                while i < n && open(i) {
                     i += 1;
                 }
                 runs.push((start, i - start));
@@ -182,7 +197,7 @@ impl Transfer {
         if total == 0 {
             return None;
         }
-        let mut x = self.rng.random_range(0..total);
+        let mut x = rng.random_range(0..total);
         let &(start, len) = runs.iter().find(|r| {
             let w = weight(r.1);
             if x < w {
@@ -194,7 +209,7 @@ impl Transfer {
         if len < SHORT_RUN {
             return Some(start);
         }
-        let offset = self.rng.random_range(len / 4..len - len / 4);
+        let offset = rng.random_range(len / 4..len - len / 4);
         Some((start + offset) % n)
     }
 }

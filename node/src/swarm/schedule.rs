@@ -5,6 +5,7 @@ use std::time::Instant;
 use swarmcast_proto::NodeId;
 use tracing::debug;
 
+use super::origin::Sources;
 use super::peer::{Health, Peer, RequestKind};
 use super::{SwarmAction, Transfer};
 
@@ -97,7 +98,12 @@ impl Transfer {
             *probe_at = None;
         }
         let picks = if peer.is_origin {
-            self.origin_picks(now, id, free as usize)
+            let src = Sources {
+                pool: &self.pool,
+                origin: self.peers.get(&id),
+                pieces: self.pieces(),
+            };
+            (self.origin_plan).picks(now, src, &mut self.rng, free as usize)
         } else {
             // A healthy peer counts itself in the availability of what it has, so it can skip
             // level 0; a suspect one does not.

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use swarmcast_proto::{BroadcastId, BroadcastRecord, BroadcastState, Have, Message, NodeId};
 
-use super::super::BroadcastInfo;
-use super::super::error::Failure;
+use super::error::Failure;
+use super::types::BroadcastInfo;
 use crate::bitfield::Bitfield;
+use crate::listing::BroadcastPhase;
 use crate::manifest::{Layout, Manifest};
 use crate::swarm::Transfer;
 
@@ -139,12 +140,12 @@ impl Bcast {
     pub(super) fn info(&self, id: BroadcastId) -> BroadcastInfo {
         crate::work::tick(1);
         let (state, error) = match &self.state {
-            State::Seeding => ("seeding", None),
-            State::Receiving => ("receiving", None),
-            State::Complete => ("complete", None),
-            State::Failed(e) => ("failed", Some(e.to_string())),
-            State::Superseded => ("superseded", None),
-            State::Cancelled => ("cancelled", None),
+            State::Seeding => (BroadcastPhase::Seeding, None),
+            State::Receiving => (BroadcastPhase::Receiving, None),
+            State::Complete => (BroadcastPhase::Complete, None),
+            State::Failed(e) => (BroadcastPhase::Failed, Some(e.to_string())),
+            State::Superseded => (BroadcastPhase::Superseded, None),
+            State::Cancelled => (BroadcastPhase::Cancelled, None),
         };
         let path = self
             .link
@@ -155,7 +156,7 @@ impl Bcast {
         BroadcastInfo {
             id: id.to_hex(),
             name: self.manifest.name.clone(),
-            state: state.to_owned(),
+            state,
             seq: self.seq,
             published_ms: self.published_ms,
             current: false,

@@ -25,7 +25,11 @@
 //!   restart keeps: in the lab's wire trace, waiting for the commit delayed each hop by 50 ms
 //!   median, up to 230 ms p90). A full `Have` of those chunks goes to every neighbour when a
 //!   broadcast is added and to every new neighbour; a `HaveUpdate` with a piece's chunks goes to
-//!   every neighbour as soon as the piece is received. A failed receiver stops being served.
+//!   every neighbour as soon as the piece is received. A receiver that fails because a commit
+//!   failed or the origin declared the broadcast failed has its requests aborted and stops being
+//!   served ([`BroadcastAction::AbortRequests`], [`BroadcastAction::Unserve`]); one whose
+//!   publication under `received/` failed holds every chunk, verified and durable, and keeps
+//!   serving them.
 //! * **Manifest fetching.** A broadcast heard of (a neighbour's `Have`, a registry record) but not
 //!   known is *unknown*. Its manifest is fetched from a neighbour that announced it, each asked
 //!   once, else from the origin, dialled at its registry address. One fetch runs at a time; a
@@ -65,7 +69,8 @@
 //!      [`handle_piece_failed`](Broadcasts::handle_piece_failed);
 //!    * a [`Commit`](BroadcastAction::Commit) ended:
 //!      [`handle_durable`](Broadcasts::handle_durable) (persist, then acknowledge: only then are
-//!      the pieces held, advertised and served);
+//!      the pieces held, that is counted in progress and kept by a restart; they were
+//!      advertised and served as soon as they were written);
 //!    * a [`Finalize`](BroadcastAction::Finalize) ended:
 //!      [`handle_finalized`](Broadcasts::handle_finalized);
 //!    * the serving side found the origin's source changed, or uploaded bytes:
@@ -89,6 +94,7 @@
 //! * `Ban` closes the connection to the peer and tells the neighbour core.
 
 mod bcast;
+mod error;
 mod retention;
 mod superseed;
 #[cfg(test)]
@@ -96,7 +102,7 @@ mod tests;
 mod types;
 mod versions;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -109,18 +115,18 @@ use swarmcast_proto::{
 };
 use tracing::{debug, error, info, warn};
 
+pub use error::{Failure, ManifestFetchError, PieceError, ResumeError};
 pub use retention::TargetError;
 pub use superseed::SuperSeed;
 pub use types::{
-    BroadcastAction, BroadcastConfig, DEFAULT_KEEP, DataReport, ManifestSource, Publication,
-    Strategy,
+    BroadcastAction, BroadcastConfig, BroadcastInfo, DEFAULT_KEEP, DataReport, LocalCopy,
+    LocalLink, ManifestSource, Publication, Strategy,
 };
 
 use bcast::{Bcast, State};
 
-use super::BroadcastInfo;
-use super::error::{Failure, ManifestFetchError, PieceError};
 use crate::bitfield::Bitfield;
+use crate::listing::BroadcastPhase;
 use crate::manifest::{Layout, Manifest};
 use crate::store::StoreError;
 use crate::swarm::{SwarmAction, Transfer};
@@ -143,6 +149,8 @@ struct Unknown {
     claimed_origin: Option<NodeId>,
     /// The publication `seq` a neighbour's `Have` gave: until the registry's record says.
     claimed_seq: u64,
+    /// (chunks, bytes) once its manifest was fetched.
+    totals: Option<(u64, u64)>,
 }
 
 /// A broadcast remembered as failed without a manifest or workspace.
@@ -150,6 +158,8 @@ struct Unknown {
 struct Lost {
     name: String,
     failure: Failure,
+    /// (chunks, bytes) when its manifest was known here (else the registry's record says).
+    totals: Option<(u64, u64)>,
 }
 
 /// The broadcast core. See the [module docs](self).
@@ -165,11 +175,12 @@ pub struct Broadcasts {
     /// Peers a transfer banned for bad chunks: no transfer of this node fetches from them
     /// again, though they stay neighbours and are still served.
     banned: BTreeSet<NodeId>,
-    /// Latest have bitfields (chunks) per broadcast and peer.
-    haves: HashMap<BroadcastId, HashMap<NodeId, Bitfield>>,
-    records: HashMap<BroadcastId, BroadcastRecord>,
+    /// Latest have bitfields (chunks) per broadcast and peer. Ordered, as every map here: the
+    /// order in which a transfer hears of its peers decides whom it asks first.
+    haves: BTreeMap<BroadcastId, BTreeMap<NodeId, Bitfield>>,
+    records: BTreeMap<BroadcastId, BroadcastRecord>,
     nodes: Vec<RegistryEntry>,
-    uploaded_to: HashMap<NodeId, u64>,
+    uploaded_to: BTreeMap<NodeId, u64>,
     actions: VecDeque<BroadcastAction>,
     /// Broadcasts with a transfer that is not complete: the only ones with timers or requests.
     active: BTreeSet<BroadcastId>,
@@ -213,10 +224,10 @@ impl Broadcasts {
             unknown: BTreeMap::new(),
             peers: BTreeSet::new(),
             banned: BTreeSet::new(),
-            haves: HashMap::new(),
-            records: HashMap::new(),
+            haves: BTreeMap::new(),
+            records: BTreeMap::new(),
             nodes: Vec::new(),
-            uploaded_to: HashMap::new(),
+            uploaded_to: BTreeMap::new(),
             actions: VecDeque::new(),
             active: BTreeSet::new(),
             names: BTreeMap::new(),
@@ -418,7 +429,15 @@ impl Broadcasts {
             self.unknown.remove(&id);
             self.haves.remove(&id);
             let failure = Failure::Superseded { name: name.clone() };
-            self.lost.insert(id, Lost { name, failure });
+            let totals = Some((u64::from(layout.chunk_count()), layout.total_bytes));
+            self.lost.insert(
+                id,
+                Lost {
+                    name,
+                    failure,
+                    totals,
+                },
+            );
             self.push(BroadcastAction::Remove { id });
             self.report_change(ReportDue::Now);
             return;
@@ -466,9 +485,16 @@ impl Broadcasts {
 
     /// Remember `id` as failed without a manifest (it is never fetched again).
     pub fn add_failed(&mut self, id: BroadcastId, name: String, failure: Failure) {
-        self.unknown.remove(&id);
+        let totals = self.unknown.remove(&id).and_then(|u| u.totals);
         self.haves.remove(&id);
-        self.lost.insert(id, Lost { name, failure });
+        self.lost.insert(
+            id,
+            Lost {
+                name,
+                failure,
+                totals,
+            },
+        );
         self.report_change(ReportDue::Now);
     }
 
@@ -586,6 +612,14 @@ impl Broadcasts {
         let id = u.broadcast;
         let strategy = self.config.strategy;
         let Some(b) = self.broadcasts.get_mut(&id) else {
+            // Not known yet (its manifest is on the way): the chunks go into the bitfield of
+            // the peer's announcement, which the transfer starts from, rather than being lost.
+            if let Some(bits) = self.haves.get_mut(&id).and_then(|h| h.get_mut(&peer)) {
+                let total = bits.len();
+                for c in u.chunks.iter().filter(|c| c.0 < total) {
+                    bits.set(c.0);
+                }
+            }
             return;
         };
         let total = b.layout.chunk_count();
@@ -595,7 +629,7 @@ impl Broadcasts {
             .or_default()
             .entry(peer)
             .or_insert_with(|| Bitfield::new(total));
-        let mut pieces = HashSet::new();
+        let mut pieces = BTreeSet::new();
         for c in u.chunks {
             if c.0 < total && bits.set(c.0) {
                 pieces.insert(b.layout.piece_of[c.0 as usize]);
@@ -680,6 +714,7 @@ impl Broadcasts {
             heard: now,
             claimed_origin: None,
             claimed_seq: 0,
+            totals: None,
         });
         u.heard = now;
         Some(u)
@@ -754,16 +789,25 @@ impl Broadcasts {
         // Still `fetching` until the workspace exists: no second fetch meanwhile.
         let manifest = Arc::new(manifest);
         let layout = Arc::new(Layout::new(&manifest));
+        if let Some(u) = self.unknown.get_mut(&id) {
+            u.totals = Some((u64::from(layout.chunk_count()), layout.total_bytes));
+        }
         if let Err(failure) = self.make_room(layout.total_bytes) {
             error!(broadcast = %id.short(), name = %manifest.name, error = %failure, "refusing the broadcast");
             self.add_failed(id, manifest.name.clone(), failure);
             return;
+        }
+        let (links, local) = self.local_plan(&manifest, &layout);
+        if !links.is_empty() || !local.is_empty() {
+            info!(broadcast = %id.short(), files = links.len(), chunks = local.len(), "held here already: linking files and copying chunks locally");
         }
         self.push(BroadcastAction::CreateWorkspace {
             id,
             bytes,
             manifest,
             layout,
+            links,
+            local,
         });
     }
 
@@ -879,8 +923,9 @@ impl Broadcasts {
         }
     }
 
-    /// A commit ended: `chunks` are now durable (persist, then acknowledge). They become held,
-    /// are advertised to every neighbour and served; a failed commit fails the broadcast.
+    /// A commit ended: `chunks` are now durable (persist, then acknowledge). They become held
+    /// (those not advertised on arrival yet are advertised now); a failed commit fails the
+    /// broadcast.
     pub fn handle_durable(
         &mut self,
         now: Instant,
@@ -901,7 +946,7 @@ impl Broadcasts {
                 return;
             }
         };
-        let mut pieces = HashSet::new();
+        let mut pieces = BTreeSet::new();
         for c in &chunks {
             if b.hold(*c) {
                 pieces.insert(b.layout.piece_of[*c as usize]);
@@ -1033,21 +1078,21 @@ impl Broadcasts {
                 (n, _) => n.clone(),
             };
             let state = match l.failure {
-                Failure::Superseded { .. } => "superseded",
-                Failure::Cancelled => "cancelled",
-                _ => "failed",
+                Failure::Superseded { .. } => BroadcastPhase::Superseded,
+                Failure::Cancelled => BroadcastPhase::Cancelled,
+                _ => BroadcastPhase::Failed,
             };
             out.push(BroadcastInfo {
                 id: id.to_hex(),
                 name,
-                state: state.into(),
+                state,
                 seq: record.map_or(0, |r| r.seq),
                 published_ms: record.map_or(0, |r| r.published_ms),
                 current: false,
                 chunks_held: 0,
-                chunks_total: record.map_or(0, |r| r.chunks),
+                chunks_total: l.totals.map_or(record.map_or(0, |r| r.chunks), |t| t.0),
                 bytes_held: 0,
-                bytes_total: record.map_or(0, |r| r.size),
+                bytes_total: l.totals.map_or(record.map_or(0, |r| r.size), |t| t.1),
                 path: None,
                 error: Some(l.failure.to_string()),
                 fetched_bytes: 0,
@@ -1123,7 +1168,9 @@ impl Broadcasts {
         let lost = self.lost.iter().map(|(id, l)| Progress {
             broadcast: *id,
             held: 0,
-            total: self.records.get(id).map_or(0, |r| r.chunks),
+            total: l
+                .totals
+                .map_or(self.records.get(id).map_or(0, |r| r.chunks), |t| t.0),
             complete: false,
             failed: Some(l.failure.to_string()),
         });

@@ -142,6 +142,7 @@ impl Broadcasts {
                 Lost {
                     name: name.clone(),
                     failure,
+                    totals: Some((u64::from(b.layout.chunk_count()), b.layout.total_bytes)),
                 },
             );
         }
@@ -198,6 +199,104 @@ impl Broadcasts {
                 self.forget(key.2, None);
             }
         }
+    }
+
+    /// What of a new broadcast (`manifest`, `layout`) is held here already: whole files that a
+    /// receiver's workspace holds identical (same size, chunk size and chunk hashes; linked),
+    /// then the other chunks that a broadcast kept here holds with the same BLAKE3 hash (a
+    /// receiver's held chunks, or an origin's source, read back and verified so that a source
+    /// that changed only costs a fetch; copied). O(chunks of the new broadcast + chunks held
+    /// here), once per new broadcast.
+    pub(super) fn local_plan(
+        &self,
+        manifest: &crate::manifest::Manifest,
+        layout: &crate::manifest::Layout,
+    ) -> (Vec<super::LocalLink>, Vec<super::LocalCopy>) {
+        use crate::manifest::EntryKind;
+        // Whole files, keyed by (size, chunk size, the BLAKE3 of their chunk hashes).
+        let key =
+            |m: &crate::manifest::Manifest, size: u64, chunks: &[crate::manifest::ChunkHash]| {
+                let mut h = blake3::Hasher::new();
+                for c in chunks {
+                    h.update(&c.0);
+                }
+                (size, m.chunk_size, *h.finalize().as_bytes())
+            };
+        let mut want_files: std::collections::HashMap<(u64, u32, [u8; 32]), Vec<u32>> =
+            std::collections::HashMap::new();
+        for (i, e) in manifest.entries.iter().enumerate() {
+            if let EntryKind::File { size, chunks, .. } = &e.kind {
+                if !chunks.is_empty() {
+                    want_files
+                        .entry(key(manifest, *size, chunks))
+                        .or_default()
+                        .push(i as u32);
+                }
+            }
+        }
+        let mut links = Vec::new();
+        for (&from, b) in &self.broadcasts {
+            if want_files.is_empty() {
+                break;
+            }
+            if b.source.is_some() || !matches!(b.state, State::Receiving | State::Complete) {
+                continue;
+            }
+            let mut first = 0u32;
+            for (j, e) in b.manifest.entries.iter().enumerate() {
+                let EntryKind::File { size, chunks, .. } = &e.kind else {
+                    continue;
+                };
+                let n = chunks.len() as u32;
+                let held = (first..first + n).all(|c| b.held_chunks.get(c));
+                first += n;
+                if n == 0 || !held {
+                    continue;
+                }
+                if let Some(dsts) = want_files.remove(&key(&b.manifest, *size, chunks)) {
+                    links.extend(dsts.into_iter().map(|entry| super::LocalLink {
+                        entry,
+                        from,
+                        from_entry: j as u32,
+                    }));
+                }
+            }
+        }
+        let linked: std::collections::HashSet<u32> = links.iter().map(|l| l.entry).collect();
+        let mut want: std::collections::HashMap<crate::manifest::ChunkHash, Vec<u32>> =
+            std::collections::HashMap::new();
+        for (i, c) in layout.chunks.iter().enumerate() {
+            if !linked.contains(&c.entry) {
+                want.entry(c.hash).or_default().push(i as u32);
+            }
+        }
+        let mut out = Vec::new();
+        for (&from, b) in &self.broadcasts {
+            if want.is_empty() {
+                break;
+            }
+            let usable = match b.state {
+                State::Seeding => true,
+                State::Receiving | State::Complete => b.source.is_none(),
+                _ => false,
+            };
+            if !usable {
+                continue;
+            }
+            for from_chunk in b.held_chunks.iter_ones() {
+                let hash = b.layout.chunks[from_chunk as usize].hash;
+                if let Some(dsts) = want.remove(&hash) {
+                    out.extend(dsts.into_iter().map(|chunk| super::LocalCopy {
+                        chunk,
+                        from,
+                        from_chunk,
+                    }));
+                }
+            }
+        }
+        out.sort_unstable_by_key(|c| c.chunk);
+        links.sort_unstable_by_key(|l| l.entry);
+        (links, out)
     }
 
     /// Bytes the workspaces kept here take (their files' sizes).

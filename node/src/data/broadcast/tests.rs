@@ -13,7 +13,6 @@ use swarmcast_proto::{
 
 use super::*;
 use crate::bitfield::Bitfield;
-use crate::data::error::{ManifestFetchError, PieceError};
 use crate::manifest::{ChunkHash, Entry, EntryKind, Layout, Manifest, manifest_id};
 use crate::swarm::SwarmConfig;
 
@@ -121,7 +120,7 @@ fn count(actions: &[BroadcastAction], f: impl Fn(&BroadcastAction) -> bool) -> u
 }
 
 #[track_caller]
-fn state(c: &Broadcasts, id: BroadcastId) -> String {
+fn state(c: &Broadcasts, id: BroadcastId) -> BroadcastPhase {
     let hex = id.to_hex();
     c.list().into_iter().find(|b| b.id == hex).unwrap().state
 }
@@ -160,7 +159,7 @@ fn a_receiver_is_served_announced_and_asks_the_origin() {
         requests(&a).iter().all(|(p, _)| *p == node(ORIGIN)) && !requests(&a).is_empty(),
         "{a:?}"
     );
-    assert_eq!(state(&c, id), "receiving");
+    assert_eq!(state(&c, id), BroadcastPhase::Receiving);
 }
 
 #[test]
@@ -203,7 +202,11 @@ fn lifecycle_commit_then_advertise_then_finalize_once() {
         asked.extend(requests(&a));
     }
     assert_eq!(finalizes, 1);
-    assert_eq!(state(&c, id), "receiving", "complete only once published");
+    assert_eq!(
+        state(&c, id),
+        BroadcastPhase::Receiving,
+        "complete only once published"
+    );
     c.handle_finalized(t, id, Ok("/d/broadcasts/x/data".into()));
     // The newest (only) complete version of its name: received/<name> is to point at it.
     assert_eq!(
@@ -214,7 +217,7 @@ fn lifecycle_commit_then_advertise_then_finalize_once() {
         }]
     );
     let info = c.list().pop().unwrap();
-    assert_eq!(info.state, "complete");
+    assert_eq!(info.state, BroadcastPhase::Complete);
     assert_eq!(info.path.as_deref(), Some("/d/broadcasts/x/data"));
     assert!(info.current, "the core chose it");
     c.handle_linked("dir", id, Ok("/d/received/dir".into()));
@@ -266,7 +269,7 @@ fn a_failed_commit_fails_the_broadcast() {
         assert!(a.contains(&want), "{want:?} not in {a:?}");
     }
     let info = c.list().pop().unwrap();
-    assert_eq!(info.state, "failed");
+    assert_eq!(info.state, BroadcastPhase::Failed);
     assert!(info.error.unwrap().starts_with("commit failed"));
     // No transfer any more: a late answer starts no commit.
     c.handle_piece_received(now, id, node(ORIGIN), 1, 1);
@@ -310,7 +313,7 @@ fn the_origin_declaring_failure_stops_a_receiver() {
     let a = actions(&mut c);
     assert!(a.contains(&BroadcastAction::AbortRequests { id }));
     assert!(a.contains(&BroadcastAction::Unserve { id }));
-    assert_eq!(state(&c, id), "failed");
+    assert_eq!(state(&c, id), BroadcastPhase::Failed);
     // Reported with the reason, so that `--wait` stops counting on this node.
     let p = progress(&c, id);
     assert_eq!(
@@ -338,7 +341,7 @@ fn origin_super_seeds_in_a_swarm_only() {
         let r = &c.report().records[0];
         assert_eq!((r.state, r.version), (BroadcastState::Failed, 2));
         let info = c.list().pop().unwrap();
-        assert_eq!(info.state, "failed");
+        assert_eq!(info.state, BroadcastPhase::Failed);
         assert!(info.error.unwrap().contains("source changed under chunk 1"));
     }
 }
@@ -557,7 +560,7 @@ fn a_rejected_manifest_fails_for_good() {
     c.handle_manifest_fetched(now, id, Ok(b"not the manifest".to_vec()));
     assert!(actions(&mut c).is_empty());
     let info = c.list().pop().unwrap();
-    assert_eq!(info.state, "failed");
+    assert_eq!(info.state, BroadcastPhase::Failed);
     assert!(info.error.unwrap().starts_with("rejected manifest"));
     c.handle_peer_up(now, node(6));
     c.handle_peer_message(now, node(6), have(id, 2, &[0]));
@@ -768,7 +771,44 @@ fn failures_are_reported_with_their_reason_and_the_real_total() {
     assert_eq!(p.total, 5);
     assert!(p.failed.unwrap().starts_with("cannot create the workspace"));
     let info = c.list().pop().unwrap();
-    assert_eq!((info.chunks_total, info.state.as_str()), (5, "failed"));
+    assert_eq!((info.chunks_total, info.state), (5, BroadcastPhase::Failed));
+}
+
+#[test]
+fn the_state_of_a_listing_is_its_text_in_json_and_on_the_control_socket() {
+    let info = BroadcastInfo {
+        id: "ab".into(),
+        name: "dir".into(),
+        state: BroadcastPhase::Seeding,
+        seq: 1,
+        published_ms: 2,
+        current: true,
+        chunks_held: 1,
+        chunks_total: 1,
+        bytes_held: 3,
+        bytes_total: 3,
+        path: None,
+        error: None,
+        fetched_bytes: 0,
+        resumed_chunks: 0,
+        uploaded_bytes: 0,
+    };
+    let json = serde_json::to_value(&info).unwrap();
+    assert_eq!(json["state"], "seeding");
+    for p in [
+        BroadcastPhase::Receiving,
+        BroadcastPhase::Complete,
+        BroadcastPhase::Seeding,
+        BroadcastPhase::Failed,
+    ] {
+        assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+        // The control socket's encoding (named msgpack) carries the same text.
+        let bytes = rmp_serde::to_vec_named(&p).unwrap();
+        assert_eq!(rmp_serde::from_slice::<String>(&bytes).unwrap(), p.as_str());
+        assert_eq!(rmp_serde::from_slice::<BroadcastPhase>(&bytes).unwrap(), p);
+    }
+    let back: BroadcastInfo = serde_json::from_value(json).unwrap();
+    assert_eq!(back, info);
 }
 
 /// A manifest like [`manifest`] with another name (so another id).
@@ -917,6 +957,41 @@ fn a_receiver_waiting_for_its_origin_asks_for_the_registry_at_once() {
     let (mut c, _) = receiving(Strategy::Swarm, 4, now);
     let _ = actions(&mut c);
     assert!(!c.poll_report(now).unwrap().awaiting_registry);
+}
+
+#[test]
+fn updates_heard_while_the_manifest_is_fetched_are_not_lost() {
+    let now = Instant::now();
+    let mut c = core(Strategy::Swarm);
+    let (m, layout, bytes, id) = manifest(4);
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![record(id, 4, BroadcastState::Active)],
+    );
+    c.handle_peer_up(now, node(5));
+    c.handle_peer_message(now, node(5), have(id, 4, &[]));
+    let a = actions(&mut c);
+    assert_eq!(
+        count(&a, |a| matches!(a, BroadcastAction::FetchManifest { .. })),
+        1,
+        "{a:?}"
+    );
+    // The peer gets pieces 2 and 3 while the manifest is on the way.
+    c.handle_peer_message(
+        now,
+        node(5),
+        Message::HaveUpdate(HaveUpdate {
+            broadcast: id,
+            chunks: vec![ChunkIndex(2), ChunkIndex(3)],
+        }),
+    );
+    c.handle_manifest_fetched(now, id, Ok(bytes));
+    let _ = actions(&mut c);
+    c.add_receiver(now, id, m, layout, Bitfield::new(4), false, None);
+    let mut asked = requests(&actions(&mut c));
+    asked.sort();
+    assert_eq!(asked, [(node(5), 2), (node(5), 3)]);
 }
 
 fn have_from_origin(id: BroadcastId, chunks: u32) -> Message {
@@ -1131,7 +1206,7 @@ fn a_version_being_received_is_superseded_by_a_newer_one_and_its_data_removed() 
         assert!(a.contains(&want), "{want:?} not in {a:?}");
     }
     assert_eq!(fetched(&a), vec![v2]);
-    assert_eq!(state(&c, v1), "superseded");
+    assert_eq!(state(&c, v1), BroadcastPhase::Superseded);
     assert!(c.transfer(&v1).is_none());
     // --wait at the origin of v1 hears why this node will not complete it.
     let p = progress(&c, v1);
@@ -1198,12 +1273,12 @@ fn an_origins_older_version_whose_source_changed_stops_seeding_and_the_newest_fa
     // The directory was rewritten for v2: v1's chunks no longer match. Expected.
     c.handle_source_changed(v1, 0);
     assert_eq!(actions(&mut c), vec![BroadcastAction::Unserve { id: v1 }]);
-    assert_eq!(state(&c, v1), "superseded");
+    assert_eq!(state(&c, v1), BroadcastPhase::Superseded);
     let r1 = c.report().records.into_iter().find(|r| r.id == v1).unwrap();
     assert_eq!(r1.state, BroadcastState::Active, "not a failure");
     // The newest version's source changing is a failure, loudly, as before.
     c.handle_source_changed(v2, 1);
-    assert_eq!(state(&c, v2), "failed");
+    assert_eq!(state(&c, v2), BroadcastPhase::Failed);
     let r2 = c.report().records.into_iter().find(|r| r.id == v2).unwrap();
     assert_eq!(r2.state, BroadcastState::Failed);
 }
@@ -1361,7 +1436,7 @@ fn cancel_at_the_origin_ends_the_broadcast_fleet_wide_and_receivers_free_it() {
     assert!(actions(&mut o).contains(&BroadcastAction::Unserve { id }));
     let r = o.report().records.pop().unwrap();
     assert_eq!((r.state, r.version), (BroadcastState::Cancelled, 2));
-    assert_eq!(state(&o, id), "cancelled");
+    assert_eq!(state(&o, id), BroadcastPhase::Cancelled);
     // A receiver may not cancel what it did not send.
     let (mut c, ids) = holding_versions(1, 2, None);
     assert_eq!(
@@ -1389,6 +1464,93 @@ fn cancel_at_the_origin_ends_the_broadcast_fleet_wide_and_receivers_free_it() {
         }),
         "{a:?}"
     );
-    assert_eq!(state(&c, ids[0]), "cancelled");
+    assert_eq!(state(&c, ids[0]), BroadcastPhase::Cancelled);
     assert!(progress(&c, ids[0]).failed.unwrap().contains("cancelled"));
+}
+
+#[test]
+fn chunks_kept_here_with_the_same_hash_are_copied_locally_not_fetched() {
+    let now = Instant::now();
+    // Version 1 is complete here: chunks with hashes [0], [1], [2], [3] (see `manifest`).
+    let (mut c, ids) = holding_versions(1, 2, None);
+    // Version 2: the same file but its last chunk rewritten.
+    let (m, _, _) = version_manifest("ds", 4, 1);
+    let mut m2 = (*m).clone();
+    if let EntryKind::File { chunks, .. } = &mut m2.entries[0].kind {
+        chunks[3] = ChunkHash([0xee; 32]);
+    }
+    let b2 = m2.to_bytes();
+    let v2 = manifest_id(&b2);
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![version_record(v2, "ds", 4, 2)],
+    );
+    let _ = actions(&mut c);
+    c.handle_manifest_fetched(now, v2, Ok(b2));
+    let a = actions(&mut c);
+    let local = a
+        .iter()
+        .find_map(|a| match a {
+            BroadcastAction::CreateWorkspace { id, local, .. } if *id == v2 => Some(local.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no workspace: {a:?}"));
+    // Version 1 here is `version_manifest("ds", 1, 1)`: one chunk, hash [0]: only chunk 0 of
+    // version 2 has it.
+    assert_eq!(
+        local,
+        vec![LocalCopy {
+            chunk: 0,
+            from: ids[0],
+            from_chunk: 0
+        }]
+    );
+}
+
+#[test]
+fn a_file_kept_here_identical_is_linked_whole() {
+    let now = Instant::now();
+    let (mut c, ids) = holding_versions(1, 2, None);
+    // Version 2 has version 1's file (same path content: one chunk, hash [0]) under another
+    // name, and a new file.
+    let (m1, _, _) = version_manifest("ds", 1, 1);
+    let mut m2 = (*m1).clone();
+    m2.entries[0].path = "renamed".into();
+    m2.entries.push(Entry {
+        path: "z-new".into(),
+        kind: EntryKind::File {
+            size: u64::from(CHUNK),
+            mode: 0o644,
+            chunks: vec![ChunkHash([0xab; 32])],
+        },
+    });
+    let b2 = m2.to_bytes();
+    let v2 = manifest_id(&b2);
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![version_record(v2, "ds", 2, 2)],
+    );
+    let _ = actions(&mut c);
+    c.handle_manifest_fetched(now, v2, Ok(b2));
+    let (links, local) = actions(&mut c)
+        .into_iter()
+        .find_map(|a| match a {
+            BroadcastAction::CreateWorkspace { links, local, .. } => Some((links, local)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        links,
+        vec![LocalLink {
+            entry: 0,
+            from: ids[0],
+            from_entry: 0
+        }]
+    );
+    assert!(
+        local.is_empty(),
+        "a linked file's chunks are not copied too: {local:?}"
+    );
 }

@@ -1,12 +1,13 @@
 //! The core's settings, inputs it names and the actions it emits.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use swarmcast_proto::{BroadcastId, BroadcastRecord, Message, NodeId, Progress};
 
+use crate::listing::BroadcastPhase;
 use crate::manifest::{Layout, Manifest, ManifestLimits};
 use crate::swarm::SwarmConfig;
 
@@ -102,19 +103,20 @@ pub enum ManifestSource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BroadcastAction {
-    /// Send `msg` to neighbour `peer` (dropped if its queue is full).
+    /// Send `msg` (a `Have` or `HaveUpdate`) to neighbour `peer`. Never dropped: while its
+    /// link is busy, advertisements of one broadcast are merged into one.
     Send {
         /// The neighbour.
         peer: NodeId,
         /// What to send.
         msg: Message,
     },
-    /// Send `msg` to every neighbour.
+    /// Send `msg` (a `Have` or `HaveUpdate`) to every neighbour, as [`Send`](Self::Send).
     Flood {
         /// What to send.
         msg: Message,
     },
-    /// Serve `id` from now on: the origin's source, or a receiver's durable chunks.
+    /// Serve `id` from now on: the origin's source, or a receiver's chunks verified and written.
     Serve {
         /// The broadcast.
         id: BroadcastId,
@@ -143,6 +145,12 @@ pub enum BroadcastAction {
         manifest: Arc<Manifest>,
         /// Its layout.
         layout: Arc<Layout>,
+        /// Files another broadcast kept here holds whole and identical: hard-link them.
+        links: Vec<LocalLink>,
+        /// Chunks another broadcast kept here holds with the same hash: copy them locally
+        /// (verified against the hash) and make them durable before reporting the workspace,
+        /// instead of fetching them. A link or copy that fails is simply fetched.
+        local: Vec<LocalCopy>,
     },
     /// Ask `peer` for chunks `first..first + count` (piece `piece`) of `id`.
     Request {
@@ -216,6 +224,30 @@ pub enum BroadcastAction {
     },
 }
 
+/// One chunk of a new workspace to copy from a broadcast kept on this node (incremental
+/// transfer: what did not change between versions never crosses the network).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalCopy {
+    /// The chunk of the new broadcast.
+    pub chunk: u32,
+    /// The broadcast that holds the same bytes.
+    pub from: BroadcastId,
+    /// Its chunk.
+    pub from_chunk: u32,
+}
+
+/// A file of a new workspace identical to one a broadcast kept on this node holds whole (same
+/// size, chunk size and chunk hashes): linked rather than copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalLink {
+    /// The manifest entry of the new broadcast.
+    pub entry: u32,
+    /// The broadcast that holds it.
+    pub from: BroadcastId,
+    /// Its manifest entry.
+    pub from_entry: u32,
+}
+
 /// Where a version stands among the versions of its name: its publication `seq` (a Lamport
 /// clock, see [`swarmcast_proto::BroadcastRecord::seq`]) and when it was published.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -235,7 +267,7 @@ pub struct DataReport {
     /// Records of the broadcasts this node originates.
     pub records: Vec<BroadcastRecord>,
     /// Chunk bytes uploaded to each peer by this process.
-    pub uploaded_to: HashMap<NodeId, u64>,
+    pub uploaded_to: BTreeMap<NodeId, u64>,
     /// A broadcast is ready to be received but waits for the registry to name its origin (its
     /// record reaches a node only with a registry view): ask the registry now, not at the next
     /// heartbeat period. A neighbour's `Have` announces a broadcast within a round trip of its
@@ -243,4 +275,51 @@ pub struct DataReport {
     /// request 0.1–1.1 s after `node send` started (the lab, 8 receivers), in the phase of their
     /// heartbeats, while the origin's uplink idled.
     pub awaiting_registry: bool,
+}
+
+/// One line of `node ls` (also its JSON shape).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BroadcastInfo {
+    /// Hex broadcast id.
+    pub id: String,
+    /// Directory name.
+    pub name: String,
+    /// Where it stands here; in JSON (and on the control socket) `"receiving"`, `"complete"`,
+    /// `"seeding"`, `"failed"`, `"superseded"` or `"cancelled"`.
+    pub state: BroadcastPhase,
+    /// Publication sequence of this version among its name's versions (0: unknown yet).
+    #[serde(default)]
+    pub seq: u64,
+    /// When its origin published it, ms since the Unix epoch (0: unknown).
+    #[serde(default)]
+    pub published_ms: u64,
+    /// Whether `received/<name>` points at this version.
+    #[serde(default)]
+    pub current: bool,
+    /// Chunks durably held.
+    pub chunks_held: u64,
+    /// Chunks in the broadcast.
+    pub chunks_total: u64,
+    /// Bytes durably held.
+    pub bytes_held: u64,
+    /// Bytes in the broadcast.
+    pub bytes_total: u64,
+    /// Where the copy is: `received/<name>` for the current version, the workspace's data
+    /// directory for the others, the source dir at the origin (absolute when the data dir is).
+    pub path: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Chunk payload bytes received from peers by this process (duplicates and bad ones included).
+    pub fetched_bytes: u64,
+    /// Chunks already durable when this process started (resume).
+    pub resumed_chunks: u64,
+    /// Chunk payload bytes uploaded to peers by this process.
+    pub uploaded_bytes: u64,
+}
+
+impl BroadcastInfo {
+    /// Whether this node holds the whole broadcast (complete, or the origin).
+    pub fn is_done(&self) -> bool {
+        self.state.is_done()
+    }
 }

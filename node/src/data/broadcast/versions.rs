@@ -253,6 +253,20 @@ impl Broadcasts {
         }
     }
 
+    /// The newest version of `name` this node sent (whose file stamps a new build compares
+    /// with, to reuse the hashes of unchanged files).
+    pub fn previous_own_version(&self, name: &str) -> Option<BroadcastId> {
+        self.names
+            .get(name)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|id| self.broadcasts.get(id).is_some_and(|b| b.source.is_some()))
+            .filter_map(|id| self.key_of(id))
+            .max()
+            .map(|k| k.2)
+    }
+
     /// Whether `id` is the version `received/<name>` points at.
     pub(super) fn is_current(&self, id: BroadcastId, name: &str) -> bool {
         self.linked.get(name) == Some(&id)

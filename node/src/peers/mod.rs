@@ -6,6 +6,22 @@
 //! The dialler of a connection opens its control stream and sends a first ping at once, so the
 //! acceptor's `accept_bi` returns. Every dial checks that the certificate met carries the NodeId
 //! the registry gave; any other peer is refused.
+//!
+//! # Nothing is lost
+//! * The data plane hears of every neighbour that comes up and every one that goes
+//!   (`PeerUp`, `PeerDown`, whether the core closed the connection or it closed by itself), and
+//!   the core of every link's activity: those sends wait for room.
+//! * Pings and pongs go through the link's [`Outbox`]; one that finds no room is a congested
+//!   link, and the core hears of it ([`Neighbours::handle_congested`]).
+//! * The data plane's `Have`s and `HaveUpdate`s go into the same outbox, merged per broadcast
+//!   while the writer is held up, so back-pressure coalesces them instead of dropping them.
+//!
+//! Why waiting cannot deadlock: this actor waits only for the data plane's inbox, and the data
+//! plane waits for nothing (its actions are spawned tasks, outbox merges and one unbounded send:
+//! a `Ban`, of which the broadcast core emits at most one per peer for the node's life, so that
+//! channel stays small). The data plane therefore always drains its inbox, and this actor's
+//! sends, like the link tasks' (to this actor and to the data plane), always complete. The
+//! chain of waits runs link tasks → this actor → the data plane, and never back.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,52 +30,25 @@ use std::time::{Duration, Instant};
 
 use swarmcast_net::CloseCode;
 use swarmcast_net::wire::{self, WireError};
-use swarmcast_proto::{Limits, Message, NodeId, Ping, RegistryEntry, Role};
+use swarmcast_proto::{Limits, Message, NodeId, Ping, Role};
 use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::accept;
-use crate::control::NeighbourStatus;
-use crate::data::DataInput;
 use crate::handles::{Dialer, Server};
+use crate::inputs::{DataInput, Link, NeighbourDialError, NeighbourInput as Input};
 use crate::neighbours::{
-    Action, Direction, LossReason, NeighbourConfig, NeighbourState, Neighbours,
+    Action, Direction, LossReason, NeighbourConfig, NeighbourState, Neighbours, Unsent,
 };
+use crate::outbox::Outbox;
+use crate::status::NeighbourStatus;
+
+#[cfg(test)]
+mod tests;
 
 /// The shortest time between two activity reports of one link to the core: well below
 /// [`NeighbourConfig::active_for`](crate::neighbours::NeighbourConfig::active_for).
 const ACTIVITY_REPORT: Duration = Duration::from_millis(500);
-
-/// Inputs of the neighbour actor.
-#[derive(Debug)]
-pub(crate) enum Input {
-    /// A fresh registry view.
-    Registry(Vec<RegistryEntry>),
-    /// A connection is up, with its control stream.
-    Connected(Box<Link>),
-    /// A dial failed.
-    DialFailed { id: NodeId, error: String },
-    /// A connection ended.
-    Closed { id: NodeId, stable_id: usize },
-    /// A pong arrived.
-    Pong { id: NodeId, nonce: u64 },
-    /// Data-plane traffic (a have or have-update, either way) on the link to this peer.
-    Active { id: NodeId },
-    /// The data plane caught this peer serving bad data too often.
-    Ban { id: NodeId },
-}
-
-/// A connection to a neighbour with its control stream.
-#[derive(Debug)]
-pub(crate) struct Link {
-    pub(crate) id: NodeId,
-    pub(crate) name: String,
-    pub(crate) addr: SocketAddr,
-    pub(crate) direction: Direction,
-    pub(crate) conn: quinn::Connection,
-    pub(crate) send: quinn::SendStream,
-    pub(crate) recv: quinn::RecvStream,
-}
 
 /// What the neighbour actor and its link tasks use.
 #[derive(Debug, Clone)]
@@ -79,18 +68,21 @@ pub(crate) struct NeighbourTask {
 struct Entry {
     conn: quinn::Connection,
     name: String,
-    tx: mpsc::Sender<Message>,
+    outbox: Arc<Outbox>,
 }
 
-/// Run the neighbour actor until aborted.
+/// Run the neighbour actor until aborted. `bans` are the data plane's (unbounded: see the
+/// [module docs](self)).
 pub(crate) async fn run(
     task: NeighbourTask,
     tx: mpsc::Sender<Input>,
     mut rx: mpsc::Receiver<Input>,
+    mut bans: mpsc::UnboundedReceiver<NodeId>,
 ) {
     let shared = Arc::new(task);
     let mut core = Neighbours::new(shared.config.clone(), shared.me, rand::random::<u64>());
     let mut links: HashMap<NodeId, Entry> = HashMap::new();
+    let mut bans_open = true;
     loop {
         let deadline = core
             .poll_timeout()
@@ -101,15 +93,22 @@ pub(crate) async fn run(
                 Some(i) => Some(i),
                 None => return,
             },
+            ban = bans.recv(), if bans_open => match ban {
+                Some(id) => Some(Input::Ban { id }),
+                None => {
+                    bans_open = false;
+                    None
+                }
+            },
             () = tokio::time::sleep_until(deadline.into()) => None,
         };
         let now = Instant::now();
         if let Some(input) = input {
-            handle_input(&shared, &tx, &mut core, &mut links, now, input);
+            handle_input(&shared, &tx, &mut core, &mut links, now, input).await;
         }
         core.handle_timeout(now);
         while let Some(action) = core.poll_action() {
-            perform(&shared, &tx, &mut links, action);
+            perform(&shared, &tx, &mut core, &mut links, now, action).await;
         }
         while let Some(event) = core.poll_event() {
             info!(?event, "neighbours");
@@ -118,7 +117,7 @@ pub(crate) async fn run(
     }
 }
 
-fn handle_input(
+async fn handle_input(
     shared: &Arc<NeighbourTask>,
     tx: &mpsc::Sender<Input>,
     core: &mut Neighbours,
@@ -129,10 +128,15 @@ fn handle_input(
     match input {
         Input::Registry(entries) => core.handle_registry(now, &entries),
         Input::DialFailed { id, error } => {
-            debug!(peer = %id.short(), %error, "dial failed");
-            core.handle_dial_failed(now, id);
+            let failure = error.failure();
+            debug!(peer = %id.short(), %error, ?failure, "dial failed");
+            core.handle_dial_failed(now, id, failure);
         }
         Input::Pong { id, nonce } => core.handle_pong(now, id, nonce),
+        Input::Congested { id, unsent } => {
+            debug!(peer = %id.short(), ?unsent, "control stream congested");
+            core.handle_congested(now, id, unsent);
+        }
         Input::Active { id } => core.handle_activity(now, id),
         // The core keeps the connection as a serve-only link or asks for a `Close`; the data
         // plane has already stopped fetching from the peer.
@@ -145,6 +149,9 @@ fn handle_input(
             {
                 links.remove(&id);
                 core.handle_closed(now, id);
+                // The data plane drops its requests to the peer (they fail anyway) and sends it
+                // nothing more.
+                let _ = shared.data_tx.send(DataInput::PeerDown { id }).await;
             }
         }
         Input::Connected(link) => {
@@ -158,30 +165,35 @@ fn handle_input(
                 // The core kept the new connection of a duplicated pair; drop the old one quietly.
                 old.conn.close(CloseCode::Unwanted.into(), b"duplicate");
             }
-            let (ltx, lrx) = mpsc::channel(1024);
-            let _ = shared.data_tx.try_send(DataInput::PeerUp {
+            let outbox = Arc::new(Outbox::default());
+            // Before the link's task starts: the data plane hears of the peer before any of its
+            // messages.
+            let up = DataInput::PeerUp {
                 id: link.id,
                 conn: link.conn.clone(),
-                tx: ltx.clone(),
-            });
+                outbox: outbox.clone(),
+            };
+            let _ = shared.data_tx.send(up).await;
             links.insert(
                 link.id,
                 Entry {
                     conn: link.conn.clone(),
                     name: link.name.clone(),
-                    tx: ltx,
+                    outbox: outbox.clone(),
                 },
             );
             let span = info_span!("neighbour", peer = %link.name, addr = %link.addr);
-            tokio::spawn(drive_link(shared.clone(), tx.clone(), link, lrx).instrument(span));
+            tokio::spawn(drive_link(shared.clone(), tx.clone(), link, outbox).instrument(span));
         }
     }
 }
 
-fn perform(
+async fn perform(
     shared: &Arc<NeighbourTask>,
     tx: &mpsc::Sender<Input>,
+    core: &mut Neighbours,
     links: &mut HashMap<NodeId, Entry>,
+    now: Instant,
     action: Action,
 ) {
     match action {
@@ -196,13 +208,14 @@ fn perform(
                     LossReason::Banned => e.conn.close(CloseCode::Forbidden.into(), b"banned"),
                     _ => e.conn.close(CloseCode::Lost.into(), b"lost"),
                 }
-                let _ = shared.data_tx.try_send(DataInput::PeerDown { id });
+                let _ = shared.data_tx.send(DataInput::PeerDown { id }).await;
             }
         }
         Action::Ping { id, nonce } => {
-            if let Some(e) = links.get(&id) {
-                // A full queue means the link is stuck; the missed pong will tell the core.
-                let _ = e.tx.try_send(Message::Ping(Ping { nonce }));
+            let queued = links.get(&id).map(|e| e.outbox.ping(nonce));
+            if let Some(Err(full)) = queued {
+                debug!(peer = %id.short(), error = %full, "ping not queued");
+                core.handle_congested(now, id, Unsent::Ping { nonce });
             }
         }
     }
@@ -242,21 +255,20 @@ fn publish(shared: &NeighbourTask, core: &Neighbours, links: &HashMap<NodeId, En
 async fn dial(shared: Arc<NeighbourTask>, tx: mpsc::Sender<Input>, id: NodeId, addr: SocketAddr) {
     let timeout = shared.config.dial_timeout;
     let result = async {
-        let (conn, peer) = shared
-            .dialer
-            .connect(addr, timeout)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (conn, peer) = shared.dialer.connect(addr, timeout).await?;
         if peer.id != id || peer.role != Role::Node {
             warn!(expected = %id, met = %peer.id, role = %peer.role, "peer is not who the registry said; refusing");
             conn.close(CloseCode::WrongPeer.into(), b"unexpected identity");
-            return Err(format!("expected NodeId {id}, met {} ({})", peer.id, peer.role));
+            return Err(NeighbourDialError::WrongPeer {
+                expected: id,
+                met: peer.id,
+                role: peer.role,
+            });
         }
-        let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        let (mut send, recv) = conn.open_bi().await.map_err(WireError::from)?;
         // The first frame makes the stream visible to the acceptor.
         wire::write_message(&mut send, &Message::Ping(Ping { nonce: 0 }), &Limits::default())
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         Ok(Link {
             id,
             name: peer.name,
@@ -275,12 +287,34 @@ async fn dial(shared: Arc<NeighbourTask>, tx: mpsc::Sender<Input>, id: NodeId, a
     let _ = tx.send(input).await;
 }
 
+/// Tell the core of data-plane traffic on the link to `id`, at most every [`ACTIVITY_REPORT`].
+/// (`reported` is a mutex, not a cell, because the link's future must be `Send`; only its task
+/// takes it.)
+async fn report_active(
+    tx: &mpsc::Sender<Input>,
+    reported: &std::sync::Mutex<Option<Instant>>,
+    id: NodeId,
+) {
+    let now = Instant::now();
+    let due = {
+        let mut last = reported.lock().unwrap_or_else(|p| p.into_inner());
+        let due = last.is_none_or(|t| now >= t + ACTIVITY_REPORT);
+        if due {
+            *last = Some(now);
+        }
+        due
+    };
+    if due {
+        let _ = tx.send(Input::Active { id }).await;
+    }
+}
+
 /// Pump one neighbour's control stream until its connection ends.
 async fn drive_link(
     shared: Arc<NeighbourTask>,
     tx: mpsc::Sender<Input>,
     link: Link,
-    mut outbox: mpsc::Receiver<Message>,
+    outbox: Arc<Outbox>,
 ) {
     let Link {
         id,
@@ -295,32 +329,20 @@ async fn drive_link(
         debug!(error = %e, "control stream closed before it could be prioritised");
     }
     let limits = Limits::default();
-    let (reply_tx, mut replies) = mpsc::channel::<Message>(16);
-    // Haves and have-updates either way mean a transfer with this peer: tell the core (which
-    // then pings fast), at most every ACTIVITY_REPORT.
-    // (A mutex, not a cell: the future must be Send. Only this task takes it.)
+    // Haves and have-updates either way mean a transfer with this peer: the core then pings
+    // fast.
     let reported = std::sync::Mutex::new(None::<Instant>);
-    let active = || {
-        let now = Instant::now();
-        let mut last = reported.lock().unwrap_or_else(|p| p.into_inner());
-        if last.is_none_or(|t| now >= t + ACTIVITY_REPORT) {
-            *last = Some(now);
-            let _ = tx.try_send(Input::Active { id });
-        }
-    };
     let writer = async {
         loop {
-            let msg = tokio::select! {
-                m = outbox.recv() => m,
-                m = replies.recv() => m,
-            };
-            let Some(msg) = msg else { return };
-            if matches!(msg, Message::Have(_) | Message::HaveUpdate(_)) {
-                active();
-            }
-            if let Err(e) = wire::write_message(&mut send, &msg, &limits).await {
-                debug!(error = %e, "control stream write failed");
-                return;
+            // Everything queued meanwhile, advertisements merged (see `Outbox`).
+            for msg in outbox.next().await {
+                if matches!(msg, Message::Have(_) | Message::HaveUpdate(_)) {
+                    report_active(&tx, &reported, id).await;
+                }
+                if let Err(e) = wire::write_message(&mut send, &msg, &limits).await {
+                    debug!(error = %e, "control stream write failed");
+                    return;
+                }
             }
         }
     };
@@ -328,13 +350,17 @@ async fn drive_link(
         loop {
             match wire::read_message(&mut recv, &limits).await {
                 Ok(Some(Message::Ping(p))) => {
-                    let _ = reply_tx.try_send(Message::Pong(p));
+                    if let Err(full) = outbox.pong(p.nonce) {
+                        debug!(error = %full, "pong not queued");
+                        let unsent = Unsent::Pong;
+                        let _ = tx.send(Input::Congested { id, unsent }).await;
+                    }
                 }
                 Ok(Some(Message::Pong(p))) => {
                     let _ = tx.send(Input::Pong { id, nonce: p.nonce }).await;
                 }
                 Ok(Some(msg @ (Message::Have(_) | Message::HaveUpdate(_)))) => {
-                    active();
+                    report_active(&tx, &reported, id).await;
                     let _ = shared
                         .data_tx
                         .send(DataInput::PeerMessage { id, msg })

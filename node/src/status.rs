@@ -1,0 +1,130 @@
+//! What the daemon reports about itself: the answers of the control socket (`node status`,
+//! `node send`, `node send --wait`) in their JSON shapes, and membership's part of them. A leaf:
+//! plain serde types that every task may import without importing each other.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use swarmcast_proto::{BroadcastRecord, RegistryEntry};
+
+/// What `node send` answers at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishInfo {
+    /// Hex broadcast id.
+    pub id: String,
+    /// Directory name.
+    pub name: String,
+    /// Bytes of file data.
+    pub bytes: u64,
+    /// Regular files.
+    pub files: u64,
+    /// Chunks.
+    pub chunks: u64,
+    /// Chunk size.
+    pub chunk_size: u32,
+    /// File bytes the origin read and hashed (the others kept the previous version's hashes).
+    #[serde(default)]
+    pub hashed_bytes: u64,
+}
+
+/// `node status` (also its JSON shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Hex NodeId.
+    pub id: String,
+    /// Certificate name.
+    pub name: String,
+    /// This run's incarnation.
+    pub incarnation: u64,
+    /// Bound QUIC address.
+    pub listen: SocketAddr,
+    /// Address given to others.
+    pub advertise: SocketAddr,
+    /// Whether a bootstrap has accepted the registration.
+    pub registered: bool,
+    /// The bootstrap in use.
+    pub bootstrap: Option<SocketAddr>,
+    /// Every known seed and whether it answers.
+    pub seeds: Vec<SeedStatus>,
+    /// Current neighbours.
+    pub neighbours: Vec<NeighbourStatus>,
+    /// Entries in the last registry view.
+    pub registry_size: usize,
+    /// Alive entries in the last registry view.
+    pub registry_alive: usize,
+    /// Seconds since the daemon started.
+    pub uptime_s: u64,
+    /// Chunk payload bytes this process uploaded to each peer (hex NodeId), all broadcasts: this
+    /// node's row of the traffic matrix.
+    #[serde(default)]
+    pub uploaded_to: std::collections::BTreeMap<String, u64>,
+}
+
+/// Fleet-wide progress of one broadcast, as the registry reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetProgress {
+    /// Hex broadcast id.
+    pub id: String,
+    /// Bytes of the broadcast.
+    pub bytes: u64,
+    /// Chunks of the broadcast.
+    pub chunks: u64,
+    /// Nodes alive in the registry.
+    pub nodes_alive: u64,
+    /// Alive nodes holding the whole broadcast (published, or its origin).
+    pub nodes_complete: u64,
+    /// Alive nodes that refused or failed the broadcast: name, reason. They will not complete.
+    #[serde(default)]
+    pub nodes_failed: Vec<(String, String)>,
+    /// Chunks held, summed over alive nodes.
+    pub chunks_held: u64,
+    /// Set when the broadcast failed (at the origin or here).
+    pub failed: Option<String>,
+    /// Per node: name, chunks held (alive nodes only).
+    pub nodes: Vec<(String, u64)>,
+}
+
+/// One seed's reachability.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedStatus {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Whether a connection to it is up.
+    pub reachable: bool,
+    /// The last error met, if any.
+    pub last_error: Option<String>,
+    /// Failed attempts since it last answered.
+    pub failures: u32,
+}
+
+/// One neighbour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NeighbourStatus {
+    /// Hex NodeId.
+    pub id: String,
+    /// Certificate name, when connected.
+    pub name: Option<String>,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// "outbound" or "inbound".
+    pub direction: String,
+    /// "dialling" or "connected".
+    pub state: String,
+    /// Smoothed RTT of application pings, in ms.
+    pub rtt_ms: Option<f64>,
+    /// Banned for serving bad chunks: a serve-only link, never fetched from.
+    #[serde(default)]
+    pub banned: bool,
+}
+
+/// Membership's part of `node status`, and the latest registry view.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MembershipStatus {
+    pub(crate) bootstrap: Option<SocketAddr>,
+    pub(crate) registered: bool,
+    pub(crate) seeds: Vec<SeedStatus>,
+    pub(crate) registry_size: usize,
+    pub(crate) registry_alive: usize,
+    pub(crate) view: Vec<RegistryEntry>,
+    pub(crate) view_broadcasts: Vec<BroadcastRecord>,
+}
