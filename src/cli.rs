@@ -174,6 +174,14 @@ pub(crate) struct SwarmBenchArgs {
     /// 64 KiB burst; downloads unshaped).
     #[arg(long, value_enum, default_value_t = ShapeArg::HtbBoth)]
     pub(crate) shape: ShapeArg,
+    /// Delay added in each direction of every host's link, in ms (two hosts see four times
+    /// this as RTT): a lab condition, like the rates.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) delay_ms: f64,
+    /// Packets dropped in each direction of every host's link, in percent (two hosts lose about
+    /// twice this between them): a lab condition, like the rates.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) loss_pct: f64,
     /// Start every daemon with its wire trace in DIR (SWARMCAST_WIRE_TRACE) and write each
     /// run's summary there, as text and JSON: per host, bytes from the origin and from peers,
     /// duplicates, declines, latencies, queue depths, unused upload; how late --wait returned.

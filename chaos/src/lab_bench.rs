@@ -31,6 +31,7 @@ use swarmcast_node::control;
 use swarmcast_node::neighbours::NeighbourConfig;
 use swarmcast_node::wiretrace;
 
+use crate::lab_cpu::{self, CpuReport};
 use crate::lab_trace::{self, LinkSample, TraceInput, TraceSummary};
 use crate::netns::{Lab, LinkSpec, Shaper};
 use crate::procs::{LocalCluster, Timings};
@@ -76,6 +77,10 @@ pub struct SwarmBenchConfig {
     pub chunk_size: Option<u32>,
     /// How the rates are applied.
     pub shaper: Shaper,
+    /// Delay added in each direction of every host's link, ms (the lab's nfqueue impairment).
+    pub delay_ms: f64,
+    /// Packets dropped in each direction of every host's link, percent.
+    pub loss_pct: f64,
     /// The runs, in order.
     pub strategies: Vec<Strategy>,
     /// Give up on a run after this long.
@@ -127,6 +132,9 @@ pub struct SwarmRun {
     pub mean_download_utilisation: f64,
     /// The trace summary, with a trace directory.
     pub trace: Option<TraceSummary>,
+    /// CPU of every daemon (and the bootstrap) and of the machine, from the start of
+    /// `node send` to the end of the run.
+    pub cpu: CpuReport,
 }
 
 /// One utilisation sample.
@@ -156,6 +164,10 @@ pub struct SwarmBenchReport {
     pub rates_mbit: BTreeMap<String, f64>,
     /// How they were applied.
     pub shaper: Shaper,
+    /// Delay added in each direction of every link, ms.
+    pub delay_ms: f64,
+    /// Loss in each direction of every link, percent.
+    pub loss_pct: f64,
     /// The flags of this run that change a product default (empty: the product as shipped).
     pub experiments: Vec<String>,
     /// T* in seconds.
@@ -166,6 +178,18 @@ pub struct SwarmBenchReport {
     pub trace_dir: Option<PathBuf>,
     /// The runs.
     pub runs: Vec<SwarmRun>,
+}
+
+impl SwarmBenchConfig {
+    /// A host's link at `rate_mbit`, with the run's delay and loss.
+    fn link(&self, rate_mbit: f64) -> LinkSpec {
+        LinkSpec {
+            rate_mbit: Some(rate_mbit),
+            delay_ms: self.delay_ms,
+            loss_pct: self.loss_pct,
+            ..LinkSpec::default()
+        }
+    }
 }
 
 fn bytes_per_s(mbit: f64) -> f64 {
@@ -225,12 +249,10 @@ pub async fn run(exe: PathBuf, config: &SwarmBenchConfig) -> Result<SwarmBenchRe
     };
     let rates: BTreeMap<String, f64> = names.iter().map(|n| (n.clone(), rate(n))).collect();
     for (n, r) in &rates {
-        LinkSpec {
-            rate_mbit: Some(*r),
-            ..LinkSpec::default()
-        }
-        .validate()
-        .with_context(|| format!("rate of {n}"))?;
+        config
+            .link(*r)
+            .validate()
+            .with_context(|| format!("link of {n}"))?;
     }
     // The daemons get the trace paths in their environment: absolute ones.
     let mut config = config.clone();
@@ -276,6 +298,8 @@ pub async fn run(exe: PathBuf, config: &SwarmBenchConfig) -> Result<SwarmBenchRe
         files,
         rates_mbit: rates,
         shaper: config.shaper,
+        delay_ms: config.delay_ms,
+        loss_pct: config.loss_pct,
         experiments: config
             .chunk_size
             .map(|c| format!("--chunk-size {}", human_chunk(c)))
@@ -368,10 +392,7 @@ async fn run_once(
 ) -> Result<SwarmRun> {
     let mut lab = Lab::new(1)?;
     lab.set_shaper(config.shaper)?;
-    lab.set_default_link(LinkSpec {
-        rate_mbit: Some(config.rate_mbit),
-        ..LinkSpec::default()
-    })?;
+    lab.set_default_link(config.link(config.rate_mbit))?;
     // The binary's own timings and log level: the product as shipped.
     let mut cluster = LocalCluster::new(exe.to_owned(), root, Timings::default())?
         .with_binary_timings()
@@ -399,13 +420,7 @@ async fn run_once(
         cluster.start_node_with(n, &seeds, &env, &extra)?;
         if let Some(r) = config.host_rates.get(n) {
             let lab = cluster.lab_mut().context("lab")?;
-            lab.set_link(
-                n,
-                LinkSpec {
-                    rate_mbit: Some(*r),
-                    ..LinkSpec::default()
-                },
-            )?;
+            lab.set_link(n, config.link(*r))?;
         }
     }
     // Joined, with enough neighbours (all of them for client-server).
@@ -421,6 +436,10 @@ async fn run_once(
         t_us: wiretrace::now_us(),
         hosts: lab.counters()?,
     }];
+    let pids: Vec<(String, u32)> = (cluster.procs.iter())
+        .filter_map(|p| Some((p.name.clone(), p.pid()?)))
+        .collect();
+    let cpu_start = lab_cpu::sample(&pids);
     let t0 = Instant::now();
     let t0_us = wiretrace::now_us();
     let mut send = Send::start(&cluster, exe, source, &dirs[0], root, config.chunk_size)?;
@@ -482,6 +501,11 @@ async fn run_once(
             next_sample = Instant::now() + config.sample;
         }
     }
+    let cpu = lab_cpu::between(
+        &cpu_start,
+        &lab_cpu::sample(&pids),
+        t0.elapsed().as_secs_f64(),
+    );
     links.push(LinkSample {
         t_us: wiretrace::now_us(),
         hosts: lab.counters()?,
@@ -562,6 +586,7 @@ async fn run_once(
         utilisation,
         mean_download_utilisation: mean,
         trace: summary,
+        cpu,
     })
 }
 
@@ -633,6 +658,13 @@ impl SwarmBenchReport {
                 ""
             }
         );
+        if self.delay_ms > 0.0 || self.loss_pct > 0.0 {
+            let _ = writeln!(
+                s,
+                "  impaired: {} ms delay and {}% loss in each direction of every link",
+                self.delay_ms, self.loss_pct
+            );
+        }
         let chunk = self
             .runs
             .first()
@@ -687,6 +719,7 @@ impl SwarmBenchReport {
                 r.completion_source,
                 r.mean_download_utilisation * 100.0
             );
+            let _ = writeln!(s, "               {}", r.cpu.to_text("origin"));
         }
         let swarm = self.runs.iter().find(|r| r.strategy == Strategy::Swarm);
         let cs = self

@@ -9,11 +9,11 @@
 //!
 //! What counts as a duplicate, from the trace: a chunk received and verified that this host had
 //! already received, and every payload byte of a request that failed or was cancelled (its
-//! partial stream). This build's nodes report a cancelled request with `bytes: 0` (the
-//! request's task is aborted, so what it had read is lost), so the trace cannot see the partial
-//! streams of cancels; the wire figure beside it can: the bytes a host received on its link
-//! beyond the payload it needed include those partial streams, plus headers, acknowledgements
-//! and control messages, which makes it an upper bound. Both are reported.
+//! partial stream). Nodes report the payload bytes a cancelled request had read when it was
+//! cancelled (nodes before issue 20 reported `bytes: 0`). The wire figure beside it is an upper
+//! bound: the bytes a host received on its link beyond the payload it needed, which include
+//! those partial streams, bytes still in flight when a stream was reset, headers,
+//! acknowledgements and control messages. Both are reported.
 //!
 //! Pure: [`summarise`] takes parsed events and samples and returns the summary; the lab does the
 //! reading and writing.
@@ -193,8 +193,8 @@ pub struct HostSummary {
     pub declines_by_origin: u64,
     /// Requests cancelled (asked elsewhere, or not needed any more).
     pub cancelled: u64,
-    /// Payload bytes of cancelled requests as the trace gives them (0 on builds that do not
-    /// report them).
+    /// Payload bytes of cancelled requests as the trace gives them (what each had read when it
+    /// was cancelled; always 0 from nodes built before issue 20).
     pub cancelled_bytes: u64,
     /// Requests with no end in the trace.
     pub unanswered: u64,

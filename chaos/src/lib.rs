@@ -21,6 +21,7 @@ pub mod fleet;
 pub mod harness;
 pub mod idle;
 pub mod lab_bench;
+pub mod lab_cpu;
 pub mod lab_trace;
 pub mod netns;
 pub mod pair;

@@ -181,3 +181,90 @@ async fn a_foreign_ca_is_read_from_the_error_type_on_both_sides() {
     .expect_err("nobody answers");
     assert_eq!(quiet.cert_refusal(), None);
 }
+
+/// Bytes the client has received (UDP payload) when the control stream's second message is
+/// read, after the server queued `DATA` bytes of piece data on two request streams and then
+/// wrote that message, with the control stream at [`wire::CONTROL_PRIORITY`] or not.
+async fn received_before_control_message(prioritised: bool) -> u64 {
+    const DATA: usize = 1900 << 10;
+    let cluster = TestCluster::new();
+    let server_id = cluster.issue("server", Role::Node);
+    let client_id = cluster.issue("client", Role::Node);
+    let server = quinn::Endpoint::server(
+        server_id
+            .server_config(transport_config())
+            .expect("server config"),
+        loopback(),
+    )
+    .expect("bind server");
+    let addr = server.local_addr().expect("server addr");
+    let task = tokio::spawn(async move {
+        let conn = server
+            .accept()
+            .await
+            .expect("incoming")
+            .await
+            .expect("handshake");
+        let limits = Limits::default();
+        let (mut control, mut replies) = conn.open_bi().await.expect("control stream");
+        wire::write_message(&mut control, &ping(0), &limits)
+            .await
+            .expect("first ping");
+        // Once answered, the first ping has left: the control stream has nothing queued, as
+        // between two messages of a neighbour's control stream.
+        let answer = wire::read_message(&mut replies, &limits).await;
+        assert!(matches!(answer, Ok(Some(Message::Pong(_)))), "{answer:?}");
+        if prioritised {
+            wire::prioritise_control(&control).expect("priority");
+        }
+        for _ in 0..2 {
+            let (mut piece, _) = conn.open_bi().await.expect("piece stream");
+            piece.write_all(&vec![7u8; DATA]).await.expect("piece");
+            piece.finish().expect("finish");
+        }
+        wire::write_message(&mut control, &Message::Pong(Ping { nonce: 1 }), &limits)
+            .await
+            .expect("pong");
+        conn.closed().await;
+    });
+    let client = quinn::Endpoint::client(loopback()).expect("bind client");
+    let config = client_id
+        .client_config(transport_config())
+        .expect("client config");
+    let (conn, _) = connect(&client, &config, addr, T).await.expect("connect");
+    let limits = Limits::default();
+    let (mut answers, mut control) = conn.accept_bi().await.expect("accept control");
+    let first = wire::read_message(&mut control, &limits).await;
+    assert!(matches!(first, Ok(Some(Message::Ping(_)))), "{first:?}");
+    wire::write_message(&mut answers, &Message::Pong(Ping { nonce: 0 }), &limits)
+        .await
+        .expect("answer the first ping");
+    let second = tokio::time::timeout(T, wire::read_message(&mut control, &limits)).await;
+    assert!(
+        matches!(second, Ok(Ok(Some(Message::Pong(Ping { nonce: 1 }))))),
+        "{second:?}"
+    );
+    let received = conn.stats().udp_rx.bytes;
+    conn.close(CloseCode::Shutdown.into(), b"done");
+    task.await.expect("server task");
+    assert!(received > 0);
+    received
+}
+
+/// Streams are sent in write order (`send_fairness(false)`), so a message on a control stream
+/// of default priority waits behind every piece queued on the connection; at
+/// `CONTROL_PRIORITY` it goes first.
+#[tokio::test]
+async fn a_prioritised_control_stream_overtakes_queued_pieces() {
+    let data = 2 * (1900u64 << 10);
+    let plain = received_before_control_message(false).await;
+    assert!(
+        plain >= data,
+        "at the default priority the message came after all {data} bytes of pieces, not after {plain}"
+    );
+    let prioritised = received_before_control_message(true).await;
+    assert!(
+        prioritised < data / 4,
+        "a prioritised control message came after {prioritised} of {data} bytes of pieces"
+    );
+}

@@ -26,6 +26,13 @@ use crate::sync::lock;
 /// Shortest time between two heartbeats asked for off the period (a nudge).
 pub(crate) const MIN_NUDGE_SPACING: Duration = Duration::from_millis(50);
 
+/// While the data plane waits for the registry to name a broadcast's origin
+/// (`DataReport::awaiting_registry`), heartbeats go this often instead of once a period, at most
+/// [`AWAIT_REGISTRY_BEATS`] in a row: the origin's own record may reach the bootstrap a moment
+/// after the receivers first ask.
+const AWAIT_REGISTRY_SPACING: Duration = Duration::from_millis(100);
+const AWAIT_REGISTRY_BEATS: u32 = 30;
+
 /// One seed's live state, shared between its prober task and the membership loop.
 #[derive(Debug, Default)]
 struct Slot {
@@ -115,7 +122,7 @@ fn worth_a_beat(old: &DataReport, new: &DataReport) -> bool {
         .records
         .iter()
         .any(|r| !old_records.contains(&(r.id, r.state)));
-    completed || published
+    completed || published || (new.awaiting_registry && !old.awaiting_registry)
 }
 
 fn seed_errors(errors: &[(SocketAddr, SeedError)]) -> String {
@@ -225,9 +232,14 @@ impl Membership {
         let mut seen = data.borrow_and_update().clone();
         let beat_now = self.links.beat_now.clone();
         let mut data_open = true;
+        // Beats in a row asked for by `awaiting_registry`, and when the next such beat is due.
+        let mut awaited = 0u32;
+        let mut soon: Option<tokio::time::Instant> = None;
         loop {
+            let extra = soon.filter(|&s| s < next);
             let nudged = tokio::select! {
-                () = tokio::time::sleep_until(next) => false,
+                // An extra beat (`awaiting_registry`) counts as a nudge: the period keeps its phase.
+                () = tokio::time::sleep_until(extra.unwrap_or(next)) => extra.is_some(),
                 () = beat_now.notified() => true,
                 changed = data.changed(), if data_open => {
                     data_open = changed.is_ok();
@@ -249,6 +261,10 @@ impl Membership {
             self.publish_status();
             if ok {
                 failing_since = None;
+                let awaiting = data.borrow().awaiting_registry;
+                awaited = if awaiting { awaited + 1 } else { 0 };
+                soon = (awaiting && awaited <= AWAIT_REGISTRY_BEATS)
+                    .then(|| tokio::time::Instant::now() + AWAIT_REGISTRY_SPACING);
                 if nudged {
                     // An extra beat; the period keeps its phase.
                     continue;
@@ -522,6 +538,7 @@ mod tests {
                 .into_iter()
                 .collect(),
             uploaded_to: Default::default(),
+            awaiting_registry: false,
         }
     }
 
@@ -544,6 +561,15 @@ mod tests {
             worth_a_beat(&report(4, None), &report(4, active)),
             "published"
         );
+        let awaiting = DataReport {
+            awaiting_registry: true,
+            ..report(1, None)
+        };
+        assert!(
+            worth_a_beat(&report(1, None), &awaiting),
+            "waiting for the registry to name an origin"
+        );
+        assert!(!worth_a_beat(&awaiting, &awaiting), "asked already");
         assert!(
             !worth_a_beat(&report(4, active), &report(4, active)),
             "no news"

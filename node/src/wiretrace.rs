@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | `start` | daemon start | `node` |
 //! | `req` | requester, a request sent | `peer`, `piece`, `first` (chunk), `count`, `depth` (requests now outstanding at that peer) |
-//! | `got` | requester, a request ended | `peer`, `piece`, `outcome` (`ok`, `failed`, `cancelled`), `bytes`, `why` (a failure's reason: a decline, a bad chunk, a stream error) |
+//! | `got` | requester, a request ended | `peer`, `piece`, `outcome` (`ok`, `failed`, `cancelled`), `bytes` (payload read, a cancelled request's too), `why` (a failure's reason: a decline, a bad chunk, a stream error) |
 //! | `adv` | a `HaveUpdate` flooded to the neighbours | `chunks` |
 //! | `done` | a receiver published its copy | |
 //! | `serve` | server, a chunk request ended | `peer`, `first`, `count`, `start` (µs), `outcome` (`answered`: sent or refused with a code; `error`: the stream broke) |

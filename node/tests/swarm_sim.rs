@@ -34,8 +34,8 @@
 //!   `Have`s at once.
 //! * **Super-seeding** (the fault-free baseline and the super-seeding tests, as in swarm mode;
 //!   off in the stalled and corrupt runs): the origin runs the node's own [`SuperSeed`] (one chunk per
-//!   piece here): it sends each piece once until it has sent them all, and declines other
-//!   requests.
+//!   piece here): it sends each piece once, declines other requests for it while that copy is
+//!   on its way and for `RESEND_AFTER` after its last byte left, and sends it again after that.
 //!
 //! # What is checked, per seed (tests `seed_N::*`)
 //! * every receiver completes (but for the faulty one);
@@ -534,6 +534,13 @@ impl Sim {
         for (up, down) in done {
             let c = self.conn(up, down);
             let piece = c.queue.pop_front().unwrap();
+            if up == 0 {
+                let now = self.instant();
+                if let Some(round) = self.first_round.as_mut() {
+                    round.finished(now, piece, piece + 1, true);
+                }
+            }
+            let c = self.conn(up, down);
             c.remaining = if c.queue.is_empty() { 0.0 } else { MIB as f64 };
             if c.queue.is_empty() {
                 self.rates_dirty = true;
@@ -613,6 +620,12 @@ impl Sim {
                 let c = self.conn(up, down);
                 if let Some(i) = c.queue.iter().position(|&p| p == piece) {
                     c.queue.remove(i);
+                    if up == 0 {
+                        if let Some(round) = self.first_round.as_mut() {
+                            round.finished(now, piece, piece + 1, false);
+                        }
+                    }
+                    let c = self.conn(up, down);
                     if i == 0 {
                         c.remaining = MIB as f64;
                     }

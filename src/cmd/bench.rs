@@ -181,6 +181,8 @@ fn swarm(args: SwarmBenchArgs) -> Result<()> {
             ShapeArg::HtbBoth => Shaper::HtbBoth,
             ShapeArg::TbfUplink => Shaper::TbfUplink,
         },
+        delay_ms: args.delay_ms,
+        loss_pct: args.loss_pct,
         trace: args.trace,
         strategies: match args.strategy {
             BenchStrategy::Both => vec![Strategy::Swarm, Strategy::OriginOnly],

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use swarmcast_net::CloseCode;
@@ -19,12 +20,14 @@ use crate::manifest::Layout;
 use crate::store::{BufPool, PooledBuf, StoreError, Workspace};
 
 /// Fetch chunks `first..first + count` of `id` from `conn` into `ws`. Returns how it ended and
-/// the payload bytes received.
+/// the payload bytes received; `progress` counts them as they arrive, so that the bytes of a
+/// request aborted half-way (a cancel) are known too.
 ///
 /// The payloads are read straight into one pooled buffer for the whole piece (a piece is at most
 /// one chunk size of bytes), then verified and written by one blocking task
 /// ([`Workspace::write_run`]): one hop to the blocking pool per piece, whatever its number of
 /// chunks, and no allocation or zeroing per chunk.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn fetch_piece(
     conn: quinn::Connection,
     ws: Arc<Workspace>,
@@ -33,10 +36,10 @@ pub(crate) async fn fetch_piece(
     id: BroadcastId,
     first: u32,
     count: u32,
+    progress: Arc<AtomicU64>,
 ) -> (Result<(), PieceError>, u64) {
-    let mut received = 0u64;
-    let result = exchange_piece(&conn, &ws, &layout, &pool, id, first, count, &mut received).await;
-    (result, received)
+    let result = exchange_piece(&conn, &ws, &layout, &pool, id, first, count, &progress).await;
+    (result, progress.load(Ordering::Relaxed))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -48,7 +51,7 @@ async fn exchange_piece(
     id: BroadcastId,
     first: u32,
     count: u32,
-    received: &mut u64,
+    received: &AtomicU64,
 ) -> Result<(), PieceError> {
     let limits = Limits::default();
     let lens: Vec<Option<u32>> = (first..first.saturating_add(count))
@@ -84,7 +87,7 @@ async fn exchange_piece(
                     .await
                     .map_err(WireError::from)?;
                 at = end;
-                *received += u64::from(header.len);
+                received.fetch_add(u64::from(header.len), Ordering::Relaxed);
             }
             Some(Message::Error(e)) if e.code == ErrorCode::Elsewhere => {
                 return Err(PieceError::Declined);

@@ -60,7 +60,20 @@ struct Io {
     manifest_bytes: Arc<Vec<u8>>,
     layout: Arc<Layout>,
     reader: Reader,
-    in_flight: HashMap<(NodeId, u32), AbortHandle>,
+    in_flight: HashMap<(NodeId, u32), InFlight>,
+}
+
+/// A request's task, and the payload bytes it has read so far (the trace's cancel events give
+/// them).
+struct InFlight {
+    task: AbortHandle,
+    received: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl InFlight {
+    fn abort(&self) {
+        self.task.abort();
+    }
 }
 
 impl Io {
@@ -565,12 +578,13 @@ impl DataPlane {
                     .and_then(|io| io.in_flight.remove(&(peer, piece)))
                 {
                     h.abort();
+                    let bytes = h.received.load(std::sync::atomic::Ordering::Relaxed);
                     self.catalog.trace.emit(
                         "got",
                         Some(&id.short()),
                         &serde_json::json!({
                             "peer": peer.short(), "piece": piece, "outcome": "cancelled",
-                            "bytes": 0, "why": "",
+                            "bytes": bytes, "why": "",
                         }),
                     );
                 }
@@ -728,9 +742,11 @@ impl DataPlane {
         };
         let layout = io.layout.clone();
         let pool = self.catalog.pool().clone();
+        let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let progress = received.clone();
         let task = tokio::spawn(async move {
             let (result, bytes) =
-                fetch::fetch_piece(conn, ws, layout, pool, id, first, count).await;
+                fetch::fetch_piece(conn, ws, layout, pool, id, first, count, progress).await;
             let done = DataInput::PieceDone {
                 id,
                 peer,
@@ -740,7 +756,11 @@ impl DataPlane {
             };
             let _ = tx.send(done).await;
         });
-        io.in_flight.insert((peer, piece), task.abort_handle());
+        let request = InFlight {
+            task: task.abort_handle(),
+            received,
+        };
+        io.in_flight.insert((peer, piece), request);
         if self.catalog.trace.enabled() {
             let depth = io.in_flight.keys().filter(|(p, _)| *p == peer).count();
             self.catalog.trace.emit(

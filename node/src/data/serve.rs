@@ -220,6 +220,7 @@ async fn serve_chunks(
     if r.count == 0 || r.count > MAX_CHUNKS_PER_REQUEST || end.is_none_or(|e| e > total) {
         return refuse(send, ErrorCode::BadRequest, "chunk range out of bounds").await;
     }
+    let mut round_send = None;
     if let Some(round) = &s.first_round {
         let admitted = lock(round).admit(std::time::Instant::now(), first, first + r.count);
         if !admitted {
@@ -230,6 +231,12 @@ async fn serve_chunks(
             )
             .await;
         }
+        round_send = Some(RoundSend {
+            round,
+            first,
+            end: first + r.count,
+            delivered: false,
+        });
     }
     let _permit = match &catalog.uploads {
         Some(sem) => Some(
@@ -302,8 +309,27 @@ async fn serve_chunks(
         .await;
     // Keep the permit (and so bound the buffers still queued in quinn) until the peer has
     // acknowledged everything, or stopped the stream, or the connection is gone.
-    let _ = tokio::time::timeout(ACK_WAIT, send.stopped()).await;
+    let acked = tokio::time::timeout(ACK_WAIT, send.stopped()).await;
+    if let Some(r) = &mut round_send {
+        r.delivered = matches!(acked, Ok(Ok(None)));
+    }
     Ok(())
+}
+
+/// An admitted send of the origin's super-seeding: reports its end to the core when dropped,
+/// however the serving ended (`delivered` only once the requester acknowledged every byte).
+struct RoundSend<'a> {
+    round: &'a std::sync::Mutex<SuperSeed>,
+    first: u32,
+    end: u32,
+    delivered: bool,
+}
+
+impl Drop for RoundSend<'_> {
+    fn drop(&mut self) {
+        let now = std::time::Instant::now();
+        lock(self.round).finished(now, self.first, self.end, self.delivered);
+    }
 }
 
 /// Where the run starting at `first` ends (exclusive, at most `end`): at least one chunk, then

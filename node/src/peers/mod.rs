@@ -324,6 +324,10 @@ async fn drive_link(
         ..
     } = link;
     let stable_id = conn.stable_id();
+    // Pongs and adverts go before the piece data queued on this connection.
+    if let Err(e) = wire::prioritise_control(&send) {
+        debug!(error = %e, "control stream closed before it could be prioritised");
+    }
     let limits = Limits::default();
     // Haves and have-updates either way mean a transfer with this peer: the core then pings
     // fast.

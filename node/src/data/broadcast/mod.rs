@@ -857,6 +857,8 @@ impl Broadcasts {
         b.transfer = Some(t);
         b.stall_check = Some(now + self.config.stall_after);
         self.active.insert(id);
+        // No longer waiting for the registry (`DataReport::awaiting_registry`).
+        self.report_change(ReportDue::Now);
         self.drain(now, id);
     }
 
@@ -1188,6 +1190,9 @@ impl Broadcasts {
                 .filter_map(|(id, b)| b.record(*id, self.me))
                 .collect(),
             uploaded_to: self.uploaded_to.clone(),
+            awaiting_registry: self.broadcasts.values().any(|b| {
+                matches!(b.state, State::Receiving) && b.transfer.is_none() && b.origin.is_none()
+            }),
         }
     }
 

@@ -922,6 +922,43 @@ fn progress_is_reported_at_a_bounded_rate_and_lifecycle_changes_at_once() {
     assert!(r.progress[0].failed.is_some(), "{r:?}");
 }
 
+/// A receiver whose workspace exists before the registry named the origin says so in its
+/// report at once (membership then asks the registry instead of waiting for its period), and
+/// stops saying so, at once too, when the record arrives and the transfer starts.
+#[test]
+fn a_receiver_waiting_for_its_origin_asks_for_the_registry_at_once() {
+    let now = Instant::now();
+    let mut c = core(Strategy::Swarm);
+    let (m, layout, _, id) = manifest(4);
+    c.handle_peer_up(now, node(ORIGIN));
+    // Heard of by a neighbour's `Have`: no record yet.
+    c.handle_peer_message(now, node(ORIGIN), have(id, 4, &[0, 1, 2, 3]));
+    let _ = actions(&mut c);
+    let _ = c.poll_report(now);
+    c.add_receiver(now, id, m, layout, Bitfield::new(4), false, None);
+    assert!(
+        requests(&actions(&mut c)).is_empty(),
+        "no origin, no transfer"
+    );
+    let r = c.poll_report(now).unwrap();
+    assert!(r.awaiting_registry, "{r:?}");
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![record(id, 4, BroadcastState::Active)],
+    );
+    assert!(
+        !requests(&actions(&mut c)).is_empty(),
+        "the transfer started"
+    );
+    let r = c.poll_report(now).unwrap();
+    assert!(!r.awaiting_registry, "{r:?}");
+    // A receiver that knew the origin from the start never waits.
+    let (mut c, _) = receiving(Strategy::Swarm, 4, now);
+    let _ = actions(&mut c);
+    assert!(!c.poll_report(now).unwrap().awaiting_registry);
+}
+
 #[test]
 fn updates_heard_while_the_manifest_is_fetched_are_not_lost() {
     let now = Instant::now();
