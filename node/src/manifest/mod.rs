@@ -109,8 +109,19 @@ pub struct ChunkInfo {
     pub offset: u64,
     /// Bytes.
     pub len: u32,
-    /// Expected BLAKE3.
-    pub hash: ChunkHash,
+}
+
+impl Manifest {
+    /// The expected BLAKE3 of chunk `c` of this manifest's [`Layout`] (the hashes live only
+    /// here, not in the layout: 32 bytes a chunk, 32 MB at a million chunks). `None` only for a
+    /// `ChunkInfo` of another manifest.
+    pub fn chunk_hash(&self, c: &ChunkInfo) -> Option<&ChunkHash> {
+        let k = usize::try_from(c.offset / u64::from(self.chunk_size.max(1))).ok()?;
+        match &self.entries.get(c.entry as usize)?.kind {
+            EntryKind::File { chunks, .. } => chunks.get(k),
+            EntryKind::Dir { .. } => None,
+        }
+    }
 }
 
 /// A run of consecutive chunks scheduled and requested as one unit.
@@ -149,14 +160,13 @@ impl Layout {
             {
                 total_bytes += size;
                 let cs = u64::from(m.chunk_size.max(1));
-                for (k, h) in hs.iter().enumerate() {
+                for k in 0..hs.len() {
                     let offset = k as u64 * cs;
                     let len = (size.saturating_sub(offset)).min(cs) as u32;
                     chunks.push(ChunkInfo {
                         entry: i as u32,
                         offset,
                         len,
-                        hash: *h,
                     });
                 }
             }

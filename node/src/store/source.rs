@@ -167,7 +167,7 @@ impl Source {
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(changed("short")),
             Err(e) => return Err(StoreError::io(self.dir.join(rel), e)),
         }
-        if hash_chunk(out) != info.hash {
+        if self.manifest.chunk_hash(&info) != Some(&hash_chunk(out)) {
             return Err(changed("hash mismatch"));
         }
         Ok(())

@@ -286,7 +286,7 @@ impl Workspace {
                     got: data.len() - at,
                 });
             };
-            if hash_chunk(bytes) != info.hash {
+            if self.manifest.chunk_hash(&info) != Some(&hash_chunk(bytes)) {
                 return Err(StoreError::HashMismatch { index });
             }
             if !self.is_held(index) {
@@ -381,7 +381,8 @@ impl Workspace {
         let mut buf = Vec::new();
         for c in &chunks {
             buf.resize(c.len as usize, 0);
-            let ok = file.read_exact_at(&mut buf, c.offset).is_ok() && hash_chunk(&buf) == c.hash;
+            let ok = file.read_exact_at(&mut buf, c.offset).is_ok()
+                && self.manifest.chunk_hash(c) == Some(&hash_chunk(&buf));
             if !ok {
                 // Leave an empty file of the right size to be written chunk by chunk.
                 let _ = nix::unistd::unlinkat(
@@ -622,7 +623,7 @@ impl Workspace {
             Err(e) => return Err(StoreError::io(self.path_of(info.entry), e)),
         }
         if check == Check::Always || !verified {
-            if hash_chunk(out) != info.hash {
+            if self.manifest.chunk_hash(&info) != Some(&hash_chunk(out)) {
                 self.handles.forget(info.entry);
                 warn!(id = %self.id.short(), index, "held chunk is corrupt on disk");
                 return Err(StoreError::Corrupt { index });

@@ -285,7 +285,7 @@ impl Broadcasts {
             .iter()
             .enumerate()
             .filter(|(_, c)| !linked.contains(&c.entry))
-            .map(|(i, c)| (prefix(&c.hash), i as u32))
+            .filter_map(|(i, c)| Some((prefix(manifest.chunk_hash(c)?), i as u32)))
             .collect();
         want.sort_unstable();
         let mut taken = crate::bitfield::Bitfield::new(layout.chunk_count());
@@ -303,11 +303,15 @@ impl Broadcasts {
                 continue;
             }
             for from_chunk in b.held_chunks.iter_ones() {
-                let hash = &b.layout.chunks[from_chunk as usize].hash;
+                let Some(hash) = b.manifest.chunk_hash(&b.layout.chunks[from_chunk as usize])
+                else {
+                    continue;
+                };
                 let p = prefix(hash);
                 let start = want.partition_point(|(k, _)| *k < p);
                 for &(_, chunk) in want[start..].iter().take_while(|(k, _)| *k == p) {
-                    if layout.chunks[chunk as usize].hash == *hash && taken.set(chunk) {
+                    let same = manifest.chunk_hash(&layout.chunks[chunk as usize]) == Some(hash);
+                    if same && taken.set(chunk) {
                         out.push(super::LocalCopy {
                             chunk,
                             from,
