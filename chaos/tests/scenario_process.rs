@@ -13,7 +13,7 @@ use common::{SERIAL, exe, small};
 
 #[test]
 fn every_preset_parses_and_schedules_for_many_seeds() {
-    assert_eq!(PRESETS.len(), 8);
+    assert_eq!(PRESETS.len(), 9);
     for (name, text) in PRESETS {
         let s = Scenario::from_toml(text).unwrap_or_else(|e| panic!("{name}: {e:#}"));
         assert_eq!(&s.name, name, "a preset's name is its file name");
