@@ -124,12 +124,12 @@ pub async fn run_at(
                 let _ = std::fs::copy(&p, logs_dir.join(p.file_name().unwrap_or_default()));
             }
         }
-        let written = report.write(dir);
-        println!("{}", report.summary());
-        if let Err(e) = written {
+        if let Err(e) = report.write(dir) {
             eprintln!("could not write the report into {}: {e:#}", dir.display());
         }
     }
+    // The summary always: without `--report` a run would otherwise say nothing but its exit code.
+    println!("{}", report.summary());
     match outcome {
         Ok(()) => Ok(report),
         Err(e) => {
