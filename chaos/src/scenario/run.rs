@@ -163,31 +163,6 @@ fn stall_reports(root: &Path) -> Result<Vec<String>> {
     Ok(found)
 }
 
-#[cfg(test)]
-mod stall_tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn a_stall_in_any_log_is_found_and_named() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("n1.1.log"), "INFO started\nINFO complete\n").unwrap();
-        std::fs::write(dir.path().join("b1.1.log"), "WARN something else\n").unwrap();
-        assert!(stall_reports(dir.path()).unwrap().is_empty());
-        let line = format!(
-            "2026-12-02T07:01:57Z  WARN data: swarmcast_node::data: {} broadcast=a97eb0fb",
-            swarmcast_node::data::STALL_WARNING
-        );
-        std::fs::write(dir.path().join("n3.2.log"), format!("INFO x\n{line}\n")).unwrap();
-        // Not a log: ignored.
-        std::fs::write(dir.path().join("n3.2.txt"), &line).unwrap();
-        assert_eq!(
-            stall_reports(dir.path()).unwrap(),
-            vec![format!("n3.2.log: {line}")]
-        );
-    }
-}
-
 struct Runner {
     root: PathBuf,
     exe: PathBuf,
@@ -790,4 +765,29 @@ impl Runner {
 /// that every two seeds give different bytes.
 fn tree_seed(seed: u64) -> u64 {
     super::Prng::new(seed).next_u64()
+}
+
+#[cfg(test)]
+mod stall_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_stall_in_any_log_is_found_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("n1.1.log"), "INFO started\nINFO complete\n").unwrap();
+        std::fs::write(dir.path().join("b1.1.log"), "WARN something else\n").unwrap();
+        assert!(stall_reports(dir.path()).unwrap().is_empty());
+        let line = format!(
+            "2026-12-02T07:01:57Z  WARN data: swarmcast_node::data: {} broadcast=a97eb0fb",
+            swarmcast_node::data::STALL_WARNING
+        );
+        std::fs::write(dir.path().join("n3.2.log"), format!("INFO x\n{line}\n")).unwrap();
+        // Not a log: ignored.
+        std::fs::write(dir.path().join("n3.2.txt"), &line).unwrap();
+        assert_eq!(
+            stall_reports(dir.path()).unwrap(),
+            vec![format!("n3.2.log: {line}")]
+        );
+    }
 }
