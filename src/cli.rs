@@ -49,6 +49,38 @@ pub(crate) enum ChaosCommand {
     Run(ChaosArgs),
     /// List the presets.
     Presets,
+    /// Continuous churn with repeated broadcasts for --minutes, on 127.0.0.1: fails if any
+    /// long-lived process's RSS, open fds or threads grew more than 20% from the run's second
+    /// quarter to its last, or if any copy differs (not part of CI).
+    Soak(SoakArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SoakArgs {
+    /// How long, in minutes (fractions allowed).
+    #[arg(long, default_value_t = 30.0)]
+    pub(crate) minutes: f64,
+    /// Nodes (3 bootstraps come with them).
+    #[arg(long, default_value_t = 8)]
+    pub(crate) nodes: usize,
+    /// Of the nodes, how many are SIGKILLed and restarted in turn; the others never are.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) churners: usize,
+    /// Bytes per broadcast.
+    #[arg(long, default_value = "4MiB", value_parser = parse_size)]
+    pub(crate) size: u64,
+    /// Names the versions rotate through (each send is the next version of one).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) names: usize,
+    /// Seconds between samples of every process.
+    #[arg(long, default_value_t = 5.0)]
+    pub(crate) sample_secs: f64,
+    /// Seed of the datasets and of the victims.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Write soak.json (every sample) and summary.txt here, and keep the logs.
+    #[arg(long)]
+    pub(crate) report: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

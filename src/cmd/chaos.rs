@@ -3,8 +3,12 @@
 use anyhow::{Context, Result};
 use swarmcast_chaos::scenario::{self, Mode, Scenario};
 
-use super::{current_exe, runtime, until_signal};
-use crate::cli::{ChaosArgs, ChaosCommand, ChaosMode};
+use std::time::Duration;
+
+use swarmcast_chaos::soak::{self, SoakConfig};
+
+use super::{current_exe, runtime, until_signal, usage_error};
+use crate::cli::{ChaosArgs, ChaosCommand, ChaosMode, SoakArgs};
 
 pub(crate) fn run(command: ChaosCommand) -> Result<()> {
     match command {
@@ -18,7 +22,42 @@ pub(crate) fn run(command: ChaosCommand) -> Result<()> {
             Ok(())
         }
         ChaosCommand::Run(args) => run_one(args),
+        ChaosCommand::Soak(args) => soak(args),
     }
+}
+
+fn soak(args: SoakArgs) -> Result<()> {
+    let secs = |s: f64, flag: &str| {
+        if s.is_finite() && s > 0.0 {
+            Duration::from_secs_f64(s)
+        } else {
+            usage_error(
+                &["chaos", "soak"],
+                format!("{flag} must be a positive number"),
+            )
+        }
+    };
+    let config = SoakConfig {
+        duration: secs(args.minutes * 60.0, "--minutes"),
+        nodes: args.nodes,
+        churners: args.churners,
+        size: args.size,
+        names: args.names,
+        seed: args.seed,
+        sample: secs(args.sample_secs, "--sample-secs"),
+    };
+    if let Err(e) = config.validate() {
+        usage_error(&["chaos", "soak"], format!("{e:#}"));
+    }
+    let report = until_signal(
+        &runtime()?,
+        soak::run_reported(current_exe()?, config, args.report),
+    )?;
+    print!("{}", report.summary());
+    if !report.passed {
+        anyhow::bail!("a long-lived process grew by more than 20%");
+    }
+    Ok(())
 }
 
 fn run_one(args: ChaosArgs) -> Result<()> {
