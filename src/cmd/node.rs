@@ -71,7 +71,7 @@ pub(crate) fn rm(data_dir: &Path, target: &str) -> Result<()> {
         .block_on(swarmcast_node::control::remove(data_dir, target))
         .with_context(|| format!("node rm {target}"))?;
     for id in ids {
-        println!("removed {id}");
+        outln!("removed {id}")?;
     }
     Ok(())
 }
@@ -83,7 +83,7 @@ pub(crate) fn cancel(data_dir: &Path, target: &str) -> Result<()> {
         .block_on(swarmcast_node::control::cancel(data_dir, target))
         .with_context(|| format!("node cancel {target}"))?;
     for id in ids {
-        println!("cancelled {id}");
+        outln!("cancelled {id}")?;
     }
     Ok(())
 }

@@ -101,7 +101,7 @@ fn into_closed_pipe(args: &[&str]) -> Result<std::process::Output> {
 }
 
 #[test]
-fn status_and_ls_into_a_closed_pipe_exit_quietly() -> Result<()> {
+fn every_printing_command_into_a_closed_pipe_exits_quietly() -> Result<()> {
     let _serial = serial();
     let mut c = Cluster::new()?;
     let b = free_addr();
@@ -122,6 +122,60 @@ fn status_and_ls_into_a_closed_pipe_exit_quietly() -> Result<()> {
             assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
             assert!(stderr.is_empty(), "{args:?} says nothing: {stderr}");
         }
+    }
+    // `node send | head -1`: every form of send, then every other command that prints.
+    let certs = c.path("more-certs").to_string_lossy().into_owned();
+    let mut commands: Vec<Vec<String>> = Vec::new();
+    for (i, extra) in [&[][..], &["--json"], &["--wait"], &["--wait", "--json"]]
+        .iter()
+        .enumerate()
+    {
+        let dir = c.path(&format!("payload{i}"));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("f"), format!("payload {i}"))?;
+        let mut args = vec![
+            "node",
+            "send",
+            &dir.to_string_lossy(),
+            "--data-dir",
+            &data_dir,
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        commands.push(args);
+    }
+    commands.push(vec![
+        "node".into(),
+        "rm".into(),
+        "payload0".into(),
+        "--data-dir".into(),
+        data_dir.clone(),
+    ]);
+    commands.push(vec![
+        "certs".into(),
+        "init".into(),
+        "--dir".into(),
+        certs.clone(),
+    ]);
+    commands.push(vec![
+        "certs".into(),
+        "issue".into(),
+        "--dir".into(),
+        certs,
+        "--name".into(),
+        "x".into(),
+        "--role".into(),
+        "node".into(),
+    ]);
+    commands.push(vec!["chaos".into(), "presets".into()]);
+    for args in &commands {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = into_closed_pipe(&args)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
     }
     Ok(())
 }

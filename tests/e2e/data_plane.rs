@@ -34,6 +34,11 @@ fn make_tree(root: &Path, big: usize) -> Result<()> {
     if big > 0 {
         write_file(&root.join("big.bin"), &pseudo_random(42, big), 0o644)?;
     }
+    // Directories keep their modes, the sent one's too (`tree::verify` compares them all).
+    use std::os::unix::fs::PermissionsExt;
+    for (dir, mode) in [("", 0o700), ("nested", 0o750), ("nested/a", 0o711)] {
+        std::fs::set_permissions(root.join(dir), std::fs::Permissions::from_mode(mode))?;
+    }
     Ok(())
 }
 

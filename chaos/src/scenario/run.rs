@@ -125,7 +125,7 @@ pub async fn run_at(
             }
         }
         let written = report.write(dir);
-        println!("{}", report.summary());
+        say!("{}", report.summary());
         if let Err(e) = written {
             eprintln!("could not write the report into {}: {e:#}", dir.display());
         }
@@ -176,7 +176,7 @@ impl Runner {
         let t_ms = self.t0.elapsed().as_millis() as u64;
         tracing::info!(t_ms, kind, "{what}");
         if self.narrate {
-            println!("{:6.1}s {kind:<9} {what}", t_ms as f64 / 1000.0);
+            say!("{:6.1}s {kind:<9} {what}", t_ms as f64 / 1000.0);
         }
         self.report.timeline.push(Event {
             t_ms,

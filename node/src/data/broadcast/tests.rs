@@ -31,6 +31,7 @@ fn manifest(chunks: u32) -> (Arc<Manifest>, Arc<Layout>, Vec<u8>, BroadcastId) {
         version: crate::manifest::MANIFEST_VERSION,
         name: "dir".into(),
         chunk_size: CHUNK,
+        root_mode: Some(0o755),
         entries: vec![Entry {
             path: "f".into(),
             kind: EntryKind::File {
