@@ -38,6 +38,10 @@ pub(crate) fn join(args: JoinArgs) -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .map(Duration::from_millis);
+    config.fault_hash_delay = std::env::var("SWARMCAST_FAULT_HASH_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis);
     let result = runtime()?.block_on(swarmcast_node::run(identity, config, shutdown_signal()));
     // A join that timed out because the handshakes were refused says so first.
     match result.as_ref().err().and_then(foreign_ca_hint) {

@@ -225,3 +225,36 @@ fn joining_with_a_certificate_of_another_ca_names_the_refused_handshake() -> Res
     );
     Ok(())
 }
+
+#[test]
+fn a_send_whose_hashing_outlasts_the_answer_timeout_still_succeeds() -> Result<()> {
+    let _serial = serial();
+    let mut c = Cluster::new()?;
+    let b = free_addr();
+    c.bootstrap("b1", b, &[])?;
+    // Every manifest build takes 11 s longer than it would: more than the control socket's
+    // 10 s answer timeout (`swarmcast_node::control::ANSWER_TIMEOUT`).
+    let slow = swarmcast_node::control::ANSWER_TIMEOUT + Duration::from_secs(1);
+    let ms = slow.as_millis().to_string();
+    c.node_env("n1", &[b], &[], &[("SWARMCAST_FAULT_HASH_DELAY_MS", &ms)])?;
+    wait_for(Duration::from_secs(20), "n1 registered", || {
+        Ok(c.status("n1")?.registered.then_some(()))
+    })?;
+    let dir = c.path("slow");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("f"), b"hashed slowly")?;
+    let data_dir = c.data_dir("n1").to_string_lossy().into_owned();
+    let started = std::time::Instant::now();
+    let out = c.cli(&[
+        "node",
+        "send",
+        &dir.to_string_lossy(),
+        "--data-dir",
+        &data_dir,
+        "--json",
+    ])?;
+    assert!(started.elapsed() >= slow, "the fault was not applied");
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(v["broadcast"]["name"], "slow", "{out}");
+    Ok(())
+}
