@@ -316,24 +316,52 @@ fn slowloris(att: &Attacker, t: Target) -> Result<usize> {
     })
 }
 
-/// Real requests, each stream reset at once.
-fn resetter(att: &Attacker, t: Target) -> Result<()> {
-    let conn = att.connect(t.addr)?;
-    att.rt.block_on(async {
-        let limits = Limits::default();
-        for i in 0..1000u32 {
-            let (mut send, mut recv) = conn.open_bi().await?;
-            let request = ChunkRequest {
-                broadcast: t.broadcast,
-                index: ChunkIndex(i % t.chunks),
-                count: 1,
+/// After one real request (so that this is a request connection), 1000 real requests, each
+/// stream reset at once. A connection the victim closes is dialled again (at most 20 times).
+/// Returns the streams reset and the connections the victim closed.
+fn resetter(att: &Attacker, t: Target) -> Result<(u32, u32)> {
+    let (mut reset, mut closed) = (0u32, 0u32);
+    while reset < 1000 && closed <= 20 {
+        let conn = att.connect(t.addr)?;
+        att.rt.block_on(async {
+            let limits = Limits::default();
+            let request = |i: u32| {
+                Message::ChunkRequest(ChunkRequest {
+                    broadcast: t.broadcast,
+                    index: ChunkIndex(i % t.chunks),
+                    count: 1,
+                })
             };
-            wire::write_message(&mut send, &Message::ChunkRequest(request), &limits).await?;
-            let _ = send.reset(0u32.into());
-            let _ = recv.stop(0u32.into());
+            let first = async {
+                let (mut send, mut recv) = conn.open_bi().await?;
+                wire::write_message(&mut send, &request(0), &limits).await?;
+                send.finish()?;
+                let _ = recv.read_to_end(64 << 20).await;
+                Ok::<_, anyhow::Error>(())
+            };
+            if first.await.is_err() {
+                return;
+            }
+            while reset < 1000 {
+                let Ok((mut send, mut recv)) = conn.open_bi().await else {
+                    return;
+                };
+                if wire::write_message(&mut send, &request(reset), &limits)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                let _ = send.reset(0u32.into());
+                let _ = recv.stop(0u32.into());
+                reset += 1;
+            }
+        });
+        if reset < 1000 {
+            closed += 1;
         }
-        Ok(())
-    })
+    }
+    Ok((reset, closed))
 }
 
 #[test]
@@ -390,7 +418,10 @@ fn hostile_peers_are_banned_or_throttled_and_the_honest_transfer_completes() -> 
         let flooded = f.join().map_err(join)??;
         let streamed = st.join().map_err(join)??;
         let ended = sl.join().map_err(join)??;
-        r.join().map_err(join)??;
+        let (reset_streams, reset_closed) = r.join().map_err(join)??;
+        eprintln!(
+            "resetter: {reset_streams} streams reset, {reset_closed} connections closed by the victim"
+        );
         Ok((flooded, streamed, ended))
     })?;
     eprintln!(
