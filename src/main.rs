@@ -9,6 +9,24 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// `println!` that returns the write's `io::Result` instead of panicking: a closed pipe
+/// (`node send | head -1`) becomes an error that `main` turns into a quiet exit.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `print!` likewise (see [`outln!`]).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        write!(out, $($arg)*).and_then(|()| out.flush())
+    }};
+}
+
 mod cli;
 mod cmd;
 mod output;

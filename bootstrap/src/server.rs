@@ -312,7 +312,7 @@ async fn serve_connection(conn: quinn::Connection, peer: PeerInfo, shared: Arc<S
                         Ok(Ok(Some(m))) => m,
                         Ok(Ok(None)) => return,
                         Ok(Err(WireError::Decode(e))) => {
-                            warn!(error = %e, "undecodable request; closing connection");
+                            warn!(error = %e.for_log(), "undecodable request; closing connection");
                             conn.close(CloseCode::Protocol.into(), b"protocol error");
                             return;
                         }
@@ -554,7 +554,7 @@ async fn tick_loop(
             let mut reg = shared.registry();
             reg.handle_timeout(now);
             while let Some(event) = reg.poll_event() {
-                info!(?event, "registry");
+                log_event(&event);
             }
             let mut counts = [(Status::Alive, 0), (Status::Suspect, 0), (Status::Dead, 0)];
             for e in reg.view(now).nodes {
@@ -679,5 +679,22 @@ async fn snapshot_loop(shared: Arc<Shared>) {
             Ok(Err(e)) => warn!(error = %e, "registry snapshot failed"),
             Err(e) => warn!(error = %e, "registry snapshot task failed"),
         }
+    }
+}
+
+/// One log line per registry event, naming the node by name and short id.
+fn log_event(event: &crate::registry::RegistryEvent) {
+    use crate::registry::RegistryEvent;
+    match event {
+        RegistryEvent::Added { id, name } => {
+            info!(node = %name, id = %id.short(), "registry: entry added");
+        }
+        RegistryEvent::StatusChanged { id, name, from, to } => {
+            info!(node = %name, id = %id.short(), ?from, ?to, "registry: status changed");
+        }
+        RegistryEvent::Dropped { id, name } => {
+            info!(node = %name, id = %id.short(), "registry: entry dropped");
+        }
+        other => info!(event = ?other, "registry"),
     }
 }

@@ -450,7 +450,7 @@ impl Sim {
             while let Some(event) = self.boots[b].reg.poll_event() {
                 let (seed, now) = (self.seed, self.now);
                 match event {
-                    RegistryEvent::StatusChanged { id, from, to } => {
+                    RegistryEvent::StatusChanged { id, from, to, .. } => {
                         let i = self.index[&id];
                         let name = &self.nodes[i].record.name;
                         assert!(
@@ -468,7 +468,7 @@ impl Sim {
                             }
                         }
                     }
-                    RegistryEvent::Dropped { id } => {
+                    RegistryEvent::Dropped { id, .. } => {
                         let i = self.index[&id];
                         let name = &self.nodes[i].record.name;
                         assert!(

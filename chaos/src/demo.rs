@@ -139,7 +139,7 @@ pub async fn run(exe: PathBuf, config: DemoConfig) -> Result<DemoReport> {
         .prefix("swarmcast-demo-")
         .tempdir()?;
     let root = tmp.path().to_owned();
-    println!(
+    say!(
         "swarmcast demo in {}: {} bootstraps and {} nodes on 127.0.0.1 (each a child process), \
          {} of sample data from n1, faults at {:.0}%",
         root.display(),
@@ -151,9 +151,9 @@ pub async fn run(exe: PathBuf, config: DemoConfig) -> Result<DemoReport> {
     let result = scenario::run_at(Mode::Process, exe, scenario, 1, &root, None, true).await;
     if config.keep {
         let kept = tmp.keep();
-        println!("kept {}", kept.display());
+        say!("kept {}", kept.display());
     } else {
-        println!("cleaned up {}", root.display());
+        say!("cleaned up {}", root.display());
     }
     let report = DemoReport::from(&config, &result?);
     report.print(&config);
@@ -181,14 +181,14 @@ impl DemoReport {
 
     fn print(&self, config: &DemoConfig) {
         let (_, v1, _) = config.victims();
-        println!(
+        say!(
             "verified {} copies: byte-identical, modes included",
             self.receivers
         );
-        println!();
-        println!("summary");
-        println!("  wall time            {:.2} s", self.wall.as_secs_f64());
-        println!(
+        say!();
+        say!("summary");
+        say!("  wall time            {:.2} s", self.wall.as_secs_f64());
+        say!(
             "  aggregate throughput {}/s ({} receivers x {})",
             human(
                 (self.bytes as f64 * self.receivers as f64 / self.wall.as_secs_f64().max(1e-3))
@@ -197,17 +197,17 @@ impl DemoReport {
             self.receivers,
             human(self.bytes)
         );
-        println!(
+        say!(
             "  origin upload        {:.2} x the dataset",
             self.origin_upload
         );
-        println!(
+        say!(
             "  {v1} resumed after SIGKILL; bytes re-fetched: {}",
             human(self.refetched)
         );
-        println!("  completion per node:");
+        say!("  completion per node:");
         for (n, t) in &self.completion {
-            println!("    {n:<4} {:6.2} s", t.as_secs_f64());
+            say!("    {n:<4} {:6.2} s", t.as_secs_f64());
         }
     }
 }

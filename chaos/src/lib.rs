@@ -14,6 +14,16 @@
 //! * [`lab_trace`]: the summary of the nodes' wire traces for `bench swarm --trace`.
 //! * [`idle`]: `swarmcast bench idle`, the CPU and packets of a fleet of idle daemons.
 
+/// Narration on stdout (`println!` without its panic): a reader that went away
+/// (`swarmcast demo | head`) does not stop a run, which still cleans up and reports its outcome
+/// by exit code.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 pub mod bench;
 pub mod demo;
 pub mod files;

@@ -92,6 +92,8 @@ type Snapshot = BTreeMap<String, (bool, u32, u64)>;
 
 fn snapshot(root: &Path) -> Result<Snapshot> {
     let mut out = BTreeMap::new();
+    let root_mode = std::fs::metadata(root)?.permissions().mode() & 0o777;
+    out.insert(String::new(), (true, root_mode, 0));
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for e in std::fs::read_dir(&dir)? {
@@ -100,9 +102,7 @@ fn snapshot(root: &Path) -> Result<Snapshot> {
             let rel = p.strip_prefix(root)?.to_string_lossy().into_owned();
             let mode = meta.permissions().mode() & 0o777;
             if meta.is_dir() {
-                if std::fs::read_dir(&p)?.next().is_none() {
-                    out.insert(rel, (true, mode, 0));
-                }
+                out.insert(rel, (true, mode, 0));
                 stack.push(p);
             } else if meta.is_file() {
                 out.insert(rel, (false, mode, meta.len()));
@@ -142,7 +142,8 @@ fn same_contents(a: &Path, b: &Path) -> Result<bool> {
 }
 
 /// Check that `copy` (a directory or a symlink to one) holds exactly the entries, bytes and
-/// modes of `source`. The error names the first difference.
+/// modes of `source`, directories' modes (the top one's too) included. The error names the
+/// first difference.
 pub fn verify(source: &Path, copy: &Path) -> Result<()> {
     let copy = std::fs::canonicalize(copy)?;
     let (a, b) = (snapshot(source)?, snapshot(&copy)?);
@@ -161,11 +162,12 @@ pub fn verify(source: &Path, copy: &Path) -> Result<()> {
         if *is_dir != d2 {
             bail!("{k}: file in one, directory in the other");
         }
+        if *mode != m2 {
+            let k = if k.is_empty() { "." } else { k };
+            bail!("{k}: mode {mode:o} in the source, {m2:o} in the copy");
+        }
         if *is_dir {
             continue;
-        }
-        if *mode != m2 {
-            bail!("{k}: mode {mode:o} in the source, {m2:o} in the copy");
         }
         if *len != l2 || !same_contents(&source.join(k), &copy.join(k))? {
             bail!("{k}: contents differ");

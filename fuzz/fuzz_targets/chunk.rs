@@ -67,6 +67,7 @@ fn workspace() -> &'static Workspace {
             version: MANIFEST_VERSION,
             name: "fuzz".into(),
             chunk_size: cs,
+            root_mode: Some(0o755),
             entries,
         };
         manifest

@@ -110,7 +110,7 @@ pub(crate) async fn serve_requests(
             match serve::serve_stream(catalog, events, peer, send, recv, None).await {
                 Ok(()) => {}
                 Err(WireError::Decode(e)) => {
-                    warn!(error = %e, "undecodable request; closing connection");
+                    warn!(error = %e.for_log(), "undecodable request; closing connection");
                     conn.close(serve::BAD_REQUEST_CLOSE.into(), b"protocol error");
                 }
                 Err(e) => debug!(error = %e, "request stream failed"),

@@ -30,6 +30,13 @@ pub use crate::status::{FleetProgress, NeighbourStatus, NodeStatus, SeedStatus};
 /// File name of the socket inside the data dir.
 pub const SOCKET: &str = "control.sock";
 
+/// How often the daemon says [`ControlResponse::Working`] to a caller that asked for it.
+pub const KEEPALIVE: Duration = Duration::from_secs(1);
+
+/// How long a caller waits for the daemon: for the whole exchange, or, when the request asked
+/// for keep-alives, for each frame.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A request to the daemon.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -45,6 +52,11 @@ pub enum ControlRequest {
         /// Hash every file, even those unchanged since the previous version of the name.
         #[serde(default)]
         rehash: bool,
+        /// Send [`ControlResponse::Working`] every [`KEEPALIVE`] until the answer, so that a
+        /// caller can wait for a slow build (a large directory hashed on a loaded machine)
+        /// without a fixed timeout on the whole exchange. Off for older callers.
+        #[serde(default)]
+        keepalive: bool,
     },
     /// Every broadcast this node knows (`node ls`).
     List,
@@ -73,6 +85,8 @@ pub enum ControlResponse {
     Status(Box<NodeStatus>),
     /// Answer to [`ControlRequest::Send`].
     Sent(crate::status::PublishInfo),
+    /// Not an answer: the daemon is still working on the request (see `keepalive`).
+    Working,
     /// Answer to [`ControlRequest::List`].
     List(Vec<crate::data::BroadcastInfo>),
     /// Answer to [`ControlRequest::Fleet`].
@@ -205,13 +219,33 @@ async fn write_value<T: Serialize>(s: &mut UnixStream, value: &T) -> Result<(), 
 }
 
 /// Ask the daemon of `data_dir` one question.
+///
+/// The whole exchange must end within [`ANSWER_TIMEOUT`], unless the request asked for
+/// keep-alives (`node send`): then each frame must come within it, so a build that takes
+/// minutes is waited for while the daemon says it is working on it, and a daemon that stops
+/// answering is still given up on.
 pub async fn call(
     data_dir: &Path,
     request: &ControlRequest,
 ) -> Result<ControlResponse, ControlError> {
     let path = socket_path(data_dir);
-    let timeout = Duration::from_secs(10);
-    let exchange = async {
+    let timeout = ANSWER_TIMEOUT;
+    let keepalive = matches!(
+        request,
+        ControlRequest::Send {
+            keepalive: true,
+            ..
+        }
+    );
+    let deadline = tokio::time::Instant::now() + timeout;
+    let frame_deadline = || {
+        if keepalive {
+            tokio::time::Instant::now() + timeout
+        } else {
+            deadline
+        }
+    };
+    let connect = async {
         let mut s = UnixStream::connect(&path)
             .await
             .map_err(|reason| match reason.kind() {
@@ -224,15 +258,24 @@ pub async fn call(
                     reason,
                 },
             })?;
-        if let Err(e) = write_value(&mut s, request).await {
-            // A daemon that refuses us answers and closes without reading: read its answer.
-            return read_response(&mut s).await.map_err(|_| e);
-        }
-        read_response(&mut s).await
+        let written = write_value(&mut s, request).await;
+        Ok::<_, ControlError>((s, written))
     };
-    tokio::time::timeout(timeout, exchange)
+    let (mut s, written) = tokio::time::timeout_at(deadline, connect)
         .await
-        .map_err(|_| ControlError::Timeout(timeout))?
+        .map_err(|_| ControlError::Timeout(timeout))??;
+    loop {
+        let answer = tokio::time::timeout_at(frame_deadline(), read_response(&mut s))
+            .await
+            .map_err(|_| ControlError::Timeout(timeout))?;
+        match answer {
+            Ok(ControlResponse::Working) if keepalive => continue,
+            Ok(answer) => return Ok(answer),
+            // A daemon that refuses us answers and closes without reading: when it did not
+            // even answer, our failed write says why.
+            Err(e) => return Err(written.err().unwrap_or(e)),
+        }
+    }
 }
 
 /// The daemon's state (`node status`).
@@ -272,6 +315,7 @@ pub async fn send_with(
         dir,
         chunk_size,
         rehash,
+        keepalive: true,
     };
     match call(data_dir, &request).await? {
         ControlResponse::Sent(i) => Ok(i),
@@ -509,7 +553,25 @@ pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>, access: 
                 ControlResponse::Refused(access.refusal(&caller))
             } else {
                 match read_request(&mut stream).await {
-                    Ok(req) => handler.handle(caller, req).await,
+                    Ok(req) => {
+                        let keepalive = matches!(
+                            req,
+                            ControlRequest::Send {
+                                keepalive: true,
+                                ..
+                            }
+                        );
+                        let answer = handler.handle(caller, req);
+                        if keepalive {
+                            match with_keepalive(&mut stream, answer).await {
+                                Some(answer) => answer,
+                                // The caller went away.
+                                None => return,
+                            }
+                        } else {
+                            answer.await
+                        }
+                    }
                     Err(e) => {
                         debug!(error = %bounded(e.to_string()), "bad control request");
                         ControlResponse::Error(bounded(e.to_string()))
@@ -520,6 +582,29 @@ pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>, access: 
                 debug!(error = %e, "control answer not delivered");
             }
         });
+    }
+}
+
+/// Await `answer`, writing [`ControlResponse::Working`] to `stream` every [`KEEPALIVE`]
+/// meanwhile; `None` if the caller went away (the work goes on: a `node send` interrupted by
+/// its caller still publishes).
+async fn with_keepalive(
+    stream: &mut UnixStream,
+    answer: impl std::future::Future<Output = ControlResponse>,
+) -> Option<ControlResponse> {
+    tokio::pin!(answer);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
+    let mut caller_gone = false;
+    loop {
+        tokio::select! {
+            answer = &mut answer => return (!caller_gone).then_some(answer),
+            _ = tick.tick(), if !caller_gone => {
+                if let Err(e) = write_value(stream, &ControlResponse::Working).await {
+                    debug!(error = %e, "control caller went away while waiting");
+                    caller_gone = true;
+                }
+            }
+        }
     }
 }
 

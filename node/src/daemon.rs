@@ -58,6 +58,9 @@ pub struct NodeConfig {
     /// Test-only fault: wait this long before serving each chunk request, to slow a transfer
     /// down enough to interrupt it mid-way (`SWARMCAST_FAULT_SERVE_DELAY_MS`).
     pub fault_serve_delay: Option<Duration>,
+    /// Test-only fault: every manifest build (`node send`) takes at least this much longer, as
+    /// hashing a large directory on a loaded machine does (`SWARMCAST_FAULT_HASH_DELAY_MS`).
+    pub fault_hash_delay: Option<Duration>,
     /// Members of this group (gid) may use the control socket too (`--control-group`).
     pub control_group: Option<u32>,
     /// Serve Prometheus metrics on this address (`--metrics`).
@@ -82,6 +85,7 @@ impl NodeConfig {
             strategy: Strategy::Swarm,
             fault_corrupt: false,
             fault_serve_delay: None,
+            fault_hash_delay: None,
             control_group: None,
             metrics: None,
             keep: crate::data::DEFAULT_KEEP,
@@ -171,6 +175,7 @@ impl control::Handler for ControlHandler {
                 dir,
                 chunk_size,
                 rehash,
+                ..
             } => {
                 let (reply, answer) = oneshot::channel();
                 let input = DataInput::Publish {
@@ -324,6 +329,7 @@ pub async fn run(
         strategy: config.strategy,
         keep: config.keep,
         max_disk: config.max_disk,
+        fault_hash_delay: config.fault_hash_delay,
     };
     let data = DataPlane::new(
         me.id,

@@ -46,7 +46,19 @@ fn sample_tree() -> (tempfile::TempDir, PathBuf) {
     write(&root, "日本.bin", &[0, 1, 2, 255], 0o644);
     write(&root, "run.sh", b"#!/bin/sh\necho hi\n", 0o755);
     write(&root, "big.bin", &big_data(), 0o644);
+    // Directories with contents, and the root, keep their modes too (version 2).
+    chmod(&root.join("a"), 0o700);
+    chmod(&root.join("a/b"), 0o750);
+    chmod(&root.join("données"), 0o755);
+    chmod(&root, 0o710);
     (tmp, root)
+}
+
+fn dir(path: &str, mode: u32) -> Entry {
+    Entry {
+        path: path.into(),
+        kind: EntryKind::Dir { mode },
+    }
 }
 
 fn file(path: &str, data: &[u8], mode: u32) -> Entry {
@@ -74,21 +86,22 @@ fn builds_exact_entries() {
     assert_eq!(m.version, MANIFEST_VERSION);
     assert_eq!(m.name, "snap");
     assert_eq!(m.chunk_size, CS);
+    assert_eq!(m.root_mode, Some(0o710));
     let expected = vec![
+        dir("a", 0o700),
+        dir("a/b", 0o750),
         file("a/b/c.txt", b"hello", 0o644),
         file("big.bin", &big_data(), 0o644),
+        dir("données", 0o755),
         file("données/ü.txt", "ça va".as_bytes(), 0o640),
         file("empty.txt", b"", 0o600),
-        Entry {
-            path: "empty_dir".into(),
-            kind: EntryKind::Dir { mode: 0o750 },
-        },
+        dir("empty_dir", 0o750),
         file("run.sh", b"#!/bin/sh\necho hi\n", 0o755),
         file("日本.bin", &[0, 1, 2, 255], 0o644),
     ];
     assert_eq!(m.entries, expected);
     // The slices really were hashed one by one: four chunks, the last one 100 bytes.
-    let EntryKind::File { chunks, .. } = &m.entries[1].kind else {
+    let EntryKind::File { chunks, .. } = &m.entries[3].kind else {
         panic!("big.bin is not a file");
     };
     assert_eq!(chunks.len(), 4);
@@ -132,7 +145,7 @@ fn id_is_deterministic_and_follows_every_byte() {
     fs::write(root.join("big.bin"), &data).unwrap();
     let changed = build(&root).unwrap();
     assert_ne!(changed.id(), first.id());
-    let hashes = |m: &Manifest| match &m.entries[1].kind {
+    let hashes = |m: &Manifest| match &m.entries[3].kind {
         EntryKind::File { chunks, .. } => chunks.clone(),
         EntryKind::Dir { .. } => panic!("big.bin is not a file"),
     };
@@ -145,6 +158,14 @@ fn id_is_deterministic_and_follows_every_byte() {
     fs::write(root.join("big.bin"), &data).unwrap();
     assert_eq!(build(&root).unwrap().id(), first.id());
     chmod(&root.join("run.sh"), 0o644);
+    assert_ne!(build(&root).unwrap().id(), first.id());
+    // And so does a directory's, the root's included.
+    chmod(&root.join("run.sh"), 0o755);
+    chmod(&root.join("a"), 0o750);
+    assert_ne!(build(&root).unwrap().id(), first.id());
+    chmod(&root.join("a"), 0o700);
+    assert_eq!(build(&root).unwrap().id(), first.id());
+    chmod(&root, 0o755);
     assert_ne!(build(&root).unwrap().id(), first.id());
 }
 
@@ -256,16 +277,17 @@ fn refuses_chunk_sizes_out_of_range() {
 fn limits_are_enforced_while_building() {
     let (_tmp, root) = sample_tree();
     let limits = ManifestLimits {
-        max_entries: 6,
+        max_entries: 9,
         ..ManifestLimits::default()
     };
     let err = Manifest::from_dir(&root, CS, &limits);
+    // Seven files and empty directories, and three directories with contents.
     assert!(
         matches!(
             err,
             Err(BuildError::Invalid(ManifestError::TooManyEntries {
-                count: 7,
-                max: 6
+                count: 10,
+                max: 9
             }))
         ),
         "{err:?}"

@@ -37,6 +37,7 @@ fn manifest(entries: Vec<Entry>) -> Manifest {
         version: MANIFEST_VERSION,
         name: "snap".into(),
         chunk_size: CS,
+        root_mode: Some(0o755),
         entries,
     }
 }
@@ -274,15 +275,18 @@ fn ancestor_conflict() {
         matches!(&e, ManifestError::AncestorConflict { ancestor, path } if ancestor == "a" && path == "a/b"),
         "{e:?}"
     );
-    let e = rejected(&manifest(vec![
-        dir("a"),
-        file("a.txt", 1),
-        file("a/b/c", 1),
-    ]));
+    // In version 1 a `Dir` entry is an empty directory.
+    let mut v1 = manifest(vec![dir("a"), file("a.txt", 1), file("a/b/c", 1)]);
+    v1.version = 1;
+    v1.root_mode = None;
+    let e = rejected(&v1);
     assert!(
         matches!(&e, ManifestError::AncestorConflict { ancestor, path } if ancestor == "a" && path == "a/b/c"),
         "{e:?}"
     );
+    // In version 2 it carries the mode of any directory, one with contents too.
+    let v2 = manifest(vec![dir("a"), file("a.txt", 1), file("a/b/c", 1)]);
+    assert!(decode(&v2.to_bytes(), &ManifestLimits::default()).is_ok());
     // A common prefix that is not a parent is fine.
     let ok = manifest(vec![file("ab", 1), file("ab.d/c", 1), file("abc/d", 1)]);
     assert!(decode(&ok.to_bytes(), &ManifestLimits::default()).is_ok());
@@ -450,14 +454,14 @@ fn total_size_overflow() {
 #[test]
 fn wrong_version_and_bad_name() {
     let mut m = manifest(vec![]);
-    m.version = 2;
+    m.version = 3;
     let e = rejected(&m);
     assert!(
         matches!(
             e,
             ManifestError::Version {
-                found: 2,
-                supported: 1
+                found: 3,
+                supported: 2
             }
         ),
         "{e:?}"
@@ -556,8 +560,8 @@ fn deeply_nested_msgpack() {
     // The same nesting hidden in an unknown field of an otherwise valid manifest, which serde
     // alone would skip (recursively).
     let bytes = manifest(vec![file("a", 1)]).to_bytes();
-    assert_eq!(bytes[0], 0x84, "a map of four fields");
-    let mut crafted = vec![0x85];
+    assert_eq!(bytes[0], 0x85, "a map of five fields");
+    let mut crafted = vec![0x86];
     crafted.extend_from_slice(&bytes[1..]);
     crafted.extend_from_slice(b"\xa1x");
     crafted.extend_from_slice(&[0x91; 100]);
@@ -577,7 +581,7 @@ fn non_canonical_encodings_are_refused() {
     let limits = ManifestLimits::default();
     let bytes = manifest(vec![file("a", 1)]).to_bytes();
     // An extra, unknown field: a second encoding (and id) for the same snapshot.
-    let mut crafted = vec![0x85];
+    let mut crafted = vec![0x86];
     crafted.extend_from_slice(&bytes[1..]);
     crafted.extend_from_slice(b"\xa1x\x00");
     let e = decode(&crafted, &limits);

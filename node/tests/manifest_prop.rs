@@ -57,6 +57,7 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
                 version: MANIFEST_VERSION,
                 name: name.clone(),
                 chunk_size,
+                root_mode: Some(0o755),
                 entries,
             }
         })

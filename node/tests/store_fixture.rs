@@ -87,6 +87,11 @@ pub fn sample_tree(parent: &Path, name: &str, seed: &str) -> PathBuf {
     );
     write_file(&root, "nested/f", b"1", 0o644);
     make_dir(&root, "nested/emptyinner", 0o700);
+    // Directories with contents keep their modes too (manifest version 2), the root's included.
+    make_dir(&root, "a", 0o700);
+    make_dir(&root, "a/b", 0o750);
+    make_dir(&root, "a/b/c", 0o751);
+    make_dir(&root, "", 0o710);
     root
 }
 
@@ -105,6 +110,7 @@ pub fn snapshot(source: &Path) -> Built {
         version: MANIFEST_VERSION,
         name,
         chunk_size: CS,
+        root_mode: Some(fs::metadata(source).expect("stat").mode() & 0o777),
         entries,
     };
     let bytes = manifest.to_bytes();
@@ -133,13 +139,12 @@ fn walk(root: &Path, rel: &str, out: &mut Vec<Entry>) {
         .map(|e| e.expect("entry"))
         .collect();
     children.sort_by_key(|e| e.file_name());
-    if children.is_empty() && !rel.is_empty() {
+    if !rel.is_empty() {
         let mode = fs::symlink_metadata(&dir).expect("stat").mode() & 0o777;
         out.push(Entry {
             path: rel.to_owned(),
             kind: EntryKind::Dir { mode },
         });
-        return;
     }
     for child in children {
         let name = child.file_name().into_string().expect("utf-8");
@@ -198,8 +203,8 @@ pub fn chunk(b: &Built, index: u32) -> Vec<u8> {
     data[start..start + info.len as usize].to_vec()
 }
 
-/// What a tree holds: path -> (kind, mode, contents). Modes of implied directories are left
-/// out (they depend on the umask).
+/// What a tree holds: path -> (kind, mode, contents), every directory's mode included (the
+/// root's under "").
 pub fn tree(root: &Path) -> BTreeMap<String, (char, u32, Vec<u8>)> {
     fn go(root: &Path, rel: &str, out: &mut BTreeMap<String, (char, u32, Vec<u8>)>) {
         let dir = if rel.is_empty() {
@@ -211,14 +216,9 @@ pub fn tree(root: &Path) -> BTreeMap<String, (char, u32, Vec<u8>)> {
             .expect("read_dir")
             .map(|e| e.expect("entry"))
             .collect();
-        if !rel.is_empty() {
-            let mode = if children.is_empty() {
-                fs::symlink_metadata(&dir).expect("stat").mode() & 0o777
-            } else {
-                0
-            };
-            out.insert(rel.to_owned(), ('d', mode, Vec::new()));
-        }
+        // Every directory's mode, the root's (under "") too.
+        let mode = fs::metadata(&dir).expect("stat").mode() & 0o777;
+        out.insert(rel.to_owned(), ('d', mode, Vec::new()));
         for child in children {
             let name = child.file_name().into_string().expect("utf-8");
             let child_rel = if rel.is_empty() {

@@ -572,6 +572,7 @@ fn commit_timing_64_chunks_of_1_mib() {
             version: MANIFEST_VERSION,
             name: format!("bench{files}"),
             chunk_size: MIB as u32,
+            root_mode: Some(0o755),
             entries,
         };
         let bytes = m.to_bytes();

@@ -209,6 +209,7 @@ fn manifest() -> (Arc<Manifest>, Arc<Layout>, Vec<u8>, BroadcastId) {
         version: swarmcast_node::manifest::MANIFEST_VERSION,
         name: "sim".into(),
         chunk_size: MIB as u32,
+        root_mode: Some(0o755),
         entries: vec![Entry {
             path: "file".into(),
             kind: EntryKind::File {

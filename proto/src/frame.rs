@@ -78,6 +78,54 @@ pub enum DecodeError {
     Invalid(#[from] rmp_serde::decode::Error),
 }
 
+/// Most bytes of a [`DecodeError`]'s text that [`DecodeError::for_log`] keeps.
+pub const LOGGED_ERROR_BYTES: usize = 256;
+
+impl DecodeError {
+    /// The error's text cut to at most [`LOGGED_ERROR_BYTES`] bytes (at a character boundary,
+    /// then `…` and how many bytes were left out), for a log line. serde's messages quote what
+    /// the peer sent (an unknown variant or field name can be most of a 4 MiB frame), and a
+    /// peer must not be able to write megabytes into our logs. The full text is never built.
+    pub fn for_log(&self) -> String {
+        use std::fmt::Write as _;
+        let mut w = Bounded {
+            out: String::new(),
+            max: LOGGED_ERROR_BYTES,
+            cut: 0,
+        };
+        // `Bounded` never fails.
+        let _ = write!(w, "{self}");
+        if w.cut > 0 {
+            let _ = write!(w.out, "… ({} more bytes)", w.cut);
+        }
+        w.out
+    }
+}
+
+/// A `fmt::Write` that keeps the first `max` bytes and counts the rest.
+struct Bounded {
+    out: String,
+    max: usize,
+    cut: usize,
+}
+
+impl std::fmt::Write for Bounded {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let room = if self.cut > 0 {
+            0
+        } else {
+            self.max.saturating_sub(self.out.len())
+        };
+        let mut end = room.min(s.len());
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.out.push_str(&s[..end]);
+        self.cut += s.len() - end;
+        Ok(())
+    }
+}
+
 /// Why a value could not be encoded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

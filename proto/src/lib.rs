@@ -59,8 +59,8 @@ mod ids;
 mod message;
 
 pub use frame::{
-    DecodeError, EncodeError, Frame, Limits, PREFIX_LEN, check_prefix, decode, decode_body,
-    decode_value, encode, encode_chunk, encode_value, payload_len, scan_msgpack,
+    DecodeError, EncodeError, Frame, LOGGED_ERROR_BYTES, Limits, PREFIX_LEN, check_prefix, decode,
+    decode_body, decode_value, encode, encode_chunk, encode_value, payload_len, scan_msgpack,
 };
 pub use ids::{BroadcastId, IdParseError, NodeId, Role, RoleParseError, Version};
 pub use message::*;

@@ -468,3 +468,34 @@ fn frame_of_payload_header_is_never_a_plain_message() {
         }
     );
 }
+
+#[test]
+fn a_decode_error_quoting_megabytes_of_the_peer_logs_a_bounded_prefix() {
+    // {"xxxx…" (1 MiB): nil}: an unknown message kind, which serde's error quotes in full.
+    let name = "é".repeat(512 << 10);
+    let mut body = vec![0x81, 0xdb];
+    body.extend_from_slice(&u32::try_from(name.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(name.as_bytes());
+    body.push(0xc0);
+    let err = match decode(&frame_of(&body), &Limits::default()) {
+        Err(e @ DecodeError::Invalid(_)) => e,
+        other => panic!("expected Invalid, got {other:?}"),
+    };
+    assert!(
+        err.to_string().len() > 1 << 20,
+        "the full text quotes it all"
+    );
+    let logged = err.for_log();
+    assert!(
+        logged.len() <= swarmcast_proto::LOGGED_ERROR_BYTES + 32,
+        "{} bytes",
+        logged.len()
+    );
+    assert!(
+        logged.starts_with("invalid message: unknown variant `éé"),
+        "{logged}"
+    );
+    assert!(logged.ends_with("more bytes)"), "{logged}");
+    // A short error is logged whole.
+    assert_eq!(DecodeError::Empty.for_log(), "empty frame");
+}

@@ -90,7 +90,7 @@ fn bench_versions(args: crate::cli::BenchVersionsArgs) -> Result<()> {
         });
         summary.push(line);
     }
-    println!("{}", serde_json::to_string_pretty(&summary)?);
+    outln!("{}", serde_json::to_string_pretty(&summary)?)?;
     Ok(())
 }
 
@@ -116,9 +116,9 @@ fn bench_idle(args: BenchIdleArgs) -> Result<()> {
     };
     let report = until_signal(&runtime()?, idle::run(exe, &config))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+        outln!("{}", serde_json::to_string_pretty(&report.to_json())?)?;
     } else {
-        print!("{}", report.to_text());
+        out!("{}", report.to_text())?;
     }
     Ok(())
 }
@@ -157,7 +157,7 @@ fn local(args: BenchLocalArgs) -> Result<()> {
         "receiver_cpu_s_per_gib": spread("receiver_cpu_s_per_gib"),
         "runs": results,
     });
-    println!("{}", serde_json::to_string_pretty(&summary)?);
+    outln!("{}", serde_json::to_string_pretty(&summary)?)?;
     Ok(())
 }
 
@@ -194,9 +194,9 @@ fn swarm(args: SwarmBenchArgs) -> Result<()> {
     };
     let report = until_signal(&runtime()?, lab_bench::run(current_exe()?, &config))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", report.summary());
+        out!("{}", report.summary())?;
     }
     Ok(())
 }
@@ -226,9 +226,9 @@ fn bench_pair(args: BenchPairArgs) -> Result<()> {
     }
     if args.json {
         let summary = pair::summary_json(&config, &runs);
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?)?;
     } else {
-        print!("{}", pair::summary_text(&config, &runs));
+        out!("{}", pair::summary_text(&config, &runs))?;
     }
     Ok(())
 }
@@ -259,9 +259,9 @@ fn bench_files(args: BenchFilesArgs) -> Result<()> {
     }
     if args.json {
         let summary = files::summary_json(&config, &runs)?;
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?)?;
     } else {
-        print!("{}", files::summary_text(&config, &runs));
+        out!("{}", files::summary_text(&config, &runs))?;
     }
     Ok(())
 }

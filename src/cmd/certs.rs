@@ -9,20 +9,20 @@ pub(crate) fn run(command: CertsCommand) -> Result<()> {
         CertsCommand::Init { dir } => {
             let paths = swarmcast_certs::init_ca(&dir)
                 .with_context(|| format!("creating the CA in {}", dir.display()))?;
-            println!(
+            outln!(
                 "created {} and {}",
                 paths.cert.display(),
                 paths.key.display()
-            );
+            )?;
         }
         CertsCommand::Issue { dir, name, role } => {
             let paths = swarmcast_certs::issue(&dir, &name, role)
                 .with_context(|| format!("issuing {name}"))?;
-            println!(
+            outln!(
                 "issued {role} certificate {} (key {})",
                 paths.cert.display(),
                 paths.key.display()
-            );
+            )?;
         }
     }
     Ok(())

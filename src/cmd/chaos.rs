@@ -17,7 +17,7 @@ pub(crate) fn run(command: ChaosCommand) -> Result<()> {
                 let description = Scenario::from_toml(text)
                     .map(|s| s.description)
                     .unwrap_or_default();
-                println!("{name:<16} {description}");
+                outln!("{name:<16} {description}")?;
             }
             Ok(())
         }

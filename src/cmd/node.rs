@@ -38,6 +38,10 @@ pub(crate) fn join(args: JoinArgs) -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .map(Duration::from_millis);
+    config.fault_hash_delay = std::env::var("SWARMCAST_FAULT_HASH_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis);
     let result = runtime()?.block_on(swarmcast_node::run(identity, config, shutdown_signal()));
     // A join that timed out because the handshakes were refused says so first.
     match result.as_ref().err().and_then(foreign_ca_hint) {
@@ -71,7 +75,7 @@ pub(crate) fn rm(data_dir: &Path, target: &str) -> Result<()> {
         .block_on(swarmcast_node::control::remove(data_dir, target))
         .with_context(|| format!("node rm {target}"))?;
     for id in ids {
-        println!("removed {id}");
+        outln!("removed {id}")?;
     }
     Ok(())
 }
@@ -83,7 +87,7 @@ pub(crate) fn cancel(data_dir: &Path, target: &str) -> Result<()> {
         .block_on(swarmcast_node::control::cancel(data_dir, target))
         .with_context(|| format!("node cancel {target}"))?;
     for id in ids {
-        println!("cancelled {id}");
+        outln!("cancelled {id}")?;
     }
     Ok(())
 }

@@ -35,7 +35,7 @@ pub fn run(args: SendArgs) -> Result<()> {
         args.rehash,
     ))?;
     if !args.json {
-        println!(
+        outln!(
             "broadcast {} ({}: {}, {}, {} of {})",
             info.id,
             info.name,
@@ -43,14 +43,14 @@ pub fn run(args: SendArgs) -> Result<()> {
             human_bytes(info.bytes),
             plural(info.chunks, "chunk"),
             human_bytes(u64::from(info.chunk_size))
-        );
+        )?;
     }
     if !args.wait {
         if args.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&json!({ "broadcast": info }))?
-            );
+            )?;
         }
         return Ok(());
     }
@@ -132,7 +132,7 @@ pub fn run(args: SendArgs) -> Result<()> {
     let elapsed = started.elapsed();
     let fleet = last.context("no progress was read")?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "broadcast": info,
@@ -141,9 +141,9 @@ pub fn run(args: SendArgs) -> Result<()> {
                 "elapsed_s": elapsed.as_secs_f64(),
                 "fleet": fleet,
             }))?
-        );
+        )?;
     } else {
-        println!(
+        outln!(
             "{}: {}/{} nodes complete in {:.1}s",
             if outcome.is_ok() {
                 "complete"
@@ -153,14 +153,14 @@ pub fn run(args: SendArgs) -> Result<()> {
             fleet.nodes_complete,
             fleet.nodes_alive,
             elapsed.as_secs_f64()
-        );
+        )?;
         for (name, reason) in &fleet.nodes_failed {
-            println!("  {name}: failed: {reason}");
+            outln!("  {name}: failed: {reason}")?;
         }
         for (name, held) in &fleet.nodes {
             let failed = fleet.nodes_failed.iter().any(|(n, _)| n == name);
             if *held < fleet.chunks && !failed {
-                println!("  {name}: {held}/{} chunks", fleet.chunks);
+                outln!("  {name}: {held}/{} chunks", fleet.chunks)?;
             }
         }
     }

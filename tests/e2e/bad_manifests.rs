@@ -36,6 +36,7 @@ fn manifest(name: &str, chunk_size: u32, entries: Vec<Entry>) -> Manifest {
         version: MANIFEST_VERSION,
         name: name.into(),
         chunk_size,
+        root_mode: Some(0o755),
         entries,
     }
 }

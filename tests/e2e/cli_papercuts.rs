@@ -101,7 +101,7 @@ fn into_closed_pipe(args: &[&str]) -> Result<std::process::Output> {
 }
 
 #[test]
-fn status_and_ls_into_a_closed_pipe_exit_quietly() -> Result<()> {
+fn every_printing_command_into_a_closed_pipe_exits_quietly() -> Result<()> {
     let _serial = serial();
     let mut c = Cluster::new()?;
     let b = free_addr();
@@ -122,6 +122,60 @@ fn status_and_ls_into_a_closed_pipe_exit_quietly() -> Result<()> {
             assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
             assert!(stderr.is_empty(), "{args:?} says nothing: {stderr}");
         }
+    }
+    // `node send | head -1`: every form of send, then every other command that prints.
+    let certs = c.path("more-certs").to_string_lossy().into_owned();
+    let mut commands: Vec<Vec<String>> = Vec::new();
+    for (i, extra) in [&[][..], &["--json"], &["--wait"], &["--wait", "--json"]]
+        .iter()
+        .enumerate()
+    {
+        let dir = c.path(&format!("payload{i}"));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("f"), format!("payload {i}"))?;
+        let mut args = vec![
+            "node",
+            "send",
+            &dir.to_string_lossy(),
+            "--data-dir",
+            &data_dir,
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        commands.push(args);
+    }
+    commands.push(vec![
+        "node".into(),
+        "rm".into(),
+        "payload0".into(),
+        "--data-dir".into(),
+        data_dir.clone(),
+    ]);
+    commands.push(vec![
+        "certs".into(),
+        "init".into(),
+        "--dir".into(),
+        certs.clone(),
+    ]);
+    commands.push(vec![
+        "certs".into(),
+        "issue".into(),
+        "--dir".into(),
+        certs,
+        "--name".into(),
+        "x".into(),
+        "--role".into(),
+        "node".into(),
+    ]);
+    commands.push(vec!["chaos".into(), "presets".into()]);
+    for args in &commands {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = into_closed_pipe(&args)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
     }
     Ok(())
 }
@@ -169,5 +223,38 @@ fn joining_with_a_certificate_of_another_ca_names_the_refused_handshake() -> Res
         last.contains("no seed accepted the registration"),
         "and the timeout: {last}"
     );
+    Ok(())
+}
+
+#[test]
+fn a_send_whose_hashing_outlasts_the_answer_timeout_still_succeeds() -> Result<()> {
+    let _serial = serial();
+    let mut c = Cluster::new()?;
+    let b = free_addr();
+    c.bootstrap("b1", b, &[])?;
+    // Every manifest build takes 11 s longer than it would: more than the control socket's
+    // 10 s answer timeout (`swarmcast_node::control::ANSWER_TIMEOUT`).
+    let slow = swarmcast_node::control::ANSWER_TIMEOUT + Duration::from_secs(1);
+    let ms = slow.as_millis().to_string();
+    c.node_env("n1", &[b], &[], &[("SWARMCAST_FAULT_HASH_DELAY_MS", &ms)])?;
+    wait_for(Duration::from_secs(20), "n1 registered", || {
+        Ok(c.status("n1")?.registered.then_some(()))
+    })?;
+    let dir = c.path("slow");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("f"), b"hashed slowly")?;
+    let data_dir = c.data_dir("n1").to_string_lossy().into_owned();
+    let started = std::time::Instant::now();
+    let out = c.cli(&[
+        "node",
+        "send",
+        &dir.to_string_lossy(),
+        "--data-dir",
+        &data_dir,
+        "--json",
+    ])?;
+    assert!(started.elapsed() >= slow, "the fault was not applied");
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(v["broadcast"]["name"], "slow", "{out}");
     Ok(())
 }

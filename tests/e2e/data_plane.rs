@@ -34,6 +34,11 @@ fn make_tree(root: &Path, big: usize) -> Result<()> {
     if big > 0 {
         write_file(&root.join("big.bin"), &pseudo_random(42, big), 0o644)?;
     }
+    // Directories keep their modes, the sent one's too (`tree::verify` compares them all).
+    use std::os::unix::fs::PermissionsExt;
+    for (dir, mode) in [("", 0o700), ("nested", 0o750), ("nested/a", 0o711)] {
+        std::fs::set_permissions(root.join(dir), std::fs::Permissions::from_mode(mode))?;
+    }
     Ok(())
 }
 
@@ -234,22 +239,36 @@ fn origin_killed_half_way_resumes_the_same_broadcast() -> Result<()> {
     let total = wait_for(Duration::from_secs(30), "n1 learns the broadcast", || {
         Ok(f.c.broadcast("n1", &id)?.map(|b| b.chunks_total))
     })?;
-    wait_for(Duration::from_secs(60), "receivers half way", || {
-        let sum: u64 = ["n1", "n2", "n3"]
+    // Killed while the receivers together hold less than one copy: then no piece set among
+    // them is whole, so none of them can finish before the origin is back, and the restarted
+    // origin must serve. (Before, the test asserted only that some receiver was unfinished
+    // 500 ms after the kill, which a kill after the union was whole also passed.)
+    let sum = |f: &Fleet| -> u64 {
+        ["n1", "n2", "n3"]
             .iter()
             .map(|n| f.held(n, &id).unwrap_or(0))
-            .sum();
-        Ok((sum * 2 >= total * 3).then_some(()))
-    })?;
+            .sum()
+    };
+    wait_for(
+        Duration::from_secs(60),
+        "receivers a third of the way",
+        || Ok((sum(&f) * 2 >= total).then_some(())),
+    )?;
     f.c.procs[origin].kill();
-    std::thread::sleep(Duration::from_millis(500));
+    let at_kill = sum(&f);
+    assert!(
+        at_kill < total,
+        "the kill came too late: the receivers already held {at_kill} of {total} chunks between them"
+    );
+    // While the origin is down, nobody completes, however long we wait.
+    std::thread::sleep(Duration::from_secs(2));
     let stuck: Vec<u64> = ["n1", "n2", "n3"]
         .iter()
         .map(|n| f.held(n, &id).unwrap_or(0))
         .collect();
     assert!(
-        stuck.iter().any(|h| *h < total),
-        "not finished before the origin died: {stuck:?}"
+        stuck.iter().all(|h| *h < total) && stuck.iter().sum::<u64>() < total,
+        "finished without their origin: {stuck:?} of {total}"
     );
     f.node("origin", &slow)?;
     f.wait_complete(&["n1", "n2", "n3"], &id, Duration::from_secs(120))?;
@@ -258,6 +277,10 @@ fn origin_killed_half_way_resumes_the_same_broadcast() -> Result<()> {
         o.state,
         BroadcastPhase::Seeding,
         "the restarted origin seeds the same id: {o:?}"
+    );
+    assert!(
+        o.uploaded_bytes > 0,
+        "the receivers needed the restarted origin, which served them: {o:?}"
     );
     f.assert_copies(&["n1", "n2", "n3"], &id)?;
     Ok(())

@@ -97,18 +97,59 @@ fn live_metrics_rise_mid_transfer_and_pass_promtool() -> Result<()> {
     let id: serde_json::Value = serde_json::from_str(&out)?;
     let short = id["broadcast"]["id"].as_str().unwrap_or_default()[..8].to_owned();
     let down = format!("swarmcast_downloaded_bytes_total{{broadcast=\"{short}\"}}");
-    let first = wait_for(Duration::from_secs(30), "n2 downloading", || {
-        Ok(sample(&scrape(n2m)?, &down).filter(|v| *v > 0.0))
-    })?;
-    std::thread::sleep(Duration::from_millis(700));
-    let body = scrape(n2m)?;
-    let second = sample(&body, &down).unwrap_or(0.0);
-    let receiving = sample(&body, "swarmcast_broadcasts{state=\"receiving\"}");
+    // Scrape until the copy is complete: the counter must be seen strictly between nothing
+    // and the whole several times, rising, while the node says it is receiving; and at the end
+    // it must equal what the node itself counted (`node ls`: fetched_bytes). (Before, one
+    // scrape 700 ms into a ~1.3 s transfer was compared with a first one: it measured the
+    // timing, and a counter off by any factor still passed.)
+    let total = (8u64 << 20) as f64;
+    let bid = id["broadcast"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let mut mid: Vec<f64> = Vec::new();
+    let mut receiving = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = c.broadcast("n2", &bid)?.is_some_and(|b| b.is_done());
+        let scraped = scrape(n2m)?;
+        let v = sample(&scraped, &down).unwrap_or(0.0);
+        if done {
+            break;
+        }
+        if v > 0.0 && v < total {
+            if mid.last().is_none_or(|last| v > *last) {
+                mid.push(v);
+            }
+            ensure!(
+                mid.last().is_some_and(|last| v >= *last),
+                "the counter went down: {mid:?} then {v}"
+            );
+            receiving = sample(&scraped, "swarmcast_broadcasts{state=\"receiving\"}");
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "n2 did not complete: {mid:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     ensure!(
-        second > first && second < (8 << 20) as f64,
-        "downloaded bytes did not rise mid-transfer: {first} then {second}"
+        mid.len() >= 3,
+        "the counter was seen rising mid-transfer only {} times: {mid:?}",
+        mid.len()
     );
-    ensure!(receiving == Some(1.0), "receiving: {receiving:?}\n{body}");
+    let info = c.broadcast("n2", &bid)?.expect("n2 knows the broadcast");
+    let last = sample(&scrape(n2m)?, &down).unwrap_or(0.0);
+    ensure!(
+        last == info.fetched_bytes as f64 && last >= total,
+        "the metric says {last} bytes downloaded, the node {} (of {total})",
+        info.fetched_bytes
+    );
+    let body = scrape(n2m)?;
+    ensure!(
+        receiving == Some(1.0),
+        "receiving mid-transfer: {receiving:?}"
+    );
     ensure!(sample(&body, "swarmcast_pieces_verified_total").unwrap_or(0.0) > 0.0);
     ensure!(sample(&body, "swarmcast_neighbours").unwrap_or(0.0) >= 1.0);
     ensure!(sample(&body, "process_resident_memory_bytes").unwrap_or(0.0) > 0.0);

@@ -119,6 +119,8 @@ pub enum RegistryEvent {
     StatusChanged {
         /// The node.
         id: NodeId,
+        /// Its name.
+        name: String,
         /// The status last reported.
         from: Status,
         /// The status now.
@@ -128,6 +130,8 @@ pub enum RegistryEvent {
     Dropped {
         /// The node.
         id: NodeId,
+        /// Its name.
+        name: String,
     },
     /// A broadcast record appeared.
     BroadcastAdded {
@@ -535,14 +539,18 @@ impl Registry {
             .nodes
             .get(&id)
             .map(|e| (&e.slot, self.effective(now, &e.slot)));
-        let stored_live = matches!(existing, Some((Slot::Live { .. }, _)));
+        // The name of a stored entry that expired unseen: only looked at on that rare path.
+        let stored_name = || match existing {
+            Some((Slot::Live { record, .. }, _)) => Some(record.name.clone()),
+            _ => None,
+        };
         let (reported, expired_unreported) = match existing {
-            None | Some((_, Effective::Absent)) => (None, stored_live),
+            None | Some((_, Effective::Absent)) => (None, stored_name()),
             Some((_, Effective::Tombstone(version))) => {
                 if record.version <= version {
                     return false;
                 }
-                (None, stored_live)
+                (None, stored_name())
             }
             Some((
                 slot,
@@ -583,12 +591,12 @@ impl Registry {
                     Slot::Live { reported, .. } => Some(*reported),
                     Slot::Tombstone { .. } => None,
                 };
-                (reported, false)
+                (reported, None)
             }
         };
         // A stored entry that expired before `handle_timeout` saw it is reported dropped first.
-        if expired_unreported {
-            self.push_event(RegistryEvent::Dropped { id });
+        if let Some(name) = expired_unreported {
+            self.push_event(RegistryEvent::Dropped { id, name });
         }
         let record = record.into_owned();
         // `last` is within the drop horizon (see `arrival`), so this is never `None`.
@@ -596,6 +604,7 @@ impl Registry {
         match reported {
             Some(from) if from != status => self.push_event(RegistryEvent::StatusChanged {
                 id,
+                name: record.name.clone(),
                 from,
                 to: status,
             }),
@@ -636,14 +645,18 @@ impl Registry {
             _ => return,
         };
         if let Some(Entry {
-            slot: Slot::Live { reported, .. },
+            slot: Slot::Live {
+                reported, record, ..
+            },
             ..
         }) = self.nodes.get_mut(&id)
         {
             if let Some(status) = status.filter(|s| s != reported) {
                 let from = std::mem::replace(reported, status);
+                let name = record.name.clone();
                 self.push_event(RegistryEvent::StatusChanged {
                     id,
+                    name,
                     from,
                     to: status,
                 });
@@ -659,8 +672,9 @@ impl Registry {
         };
         let age = now.saturating_duration_since(entry.slot.last_advanced());
         if age > self.config.forget_after() {
-            if matches!(entry.slot, Slot::Live { .. }) {
-                self.push_event(RegistryEvent::Dropped { id });
+            if let Slot::Live { record, .. } = &entry.slot {
+                let name = record.name.clone();
+                self.push_event(RegistryEvent::Dropped { id, name });
             }
             self.unschedule(id);
             self.nodes.remove(&id);
@@ -673,11 +687,12 @@ impl Registry {
         } = &entry.slot
         {
             if age > self.config.drop_after() {
+                let name = record.name.clone();
                 entry.slot = Slot::Tombstone {
                     version: record.version,
                     last_advanced: *last_advanced,
                 };
-                self.push_event(RegistryEvent::Dropped { id });
+                self.push_event(RegistryEvent::Dropped { id, name });
                 self.schedule(now, id);
                 return;
             }

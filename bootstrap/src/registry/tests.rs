@@ -67,6 +67,7 @@ fn assert_age(reg: &Registry, now: Instant, n: u8, expected_ms: u64) {
 fn changed(from: Status, to: Status, n: u8) -> RegistryEvent {
     RegistryEvent::StatusChanged {
         id: id(n),
+        name: format!("node-{n:02}"),
         from,
         to,
     }
@@ -228,7 +229,13 @@ fn handle_timeout_emits_each_transition_at_poll_timeout() {
     assert_eq!(events(&mut reg), []);
     assert_eq!(reg.len(), 1);
     reg.handle_timeout(drop_at);
-    assert_eq!(events(&mut reg), [RegistryEvent::Dropped { id: id(1) }]);
+    assert_eq!(
+        events(&mut reg),
+        [RegistryEvent::Dropped {
+            id: id(1),
+            name: "node-01".into()
+        }]
+    );
     assert!(reg.is_empty());
     assert_eq!(reg.get(&id(1)), None);
     assert!(reg.digest().nodes.is_empty());
@@ -313,7 +320,10 @@ fn an_entry_expired_before_handle_timeout_is_reported_dropped_when_replaced() {
     assert_eq!(
         events(&mut reg),
         [
-            RegistryEvent::Dropped { id: id(1) },
+            RegistryEvent::Dropped {
+                id: id(1),
+                name: "node-01".into()
+            },
             RegistryEvent::Added {
                 id: id(1),
                 name: "node-01".into()

@@ -49,6 +49,7 @@ fn manifest(name: &str, cs: u32, entries: Vec<Entry>) -> Manifest {
         version: MANIFEST_VERSION,
         name: name.into(),
         chunk_size: cs,
+        root_mode: Some(0o755),
         entries,
     };
     m.validate(&ManifestLimits::for_test())

@@ -106,6 +106,8 @@ pub(crate) struct DataConfig {
     pub(crate) keep: usize,
     /// Disk budget of every workspace together.
     pub(crate) max_disk: Option<u64>,
+    /// Test-only: each manifest build takes this much longer.
+    pub(crate) fault_hash_delay: Option<std::time::Duration>,
 }
 
 pub(crate) struct DataPlane {
@@ -123,6 +125,7 @@ pub(crate) struct DataPlane {
     io: HashMap<BroadcastId, Io>,
     peers: HashMap<NodeId, Peer>,
     metrics: crate::metrics::Metrics,
+    fault_hash_delay: Option<std::time::Duration>,
 }
 
 impl DataPlane {
@@ -153,6 +156,7 @@ impl DataPlane {
             io: HashMap::new(),
             peers: HashMap::new(),
             metrics: crate::metrics::Metrics::default(),
+            fault_hash_delay: config.fault_hash_delay,
         }
     }
 
@@ -445,7 +449,11 @@ impl DataPlane {
             .flatten()
             .and_then(|name| self.core.previous_own_version(name));
         let data_dir = self.data_dir.clone();
+        let fault_delay = self.fault_hash_delay;
         tokio::task::spawn_blocking(move || {
+            if let Some(d) = fault_delay {
+                std::thread::sleep(d);
+            }
             let reuse = previous.and_then(|id| store::hash_reuse(&data_dir, id));
             let result = Manifest::build(&dir, chunk_size, &limits, &read_as, reuse.as_ref())
                 .map_err(PublishError::from)

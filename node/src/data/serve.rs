@@ -46,6 +46,9 @@ const POOL_IDLE_BYTES: usize = 16 << 20;
 /// connection (idle timeout) before this.
 const ACK_WAIT: Duration = Duration::from_secs(15);
 
+/// How long a request stream may take to deliver its request frame.
+const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Where a broadcast's chunks are read from.
 #[derive(Debug, Clone)]
 pub(crate) enum Reader {
@@ -141,10 +144,21 @@ pub(crate) async fn serve_stream(
     let limits = Limits::default();
     let request = match first {
         Some(m) => m,
-        None => match wire::read_message(&mut recv, &limits).await? {
-            Some(m) => m,
-            None => return Ok(()),
-        },
+        None => {
+            // A request is one small frame sent at once: a stream that trickles it (or sends
+            // part of it and stops) is given up on, so slowloris streams hold nothing for long.
+            let read = wire::read_message(&mut recv, &limits);
+            match tokio::time::timeout(REQUEST_READ_TIMEOUT, read).await {
+                Ok(Ok(Some(m))) => m,
+                Ok(Ok(None)) => return Ok(()),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    let _ = recv.stop(BAD_REQUEST_CLOSE.into());
+                    let _ = send.reset(BAD_REQUEST_CLOSE.into());
+                    return Err(WireError::Timeout(REQUEST_READ_TIMEOUT));
+                }
+            }
+        }
     };
     match request {
         Message::ChunkRequest(r) => {

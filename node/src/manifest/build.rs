@@ -132,8 +132,9 @@ impl Manifest {
     /// the permissions of `who` (see [`ReadAs`]): a directory or file they may not read fails
     /// the build with [`BuildError::Denied`].
     ///
-    /// Regular files (size, permission bits, one BLAKE3 per `chunk_size` slice) and empty
-    /// directories become entries; other directories are implied by their contents. Nothing is
+    /// Regular files (size, permission bits, one BLAKE3 per `chunk_size` slice) and every
+    /// directory (permission bits) become entries, and the mode of `dir` itself is the
+    /// manifest's `root_mode` ([`MANIFEST_VERSION`] 2). Nothing is
     /// followed inside the tree: a symlink, FIFO, socket or device anywhere in it fails the
     /// build with [`BuildError::Unsupported`], and a name that is not UTF-8 with
     /// [`BuildError::NonUtf8`]. Every directory and file is opened without following symlinks
@@ -177,6 +178,7 @@ impl Manifest {
         check_name(name, limits)?;
         limits.check_chunk_size(chunk_size)?;
         let name = name.to_owned();
+        let root_mode = fstat(&root_fd).map_err(nix_io(&root))?.st_mode & 0o777;
 
         let mut found = walk(&root, root_fd, limits, who)?;
         found.sort_unstable_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
@@ -218,6 +220,7 @@ impl Manifest {
             version: MANIFEST_VERSION,
             name,
             chunk_size,
+            root_mode: Some(root_mode),
             entries,
         };
         manifest.validate(limits)?;
@@ -272,7 +275,7 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> BuildError + '_ {
 }
 
 /// Walk the tree from the open `root` without following anything, collecting regular files
-/// and empty directories; every directory is listed from a descriptor checked as `who`.
+/// and directories (all but the root); every directory is listed from a descriptor checked as `who`.
 ///
 /// The whole tree is walked so that every unsupported file is found, but entries past the cap
 /// are only counted, not kept.
@@ -297,14 +300,12 @@ fn walk(
         // `Dir` iterates through its own borrow; names are looked up through a duplicate.
         let at = fd.try_clone().map_err(io_error(&dir))?;
         let mut listing = nix::dir::Dir::from_fd(fd).map_err(nix_io(&dir))?;
-        let mut empty = true;
         for child in listing.iter() {
             let child = child.map_err(nix_io(&dir))?;
             let raw = OsStr::from_bytes(child.file_name().to_bytes());
             if raw == "." || raw == ".." {
                 continue;
             }
-            empty = false;
             let abs = dir.join(raw);
             let Some(name) = raw.to_str().map(str::to_owned) else {
                 if non_utf8.len() < MAX_REPORTED {
@@ -343,7 +344,7 @@ fn walk(
                 unsupported.push(abs);
             }
         }
-        if empty && !rel.is_empty() {
+        if !rel.is_empty() {
             count += 1;
             if count <= limits.entry_cap() {
                 found.push(FoundEntry {

@@ -98,13 +98,14 @@ fn classify(err: rmp_serde::decode::Error) -> ManifestError {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::manifest::{ChunkHash, Entry, EntryKind, MANIFEST_VERSION};
+    use crate::manifest::{ChunkHash, Entry, EntryKind, MANIFEST_VERSION, MANIFEST_VERSION_V1};
 
     fn sample() -> Manifest {
         Manifest {
             version: MANIFEST_VERSION,
             name: "n".into(),
             chunk_size: 4096,
+            root_mode: Some(0o755),
             entries: vec![
                 Entry {
                     path: "d".into(),
@@ -125,12 +126,101 @@ mod tests {
     #[test]
     fn golden_shape() {
         let bytes = sample().to_bytes();
-        // {"version": 1, "name": "n", "chunk_size": 4096, "entries": [..]}
-        assert_eq!(&bytes[..10], b"\x84\xa7version\x01");
+        // {"version": 2, "name": "n", "chunk_size": 4096, "root_mode": 0o755, "entries": [..]}
+        assert_eq!(&bytes[..10], b"\x85\xa7version\x02");
+        assert!(bytes.windows(13).any(|w| w == b"\xa9root_mode\xcd\x01\xed"));
         assert!(bytes.windows(5).any(|w| w == b"\x81\xa3Dir"));
         assert!(bytes.windows(6).any(|w| w == b"\x81\xa4File"));
         // A chunk hash is bin8 of 32 bytes.
         assert!(bytes.windows(3).any(|w| w == [0xc4, 32, 7]));
+    }
+
+    /// A version-1 manifest as nodes before version 2 built it: no `root_mode`, a `Dir` entry
+    /// only for an empty directory.
+    fn sample_v1() -> Manifest {
+        Manifest {
+            version: MANIFEST_VERSION_V1,
+            root_mode: None,
+            entries: vec![
+                Entry {
+                    path: "d".into(),
+                    kind: EntryKind::Dir { mode: 0o755 },
+                },
+                Entry {
+                    path: "e/f".into(),
+                    kind: EntryKind::File {
+                        size: 5,
+                        mode: 0o644,
+                        chunks: vec![ChunkHash([7; 32])],
+                    },
+                },
+            ],
+            ..sample()
+        }
+    }
+
+    #[test]
+    fn version_1_is_still_read_and_keeps_its_bytes() {
+        let m = sample_v1();
+        let bytes = m.to_bytes();
+        // {"version": 1, "name": "n", "chunk_size": 4096, "entries": [..]}: no root_mode key.
+        assert_eq!(&bytes[..10], b"\x84\xa7version\x01");
+        assert!(!bytes.windows(9).any(|w| w == b"root_mode"));
+        let back = Manifest::decode(&bytes, &m.id(), &ManifestLimits::default()).unwrap();
+        assert_eq!(back, m);
+        // In version 1 a `Dir` entry is an empty directory: one with contents is refused.
+        let mut m = sample_v1();
+        m.entries[0].path = "e".into();
+        let err = m.validate(&ManifestLimits::default());
+        assert!(
+            matches!(&err, Err(ManifestError::AncestorConflict { ancestor, .. }) if ancestor == "e"),
+            "{err:?}"
+        );
+        // A version-1 manifest with a root mode is not one any node built.
+        let mut m = sample_v1();
+        m.root_mode = Some(0o700);
+        assert!(matches!(
+            m.validate(&ManifestLimits::default()),
+            Err(ManifestError::RootMode { version: 1 })
+        ));
+    }
+
+    #[test]
+    fn version_2_lists_directories_with_contents_and_needs_a_root_mode() {
+        let mut m = sample();
+        m.entries.push(Entry {
+            path: "f/g".into(),
+            kind: EntryKind::Dir { mode: 0o700 },
+        });
+        m.entries.insert(
+            1,
+            Entry {
+                path: "d/x".into(),
+                kind: EntryKind::Dir { mode: 0o700 },
+            },
+        );
+        // "d" has "d/x" beneath it: fine in version 2. "f" is a file: nothing may be beneath.
+        let err = m.validate(&ManifestLimits::default());
+        assert!(
+            matches!(&err, Err(ManifestError::AncestorConflict { ancestor, .. }) if ancestor == "f"),
+            "{err:?}"
+        );
+        m.entries.pop();
+        let bytes = m.to_bytes();
+        assert_eq!(
+            Manifest::decode(&bytes, &m.id(), &ManifestLimits::default()).unwrap(),
+            m
+        );
+        m.root_mode = None;
+        assert!(matches!(
+            m.validate(&ManifestLimits::default()),
+            Err(ManifestError::RootMode { version: 2 })
+        ));
+        m.root_mode = Some(0o4755);
+        assert!(matches!(
+            m.validate(&ManifestLimits::default()),
+            Err(ManifestError::BadMode { mode: 0o4755, .. })
+        ));
     }
 
     #[test]
@@ -161,9 +251,9 @@ mod tests {
     fn non_canonical_integer_is_refused() {
         let m = sample();
         let bytes = m.to_bytes();
-        // version 1 as a uint8 (0xcc 0x01) instead of a positive fixint.
+        // version 2 as a uint8 (0xcc 0x02) instead of a positive fixint.
         let mut crafted = bytes[..9].to_vec();
-        crafted.extend_from_slice(&[0xcc, 0x01]);
+        crafted.extend_from_slice(&[0xcc, 0x02]);
         crafted.extend_from_slice(&bytes[10..]);
         let err = Manifest::decode(&crafted, &manifest_id(&crafted), &ManifestLimits::default());
         assert!(matches!(err, Err(ManifestError::NonCanonical)), "{err:?}");

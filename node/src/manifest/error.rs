@@ -54,6 +54,12 @@ pub enum ManifestError {
         /// [`MANIFEST_VERSION`](super::MANIFEST_VERSION).
         supported: u32,
     },
+    /// A root mode in a version-1 manifest, or none in a version-2 one.
+    #[error("manifest version {version} {}", if *version == 1 { "has a root mode" } else { "lacks its root mode" })]
+    RootMode {
+        /// Version in the manifest.
+        version: u32,
+    },
     /// The broadcast name is not a valid single path component.
     #[error("invalid broadcast name {name:?}: {reason}")]
     InvalidName {

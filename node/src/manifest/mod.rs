@@ -1,7 +1,9 @@
 //! Manifests: what a broadcast contains, in a canonical form whose BLAKE3 is the broadcast id.
 //!
-//! A manifest lists regular files (size, mode, one BLAKE3 hash per file-aligned chunk) and empty
-//! directories, sorted by path. Chunks are numbered globally: file after file in manifest order,
+//! A manifest lists regular files (size, mode, one BLAKE3 hash per file-aligned chunk) and
+//! directories with their modes, sorted by path (version 2: every directory, and the sent
+//! directory's own mode in `root_mode`; version 1, still read: only empty directories, and no
+//! directory mode kept otherwise). Chunks are numbered globally: file after file in manifest order,
 //! chunk after chunk within a file; empty files have none. Chunks are grouped into *pieces*, the
 //! unit the swarm schedules and the unit of one request: runs of consecutive chunks (of one
 //! file or of several small ones) are packed into one piece of up to
@@ -35,8 +37,12 @@ pub use error::{BuildError, MAX_REPORTED, ManifestError};
 pub use limits::{DEFAULT_CHUNK_SIZE, ManifestLimits};
 pub use space::{check_free_space, free_space};
 
-/// Version of the manifest format.
-pub const MANIFEST_VERSION: u32 = 1;
+/// Version of the manifest format that is built: 2 lists every directory with its mode (a
+/// `Dir` entry may have entries beneath it) and the sent directory's mode (`root_mode`).
+pub const MANIFEST_VERSION: u32 = 2;
+/// The oldest version still read: 1, where a `Dir` entry is an empty directory and directories
+/// with content get the receiver's default mode.
+pub const MANIFEST_VERSION_V1: u32 = 1;
 /// Most chunks packed into one piece (and so asked for in one request).
 pub const MAX_CHUNKS_PER_PIECE: u32 = 256;
 /// Bytes a piece packs consecutive chunks up to when chunks are smaller than this: with 4 KiB
@@ -68,7 +74,11 @@ pub struct Manifest {
     pub name: String,
     /// Bytes per chunk (the last chunk of a file may be shorter).
     pub chunk_size: u32,
-    /// Files and empty directories, sorted by path (bytewise).
+    /// Permission bits of the sent directory itself (version 2; absent, and omitted from the
+    /// bytes, in version 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_mode: Option<u32>,
+    /// Files and directories, sorted by path (bytewise).
     pub entries: Vec<Entry>,
 }
 
@@ -93,7 +103,7 @@ pub enum EntryKind {
         /// One hash per chunk: `ceil(size / chunk_size)` of them.
         chunks: Vec<ChunkHash>,
     },
-    /// An empty directory.
+    /// A directory: in version 2 every directory, in version 1 only empty ones.
     Dir {
         /// Permission bits.
         mode: u32,
@@ -243,6 +253,7 @@ mod layout_tests {
             version: MANIFEST_VERSION,
             name: "x".into(),
             chunk_size: cs,
+            root_mode: Some(0o755),
             entries,
         }
     }

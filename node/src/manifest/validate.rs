@@ -1,7 +1,9 @@
 //! [`Manifest::validate`]: every rule a manifest obeys, checked on the value alone.
 
 use super::error::quote;
-use super::{EntryKind, MANIFEST_VERSION, Manifest, ManifestError, ManifestLimits};
+use super::{
+    EntryKind, MANIFEST_VERSION, MANIFEST_VERSION_V1, Manifest, ManifestError, ManifestLimits,
+};
 
 /// Permission bits a mode may carry.
 const MODE_MASK: u32 = 0o777;
@@ -9,19 +11,34 @@ const MODE_MASK: u32 = 0o777;
 impl Manifest {
     /// Check every rule a manifest must obey before anything touches the filesystem.
     ///
-    /// In order: the version; the name (one valid path component); the chunk size (within the
+    /// In order: the version (1 or 2) and the root mode (version 2 only, within `0o777`); the
+    /// name (one valid path component); the chunk size (within the
     /// limits, never zero); the entry count; each path (non-empty, relative, no empty, `.` or
     /// `..` components, no NUL or backslash, components and path within the limits) and mode
     /// (within `0o777`); strictly increasing path bytes (so no duplicates); no entry beneath a
-    /// file or an empty directory; the total size (overflow included) and chunk count; and
+    /// file (nor, in version 1, beneath a directory, which there is an empty one); the total size (overflow included) and chunk count; and
     /// finally each file's chunk count against `ceil(size / chunk_size)`. The first rule broken
     /// is reported.
     pub fn validate(&self, limits: &ManifestLimits) -> Result<(), ManifestError> {
-        if self.version != MANIFEST_VERSION {
-            return Err(ManifestError::Version {
-                found: self.version,
-                supported: MANIFEST_VERSION,
-            });
+        match (self.version, self.root_mode) {
+            (MANIFEST_VERSION, Some(mode)) if mode & !MODE_MASK != 0 => {
+                return Err(ManifestError::BadMode {
+                    path: ".".into(),
+                    mode,
+                });
+            }
+            (MANIFEST_VERSION, Some(_)) | (MANIFEST_VERSION_V1, None) => {}
+            (MANIFEST_VERSION, None) | (MANIFEST_VERSION_V1, Some(_)) => {
+                return Err(ManifestError::RootMode {
+                    version: self.version,
+                });
+            }
+            (found, _) => {
+                return Err(ManifestError::Version {
+                    found,
+                    supported: MANIFEST_VERSION,
+                });
+            }
         }
         check_name(&self.name, limits)?;
         limits.check_chunk_size(self.chunk_size)?;
@@ -67,13 +84,16 @@ impl Manifest {
         Ok(())
     }
 
-    /// No entry lies beneath another: files have no children, and a `Dir` entry is an *empty*
-    /// directory. Needs the entries sorted.
+    /// No entry lies beneath a file, and in version 1 none beneath a `Dir` entry either (there
+    /// it is an *empty* directory). Needs the entries sorted.
     fn check_ancestors(&self) -> Result<(), ManifestError> {
         // Everything beneath `p` starts with `p/`, and in sorted order such paths form one run
         // after `p`: the first path not below `p/` is the only candidate.
         let mut key = Vec::new();
         for (i, entry) in self.entries.iter().enumerate() {
+            if self.version != MANIFEST_VERSION_V1 && matches!(entry.kind, EntryKind::Dir { .. }) {
+                continue;
+            }
             key.clear();
             key.extend_from_slice(entry.path.as_bytes());
             key.push(b'/');
@@ -309,6 +329,7 @@ mod tests {
             version: MANIFEST_VERSION,
             name: "n".into(),
             chunk_size: 4096,
+            root_mode: Some(0o755),
             entries: vec![file("a"), file("a-b"), file("a.txt"), file("a/b")],
         };
         let err = m.validate(&ManifestLimits::default());

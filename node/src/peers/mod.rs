@@ -376,7 +376,7 @@ async fn drive_link(
                 }
                 Ok(None) => return,
                 Err(WireError::Decode(e)) => {
-                    warn!(error = %e, "undecodable control stream; closing connection");
+                    warn!(error = %e.for_log(), "undecodable control stream; closing connection");
                     conn.close(CloseCode::Protocol.into(), b"protocol error");
                     return;
                 }

@@ -138,11 +138,35 @@ pub fn sweep_dead(data_dir: &Path) {
     }
 }
 
-/// `rm -rf` of a tree we own (symlinks inside are removed, never followed).
+/// `rm -rf` of a tree we own (symlinks inside are removed, never followed). A directory whose
+/// received mode took away the owner's write bit (a `0o555` one) is made writable first.
 fn remove_tree(path: &Path) -> Result<(), StoreError> {
     match std::fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            make_dirs_writable(path);
+            std::fs::remove_dir_all(path).map_err(|e| StoreError::io(path, e))
+        }
         Err(e) => Err(StoreError::io(path, e)),
+    }
+}
+
+/// Adds the owner's `rwx` to every directory of a tree, never following a symlink.
+fn make_dirs_writable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut todo = vec![path.to_owned()];
+    while let Some(dir) = todo.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+            continue;
+        };
+        if !meta.is_dir() {
+            continue;
+        }
+        let mode = meta.permissions().mode() | 0o700;
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode));
+        if let Ok(children) = std::fs::read_dir(&dir) {
+            todo.extend(children.flatten().map(|c| c.path()));
+        }
     }
 }

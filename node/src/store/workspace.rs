@@ -27,6 +27,10 @@ use crate::manifest::{ChunkInfo, EntryKind, Layout, Manifest, hash_chunk, manife
 /// [`Workspace::finalize`]).
 const RECEIVING_FILE_MODE: u32 = 0o600;
 
+/// Bits a received directory always keeps whatever its manifest mode: the owner's (the
+/// daemon's) read and search, without which it could not serve, link or remove what is inside.
+const DIR_OWNER_BITS: u32 = 0o500;
+
 /// A commit touching more files than this makes them durable with one `syncfs` rather than an
 /// `fdatasync` per file.
 const SYNCFS_ABOVE: usize = 32;
@@ -674,25 +678,44 @@ impl Workspace {
         Ok(self.data_path.clone())
     }
 
-    /// Sets every file's and empty directory's mode from the manifest.
+    /// Sets every file's and directory's mode from the manifest, and the root's (version 2).
+    /// Files first, then directories deepest first, the root last, so that no mode set takes
+    /// away a right a later step needs. A directory always keeps its owner's `r-x`
+    /// ([`DIR_OWNER_BITS`]): the daemon serves and links from beneath it.
     fn apply_modes(&self) -> Result<(), StoreError> {
         let mut dirs = DirCache::default();
-        for e in &self.manifest.entries {
-            let path = self.data_path.join(&e.path);
-            let parts = fsx::split(&self.data_path, &e.path)?;
-            let (file, mode) = match e.kind {
-                EntryKind::File { mode, .. } => {
-                    let (name, parents) = fsx::split_last(&self.data_path, &parts)?;
-                    let dir = dirs.open(&self.data, &self.data_path, parents, Create::No)?;
-                    (fsx::open_file_in(dir, name, &path, Access::Read)?, mode)
-                }
-                EntryKind::Dir { mode } => {
-                    let fd = fsx::open_dir_at(&self.data, &self.data_path, &parts, Create::Yes)?;
-                    (File::from(fd), mode)
-                }
-            };
+        let set = |file: &File, mode: u32, path: &Path| {
             file.set_permissions(Permissions::from_mode(mode & 0o777))
-                .map_err(|e| StoreError::io(&path, e))?;
+                .map_err(|e| StoreError::io(path, e))
+        };
+        for e in &self.manifest.entries {
+            if let EntryKind::File { mode, .. } = e.kind {
+                let path = self.data_path.join(&e.path);
+                let parts = fsx::split(&self.data_path, &e.path)?;
+                let (name, parents) = fsx::split_last(&self.data_path, &parts)?;
+                let dir = dirs.open(&self.data, &self.data_path, parents, Create::No)?;
+                set(
+                    &fsx::open_file_in(dir, name, &path, Access::Read)?,
+                    mode,
+                    &path,
+                )?;
+            }
+        }
+        drop(dirs);
+        for e in self.manifest.entries.iter().rev() {
+            if let EntryKind::Dir { mode } = e.kind {
+                let path = self.data_path.join(&e.path);
+                let parts = fsx::split(&self.data_path, &e.path)?;
+                let fd = fsx::open_dir_at(&self.data, &self.data_path, &parts, Create::Yes)?;
+                set(&File::from(fd), mode | DIR_OWNER_BITS, &path)?;
+            }
+        }
+        if let Some(mode) = self.manifest.root_mode {
+            let fd = self
+                .data
+                .try_clone()
+                .map_err(|e| StoreError::io(&self.data_path, e))?;
+            set(&File::from(fd), mode | DIR_OWNER_BITS, &self.data_path)?;
         }
         Ok(())
     }

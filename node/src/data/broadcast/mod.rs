@@ -560,13 +560,15 @@ impl Broadcasts {
         let id = h.broadcast;
         let strategy = self.config.strategy;
         if let Some(b) = self.broadcasts.get_mut(&id) {
-            let Ok(bits) = Bitfield::from_bytes(b.layout.chunk_count(), &h.bits) else {
-                warn!(peer = %peer.short(), "malformed have bitfield; ignoring");
+            let bits = Bitfield::from_bytes(b.layout.chunk_count(), &h.bits)
+                .ok()
+                .filter(|_| h.chunks == b.layout.chunk_count());
+            let Some(bits) = bits else {
+                // A bitfield of the wrong length for a manifest both sides have: no honest
+                // peer sends one. Banned once (and logged once), then ignored.
+                self.ban_for_violation(now, id, peer, "a Have bitfield of the wrong length");
                 return;
             };
-            if h.chunks != b.layout.chunk_count() {
-                return;
-            }
             // The origin saying so of itself starts the transfer now rather than at the
             // registry's record (a heartbeat or two later); the record has the last word.
             let recorded = self.records.contains_key(&id);
@@ -1223,6 +1225,21 @@ impl Broadcasts {
 
     fn push(&mut self, action: BroadcastAction) {
         self.actions.push_back(action);
+    }
+
+    /// `peer` broke the protocol in a way no honest peer does (`what`): ban it as bad chunks
+    /// do (never fetched from again, by any transfer; still served), logging it once.
+    fn ban_for_violation(&mut self, now: Instant, id: BroadcastId, peer: NodeId, what: &str) {
+        if !self.banned.insert(peer) {
+            return;
+        }
+        warn!(broadcast = %id.short(), peer = %peer.short(), violation = what, "banning peer for a protocol violation: never fetched from again, still served");
+        self.actions.push_back(BroadcastAction::Ban { peer });
+        if let Some(t) = self.transfer_mut(id) {
+            t.handle_peer_gone(now, peer);
+            self.drain(now, id);
+        }
+        self.ban_elsewhere(now, id, peer);
     }
 
     /// A peer banned by the transfer of `by`: every other transfer stops fetching from it now

@@ -31,6 +31,7 @@ fn manifest(chunks: u32) -> (Arc<Manifest>, Arc<Layout>, Vec<u8>, BroadcastId) {
         version: crate::manifest::MANIFEST_VERSION,
         name: "dir".into(),
         chunk_size: CHUNK,
+        root_mode: Some(0o755),
         entries: vec![Entry {
             path: "f".into(),
             kind: EntryKind::File {
@@ -1615,6 +1616,44 @@ fn waiting_for_chunks_nobody_connected_holds_is_not_a_stall() {
     let stall_after = c.config().stall_after;
     let a = run_until(&mut c, now, now + stall_after * 4);
     assert!(stalls(&a).is_empty(), "{a:?}");
+}
+
+#[test]
+fn a_have_of_the_wrong_length_bans_its_sender_once() {
+    let now = Instant::now();
+    let (mut c, id) = receiving(Strategy::Swarm, 20, now);
+    c.handle_peer_up(now, node(9));
+    let _ = actions(&mut c);
+    let bad = |chunks: u32, bytes: usize| {
+        Message::Have(Have {
+            broadcast: id,
+            chunks,
+            bits: vec![0xff; bytes],
+            from_origin: false,
+            seq: 0,
+        })
+    };
+    let mut all = Vec::new();
+    for _ in 0..1000 {
+        // Too many bytes, too few, and the right bytes for a wrong count.
+        for m in [bad(20, 30), bad(20, 1), bad(24, 3)] {
+            c.handle_peer_message(now, node(9), m);
+            all.extend(actions(&mut c));
+        }
+    }
+    assert_eq!(
+        count(&all, |a| *a == BroadcastAction::Ban { peer: node(9) }),
+        1,
+        "{all:?}"
+    );
+    // Banned: its claims are never fetched from, even a well-formed one.
+    c.handle_peer_message(now, node(9), have(id, 20, &(0..20).collect::<Vec<_>>()));
+    assert!(
+        requests(&actions(&mut c))
+            .iter()
+            .all(|(p, _)| *p != node(9)),
+        "a banned peer is asked"
+    );
 }
 
 #[test]
