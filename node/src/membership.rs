@@ -19,8 +19,9 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::data::broadcast::DataReport;
 use crate::handles::{Dialer, Me};
+use crate::heartbeat::{ProgressSync, ProgressSyncConfig, records_to_announce};
 use crate::inputs::{DataInput, NeighbourInput as Input};
-use crate::status::{MembershipStatus, SeedStatus};
+use crate::status::{HeartbeatStats, MembershipStatus, SeedStatus};
 use crate::sync::lock;
 
 /// Shortest time between two heartbeats asked for off the period (a nudge).
@@ -171,6 +172,8 @@ pub(crate) struct Membership {
     /// The current bootstrap's registry, kept up to date by the changes its heartbeat
     /// answers carry.
     mirror: RegistryMirror,
+    /// Which progress each heartbeat carries (the changes the bootstrap has not acknowledged).
+    progress: ProgressSync,
 }
 
 impl Membership {
@@ -184,6 +187,7 @@ impl Membership {
             current: None,
             heartbeat: 0,
             mirror: RegistryMirror::default(),
+            progress: ProgressSync::new(ProgressSyncConfig::default()),
         }
     }
 
@@ -345,10 +349,17 @@ impl Membership {
         &mut self,
         client: &BootstrapClient,
     ) -> Result<RegistryView, swarmcast_bootstrap::ClientError> {
-        let (progress, records) = {
+        {
             let report = self.links.data.borrow();
-            (report.progress.clone(), report.records.clone())
+            self.progress.handle_report(&report.progress);
+        }
+        let records = {
+            let report = self.links.data.borrow();
+            records_to_announce(&report.records, |id| {
+                self.mirror.broadcast(id).map(|r| r.version)
+            })
         };
+        let announced = records.len();
         for record in records {
             match client.announce(record).await {
                 Ok(()) => {}
@@ -363,12 +374,27 @@ impl Membership {
             }
         }
         self.heartbeat += 1;
+        let payload = self.progress.poll_payload();
         let hb = Heartbeat {
             id: self.me.id,
             version: Version::new(self.me.incarnation, self.heartbeat),
             addrs: vec![self.me.advertise],
-            progress,
+            progress: payload.items,
+            progress_span: payload.span,
+            progress_removed: payload.removed,
             changes_since: Some(self.mirror.since()),
+        };
+        let stats = HeartbeatStats {
+            progress_items: hb.progress.len(),
+            progress_removed: hb.progress_removed.len(),
+            bytes: {
+                let mut out = Vec::new();
+                let msg = swarmcast_proto::Message::Heartbeat(hb.clone());
+                let limits = swarmcast_proto::Limits::default();
+                swarmcast_proto::encode(&msg, &limits, &mut out).map_or(0, |()| out.len())
+            },
+            announced,
+            acked: None,
         };
         // The answer carries what changed since the mirror's cursor (everything the first
         // time, and after a failover); a bootstrap that only acknowledges is asked for all.
@@ -376,6 +402,14 @@ impl Membership {
             Some(changes) => changes,
             None => client.lookup().await?,
         };
+        self.progress.handle_ack(view.progress_ack);
+        let stats = HeartbeatStats {
+            acked: view.progress_ack,
+            ..stats
+        };
+        self.links
+            .status
+            .send_modify(|s| s.last_heartbeat = Some(stats));
         self.mirror.apply(view);
         Ok(self.mirror.view())
     }

@@ -43,6 +43,7 @@ fn record() -> BroadcastRecord {
 
 fn node_record() -> NodeRecord {
     NodeRecord {
+        progress_seq: 0,
         id: N2,
         name: "node-a".into(),
         role: Role::Node,
@@ -125,6 +126,8 @@ fn heartbeat() {
     const GOLDEN: &str = "000000aa81a948656172746265617484a26964c4201111111111111111111111111111111111111111111111111111111111111111a776657273696f6e82ab696e6361726e6174696f6e03a96865617274626561742aa561646472739181a2563492940a000001cd1b58a870726f67726573739183a962726f616463617374c420bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbba468656c6405a5746f74616c0a";
     check(
         &Message::Heartbeat(Heartbeat {
+            progress_span: None,
+            progress_removed: Vec::new(),
             id: N1,
             version: Version::new(3, 42),
             addrs: vec![addr("10.0.0.1:7000")],
@@ -441,6 +444,8 @@ mod evolution {
         assert_eq!(
             msg,
             Message::Heartbeat(Heartbeat {
+                progress_span: None,
+                progress_removed: Vec::new(),
                 id: N1,
                 version: Version::new(1, 1),
                 addrs: vec![],
@@ -502,6 +507,8 @@ fn heartbeat_with_completion_and_failure() {
     const GOLDEN: &str = "000000f181a948656172746265617484a26964c4201111111111111111111111111111111111111111111111111111111111111111a776657273696f6e82ab696e6361726e6174696f6e03a96865617274626561742aa5616464727390a870726f67726573739284a962726f616463617374c420bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbba468656c6400a5746f74616c00a8636f6d706c657465c384a962726f616463617374c420bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbba468656c6400a5746f74616c04a66661696c6564a86e6f207370616365";
     check(
         &Message::Heartbeat(Heartbeat {
+            progress_span: None,
+            progress_removed: Vec::new(),
             id: N1,
             version: Version::new(3, 42),
             addrs: vec![],

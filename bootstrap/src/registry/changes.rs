@@ -195,6 +195,7 @@ impl ChangeLog {
                 cursor: Some(self.cursor()),
                 partial: false,
                 removed: Vec::new(),
+                progress_ack: None,
             };
         }
         let after = since.seq;
@@ -219,6 +220,7 @@ impl ChangeLog {
                 .filter(|(seq, _)| *seq > after)
                 .map(|(_, id)| *id)
                 .collect(),
+            progress_ack: None,
         }
     }
 }
@@ -288,6 +290,12 @@ impl RegistryMirror {
             cursor: self.cursor,
             partial: false,
             removed: Vec::new(),
+            progress_ack: None,
         }
+    }
+
+    /// The record of broadcast `id` in the copy, if any.
+    pub fn broadcast(&self, id: &BroadcastId) -> Option<&BroadcastRecord> {
+        self.broadcasts.get(id)
     }
 }

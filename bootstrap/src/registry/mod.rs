@@ -90,6 +90,7 @@ use swarmcast_proto::{
 mod changes;
 mod config;
 mod order;
+mod progress;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
@@ -99,6 +100,7 @@ mod time;
 pub use changes::{ChangeLog, ChangeLogConfig, RegistryMirror};
 pub use config::{RegistryConfig, RegistryConfigError};
 use order::{broadcast_cmp, content_cmp};
+pub use progress::{ProgressUpdate, merge_progress};
 use time::{age_ms, instant_before};
 
 /// At most this many events wait in the queue; past it the oldest are dropped.
@@ -226,6 +228,39 @@ impl Registry {
     /// Returns whether it changed anything. Same merge rules as [`Registry::merge`].
     pub fn observe(&mut self, now: Instant, record: NodeRecord) -> bool {
         self.upsert(now, Cow::Owned(record), now)
+    }
+
+    /// A heartbeat from its owner: `record` (whose own `progress` is ignored) with the
+    /// heartbeat's progress, merged into the progress held for the node by the rule of
+    /// [`merge_progress`]; then observed as by [`Registry::observe`].
+    ///
+    /// Returns the change number of the node's progress stream held afterwards (the answer's
+    /// `progress_ack`, from which the node continues): 0 when nothing of its incarnation is
+    /// held.
+    pub fn observe_heartbeat(
+        &mut self,
+        now: Instant,
+        mut record: NodeRecord,
+        update: ProgressUpdate,
+    ) -> u64 {
+        let id = record.id;
+        let incarnation = record.version.incarnation;
+        let (progress, seq) = merge_progress(self.held_progress(now, &id, incarnation), update);
+        record.progress = progress;
+        record.progress_seq = seq;
+        self.observe(now, record);
+        self.held_progress(now, &id, incarnation)
+            .map_or(0, |r| r.progress_seq)
+    }
+
+    /// The live record of `id` if it is of `incarnation`.
+    fn held_progress(&self, now: Instant, id: &NodeId, incarnation: u64) -> Option<&NodeRecord> {
+        match self.effective(now, &self.nodes.get(id)?.slot) {
+            Effective::Live { record, .. } if record.version.incarnation == incarnation => {
+                Some(record)
+            }
+            _ => None,
+        }
     }
 
     /// An entry learned from a fellow bootstrap (anti-entropy) or a snapshot.
@@ -398,6 +433,42 @@ impl Registry {
             broadcasts,
             ..Default::default()
         }
+    }
+
+    /// How many live entries are alive, suspect and dead at `now`, without copying any record.
+    pub fn status_counts(&self, now: Instant) -> [(Status, usize); 3] {
+        let mut counts = [(Status::Alive, 0), (Status::Suspect, 0), (Status::Dead, 0)];
+        for e in self.nodes.values() {
+            if let Effective::Live { last_advanced, .. } = self.effective(now, &e.slot) {
+                let status = self.status_at(now, last_advanced);
+                if let Some(c) = counts.iter_mut().find(|(s, _)| Some(*s) == status) {
+                    c.1 += 1;
+                }
+            }
+        }
+        counts
+    }
+
+    /// The addresses of every bootstrap entry not dead at `now` other than `me`, without
+    /// copying any record (the tick asks every anti-entropy period).
+    pub fn bootstrap_addrs(&self, now: Instant, me: &NodeId) -> Vec<std::net::SocketAddr> {
+        let mut out = Vec::new();
+        for (id, e) in &self.nodes {
+            if let Effective::Live {
+                record,
+                last_advanced,
+            } = self.effective(now, &e.slot)
+            {
+                let status = self.status_at(now, last_advanced);
+                if record.role == swarmcast_proto::Role::Bootstrap
+                    && id != me
+                    && status.is_some_and(|s| s != Status::Dead)
+                {
+                    out.extend(record.addrs.iter().copied());
+                }
+            }
+        }
+        out
     }
 
     /// The status of one node at `now`; `None` if unknown or expired.

@@ -399,7 +399,10 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("everything", include_str!("../../presets/everything.toml")),
     ("partition", include_str!("../../presets/partition.toml")),
     ("lossy", include_str!("../../presets/lossy.toml")),
-    ("all-at-once", include_str!("../../presets/all-at-once.toml")),
+    (
+        "all-at-once",
+        include_str!("../../presets/all-at-once.toml"),
+    ),
 ];
 
 /// The TOML of a preset by name.

@@ -63,6 +63,7 @@ fn record(id: BroadcastId, chunks: u32, state: BroadcastState) -> BroadcastRecor
 fn origin_entry() -> RegistryEntry {
     RegistryEntry {
         record: NodeRecord {
+            progress_seq: 0,
             id: node(ORIGIN),
             name: "origin".into(),
             role: Role::Node,
