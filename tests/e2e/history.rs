@@ -66,7 +66,12 @@ fn many_small_sends_keep_heartbeats_small_and_every_node_alive() -> Result<()> {
             &origin_dir.to_string_lossy(),
         ])?;
         let info: serde_json::Value = serde_json::from_str(&out)?;
-        ids.insert(info["broadcast"]["id"].as_str().unwrap_or_default().to_owned());
+        ids.insert(
+            info["broadcast"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
         if i % 100 == 99 {
             // The control socket keeps answering on every node while sends go on (the CLI
             // gives up after 10 s without an answer).

@@ -160,6 +160,8 @@ struct Lost {
     failure: Failure,
     /// (chunks, bytes) when its manifest was known here (else the registry's record says).
     totals: Option<(u64, u64)>,
+    /// When it was remembered (see `Broadcasts::remember_lost`).
+    order: u64,
 }
 
 /// The broadcast core. See the [module docs](self).
@@ -170,6 +172,9 @@ pub struct Broadcasts {
     rng: StdRng,
     broadcasts: BTreeMap<BroadcastId, Bcast>,
     lost: BTreeMap<BroadcastId, Lost>,
+    /// `lost` in the order remembered (with stale places for entries since re-remembered).
+    lost_order: VecDeque<(u64, BroadcastId)>,
+    lost_count: u64,
     unknown: BTreeMap<BroadcastId, Unknown>,
     peers: BTreeSet<NodeId>,
     /// Peers a transfer banned for bad chunks: no transfer of this node fetches from them
@@ -221,6 +226,8 @@ impl Broadcasts {
             rng: StdRng::seed_from_u64(seed),
             broadcasts: BTreeMap::new(),
             lost: BTreeMap::new(),
+            lost_order: VecDeque::new(),
+            lost_count: 0,
             unknown: BTreeMap::new(),
             peers: BTreeSet::new(),
             banned: BTreeSet::new(),
@@ -436,12 +443,13 @@ impl Broadcasts {
             self.haves.remove(&id);
             let failure = Failure::Superseded { name: name.clone() };
             let totals = Some((u64::from(layout.chunk_count()), layout.total_bytes));
-            self.lost.insert(
+            self.remember_lost(
                 id,
                 Lost {
                     name,
                     failure,
                     totals,
+                    order: 0,
                 },
             );
             self.push(BroadcastAction::Remove { id });
@@ -493,15 +501,45 @@ impl Broadcasts {
     pub fn add_failed(&mut self, id: BroadcastId, name: String, failure: Failure) {
         let totals = self.unknown.remove(&id).and_then(|u| u.totals);
         self.haves.remove(&id);
-        self.lost.insert(
+        self.remember_lost(
             id,
             Lost {
                 name,
                 failure,
                 totals,
+                order: 0,
             },
         );
         self.report_change(ReportDue::Now);
+    }
+
+    /// Remember `id` as lost; past [`max_lost`](BroadcastConfig::max_lost), forget the oldest
+    /// (keeping only its id, so that it is never fetched again).
+    fn remember_lost(&mut self, id: BroadcastId, lost: Lost) {
+        self.lost_count += 1;
+        self.lost_order.push_back((self.lost_count, id));
+        self.lost.insert(
+            id,
+            Lost {
+                order: self.lost_count,
+                ..lost
+            },
+        );
+        while self.lost.len() > self.config.max_lost.max(1) {
+            let Some((order, old)) = self.lost_order.pop_front() else {
+                break;
+            };
+            if self.lost.get(&old).is_some_and(|l| l.order == order) {
+                self.lost.remove(&old);
+                self.removed.insert(old);
+            }
+        }
+        // Entries re-remembered or resumed leave stale places behind; drop them in bulk.
+        if self.lost_order.len() > 2 * self.config.max_lost.max(1) {
+            let lost = &self.lost;
+            self.lost_order
+                .retain(|(order, id)| lost.get(id).is_some_and(|l| l.order == *order));
+        }
     }
 
     /// A neighbour connection is up (or replaced): it gets a full `Have` of every broadcast.

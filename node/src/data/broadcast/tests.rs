@@ -1617,3 +1617,41 @@ fn waiting_for_chunks_nobody_connected_holds_is_not_a_stall() {
     let a = run_until(&mut c, now, now + stall_after * 4);
     assert!(stalls(&a).is_empty(), "{a:?}");
 }
+
+/// A node forgets what it no longer keeps: broadcasts remembered as failed are bounded, the
+/// oldest leave `node ls` and the report (so the heartbeats), and a forgotten one is still never
+/// fetched again.
+#[test]
+fn failed_broadcasts_remembered_are_bounded_and_forgotten_ones_stay_unfetched() {
+    let t0 = Instant::now();
+    let config = BroadcastConfig {
+        max_lost: 10,
+        ..BroadcastConfig::default()
+    };
+    let mut c = Broadcasts::new(config, node(ME), 7);
+    let id = |n: u32| {
+        let mut b = [7u8; 32];
+        b[..4].copy_from_slice(&n.to_be_bytes());
+        BroadcastId(b)
+    };
+    for n in 0..25 {
+        c.add_failed(id(n), format!("d{n}"), Failure::OriginDeclared);
+    }
+    assert_eq!(c.list().len(), 10);
+    let report = c.report();
+    assert_eq!(report.progress.len(), 10);
+    let kept: Vec<BroadcastId> = report.progress.iter().map(|p| p.broadcast).collect();
+    assert!(
+        kept.contains(&id(24)) && kept.contains(&id(15)),
+        "the newest kept"
+    );
+    assert!(!kept.contains(&id(14)), "the oldest forgotten");
+    // A neighbour announcing a forgotten one does not make this node fetch it.
+    c.handle_peer_up(t0, node(2));
+    let _ = actions(&mut c);
+    c.handle_peer_message(t0, node(2), have(id(0), 4, &[0, 1, 2, 3]));
+    let fetches = count(&actions(&mut c), |a| {
+        matches!(a, BroadcastAction::FetchManifest { .. })
+    });
+    assert_eq!(fetches, 0);
+}
