@@ -27,5 +27,6 @@ pub mod netns;
 pub mod pair;
 pub mod procs;
 pub mod scenario;
+pub mod sends_bench;
 pub mod tree;
 pub mod versions_bench;
