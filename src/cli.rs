@@ -299,6 +299,13 @@ pub(crate) struct BenchSendsArgs {
     /// Give up waiting for the receivers after this long.
     #[arg(long, default_value = "600s", value_parser = parse_duration)]
     pub(crate) timeout: Duration,
+    /// Send each as a user does, `node send DIR --wait` (a process per send), and report the
+    /// time of each from spawn to exit: e.g. `--count 20 --receivers 3 --wait --file-size 1KiB`.
+    #[arg(long)]
+    pub(crate) wait: bool,
+    /// Bytes of each broadcast's one file.
+    #[arg(long, default_value = "16", value_parser = parse_size)]
+    pub(crate) file_size: u64,
 }
 
 #[derive(Debug, Args)]

@@ -37,6 +37,11 @@ pub struct SendsConfig {
     pub idle: Duration,
     /// Give up waiting for the receivers after this long.
     pub timeout: Duration,
+    /// Send each broadcast as a user does, `node send DIR --wait` (a process per send), and
+    /// time it from spawn to exit: the send completes only once every receiver holds it.
+    pub wait: bool,
+    /// Bytes of each broadcast's one file (at least the few bytes of its text).
+    pub file_bytes: usize,
 }
 
 /// One process, measured.
@@ -69,6 +74,8 @@ pub struct SendsRun {
     pub sends_s: f64,
     /// From the first send until every receiver held every broadcast, s.
     pub complete_s: f64,
+    /// With `wait`: every `node send --wait`, from spawn to exit, ms.
+    pub send_wait_ms: Option<Spread>,
     /// Every process.
     pub procs: Vec<ProcFigures>,
 }
@@ -149,7 +156,9 @@ pub async fn run(exe: PathBuf, config: &SendsConfig) -> Result<SendsRun> {
     for i in 0..config.count {
         let dir = src.join(format!("tiny-{i:05}"));
         std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("f"), format!("payload {i}\n"))?;
+        let mut body = format!("payload {i}\n").into_bytes();
+        body.resize(body.len().max(config.file_bytes), b'.');
+        std::fs::write(dir.join("f"), body)?;
         sources.push(dir);
     }
     let started = Instant::now();
@@ -157,11 +166,16 @@ pub async fn run(exe: PathBuf, config: &SendsConfig) -> Result<SendsRun> {
     let mut ids = std::collections::BTreeSet::new();
     for dir in sources {
         let t = Instant::now();
-        let info = control::send(&dirs[0], dir, 256 * 1024)
-            .await
-            .context("send")?;
+        let id = if config.wait {
+            send_wait(&exe, &dirs[0], &dir, config.timeout).await?
+        } else {
+            let info = control::send(&dirs[0], dir, 256 * 1024)
+                .await
+                .context("send")?;
+            info.id
+        };
         times.push(t.elapsed());
-        ids.insert(info.id);
+        ids.insert(id);
     }
     let sends_s = started.elapsed().as_secs_f64();
     let deadline = started + config.timeout;
@@ -214,6 +228,44 @@ pub async fn run(exe: PathBuf, config: &SendsConfig) -> Result<SendsRun> {
         last_send_ms: spread_ms(&times[times.len() - n..]),
         sends_s,
         complete_s,
+        send_wait_ms: config.wait.then(|| spread_ms(&times)),
         procs: out,
     })
+}
+
+/// `node send DIR --wait --json` at the node whose data dir is `dd`; the broadcast's id.
+async fn send_wait(
+    exe: &std::path::Path,
+    dd: &std::path::Path,
+    dir: &std::path::Path,
+    timeout: Duration,
+) -> Result<String> {
+    let out = tokio::process::Command::new(exe)
+        .arg("node")
+        .arg("send")
+        .arg(dir)
+        .arg("--wait")
+        .arg("--json")
+        .arg("--timeout")
+        .arg(format!("{}s", timeout.as_secs().max(1)))
+        .arg("--data-dir")
+        .arg(dd)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .context("running node send --wait")?;
+    if !out.status.success() {
+        bail!(
+            "node send --wait exited {}: {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    v["broadcast"]["id"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no broadcast id in node send's answer")
 }

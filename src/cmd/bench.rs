@@ -34,6 +34,8 @@ fn bench_sends(args: crate::cli::BenchSendsArgs) -> Result<()> {
         bootstraps: args.bootstraps,
         idle: Duration::from_secs(args.idle_seconds),
         timeout: args.timeout,
+        wait: args.wait,
+        file_bytes: usize::try_from(args.file_size).unwrap_or(usize::MAX),
     };
     let exe = current_exe()?;
     let rt = runtime()?;
@@ -67,6 +69,7 @@ fn bench_sends(args: crate::cli::BenchSendsArgs) -> Result<()> {
         "last_100_send_ms_median": spread(&|r| r.last_send_ms.median),
         "sends_s": spread(&|r| r.sends_s),
         "complete_s": spread(&|r| r.complete_s),
+        "send_wait_ms": runs.iter().filter_map(|r| r.send_wait_ms).collect::<Vec<_>>(),
         "procs": procs,
     });
     println!("{}", serde_json::to_string_pretty(&summary)?);
