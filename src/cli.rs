@@ -306,6 +306,10 @@ pub(crate) struct BenchSendsArgs {
     /// Bytes of each broadcast's one file.
     #[arg(long, default_value = "16", value_parser = parse_size)]
     pub(crate) file_size: u64,
+    /// The swarmcast binary to start the fleet from (default: this one), e.g. an older build
+    /// to compare with.
+    #[arg(long)]
+    pub(crate) exe: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

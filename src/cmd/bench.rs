@@ -37,7 +37,10 @@ fn bench_sends(args: crate::cli::BenchSendsArgs) -> Result<()> {
         wait: args.wait,
         file_bytes: usize::try_from(args.file_size).unwrap_or(usize::MAX),
     };
-    let exe = current_exe()?;
+    let exe = match args.exe {
+        Some(e) => e,
+        None => current_exe()?,
+    };
     let rt = runtime()?;
     let mut runs = Vec::new();
     for i in 1..=args.runs {
