@@ -163,6 +163,31 @@ fn a_receiver_is_served_announced_and_asks_the_origin() {
     assert_eq!(state(&c, id), BroadcastPhase::Receiving);
 }
 
+/// A receiver that learnt of a broadcast from the registry only (the origin's `Have` was
+/// dropped while it tracked too many unknown broadcasts, and is not repeated) still asks the
+/// connected origin, which holds every piece; without, the transfer waited for ever.
+#[test]
+fn a_broadcast_learnt_from_the_registry_only_is_asked_of_the_connected_origin() {
+    let now = Instant::now();
+    let mut c = core(Strategy::Swarm);
+    c.handle_peer_up(now, node(ORIGIN));
+    let (m, layout, _, id) = manifest(3);
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![record(id, 3, BroadcastState::Active)],
+    );
+    let _ = actions(&mut c);
+    c.add_receiver(now, id, m, layout, Bitfield::new(3), false, None);
+    assert!(requests(&actions(&mut c)).is_empty(), "no source yet");
+    let at = c.poll_timeout().unwrap();
+    assert!(at <= now + ASSUME_ORIGIN_AFTER, "a timer for it");
+    c.handle_timeout(now + ASSUME_ORIGIN_AFTER);
+    let asked = requests(&actions(&mut c));
+    assert!(!asked.is_empty(), "nothing asked");
+    assert!(asked.iter().all(|(p, _)| *p == node(ORIGIN)), "{asked:?}");
+}
+
 #[test]
 fn lifecycle_commit_then_advertise_then_finalize_once() {
     let now = Instant::now();
