@@ -120,8 +120,13 @@ impl Shared {
     fn changes_since(&self, now: Instant, since: RegistryCursor) -> RegistryView {
         let mut log = self.changes.lock().unwrap_or_else(|p| p.into_inner());
         if log.needs_view(now) {
-            let view = self.registry().view(now);
-            log.handle_view(now, &view);
+            let registry = self.registry();
+            // Unchanged but for heartbeat counters and ages: nothing to number, and no copy of
+            // a registry whose records carry every node's progress.
+            if log.generation() != Some(registry.generation()) {
+                let view = registry.view(now);
+                log.handle_view_at(now, &view, registry.generation());
+            }
         }
         log.answer(since)
     }

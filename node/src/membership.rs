@@ -13,7 +13,9 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use swarmcast_bootstrap::registry::RegistryMirror;
 use swarmcast_bootstrap::{BootstrapClient, ClientError};
 use swarmcast_net::CertRefusal;
-use swarmcast_proto::{Heartbeat, Progress, RegistryView, Role, Status, Version};
+use swarmcast_proto::{
+    Heartbeat, NodeRecord, Progress, RegistryEntry, RegistryView, Role, Status, Version,
+};
 use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -124,6 +126,24 @@ fn worth_a_beat(old: &DataReport, new: &DataReport) -> bool {
         .iter()
         .any(|r| !old_records.contains(&(r.id, r.state)));
     completed || published || (new.awaiting_registry && !old.awaiting_registry)
+}
+
+/// A registry entry without its progress items.
+fn without_progress(e: &RegistryEntry) -> RegistryEntry {
+    let r = &e.record;
+    RegistryEntry {
+        record: NodeRecord {
+            id: r.id,
+            name: r.name.clone(),
+            role: r.role,
+            addrs: r.addrs.clone(),
+            version: r.version,
+            progress: Vec::new(),
+            progress_seq: r.progress_seq,
+        },
+        status: e.status,
+        age_ms: e.age_ms,
+    }
 }
 
 fn seed_errors(errors: &[(SocketAddr, SeedError)]) -> String {
@@ -319,19 +339,25 @@ impl Membership {
             match self.exchange(&client).await {
                 Ok(view) => {
                     self.learn(&view);
+                    // The data plane and the neighbours use addresses and liveness, never
+                    // progress (every node's, for every broadcast it keeps): only the status
+                    // board (fleet progress, for `--wait`) keeps it, and takes it without a copy.
+                    let bare: Vec<RegistryEntry> =
+                        view.nodes.iter().map(without_progress).collect();
+                    let broadcasts = view.broadcasts.clone();
                     self.links.status.send_modify(|s| {
-                        s.view = view.nodes.clone();
-                        s.view_broadcasts = view.broadcasts.clone();
+                        s.view = view.nodes;
+                        s.view_broadcasts = view.broadcasts;
                     });
                     let _ = self
                         .links
                         .data_tx
                         .send(DataInput::Registry {
-                            nodes: view.nodes.clone(),
-                            broadcasts: view.broadcasts,
+                            nodes: bare.clone(),
+                            broadcasts,
                         })
                         .await;
-                    let _ = self.links.peers_tx.send(Input::Registry(view.nodes)).await;
+                    let _ = self.links.peers_tx.send(Input::Registry(bare)).await;
                     return true;
                 }
                 Err(e) => {

@@ -202,6 +202,9 @@ pub struct Registry {
     max_seq: BTreeMap<String, u64>,
     events: VecDeque<RegistryEvent>,
     events_dropped: u64,
+    /// Bumped by every change a view shows other than a heartbeat counter or an age that
+    /// merely advanced (see [`Registry::generation`]).
+    generation: u64,
 }
 
 impl Registry {
@@ -215,6 +218,7 @@ impl Registry {
             max_seq: BTreeMap::new(),
             events: VecDeque::new(),
             events_dropped: 0,
+            generation: 0,
         }
     }
 
@@ -539,6 +543,14 @@ impl Registry {
         self.deadlines.first().map(|(at, _)| *at)
     }
 
+    /// A number that changes whenever a [`view`](Registry::view) would show something new
+    /// apart from heartbeat counters and ages: a record's contents (addresses, incarnation,
+    /// progress), a status, an entry added or dropped, a broadcast record. A
+    /// [`ChangeLog`] need not refresh while it stays the same.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// The next event, oldest first.
     pub fn poll_event(&mut self) -> Option<RegistryEvent> {
         self.events.pop_front()
@@ -644,11 +656,17 @@ impl Registry {
                     {
                         if better_content {
                             *mine = record.into_owned();
+                            self.generation += 1;
                         }
                         *last_advanced = (*last_advanced).max(last);
                     }
                     self.settle(now, id);
                     return true;
+                }
+                if mine.version.incarnation != record.version.incarnation
+                    || content_cmp(&record, mine).is_ne()
+                {
+                    self.generation += 1;
                 }
                 let reported = match slot {
                     Slot::Live { reported, .. } => Some(*reported),
@@ -790,6 +808,7 @@ impl Registry {
         match self.broadcasts.get_mut(&record.id) {
             Some(mine) if broadcast_cmp(&record, mine).is_gt() => {
                 *mine = record.into_owned();
+                self.generation += 1;
                 true
             }
             Some(_) => false,
@@ -803,6 +822,7 @@ impl Registry {
     }
 
     fn push_event(&mut self, event: RegistryEvent) {
+        self.generation += 1;
         if self.events.len() >= MAX_EVENTS {
             self.events.pop_front();
             self.events_dropped = self.events_dropped.saturating_add(1);

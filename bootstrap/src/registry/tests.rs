@@ -668,3 +668,30 @@ fn heartbeat_progress_is_merged_from_spans_and_replicates_with_its_change_number
     assert_eq!(ack, 1);
     assert_eq!(held(&b2), (vec![(4, 1)], 1));
 }
+
+#[test]
+fn generation_moves_with_what_a_view_shows_not_with_heartbeat_counters() {
+    let t0 = Instant::now();
+    let mut r = Registry::new(RegistryConfig::default());
+    r.observe(t0, rec(1, 5, 1));
+    let g = r.generation();
+    // A heartbeat that only advances the counter: a view shows nothing new.
+    r.observe(t0 + ms(10), rec(1, 5, 2));
+    assert_eq!(r.generation(), g);
+    // New addresses do.
+    let mut moved = rec(1, 5, 3);
+    moved.addrs = vec![SocketAddr::from(([127, 0, 0, 1], 9))];
+    r.observe(t0 + ms(20), moved);
+    let g2 = r.generation();
+    assert!(g2 > g);
+    // So does progress, a broadcast record and a status change.
+    let ack = r.observe_heartbeat(t0 + ms(30), rec(1, 5, 4), span(0, 1, vec![prog(1, 1)]));
+    assert_eq!(ack, 1);
+    let g3 = r.generation();
+    assert!(g3 > g2);
+    r.merge_broadcast(bcast(1, 1, BroadcastState::Active));
+    let g4 = r.generation();
+    assert!(g4 > g3);
+    r.handle_timeout(t0 + ms(30) + RegistryConfig::default().suspect_after + ms(1));
+    assert!(r.generation() > g4, "suspect");
+}
