@@ -39,6 +39,8 @@ pub(crate) enum NeighbourInput {
     Congested { id: NodeId, unsent: Unsent },
     /// Data-plane traffic (a have or have-update, either way) on the link to this peer.
     Active { id: NodeId },
+    /// Packets arrived on the connection to this peer since the link last looked.
+    Heard { id: NodeId },
     /// The data plane caught this peer serving bad data too often (it comes on a channel of
     /// its own, see `peers`).
     Ban { id: NodeId },

@@ -244,7 +244,7 @@ pub enum Pick {
     Stopped,
 }
 
-/// A check, as a step or at the end of every run (all four).
+/// A check, as a step or at the end of every run (all five).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckKind {
@@ -256,6 +256,9 @@ pub enum CheckKind {
     Refetch,
     /// Every node alive completed within 30 s + size / (5 MiB/s) of the send.
     Deadline,
+    /// No node, in any of its runs so far, logged the stall invariant: a transfer that made
+    /// no progress for 5 s while peers connected all along held chunks it lacked.
+    Stalls,
 }
 
 /// Where a scenario's hosts run.

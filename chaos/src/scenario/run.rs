@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -124,12 +124,12 @@ pub async fn run_at(
                 let _ = std::fs::copy(&p, logs_dir.join(p.file_name().unwrap_or_default()));
             }
         }
-        let written = report.write(dir);
-        println!("{}", report.summary());
-        if let Err(e) = written {
+        if let Err(e) = report.write(dir) {
             eprintln!("could not write the report into {}: {e:#}", dir.display());
         }
     }
+    // The summary always: without `--report` a run would otherwise say nothing but its exit code.
+    println!("{}", report.summary());
     match outcome {
         Ok(()) => Ok(report),
         Err(e) => {
@@ -138,6 +138,29 @@ pub async fn run_at(
             Err(e)
         }
     }
+}
+
+/// The lines of the `*.log` files directly under `root` that carry the stall invariant's
+/// warning ([`swarmcast_node::data::STALL_WARNING`]), each prefixed by its file's name.
+fn stall_reports(root: &Path) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(root)
+        .context("reading the run's logs")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    for path in logs {
+        let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        found.extend(
+            String::from_utf8_lossy(&text)
+                .lines()
+                .filter(|l| l.contains(swarmcast_node::data::STALL_WARNING))
+                .map(|l| format!("{name}: {l}")),
+        );
+    }
+    Ok(found)
 }
 
 struct Runner {
@@ -228,6 +251,7 @@ impl Runner {
             CheckKind::Deadline,
             CheckKind::Refetch,
             CheckKind::Registry,
+            CheckKind::Stalls,
         ] {
             self.check(check, None)
                 .await
@@ -600,8 +624,18 @@ impl Runner {
                 }
             }
             CheckKind::Registry => self.check_registry().await?,
+            CheckKind::Stalls => self.check_stalls()?,
         }
         self.event("check", format!("{check:?} passed"));
+        Ok(())
+    }
+
+    /// The stall invariant's reports in every process log of the run (all runs of every node).
+    fn check_stalls(&self) -> Result<()> {
+        let found = stall_reports(&self.root)?;
+        if let Some(first) = found.first() {
+            bail!("{} stall report(s); the first: {first}", found.len());
+        }
         Ok(())
     }
 
@@ -731,4 +765,29 @@ impl Runner {
 /// that every two seeds give different bytes.
 fn tree_seed(seed: u64) -> u64 {
     super::Prng::new(seed).next_u64()
+}
+
+#[cfg(test)]
+mod stall_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_stall_in_any_log_is_found_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("n1.1.log"), "INFO started\nINFO complete\n").unwrap();
+        std::fs::write(dir.path().join("b1.1.log"), "WARN something else\n").unwrap();
+        assert!(stall_reports(dir.path()).unwrap().is_empty());
+        let line = format!(
+            "2026-12-02T07:01:57Z  WARN data: swarmcast_node::data: {} broadcast=a97eb0fb",
+            swarmcast_node::data::STALL_WARNING
+        );
+        std::fs::write(dir.path().join("n3.2.log"), format!("INFO x\n{line}\n")).unwrap();
+        // Not a log: ignored.
+        std::fs::write(dir.path().join("n3.2.txt"), &line).unwrap();
+        assert_eq!(
+            stall_reports(dir.path()).unwrap(),
+            vec![format!("n3.2.log: {line}")]
+        );
+    }
 }

@@ -39,6 +39,11 @@ pub use broadcast::{
     TargetError,
 };
 pub use error::PublishError;
+
+/// What a node logs (once, at warn) when the stall invariant fires
+/// ([`BroadcastAction::Stalled`]); the chaos runner fails a run whose logs contain it.
+pub const STALL_WARNING: &str =
+    "no progress for 5 s although connected peers hold chunks this node lacks";
 use serve::{Catalog, Reader, Servable};
 
 use crate::handles::Dialer;
@@ -681,7 +686,7 @@ impl DataPlane {
                     })
                     .collect();
                 warn!(broadcast = %id.short(), missing, holders = ?holders, requests = ?requests,
-                    "no progress for 5 s although connected peers hold chunks this node lacks");
+                    "{STALL_WARNING}");
                 self.catalog.trace.emit(
                     "stall",
                     Some(&id.short()),

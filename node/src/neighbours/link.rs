@@ -162,6 +162,20 @@ impl Pinger {
         self.missed
     }
 
+    /// The peer was heard from (packets arrived on its connection) at `now`: it is alive, so
+    /// every ping sent before now is settled and the miss count resets. No RTT sample: the
+    /// packets answer no ping in particular.
+    pub(super) fn heard(&mut self, now: Instant) {
+        while self
+            .outstanding
+            .front()
+            .is_some_and(|&(_, sent)| sent <= now)
+        {
+            self.outstanding.pop_front();
+        }
+        self.missed = 0;
+    }
+
     /// A pong: the RTT sample if `nonce` is outstanding, `None` if it is stale or unknown.
     pub(super) fn pong(&mut self, now: Instant, nonce: u64) -> Option<Duration> {
         let pos = self.outstanding.iter().position(|&(n, _)| n == nonce)?;

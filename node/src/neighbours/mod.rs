@@ -19,7 +19,9 @@
 //!   smoothed RTT; a ping
 //!   unanswered for [`ping_timeout`](NeighbourConfig::ping_timeout) is a miss, and
 //!   [`max_missed_pings`](NeighbourConfig::max_missed_pings) consecutive misses lose the
-//!   neighbour.
+//!   neighbour. Any packet from the peer is proof of life too
+//!   ([`handle_heard`](Neighbours::handle_heard)): it settles the pings sent before it, so a
+//!   peer whose pongs queue behind its own data at a full download link is not lost.
 //! * **Loss.** A neighbour is lost when its connection closes, when it misses its pings, when the
 //!   registry marks it dead, or when it is banned. Peers whose connection closed, whose dial
 //!   failed, or who missed their pings enter a cooldown and are not dialled for a while: an
@@ -49,7 +51,8 @@
 //!    bootstrap, [`handle_connected`](Neighbours::handle_connected),
 //!    [`handle_dial_failed`](Neighbours::handle_dial_failed),
 //!    [`handle_closed`](Neighbours::handle_closed), [`handle_pong`](Neighbours::handle_pong),
-//!    [`handle_activity`](Neighbours::handle_activity), [`handle_ban`](Neighbours::handle_ban),
+//!    [`handle_activity`](Neighbours::handle_activity), [`handle_heard`](Neighbours::handle_heard),
+//!    [`handle_ban`](Neighbours::handle_ban),
 //!    [`handle_congested`](Neighbours::handle_congested).
 //! 3. After every `handle_*` call, drain [`poll_action`](Neighbours::poll_action) until it
 //!    returns `None` and carry each action out, then drain
@@ -573,6 +576,19 @@ impl Neighbours {
         let interval = self.config.effective_ping_interval();
         if let Some(Phase::Connected(pinger)) = self.links.get_mut(&id).map(|l| &mut l.phase) {
             pinger.activity(now, self.config.active_for, interval);
+        }
+    }
+
+    /// Packets arrived from `id` on its connection since the shell last looked (at most every
+    /// few hundred milliseconds per link): proof of life, like a pong. Every ping sent before
+    /// now is settled and the miss count resets, so a peer whose pongs wait behind its own
+    /// data in a full download queue is not lost while that data keeps arriving; a peer that
+    /// went silent (dead, stopped, cut off) still misses its pings and is lost as before.
+    /// Ignored for a peer that is not connected.
+    pub fn handle_heard(&mut self, now: Instant, id: NodeId) {
+        self.advance(now);
+        if let Some(Phase::Connected(pinger)) = self.links.get_mut(&id).map(|l| &mut l.phase) {
+            pinger.heard(now);
         }
     }
 

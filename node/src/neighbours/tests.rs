@@ -1079,3 +1079,26 @@ fn pings_and_pongs_that_cannot_be_queued_count_as_misses_once() {
 fn config_idle_ms() -> u64 {
     NeighbourConfig::default().idle_ping_interval.as_millis() as u64
 }
+
+#[test]
+fn a_peer_heard_from_is_alive_even_if_its_pongs_are_late() {
+    let mut d = Driver::new(NeighbourConfig::for_test(), 3);
+    d.registry(&alive(0..4));
+    d.run_for(1_000);
+    assert_eq!(d.core.connected_count(), 4);
+    // Peer 2's pongs stop (they wait behind its data in a full queue), but its packets keep
+    // arriving: heard every 100 ms, it is kept far beyond the loss bound.
+    d.silent.insert(id(2));
+    let bound = NeighbourConfig::for_test().loss_detection_bound();
+    let mut closed = Vec::new();
+    for _ in 0..(bound.as_millis() as u64 * 4 / 100) {
+        closed.extend(closes(&d.run_for(100)));
+        d.core.handle_heard(d.now, id(2));
+        closed.extend(closes(&d.settle()));
+    }
+    assert!(closed.is_empty(), "a peer heard from was lost: {closed:?}");
+    assert!(d.connected().contains(&id(2)));
+    // Silence at last (cut off, stopped, dead): lost within the bound, as without `heard`.
+    let done = d.run_for(bound.as_millis() as u64 + 1);
+    assert_eq!(closes(&done), [(id(2), LossReason::PingsMissed)]);
+}

@@ -50,6 +50,10 @@ mod tests;
 /// [`NeighbourConfig::active_for`](crate::neighbours::NeighbourConfig::active_for).
 const ACTIVITY_REPORT: Duration = Duration::from_millis(500);
 
+/// How often a link reads its connection's receive counter for [`Input::Heard`]: well within
+/// a ping timeout (1 s), and a wake-up of a few microseconds per link.
+const HEARD_EVERY: Duration = Duration::from_millis(250);
+
 /// What the neighbour actor and its link tasks use.
 #[derive(Debug, Clone)]
 pub(crate) struct NeighbourTask {
@@ -138,6 +142,7 @@ async fn handle_input(
             core.handle_congested(now, id, unsent);
         }
         Input::Active { id } => core.handle_activity(now, id),
+        Input::Heard { id } => core.handle_heard(now, id),
         // The core keeps the connection as a serve-only link or asks for a `Close`; the data
         // plane has already stopped fetching from the peer.
         Input::Ban { id } => core.handle_ban(now, id),
@@ -382,8 +387,24 @@ async fn drive_link(
             }
         }
     };
+    // Any packet from the peer is proof of life (see `Neighbours::handle_heard`): the
+    // connection's receive counter is read every `HEARD_EVERY`, and an advance is reported.
+    let heard = async {
+        let mut seen = conn.stats().udp_rx.datagrams;
+        loop {
+            tokio::time::sleep(HEARD_EVERY).await;
+            let now = conn.stats().udp_rx.datagrams;
+            if now > seen {
+                seen = now;
+                if tx.send(Input::Heard { id }).await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
     let requests = accept::serve_requests(shared.server.clone(), conn.clone(), id, None);
     let ended = tokio::select! {
+        () = heard => "neighbour actor gone",
         () = writer => "control stream writer ended",
         () = reader => "control stream reader ended",
         () = requests => "request streams ended",

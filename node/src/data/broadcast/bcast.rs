@@ -65,6 +65,9 @@ pub(super) struct Bcast {
     /// Receiving: when to take a connected origin that has not announced itself as holding
     /// every piece (see `Broadcasts::assume_origins`).
     pub(super) assume_origin_at: Option<Instant>,
+    /// The last stall check found holders: the next one (after `stall_confirm`) reports it if
+    /// they still hold what this node lacks and nothing arrived meanwhile.
+    pub(super) stall_suspect: bool,
 }
 
 impl Bcast {
@@ -104,6 +107,7 @@ impl Bcast {
             published_ms: 0,
             stall_check: None,
             assume_origin_at: None,
+            stall_suspect: false,
         }
     }
 

@@ -183,7 +183,12 @@ pub struct Broadcasts {
     lost_order: VecDeque<(u64, BroadcastId)>,
     lost_count: u64,
     unknown: BTreeMap<BroadcastId, Unknown>,
-    peers: BTreeSet<NodeId>,
+    /// Neighbours, with when each connection came up (the stall invariant counts only peers
+    /// connected for the whole window).
+    peers: BTreeMap<NodeId, Instant>,
+    /// When timers last ran while a transfer was active (pause detection, see
+    /// [`BroadcastConfig::tick`]).
+    last_tick: Option<Instant>,
     /// Peers a transfer banned for bad chunks: no transfer of this node fetches from them
     /// again, though they stay neighbours and are still served.
     banned: BTreeSet<NodeId>,
@@ -236,7 +241,8 @@ impl Broadcasts {
             lost_order: VecDeque::new(),
             lost_count: 0,
             unknown: BTreeMap::new(),
-            peers: BTreeSet::new(),
+            peers: BTreeMap::new(),
+            last_tick: None,
             banned: BTreeSet::new(),
             haves: BTreeMap::new(),
             records: BTreeMap::new(),
@@ -319,7 +325,13 @@ impl Broadcasts {
                 (s, a) => s.or(a),
             }
         });
-        transfers.chain(unknown).chain(report).chain(stalls).min()
+        let tick = self.last_tick.map(|t| t + self.config.tick);
+        transfers
+            .chain(unknown)
+            .chain(report)
+            .chain(stalls)
+            .chain(tick)
+            .min()
     }
 
     /// Transfers whose origin has not announced itself within [`ASSUME_ORIGIN_AFTER`]: a
@@ -357,6 +369,7 @@ impl Broadcasts {
     /// due manifest fetches, forget unknown broadcasts nobody mentions any more, and report
     /// transfers that stalled.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.notice_pause(now);
         self.check_stalls(now);
         self.assume_origins(now);
         let due: Vec<BroadcastId> = self
@@ -585,12 +598,12 @@ impl Broadcasts {
     }
 
     /// A neighbour connection is up (or replaced): it gets a full `Have` of every broadcast.
-    pub fn handle_peer_up(&mut self, _now: Instant, peer: NodeId) {
+    pub fn handle_peer_up(&mut self, now: Instant, peer: NodeId) {
         let haves: Vec<Message> = self.broadcasts.iter().map(|(id, b)| b.have(*id)).collect();
         for msg in haves {
             self.push(BroadcastAction::Send { peer, msg });
         }
-        self.peers.insert(peer);
+        self.peers.insert(peer, now);
         // The neighbour count goes out with the report (metrics).
         self.report_change(ReportDue::Progress);
     }
@@ -825,7 +838,7 @@ impl Broadcasts {
             return;
         }
         // Ask a neighbour that announced it, else dial the origin.
-        let from = if let Some(i) = u.sources.iter().position(|p| self.peers.contains(p)) {
+        let from = if let Some(i) = u.sources.iter().position(|p| self.peers.contains_key(p)) {
             ManifestSource::Peer(u.sources.remove(i))
         } else {
             let origin = self.records.get(&id).and_then(|r| {
@@ -935,7 +948,7 @@ impl Broadcasts {
         let mut t = Transfer::new(self.config.swarm.clone(), pieces, held, origin, seed);
         if let Some(haves) = self.haves.get(&id) {
             for (peer, chunks) in haves {
-                if self.peers.contains(peer)
+                if self.peers.contains_key(peer)
                     && !self.banned.contains(peer)
                     && strategy.may_fetch_from(*peer, Some(origin))
                 {
@@ -956,7 +969,9 @@ impl Broadcasts {
         info!(broadcast = %id.short(), name = %b.manifest.name, pieces = b.layout.piece_count(), "receiving");
         b.transfer = Some(t);
         b.stall_check = Some(now + self.config.stall_after);
+        b.stall_suspect = false;
         self.active.insert(id);
+        self.last_tick.get_or_insert(now);
         // No longer waiting for the registry (`DataReport::awaiting_registry`).
         self.report_change(ReportDue::Now);
         self.drain(now, id);
@@ -979,6 +994,7 @@ impl Broadcasts {
         let Some(t) = b.transfer.as_mut() else { return };
         t.handle_piece_received(now, peer, piece);
         b.stall_check = Some(now + self.config.stall_after);
+        b.stall_suspect = false;
         b.commit_waiting = true;
         let fresh: Vec<u32> = b
             .layout
@@ -1321,11 +1337,42 @@ impl Broadcasts {
         }
     }
 
+    /// Timers ran after a gap of more than twice [`BroadcastConfig::tick`] while a transfer
+    /// was active: this process was not running (SIGSTOP, a suspended VM). No peer could be
+    /// asked meanwhile and none of the connections can be vouched for, so every stall window
+    /// and every peer's connected time start over now.
+    fn notice_pause(&mut self, now: Instant) {
+        if self.active.is_empty() {
+            self.last_tick = None;
+            return;
+        }
+        let paused = self
+            .last_tick
+            .is_some_and(|t| now.saturating_duration_since(t) > self.config.tick * 2);
+        self.last_tick = Some(now);
+        if !paused {
+            return;
+        }
+        debug!("timers ran late: this process was paused; stall windows start over");
+        for since in self.peers.values_mut() {
+            *since = now;
+        }
+        for id in &self.active {
+            if let Some(b) = self.broadcasts.get_mut(id) {
+                b.stall_check = Some(now + self.config.stall_after);
+                b.stall_suspect = false;
+            }
+        }
+    }
+
     /// The stall invariant: a transfer that made no progress for `stall_after` while
     /// connected, unbanned peers hold chunks it lacks is reported once ([`BroadcastAction::
-    /// Stalled`]) with what it waits for; one whose peers hold nothing it lacks is waiting for
-    /// data, not stalled, and is checked again later. O(chunks / 64 × peers) per check, at most
-    /// once per `stall_after` per transfer.
+    /// Stalled`]) with what it waits for. Only peers connected for the whole window count (a
+    /// peer back from a partition has not had the time to answer), and the finding must still
+    /// hold `stall_confirm` later (news that just arrived gets the time to be asked for). A
+    /// transfer whose peers hold nothing it lacks is waiting for data, not stalled, and is
+    /// checked again later. O(chunks / 64 × peers) per check, at most twice per `stall_after`
+    /// per transfer.
     fn check_stalls(&mut self, now: Instant) {
         let due: Vec<BroadcastId> = self
             .active
@@ -1338,6 +1385,7 @@ impl Broadcasts {
                     .is_some_and(|t| t <= now)
             })
             .collect();
+        let window_start = now.checked_sub(self.config.stall_after);
         for id in due {
             let Some(b) = self.broadcasts.get(&id) else {
                 continue;
@@ -1347,7 +1395,11 @@ impl Broadcasts {
                 .get(&id)
                 .into_iter()
                 .flatten()
-                .filter(|(p, _)| self.peers.contains(p) && !self.banned.contains(p))
+                .filter(|(p, _)| {
+                    let since = self.peers.get(p);
+                    since.is_some_and(|s| window_start.is_some_and(|w| *s <= w))
+                        && !self.banned.contains(p)
+                })
                 .map(|(p, bits)| (*p, bits.count_not_in(&b.advertised)))
                 .filter(|(_, n)| *n > 0)
                 .collect();
@@ -1362,9 +1414,17 @@ impl Broadcasts {
                         .collect()
                 })
                 .unwrap_or_default();
-            let stalled = !holders.is_empty() && missing > 0;
+            let found = !holders.is_empty() && missing > 0;
+            let stalled = found && b.stall_suspect;
             if let Some(b) = self.broadcasts.get_mut(&id) {
-                b.stall_check = (!stalled).then_some(now + self.config.stall_after);
+                b.stall_suspect = found && !stalled;
+                b.stall_check = if stalled {
+                    None
+                } else if found {
+                    Some(now + self.config.stall_confirm)
+                } else {
+                    Some(now + self.config.stall_after)
+                };
             }
             if stalled {
                 self.push(BroadcastAction::Stalled {
@@ -1394,7 +1454,7 @@ impl Broadcasts {
             };
             match action {
                 SwarmAction::Request { peer, piece } => {
-                    if !self.peers.contains(&peer) {
+                    if !self.peers.contains_key(&peer) {
                         t.handle_peer_gone(now, peer);
                         continue;
                     }

@@ -1680,3 +1680,82 @@ fn failed_broadcasts_remembered_are_bounded_and_forgotten_ones_stay_unfetched() 
     });
     assert_eq!(fetches, 0);
 }
+
+#[test]
+fn a_peer_that_just_connected_does_not_make_a_stall() {
+    let now = Instant::now();
+    let (mut c, id) = receiving(Strategy::Swarm, 4, now);
+    // The origin holds nothing yet; 4 s in, a peer holding everything connects and never
+    // answers.
+    c.handle_peer_message(now, node(ORIGIN), have(id, 4, &[]));
+    let _ = actions(&mut c);
+    let stall_after = c.config().stall_after;
+    let confirm = c.config().stall_confirm;
+    let late = now + Duration::from_secs(4);
+    let a = run_until(&mut c, now, late);
+    assert!(stalls(&a).is_empty(), "{a:?}");
+    c.handle_peer_up(late, node(7));
+    c.handle_peer_message(late, node(7), have(id, 4, &[0, 1, 2, 3]));
+    let _ = actions(&mut c);
+    // At 5 s the window is up, but the peer has been here for 1 s only: not counted.
+    let a = run_until(&mut c, late, late + stall_after - Duration::from_millis(1));
+    assert!(
+        stalls(&a).is_empty(),
+        "a peer connected 1 s ago counted: {a:?}"
+    );
+    let a = run_until(&mut c, late, late + stall_after * 2 + confirm);
+    assert_eq!(stalls(&a), vec![(4, vec![(node(7), 4)])]);
+}
+
+#[test]
+fn a_stall_must_still_hold_after_the_confirmation_delay() {
+    let now = Instant::now();
+    let (mut c, id) = receiving(Strategy::Swarm, 4, now);
+    c.handle_peer_message(now, node(ORIGIN), have(id, 4, &[0, 1, 2, 3]));
+    let _ = actions(&mut c);
+    let stall_after = c.config().stall_after;
+    let confirm = c.config().stall_confirm;
+    let a = run_until(&mut c, now, now + stall_after + confirm / 2);
+    assert!(
+        stalls(&a).is_empty(),
+        "reported before the confirmation: {a:?}"
+    );
+    // A piece arrives within the confirmation delay: no report, the window starts over.
+    let t = now + stall_after + confirm / 2;
+    c.handle_piece_received(t, id, node(ORIGIN), 0, 1);
+    let _ = actions(&mut c);
+    let a = run_until(&mut c, t, t + stall_after + confirm / 2);
+    assert!(stalls(&a).is_empty(), "{a:?}");
+    let a = run_until(&mut c, t, t + stall_after + confirm * 2);
+    assert_eq!(stalls(&a), vec![(3, vec![(node(ORIGIN), 3)])]);
+}
+
+#[test]
+fn a_pause_of_this_process_starts_the_stall_window_over() {
+    let now = Instant::now();
+    let (mut c, id) = receiving(Strategy::Swarm, 4, now);
+    c.handle_peer_message(now, node(ORIGIN), have(id, 4, &[0, 1, 2, 3]));
+    let _ = actions(&mut c);
+    let stall_after = c.config().stall_after;
+    let confirm = c.config().stall_confirm;
+    let a = run_until(&mut c, now, now + Duration::from_secs(3));
+    assert!(stalls(&a).is_empty(), "{a:?}");
+    // SIGSTOP for 5 s: the timers run next at 8 s, far past their 1 s tick.
+    let resumed = now + Duration::from_secs(8);
+    c.handle_timeout(resumed);
+    assert!(
+        stalls(&actions(&mut c)).is_empty(),
+        "the pause itself is no stall"
+    );
+    let a = run_until(
+        &mut c,
+        resumed,
+        resumed + stall_after - Duration::from_millis(1),
+    );
+    assert!(
+        stalls(&a).is_empty(),
+        "the window did not start over: {a:?}"
+    );
+    let a = run_until(&mut c, resumed, resumed + stall_after + confirm * 2);
+    assert_eq!(stalls(&a), vec![(4, vec![(node(ORIGIN), 4)])]);
+}

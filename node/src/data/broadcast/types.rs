@@ -65,6 +65,13 @@ pub struct BroadcastConfig {
     /// A transfer that made no progress for this long while connected peers hold chunks it
     /// lacks is reported once ([`BroadcastAction::Stalled`]; default 5 s).
     pub stall_after: Duration,
+    /// A stall is reported only if it still holds this much later: a holder whose news just
+    /// arrived gets the time to answer (default 1 s).
+    pub stall_confirm: Duration,
+    /// Timers run at least this often while a transfer is active (default 1 s); a gap of more
+    /// than twice it between two runs means this process was not running (SIGSTOP, a
+    /// suspended VM), and every stall window starts over, since no peer could be asked then.
+    pub tick: Duration,
     /// Complete versions kept per name (default 2; at least 1): `node join --keep`.
     pub keep: usize,
     /// Bytes all workspaces on this node may take (`node join --max-disk`; default none).
@@ -88,6 +95,8 @@ impl Default for BroadcastConfig {
             unknown_ttl: Duration::from_secs(60),
             report_interval: Duration::from_millis(100),
             stall_after: Duration::from_secs(5),
+            stall_confirm: Duration::from_secs(1),
+            tick: Duration::from_secs(1),
             keep: DEFAULT_KEEP,
             max_disk: None,
             max_lost: 256,
