@@ -17,6 +17,10 @@
 //! A heartbeat counter that merely advanced is not a change: liveness reaches the node as the
 //! entry's status, which the bootstrap derives. So an idle fleet's answers are empty, and a
 //! node's mirror holds each entry as of its latest change (heartbeat counter and age included).
+//! The shell takes a view only when the registry's
+//! [`generation`](super::Registry::generation) moved since the last one
+//! ([`ChangeLog::generation`]), so heartbeats of an idle fleet copy nothing; whole answers
+//! then carry the heartbeat counters and ages of that last view.
 //! Views are taken at most every [`ChangeLogConfig::refresh`], so an answer may be that much
 //! behind the registry.
 

@@ -353,7 +353,7 @@ impl Broadcasts {
                 continue;
             };
             let announced = self.haves.get(&id).is_some_and(|h| h.contains_key(&origin));
-            if announced || !self.peers.contains(&origin) || self.banned.contains(&origin) {
+            if announced || !self.peers.contains_key(&origin) || self.banned.contains(&origin) {
                 continue;
             }
             let all = b.piece_bitfield(&Bitfield::full(b.layout.chunk_count()));
