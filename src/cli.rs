@@ -153,6 +153,11 @@ pub(crate) enum BenchCommand {
     /// time (/proc/<pid>/stat) over --seconds. With --netns (root) every process runs in its own
     /// namespace of the lab, which makes the kernel's UDP counters per process: packets per node.
     Idle(BenchIdleArgs),
+    /// Many small sends: --count tiny broadcasts of distinct names from one origin to
+    /// --receivers, through the origin's control socket. Reports the time of one send over the
+    /// first and the last 100, when every receiver holds every broadcast, each process's RSS
+    /// after, and its CPU over --idle-seconds idle before the sends and after them.
+    Sends(BenchSendsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -304,6 +309,39 @@ pub(crate) struct BenchIdleArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchSendsArgs {
+    /// Broadcasts to send.
+    #[arg(long, default_value_t = 5000, value_parser = parse_positive_count::<usize>)]
+    pub(crate) count: usize,
+    /// Receivers (the origin is extra).
+    #[arg(long, default_value_t = 2, value_parser = parse_positive_count::<usize>)]
+    pub(crate) receivers: usize,
+    /// Bootstraps.
+    #[arg(long, default_value_t = 1, value_parser = parse_positive_count::<usize>)]
+    pub(crate) bootstraps: usize,
+    /// The idle windows before and after the sends, in seconds.
+    #[arg(long, default_value_t = 20, value_parser = parse_positive_count::<u64>)]
+    pub(crate) idle_seconds: u64,
+    /// Repetitions, each on a fresh cluster.
+    #[arg(long, default_value_t = 1, value_parser = parse_positive_count::<usize>)]
+    pub(crate) runs: usize,
+    /// Give up waiting for the receivers after this long.
+    #[arg(long, default_value = "600s", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
+    /// Send each as a user does, `node send DIR --wait` (a process per send), and report the
+    /// time of each from spawn to exit: e.g. `--count 20 --receivers 3 --wait --file-size 1KiB`.
+    #[arg(long)]
+    pub(crate) wait: bool,
+    /// Bytes of each broadcast's one file.
+    #[arg(long, default_value = "16", value_parser = parse_size)]
+    pub(crate) file_size: u64,
+    /// The swarmcast binary to start the fleet from (default: this one), e.g. an older build
+    /// to compare with.
+    #[arg(long)]
+    pub(crate) exe: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

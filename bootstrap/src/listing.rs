@@ -149,6 +149,7 @@ mod tests {
         RegistryView {
             nodes: vec![RegistryEntry {
                 record: NodeRecord {
+                    progress_seq: 0,
                     id: NodeId([1; 32]),
                     name: "n1".into(),
                     role: Role::Node,
@@ -182,6 +183,7 @@ mod tests {
             cursor: None,
             partial: false,
             removed: Vec::new(),
+            progress_ack: None,
         }
     }
 

@@ -13,18 +13,21 @@ use swarmcast_net::wire::{self, WireError};
 use swarmcast_net::{CloseCode, incarnation};
 use swarmcast_proto::{
     Ack, Delta, ErrorCode, Limits, Message, NodeId, NodeRecord, Ping, Registered, RegistryCursor,
-    RegistryView, Role, Status, Version,
+    RegistryView, Role, Version,
 };
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::client::ClientError;
-use crate::registry::{ChangeLog, ChangeLogConfig, MAX_SEQ_AHEAD, Registry, RegistryConfig};
+use crate::registry::{
+    ChangeLog, ChangeLogConfig, MAX_SEQ_AHEAD, ProgressUpdate, Registry, RegistryConfig,
+};
 use crate::snapshot;
 
 /// Most addresses a node may advertise.
 pub const MAX_ADDRS: usize = 16;
-/// Most per-broadcast progress items a heartbeat may carry.
+/// Most per-broadcast progress items (changed plus removed) a heartbeat may carry. Nodes send
+/// changes only, and a whole set in pages below this ([`ProgressSpan`](swarmcast_proto::ProgressSpan)).
 pub const MAX_PROGRESS: usize = 4096;
 
 /// Settings of a bootstrap server.
@@ -117,8 +120,13 @@ impl Shared {
     fn changes_since(&self, now: Instant, since: RegistryCursor) -> RegistryView {
         let mut log = self.changes.lock().unwrap_or_else(|p| p.into_inner());
         if log.needs_view(now) {
-            let view = self.registry().view(now);
-            log.handle_view(now, &view);
+            let registry = self.registry();
+            // Unchanged but for heartbeat counters and ages: nothing to number, and no copy of
+            // a registry whose records carry every node's progress.
+            if log.generation() != Some(registry.generation()) {
+                let view = registry.view(now);
+                log.handle_view_at(now, &view, registry.generation());
+            }
         }
         log.answer(since)
     }
@@ -131,6 +139,7 @@ impl Shared {
             *h
         };
         let record = NodeRecord {
+            progress_seq: 0,
             id: self.me.id,
             name: self.me.name.clone(),
             role: Role::Bootstrap,
@@ -144,15 +153,7 @@ impl Shared {
     /// Addresses of fellow bootstraps: configured ones plus live ones in the registry.
     fn fellows(&self, now: Instant) -> BTreeSet<SocketAddr> {
         let mut out: BTreeSet<SocketAddr> = self.config.peers.iter().copied().collect();
-        let view = self.registry().view(now);
-        for e in view.nodes {
-            if e.record.role == Role::Bootstrap
-                && e.record.id != self.me.id
-                && e.status != Status::Dead
-            {
-                out.extend(e.record.addrs.iter().copied());
-            }
-        }
+        out.extend(self.registry().bootstrap_addrs(now, &self.me.id));
         out.remove(&self.addr);
         out
     }
@@ -349,6 +350,7 @@ fn handle_request(shared: &Shared, peer: &PeerInfo, request: Message, now: Insta
                 return refusal;
             }
             let record = NodeRecord {
+                progress_seq: 0,
                 id: peer.id,
                 name: peer.name.clone(),
                 role: peer.role,
@@ -369,7 +371,7 @@ fn handle_request(shared: &Shared, peer: &PeerInfo, request: Message, now: Insta
             if let Some(refusal) = check_own_entry(peer, h.id, &h.addrs) {
                 return refusal;
             }
-            if h.progress.len() > MAX_PROGRESS {
+            if h.progress.len() + h.progress_removed.len() > MAX_PROGRESS {
                 return Message::error(ErrorCode::BadRequest, "too many progress items");
             }
             let record = NodeRecord {
@@ -378,11 +380,21 @@ fn handle_request(shared: &Shared, peer: &PeerInfo, request: Message, now: Insta
                 role: peer.role,
                 addrs: h.addrs,
                 version: h.version,
-                progress: h.progress,
+                progress: Vec::new(),
+                progress_seq: 0,
             };
-            shared.registry().observe(now, record);
+            let update = ProgressUpdate {
+                items: h.progress,
+                span: h.progress_span,
+                removed: h.progress_removed,
+            };
+            let ack = shared.registry().observe_heartbeat(now, record, update);
             match h.changes_since {
-                Some(since) => Message::Registry(shared.changes_since(now, since)),
+                Some(since) => {
+                    let mut view = shared.changes_since(now, since);
+                    view.progress_ack = Some(ack);
+                    Message::Registry(view)
+                }
                 None => Message::Ack(Ack {}),
             }
         }
@@ -556,13 +568,7 @@ async fn tick_loop(
             while let Some(event) = reg.poll_event() {
                 log_event(&event);
             }
-            let mut counts = [(Status::Alive, 0), (Status::Suspect, 0), (Status::Dead, 0)];
-            for e in reg.view(now).nodes {
-                if let Some(c) = counts.iter_mut().find(|(s, _)| *s == e.status) {
-                    c.1 += 1;
-                }
-            }
-            metrics.set_entries(counts);
+            metrics.set_entries(reg.status_counts(now));
         }
         for addr in shared.fellows(now) {
             let alive = fellows.get(&addr).is_some_and(|h| !h.is_finished());

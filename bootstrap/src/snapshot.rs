@@ -127,6 +127,7 @@ mod tests {
         assert!(load(dir.path()).expect("empty").is_none());
         let u = EntryUpdate {
             record: NodeRecord {
+                progress_seq: 0,
                 id: NodeId([7; 32]),
                 name: "n1".into(),
                 role: Role::Node,

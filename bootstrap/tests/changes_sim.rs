@@ -30,6 +30,7 @@ fn node_id(n: usize) -> NodeId {
 
 fn record(n: usize, incarnation: u64, heartbeat: u64, held: u64) -> NodeRecord {
     NodeRecord {
+        progress_seq: 0,
         id: node_id(n),
         name: format!("n{n:02}"),
         role: Role::Node,

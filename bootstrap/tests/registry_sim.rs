@@ -152,6 +152,7 @@ impl Sim {
         let nodes: Vec<SimNode> = (0..NODES)
             .map(|i| SimNode {
                 record: NodeRecord {
+                    progress_seq: 0,
                     id: NodeId(rng.random()),
                     name: format!("node-{i:02}"),
                     role: Role::Node,

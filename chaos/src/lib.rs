@@ -37,6 +37,7 @@ pub mod netns;
 pub mod pair;
 pub mod procs;
 pub mod scenario;
+pub mod sends_bench;
 pub mod soak;
 pub mod tree;
 pub mod versions_bench;

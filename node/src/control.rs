@@ -632,6 +632,7 @@ mod tests {
                 registry_alive: 0,
                 uptime_s: 0,
                 uploaded_to: Default::default(),
+                last_heartbeat: None,
             }))
         }
     }

@@ -147,6 +147,7 @@ impl StatusBoard {
             registry_alive: m.registry_alive,
             uptime_s: self.started.elapsed().as_secs(),
             uploaded_to,
+            last_heartbeat: m.last_heartbeat,
         }
     }
 

@@ -18,6 +18,7 @@ pub mod control;
 mod daemon;
 pub mod data;
 mod handles;
+mod heartbeat;
 mod inputs;
 pub mod listing;
 pub mod manifest;

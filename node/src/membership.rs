@@ -13,14 +13,17 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use swarmcast_bootstrap::registry::RegistryMirror;
 use swarmcast_bootstrap::{BootstrapClient, ClientError};
 use swarmcast_net::CertRefusal;
-use swarmcast_proto::{Heartbeat, Progress, RegistryView, Role, Status, Version};
+use swarmcast_proto::{
+    Heartbeat, NodeRecord, Progress, RegistryEntry, RegistryView, Role, Status, Version,
+};
 use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::data::broadcast::DataReport;
 use crate::handles::{Dialer, Me};
+use crate::heartbeat::{ProgressSync, ProgressSyncConfig, records_to_announce};
 use crate::inputs::{DataInput, NeighbourInput as Input};
-use crate::status::{MembershipStatus, SeedStatus};
+use crate::status::{HeartbeatStats, MembershipStatus, SeedStatus};
 use crate::sync::lock;
 
 /// Shortest time between two heartbeats asked for off the period (a nudge).
@@ -125,6 +128,24 @@ fn worth_a_beat(old: &DataReport, new: &DataReport) -> bool {
     completed || published || (new.awaiting_registry && !old.awaiting_registry)
 }
 
+/// A registry entry without its progress items.
+fn without_progress(e: &RegistryEntry) -> RegistryEntry {
+    let r = &e.record;
+    RegistryEntry {
+        record: NodeRecord {
+            id: r.id,
+            name: r.name.clone(),
+            role: r.role,
+            addrs: r.addrs.clone(),
+            version: r.version,
+            progress: Vec::new(),
+            progress_seq: r.progress_seq,
+        },
+        status: e.status,
+        age_ms: e.age_ms,
+    }
+}
+
 fn seed_errors(errors: &[(SocketAddr, SeedError)]) -> String {
     errors.iter().map(|(a, e)| format!("; {a}: {e}")).collect()
 }
@@ -171,6 +192,8 @@ pub(crate) struct Membership {
     /// The current bootstrap's registry, kept up to date by the changes its heartbeat
     /// answers carry.
     mirror: RegistryMirror,
+    /// Which progress each heartbeat carries (the changes the bootstrap has not acknowledged).
+    progress: ProgressSync,
 }
 
 impl Membership {
@@ -184,6 +207,7 @@ impl Membership {
             current: None,
             heartbeat: 0,
             mirror: RegistryMirror::default(),
+            progress: ProgressSync::new(ProgressSyncConfig::default()),
         }
     }
 
@@ -315,19 +339,25 @@ impl Membership {
             match self.exchange(&client).await {
                 Ok(view) => {
                     self.learn(&view);
+                    // The data plane and the neighbours use addresses and liveness, never
+                    // progress (every node's, for every broadcast it keeps): only the status
+                    // board (fleet progress, for `--wait`) keeps it, and takes it without a copy.
+                    let bare: Vec<RegistryEntry> =
+                        view.nodes.iter().map(without_progress).collect();
+                    let broadcasts = view.broadcasts.clone();
                     self.links.status.send_modify(|s| {
-                        s.view = view.nodes.clone();
-                        s.view_broadcasts = view.broadcasts.clone();
+                        s.view = view.nodes;
+                        s.view_broadcasts = view.broadcasts;
                     });
                     let _ = self
                         .links
                         .data_tx
                         .send(DataInput::Registry {
-                            nodes: view.nodes.clone(),
-                            broadcasts: view.broadcasts,
+                            nodes: bare.clone(),
+                            broadcasts,
                         })
                         .await;
-                    let _ = self.links.peers_tx.send(Input::Registry(view.nodes)).await;
+                    let _ = self.links.peers_tx.send(Input::Registry(bare)).await;
                     return true;
                 }
                 Err(e) => {
@@ -345,10 +375,17 @@ impl Membership {
         &mut self,
         client: &BootstrapClient,
     ) -> Result<RegistryView, swarmcast_bootstrap::ClientError> {
-        let (progress, records) = {
+        {
             let report = self.links.data.borrow();
-            (report.progress.clone(), report.records.clone())
+            self.progress.handle_report(&report.progress);
+        }
+        let records = {
+            let report = self.links.data.borrow();
+            records_to_announce(&report.records, |id| {
+                self.mirror.broadcast(id).map(|r| r.version)
+            })
         };
+        let announced = records.len();
         for record in records {
             match client.announce(record).await {
                 Ok(()) => {}
@@ -363,12 +400,27 @@ impl Membership {
             }
         }
         self.heartbeat += 1;
+        let payload = self.progress.poll_payload();
         let hb = Heartbeat {
             id: self.me.id,
             version: Version::new(self.me.incarnation, self.heartbeat),
             addrs: vec![self.me.advertise],
-            progress,
+            progress: payload.items,
+            progress_span: payload.span,
+            progress_removed: payload.removed,
             changes_since: Some(self.mirror.since()),
+        };
+        let stats = HeartbeatStats {
+            progress_items: hb.progress.len(),
+            progress_removed: hb.progress_removed.len(),
+            bytes: {
+                let mut out = Vec::new();
+                let msg = swarmcast_proto::Message::Heartbeat(hb.clone());
+                let limits = swarmcast_proto::Limits::default();
+                swarmcast_proto::encode(&msg, &limits, &mut out).map_or(0, |()| out.len())
+            },
+            announced,
+            acked: None,
         };
         // The answer carries what changed since the mirror's cursor (everything the first
         // time, and after a failover); a bootstrap that only acknowledges is asked for all.
@@ -376,6 +428,14 @@ impl Membership {
             Some(changes) => changes,
             None => client.lookup().await?,
         };
+        self.progress.handle_ack(view.progress_ack);
+        let stats = HeartbeatStats {
+            acked: view.progress_ack,
+            ..stats
+        };
+        self.links
+            .status
+            .send_modify(|s| s.last_heartbeat = Some(stats));
         self.mirror.apply(view);
         Ok(self.mirror.view())
     }

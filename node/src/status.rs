@@ -58,6 +58,9 @@ pub struct NodeStatus {
     /// node's row of the traffic matrix.
     #[serde(default)]
     pub uploaded_to: std::collections::BTreeMap<String, u64>,
+    /// What the latest answered heartbeat carried.
+    #[serde(default)]
+    pub last_heartbeat: Option<HeartbeatStats>,
 }
 
 /// Fleet-wide progress of one broadcast, as the registry reports it.
@@ -127,4 +130,22 @@ pub(crate) struct MembershipStatus {
     pub(crate) registry_alive: usize,
     pub(crate) view: Vec<RegistryEntry>,
     pub(crate) view_broadcasts: Vec<BroadcastRecord>,
+    pub(crate) last_heartbeat: Option<HeartbeatStats>,
+}
+
+/// What the latest answered heartbeat carried (`node status --json`: `last_heartbeat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HeartbeatStats {
+    /// Progress items it carried: the changes the bootstrap had not acknowledged (a page of
+    /// the whole set for a bootstrap that knew nothing of this node).
+    pub progress_items: usize,
+    /// Broadcasts it said this node forgot.
+    pub progress_removed: usize,
+    /// Its encoded size in bytes (frame included).
+    pub bytes: usize,
+    /// Broadcast records announced before it (those the bootstrap lacked).
+    pub announced: usize,
+    /// The change number of this node's progress the bootstrap acknowledged (absent: a
+    /// bootstrap that predates progress spans).
+    pub acked: Option<u64>,
 }

@@ -73,6 +73,7 @@ fn op() -> impl Strategy<Value = Op> {
 fn entry(n: u8, status: Status, role: Role) -> RegistryEntry {
     RegistryEntry {
         record: NodeRecord {
+            progress_seq: 0,
             id: id(n),
             name: format!("n{n}"),
             role,

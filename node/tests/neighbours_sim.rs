@@ -34,6 +34,7 @@ fn registry(nodes: usize) -> Vec<RegistryEntry> {
     let mut entries: Vec<RegistryEntry> = (0..nodes)
         .map(|n| RegistryEntry {
             record: NodeRecord {
+                progress_seq: 0,
                 id: node_id(n),
                 name: format!("n{n}"),
                 role: Role::Node,
@@ -547,6 +548,7 @@ impl Race {
             let mut core = Neighbours::new(NeighbourConfig::default(), ids[k], k as u64);
             let peer = [RegistryEntry {
                 record: NodeRecord {
+                    progress_seq: 0,
                     id: ids[1 - k],
                     name: "peer".into(),
                     role: Role::Node,

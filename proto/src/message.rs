@@ -92,9 +92,18 @@ pub struct Heartbeat {
     pub version: Version,
     /// Addresses other nodes can dial.
     pub addrs: Vec<SocketAddr>,
-    /// Per-broadcast progress.
+    /// Per-broadcast progress: with [`Heartbeat::progress_span`], the items that changed in
+    /// that span of the sender's progress stream; without (older nodes), every item, replacing
+    /// what the bootstrap held.
     #[serde(default)]
     pub progress: Vec<Progress>,
+    /// Where `progress` and `progress_removed` sit in the sender's stream of progress changes
+    /// (see [`ProgressSpan`]). Absent (older nodes): `progress` is the whole set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_span: Option<ProgressSpan>,
+    /// With a span: broadcasts the sender forgot within it (their items are to be dropped).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub progress_removed: Vec<BroadcastId>,
     /// Set: answer with [`Message::Registry`] carrying what changed since this cursor (the
     /// whole registry if the cursor is not from the answering bootstrap's current run, e.g.
     /// [`RegistryCursor::default`]). Unset (older nodes): answer [`Message::Ack`].
@@ -112,6 +121,27 @@ pub struct RegistryCursor {
     pub epoch: u64,
     /// Changes up to this one are included.
     pub seq: u64,
+}
+
+/// A span of a node's stream of progress changes, carried by a [`Heartbeat`].
+///
+/// A node numbers every change of its progress (an item added, changed or forgotten) 1, 2, 3...
+/// within one incarnation; the items in a heartbeat with span `(since, upto]` are the latest
+/// state of every broadcast whose change is numbered in that span, and `progress_removed` the
+/// broadcasts forgotten in it. A bootstrap holding the node's progress as of `w` (its
+/// [`NodeRecord::progress_seq`], same incarnation) applies the span iff `since <= w < upto`,
+/// and then holds it as of `upto`. `since == 0` starts from nothing: the held items are
+/// replaced (a whole set, or the first page of one: a whole set is sent in pages of bounded
+/// size, each continuing the one before). Any other span is ignored. The answer's
+/// [`RegistryView::progress_ack`] tells the node where the bootstrap stands, so that a lost
+/// answer, a restarted or replaced bootstrap, or a replica that lags is caught up from its own
+/// point (or from nothing).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressSpan {
+    /// The changes apply on top of the state as of this change number (0: on top of nothing).
+    pub since: u64,
+    /// After them the receiver holds the state as of this change number.
+    pub upto: u64,
 }
 
 /// Progress of one broadcast at one node.
@@ -172,9 +202,14 @@ pub struct NodeRecord {
     pub addrs: Vec<SocketAddr>,
     /// Merge key: higher wins.
     pub version: Version,
-    /// Per-broadcast progress carried by the latest heartbeat.
+    /// Per-broadcast progress: the whole set, as the node's heartbeats built it up.
     #[serde(default)]
     pub progress: Vec<Progress>,
+    /// The change number of the node's progress stream (this incarnation) that `progress`
+    /// reflects (see [`ProgressSpan`]); 0 (omitted): a whole set from a node that predates
+    /// spans, or nothing yet.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub progress_seq: u64,
 }
 
 /// A record with the time since its version last advanced at the sender.
@@ -232,6 +267,12 @@ pub struct RegistryView {
     /// Partial: entries dropped since that cursor.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed: Vec<NodeId>,
+    /// In answers to a [`Heartbeat`]: the change number of the sender's progress stream that
+    /// the answering bootstrap now holds (its [`NodeRecord::progress_seq`], 0 if it holds none
+    /// of this incarnation). The next heartbeat continues from it. Absent: a bootstrap that
+    /// predates [`ProgressSpan`]s, which wants the whole set every time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_ack: Option<u64>,
 }
 
 /// State of a broadcast as its origin declares it.

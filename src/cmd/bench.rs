@@ -20,7 +20,63 @@ pub(crate) fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Files(args) => bench_files(args),
         BenchCommand::Versions(args) => bench_versions(args),
         BenchCommand::Idle(args) => bench_idle(args),
+        BenchCommand::Sends(args) => bench_sends(args),
     }
+}
+
+/// `bench sends`: each run's JSON on stderr, the summary on stdout.
+fn bench_sends(args: crate::cli::BenchSendsArgs) -> Result<()> {
+    use swarmcast_chaos::bench::Spread;
+    use swarmcast_chaos::sends_bench::{self, SendsConfig};
+    let config = SendsConfig {
+        count: args.count,
+        receivers: args.receivers,
+        bootstraps: args.bootstraps,
+        idle: Duration::from_secs(args.idle_seconds),
+        timeout: args.timeout,
+        wait: args.wait,
+        file_bytes: usize::try_from(args.file_size).unwrap_or(usize::MAX),
+    };
+    let exe = match args.exe {
+        Some(e) => e,
+        None => current_exe()?,
+    };
+    let rt = runtime()?;
+    let mut runs = Vec::new();
+    for i in 1..=args.runs {
+        let r = until_signal(&rt, sends_bench::run(exe.clone(), &config))?;
+        eprintln!("run {i}/{}: {}", args.runs, serde_json::to_string(&r)?);
+        runs.push(r);
+    }
+    let spread = |f: &dyn Fn(&sends_bench::SendsRun) -> f64| Spread::of(runs.iter().map(f));
+    let mut procs = Vec::new();
+    for (k, p) in runs[0].procs.iter().enumerate() {
+        let of = |f: &dyn Fn(&sends_bench::ProcFigures) -> f64| {
+            Spread::of(runs.iter().filter_map(|r| r.procs.get(k)).map(f))
+        };
+        procs.push(serde_json::json!({
+            "name": p.name,
+            "rss_mib": of(&|p| p.rss_mib),
+            "idle_cpu_fresh_percent": of(&|p| p.idle_cpu_fresh_percent),
+            "idle_cpu_after_percent": of(&|p| p.idle_cpu_after_percent),
+            "heartbeat_progress_items": of(&|p| p.heartbeat_progress_items.unwrap_or(0) as f64),
+            "heartbeat_bytes": of(&|p| p.heartbeat_bytes.unwrap_or(0) as f64),
+        }));
+    }
+    let summary = serde_json::json!({
+        "count": args.count,
+        "receivers": args.receivers,
+        "bootstraps": args.bootstraps,
+        "runs": runs.len(),
+        "first_100_send_ms_median": spread(&|r| r.first_send_ms.median),
+        "last_100_send_ms_median": spread(&|r| r.last_send_ms.median),
+        "sends_s": spread(&|r| r.sends_s),
+        "complete_s": spread(&|r| r.complete_s),
+        "send_wait_ms": runs.iter().filter_map(|r| r.send_wait_ms).collect::<Vec<_>>(),
+        "procs": procs,
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
 }
 
 /// `bench versions`: each run on stderr, the summary on stdout.

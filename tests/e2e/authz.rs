@@ -68,6 +68,7 @@ fn node_cannot_replicate_or_write_another_entry() -> Result<()> {
         let forged = Delta {
             nodes: vec![EntryUpdate {
                 record: NodeRecord {
+                    progress_seq: 0,
                     id: n2.node_id(),
                     name: "n2".into(),
                     role: Role::Node,
@@ -87,6 +88,8 @@ fn node_cannot_replicate_or_write_another_entry() -> Result<()> {
             client.register(n2.node_id(), 1, vec![addr]).await
         ));
         let hb = Heartbeat {
+            progress_span: None,
+            progress_removed: Vec::new(),
             id: n2.node_id(),
             version: Version::new(1, 1),
             addrs: vec![addr],

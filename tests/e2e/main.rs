@@ -12,6 +12,7 @@ mod chaos_cli;
 mod cli_papercuts;
 mod control_plane;
 mod data_plane;
+mod history;
 mod hostile;
 mod local_users;
 mod metrics;

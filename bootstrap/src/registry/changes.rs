@@ -17,6 +17,10 @@
 //! A heartbeat counter that merely advanced is not a change: liveness reaches the node as the
 //! entry's status, which the bootstrap derives. So an idle fleet's answers are empty, and a
 //! node's mirror holds each entry as of its latest change (heartbeat counter and age included).
+//! The shell takes a view only when the registry's
+//! [`generation`](super::Registry::generation) moved since the last one
+//! ([`ChangeLog::generation`]), so heartbeats of an idle fleet copy nothing; whole answers
+//! then carry the heartbeat counters and ages of that last view.
 //! Views are taken at most every [`ChangeLogConfig::refresh`], so an answer may be that much
 //! behind the registry.
 
@@ -64,6 +68,8 @@ pub struct ChangeLog {
     /// Removals numbered up to this were forgotten: older cursors get everything.
     floor: u64,
     refreshed: Option<Instant>,
+    /// The registry generation of the last view, when given with `handle_view_at`.
+    generation: Option<u64>,
 }
 
 /// Whether two entries differ in anything a node acts on: everything but the heartbeat
@@ -106,6 +112,7 @@ impl ChangeLog {
             removed: VecDeque::new(),
             floor: 0,
             refreshed: None,
+            generation: None,
         }
     }
 
@@ -123,8 +130,23 @@ impl ChangeLog {
             .is_none_or(|t| now.saturating_duration_since(t) >= self.config.refresh)
     }
 
+    /// The [`Registry::generation`](super::Registry::generation) of the last view given with
+    /// [`ChangeLog::handle_view_at`], if any: while the registry's is the same, a new view
+    /// would number nothing, so the shell need not take one. (Whole answers then carry the
+    /// heartbeat counters and ages of that view.)
+    pub fn generation(&self) -> Option<u64> {
+        self.generation
+    }
+
+    /// [`ChangeLog::handle_view`] of a view taken at registry generation `generation`.
+    pub fn handle_view_at(&mut self, now: Instant, view: &RegistryView, generation: u64) {
+        self.handle_view(now, view);
+        self.generation = Some(generation);
+    }
+
     /// The registry's whole view at `now`: number what changed since the previous one.
     pub fn handle_view(&mut self, now: Instant, view: &RegistryView) {
+        self.generation = None;
         self.refreshed = Some(now);
         let mut seen: BTreeMap<NodeId, ()> = BTreeMap::new();
         for entry in &view.nodes {
@@ -195,6 +217,7 @@ impl ChangeLog {
                 cursor: Some(self.cursor()),
                 partial: false,
                 removed: Vec::new(),
+                progress_ack: None,
             };
         }
         let after = since.seq;
@@ -219,6 +242,7 @@ impl ChangeLog {
                 .filter(|(seq, _)| *seq > after)
                 .map(|(_, id)| *id)
                 .collect(),
+            progress_ack: None,
         }
     }
 }
@@ -288,6 +312,12 @@ impl RegistryMirror {
             cursor: self.cursor,
             partial: false,
             removed: Vec::new(),
+            progress_ack: None,
         }
+    }
+
+    /// The record of broadcast `id` in the copy, if any.
+    pub fn broadcast(&self, id: &BroadcastId) -> Option<&BroadcastRecord> {
+        self.broadcasts.get(id)
     }
 }

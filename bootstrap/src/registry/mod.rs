@@ -90,6 +90,7 @@ use swarmcast_proto::{
 mod changes;
 mod config;
 mod order;
+mod progress;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
@@ -99,6 +100,7 @@ mod time;
 pub use changes::{ChangeLog, ChangeLogConfig, RegistryMirror};
 pub use config::{RegistryConfig, RegistryConfigError};
 use order::{broadcast_cmp, content_cmp};
+pub use progress::{ProgressUpdate, merge_progress};
 use time::{age_ms, instant_before};
 
 /// At most this many events wait in the queue; past it the oldest are dropped.
@@ -204,6 +206,9 @@ pub struct Registry {
     max_seq: BTreeMap<String, u64>,
     events: VecDeque<RegistryEvent>,
     events_dropped: u64,
+    /// Bumped by every change a view shows other than a heartbeat counter or an age that
+    /// merely advanced (see [`Registry::generation`]).
+    generation: u64,
 }
 
 impl Registry {
@@ -217,6 +222,7 @@ impl Registry {
             max_seq: BTreeMap::new(),
             events: VecDeque::new(),
             events_dropped: 0,
+            generation: 0,
         }
     }
 
@@ -230,6 +236,39 @@ impl Registry {
     /// Returns whether it changed anything. Same merge rules as [`Registry::merge`].
     pub fn observe(&mut self, now: Instant, record: NodeRecord) -> bool {
         self.upsert(now, Cow::Owned(record), now)
+    }
+
+    /// A heartbeat from its owner: `record` (whose own `progress` is ignored) with the
+    /// heartbeat's progress, merged into the progress held for the node by the rule of
+    /// [`merge_progress`]; then observed as by [`Registry::observe`].
+    ///
+    /// Returns the change number of the node's progress stream held afterwards (the answer's
+    /// `progress_ack`, from which the node continues): 0 when nothing of its incarnation is
+    /// held.
+    pub fn observe_heartbeat(
+        &mut self,
+        now: Instant,
+        mut record: NodeRecord,
+        update: ProgressUpdate,
+    ) -> u64 {
+        let id = record.id;
+        let incarnation = record.version.incarnation;
+        let (progress, seq) = merge_progress(self.held_progress(now, &id, incarnation), update);
+        record.progress = progress;
+        record.progress_seq = seq;
+        self.observe(now, record);
+        self.held_progress(now, &id, incarnation)
+            .map_or(0, |r| r.progress_seq)
+    }
+
+    /// The live record of `id` if it is of `incarnation`.
+    fn held_progress(&self, now: Instant, id: &NodeId, incarnation: u64) -> Option<&NodeRecord> {
+        match self.effective(now, &self.nodes.get(id)?.slot) {
+            Effective::Live { record, .. } if record.version.incarnation == incarnation => {
+                Some(record)
+            }
+            _ => None,
+        }
     }
 
     /// An entry learned from a fellow bootstrap (anti-entropy) or a snapshot.
@@ -404,6 +443,42 @@ impl Registry {
         }
     }
 
+    /// How many live entries are alive, suspect and dead at `now`, without copying any record.
+    pub fn status_counts(&self, now: Instant) -> [(Status, usize); 3] {
+        let mut counts = [(Status::Alive, 0), (Status::Suspect, 0), (Status::Dead, 0)];
+        for e in self.nodes.values() {
+            if let Effective::Live { last_advanced, .. } = self.effective(now, &e.slot) {
+                let status = self.status_at(now, last_advanced);
+                if let Some(c) = counts.iter_mut().find(|(s, _)| Some(*s) == status) {
+                    c.1 += 1;
+                }
+            }
+        }
+        counts
+    }
+
+    /// The addresses of every bootstrap entry not dead at `now` other than `me`, without
+    /// copying any record (the tick asks every anti-entropy period).
+    pub fn bootstrap_addrs(&self, now: Instant, me: &NodeId) -> Vec<std::net::SocketAddr> {
+        let mut out = Vec::new();
+        for (id, e) in &self.nodes {
+            if let Effective::Live {
+                record,
+                last_advanced,
+            } = self.effective(now, &e.slot)
+            {
+                let status = self.status_at(now, last_advanced);
+                if record.role == swarmcast_proto::Role::Bootstrap
+                    && id != me
+                    && status.is_some_and(|s| s != Status::Dead)
+                {
+                    out.extend(record.addrs.iter().copied());
+                }
+            }
+        }
+        out
+    }
+
     /// The status of one node at `now`; `None` if unknown or expired.
     pub fn status(&self, now: Instant, id: &NodeId) -> Option<Status> {
         match self.effective(now, &self.nodes.get(id)?.slot) {
@@ -470,6 +545,14 @@ impl Registry {
     /// any. It may be in the past if [`Registry::handle_timeout`] has not been called since.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.deadlines.first().map(|(at, _)| *at)
+    }
+
+    /// A number that changes whenever a [`view`](Registry::view) would show something new
+    /// apart from heartbeat counters and ages: a record's contents (addresses, incarnation,
+    /// progress), a status, an entry added or dropped, a broadcast record. A
+    /// [`ChangeLog`] need not refresh while it stays the same.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The next event, oldest first.
@@ -581,11 +664,17 @@ impl Registry {
                     {
                         if better_content {
                             *mine = record.into_owned();
+                            self.generation += 1;
                         }
                         *last_advanced = (*last_advanced).max(last);
                     }
                     self.settle(now, id);
                     return true;
+                }
+                if mine.version.incarnation != record.version.incarnation
+                    || content_cmp(&record, mine).is_ne()
+                {
+                    self.generation += 1;
                 }
                 let reported = match slot {
                     Slot::Live { reported, .. } => Some(*reported),
@@ -734,6 +823,7 @@ impl Registry {
         match self.broadcasts.get_mut(&record.id) {
             Some(mine) if broadcast_cmp(&record, mine).is_gt() => {
                 *mine = record.into_owned();
+                self.generation += 1;
                 true
             }
             Some(_) => false,
@@ -747,6 +837,7 @@ impl Registry {
     }
 
     fn push_event(&mut self, event: RegistryEvent) {
+        self.generation += 1;
         if self.events.len() >= MAX_EVENTS {
             self.events.pop_front();
             self.events_dropped = self.events_dropped.saturating_add(1);

@@ -3,7 +3,7 @@
 
 use std::cmp::Ordering;
 
-use swarmcast_proto::{BroadcastRecord, BroadcastState, NodeRecord};
+use swarmcast_proto::{BroadcastId, BroadcastRecord, BroadcastState, NodeRecord};
 
 /// A total order on the contents of two node records of the same id and version.
 ///
@@ -14,11 +14,18 @@ pub(super) fn content_cmp(a: &NodeRecord, b: &NodeRecord) -> Ordering {
         .then_with(|| a.role.cmp(&b.role))
         .then_with(|| a.addrs.cmp(&b.addrs))
         .then_with(|| {
-            let key = |p: &swarmcast_proto::Progress| {
-                (p.broadcast, p.held, p.total, p.complete, p.failed.clone())
-            };
+            fn key(p: &swarmcast_proto::Progress) -> (BroadcastId, u64, u64, bool, Option<&str>) {
+                (
+                    p.broadcast,
+                    p.held,
+                    p.total,
+                    p.complete,
+                    p.failed.as_deref(),
+                )
+            }
             a.progress.iter().map(key).cmp(b.progress.iter().map(key))
         })
+        .then_with(|| a.progress_seq.cmp(&b.progress_seq))
 }
 
 /// A total order on two broadcast records of the same id: version first, then `Failed` over

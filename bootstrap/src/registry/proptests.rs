@@ -36,6 +36,7 @@ fn node_update() -> impl Strategy<Value = EntryUpdate> {
         .prop_map(
             |(n, incarnation, heartbeat, age_ms, name, port, held)| EntryUpdate {
                 record: NodeRecord {
+                    progress_seq: 0,
                     id: NodeId([n; 32]),
                     name: format!("n{n}-{name}"),
                     role: if name == 0 {

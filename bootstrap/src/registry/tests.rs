@@ -23,6 +23,7 @@ fn bid(n: u8) -> BroadcastId {
 
 fn rec(n: u8, incarnation: u64, heartbeat: u64) -> NodeRecord {
     NodeRecord {
+        progress_seq: 0,
         id: id(n),
         name: format!("node-{n:02}"),
         role: Role::Node,
@@ -615,4 +616,92 @@ fn apply_delta_reports_whether_anything_changed() {
     assert!(!reg.apply_delta(t, &delta));
     assert_eq!(reg.len(), 2);
     assert_eq!(reg.get(&id(7)), None);
+}
+
+fn span(since: u64, upto: u64, items: Vec<Progress>) -> ProgressUpdate {
+    ProgressUpdate {
+        items,
+        span: Some(swarmcast_proto::ProgressSpan { since, upto }),
+        removed: Vec::new(),
+    }
+}
+
+fn prog(b: u8, held: u64) -> Progress {
+    Progress {
+        broadcast: bid(b),
+        held,
+        total: 4,
+        complete: held == 4,
+        failed: None,
+    }
+}
+
+#[test]
+fn heartbeat_progress_is_merged_from_spans_and_replicates_with_its_change_number() {
+    let t0 = Instant::now();
+    let mut b1 = Registry::new(RegistryConfig::default());
+    let ack = b1.observe_heartbeat(t0, rec(1, 5, 1), span(0, 2, vec![prog(1, 4), prog(2, 1)]));
+    assert_eq!(ack, 2);
+    let ack = b1.observe_heartbeat(t0 + ms(10), rec(1, 5, 2), span(2, 3, vec![prog(2, 3)]));
+    assert_eq!(ack, 3);
+    let held = |r: &Registry| {
+        let rec = r.get(&id(1)).unwrap();
+        let items: Vec<(u8, u64)> = rec
+            .progress
+            .iter()
+            .map(|p| (p.broadcast.0[0], p.held))
+            .collect();
+        (items, rec.progress_seq)
+    };
+    assert_eq!(held(&b1), (vec![(1, 4), (2, 3)], 3));
+
+    // A fellow gets the merged set and its number by anti-entropy, and continues from it.
+    let mut b2 = Registry::new(RegistryConfig::default());
+    let delta = b1.delta_for(t0 + ms(20), &b2.digest());
+    b2.apply_delta(t0 + ms(20), &delta);
+    assert_eq!(held(&b2), held(&b1));
+    let ack = b2.observe_heartbeat(t0 + ms(30), rec(1, 5, 3), span(3, 4, vec![prog(3, 1)]));
+    assert_eq!(ack, 4);
+    assert_eq!(held(&b2), (vec![(1, 4), (2, 3), (3, 1)], 4));
+
+    // A heartbeat of an older version changes nothing, and is told where the registry stands.
+    let ack = b2.observe_heartbeat(t0 + ms(40), rec(1, 5, 2), span(4, 9, vec![prog(1, 0)]));
+    assert_eq!(ack, 4);
+    assert_eq!(held(&b2).1, 4);
+
+    // A restarted node (new incarnation) starts from nothing: a delta is not applied to the
+    // old incarnation's set, and the ack says 0 so that it sends the whole set.
+    let ack = b2.observe_heartbeat(t0 + ms(50), rec(1, 6, 1), span(4, 5, vec![prog(4, 1)]));
+    assert_eq!(ack, 0);
+    assert_eq!(held(&b2), (vec![], 0));
+    let ack = b2.observe_heartbeat(t0 + ms(60), rec(1, 6, 2), span(0, 1, vec![prog(4, 1)]));
+    assert_eq!(ack, 1);
+    assert_eq!(held(&b2), (vec![(4, 1)], 1));
+}
+
+#[test]
+fn generation_moves_with_what_a_view_shows_not_with_heartbeat_counters() {
+    let t0 = Instant::now();
+    let mut r = Registry::new(RegistryConfig::default());
+    r.observe(t0, rec(1, 5, 1));
+    let g = r.generation();
+    // A heartbeat that only advances the counter: a view shows nothing new.
+    r.observe(t0 + ms(10), rec(1, 5, 2));
+    assert_eq!(r.generation(), g);
+    // New addresses do.
+    let mut moved = rec(1, 5, 3);
+    moved.addrs = vec![SocketAddr::from(([127, 0, 0, 1], 9))];
+    r.observe(t0 + ms(20), moved);
+    let g2 = r.generation();
+    assert!(g2 > g);
+    // So does progress, a broadcast record and a status change.
+    let ack = r.observe_heartbeat(t0 + ms(30), rec(1, 5, 4), span(0, 1, vec![prog(1, 1)]));
+    assert_eq!(ack, 1);
+    let g3 = r.generation();
+    assert!(g3 > g2);
+    r.merge_broadcast(bcast(1, 1, BroadcastState::Active));
+    let g4 = r.generation();
+    assert!(g4 > g3);
+    r.handle_timeout(t0 + ms(30) + RegistryConfig::default().suspect_after + ms(1));
+    assert!(r.generation() > g4, "suspect");
 }

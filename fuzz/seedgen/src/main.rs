@@ -167,6 +167,7 @@ fn node_id(i: u8) -> NodeId {
 
 fn record(i: u8, hb: u64) -> NodeRecord {
     NodeRecord {
+ progress_seq: 0,
         id: node_id(i),
         name: format!("node{i}"),
         role: Role::Node,
@@ -200,6 +201,7 @@ fn bootstrap() {
     };
     let heartbeat = |i: u8, hb: u64| {
         Message::Heartbeat(Heartbeat {
+ progress_span: None, progress_removed: Vec::new(),
             id: node_id(i),
             version: Version::new(1, hb),
             addrs: record(i, 0).addrs,

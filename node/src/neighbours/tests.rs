@@ -24,6 +24,7 @@ fn addr(n: u16) -> SocketAddr {
 fn entry(n: u16, status: Status, role: Role) -> RegistryEntry {
     RegistryEntry {
         record: NodeRecord {
+            progress_seq: 0,
             id: id(n),
             name: format!("n{n}"),
             role,

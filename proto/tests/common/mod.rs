@@ -10,8 +10,8 @@ use swarmcast_proto::{
     Ack, Announce, BroadcastId, BroadcastRecord, BroadcastState, ChunkHeader, ChunkIndex,
     ChunkRequest, Delta, Digest, EntryUpdate, ErrorCode, ErrorMsg, Frame, Have, HaveUpdate,
     Heartbeat, Limits, Lookup, ManifestHeader, ManifestRequest, Message, NodeId, NodeRecord, Ping,
-    Progress, Register, Registered, RegistryCursor, RegistryEntry, RegistryView, Role, Status,
-    Version, encode, encode_chunk,
+    Progress, ProgressSpan, Register, Registered, RegistryCursor, RegistryEntry, RegistryView,
+    Role, Status, Version, encode, encode_chunk,
 };
 
 /// Short collections keep the cases fast (a few strategies go further to cross a msgpack size
@@ -96,15 +96,19 @@ pub fn node_record() -> impl Strategy<Value = NodeRecord> {
         addrs(),
         version(),
         progress(),
+        any::<u64>(),
     )
-        .prop_map(|(id, name, role, addrs, version, progress)| NodeRecord {
-            id,
-            name,
-            role,
-            addrs,
-            version,
-            progress,
-        })
+        .prop_map(
+            |(id, name, role, addrs, version, progress, progress_seq)| NodeRecord {
+                progress_seq,
+                id,
+                name,
+                role,
+                addrs,
+                version,
+                progress,
+            },
+        )
 }
 
 pub fn broadcast_record() -> impl Strategy<Value = BroadcastRecord> {
@@ -171,16 +175,22 @@ pub fn heartbeat() -> impl Strategy<Value = Message> {
         addrs(),
         progress(),
         proptest::option::of(cursor()),
+        proptest::option::of((any::<u64>(), any::<u64>())),
+        vec(broadcast_id(), 0..MAX_ITEMS),
     )
-        .prop_map(|(id, version, addrs, progress, changes_since)| {
-            Message::Heartbeat(Heartbeat {
-                id,
-                version,
-                addrs,
-                progress,
-                changes_since,
-            })
-        })
+        .prop_map(
+            |(id, version, addrs, progress, changes_since, span, removed)| {
+                Message::Heartbeat(Heartbeat {
+                    progress_span: span.map(|(since, upto)| ProgressSpan { since, upto }),
+                    progress_removed: removed,
+                    id,
+                    version,
+                    addrs,
+                    progress,
+                    changes_since,
+                })
+            },
+        )
 }
 
 pub fn lookup() -> impl Strategy<Value = Message> {
@@ -214,16 +224,20 @@ pub fn registry() -> impl Strategy<Value = Message> {
         proptest::option::of(cursor()),
         any::<bool>(),
         vec(node_id(), 0..MAX_ITEMS),
+        proptest::option::of(any::<u64>()),
     )
-        .prop_map(|(nodes, broadcasts, cursor, partial, removed)| {
-            Message::Registry(RegistryView {
-                nodes,
-                broadcasts,
-                cursor,
-                partial,
-                removed,
-            })
-        })
+        .prop_map(
+            |(nodes, broadcasts, cursor, partial, removed, progress_ack)| {
+                Message::Registry(RegistryView {
+                    nodes,
+                    broadcasts,
+                    cursor,
+                    partial,
+                    removed,
+                    progress_ack,
+                })
+            },
+        )
 }
 
 pub fn digest() -> impl Strategy<Value = Message> {

@@ -62,6 +62,9 @@ pub(super) struct Bcast {
     /// While receiving: when to check for a stall (progress pushes it back; `None` once one
     /// was reported, until the next progress).
     pub(super) stall_check: Option<Instant>,
+    /// Receiving: when to take a connected origin that has not announced itself as holding
+    /// every piece (see `Broadcasts::assume_origins`).
+    pub(super) assume_origin_at: Option<Instant>,
     /// The last stall check found holders: the next one (after `stall_confirm`) reports it if
     /// they still hold what this node lacks and nothing arrived meanwhile.
     pub(super) stall_suspect: bool,
@@ -103,6 +106,7 @@ impl Bcast {
             seq: 0,
             published_ms: 0,
             stall_check: None,
+            assume_origin_at: None,
             stall_suspect: false,
         }
     }

@@ -137,12 +137,13 @@ impl Broadcasts {
         }
         self.removed.insert(id);
         if let Some(failure) = failure {
-            self.lost.insert(
+            self.remember_lost(
                 id,
                 Lost {
                     name: name.clone(),
                     failure,
                     totals: Some((u64::from(b.layout.chunk_count()), b.layout.total_bytes)),
+                    order: 0,
                 },
             );
         }

@@ -64,6 +64,7 @@ fn record(id: BroadcastId, chunks: u32, state: BroadcastState) -> BroadcastRecor
 fn origin_entry() -> RegistryEntry {
     RegistryEntry {
         record: NodeRecord {
+            progress_seq: 0,
             id: node(ORIGIN),
             name: "origin".into(),
             role: Role::Node,
@@ -161,6 +162,31 @@ fn a_receiver_is_served_announced_and_asks_the_origin() {
         "{a:?}"
     );
     assert_eq!(state(&c, id), BroadcastPhase::Receiving);
+}
+
+/// A receiver that learnt of a broadcast from the registry only (the origin's `Have` was
+/// dropped while it tracked too many unknown broadcasts, and is not repeated) still asks the
+/// connected origin, which holds every piece; without, the transfer waited for ever.
+#[test]
+fn a_broadcast_learnt_from_the_registry_only_is_asked_of_the_connected_origin() {
+    let now = Instant::now();
+    let mut c = core(Strategy::Swarm);
+    c.handle_peer_up(now, node(ORIGIN));
+    let (m, layout, _, id) = manifest(3);
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![record(id, 3, BroadcastState::Active)],
+    );
+    let _ = actions(&mut c);
+    c.add_receiver(now, id, m, layout, Bitfield::new(3), false, None);
+    assert!(requests(&actions(&mut c)).is_empty(), "no source yet");
+    let at = c.poll_timeout().unwrap();
+    assert!(at <= now + ASSUME_ORIGIN_AFTER, "a timer for it");
+    c.handle_timeout(now + ASSUME_ORIGIN_AFTER);
+    let asked = requests(&actions(&mut c));
+    assert!(!asked.is_empty(), "nothing asked");
+    assert!(asked.iter().all(|(p, _)| *p == node(ORIGIN)), "{asked:?}");
 }
 
 #[test]
@@ -1616,6 +1642,44 @@ fn waiting_for_chunks_nobody_connected_holds_is_not_a_stall() {
     let stall_after = c.config().stall_after;
     let a = run_until(&mut c, now, now + stall_after * 4);
     assert!(stalls(&a).is_empty(), "{a:?}");
+}
+
+/// A node forgets what it no longer keeps: broadcasts remembered as failed are bounded, the
+/// oldest leave `node ls` and the report (so the heartbeats), and a forgotten one is still never
+/// fetched again.
+#[test]
+fn failed_broadcasts_remembered_are_bounded_and_forgotten_ones_stay_unfetched() {
+    let t0 = Instant::now();
+    let config = BroadcastConfig {
+        max_lost: 10,
+        ..BroadcastConfig::default()
+    };
+    let mut c = Broadcasts::new(config, node(ME), 7);
+    let id = |n: u32| {
+        let mut b = [7u8; 32];
+        b[..4].copy_from_slice(&n.to_be_bytes());
+        BroadcastId(b)
+    };
+    for n in 0..25 {
+        c.add_failed(id(n), format!("d{n}"), Failure::OriginDeclared);
+    }
+    assert_eq!(c.list().len(), 10);
+    let report = c.report();
+    assert_eq!(report.progress.len(), 10);
+    let kept: Vec<BroadcastId> = report.progress.iter().map(|p| p.broadcast).collect();
+    assert!(
+        kept.contains(&id(24)) && kept.contains(&id(15)),
+        "the newest kept"
+    );
+    assert!(!kept.contains(&id(14)), "the oldest forgotten");
+    // A neighbour announcing a forgotten one does not make this node fetch it.
+    c.handle_peer_up(t0, node(2));
+    let _ = actions(&mut c);
+    c.handle_peer_message(t0, node(2), have(id(0), 4, &[0, 1, 2, 3]));
+    let fetches = count(&actions(&mut c), |a| {
+        matches!(a, BroadcastAction::FetchManifest { .. })
+    });
+    assert_eq!(fetches, 0);
 }
 
 #[test]

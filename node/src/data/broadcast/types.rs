@@ -76,6 +76,11 @@ pub struct BroadcastConfig {
     pub keep: usize,
     /// Bytes all workspaces on this node may take (`node join --max-disk`; default none).
     pub max_disk: Option<u64>,
+    /// Broadcasts remembered as failed, superseded or cancelled without data here (for
+    /// `node ls` and `--wait`, which hear why): the newest this many (default 256). An older
+    /// one is forgotten: it leaves `node ls` and the heartbeats, and only its id is kept so
+    /// that it is never fetched again.
+    pub max_lost: usize,
 }
 
 impl Default for BroadcastConfig {
@@ -94,6 +99,7 @@ impl Default for BroadcastConfig {
             tick: Duration::from_secs(1),
             keep: DEFAULT_KEEP,
             max_disk: None,
+            max_lost: 256,
         }
     }
 }
