@@ -227,6 +227,40 @@ pub fn wait_for<T>(
     }
 }
 
+/// `node send DIR --wait --json` run by `exe` at the node whose data dir is `dd` (the user's
+/// way of sending), killed if dropped; its JSON answer, or an error with what it printed.
+pub async fn send_wait(
+    exe: &Path,
+    dd: &Path,
+    dir: &Path,
+    timeout: Duration,
+) -> Result<serde_json::Value> {
+    let out = tokio::process::Command::new(exe)
+        .arg("node")
+        .arg("send")
+        .arg(dir)
+        .arg("--wait")
+        .arg("--json")
+        .arg("--timeout")
+        .arg(format!("{}s", timeout.as_secs().max(1)))
+        .arg("--data-dir")
+        .arg(dd)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .context("running node send --wait")?;
+    if !out.status.success() {
+        bail!(
+            "node send --wait exited {}: {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

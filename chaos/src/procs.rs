@@ -49,6 +49,34 @@ impl Proc {
     }
 }
 
+/// One process's figures at one time, from `/proc`.
+#[derive(Debug, Clone, Copy, serde::Serialize, PartialEq)]
+pub struct Figures {
+    /// Resident set, KiB.
+    pub rss_kib: u64,
+    /// Open file descriptors.
+    pub fds: u64,
+    /// Threads.
+    pub threads: u64,
+}
+
+/// RSS, open fds and threads of `pid`, from `/proc`; `None` if it is gone.
+pub fn figures(pid: u32) -> Option<Figures> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
+    Some(Figures {
+        rss_kib: field("VmRSS:")?,
+        fds,
+        threads: field("Threads:")?,
+    })
+}
+
 /// The processes of one run.
 #[derive(Debug)]
 pub struct LocalCluster {

@@ -87,13 +87,8 @@ fn cpu_ticks(pid: u32) -> Result<u64> {
 }
 
 fn rss_mib(pid: u32) -> Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS")?;
-    Ok(kib / 1024.0)
+    let f = crate::procs::figures(pid).context("no VmRSS")?;
+    Ok(f.rss_kib as f64 / 1024.0)
 }
 
 fn ticks_per_s() -> f64 {
@@ -240,30 +235,7 @@ async fn send_wait(
     dir: &std::path::Path,
     timeout: Duration,
 ) -> Result<String> {
-    let out = tokio::process::Command::new(exe)
-        .arg("node")
-        .arg("send")
-        .arg(dir)
-        .arg("--wait")
-        .arg("--json")
-        .arg("--timeout")
-        .arg(format!("{}s", timeout.as_secs().max(1)))
-        .arg("--data-dir")
-        .arg(dd)
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .context("running node send --wait")?;
-    if !out.status.success() {
-        bail!(
-            "node send --wait exited {}: {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let v = crate::harness::send_wait(exe, dd, dir, timeout).await?;
     v["broadcast"]["id"]
         .as_str()
         .map(str::to_owned)

@@ -24,7 +24,9 @@ use swarmcast_node::control;
 use swarmcast_node::manifest::DEFAULT_CHUNK_SIZE;
 
 use crate::fleet;
+pub use crate::procs::{Figures, figures};
 use crate::procs::{LocalCluster, Timings};
+use crate::scenario::Prng;
 use crate::tree;
 
 /// The largest growth allowed from the second quarter's mean to the last quarter's.
@@ -69,17 +71,6 @@ impl SoakConfig {
         }
         Ok(())
     }
-}
-
-/// One process's figures at one time.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
-pub struct Figures {
-    /// Resident set, KiB.
-    pub rss_kib: u64,
-    /// Open file descriptors.
-    pub fds: u64,
-    /// Threads.
-    pub threads: u64,
 }
 
 /// Every process's figures at one time.
@@ -210,41 +201,6 @@ pub fn growth(samples: &[Sample], stable: &[String]) -> Vec<Growth> {
     out
 }
 
-/// RSS, open fds and threads of `pid`, from `/proc`.
-pub fn figures(pid: u32) -> Option<Figures> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-    };
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
-    Some(Figures {
-        rss_kib: field("VmRSS:")?,
-        fds,
-        threads: field("Threads:")?,
-    })
-}
-
-/// A small deterministic generator for who is killed when.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // splitmix64
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 /// [`run`] in a temp dir of its own; with `report`, the logs of every process (kept even when
 /// the soak fails), `soak.json` (every sample) and `summary.txt` go there.
 pub async fn run_reported(
@@ -277,7 +233,7 @@ pub async fn run_reported(
 /// Runs a soak with the `swarmcast` binary `exe` under `root` (an empty directory).
 pub async fn run(exe: PathBuf, root: &Path, config: SoakConfig) -> Result<SoakReport> {
     config.validate()?;
-    let mut rng = Rng(config.seed);
+    let mut rng = Prng::new(config.seed);
     let mut cluster = LocalCluster::new(exe, root, Timings::FOR_TEST)?;
     let seeds = cluster.start_bootstraps(3)?;
     let names: Vec<String> = (1..=config.nodes).map(|i| format!("n{i}")).collect();
@@ -336,8 +292,8 @@ pub async fn run(exe: PathBuf, root: &Path, config: SoakConfig) -> Result<SoakRe
             .with_context(|| format!("cycle {k}: {origin} refused the send"))?;
 
         // Churn mid-transfer: a node, and every fifth cycle the third bootstrap.
-        tokio::time::sleep(Duration::from_millis(100 + rng.below(400))).await;
-        let victim = &churners[rng.below(churners.len() as u64) as usize];
+        tokio::time::sleep(Duration::from_millis(100 + rng.below(400) as u64)).await;
+        let victim = &churners[rng.below(churners.len())];
         let vi = cluster.index(victim).context("victim")?;
         cluster.kill(vi);
         kills += 1;
@@ -347,7 +303,7 @@ pub async fn run(exe: PathBuf, root: &Path, config: SoakConfig) -> Result<SoakRe
             cluster.kill(b3);
             kills += 1;
         }
-        tokio::time::sleep(Duration::from_millis(500 + rng.below(1000))).await;
+        tokio::time::sleep(Duration::from_millis(500 + rng.below(1000) as u64)).await;
         cluster.restart(vi, false)?;
         if bootstrap_down {
             cluster.restart(b3, false)?;

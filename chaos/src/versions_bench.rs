@@ -8,7 +8,6 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -143,36 +142,15 @@ fn apply(change: Change, path: &Path, len: u64) -> Result<u64> {
 }
 
 /// `node send DIR --wait --json` at the node whose data dir is `dd`: (seconds, its JSON).
-fn send_wait(
+async fn send_wait(
     exe: &Path,
     dd: &Path,
     dir: &Path,
     timeout: Duration,
 ) -> Result<(f64, serde_json::Value)> {
     let t0 = Instant::now();
-    let out = Command::new(exe)
-        .arg("node")
-        .arg("send")
-        .arg(dir)
-        .arg("--wait")
-        .arg("--json")
-        .arg("--timeout")
-        .arg(format!("{}s", timeout.as_secs().max(1)))
-        .arg("--data-dir")
-        .arg(dd)
-        .env("RUST_LOG", "warn")
-        .output()
-        .context("running node send")?;
-    let secs = t0.elapsed().as_secs_f64();
-    if !out.status.success() {
-        bail!(
-            "node send --wait exited {}: {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok((secs, serde_json::from_slice(&out.stdout)?))
+    let v = crate::harness::send_wait(exe, dd, dir, timeout).await?;
+    Ok((t0.elapsed().as_secs_f64(), v))
 }
 
 /// One run: a fresh cluster, the first version, the change, the second version.
@@ -202,13 +180,13 @@ pub async fn run(exe: PathBuf, config: &VersionsConfig) -> Result<VersionsRun> {
     let dirs = cluster
         .wait_joined(&names, config.receivers.min(8), Duration::from_secs(30))
         .await?;
-    let (first_s, _) = send_wait(&exe, &dirs[0], &src, config.timeout)?;
+    let (first_s, _) = send_wait(&exe, &dirs[0], &src, config.timeout).await?;
     let changed_bytes = apply(
         config.change,
         &src.join(format!("part{:03}", config.files / 2)),
         per_file,
     )?;
-    let (second_s, second) = send_wait(&exe, &dirs[0], &src, config.timeout)?;
+    let (second_s, second) = send_wait(&exe, &dirs[0], &src, config.timeout).await?;
     let id = second["broadcast"]["id"]
         .as_str()
         .context("no broadcast id in node send's answer")?
