@@ -76,3 +76,38 @@ pub async fn wait_complete(
         tokio::time::sleep(poll).await;
     }
 }
+
+/// Until `received/<name>` points at broadcast `id` at every node of `dirs` (its listing says
+/// `current`: the link is on disk, not only decided); Err at `deadline`, or at once if one of
+/// them reports it failed.
+pub async fn wait_current(
+    dirs: &[PathBuf],
+    id: &str,
+    deadline: Instant,
+    poll: Duration,
+) -> Result<()> {
+    loop {
+        let mut done = 0;
+        for d in dirs {
+            match broadcast(d, id).await {
+                Some(b) if b.state == BroadcastPhase::Failed => bail!(
+                    "{}: broadcast failed: {}",
+                    d.display(),
+                    b.error.unwrap_or_default()
+                ),
+                Some(b) if b.current => done += 1,
+                _ => {}
+            }
+        }
+        if done == dirs.len() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{done}/{} nodes show it under received/ in time",
+                dirs.len()
+            );
+        }
+        tokio::time::sleep(poll).await;
+    }
+}

@@ -318,6 +318,16 @@ pub async fn run(exe: PathBuf, root: &Path, config: SoakConfig) -> Result<SoakRe
         fleet::wait_complete(&dirs, &info.id, deadline, fleet::POLL)
             .await
             .with_context(|| format!("cycle {k}: broadcast {} of {name}", &info.id[..16]))?;
+        // Complete is not yet shown: received/<name> moves to it just after.
+        let receivers: Vec<PathBuf> = names
+            .iter()
+            .filter(|n| *n != origin)
+            .filter_map(|n| cluster.index(n))
+            .map(|i| cluster.procs[i].data_dir.clone())
+            .collect();
+        fleet::wait_current(&receivers, &info.id, deadline, fleet::POLL)
+            .await
+            .with_context(|| format!("cycle {k}: broadcast {} of {name}", &info.id[..16]))?;
         for n in &names {
             if n == origin {
                 continue;

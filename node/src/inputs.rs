@@ -174,6 +174,12 @@ pub(crate) enum DataInput {
         id: BroadcastId,
         result: Result<PathBuf, StoreError>,
     },
+    /// Internal: removing `received/<name>` (if it pointed at `id`) ended.
+    Unlinked {
+        name: String,
+        id: BroadcastId,
+        result: Result<bool, StoreError>,
+    },
 }
 
 /// Events the serving side reports to the data plane.

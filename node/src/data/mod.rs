@@ -211,6 +211,10 @@ impl DataPlane {
         let ws = Arc::new(ws);
         let held = ws.held();
         info!(broadcast = %id.short(), name = %ws.manifest().name, held = held.count_ones(), total = held.len(), "resuming as receiver");
+        let received = self.data_dir.join(store::RECEIVED_DIR);
+        if store::linked_version(&received, &ws.manifest().name) == Some(id) {
+            self.core.note_shown(&ws.manifest().name, id);
+        }
         let known = self.publication(id);
         self.add_receiver(now, id, ws, true, known);
         Ok(())
@@ -419,6 +423,9 @@ impl DataPlane {
                 self.core.handle_finalized(now, id, result)
             }
             DataInput::Linked { name, id, result } => self.core.handle_linked(&name, id, result),
+            DataInput::Unlinked { name, id, result } => {
+                self.core.handle_unlinked(&name, id, result)
+            }
         }
     }
 
@@ -652,10 +659,10 @@ impl DataPlane {
             }
             BroadcastAction::Unlink { name, id } => {
                 let received = self.data_dir.join(store::RECEIVED_DIR);
+                let tx = self.tx.clone();
                 tokio::task::spawn_blocking(move || {
-                    if let Err(e) = store::unlink_received(&received, &name, id) {
-                        warn!(broadcast = %id.short(), %name, error = %e, "cannot remove received link");
-                    }
+                    let result = store::unlink_received(&received, &name, id);
+                    let _ = tx.blocking_send(DataInput::Unlinked { name, id, result });
                 });
             }
             BroadcastAction::Remove { id } => {

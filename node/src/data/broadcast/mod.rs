@@ -207,8 +207,13 @@ pub struct Broadcasts {
     live: BTreeMap<String, BTreeSet<versions::VersionKey>>,
     /// The highest publication `seq` known per name (failed versions included).
     max_seq: BTreeMap<String, u64>,
-    /// The version `received/<name>` points at, per name.
+    /// The version `received/<name>` is known to point at on disk, per name (set once a
+    /// [`BroadcastAction::Link`] has ended, so that nothing is reported shown before it is).
     linked: BTreeMap<String, BroadcastId>,
+    /// Names with a [`BroadcastAction::Link`] (`Some`) or [`BroadcastAction::Unlink`] (`None`)
+    /// under way: one at a time per name, so that two never race on the symlink; the next is
+    /// decided when it ends.
+    linking: BTreeMap<String, Option<BroadcastId>>,
     /// Broadcasts removed here (`node rm`, retention, superseded, ended by their origin): never
     /// fetched again.
     removed: BTreeSet<BroadcastId>,
@@ -254,6 +259,7 @@ impl Broadcasts {
             live: BTreeMap::new(),
             max_seq: BTreeMap::new(),
             linked: BTreeMap::new(),
+            linking: BTreeMap::new(),
             removed: BTreeSet::new(),
             report_due: ReportDue::Now,
             last_report: None,

@@ -193,7 +193,8 @@ impl Broadcasts {
         for mut keys in [complete, own] {
             keys.sort_unstable_by(|a, b| b.cmp(a));
             for key in keys.into_iter().skip(keep) {
-                if self.is_current(key.2, name) {
+                // Neither what received/ shows nor what it is moving to.
+                if self.is_current(key.2, name) || self.linking.get(name) == Some(&Some(key.2)) {
                     continue;
                 }
                 info!(broadcast = %key.2.short(), %name, keep, "beyond --keep: removing");

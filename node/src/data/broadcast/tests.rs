@@ -246,9 +246,10 @@ fn lifecycle_commit_then_advertise_then_finalize_once() {
     let info = c.list().pop().unwrap();
     assert_eq!(info.state, BroadcastPhase::Complete);
     assert_eq!(info.path.as_deref(), Some("/d/broadcasts/x/data"));
-    assert!(info.current, "the core chose it");
+    assert!(!info.current, "chosen, but received/ does not show it yet");
     c.handle_linked("dir", id, Ok("/d/received/dir".into()));
     let info = c.list().pop().unwrap();
+    assert!(info.current);
     assert_eq!(info.path.as_deref(), Some("/d/received/dir"));
     assert_eq!(info.fetched_bytes, 2 * u64::from(CHUNK));
 }
@@ -770,7 +771,10 @@ fn a_broadcast_without_chunks_reports_complete_once_published() {
     // held == total == 0, yet not complete until published.
     let p = progress(&c, id);
     assert_eq!((p.held, p.total, p.complete), (0, 0, false));
-    c.handle_finalized(now, id, Ok(PathBuf::from("received/dir")));
+    c.handle_finalized(now, id, Ok(PathBuf::from("/d/broadcasts/x/data")));
+    // Not complete until received/ shows it: `--wait` must not return before the link is.
+    assert!(!progress(&c, id).complete);
+    c.handle_linked("dir", id, Ok(PathBuf::from("/d/received/dir")));
     assert!(progress(&c, id).complete);
 }
 
@@ -1272,6 +1276,7 @@ fn received_points_at_the_newest_complete_version_whatever_the_order_of_completi
             id: v2
         }]
     );
+    c.handle_linked("ds", v2, Ok("/d/received/ds".into()));
     c.handle_finalized(now, v1, Ok("/d/broadcasts/1/data".into()));
     assert!(
         !actions(&mut c)
@@ -1286,6 +1291,141 @@ fn received_points_at_the_newest_complete_version_whatever_the_order_of_completi
         .map(|b| (b.seq, b.current, b.published_ms))
         .collect();
     assert_eq!(ls, vec![(2, true, 1_002), (1, false, 1_001)]);
+}
+
+fn publication(seq: u64) -> Publication {
+    Publication {
+        seq,
+        published_ms: 1_000 + seq,
+    }
+}
+
+fn links(a: &[BroadcastAction]) -> Vec<BroadcastId> {
+    a.iter()
+        .filter_map(|a| match a {
+            BroadcastAction::Link { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn one_link_change_per_name_at_a_time_and_nothing_counts_as_shown_before_it_is() {
+    let now = Instant::now();
+    let mut c = core(Strategy::Swarm);
+    let (m1, l1, v1) = version_manifest("ds", 1, 1);
+    let (m2, l2, v2) = version_manifest("ds", 1, 2);
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![
+            version_record(v1, "ds", 1, 1),
+            version_record(v2, "ds", 1, 2),
+        ],
+    );
+    c.add_receiver(now, v1, m1, l1, Bitfield::full(1), true, None);
+    c.add_receiver(now, v2, m2, l2, Bitfield::full(1), true, None);
+    let _ = actions(&mut c);
+    c.handle_finalized(now, v1, Ok("/d/broadcasts/1/data".into()));
+    assert_eq!(links(&actions(&mut c)), vec![v1]);
+    // v2 completes while the link to v1 is being made: two symlink renames at once could end
+    // in either order and leave received/ on v1, so v2's link waits.
+    c.handle_finalized(now, v2, Ok("/d/broadcasts/2/data".into()));
+    assert!(links(&actions(&mut c)).is_empty());
+    assert!(!progress(&c, v1).complete && !progress(&c, v2).complete);
+    c.handle_linked("ds", v1, Ok("/d/received/ds".into()));
+    assert_eq!(
+        links(&actions(&mut c)),
+        vec![v2],
+        "decided again when it ended"
+    );
+    assert!(progress(&c, v1).complete && !progress(&c, v2).complete);
+    let current = |c: &Broadcasts| -> Vec<bool> { c.list().iter().map(|b| b.current).collect() };
+    assert_eq!(
+        current(&c),
+        vec![false, true],
+        "v1 (listed second) is shown"
+    );
+    c.handle_linked("ds", v2, Ok("/d/received/ds".into()));
+    assert!(progress(&c, v2).complete);
+    assert_eq!(current(&c), vec![true, false]);
+    // A failed link: nothing counts as shown, and the same link is not retried in a loop.
+    let (m3, l3, v3) = version_manifest("ds", 1, 3);
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![version_record(v3, "ds", 1, 3)],
+    );
+    c.add_receiver(now, v3, m3, l3, Bitfield::full(1), true, None);
+    let _ = actions(&mut c);
+    c.handle_finalized(now, v3, Ok("/d/broadcasts/3/data".into()));
+    assert_eq!(links(&actions(&mut c)), vec![v3]);
+    let refused = crate::store::StoreError::NotASymlink {
+        path: "/d/received/ds".into(),
+    };
+    c.handle_linked("ds", v3, Err(refused));
+    assert!(links(&actions(&mut c)).is_empty());
+    assert!(!progress(&c, v3).complete);
+}
+
+#[test]
+fn a_resumed_node_never_steps_received_back_while_it_finishes_its_versions() {
+    let now = Instant::now();
+    let mut c = core(Strategy::Swarm);
+    let (m1, l1, v1) = version_manifest("ds", 1, 1);
+    let (m2, l2, v2) = version_manifest("ds", 1, 2);
+    // On disk before the restart: received/ds -> v2, both complete.
+    c.note_shown("ds", v2);
+    c.add_receiver(
+        now,
+        v1,
+        m1,
+        l1,
+        Bitfield::full(1),
+        true,
+        Some(publication(1)),
+    );
+    c.add_receiver(
+        now,
+        v2,
+        m2,
+        l2,
+        Bitfield::full(1),
+        true,
+        Some(publication(2)),
+    );
+    let _ = actions(&mut c);
+    // v1 is finished first: received/ds stays on v2 (still being finished).
+    c.handle_finalized(now, v1, Ok("/d/broadcasts/1/data".into()));
+    assert!(links(&actions(&mut c)).is_empty());
+    c.handle_finalized(now, v2, Ok("/d/broadcasts/2/data".into()));
+    assert!(links(&actions(&mut c)).is_empty(), "already shown");
+    assert!(progress(&c, v2).complete && progress(&c, v1).complete);
+    // Without the note, v1 finishing first would take the link until v2 is finished.
+    let mut c = core(Strategy::Swarm);
+    let (m1, l1, v1) = version_manifest("ds", 1, 1);
+    let (m2, l2, v2) = version_manifest("ds", 1, 2);
+    c.add_receiver(
+        now,
+        v1,
+        m1,
+        l1,
+        Bitfield::full(1),
+        true,
+        Some(publication(1)),
+    );
+    c.add_receiver(
+        now,
+        v2,
+        m2,
+        l2,
+        Bitfield::full(1),
+        true,
+        Some(publication(2)),
+    );
+    let _ = actions(&mut c);
+    c.handle_finalized(now, v1, Ok("/d/broadcasts/1/data".into()));
+    assert_eq!(links(&actions(&mut c)), vec![v1]);
 }
 
 #[test]
@@ -1334,13 +1474,31 @@ fn holding_versions(n: u8, keep: usize, max_disk: Option<u64>) -> (Broadcasts, V
         c.add_receiver(now, id, m, l, Bitfield::full(1), false, None);
         let _ = actions(&mut c);
         c.handle_finalized(now, id, Ok(format!("/d/broadcasts/{v}/data").into()));
-        for a in actions(&mut c) {
-            if let BroadcastAction::Link { name, id } = a {
-                c.handle_linked(&name, id, Ok("/d/received/ds".into()));
-            }
-        }
+        settle(&mut c);
     }
     (c, ids)
+}
+
+/// The actions of `c`, with every `Link` and `Unlink` answered as the shell does (done), until
+/// none is left.
+fn settle(c: &mut Broadcasts) -> Vec<BroadcastAction> {
+    let mut all = Vec::new();
+    loop {
+        let a = actions(c);
+        if a.is_empty() {
+            return all;
+        }
+        for a in &a {
+            match a {
+                BroadcastAction::Link { name, id } => {
+                    c.handle_linked(name, *id, Ok(format!("/d/received/{name}").into()))
+                }
+                BroadcastAction::Unlink { name, id } => c.handle_unlinked(name, *id, Ok(true)),
+                _ => {}
+            }
+        }
+        all.extend(a);
+    }
 }
 
 fn removed(a: &[BroadcastAction]) -> Vec<BroadcastId> {
@@ -1374,7 +1532,7 @@ fn node_rm_removes_a_version_or_a_name_and_relinks() {
     // The current one: received/ds falls back to the older.
     let gone = c.remove(&ids[1].to_hex()[..8]).unwrap();
     assert_eq!(gone, vec![ids[1]]);
-    let a = actions(&mut c);
+    let a = settle(&mut c);
     assert_eq!(removed(&a), vec![ids[1]]);
     assert!(
         a.contains(&BroadcastAction::Link {
@@ -1392,7 +1550,7 @@ fn node_rm_removes_a_version_or_a_name_and_relinks() {
     assert!(fetched(&actions(&mut c)).is_empty());
     // By name: every version; the link goes.
     assert_eq!(c.remove("ds").unwrap(), vec![ids[0]]);
-    let a = actions(&mut c);
+    let a = settle(&mut c);
     assert!(
         a.contains(&BroadcastAction::Unlink {
             name: "ds".into(),

@@ -214,14 +214,17 @@ pub enum BroadcastAction {
         /// The broadcast.
         id: BroadcastId,
     },
-    /// Point `received/<name>` at `id`'s data (atomically replacing the link there).
+    /// Point `received/<name>` at `id`'s data (atomically replacing the link there). At most
+    /// one `Link` or `Unlink` per name is under way; the shell reports its end
+    /// ([`Broadcasts::handle_linked`]).
     Link {
         /// The name.
         name: String,
         /// The version it is to point at.
         id: BroadcastId,
     },
-    /// Remove `received/<name>` if it points at `id` (no version of the name is left).
+    /// Remove `received/<name>` if it points at `id` (no version of the name is left); the
+    /// shell reports its end ([`Broadcasts::handle_unlinked`]).
     Unlink {
         /// The name.
         name: String,

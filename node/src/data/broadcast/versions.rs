@@ -167,11 +167,16 @@ impl Broadcasts {
         self.forget(id, Some(Failure::Superseded { name }));
     }
 
-    /// Point `received/<name>` at the newest complete version held here (or remove it when
-    /// none is left), if it points elsewhere.
-    pub(super) fn relink(&mut self, name: &str) {
-        let target = self
-            .names
+    /// The version `received/<name>` should point at: the newest complete version held here,
+    /// or the one it points at now while that one is still being finished (a resumed node
+    /// finishes its versions in any order, and received/ must never step back meanwhile).
+    fn link_target(&self, name: &str) -> Option<BroadcastId> {
+        let current = self.linked.get(name).copied().filter(|id| {
+            self.broadcasts
+                .get(id)
+                .is_some_and(|b| b.source.is_none() && b.finalizing)
+        });
+        self.names
             .get(name)
             .into_iter()
             .flatten()
@@ -181,32 +186,46 @@ impl Broadcasts {
                     .get(id)
                     .is_some_and(|b| b.source.is_none() && matches!(b.state, State::Complete))
             })
+            .chain(current)
             .filter_map(|id| self.key_of(id))
             .max()
-            .map(|k| k.2);
+            .map(|k| k.2)
+    }
+
+    /// Point `received/<name>` at [`link_target`](Self::link_target) (or remove it when no
+    /// version is left), if it points elsewhere. One change per name is under way at a time:
+    /// while one is, this waits for its end, which decides again.
+    pub(super) fn relink(&mut self, name: &str) {
+        if self.linking.contains_key(name) {
+            return;
+        }
+        let target = self.link_target(name);
         let current = self.linked.get(name).copied();
         if target == current {
             return;
         }
-        match target {
-            Some(id) => {
-                self.linked.insert(name.to_owned(), id);
+        match (target, current) {
+            (Some(id), _) => {
+                self.linking.insert(name.to_owned(), Some(id));
                 self.push(BroadcastAction::Link {
                     name: name.to_owned(),
                     id,
                 });
             }
-            None => {
-                self.linked.remove(name);
-                if let Some(id) = current {
-                    self.push(BroadcastAction::Unlink {
-                        name: name.to_owned(),
-                        id,
-                    });
-                }
+            (None, Some(id)) => {
+                self.linking.insert(name.to_owned(), None);
+                self.push(BroadcastAction::Unlink {
+                    name: name.to_owned(),
+                    id,
+                });
             }
+            (None, None) => {}
         }
-        self.report_change(ReportDue::Now);
+    }
+
+    /// At resume, before the broadcasts are added: `received/<name>` points at `id` on disk.
+    pub fn note_shown(&mut self, name: &str, id: BroadcastId) {
+        self.linked.insert(name.to_owned(), id);
     }
 
     /// A [`Link`](BroadcastAction::Link) ended: `received/<name>` points at `id` (`path`).
@@ -216,9 +235,11 @@ impl Broadcasts {
         id: BroadcastId,
         result: Result<std::path::PathBuf, crate::store::StoreError>,
     ) {
+        self.linking.remove(name);
         match result {
             Ok(path) => {
                 info!(broadcast = %id.short(), %name, path = %path.display(), "current version");
+                self.linked.insert(name.to_owned(), id);
                 let ids: Vec<BroadcastId> = self
                     .names
                     .get(name)
@@ -231,11 +252,46 @@ impl Broadcasts {
                         b.link = (other == id).then(|| path.clone());
                     }
                 }
+                self.report_change(ReportDue::Now);
+                // Another version may have completed or gone meanwhile; the one shown before
+                // may now be beyond --keep.
+                self.relink(name);
+                self.enforce_keep(name);
             }
             Err(e) => {
                 warn!(broadcast = %id.short(), %name, error = %e, "cannot point received/ at the newest version");
+                // What the link shows is unknown now: nothing counts as shown. Tried again
+                // for a different target only (the same one would fail the same way).
                 if self.linked.get(name) == Some(&id) {
                     self.linked.remove(name);
+                }
+                self.report_change(ReportDue::Now);
+                if self.link_target(name) != Some(id) {
+                    self.relink(name);
+                }
+            }
+        }
+    }
+
+    /// An [`Unlink`](BroadcastAction::Unlink) ended.
+    pub fn handle_unlinked(
+        &mut self,
+        name: &str,
+        id: BroadcastId,
+        result: Result<bool, crate::store::StoreError>,
+    ) {
+        self.linking.remove(name);
+        match result {
+            Ok(_) => {
+                if self.linked.get(name) == Some(&id) {
+                    self.linked.remove(name);
+                }
+                self.relink(name);
+            }
+            Err(e) => {
+                warn!(broadcast = %id.short(), %name, error = %e, "cannot remove received link");
+                if self.link_target(name).is_some() {
+                    self.relink(name);
                 }
             }
         }
