@@ -164,11 +164,7 @@ impl SoakReport {
                 g.second,
                 g.last,
                 g.ratio(),
-                if g.over_limit() {
-                    "  > limit"
-                } else {
-                    ""
-                }
+                if g.over_limit() { "  > limit" } else { "" }
             ));
         }
         s

@@ -83,8 +83,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use swarmcast_proto::{
-    BroadcastId, BroadcastRecord, Delta, Digest, EntryUpdate, NodeId, NodeRecord, RegistryEntry,
-    RegistryView, Status, Version,
+    BroadcastId, BroadcastRecord, Delta, Digest, EntryUpdate, NodeId, NodeRecord, Progress,
+    RegistryEntry, RegistryView, Status, Version,
 };
 
 mod changes;
@@ -194,6 +194,10 @@ enum Effective<'a> {
 /// many versions is refused until its origin re-announces a version within the bound.
 pub const MAX_SEQ_AHEAD: u64 = 1000;
 
+/// The most progress items a node's record holds for broadcasts this registry has no record
+/// of (see [`Registry::observe_heartbeat`]): one heartbeat's worth.
+pub const MAX_UNKNOWN_PROGRESS: usize = 4096;
+
 /// The replicated registry of one bootstrap. See the [module docs](self).
 #[derive(Clone, Debug)]
 pub struct Registry {
@@ -253,12 +257,61 @@ impl Registry {
     ) -> u64 {
         let id = record.id;
         let incarnation = record.version.incarnation;
-        let (progress, seq) = merge_progress(self.held_progress(now, &id, incarnation), update);
+        let held = self.held_progress(now, &id, incarnation);
+        let held_unknown: BTreeSet<BroadcastId> = held
+            .into_iter()
+            .flat_map(|r| &r.progress)
+            .map(|p| p.broadcast)
+            .filter(|b| !self.broadcasts.contains_key(b))
+            .collect();
+        let (mut progress, seq) = merge_progress(held, update);
+        self.cap_unknown_progress(&record, &held_unknown, &mut progress);
         record.progress = progress;
         record.progress_seq = seq;
         self.observe(now, record);
         self.held_progress(now, &id, incarnation)
             .map_or(0, |r| r.progress_seq)
+    }
+
+    /// Bound what a node may claim about broadcasts this registry holds no record of: at most
+    /// [`MAX_UNKNOWN_PROGRESS`] items (those already held first). An honest node has such items
+    /// only briefly (its origin's announcement not replicated here yet); a node claiming
+    /// progress on thousands of broadcasts nobody announced would otherwise grow its record,
+    /// and with it every view and snapshot, without bound. Logged once as it crosses the bound.
+    fn cap_unknown_progress(
+        &self,
+        record: &NodeRecord,
+        held_unknown: &BTreeSet<BroadcastId>,
+        progress: &mut Vec<Progress>,
+    ) {
+        let unknown = |p: &Progress| !self.broadcasts.contains_key(&p.broadcast);
+        let count = progress.iter().filter(|p| unknown(p)).count();
+        if count <= MAX_UNKNOWN_PROGRESS {
+            return;
+        }
+        let mut room = MAX_UNKNOWN_PROGRESS.saturating_sub(
+            progress
+                .iter()
+                .filter(|p| held_unknown.contains(&p.broadcast))
+                .count(),
+        );
+        progress.retain(|p| {
+            if !unknown(p) || held_unknown.contains(&p.broadcast) {
+                return true;
+            }
+            let keep = room > 0;
+            room = room.saturating_sub(1);
+            keep
+        });
+        if held_unknown.len() < MAX_UNKNOWN_PROGRESS {
+            tracing::warn!(
+                node = %record.name,
+                id = %record.id.short(),
+                claimed = count,
+                kept = MAX_UNKNOWN_PROGRESS,
+                "a node claims progress on more broadcasts than announced here; ignoring the rest"
+            );
+        }
     }
 
     /// The live record of `id` if it is of `incarnation`.

@@ -705,3 +705,60 @@ fn generation_moves_with_what_a_view_shows_not_with_heartbeat_counters() {
     r.handle_timeout(t0 + ms(30) + RegistryConfig::default().suspect_after + ms(1));
     assert!(r.generation() > g4, "suspect");
 }
+
+#[test]
+fn progress_claimed_on_broadcasts_nobody_announced_is_bounded_and_announced_ones_are_kept() {
+    let t0 = Instant::now();
+    let mut r = Registry::new(RegistryConfig::default());
+    r.merge_broadcast(bcast(1, 1, BroadcastState::Active));
+    let bogus = |page: u32| -> Vec<Progress> {
+        (0..MAX_UNKNOWN_PROGRESS as u32)
+            .map(|i| {
+                let mut b = [0xee; 32];
+                b[..4].copy_from_slice(&(page * 100_000 + i).to_be_bytes());
+                Progress {
+                    broadcast: BroadcastId(b),
+                    ..prog(9, 4)
+                }
+            })
+            .collect()
+    };
+    // Three beats of a whole heartbeat's worth of claims each, the announced one in the last.
+    let mut seq = 0;
+    for page in 0..3 {
+        let mut items = bogus(page);
+        if page == 2 {
+            items.push(prog(1, 4));
+        }
+        let ack = r.observe_heartbeat(
+            t0 + ms(u64::from(page) * 10),
+            rec(7, 1, u64::from(page) + 1),
+            span(seq, seq + 1, items),
+        );
+        seq += 1;
+        assert_eq!(ack, seq, "the span still applies");
+    }
+    let held = &r.get(&id(7)).unwrap().progress;
+    let unknown = held.iter().filter(|p| p.broadcast != bid(1)).count();
+    assert_eq!(
+        unknown, MAX_UNKNOWN_PROGRESS,
+        "the first claims held, the rest ignored"
+    );
+    assert!(
+        held.iter().any(|p| p.broadcast == bid(1) && p.complete),
+        "progress on an announced broadcast is always kept"
+    );
+    let page_of = |p: &Progress| {
+        u32::from_be_bytes([
+            p.broadcast.0[0],
+            p.broadcast.0[1],
+            p.broadcast.0[2],
+            p.broadcast.0[3],
+        ]) / 100_000
+    };
+    assert!(
+        held.iter()
+            .all(|p| p.broadcast == bid(1) || page_of(p) == 0),
+        "the first page is what is held"
+    );
+}
