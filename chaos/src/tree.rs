@@ -8,7 +8,14 @@ use anyhow::{Result, bail};
 
 /// Fill `out` with deterministic pseudo-random bytes (xorshift64).
 pub fn fill(seed: u64, out: &mut [u8]) {
-    let mut x = seed | 1;
+    // splitmix64 of the seed (every seed its own stream: `seed | 1` made 2k and 2k+1 equal),
+    // never 0, which xorshift would keep at 0.
+    let mut x = {
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) | 1
+    };
     for chunk in out.chunks_mut(8) {
         x ^= x << 13;
         x ^= x >> 7;
@@ -179,6 +186,21 @@ pub fn verify(source: &Path, copy: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_seed_fills_its_own_bytes() {
+        let bytes = |seed| {
+            let mut b = vec![0u8; 64];
+            fill(seed, &mut b);
+            b
+        };
+        // Neighbouring seeds (2k and 2k+1 once gave the same bytes), and 0.
+        for seed in [0u64, 1, 2, 3, 10, 11, u64::MAX - 1, u64::MAX] {
+            assert_ne!(bytes(seed), bytes(seed ^ 1), "seed {seed}");
+            assert!(bytes(seed).iter().any(|&b| b != 0));
+        }
+        assert_eq!(bytes(7), bytes(7), "deterministic");
+    }
 
     #[test]
     fn generated_tree_verifies_against_itself_and_not_against_a_changed_copy() -> Result<()> {

@@ -4,7 +4,8 @@
 //! neighbour), whose streams are served without making the peer a neighbour. The request
 //! streams of every connection are served here too.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use swarmcast_net::CloseCode;
 use swarmcast_net::wire::{self, WireError};
@@ -12,6 +13,7 @@ use swarmcast_proto::{Limits, Message, NodeId, Role};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use crate::abandon::{self, AbandonBudget, StreamEnd};
 use crate::data::serve;
 use crate::handles::Server;
 use crate::inputs::{Link, NeighbourInput as Input};
@@ -99,15 +101,27 @@ pub(crate) async fn serve_requests(
             }
         });
     }
+    let budget = Arc::new(Mutex::new(AbandonBudget::new(Instant::now())));
     loop {
         let (send, recv) = match conn.accept_bi().await {
             Ok(s) => s,
             Err(_) => return,
         };
         let (catalog, events) = (server.catalog.clone(), server.events.clone());
-        let conn = conn.clone();
+        let (conn, budget) = (conn.clone(), budget.clone());
         tokio::spawn(async move {
-            match serve::serve_stream(catalog, events, peer, send, recv, None).await {
+            let result = serve::serve_stream(catalog, events, peer, send, recv, None).await;
+            let end = stream_end(&result);
+            let (close, abandoned) = {
+                let mut b = budget.lock().unwrap_or_else(|p| p.into_inner());
+                (b.record(Instant::now(), end), b.abandoned())
+            };
+            if close {
+                warn!(peer = %peer.short(), abandoned, window_s = abandon::WINDOW.as_secs(), "peer abandons most of its request streams (rapid reset); closing its connection");
+                conn.close(CloseCode::Protocol.into(), b"too many abandoned streams");
+                return;
+            }
+            match result {
                 Ok(()) => {}
                 Err(WireError::Decode(e)) => {
                     warn!(error = %e.for_log(), "undecodable request; closing connection");
@@ -116,5 +130,18 @@ pub(crate) async fn serve_requests(
                 Err(e) => debug!(error = %e, "request stream failed"),
             }
         });
+    }
+}
+
+/// How a served stream ended, for the [`AbandonBudget`].
+fn stream_end(result: &Result<(), WireError>) -> StreamEnd {
+    use quinn::{ReadError, ReadExactError, WriteError};
+    match result {
+        Ok(()) => StreamEnd::Answered,
+        Err(WireError::Write(WriteError::Stopped(_)))
+        | Err(WireError::Read(ReadExactError::ReadError(ReadError::Reset(_)))) => {
+            StreamEnd::Abandoned
+        }
+        Err(_) => StreamEnd::Other,
     }
 }

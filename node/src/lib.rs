@@ -12,6 +12,7 @@
 //!   answers. `inputs`: the messages the tasks send each other.
 //! * [`listing`]: the local state of a broadcast (`node ls`) as an enum.
 
+mod abandon;
 mod accept;
 pub mod bitfield;
 pub mod control;

@@ -422,6 +422,11 @@ fn hostile_peers_are_banned_or_throttled_and_the_honest_transfer_completes() -> 
         eprintln!(
             "resetter: {reset_streams} streams reset, {reset_closed} connections closed by the victim"
         );
+        // Cut off: 1,000 resets on one connection never pass.
+        ensure!(
+            reset_closed >= 1,
+            "the victim never closed the resetter's connection ({reset_streams} streams reset)"
+        );
         Ok((flooded, streamed, ended))
     })?;
     eprintln!(
@@ -568,7 +573,7 @@ fn a_neighbour_claiming_every_chunk_and_serving_none_is_throttled() -> Result<()
         "origin",
         &[b],
         &[],
-        &[("SWARMCAST_FAULT_SERVE_DELAY_MS", "100")],
+        &[("SWARMCAST_FAULT_SERVE_DELAY_MS", "150")],
     )?;
     let victim = c.node("victim", &[b], &[])?;
     wait_for(Duration::from_secs(30), "both nodes alive", || {
@@ -588,7 +593,7 @@ fn a_neighbour_claiming_every_chunk_and_serving_none_is_throttled() -> Result<()
         let source = c.path(&format!("payload{i}"));
         write_file(
             &source.join("data.bin"),
-            &pseudo_random(10 + i as u64, 4 << 20),
+            &pseudo_random(10 + i as u64, 8 << 20),
             0o644,
         )?;
         let att = Attacker::new(&c, &format!("mallory-{i}"))?;
@@ -625,6 +630,12 @@ fn a_neighbour_claiming_every_chunk_and_serving_none_is_throttled() -> Result<()
         swarmcast_chaos::tree::verify(&source, &copy)?;
         let asked = asked.load(Ordering::Relaxed);
         eprintln!("{how:?}: complete in {took:?}, the hostile holder was asked {asked} times");
+        // The origin serves one request per 150 ms, so the transfer is still going when the
+        // holder's claim arrives: it must have been tried, or this tests nothing.
+        ensure!(
+            asked >= 1,
+            "{how:?}: the victim never asked the hostile holder (complete in {took:?})"
+        );
         ensure!(
             asked <= 40,
             "{how:?}: the victim kept asking the hostile holder: {asked} requests"
@@ -639,6 +650,143 @@ fn a_neighbour_claiming_every_chunk_and_serving_none_is_throttled() -> Result<()
     ensure!(
         rss.max() < RSS_BOUND,
         "the victim's RSS reached {} MiB",
+        rss.max() >> 20
+    );
+    Ok(())
+}
+
+/// A registered node whose heartbeats claim progress on broadcasts it does not hold: every
+/// chunk of the honest broadcast, and a whole heartbeat's worth (4,096) of broadcasts nobody
+/// announced, ten beats running. The bootstraps hold at most 4,096 such claims for it and say
+/// so once; the honest transfer completes; the bootstrap's memory stays bounded.
+#[test]
+fn a_node_heartbeating_progress_on_broadcasts_it_does_not_hold_is_bounded() -> Result<()> {
+    use swarmcast_proto::{Heartbeat, Lookup, Progress, ProgressSpan, Register, Version};
+    let _serial = serial();
+    let mut c = Cluster::new()?;
+    let b = free_addr();
+    let b1 = c.bootstrap("b1", b, &[])?;
+    c.node("origin", &[b], &[])?;
+    c.node("honest", &[b], &[])?;
+    wait_for(Duration::from_secs(30), "both nodes alive", || {
+        let alive = names_with(&c.registry(b)?, Status::Alive);
+        Ok(
+            (alive.contains(&"origin".to_owned()) && alive.contains(&"honest".to_owned()))
+                .then_some(()),
+        )
+    })?;
+    let rss = RssWatch::new(c.procs[b1].pid().expect("b1 runs"));
+    let source = c.path("payload");
+    write_file(&source.join("data.bin"), &pseudo_random(21, 8 << 20), 0o644)?;
+    let out = c.cli(&[
+        "node",
+        "send",
+        &source.to_string_lossy(),
+        "--json",
+        "--data-dir",
+        &c.data_dir("origin").to_string_lossy(),
+    ])?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    let id = v["broadcast"]["id"].as_str().context("id")?.to_owned();
+    let chunks = v["broadcast"]["chunks"].as_u64().context("chunks")?;
+    let honest_broadcast: BroadcastId = id.parse().context("hex id")?;
+
+    let att = Attacker::new(&c, "mallory-progress")?;
+    let conn = att.connect(b)?;
+    let limits = Limits::default();
+    let t = Duration::from_secs(10);
+    let addrs = vec![free_addr()];
+    let ask = |m: Message| att.rt.block_on(wire::request(&conn, &m, &limits, t));
+    ask(Message::Register(Register {
+        id: att.id,
+        incarnation: 1,
+        addrs: addrs.clone(),
+    }))?;
+    for beat in 0..10u64 {
+        let mut progress: Vec<Progress> = (0..4095u32)
+            .map(|i| {
+                let mut b = [0xee; 32];
+                b[..8].copy_from_slice(&(beat << 32 | u64::from(i)).to_be_bytes());
+                Progress {
+                    broadcast: BroadcastId(b),
+                    held: 1,
+                    total: 1,
+                    complete: true,
+                    failed: None,
+                }
+            })
+            .collect();
+        progress.push(Progress {
+            broadcast: honest_broadcast,
+            held: chunks,
+            total: chunks,
+            complete: true,
+            failed: None,
+        });
+        let answer = ask(Message::Heartbeat(Heartbeat {
+            id: att.id,
+            version: Version::new(1, beat + 1),
+            addrs: addrs.clone(),
+            progress,
+            progress_span: Some(ProgressSpan {
+                since: beat,
+                upto: beat + 1,
+            }),
+            progress_removed: Vec::new(),
+            changes_since: None,
+        }))?;
+        ensure!(
+            matches!(answer, Message::Ack(_)),
+            "heartbeat {beat}: {answer:?}"
+        );
+    }
+    // What the bootstrap holds for it.
+    let Message::Registry(view) = ask(Message::Lookup(Lookup {}))? else {
+        anyhow::bail!("lookup: not a registry view");
+    };
+    let record = view
+        .nodes
+        .iter()
+        .find(|e| e.record.id == att.id)
+        .context("the attacker is registered")?;
+    let unannounced = record
+        .record
+        .progress
+        .iter()
+        .filter(|p| p.broadcast != honest_broadcast)
+        .count();
+    eprintln!(
+        "bootstrap holds {} progress items for the attacker ({unannounced} unannounced) after 10 beats of 4,096; bootstrap RSS peak {} MiB",
+        record.record.progress.len(),
+        rss.max() >> 20
+    );
+    ensure!(
+        unannounced <= 4096,
+        "the bootstrap holds {unannounced} claims on unannounced broadcasts"
+    );
+    // The honest transfer completes regardless.
+    wait_for(
+        Duration::from_secs(60),
+        "the honest receiver completes",
+        || {
+            Ok(c.broadcast("honest", &id)?
+                .filter(|b| b.is_done())
+                .map(|_| ()))
+        },
+    )?;
+    swarmcast_chaos::tree::verify(
+        &source,
+        &c.data_dir("honest").join("received").join("payload"),
+    )?;
+    let log = std::fs::read_to_string(&c.procs[b1].log).unwrap_or_default();
+    let said = log
+        .lines()
+        .filter(|l| l.contains("claims progress on more broadcasts"))
+        .count();
+    ensure!(said == 1, "the bootstrap said so {said} times, not once");
+    ensure!(
+        rss.max() < RSS_BOUND,
+        "the bootstrap's RSS reached {} MiB",
         rss.max() >> 20
     );
     Ok(())

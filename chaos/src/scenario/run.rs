@@ -820,8 +820,8 @@ impl Runner {
     }
 }
 
-/// `tree::fill` ignores the lowest bit of its seed: spread the scenario's seed over all bits so
-/// that every two seeds give different bytes.
+/// The dataset's seed, derived from the scenario's (kept so that a scenario's bytes do not
+/// depend on what else draws from its seed).
 fn tree_seed(seed: u64) -> u64 {
     super::Prng::new(seed).next_u64()
 }

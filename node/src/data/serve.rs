@@ -252,19 +252,30 @@ async fn serve_chunks(
             delivered: false,
         });
     }
-    let _permit = match &catalog.uploads {
-        Some(sem) => Some(
-            sem.clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| WireError::Unexpected("shutting down"))?,
-        ),
-        None => None,
+    // Waiting for an upload slot: a requester that abandons the stream meanwhile (a cancel,
+    // or a rapid-reset attack) costs no read and no slot.
+    let stopped = send.stopped();
+    let wait = async {
+        let permit = match &catalog.uploads {
+            Some(sem) => Some(
+                sem.clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| WireError::Unexpected("shutting down"))?,
+            ),
+            None => None,
+        };
+        if let Some(d) = catalog.delay {
+            let _one_at_a_time = catalog.throttle.lock().await;
+            tokio::time::sleep(d).await;
+        }
+        Ok::<_, WireError>(permit)
     };
-    if let Some(d) = catalog.delay {
-        let _one_at_a_time = catalog.throttle.lock().await;
-        tokio::time::sleep(d).await;
-    }
+    let _permit = tokio::select! {
+        biased;
+        Ok(Some(code)) = stopped => return Err(WireError::Write(quinn::WriteError::Stopped(code))),
+        permit = wait => permit?,
+    };
     let limits = Limits::default();
     let mut sent = 0u64;
     let end = first + r.count;
