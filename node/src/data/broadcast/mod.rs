@@ -667,6 +667,13 @@ impl Broadcasts {
             let placed = h.seq > 0 && b.seq == 0 && !recorded && b.source.is_none();
             if placed {
                 b.seq = h.seq;
+                // Kept, so that a restart before the record arrives still knows the place.
+                let publication = Publication {
+                    seq: b.seq,
+                    published_ms: b.published_ms,
+                };
+                self.actions
+                    .push_back(BroadcastAction::SaveVersion { id, publication });
             }
             let pieces = b.piece_bitfield(&bits);
             let usable = strategy.may_fetch_from(peer, b.origin) && !self.banned.contains(&peer);
@@ -815,6 +822,8 @@ impl Broadcasts {
         for name in names {
             self.supersede_older(&name);
             self.relink(&name);
+            // Versions whose place only now became known may be beyond --keep.
+            self.enforce_keep(&name);
         }
     }
 

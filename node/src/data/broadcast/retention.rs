@@ -182,6 +182,11 @@ impl Broadcasts {
             let (Some(b), Some(key)) = (self.broadcasts.get(&id), self.key_of(id)) else {
                 continue;
             };
+            // A version whose place is not known yet (no record, no seq: a restart before the
+            // registry said) may be the newest: never removed until it is placed.
+            if b.seq == 0 && b.source.is_none() && !self.records.contains_key(&id) {
+                continue;
+            }
             match b.state {
                 State::Complete if b.source.is_none() => complete.push(key),
                 State::Seeding | State::Superseded | State::Cancelled if b.source.is_some() => {

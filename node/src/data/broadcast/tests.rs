@@ -1429,6 +1429,82 @@ fn a_resumed_node_never_steps_received_back_while_it_finishes_its_versions() {
 }
 
 #[test]
+fn a_version_whose_place_is_unknown_after_a_restart_is_never_removed_by_keep() {
+    let now = Instant::now();
+    let config = BroadcastConfig {
+        keep: 2,
+        ..BroadcastConfig::default()
+    };
+    let mut c = Broadcasts::new(config, node(ME), 7);
+    let (m1, l1, v1) = version_manifest("ds", 1, 1);
+    let (m2, l2, v2) = version_manifest("ds", 1, 2);
+    let (m3, l3, v3) = version_manifest("ds", 1, 3);
+    // Resumed: v1 and v2 placed (persisted), v3 completed just before the kill, its place
+    // learnt from a Have only, and the registry not heard yet.
+    c.add_receiver(
+        now,
+        v1,
+        m1,
+        l1,
+        Bitfield::full(1),
+        true,
+        Some(publication(1)),
+    );
+    c.add_receiver(
+        now,
+        v2,
+        m2,
+        l2,
+        Bitfield::full(1),
+        true,
+        Some(publication(2)),
+    );
+    c.add_receiver(now, v3, m3, l3, Bitfield::full(1), true, None);
+    let _ = actions(&mut c);
+    for (v, id) in [(1, v1), (2, v2), (3, v3)] {
+        c.handle_finalized(now, id, Ok(format!("/d/broadcasts/{v}/data").into()));
+    }
+    let a = settle(&mut c);
+    assert!(removed(&a).is_empty(), "v3 may be the newest: {a:?}");
+    assert_eq!(c.list().len(), 3);
+    // The registry places it: now v1 is beyond --keep 2, and received/ shows v3.
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        (1..=3)
+            .zip([v1, v2, v3])
+            .map(|(seq, id)| version_record(id, "ds", 1, seq))
+            .collect(),
+    );
+    let a = settle(&mut c);
+    assert_eq!(removed(&a), vec![v1], "{a:?}");
+    assert!(c.list().iter().any(|b| b.id == v3.to_hex() && b.current));
+}
+
+#[test]
+fn a_place_learnt_from_a_have_is_kept_for_a_restart() {
+    let now = Instant::now();
+    let (mut c, id) = receiving(Strategy::Swarm, 4, now);
+    let Message::Have(mut h) = have(id, 4, &[0]) else {
+        unreachable!()
+    };
+    h.seq = 7;
+    // Only a broadcast with no record yet learns its place from a Have.
+    c.records.remove(&id);
+    c.handle_peer_message(now, node(ORIGIN), Message::Have(h));
+    let saved: Vec<u64> = actions(&mut c)
+        .iter()
+        .filter_map(|a| match a {
+            BroadcastAction::SaveVersion { id: i, publication } if *i == id => {
+                Some(publication.seq)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(saved, vec![7]);
+}
+
+#[test]
 fn an_origins_older_version_whose_source_changed_stops_seeding_and_the_newest_fails() {
     let now = Instant::now();
     let mut c = core(Strategy::Swarm);
