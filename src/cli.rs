@@ -109,7 +109,7 @@ pub(crate) struct ChaosArgs {
     /// Where the hosts run.
     #[arg(long, value_enum, default_value_t = ChaosMode::Process)]
     pub(crate) mode: ChaosMode,
-    /// Write report.json, summary.txt, traffic.svg, completion.svg and the logs here.
+    /// Write report.json, summary.txt, progress.svg, traffic.svg and the logs here.
     #[arg(long)]
     pub(crate) report: Option<PathBuf>,
 }

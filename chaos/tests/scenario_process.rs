@@ -185,12 +185,7 @@ async fn origin_crash_mid_transfer_then_restart_completes_everywhere() {
         .expect("completions");
     assert!(last_done > kill, "{:?}", report.timeline);
     assert!(report.detection_ms.contains_key("n1") || at("restart n1") - kill < 3000);
-    for f in [
-        "report.json",
-        "summary.txt",
-        "traffic.svg",
-        "completion.svg",
-    ] {
+    for f in ["report.json", "summary.txt", "traffic.svg", "progress.svg"] {
         assert!(dir.path().join(f).is_file(), "{f} written");
     }
     let json: serde_json::Value = serde_json::from_slice(
@@ -200,7 +195,12 @@ async fn origin_crash_mid_transfer_then_restart_completes_everywhere() {
     assert_eq!(json["seed"], 1);
     assert!(!json["traffic"].as_object().expect("matrix").is_empty());
     let svg = std::fs::read_to_string(dir.path().join("traffic.svg")).expect("svg");
-    assert!(svg.starts_with("<svg") && svg.contains("<line"), "{svg}");
+    assert!(svg.starts_with("<svg") && svg.contains("MiB"), "{svg}");
+    let progress = std::fs::read_to_string(dir.path().join("progress.svg")).expect("svg");
+    assert!(
+        progress.contains("SIGKILL n1") && progress.contains("restart n1"),
+        "the faults are marked: {progress}"
+    );
     assert!(dir.path().join("logs/n1.2.log").is_file(), "logs are kept");
 }
 

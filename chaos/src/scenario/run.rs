@@ -528,6 +528,16 @@ impl Runner {
                     }
                     held += b.chunks_held;
                     total += b.chunks_total.max(1);
+                    let t_ms = self.t0.elapsed().as_millis() as u64;
+                    let share = b.chunks_held as f64 / b.chunks_total.max(1) as f64;
+                    let share = if b.is_done() { 1.0 } else { share };
+                    let line = self.report.progress.entry(n.clone()).or_default();
+                    let moved = line
+                        .last()
+                        .is_none_or(|&(t, f)| f != share || t_ms >= t + 1000);
+                    if moved {
+                        line.push((t_ms, share));
+                    }
                     if b.is_done() && !self.report.completion_ms.contains_key(&n) {
                         let ms = sent.elapsed().as_millis() as u64;
                         self.report.completion_ms.insert(n.clone(), ms);
