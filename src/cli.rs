@@ -597,6 +597,56 @@ pub(crate) struct JoinArgs {
     /// versions go first; a broadcast that still does not fit fails.
     #[arg(long, value_parser = parse_positive_size)]
     pub(crate) max_disk: Option<u64>,
+    /// Cap on what this node uploads, to every peer and for every broadcast together: bits
+    /// (`200Mbit`, `1Gbit/s`, `50Mbps`) or bytes (`50MiB/s`, `10MB/s`) per second.
+    #[arg(long, value_parser = parse_rate)]
+    pub(crate) max_upload: Option<u64>,
+    /// Cap on what this node downloads, from every peer together (same units).
+    #[arg(long, value_parser = parse_rate)]
+    pub(crate) max_download: Option<u64>,
+}
+
+/// A rate in bytes per second from bits (`200Mbit`, `1Gbit/s`, `50Mbps`; k, M, G are powers
+/// of 1000) or bytes (`50MiB/s`, `10MB/s`, `512KiB`; a bare number is bytes); more than 0.
+pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let bad = || format!("invalid rate {s:?} (try 200Mbit or 50MiB/s)");
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.trim().parse().map_err(|_| bad())?;
+    if !n.is_finite() || n <= 0.0 {
+        return Err(format!("rate {s:?} must be more than 0"));
+    }
+    // "/s" is optional; "bps" is bits ("50Mbps"), "Bps" bytes ("10MBps").
+    let unit = unit.trim();
+    let unit = unit.strip_suffix("/s").unwrap_or(unit);
+    let unit = match (unit.strip_suffix("bps"), unit.strip_suffix("Bps")) {
+        (Some(prefix), _) => format!("{prefix}bit"),
+        (_, Some(prefix)) => format!("{prefix}B"),
+        _ => unit.to_owned(),
+    }
+    .to_ascii_lowercase();
+    let bytes_per_s = match unit.as_str() {
+        "" | "b" => n,
+        "kb" => n * 1e3,
+        "kib" => n * 1024.0,
+        "mb" => n * 1e6,
+        "mib" => n * f64::from(1u32 << 20),
+        "gb" => n * 1e9,
+        "gib" => n * f64::from(1u32 << 30),
+        "bit" => n / 8.0,
+        "kbit" => n * 1e3 / 8.0,
+        "mbit" => n * 1e6 / 8.0,
+        "gbit" => n * 1e9 / 8.0,
+        _ => return Err(bad()),
+    };
+    if bytes_per_s < 1.0 {
+        return Err(format!("rate {s:?} is below 1 byte per second"));
+    }
+    if bytes_per_s > 1e15 {
+        return Err(format!("rate {s:?} is too large"));
+    }
+    Ok(bytes_per_s as u64)
 }
 
 /// A group name, as its gid (`--control-group`).
@@ -710,6 +760,32 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_in_bits_or_bytes_per_second() {
+        assert_eq!(parse_rate("200Mbit"), Ok(25_000_000));
+        assert_eq!(parse_rate("20Mbit/s"), Ok(2_500_000));
+        assert_eq!(parse_rate("50Mbps"), Ok(6_250_000));
+        assert_eq!(parse_rate("1Gbit"), Ok(125_000_000));
+        assert_eq!(parse_rate("1.5gbit"), Ok(187_500_000));
+        assert_eq!(parse_rate("50MiB/s"), Ok(50 << 20));
+        assert_eq!(parse_rate("10MB/s"), Ok(10_000_000));
+        assert_eq!(parse_rate("10MBps"), Ok(10_000_000));
+        assert_eq!(parse_rate("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_rate("4096"), Ok(4096));
+        for bad in [
+            "0",
+            "0Mbit",
+            "-5MiB/s",
+            "fast",
+            "10 parsecs",
+            "1bit",
+            "NaNMbit",
+            "",
+        ] {
+            assert!(parse_rate(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 
     #[test]
     fn durations() {

@@ -69,6 +69,10 @@ pub struct NodeConfig {
     pub keep: usize,
     /// Bytes every broadcast received here may take together (`--max-disk`).
     pub max_disk: Option<u64>,
+    /// Upload cap over every peer and broadcast, bytes per second (`--max-upload`).
+    pub max_upload: Option<u64>,
+    /// Download cap over every peer and broadcast, bytes per second (`--max-download`).
+    pub max_download: Option<u64>,
 }
 
 impl NodeConfig {
@@ -90,6 +94,8 @@ impl NodeConfig {
             metrics: None,
             keep: crate::data::DEFAULT_KEEP,
             max_disk: None,
+            max_upload: None,
+            max_download: None,
         }
     }
 }
@@ -301,11 +307,14 @@ pub async fn run(
     // Unbounded so that the data plane never waits for the neighbour actor, which waits for it
     // (see `peers`); it carries at most one ban per peer.
     let (bans_tx, bans_rx) = mpsc::unbounded_channel();
-    let catalog = Arc::new(Catalog::new(
-        config.fault_corrupt,
-        config.fault_serve_delay,
-        crate::wiretrace::WireTrace::from_env(identity.node_id()),
-    ));
+    let catalog = Arc::new(
+        Catalog::new(
+            config.fault_corrupt,
+            config.fault_serve_delay,
+            crate::wiretrace::WireTrace::from_env(identity.node_id()),
+        )
+        .with_caps(config.max_upload, config.max_download),
+    );
     let server = Server {
         catalog: catalog.clone(),
         events: serve_tx,

@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod neighbours;
 mod outbox;
 mod peers;
+pub mod ratelimit;
 pub mod status;
 pub mod store;
 pub mod swarm;

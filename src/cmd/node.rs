@@ -28,6 +28,8 @@ pub(crate) fn join(args: JoinArgs) -> Result<()> {
     config.metrics = args.metrics;
     config.keep = args.keep;
     config.max_disk = args.max_disk;
+    config.max_upload = args.max_upload;
+    config.max_download = args.max_download;
     config.strategy = match args.strategy {
         StrategyArg::Swarm => Strategy::Swarm,
         StrategyArg::OriginOnly => Strategy::OriginOnly,

@@ -8,6 +8,7 @@ mod authz;
 mod bad_manifests;
 mod bench_args;
 mod bench_control;
+mod caps;
 mod chaos_cli;
 mod cli_papercuts;
 mod control_plane;

@@ -17,6 +17,7 @@ use swarmcast_proto::{
 use super::broadcast::{ManifestFetchError, PieceError};
 use crate::handles::Dialer;
 use crate::manifest::Layout;
+use crate::ratelimit::{self, Limiter};
 use crate::store::{BufPool, PooledBuf, StoreError, Workspace};
 
 /// Fetch chunks `first..first + count` of `id` from `conn` into `ws`. Returns how it ended and
@@ -37,8 +38,10 @@ pub(crate) async fn fetch_piece(
     first: u32,
     count: u32,
     progress: Arc<AtomicU64>,
+    cap: Option<Arc<Limiter>>,
 ) -> (Result<(), PieceError>, u64) {
-    let result = exchange_piece(&conn, &ws, &layout, &pool, id, first, count, &progress).await;
+    let cap = cap.as_deref();
+    let result = exchange_piece(&conn, &ws, &layout, &pool, id, first, count, &progress, cap).await;
     (result, progress.load(Ordering::Relaxed))
 }
 
@@ -52,6 +55,7 @@ async fn exchange_piece(
     first: u32,
     count: u32,
     received: &AtomicU64,
+    cap: Option<&Limiter>,
 ) -> Result<(), PieceError> {
     let limits = Limits::default();
     let lens: Vec<Option<u32>> = (first..first.saturating_add(count))
@@ -83,10 +87,19 @@ async fn exchange_piece(
                 // Taken when the first chunk arrives: a declined request costs no buffer.
                 let buf = buf.get_or_insert_with(|| pool.take(total));
                 let end = at + header.len as usize;
-                recv.read_exact(&mut buf.as_mut_slice()[at..end])
-                    .await
-                    .map_err(WireError::from)?;
-                at = end;
+                // In slices, each let through by the download cap (if any); reading slower
+                // holds back the sender through flow control.
+                while at < end {
+                    let upto = match cap {
+                        Some(_) => (at + ratelimit::SLICE).min(end),
+                        None => end,
+                    };
+                    ratelimit::take(cap, upto - at).await;
+                    recv.read_exact(&mut buf.as_mut_slice()[at..upto])
+                        .await
+                        .map_err(WireError::from)?;
+                    at = upto;
+                }
                 received.fetch_add(u64::from(header.len), Ordering::Relaxed);
             }
             Some(Message::Error(e)) if e.code == ErrorCode::Elsewhere => {

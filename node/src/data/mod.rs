@@ -762,11 +762,12 @@ impl DataPlane {
         };
         let layout = io.layout.clone();
         let pool = self.catalog.pool().clone();
+        let cap = self.catalog.download_cap();
         let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let progress = received.clone();
         let task = tokio::spawn(async move {
             let (result, bytes) =
-                fetch::fetch_piece(conn, ws, layout, pool, id, first, count, progress).await;
+                fetch::fetch_piece(conn, ws, layout, pool, id, first, count, progress, cap).await;
             let done = DataInput::PieceDone {
                 id,
                 peer,

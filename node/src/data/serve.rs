@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::ratelimit::{self, Limiter};
 use crate::sync::{read, write};
 
 use swarmcast_net::CloseCode;
@@ -95,6 +96,11 @@ pub(crate) struct Catalog {
     throttle: tokio::sync::Mutex<()>,
     /// The wire trace (off unless asked for).
     pub(crate) trace: crate::wiretrace::WireTrace,
+    /// `--max-upload`: every chunk served, to every peer, passes this cap.
+    upload_cap: Option<Arc<Limiter>>,
+    /// `--max-download`: every chunk fetched passes this cap (kept here, beside the buffer
+    /// pool, as the one thing both sides share).
+    download_cap: Option<Arc<Limiter>>,
 }
 
 impl Catalog {
@@ -111,7 +117,21 @@ impl Catalog {
             delay,
             throttle: tokio::sync::Mutex::new(()),
             trace,
+            upload_cap: None,
+            download_cap: None,
         }
+    }
+
+    /// With bandwidth caps, bytes per second (`None`: uncapped).
+    pub(crate) fn with_caps(mut self, upload: Option<u64>, download: Option<u64>) -> Self {
+        self.upload_cap = upload.map(|r| Arc::new(Limiter::new(r)));
+        self.download_cap = download.map(|r| Arc::new(Limiter::new(r)));
+        self
+    }
+
+    /// The download cap, for the fetching side.
+    pub(crate) fn download_cap(&self) -> Option<Arc<Limiter>> {
+        self.download_cap.clone()
     }
 
     /// The node's chunk buffers.
@@ -319,7 +339,21 @@ async fn serve_chunks(
             corrupt_each(buf.as_mut_slice(), &lens);
         }
         let mut frames = frames(r.broadcast, index, &lens, buf.freeze(), &limits)?;
-        send.write_all_chunks(&mut frames).await?;
+        match catalog.upload_cap.as_deref() {
+            None => send.write_all_chunks(&mut frames).await?,
+            Some(cap) => {
+                // In slices, each let through by the cap: a second's excess is one slice.
+                for frame in frames {
+                    let mut at = 0;
+                    while at < frame.len() {
+                        let end = (at + ratelimit::SLICE).min(frame.len());
+                        cap.take(end - at).await;
+                        send.write_chunk(frame.slice(at..end)).await?;
+                        at = end;
+                    }
+                }
+            }
+        }
         sent += bytes as u64;
         index = run_end;
     }
