@@ -481,7 +481,7 @@ pub(crate) struct BootstrapArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum NodeCommand {
     /// Run the node daemon in the foreground.
-    Join(JoinArgs),
+    Join(Box<JoinArgs>),
     /// Publish a directory to every node of the fleet (asks the local daemon).
     Send(SendArgs),
     /// List every broadcast this node knows.

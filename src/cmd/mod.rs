@@ -21,7 +21,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Certs(c) => certs::run(c),
         Command::Bootstrap(args) => bootstrap::run(args),
-        Command::Node(NodeCommand::Join(args)) => node::join(args),
+        Command::Node(NodeCommand::Join(args)) => node::join(*args),
         Command::Node(NodeCommand::Send(args)) => send::run(args),
         Command::Node(NodeCommand::Ls { data, json }) => node::ls(&data.data_dir, json),
         Command::Node(NodeCommand::Status { data, json }) => node::status(&data.data_dir, json),
