@@ -206,6 +206,10 @@ pub(crate) struct SwarmBenchArgs {
     /// it no flag is passed and `node send`'s own default applies.
     #[arg(long, value_parser = parse_bytes)]
     pub(crate) chunk_size: Option<u32>,
+    /// An extra `node join` flag for the origin, repeatable (experiment), e.g.
+    /// `--origin-flag=--max-upload=20Mbit`.
+    #[arg(long = "origin-flag", allow_hyphen_values = true)]
+    pub(crate) origin_flags: Vec<String>,
     /// How links are shaped: `htb-both` (HTB on both directions of each host's link with a
     /// 50 ms byte FIFO) or `tbf-uplink` (a tbf on each host's uplink only, 50 ms queue and
     /// 64 KiB burst; downloads unshaped).

@@ -89,6 +89,8 @@ pub struct SwarmBenchConfig {
     pub sample: Duration,
     /// Write every daemon's wire trace and each run's summary here.
     pub trace: Option<PathBuf>,
+    /// Extra `node join` flags for the origin (an experiment, e.g. `--max-upload 20Mbit`).
+    pub origin_flags: Vec<String>,
 }
 
 /// One run's figures.
@@ -135,6 +137,9 @@ pub struct SwarmRun {
     /// CPU of every daemon (and the bootstrap) and of the machine, from the start of
     /// `node send` to the end of the run.
     pub cpu: CpuReport,
+    /// Per host, its busiest second: the highest upload over any span of consecutive link
+    /// samples lasting at least 1 s, in Mbit/s (what a bandwidth cap is held to).
+    pub busiest_second_up_mbit: BTreeMap<String, f64>,
 }
 
 /// One utilisation sample.
@@ -304,6 +309,10 @@ pub async fn run(exe: PathBuf, config: &SwarmBenchConfig) -> Result<SwarmBenchRe
             .chunk_size
             .map(|c| format!("--chunk-size {}", human_chunk(c)))
             .into_iter()
+            .chain(
+                (!config.origin_flags.is_empty())
+                    .then(|| format!("origin: {}", config.origin_flags.join(" "))),
+            )
             .collect(),
         t_star_s: t_star,
         client_server_bound_s: cs_bound,
@@ -417,7 +426,11 @@ async fn run_once(
             traces.insert(n.clone(), path);
         }
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        cluster.start_node_with(n, &seeds, &env, &extra)?;
+        let mut flags = extra.clone();
+        if n == &names[0] {
+            flags.extend(config.origin_flags.iter().map(String::as_str));
+        }
+        cluster.start_node_with(n, &seeds, &env, &flags)?;
         if let Some(r) = config.host_rates.get(n) {
             let lab = cluster.lab_mut().context("lab")?;
             lab.set_link(n, config.link(*r))?;
@@ -521,6 +534,10 @@ async fn run_once(
     // Every chunk was verified on arrival; check one whole copy byte for byte as well.
     tree::verify(source, &dirs[1].join("received").join(DATASET))?;
     let (utilisation, mean) = utilisation(&links, t0_us, names, rates);
+    let busiest_second_up_mbit = names
+        .iter()
+        .map(|n| (n.clone(), busiest_second(&links, n)))
+        .collect();
 
     let mut completion_source = "polling";
     let mut summary = None;
@@ -587,10 +604,31 @@ async fn run_once(
         mean_download_utilisation: mean,
         trace: summary,
         cpu,
+        busiest_second_up_mbit,
     })
 }
 
 /// Utilisation between consecutive counter samples, and the mean download use.
+/// `host`'s highest upload over any span of consecutive samples lasting at least 1 s, Mbit/s.
+fn busiest_second(links: &[LinkSample], host: &str) -> f64 {
+    let up = |s: &LinkSample| s.hosts.get(host).map_or(0, |c| c.up);
+    let mut best = 0.0f64;
+    let mut j = 0;
+    for i in 0..links.len() {
+        j = j.max(i + 1);
+        while j < links.len() && links[j].t_us < links[i].t_us + 1_000_000 {
+            j += 1;
+        }
+        let Some(b) = links.get(j) else {
+            break;
+        };
+        let dt = b.t_us.saturating_sub(links[i].t_us) as f64 / 1e6;
+        let mbit = up(b).saturating_sub(up(&links[i])) as f64 * 8.0 / 1e6 / dt;
+        best = best.max(mbit);
+    }
+    best
+}
+
 fn utilisation(
     links: &[LinkSample],
     t0_us: u64,
@@ -719,6 +757,9 @@ impl SwarmBenchReport {
                 r.completion_source,
                 r.mean_download_utilisation * 100.0
             );
+            if let Some(b) = r.busiest_second_up_mbit.get("origin") {
+                let _ = writeln!(s, "  {:<12} origin's busiest second: {b:.2} Mbit/s up", "");
+            }
             let _ = writeln!(s, "               {}", r.cpu.to_text("origin"));
         }
         let swarm = self.runs.iter().find(|r| r.strategy == Strategy::Swarm);
@@ -794,6 +835,33 @@ mod tests {
         assert_eq!(human_chunk(1 << 20), "1MiB");
         assert_eq!(human_chunk(256 << 10), "256KiB");
         assert_eq!(human_chunk(4100), "4100B");
+    }
+
+    #[test]
+    fn the_busiest_second_spans_at_least_a_second_of_samples() {
+        let at = |ms: u64, up: u64| LinkSample {
+            t_us: ms * 1000,
+            hosts: BTreeMap::from([(
+                "origin".to_owned(),
+                crate::netns::Counters {
+                    up,
+                    ..Default::default()
+                },
+            )]),
+        };
+        // 1 MB per 100 ms for a second (80 Mbit/s), then a 0.2 s burst of 1 MB per 100 ms more:
+        // the busiest second still carries only 10 MB (80 Mbit/s), never the burst's rate alone.
+        let mut links: Vec<LinkSample> = (0..=10).map(|k| at(k * 100, k * 1_000_000)).collect();
+        links.push(at(1100, 11_000_000));
+        links.push(at(3000, 11_000_000));
+        let b = busiest_second(&links, "origin");
+        assert!((b - 80.0).abs() < 1e-6, "{b}");
+        assert_eq!(busiest_second(&links, "nobody"), 0.0);
+        assert_eq!(
+            busiest_second(&links[..3], "origin"),
+            0.0,
+            "less than a second sampled"
+        );
     }
 
     #[test]

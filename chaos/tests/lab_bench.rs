@@ -29,6 +29,7 @@ async fn both_strategies_deliver_and_only_the_swarm_offloads_the_origin() {
         timeout: Duration::from_secs(120),
         sample: Duration::from_millis(200),
         trace: None,
+        origin_flags: Vec::new(),
     };
     let r = lab_bench::run(exe(), &config)
         .await
@@ -84,6 +85,7 @@ async fn bench_swarm_names_an_unknown_host() {
         timeout: Duration::from_secs(60),
         sample: Duration::from_millis(200),
         trace: None,
+        origin_flags: Vec::new(),
     };
     let e = lab_bench::run(exe(), &config)
         .await
@@ -113,6 +115,7 @@ async fn a_traced_run_on_tbf_uplinks_with_the_product_defaults() {
         timeout: Duration::from_secs(120),
         sample: Duration::from_millis(200),
         trace: Some(dir.path().to_owned()),
+        origin_flags: Vec::new(),
     };
     let r = lab_bench::run(exe(), &config)
         .await

@@ -246,7 +246,8 @@ fn swarm(args: SwarmBenchArgs) -> Result<()> {
             BenchStrategy::OriginOnly => vec![Strategy::OriginOnly],
         },
         timeout: args.timeout,
-        sample: Duration::from_millis(500),
+        sample: Duration::from_millis(100),
+        origin_flags: args.origin_flags,
     };
     let report = until_signal(&runtime()?, lab_bench::run(current_exe()?, &config))?;
     if args.json {
