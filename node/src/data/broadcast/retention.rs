@@ -182,9 +182,9 @@ impl Broadcasts {
             let (Some(b), Some(key)) = (self.broadcasts.get(&id), self.key_of(id)) else {
                 continue;
             };
-            // A version whose place is not known yet (no record, no seq: a restart before the
-            // registry said) may be the newest: never removed until it is placed.
-            if b.seq == 0 && b.source.is_none() && !self.records.contains_key(&id) {
+            // A version whose place is not known yet may be the newest: never removed until
+            // it is placed.
+            if !self.placed(id) {
                 continue;
             }
             match b.state {

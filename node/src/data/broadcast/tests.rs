@@ -1482,6 +1482,58 @@ fn a_version_whose_place_is_unknown_after_a_restart_is_never_removed_by_keep() {
 }
 
 #[test]
+fn a_partial_version_whose_place_is_unknown_is_not_superseded_until_placed() {
+    let now = Instant::now();
+    let mut c = core(Strategy::Swarm);
+    let (_, _, v1) = version_manifest("ds", 2, 1);
+    let (m3, l3, v3) = version_manifest("ds", 2, 3);
+    let (m0, l0, v0) = version_manifest("ds", 2, 4);
+    // Resumed half-fetched, before the registry named either: the bootstrap asked first has
+    // not heard of them yet and knows only v1.
+    c.add_receiver(
+        now,
+        v3,
+        m3,
+        l3,
+        Bitfield::from_bytes(2, &[0x80]).unwrap(),
+        true,
+        None,
+    );
+    c.add_receiver(
+        now,
+        v0,
+        m0,
+        l0,
+        Bitfield::from_bytes(2, &[0x80]).unwrap(),
+        true,
+        None,
+    );
+    let _ = actions(&mut c);
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![version_record(v1, "ds", 2, 1)],
+    );
+    let a = actions(&mut c);
+    assert!(removed(&a).is_empty(), "{a:?}");
+    assert_eq!(state(&c, v3), BroadcastPhase::Receiving);
+    assert_eq!(state(&c, v0), BroadcastPhase::Receiving);
+    // The registry places them: v3 is the newest and carries on; v0 (seq 2) is older and goes.
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![
+            version_record(v1, "ds", 2, 1),
+            version_record(v0, "ds", 2, 2),
+            version_record(v3, "ds", 2, 3),
+        ],
+    );
+    let a = actions(&mut c);
+    assert_eq!(removed(&a), vec![v0], "{a:?}");
+    assert_eq!(state(&c, v3), BroadcastPhase::Receiving);
+}
+
+#[test]
 fn a_place_learnt_from_a_have_is_kept_for_a_restart() {
     let now = Instant::now();
     let (mut c, id) = receiving(Strategy::Swarm, 4, now);

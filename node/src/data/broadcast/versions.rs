@@ -38,6 +38,17 @@ impl Broadcasts {
         Some((b.seq, origin, id))
     }
 
+    /// Whether `id`'s place among its name's versions is known: its own, a record names it, or
+    /// a `seq` came from a peer's `Have` or was persisted. A receiver restarted before the
+    /// registry named a version it was fetching holds it unplaced (`seq` 0) for a while; such a
+    /// version may be the newest, so it is neither superseded nor removed until placed.
+    pub(super) fn placed(&self, id: BroadcastId) -> bool {
+        self.broadcasts
+            .get(&id)
+            .is_some_and(|b| b.source.is_some() || b.seq > 0)
+            || self.records.contains_key(&id)
+    }
+
     /// The newest live version of `name` that this node knows of (a record, or its own).
     pub(super) fn newest_live(&self, name: &str) -> Option<VersionKey> {
         self.live.get(name).and_then(|s| s.last().copied())
@@ -141,7 +152,7 @@ impl Broadcasts {
                 .broadcasts
                 .get(&id)
                 .is_some_and(|b| matches!(b.state, State::Receiving) && !b.finalizing);
-            if receiving && self.key_of(id).is_some_and(|k| k < newest) {
+            if receiving && self.placed(id) && self.key_of(id).is_some_and(|k| k < newest) {
                 self.supersede(id);
             }
         }
