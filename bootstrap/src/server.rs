@@ -37,7 +37,8 @@ pub struct BootstrapConfig {
     pub listen: SocketAddr,
     /// Fellow bootstraps to replicate with (more are learned from the registry).
     pub peers: Vec<SocketAddr>,
-    /// Where the registry snapshot and incarnation live; `None` keeps nothing on disk.
+    /// Where the registry snapshot and incarnation live; `None` keeps nothing on disk. Made
+    /// private at start (0700, files 0600, whatever the umask).
     pub data_dir: Option<PathBuf>,
     /// Liveness timeouts.
     pub registry: RegistryConfig,
@@ -93,6 +94,9 @@ pub enum BootstrapError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The data dir is not a directory of this user, or could not be made private.
+    #[error(transparent)]
+    DataDir(#[from] swarmcast_net::DataDirError),
     /// The listen address cannot be advertised to others.
     #[error("cannot advertise unspecified address {0}; listen on a concrete address")]
     Unspecified(SocketAddr),
@@ -173,6 +177,10 @@ pub async fn run(
     }
     if config.listen.ip().is_unspecified() {
         return Err(BootstrapError::Unspecified(config.listen));
+    }
+    // Private before anything is written there: 0700, files 0600, whatever the umask.
+    if let Some(dir) = &config.data_dir {
+        swarmcast_net::private_dir::prepare(dir, None)?;
     }
     let metrics_listener = match config.metrics {
         Some(addr) => Some(swarmcast_metrics::bind(addr).await?),

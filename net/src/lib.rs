@@ -6,16 +6,19 @@
 //! * [`CloseCode`]: the application close and stream reset codes.
 //! * [`CertRefusal`]: a handshake that failed over a certificate, read from the typed error.
 //! * [`incarnation`]: the persisted counter that rises at every start.
+//! * [`private_dir`]: a daemon's data dir, 0700 whatever the umask (nodes and bootstraps).
 
 mod close;
 mod dial;
 pub mod incarnation;
+pub mod private_dir;
 mod refusal;
 mod transport;
 pub mod wire;
 
 pub use close::CloseCode;
 pub use dial::{DialError, connect};
+pub use private_dir::DataDirError;
 pub use refusal::{CertRefusal, RefusedBy};
 pub use transport::transport_config;
 pub use wire::WireError;

@@ -173,6 +173,23 @@ impl Cluster {
         self.spawn_cmd(name, cmd, &[])
     }
 
+    /// Start a bootstrap under a shell that first sets `umask` (e.g. "000"); returns its index.
+    pub fn bootstrap_umask(
+        &mut self,
+        name: &str,
+        listen: SocketAddr,
+        peers: &[SocketAddr],
+        umask: &str,
+    ) -> Result<usize> {
+        let identity = self.issue(name, "bootstrap")?;
+        let data_dir = self.data_dir(name);
+        let args = harness::bootstrap_argv(&identity, listen, &data_dir, peers, self.timings());
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!("umask {umask} && exec \"$0\" \"$@\""), bin()])
+            .args(args);
+        self.spawn_cmd(name, cmd, &[])
+    }
+
     fn spawn_cmd(&mut self, name: &str, mut cmd: Command, env: &[(&str, &str)]) -> Result<usize> {
         let log = self
             .dir
