@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::client::ClientError;
+use crate::refused::RefusedHandshakes;
 use crate::registry::{
     ChangeLog, ChangeLogConfig, MAX_SEQ_AHEAD, ProgressUpdate, Registry, RegistryConfig,
 };
@@ -112,6 +113,7 @@ struct Shared {
     /// Numbered views for heartbeat answers; locked before `registry` when both are.
     changes: Mutex<ChangeLog>,
     heartbeat: Mutex<u64>,
+    refused: RefusedHandshakes,
 }
 
 impl Shared {
@@ -235,6 +237,7 @@ pub async fn run(
         registry: Mutex::new(registry),
         changes: Mutex::new(ChangeLog::new(incarnation, ChangeLogConfig::default())),
         heartbeat: Mutex::new(0),
+        refused: RefusedHandshakes::new(),
         config,
     });
     shared.beat(Instant::now());
@@ -279,7 +282,7 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
             let conn = match incoming.await {
                 Ok(c) => c,
                 Err(e) => {
-                    debug!(%remote, error = %e, "handshake failed");
+                    shared.refused.handle(Instant::now(), remote, &e);
                     return;
                 }
             };
@@ -484,6 +487,7 @@ impl RequestPath {
                 registry,
                 changes: Mutex::new(ChangeLog::new(1, ChangeLogConfig::default())),
                 heartbeat: Mutex::new(0),
+                refused: RefusedHandshakes::new(),
             },
         }
     }

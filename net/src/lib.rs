@@ -6,6 +6,7 @@
 //! * [`CloseCode`]: the application close and stream reset codes.
 //! * [`CertRefusal`]: a handshake that failed over a certificate, read from the typed error.
 //! * [`incarnation`]: the persisted counter that rises at every start.
+//! * [`RefusedLog`]: which refused handshakes a server logs (a pure rate limiter).
 //! * [`private_dir`]: a daemon's data dir, 0700 whatever the umask (nodes and bootstraps).
 
 mod close;
@@ -13,6 +14,7 @@ mod dial;
 pub mod incarnation;
 pub mod private_dir;
 mod refusal;
+mod refused_log;
 mod transport;
 pub mod wire;
 
@@ -20,5 +22,6 @@ pub use close::CloseCode;
 pub use dial::{DialError, connect};
 pub use private_dir::DataDirError;
 pub use refusal::{CertRefusal, RefusedBy};
+pub use refused_log::{LogLine, RefusalKey, RefusedLog, RefusedLogConfig};
 pub use transport::transport_config;
 pub use wire::WireError;

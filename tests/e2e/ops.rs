@@ -58,3 +58,71 @@ fn bootstrap_data_dir_is_private_under_umask_000() -> Result<()> {
     ensure!(mode(&inc) == 0o600, "n1 incarnation is {:o}", mode(&inc));
     Ok(())
 }
+
+/// Lines of `log` that contain every one of `wants`.
+fn lines_with(log: &Path, wants: &[&str]) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| wants.iter().all(|w| l.contains(w)))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A node with another CA's certificate retries for ever: the bootstrap logs the refused
+/// handshake with the peer's address and the reason, once per peer and reason per 30 s
+/// however often it retries.
+#[test]
+fn refused_handshakes_are_logged_at_the_bootstrap_rate_limited() -> Result<()> {
+    let _serial = serial();
+    let mut c = Cluster::new()?;
+    let b = free_addr();
+    let bi = c.bootstrap("b1", b, &[])?;
+    let other = c.path("other-ca");
+    let other_s = other.to_string_lossy().into_owned();
+    c.cli(&["certs", "init", "--dir", &other_s])?;
+    c.cli(&[
+        "certs", "issue", "--dir", &other_s, "--name", "n1", "--role", "node",
+    ])?;
+    let foreign = other.join("n1").to_string_lossy().into_owned();
+    // Five one-off clients, each refused, then a daemon that retries on its own.
+    for _ in 0..5 {
+        let out = std::process::Command::new(bin())
+            .args(["registry", "--seed", &b.to_string(), "--identity", &foreign])
+            .env("RUST_LOG", "off")
+            .output()?;
+        ensure!(!out.status.success(), "a foreign client was answered");
+    }
+    let log = c.procs[bi].log.clone();
+    let wants = [
+        "handshake refused",
+        "remote=127.0.0.1:",
+        "UnknownCA",
+        "different CAs",
+    ];
+    let first = wait_for(Duration::from_secs(10), "the refusal logged", || {
+        Ok((!lines_with(&log, &wants).is_empty()).then_some(()))
+    });
+    if first.is_err() {
+        c.dump_logs();
+    }
+    first?;
+    let argv = swarmcast_chaos::harness::node_argv(
+        &other.join("n1"),
+        &c.data_dir("n1"),
+        &[b],
+        Some(&swarmcast_chaos::harness::Timings::FOR_TEST),
+        &[],
+    );
+    c.spawn("n1", argv)?;
+    std::thread::sleep(Duration::from_secs(4));
+    let refused = lines_with(&log, &["handshake refused"]);
+    ensure!(
+        refused.len() == 1,
+        "one line per peer and reason per 30 s, got {}:\n{}",
+        refused.len(),
+        refused.join("\n")
+    );
+    ensure!(refused[0].contains("held_back=0"), "{}", refused[0]);
+    Ok(())
+}

@@ -140,7 +140,8 @@ impl Cluster {
         Ok(certs.join(name))
     }
 
-    fn spawn(&mut self, name: &str, args: Vec<String>) -> Result<usize> {
+    /// Start `swarmcast ARGS` as `name`; returns its index in `procs`.
+    pub fn spawn(&mut self, name: &str, args: Vec<String>) -> Result<usize> {
         self.spawn_env(name, args, &[])
     }
 
