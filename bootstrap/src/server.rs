@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::client::ClientError;
+use crate::metrics::BootstrapMetrics;
 use crate::refused::RefusedHandshakes;
 use crate::registry::{
     ChangeLog, ChangeLogConfig, MAX_SEQ_AHEAD, ProgressUpdate, Registry, RegistryConfig,
@@ -114,6 +115,7 @@ struct Shared {
     changes: Mutex<ChangeLog>,
     heartbeat: Mutex<u64>,
     refused: RefusedHandshakes,
+    metrics: BootstrapMetrics,
 }
 
 impl Shared {
@@ -229,6 +231,7 @@ pub async fn run(
         role: Role::Bootstrap,
     };
     info!(%addr, id = %me.id, name = %me.name, incarnation, "bootstrap listening");
+    let (metrics, metrics_registry) = BootstrapMetrics::new();
     let shared = Arc::new(Shared {
         me,
         addr,
@@ -238,12 +241,12 @@ pub async fn run(
         changes: Mutex::new(ChangeLog::new(incarnation, ChangeLogConfig::default())),
         heartbeat: Mutex::new(0),
         refused: RefusedHandshakes::new(),
+        metrics,
         config,
     });
     shared.beat(Instant::now());
 
     let mut tasks = JoinSet::new();
-    let (metrics, metrics_registry) = crate::metrics::BootstrapMetrics::new();
     if let Some(l) = metrics_listener {
         if let Ok(addr) = l.local_addr() {
             info!(%addr, "serving metrics");
@@ -251,12 +254,7 @@ pub async fn run(
         tasks.spawn(swarmcast_metrics::serve(l, Arc::new(metrics_registry)));
     }
     tasks.spawn(accept_loop(endpoint.clone(), shared.clone()));
-    tasks.spawn(tick_loop(
-        endpoint.clone(),
-        client_config,
-        shared.clone(),
-        metrics,
-    ));
+    tasks.spawn(tick_loop(endpoint.clone(), client_config, shared.clone()));
     if shared.config.data_dir.is_some() {
         tasks.spawn(snapshot_loop(shared.clone()));
     }
@@ -317,33 +315,45 @@ async fn serve_connection(conn: quinn::Connection, peer: PeerInfo, shared: Arc<S
             async move {
                 let limits = shared.limits;
                 let timeout = shared.config.request_timeout;
-                let request =
-                    match tokio::time::timeout(timeout, wire::read_message(&mut recv, &limits))
-                        .await
-                    {
-                        Ok(Ok(Some(m))) => m,
-                        Ok(Ok(None)) => return,
-                        Ok(Err(WireError::Decode(e))) => {
-                            warn!(error = %e.for_log(), "undecodable request; closing connection");
-                            conn.close(CloseCode::Protocol.into(), b"protocol error");
-                            return;
-                        }
-                        Ok(Err(e)) => {
-                            debug!(error = %e, "request read failed");
-                            return;
-                        }
-                        Err(_) => {
-                            let _ = recv.stop(CloseCode::Protocol.into());
-                            return;
-                        }
-                    };
+                let read = wire::read_message_sized(&mut recv, &limits);
+                let (request, request_bytes) = match tokio::time::timeout(timeout, read).await {
+                    Ok(Ok(Some(m))) => m,
+                    Ok(Ok(None)) => return,
+                    Ok(Err(WireError::Decode(e))) => {
+                        warn!(error = %e.for_log(), "undecodable request; closing connection");
+                        conn.close(CloseCode::Protocol.into(), b"protocol error");
+                        return;
+                    }
+                    Ok(Err(e)) => {
+                        debug!(error = %e, "request read failed");
+                        return;
+                    }
+                    Err(_) => {
+                        let _ = recv.stop(CloseCode::Protocol.into());
+                        return;
+                    }
+                };
                 let kind = request.kind();
+                let replication = matches!(request, Message::Digest(_) | Message::Delta(_))
+                    && peer.role == Role::Bootstrap;
                 let answer = handle_request(&shared, &peer, request, Instant::now());
                 if let Message::Error(e) = &answer {
                     warn!(request = kind, code = ?e.code, reason = %e.message, "request refused");
                 }
-                if let Err(e) = wire::write_message(&mut send, &answer, &limits).await {
-                    debug!(error = %e, "answer not delivered");
+                let answer_bytes =
+                    match wire::write_message_sized(&mut send, &answer, &limits).await {
+                        Ok(n) => n,
+                        Err(e) => {
+                            debug!(error = %e, "answer not delivered");
+                            0
+                        }
+                    };
+                if replication {
+                    shared
+                        .metrics
+                        .anti_entropy_bytes(answer_bytes, request_bytes);
+                }
+                if answer_bytes == 0 {
                     return;
                 }
                 let _ = send.finish();
@@ -488,6 +498,7 @@ impl RequestPath {
                 changes: Mutex::new(ChangeLog::new(1, ChangeLogConfig::default())),
                 heartbeat: Mutex::new(0),
                 refused: RefusedHandshakes::new(),
+                metrics: BootstrapMetrics::default(),
             },
         }
     }
@@ -564,7 +575,6 @@ async fn tick_loop(
     endpoint: quinn::Endpoint,
     client_config: quinn::ClientConfig,
     shared: Arc<Shared>,
-    metrics: crate::metrics::BootstrapMetrics,
 ) {
     let mut interval = tokio::time::interval(shared.config.anti_entropy_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -580,7 +590,7 @@ async fn tick_loop(
             while let Some(event) = reg.poll_event() {
                 log_event(&event);
             }
-            metrics.set_entries(reg.status_counts(now));
+            shared.metrics.set_entries(reg.status_counts(now));
         }
         for addr in shared.fellows(now) {
             let alive = fellows.get(&addr).is_some_and(|h| !h.is_finished());
@@ -590,7 +600,6 @@ async fn tick_loop(
                     client_config.clone(),
                     shared.clone(),
                     addr,
-                    metrics.clone(),
                 )
                 .instrument(info_span!("fellow", %addr));
                 fellows.insert(addr, tokio::spawn(task));
@@ -605,7 +614,6 @@ async fn replicate(
     client_config: quinn::ClientConfig,
     shared: Arc<Shared>,
     addr: SocketAddr,
-    metrics: crate::metrics::BootstrapMetrics,
 ) {
     let period = shared.config.anti_entropy_interval;
     let timeout = shared.config.request_timeout;
@@ -641,7 +649,7 @@ async fn replicate(
             interval.tick().await;
             let result = exchange(&conn, &shared, timeout).await;
             if result.is_ok() {
-                metrics.round();
+                shared.metrics.round();
             }
             if let Err(e) = result {
                 if matches!(e, ClientError::Wire(WireError::Refused { .. })) {
@@ -662,7 +670,11 @@ async fn exchange(
     timeout: Duration,
 ) -> Result<(), ClientError> {
     let digest = shared.registry().digest();
-    let answer = wire::request(conn, &Message::Digest(digest), &shared.limits, timeout).await?;
+    let (answer, bytes) =
+        wire::request_sized(conn, &Message::Digest(digest), &shared.limits, timeout).await?;
+    shared
+        .metrics
+        .anti_entropy_bytes(bytes.sent, bytes.received);
     let Message::Delta(delta) = answer else {
         return Err(WireError::Unexpected("expected Delta").into());
     };
@@ -673,7 +685,12 @@ async fn exchange(
         reg.answer_wants(now, &delta.want_nodes, &delta.want_broadcasts)
     };
     if !back.nodes.is_empty() || !back.broadcasts.is_empty() {
-        match wire::request(conn, &Message::Delta(back), &shared.limits, timeout).await? {
+        let (answer, bytes) =
+            wire::request_sized(conn, &Message::Delta(back), &shared.limits, timeout).await?;
+        shared
+            .metrics
+            .anti_entropy_bytes(bytes.sent, bytes.received);
+        match answer {
             Message::Ack(_) => {}
             _ => return Err(WireError::Unexpected("expected Ack").into()),
         }

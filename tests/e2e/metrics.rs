@@ -165,6 +165,27 @@ fn live_metrics_rise_mid_transfer_and_pass_promtool() -> Result<()> {
         sample(&body, "swarmcast_registry_entries{status=\"alive\"}").unwrap_or(0.0) >= 4.0,
         "{body}"
     );
+    // Anti-entropy bytes both ways: a round is at least a Digest out and a Delta back, each a
+    // 4-byte prefix and a msgpack map; and they keep rising with the rounds.
+    let bytes = |body: &str, dir: &str| {
+        sample(
+            body,
+            &format!("swarmcast_anti_entropy_bytes_total{{direction=\"{dir}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    let rounds = sample(&body, "swarmcast_anti_entropy_rounds_total").unwrap_or(0.0);
+    for dir in ["sent", "received"] {
+        ensure!(
+            bytes(&body, dir) >= 10.0 * rounds,
+            "{dir}: {} bytes for {rounds} rounds\n{body}",
+            bytes(&body, dir)
+        );
+    }
+    let before = bytes(&body, "sent");
+    wait_for(Duration::from_secs(10), "anti-entropy bytes rising", || {
+        Ok((bytes(&scrape(bm)?, "sent") > before).then_some(()))
+    })?;
     promtool(&body)?;
     Ok(())
 }
