@@ -204,6 +204,14 @@ pub struct Renewed {
     pub ca_added: bool,
 }
 
+impl Renewed {
+    /// The new notAfter for people, in UTC (e.g. `2027-12-02 14:40:49.0 +00:00:00`).
+    pub fn not_after_utc(&self) -> String {
+        time::OffsetDateTime::from_unix_timestamp(self.not_after_unix)
+            .map_or_else(|_| format!("unix time {}", self.not_after_unix), |t| t.to_string())
+    }
+}
+
 /// Renews the identity in `leaf_dir` (as written by [`issue`]) with the CA in `ca_dir`: its
 /// key is signed again ([`renew_with`], valid for [`Validity::leaf`] from now), so its node id,
 /// name and role stay. `cert.pem` is replaced atomically (temp file, fsync, rename); `key.pem`
