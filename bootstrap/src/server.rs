@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use swarmcast_certs::{Identity, PeerInfo};
+use swarmcast_certs::{LiveIdentity, PeerInfo};
 use swarmcast_net::wire::{self, WireError};
 use swarmcast_net::{CloseCode, incarnation};
 use swarmcast_proto::{
@@ -52,6 +52,9 @@ pub struct BootstrapConfig {
     pub request_timeout: Duration,
     /// Serve Prometheus metrics on this address (`--metrics`).
     pub metrics: Option<SocketAddr>,
+    /// How often the identity directory is re-read (a renewed certificate or changed trust
+    /// bundle is used without a restart); default [`swarmcast_net::RELOAD_EVERY`], 10 s.
+    pub identity_reload: Duration,
 }
 
 impl BootstrapConfig {
@@ -66,6 +69,7 @@ impl BootstrapConfig {
             snapshot_interval: Duration::from_secs(1),
             metrics: None,
             request_timeout: Duration::from_secs(2),
+            identity_reload: swarmcast_net::RELOAD_EVERY,
         }
     }
 }
@@ -169,10 +173,12 @@ impl Shared {
 
 /// Run a bootstrap server until `shutdown` resolves.
 pub async fn run(
-    identity: Identity,
+    live: Arc<LiveIdentity>,
     config: BootstrapConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), BootstrapError> {
+    // Name, role and key never change while it runs (a reload refuses another identity).
+    let identity = live.identity();
     if identity.role() != Role::Bootstrap {
         return Err(BootstrapError::WrongRole {
             name: identity.name().to_owned(),
@@ -191,8 +197,8 @@ pub async fn run(
         None => None,
     };
     let transport = swarmcast_net::transport_config();
-    let server = identity.server_config(transport.clone())?;
-    let client_config = identity.client_config(transport)?;
+    let server = live.server_config(transport.clone())?;
+    let client_config = live.client_config(transport)?;
     let endpoint =
         quinn::Endpoint::server(server, config.listen).map_err(|source| BootstrapError::Io {
             what: format!("binding {}", config.listen),
@@ -231,7 +237,8 @@ pub async fn run(
         role: Role::Bootstrap,
     };
     info!(%addr, id = %me.id, name = %me.name, incarnation, "bootstrap listening");
-    let (metrics, metrics_registry) = BootstrapMetrics::new();
+    let (metrics, mut metrics_registry) = BootstrapMetrics::new();
+    let cert_expiry = swarmcast_metrics::register_cert_expiry(&mut metrics_registry);
     let shared = Arc::new(Shared {
         me,
         addr,
@@ -253,6 +260,13 @@ pub async fn run(
         }
         tasks.spawn(swarmcast_metrics::serve(l, Arc::new(metrics_registry)));
     }
+    let reload = shared.config.identity_reload;
+    tasks.spawn(
+        swarmcast_net::watch_identity(live, reload, move |t| {
+            cert_expiry.set(t);
+        })
+        .instrument(info_span!("identity")),
+    );
     tasks.spawn(accept_loop(endpoint.clone(), shared.clone()));
     tasks.spawn(tick_loop(endpoint.clone(), client_config, shared.clone()));
     if shared.config.data_dir.is_some() {

@@ -207,21 +207,23 @@ pub struct Renewed {
 impl Renewed {
     /// The new notAfter for people, in UTC (e.g. `2027-12-02 14:40:49.0 +00:00:00`).
     pub fn not_after_utc(&self) -> String {
-        time::OffsetDateTime::from_unix_timestamp(self.not_after_unix)
-            .map_or_else(|_| format!("unix time {}", self.not_after_unix), |t| t.to_string())
+        time::OffsetDateTime::from_unix_timestamp(self.not_after_unix).map_or_else(
+            |_| format!("unix time {}", self.not_after_unix),
+            |t| t.to_string(),
+        )
     }
 }
 
 /// Renews the identity in `leaf_dir` (as written by [`issue`]) with the CA in `ca_dir`: its
-/// key is signed again ([`renew_with`], valid for [`Validity::leaf`] from now), so its node id,
+/// key is signed again ([`renew_with`], for `validity`, usually [`Validity::leaf`]), so its node id,
 /// name and role stay. `cert.pem` is replaced atomically (temp file, fsync, rename); `key.pem`
 /// is not touched. `ca.pem` is kept when it already trusts the signing CA; otherwise the signing
 /// CA's certificate is appended to it (a trust bundle, as when the CA is rotated), so the
 /// identity still loads. The running daemon picks the new certificate up by itself.
-pub fn renew(ca_dir: &Path, leaf_dir: &Path) -> Result<Renewed, CertError> {
+pub fn renew(ca_dir: &Path, leaf_dir: &Path, validity: Validity) -> Result<Renewed, CertError> {
     let ca = Ca::load(ca_dir)?;
     let identity = Identity::load(leaf_dir)?;
-    let issued = renew_with(&ca, &identity, Validity::leaf())?;
+    let issued = renew_with(&ca, &identity, validity)?;
     let paths = IssuedPaths {
         cert: leaf_dir.join(CERT_FILE),
         key: leaf_dir.join(KEY_FILE),

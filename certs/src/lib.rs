@@ -88,7 +88,7 @@ pub use identity::Identity;
 pub use issue::{
     IssuedCert, IssuedPaths, Renewed, issue, issue_with, renew, renew_with, validate_name,
 };
-pub use live::{LiveIdentity, Reload};
+pub use live::{EXPIRY_WARNING, LiveIdentity, Reload, expiry_warning};
 pub use peer::{PeerInfo, node_id_of, peer_info};
 pub use tls::{SERVER_NAME, install_crypto_provider};
 

@@ -23,11 +23,11 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use swarmcast_proto::ALPN;
 
 use crate::tls::{ClusterServerVerifier, provider};
+
 use crate::{CertError, Identity};
 
 /// What [`LiveIdentity::reload`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Reload {
     /// The files are as loaded.
     Unchanged,
@@ -68,27 +68,47 @@ impl Loaded {
     }
 }
 
+/// How long before its certificate expires a daemon starts warning: 30 days.
+pub const EXPIRY_WARNING: i64 = 30 * 24 * 3600;
+
+/// Whether a certificate whose notAfter is `not_after` (Unix seconds) is to be warned about at
+/// `now`: `Some(seconds left)` (negative once expired) within [`EXPIRY_WARNING`] of it.
+pub fn expiry_warning(not_after: i64, now: i64) -> Option<i64> {
+    let left = not_after.saturating_sub(now);
+    (left <= EXPIRY_WARNING).then_some(left)
+}
+
 /// An identity directory, loaded, and reloadable; see the module docs.
 #[derive(Debug)]
 pub struct LiveIdentity {
-    dir: PathBuf,
+    /// `None`: held in memory only ([`LiveIdentity::fixed`]), never reloaded.
+    dir: Option<PathBuf>,
     current: RwLock<Arc<Loaded>>,
 }
 
 impl LiveIdentity {
+    /// An identity that is not backed by files (tests, in-process daemons): [`Self::reload`]
+    /// always finds it unchanged.
+    pub fn fixed(identity: Identity) -> Result<Arc<Self>, CertError> {
+        Ok(Arc::new(Self {
+            dir: None,
+            current: RwLock::new(Arc::new(Loaded::new(identity, Default::default())?)),
+        }))
+    }
+
     /// Loads `dir` as [`Identity::load`] does.
     pub fn load(dir: &Path) -> Result<Arc<Self>, CertError> {
         let texts = Identity::read_texts(dir)?;
         let identity = Identity::from_texts(dir, &texts)?;
         Ok(Arc::new(Self {
-            dir: dir.to_owned(),
+            dir: Some(dir.to_owned()),
             current: RwLock::new(Arc::new(Loaded::new(identity, texts)?)),
         }))
     }
 
-    /// The directory it was loaded from.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The directory it was loaded from (`None` for [`Self::fixed`]).
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
     }
 
     fn loaded(&self) -> Arc<Loaded> {
@@ -110,16 +130,19 @@ impl LiveIdentity {
     /// is refused with [`CertError::IdentityChanged`] and the current one kept, as it is when
     /// the new files do not load.
     pub fn reload(&self) -> Result<Reload, CertError> {
-        let texts = Identity::read_texts(&self.dir)?;
+        let Some(dir) = &self.dir else {
+            return Ok(Reload::Unchanged);
+        };
+        let texts = Identity::read_texts(dir)?;
         let old = self.loaded();
         if texts == old.texts {
             return Ok(Reload::Unchanged);
         }
-        let identity = Identity::from_texts(&self.dir, &texts)?;
+        let identity = Identity::from_texts(dir, &texts)?;
         let (was, now) = (&old.identity, &identity);
         if now.node_id() != was.node_id() || now.name() != was.name() || now.role() != was.role() {
             return Err(CertError::IdentityChanged {
-                dir: self.dir.clone(),
+                dir: dir.clone(),
                 was: format!("{} ({}, {})", was.name(), was.role(), was.node_id().short()),
                 now: format!("{} ({}, {})", now.name(), now.role(), now.node_id().short()),
             });
@@ -290,5 +313,18 @@ impl ServerCertVerifier for Live {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.loaded().servers.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warns_from_30_days_before_expiry() {
+        let day = 24 * 3600;
+        assert_eq!(expiry_warning(100 * day, 69 * day), None);
+        assert_eq!(expiry_warning(100 * day, 70 * day), Some(30 * day));
+        assert_eq!(expiry_warning(100 * day, 101 * day), Some(-day));
     }
 }

@@ -8,7 +8,9 @@ mod common;
 use std::path::Path;
 
 use common::{Side, exchange, transport};
-use swarmcast_certs::{CertError, Identity, LiveIdentity, Reload, Role, init_ca, issue, renew};
+use swarmcast_certs::{
+    CertError, Identity, LiveIdentity, Reload, Role, Validity, init_ca, issue, renew,
+};
 
 fn cert_pem(dir: &Path) -> Vec<u8> {
     std::fs::read(dir.join("cert.pem")).unwrap()
@@ -33,7 +35,7 @@ async fn renewal_and_ca_rotation_without_new_configurations() {
 
     // Renewal: same key, new certificate, picked up by reload.
     let before = cert_pem(&b1);
-    let renewed = renew(&ca1, &b1).unwrap();
+    let renewed = renew(&ca1, &b1, Validity::leaf()).unwrap();
     assert_eq!(renewed.node_id, id);
     assert_eq!(
         (renewed.name.as_str(), renewed.role),
@@ -56,7 +58,7 @@ async fn renewal_and_ca_rotation_without_new_configurations() {
     // CA rotation: b1 re-signed by a second CA (its ca.pem becomes a bundle of both). n1
     // trusts only the first: refused, until n1's bundle holds the second too.
     init_ca(&ca2).unwrap();
-    let rotated = renew(&ca2, &b1).unwrap();
+    let rotated = renew(&ca2, &b1, Validity::leaf()).unwrap();
     assert!(rotated.ca_added);
     assert_eq!(rotated.node_id, id);
     assert!(matches!(
@@ -77,7 +79,7 @@ async fn renewal_and_ca_rotation_without_new_configurations() {
         .await
         .assert_connected();
     // n1 re-signed by the second CA too, and the first CA dropped from both bundles.
-    renew(&ca2, &n1).unwrap();
+    renew(&ca2, &n1, Validity::leaf()).unwrap();
     for dir in [&b1, &n1] {
         std::fs::copy(ca2.join("ca.pem"), dir.join("ca.pem")).unwrap();
     }

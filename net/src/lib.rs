@@ -7,10 +7,12 @@
 //! * [`CertRefusal`]: a handshake that failed over a certificate, read from the typed error.
 //! * [`incarnation`]: the persisted counter that rises at every start.
 //! * [`RefusedLog`]: which refused handshakes a server logs (a pure rate limiter).
+//! * [`watch_identity`]: reload a daemon's certificate while it runs, warn before it expires.
 //! * [`private_dir`]: a daemon's data dir, 0700 whatever the umask (nodes and bootstraps).
 
 mod close;
 mod dial;
+mod identity_watch;
 pub mod incarnation;
 pub mod private_dir;
 mod refusal;
@@ -20,6 +22,7 @@ pub mod wire;
 
 pub use close::CloseCode;
 pub use dial::{DialError, connect};
+pub use identity_watch::{RELOAD_EVERY, watch_identity};
 pub use private_dir::DataDirError;
 pub use refusal::{CertRefusal, RefusedBy};
 pub use refused_log::{LogLine, RefusalKey, RefusedLog, RefusedLogConfig};

@@ -28,6 +28,7 @@ pub(crate) fn run(command: CertsCommand) -> Result<()> {
             dir,
             name,
             identity,
+            days,
         } => {
             let leaf = match (identity, name) {
                 (Some(identity), _) => identity,
@@ -42,7 +43,8 @@ pub(crate) fn run(command: CertsCommand) -> Result<()> {
                     crate::cmd::usage_error(&["certs", "renew"], "--name or --identity is needed")
                 }
             };
-            let renewed = swarmcast_certs::renew(&dir, &leaf)
+            let validity = swarmcast_certs::Validity::days_from_now(days);
+            let renewed = swarmcast_certs::renew(&dir, &leaf, validity)
                 .with_context(|| format!("renewing {}", leaf.display()))?;
             let until = renewed.not_after_utc();
             outln!(

@@ -12,13 +12,13 @@ use anyhow::{Context, Result, bail, ensure};
 use crate::support::*;
 
 /// A free TCP port on 127.0.0.1.
-fn free_tcp() -> SocketAddr {
+pub fn free_tcp() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
 
 /// `GET /metrics`: the body of a 200 answer.
-fn scrape(addr: SocketAddr) -> Result<String> {
+pub fn scrape(addr: SocketAddr) -> Result<String> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")?;
@@ -30,7 +30,7 @@ fn scrape(addr: SocketAddr) -> Result<String> {
 }
 
 /// The value of the first sample whose line starts with `prefix` (name plus labels).
-fn sample(body: &str, prefix: &str) -> Option<f64> {
+pub fn sample(body: &str, prefix: &str) -> Option<f64> {
     body.lines()
         .find(|l| l.starts_with(prefix))
         .and_then(|l| l.rsplit(' ').next())
@@ -38,7 +38,7 @@ fn sample(body: &str, prefix: &str) -> Option<f64> {
 }
 
 /// `promtool check metrics` on `body`: an error with its complaints unless clean.
-fn promtool(body: &str) -> Result<()> {
+pub fn promtool(body: &str) -> Result<()> {
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

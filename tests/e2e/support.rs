@@ -145,7 +145,13 @@ impl Cluster {
         self.spawn_env(name, args, &[])
     }
 
-    fn spawn_env(&mut self, name: &str, args: Vec<String>, env: &[(&str, &str)]) -> Result<usize> {
+    /// Start `swarmcast ARGS` as `name` with extra environment variables.
+    pub fn spawn_env(
+        &mut self,
+        name: &str,
+        args: Vec<String>,
+        env: &[(&str, &str)],
+    ) -> Result<usize> {
         let mut cmd = Command::new(bin());
         cmd.args(&args);
         self.spawn_cmd(name, cmd, env)
