@@ -153,6 +153,15 @@ fn live_metrics_rise_mid_transfer_and_pass_promtool() -> Result<()> {
     ensure!(sample(&body, "swarmcast_pieces_verified_total").unwrap_or(0.0) > 0.0);
     ensure!(sample(&body, "swarmcast_neighbours").unwrap_or(0.0) >= 1.0);
     ensure!(sample(&body, "process_resident_memory_bytes").unwrap_or(0.0) > 0.0);
+    // The certificate's notAfter: about a year ahead (`certs issue`'s default).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs_f64();
+    let expiry = sample(&body, "swarmcast_cert_expiry_timestamp_seconds").unwrap_or(0.0);
+    ensure!(
+        expiry > now + 364.0 * 86_400.0 && expiry < now + 366.0 * 86_400.0,
+        "cert expiry {expiry} at {now}"
+    );
     promtool(&body)?;
     // The bootstrap's.
     let body = wait_for(Duration::from_secs(20), "anti-entropy rounds", || {
