@@ -247,3 +247,47 @@ fn metrics_port_in_use_fails_naming_it() -> Result<()> {
     }
     Ok(())
 }
+
+/// The alert rules shipped in docs/deploy pass `promtool check rules`, and every metric they
+/// name is one a daemon exports (so a renamed metric cannot leave a rule that never fires).
+#[test]
+fn shipped_alert_rules_pass_promtool_and_name_exported_metrics() -> Result<()> {
+    let rules = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/deploy/swarmcast-alerts.yml"
+    );
+    let out = Command::new("promtool")
+        .args(["check", "rules", rules])
+        .output()
+        .context("running promtool (Debian package prometheus; .ci/run installs it)")?;
+    ensure!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(rules)?;
+    let sources = [
+        include_str!("../../node/src/metrics.rs"),
+        include_str!("../../bootstrap/src/metrics.rs"),
+        include_str!("../../metrics/src/lib.rs"),
+    ]
+    .concat();
+    for name in text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("swarmcast_") && w.len() > "swarmcast_".len())
+    {
+        // Registered as `swarmcast` + name, with the unit and `_total` added by the encoder.
+        let stem = name
+            .trim_start_matches("swarmcast_")
+            .trim_end_matches("_total")
+            .trim_end_matches("_bytes")
+            .trim_end_matches("_seconds");
+        ensure!(
+            sources.contains(&format!("\"{stem}\""))
+                || sources.contains(&format!("\"swarmcast_{stem}\"")),
+            "{name} in {rules} is not registered by any daemon"
+        );
+    }
+    Ok(())
+}
