@@ -43,13 +43,24 @@ pub enum Reload {
 }
 
 /// One loaded state: the identity and what rustls needs of it.
-#[derive(Debug)]
 struct Loaded {
     identity: Identity,
+    /// The files as read (the key among them), to tell whether they changed.
     texts: [String; 3],
     certified: Arc<CertifiedKey>,
     clients: Arc<dyn ClientCertVerifier>,
     servers: Arc<ClusterServerVerifier>,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the texts: one of them is the private key.
+        f.debug_struct("Loaded")
+            .field("identity", &self.identity)
+            .field("not_after", &self.identity.not_after_unix())
+            .field("cas", &self.identity.cas().len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Loaded {
@@ -319,6 +330,16 @@ impl ServerCertVerifier for Live {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_shows_no_key() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        crate::init_ca(tmp.path()).expect("ca");
+        crate::issue(tmp.path(), "n1", swarmcast_proto::Role::Node).expect("issue");
+        let live = LiveIdentity::load(&tmp.path().join("n1")).expect("live");
+        let text = format!("{live:?}");
+        assert!(text.contains("n1") && !text.contains("PRIVATE"), "{text}");
+    }
 
     #[test]
     fn warns_from_30_days_before_expiry() {
