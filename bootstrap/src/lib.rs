@@ -3,7 +3,6 @@
 //! * [`registry`]: the pure, I/O-free core (merge, liveness, anti-entropy digests and deltas).
 //! * [`server`]: the QUIC shell around it, with anti-entropy between fellows and snapshots.
 //! * [`client`]: the client side, used by nodes, fellows and the CLI.
-//! * `refused`: refused handshakes logged with the peer's address and reason, rate-limited.
 //! * [`listing`]: the JSON shape of `registry --json`, written by the CLI and read by harnesses.
 //!
 //! Framing, dialling, transport settings, close codes and the incarnation counter are in
@@ -12,7 +11,6 @@
 pub mod client;
 pub mod listing;
 pub mod metrics;
-mod refused;
 pub mod registry;
 pub mod server;
 pub mod snapshot;

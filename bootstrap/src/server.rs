@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use swarmcast_certs::{LiveIdentity, PeerInfo};
 use swarmcast_net::wire::{self, WireError};
-use swarmcast_net::{CloseCode, incarnation};
+use swarmcast_net::{CloseCode, RefusedHandshakes, incarnation};
 use swarmcast_proto::{
     Ack, Delta, ErrorCode, Limits, Message, NodeId, NodeRecord, Ping, Registered, RegistryCursor,
     RegistryView, Role, Version,
@@ -20,7 +20,6 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::client::ClientError;
 use crate::metrics::BootstrapMetrics;
-use crate::refused::RefusedHandshakes;
 use crate::registry::{
     ChangeLog, ChangeLogConfig, MAX_SEQ_AHEAD, ProgressUpdate, Registry, RegistryConfig,
 };

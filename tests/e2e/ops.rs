@@ -71,7 +71,7 @@ fn lines_with(log: &Path, wants: &[&str]) -> Vec<String> {
 
 /// A node with another CA's certificate retries for ever: the bootstrap logs the refused
 /// handshake with the peer's address and the reason, once per peer and reason per 30 s
-/// however often it retries.
+/// however often it retries; a node logs refusals on its own listener the same way.
 #[test]
 fn refused_handshakes_are_logged_at_the_bootstrap_rate_limited() -> Result<()> {
     let _serial = serial();
@@ -124,6 +124,31 @@ fn refused_handshakes_are_logged_at_the_bootstrap_rate_limited() -> Result<()> {
         refused.join("\n")
     );
     ensure!(refused[0].contains("held_back=0"), "{}", refused[0]);
+    // A node's own listener logs the same way: a foreign client dialling it directly.
+    let ni = c.node("n2", &[b], &[])?;
+    let listen = wait_for(Duration::from_secs(20), "n2 registered", || {
+        let s = c.status("n2")?;
+        Ok(s.registered.then_some(s.listen))
+    })?;
+    for _ in 0..3 {
+        let out = std::process::Command::new(bin())
+            .args([
+                "registry",
+                "--seed",
+                &listen.to_string(),
+                "--identity",
+                &foreign,
+            ])
+            .env("RUST_LOG", "off")
+            .output()?;
+        ensure!(!out.status.success(), "a foreign client was answered by n2");
+    }
+    let node_log = c.procs[ni].log.clone();
+    wait_for(Duration::from_secs(10), "n2 logs the refusal", || {
+        Ok((!lines_with(&node_log, &wants).is_empty()).then_some(()))
+    })?;
+    let at_node = lines_with(&node_log, &["handshake refused"]);
+    ensure!(at_node.len() == 1, "n2: {}", at_node.join("\n"));
     Ok(())
 }
 

@@ -1,29 +1,37 @@
-//! Refused handshakes at the bootstrap: each is logged with the peer's address and the reason,
-//! at most one line per peer and reason per 30 s ([`swarmcast_net::RefusedLog`] decides).
+//! Refused handshakes at a server (bootstraps, and nodes for their inbound connections): each
+//! is logged with the peer's address and the reason, at most one line per peer and reason per
+//! 30 s ([`RefusedLog`] decides).
 //!
-//! A node whose certificate comes from another CA refuses the bootstrap's certificate
+//! A node whose certificate comes from another CA refuses the server's certificate
 //! (`unknown_ca`, seen here as the peer's close) and retries for ever; an expired or foreign
-//! client certificate is refused by this side. Either way the operator of the bootstrap sees
-//! who and why, instead of nothing.
+//! client certificate is refused by this side. Either way the operator of the server sees who
+//! and why, instead of nothing.
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use swarmcast_net::{CertRefusal, RefusedBy, RefusedLog, RefusedLogConfig};
+use crate::{CertRefusal, RefusedBy, RefusedLog, RefusedLogConfig};
 use tracing::{debug, warn};
 
 /// Alert 45, `certificate_expired`.
 const CERTIFICATE_EXPIRED: u8 = 45;
 
-/// The shell's handle on the rate limiter.
+/// The shell's handle on the rate limiter, shared by an accept loop's tasks.
 #[derive(Debug)]
-pub(crate) struct RefusedHandshakes {
+pub struct RefusedHandshakes {
     log: Mutex<RefusedLog>,
 }
 
+impl Default for RefusedHandshakes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl RefusedHandshakes {
-    pub(crate) fn new() -> Self {
+    /// One line per peer IP and reason per 30 s ([`RefusedLogConfig::default`]).
+    pub fn new() -> Self {
         Self {
             log: Mutex::new(RefusedLog::new(RefusedLogConfig::default())),
         }
@@ -31,7 +39,7 @@ impl RefusedHandshakes {
 
     /// The handshake of `remote` failed with `error`: log it if it was a refusal and the rate
     /// limit lets it through; anything else (a peer gone, this side shutting down) at debug.
-    pub(crate) fn handle(&self, now: Instant, remote: SocketAddr, error: &quinn::ConnectionError) {
+    pub fn handle(&self, now: Instant, remote: SocketAddr, error: &quinn::ConnectionError) {
         let Some((reason, hint)) = refusal_reason(error) else {
             debug!(%remote, %error, "handshake failed");
             return;
@@ -64,13 +72,13 @@ fn refusal_reason(error: &quinn::ConnectionError) -> Option<(String, Option<&'st
     if let Some(refusal) = CertRefusal::of(error) {
         let hint = match refusal.by {
             _ if refusal.is_untrusted_issuer() => {
-                Some("the peer's certificate and this bootstrap's come from different CAs")
+                Some("the peer's certificate and this process's come from different CAs")
             }
             RefusedBy::ThisSide if refusal.alert == CERTIFICATE_EXPIRED => {
                 Some("the peer's certificate has expired (or is not valid yet); renew it")
             }
             RefusedBy::Peer if refusal.alert == CERTIFICATE_EXPIRED => {
-                Some("this bootstrap's certificate has expired in the peer's eyes; renew it")
+                Some("this process's certificate has expired in the peer's eyes; renew it")
             }
             _ => None,
         };
