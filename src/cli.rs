@@ -449,6 +449,26 @@ pub(crate) enum CertsCommand {
         #[arg(long, value_parser = parse_role)]
         role: Role,
     },
+    /// Renew a certificate: sign the same key again (so its NodeId, name and role stay), valid
+    /// for a year from now by default. Replaces cert.pem; a running daemon picks it up within 10 s.
+    Renew {
+        /// Directory holding the CA that signs (for a CA rotation, the new CA).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Renew D/N.
+        #[arg(
+            long,
+            required_unless_present = "identity",
+            conflicts_with = "identity"
+        )]
+        name: Option<String>,
+        /// Renew this identity directory instead (e.g. one under the old CA's directory).
+        #[arg(long)]
+        identity: Option<PathBuf>,
+        /// Days of validity from now (a daemon warns from 30 days before the end).
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u16).range(1..=3650))]
+        days: u16,
+    },
 }
 
 #[derive(Debug, Args)]

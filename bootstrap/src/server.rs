@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use swarmcast_certs::{Identity, PeerInfo};
+use swarmcast_certs::{LiveIdentity, PeerInfo};
 use swarmcast_net::wire::{self, WireError};
-use swarmcast_net::{CloseCode, incarnation};
+use swarmcast_net::{CloseCode, RefusedHandshakes, incarnation};
 use swarmcast_proto::{
     Ack, Delta, ErrorCode, Limits, Message, NodeId, NodeRecord, Ping, Registered, RegistryCursor,
     RegistryView, Role, Version,
@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::client::ClientError;
+use crate::metrics::BootstrapMetrics;
 use crate::registry::{
     ChangeLog, ChangeLogConfig, MAX_SEQ_AHEAD, ProgressUpdate, Registry, RegistryConfig,
 };
@@ -37,7 +38,8 @@ pub struct BootstrapConfig {
     pub listen: SocketAddr,
     /// Fellow bootstraps to replicate with (more are learned from the registry).
     pub peers: Vec<SocketAddr>,
-    /// Where the registry snapshot and incarnation live; `None` keeps nothing on disk.
+    /// Where the registry snapshot and incarnation live; `None` keeps nothing on disk. Made
+    /// private at start (0700, files 0600, whatever the umask).
     pub data_dir: Option<PathBuf>,
     /// Liveness timeouts.
     pub registry: RegistryConfig,
@@ -49,6 +51,9 @@ pub struct BootstrapConfig {
     pub request_timeout: Duration,
     /// Serve Prometheus metrics on this address (`--metrics`).
     pub metrics: Option<SocketAddr>,
+    /// How often the identity directory is re-read (a renewed certificate or changed trust
+    /// bundle is used without a restart); default [`swarmcast_net::RELOAD_EVERY`], 10 s.
+    pub identity_reload: Duration,
 }
 
 impl BootstrapConfig {
@@ -63,6 +68,7 @@ impl BootstrapConfig {
             snapshot_interval: Duration::from_secs(1),
             metrics: None,
             request_timeout: Duration::from_secs(2),
+            identity_reload: swarmcast_net::RELOAD_EVERY,
         }
     }
 }
@@ -93,6 +99,9 @@ pub enum BootstrapError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The data dir is not a directory of this user, or could not be made private.
+    #[error(transparent)]
+    DataDir(#[from] swarmcast_net::DataDirError),
     /// The listen address cannot be advertised to others.
     #[error("cannot advertise unspecified address {0}; listen on a concrete address")]
     Unspecified(SocketAddr),
@@ -108,6 +117,8 @@ struct Shared {
     /// Numbered views for heartbeat answers; locked before `registry` when both are.
     changes: Mutex<ChangeLog>,
     heartbeat: Mutex<u64>,
+    refused: RefusedHandshakes,
+    metrics: BootstrapMetrics,
 }
 
 impl Shared {
@@ -161,10 +172,12 @@ impl Shared {
 
 /// Run a bootstrap server until `shutdown` resolves.
 pub async fn run(
-    identity: Identity,
+    live: Arc<LiveIdentity>,
     config: BootstrapConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), BootstrapError> {
+    // Name, role and key never change while it runs (a reload refuses another identity).
+    let identity = live.identity();
     if identity.role() != Role::Bootstrap {
         return Err(BootstrapError::WrongRole {
             name: identity.name().to_owned(),
@@ -174,13 +187,17 @@ pub async fn run(
     if config.listen.ip().is_unspecified() {
         return Err(BootstrapError::Unspecified(config.listen));
     }
+    // Private before anything is written there: 0700, files 0600, whatever the umask.
+    if let Some(dir) = &config.data_dir {
+        swarmcast_net::private_dir::prepare(dir, None)?;
+    }
     let metrics_listener = match config.metrics {
         Some(addr) => Some(swarmcast_metrics::bind(addr).await?),
         None => None,
     };
     let transport = swarmcast_net::transport_config();
-    let server = identity.server_config(transport.clone())?;
-    let client_config = identity.client_config(transport)?;
+    let server = live.server_config(transport.clone())?;
+    let client_config = live.client_config(transport)?;
     let endpoint =
         quinn::Endpoint::server(server, config.listen).map_err(|source| BootstrapError::Io {
             what: format!("binding {}", config.listen),
@@ -219,6 +236,8 @@ pub async fn run(
         role: Role::Bootstrap,
     };
     info!(%addr, id = %me.id, name = %me.name, incarnation, "bootstrap listening");
+    let (metrics, mut metrics_registry) = BootstrapMetrics::new();
+    let cert_expiry = swarmcast_metrics::register_cert_expiry(&mut metrics_registry);
     let shared = Arc::new(Shared {
         me,
         addr,
@@ -227,25 +246,28 @@ pub async fn run(
         registry: Mutex::new(registry),
         changes: Mutex::new(ChangeLog::new(incarnation, ChangeLogConfig::default())),
         heartbeat: Mutex::new(0),
+        refused: RefusedHandshakes::new(),
+        metrics,
         config,
     });
     shared.beat(Instant::now());
 
     let mut tasks = JoinSet::new();
-    let (metrics, metrics_registry) = crate::metrics::BootstrapMetrics::new();
     if let Some(l) = metrics_listener {
         if let Ok(addr) = l.local_addr() {
             info!(%addr, "serving metrics");
         }
         tasks.spawn(swarmcast_metrics::serve(l, Arc::new(metrics_registry)));
     }
+    let reload = shared.config.identity_reload;
+    tasks.spawn(
+        swarmcast_net::watch_identity(live, reload, move |t| {
+            cert_expiry.set(t);
+        })
+        .instrument(info_span!("identity")),
+    );
     tasks.spawn(accept_loop(endpoint.clone(), shared.clone()));
-    tasks.spawn(tick_loop(
-        endpoint.clone(),
-        client_config,
-        shared.clone(),
-        metrics,
-    ));
+    tasks.spawn(tick_loop(endpoint.clone(), client_config, shared.clone()));
     if shared.config.data_dir.is_some() {
         tasks.spawn(snapshot_loop(shared.clone()));
     }
@@ -271,7 +293,7 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
             let conn = match incoming.await {
                 Ok(c) => c,
                 Err(e) => {
-                    debug!(%remote, error = %e, "handshake failed");
+                    shared.refused.handle(Instant::now(), remote, &e);
                     return;
                 }
             };
@@ -306,33 +328,45 @@ async fn serve_connection(conn: quinn::Connection, peer: PeerInfo, shared: Arc<S
             async move {
                 let limits = shared.limits;
                 let timeout = shared.config.request_timeout;
-                let request =
-                    match tokio::time::timeout(timeout, wire::read_message(&mut recv, &limits))
-                        .await
-                    {
-                        Ok(Ok(Some(m))) => m,
-                        Ok(Ok(None)) => return,
-                        Ok(Err(WireError::Decode(e))) => {
-                            warn!(error = %e.for_log(), "undecodable request; closing connection");
-                            conn.close(CloseCode::Protocol.into(), b"protocol error");
-                            return;
-                        }
-                        Ok(Err(e)) => {
-                            debug!(error = %e, "request read failed");
-                            return;
-                        }
-                        Err(_) => {
-                            let _ = recv.stop(CloseCode::Protocol.into());
-                            return;
-                        }
-                    };
+                let read = wire::read_message_sized(&mut recv, &limits);
+                let (request, request_bytes) = match tokio::time::timeout(timeout, read).await {
+                    Ok(Ok(Some(m))) => m,
+                    Ok(Ok(None)) => return,
+                    Ok(Err(WireError::Decode(e))) => {
+                        warn!(error = %e.for_log(), "undecodable request; closing connection");
+                        conn.close(CloseCode::Protocol.into(), b"protocol error");
+                        return;
+                    }
+                    Ok(Err(e)) => {
+                        debug!(error = %e, "request read failed");
+                        return;
+                    }
+                    Err(_) => {
+                        let _ = recv.stop(CloseCode::Protocol.into());
+                        return;
+                    }
+                };
                 let kind = request.kind();
+                let replication = matches!(request, Message::Digest(_) | Message::Delta(_))
+                    && peer.role == Role::Bootstrap;
                 let answer = handle_request(&shared, &peer, request, Instant::now());
                 if let Message::Error(e) = &answer {
                     warn!(request = kind, code = ?e.code, reason = %e.message, "request refused");
                 }
-                if let Err(e) = wire::write_message(&mut send, &answer, &limits).await {
-                    debug!(error = %e, "answer not delivered");
+                let answer_bytes =
+                    match wire::write_message_sized(&mut send, &answer, &limits).await {
+                        Ok(n) => n,
+                        Err(e) => {
+                            debug!(error = %e, "answer not delivered");
+                            0
+                        }
+                    };
+                if replication {
+                    shared
+                        .metrics
+                        .anti_entropy_bytes(answer_bytes, request_bytes);
+                }
+                if answer_bytes == 0 {
                     return;
                 }
                 let _ = send.finish();
@@ -476,6 +510,8 @@ impl RequestPath {
                 registry,
                 changes: Mutex::new(ChangeLog::new(1, ChangeLogConfig::default())),
                 heartbeat: Mutex::new(0),
+                refused: RefusedHandshakes::new(),
+                metrics: BootstrapMetrics::default(),
             },
         }
     }
@@ -552,7 +588,6 @@ async fn tick_loop(
     endpoint: quinn::Endpoint,
     client_config: quinn::ClientConfig,
     shared: Arc<Shared>,
-    metrics: crate::metrics::BootstrapMetrics,
 ) {
     let mut interval = tokio::time::interval(shared.config.anti_entropy_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -568,7 +603,7 @@ async fn tick_loop(
             while let Some(event) = reg.poll_event() {
                 log_event(&event);
             }
-            metrics.set_entries(reg.status_counts(now));
+            shared.metrics.set_entries(reg.status_counts(now));
         }
         for addr in shared.fellows(now) {
             let alive = fellows.get(&addr).is_some_and(|h| !h.is_finished());
@@ -578,7 +613,6 @@ async fn tick_loop(
                     client_config.clone(),
                     shared.clone(),
                     addr,
-                    metrics.clone(),
                 )
                 .instrument(info_span!("fellow", %addr));
                 fellows.insert(addr, tokio::spawn(task));
@@ -593,7 +627,6 @@ async fn replicate(
     client_config: quinn::ClientConfig,
     shared: Arc<Shared>,
     addr: SocketAddr,
-    metrics: crate::metrics::BootstrapMetrics,
 ) {
     let period = shared.config.anti_entropy_interval;
     let timeout = shared.config.request_timeout;
@@ -629,7 +662,7 @@ async fn replicate(
             interval.tick().await;
             let result = exchange(&conn, &shared, timeout).await;
             if result.is_ok() {
-                metrics.round();
+                shared.metrics.round();
             }
             if let Err(e) = result {
                 if matches!(e, ClientError::Wire(WireError::Refused { .. })) {
@@ -650,7 +683,11 @@ async fn exchange(
     timeout: Duration,
 ) -> Result<(), ClientError> {
     let digest = shared.registry().digest();
-    let answer = wire::request(conn, &Message::Digest(digest), &shared.limits, timeout).await?;
+    let (answer, bytes) =
+        wire::request_sized(conn, &Message::Digest(digest), &shared.limits, timeout).await?;
+    shared
+        .metrics
+        .anti_entropy_bytes(bytes.sent, bytes.received);
     let Message::Delta(delta) = answer else {
         return Err(WireError::Unexpected("expected Delta").into());
     };
@@ -661,7 +698,12 @@ async fn exchange(
         reg.answer_wants(now, &delta.want_nodes, &delta.want_broadcasts)
     };
     if !back.nodes.is_empty() || !back.broadcasts.is_empty() {
-        match wire::request(conn, &Message::Delta(back), &shared.limits, timeout).await? {
+        let (answer, bytes) =
+            wire::request_sized(conn, &Message::Delta(back), &shared.limits, timeout).await?;
+        shared
+            .metrics
+            .anti_entropy_bytes(bytes.sent, bytes.received);
+        match answer {
             Message::Ack(_) => {}
             _ => return Err(WireError::Unexpected("expected Ack").into()),
         }

@@ -52,6 +52,11 @@ impl Validity {
         }
     }
 
+    /// `days` days from now (backdated by [`Validity::BACKDATE`]), e.g. for `certs renew --days`.
+    pub fn days_from_now(days: u16) -> Self {
+        Self::starting_now(Duration::days(i64::from(days)))
+    }
+
     /// The default validity of a leaf certificate: [`Validity::LEAF_LIFETIME`] from now.
     pub fn leaf() -> Self {
         Self::starting_now(Self::LEAF_LIFETIME)

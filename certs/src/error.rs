@@ -111,7 +111,20 @@ pub enum CertError {
         addr: SocketAddr,
     },
 
-    /// Key generation or certificate signing failed.
+    /// A reload found another identity than the one running.
+    #[error(
+        "{dir} now holds another identity ({now}, was {was}); keeping the one loaded: a new key \
+         is a new NodeId and needs a restart"
+    )]
+    IdentityChanged {
+        /// The identity directory.
+        dir: std::path::PathBuf,
+        /// Name, role and short id loaded.
+        was: String,
+        /// Name, role and short id found now.
+        now: String,
+    },
+    /// Key or certificate generation failed.
     #[error("generating certificate: {0}")]
     Generate(#[from] rcgen::Error),
 

@@ -40,6 +40,29 @@ pub(crate) fn create_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), 
         })
 }
 
+/// Replaces `path` atomically with `contents` at `mode`: a temp file beside it (created with
+/// the final mode), fsync, rename over `path`, fsync the directory. Used only by renewal.
+pub(crate) fn replace(path: &Path, contents: &[u8], mode: u32) -> Result<(), CertError> {
+    let write = |source| CertError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = path.with_extension("pem.tmp");
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(write(e)),
+    }
+    create_new(&tmp, contents, mode)?;
+    fs::rename(&tmp, path).map_err(write)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(write)?;
+    }
+    Ok(())
+}
+
 /// Fails with [`CertError::AlreadyExists`] if `path` exists (even as a dangling symlink).
 pub(crate) fn ensure_absent(path: &Path) -> Result<(), CertError> {
     match fs::symlink_metadata(path) {

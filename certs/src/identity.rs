@@ -18,14 +18,18 @@ pub(crate) const KEY_FILE: &str = "key.pem";
 
 /// A process's credentials: a leaf certificate, its private key, and the cluster CA.
 ///
+/// `ca.pem` may hold more than one CA certificate (a trust bundle, while the CA is being
+/// rotated): peers whose certificates chain to any of them are trusted.
+///
 /// Loading checks that the key belongs to the certificate, that the certificate is signed by
-/// the CA, and that it carries a valid name and a role. It does not check the time: an
+/// one of the CAs, and that it carries a valid name and a role. It does not check the time: an
 /// expired identity loads (with a warning) and is then rejected by its peers.
 pub struct Identity {
     cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
-    ca: CertificateDer<'static>,
+    cas: Vec<CertificateDer<'static>>,
     info: PeerInfo,
+    not_after_unix: i64,
 }
 
 /// PEM text and where it came from.
@@ -37,23 +41,36 @@ struct Source<'a> {
 impl Identity {
     /// Loads `dir/cert.pem`, `dir/key.pem` and `dir/ca.pem`, as written by [`crate::issue`].
     pub fn load(dir: &Path) -> Result<Self, CertError> {
+        Self::from_texts(dir, &Self::read_texts(dir)?)
+    }
+
+    /// The PEM texts of `dir/cert.pem`, `dir/key.pem` and `dir/ca.pem`.
+    pub(crate) fn read_texts(dir: &Path) -> Result<[String; 3], CertError> {
+        let [cert, key, ca] = [CERT_FILE, KEY_FILE, CA_CERT_FILE].map(|f| dir.join(f));
+        Ok([
+            files::read_text(&cert)?,
+            files::read_text(&key)?,
+            files::read_text(&ca)?,
+        ])
+    }
+
+    /// An identity from the texts [`Identity::read_texts`] read from `dir`.
+    pub(crate) fn from_texts(dir: &Path, texts: &[String; 3]) -> Result<Self, CertError> {
         let [cert_path, key_path, ca_path] =
-            [CERT_FILE, KEY_FILE, CA_CERT_FILE].map(|f| dir.join(f));
-        let cert = files::read_text(&cert_path)?;
-        let key = files::read_text(&key_path)?;
-        let ca = files::read_text(&ca_path)?;
+            [CERT_FILE, KEY_FILE, CA_CERT_FILE].map(|f| dir.join(f).display().to_string());
+        let [cert, key, ca] = texts;
         Self::parse(
             Source {
-                text: &cert,
-                origin: &cert_path.display().to_string(),
+                text: cert,
+                origin: &cert_path,
             },
             Source {
-                text: &key,
-                origin: &key_path.display().to_string(),
+                text: key,
+                origin: &key_path,
             },
             Source {
-                text: &ca,
-                origin: &ca_path.display().to_string(),
+                text: ca,
+                origin: &ca_path,
             },
         )
     }
@@ -80,7 +97,7 @@ impl Identity {
     fn parse(cert: Source<'_>, key: Source<'_>, ca: Source<'_>) -> Result<Self, CertError> {
         let cert_der = pem::one_certificate(cert.text, cert.origin)?;
         let key_der = pem::private_key(key.text, key.origin)?;
-        let ca_der = pem::one_certificate(ca.text, ca.origin)?;
+        let ca_ders = pem::certificates(ca.text, ca.origin)?;
         let info = parse_leaf(&cert_der, cert.origin)?;
 
         let bad = |origin: &str, reason: String| CertError::BadCertificate {
@@ -89,12 +106,14 @@ impl Identity {
         };
         let (_, leaf) =
             X509Certificate::from_der(&cert_der).map_err(|e| bad(cert.origin, e.to_string()))?;
-        let (_, ca_cert) =
-            X509Certificate::from_der(&ca_der).map_err(|e| bad(ca.origin, e.to_string()))?;
-
-        if leaf.issuer() != ca_cert.subject()
-            || leaf.verify_signature(Some(ca_cert.public_key())).is_err()
-        {
+        let mut issued_by_one = false;
+        for ca_der in &ca_ders {
+            let (_, ca_cert) =
+                X509Certificate::from_der(ca_der).map_err(|e| bad(ca.origin, e.to_string()))?;
+            issued_by_one |= leaf.issuer() == ca_cert.subject()
+                && leaf.verify_signature(Some(ca_cert.public_key())).is_ok();
+        }
+        if !issued_by_one {
             return Err(CertError::NotIssuedByCa {
                 origin: cert.origin.to_owned(),
             });
@@ -124,11 +143,13 @@ impl Identity {
             );
         }
 
+        let not_after_unix = leaf.validity().not_after.timestamp();
         Ok(Self {
             cert: cert_der,
             key: key_der,
-            ca: ca_der,
+            cas: ca_ders,
             info,
+            not_after_unix,
         })
     }
 
@@ -152,9 +173,20 @@ impl Identity {
         &self.cert
     }
 
-    /// The CA certificate in DER.
+    /// The (first) CA certificate in DER.
     pub fn ca_der(&self) -> &CertificateDer<'static> {
-        &self.ca
+        // Parsing refuses a `ca.pem` without a certificate, so there is a first.
+        &self.cas[0]
+    }
+
+    /// Every CA certificate this identity trusts (more than one while the CA is rotated).
+    pub fn cas(&self) -> &[CertificateDer<'static>] {
+        &self.cas
+    }
+
+    /// When the leaf certificate expires (its notAfter), in seconds since the Unix epoch.
+    pub fn not_after_unix(&self) -> i64 {
+        self.not_after_unix
     }
 
     pub(crate) fn key_der(&self) -> PrivateKeyDer<'static> {
@@ -167,8 +199,9 @@ impl Clone for Identity {
         Self {
             cert: self.cert.clone(),
             key: self.key.clone_key(),
-            ca: self.ca.clone(),
+            cas: self.cas.clone(),
             info: self.info.clone(),
+            not_after_unix: self.not_after_unix,
         }
     }
 }

@@ -86,7 +86,32 @@ pub fn issue_with(
 ) -> Result<IssuedCert, CertError> {
     validate_name(name)?;
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    sign_leaf(ca, name, role, &key, validity)
+}
 
+/// Re-signs `identity`'s key with `ca`, in memory: the same key, so the same [`NodeId`]
+/// (the hash of the public key), and the same name and role, with a new `validity`. The
+/// result's `key_pem` is the identity's key; its `ca_pem` is `ca`'s certificate only (see
+/// [`renew`] for what is written to disk).
+///
+/// [`NodeId`]: swarmcast_proto::NodeId
+pub fn renew_with(
+    ca: &Ca,
+    identity: &Identity,
+    validity: Validity,
+) -> Result<IssuedCert, CertError> {
+    let key = KeyPair::try_from(&identity.key_der())?;
+    sign_leaf(ca, identity.name(), identity.role(), &key, validity)
+}
+
+/// Signs a leaf for `name` and `role` over `key`.
+fn sign_leaf(
+    ca: &Ca,
+    name: &str,
+    role: Role,
+    key: &KeyPair,
+    validity: Validity,
+) -> Result<IssuedCert, CertError> {
     let mut params = CertificateParams::default();
     let mut subject = DistinguishedName::new();
     subject.push(DnType::CommonName, name);
@@ -103,7 +128,7 @@ pub fn issue_with(
     params.not_before = validity.not_before;
     params.not_after = validity.not_after;
 
-    let without_role = params.signed_by(&key, ca.issuer())?;
+    let without_role = params.signed_by(key, ca.issuer())?;
     let cert = der::append_extension(
         without_role.der(),
         &der::role_extension(role),
@@ -160,6 +185,71 @@ pub fn issue(dir: &Path, name: &str, role: Role) -> Result<IssuedPaths, CertErro
     files::create_new(&paths.ca, issued.ca_pem.as_bytes(), files::PUBLIC)?;
     tracing::info!(name, %role, dir = %paths.dir.display(), "issued certificate");
     Ok(paths)
+}
+
+/// What [`renew`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Renewed {
+    /// The identity directory's files.
+    pub paths: IssuedPaths,
+    /// The name, unchanged.
+    pub name: String,
+    /// The role, unchanged.
+    pub role: Role,
+    /// The node id, unchanged (the key is the same).
+    pub node_id: swarmcast_proto::NodeId,
+    /// The new certificate's notAfter, in seconds since the Unix epoch.
+    pub not_after_unix: i64,
+    /// `ca.pem` had to gain the signing CA (it trusted only other CAs before).
+    pub ca_added: bool,
+}
+
+impl Renewed {
+    /// The new notAfter for people, in UTC (e.g. `2027-12-02 14:40:49.0 +00:00:00`).
+    pub fn not_after_utc(&self) -> String {
+        time::OffsetDateTime::from_unix_timestamp(self.not_after_unix).map_or_else(
+            |_| format!("unix time {}", self.not_after_unix),
+            |t| t.to_string(),
+        )
+    }
+}
+
+/// Renews the identity in `leaf_dir` (as written by [`issue`]) with the CA in `ca_dir`: its
+/// key is signed again ([`renew_with`], for `validity`, usually [`Validity::leaf`]), so its node id,
+/// name and role stay. `cert.pem` is replaced atomically (temp file, fsync, rename); `key.pem`
+/// is not touched. `ca.pem` is kept when it already trusts the signing CA; otherwise the signing
+/// CA's certificate is appended to it (a trust bundle, as when the CA is rotated), so the
+/// identity still loads. The running daemon picks the new certificate up by itself.
+pub fn renew(ca_dir: &Path, leaf_dir: &Path, validity: Validity) -> Result<Renewed, CertError> {
+    let ca = Ca::load(ca_dir)?;
+    let identity = Identity::load(leaf_dir)?;
+    let issued = renew_with(&ca, &identity, validity)?;
+    let paths = IssuedPaths {
+        cert: leaf_dir.join(CERT_FILE),
+        key: leaf_dir.join(KEY_FILE),
+        ca: leaf_dir.join(CA_CERT_FILE),
+        dir: leaf_dir.to_owned(),
+    };
+    let ca_added = !identity.cas().iter().any(|c| c == ca.cert_der());
+    if ca_added {
+        let mut bundle = files::read_text(&paths.ca)?;
+        if !bundle.ends_with('\n') {
+            bundle.push('\n');
+        }
+        bundle.push_str(ca.cert_pem());
+        files::replace(&paths.ca, bundle.as_bytes(), files::PUBLIC)?;
+    }
+    files::replace(&paths.cert, issued.cert_pem.as_bytes(), files::PUBLIC)?;
+    let renewed = Identity::load(leaf_dir)?;
+    tracing::info!(name = renewed.name(), role = %renewed.role(), dir = %leaf_dir.display(), "renewed certificate");
+    Ok(Renewed {
+        paths,
+        name: renewed.name().to_owned(),
+        role: renewed.role(),
+        node_id: renewed.node_id(),
+        not_after_unix: renewed.not_after_unix(),
+        ca_added,
+    })
 }
 
 /// Creates `dir` with mode 0700 unless it exists.

@@ -27,7 +27,13 @@
 //! ```
 //!
 //! `D/N` is what `--identity` points at ([`Identity::load`]). Files are created with
-//! `O_CREAT|O_EXCL` and their final mode, and nothing is ever overwritten.
+//! `O_CREAT|O_EXCL` and their final mode, and nothing is overwritten, except by [`renew`]: it
+//! replaces `D/N/cert.pem` atomically with the same key signed again (so the NodeId stays) and,
+//! when the signing CA is not yet trusted there, appends it to `D/N/ca.pem`.
+//!
+//! `ca.pem` may hold several CA certificates, a trust bundle: while the CA is rotated, peers
+//! chaining to either CA are trusted. [`LiveIdentity`] re-reads an identity directory so that a
+//! running daemon picks up a renewed certificate or a changed bundle without a restart.
 //!
 //! # Certificates
 //!
@@ -69,6 +75,7 @@ mod error;
 mod files;
 mod identity;
 mod issue;
+mod live;
 mod peer;
 mod pem;
 pub mod testing;
@@ -78,7 +85,10 @@ pub use ca::{Ca, CaPaths, Validity, init_ca};
 pub use der::ROLE_OID;
 pub use error::CertError;
 pub use identity::Identity;
-pub use issue::{IssuedCert, IssuedPaths, issue, issue_with, validate_name};
+pub use issue::{
+    IssuedCert, IssuedPaths, Renewed, issue, issue_with, renew, renew_with, validate_name,
+};
+pub use live::{EXPIRY_WARNING, LiveIdentity, Reload, expiry_warning};
 pub use peer::{PeerInfo, node_id_of, peer_info};
 pub use tls::{SERVER_NAME, install_crypto_provider};
 

@@ -24,6 +24,21 @@ pub(crate) fn one_certificate(
     }
 }
 
+/// The certificates in `text`: at least one (a trust bundle may hold several CAs).
+pub(crate) fn certificates(
+    text: &str,
+    origin: &str,
+) -> Result<Vec<CertificateDer<'static>>, CertError> {
+    let mut certs = Vec::new();
+    for cert in CertificateDer::pem_slice_iter(text.as_bytes()) {
+        certs.push(cert.map_err(|e| bad_pem(origin, e.to_string()))?);
+    }
+    if certs.is_empty() {
+        return Err(bad_pem(origin, "no certificate found".to_owned()));
+    }
+    Ok(certs)
+}
+
 /// The private key in `text` (PKCS#8, PKCS#1 or SEC1).
 pub(crate) fn private_key(text: &str, origin: &str) -> Result<PrivateKeyDer<'static>, CertError> {
     PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|e| bad_pem(origin, e.to_string()))

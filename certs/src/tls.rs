@@ -46,8 +46,7 @@ impl Identity {
         transport: Arc<quinn::TransportConfig>,
     ) -> Result<quinn::ServerConfig, CertError> {
         let provider = provider();
-        let verifier =
-            WebPkiClientVerifier::builder_with_provider(self.roots()?, provider.clone()).build()?;
+        let verifier = self.client_verifier()?;
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)
@@ -76,10 +75,7 @@ impl Identity {
         transport: Arc<quinn::TransportConfig>,
     ) -> Result<quinn::ClientConfig, CertError> {
         let provider = provider();
-        let verifier = Arc::new(ClusterServerVerifier {
-            inner: WebPkiServerVerifier::builder_with_provider(self.roots()?, provider.clone())
-                .build()?,
-        });
+        let verifier = self.server_verifier()?;
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .dangerous()
@@ -93,10 +89,27 @@ impl Identity {
         Ok(config)
     }
 
-    /// The cluster CA as the only trust anchor.
-    fn roots(&self) -> Result<Arc<RootCertStore>, CertError> {
+    /// Verifies clients against [`Identity::roots`] (chain, validity, clientAuth).
+    pub(crate) fn client_verifier(
+        &self,
+    ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, CertError> {
+        Ok(WebPkiClientVerifier::builder_with_provider(self.roots()?, provider()).build()?)
+    }
+
+    /// Verifies servers against [`Identity::roots`], not their names.
+    pub(crate) fn server_verifier(&self) -> Result<Arc<ClusterServerVerifier>, CertError> {
+        Ok(Arc::new(ClusterServerVerifier {
+            inner: WebPkiServerVerifier::builder_with_provider(self.roots()?, provider())
+                .build()?,
+        }))
+    }
+
+    /// The cluster CA (every CA of a bundle) as the only trust anchors.
+    pub(crate) fn roots(&self) -> Result<Arc<RootCertStore>, CertError> {
         let mut roots = RootCertStore::empty();
-        roots.add(self.ca_der().clone())?;
+        for ca in self.cas() {
+            roots.add(ca.clone())?;
+        }
         Ok(Arc::new(roots))
     }
 }
@@ -110,7 +123,7 @@ impl Identity {
 /// `expired_leaf_is_rejected_as_server` dial with a name the server's certificate does not
 /// hold, and would fail if that order changed.
 #[derive(Debug)]
-struct ClusterServerVerifier {
+pub(crate) struct ClusterServerVerifier {
     inner: Arc<WebPkiServerVerifier>,
 }
 

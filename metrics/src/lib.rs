@@ -7,7 +7,9 @@
 //!   the only request is `GET /metrics` (anything else is 404, a malformed or oversized
 //!   request head 400, a client that sends nothing for 5 s is dropped);
 //! * [`register_process`] adds `process_cpu_seconds_total` and `process_resident_memory_bytes`
-//!   read from `/proc/self` at each scrape.
+//!   read from `/proc/self` at each scrape;
+//! * [`register_cert_expiry`] adds `swarmcast_cert_expiry_timestamp_seconds`, the daemon's
+//!   certificate's notAfter (alert when it is less than 30 days away).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -189,6 +191,20 @@ fn to_text_0_0_4(open: &str) -> String {
         }
     }
     out
+}
+
+/// Add `swarmcast_cert_expiry_timestamp_seconds`: when this process's certificate expires,
+/// in seconds since the Unix epoch (set it at start and after each reload). Register on the
+/// root registry.
+pub fn register_cert_expiry(registry: &mut Registry) -> prometheus_client::metrics::gauge::Gauge {
+    let gauge = prometheus_client::metrics::gauge::Gauge::default();
+    registry.register_with_unit(
+        "swarmcast_cert_expiry_timestamp",
+        "When this process's TLS certificate expires (its notAfter), in Unix time",
+        Unit::Seconds,
+        gauge.clone(),
+    );
+    gauge
 }
 
 /// Add this process's CPU time and resident memory, read at each scrape (register on the root

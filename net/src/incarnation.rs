@@ -32,12 +32,24 @@ pub fn next(dir: Option<&Path>) -> std::io::Result<u64> {
     Ok(value)
 }
 
-/// Write `bytes` to `path` atomically: temp file in the same dir, fsync, rename, fsync the dir.
+/// Write `bytes` to `path` atomically: temp file in the same dir (created 0600, whatever the
+/// umask), fsync, rename, fsync the dir.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let tmp = path.with_extension("tmp");
+    // A temp file left by a crash may be more open than 0600: start afresh.
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }

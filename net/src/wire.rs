@@ -74,6 +74,14 @@ pub async fn read_header(
     recv: &mut quinn::RecvStream,
     limits: &Limits,
 ) -> Result<Option<Message>, WireError> {
+    Ok(read_header_sized(recv, limits).await?.map(|(m, _)| m))
+}
+
+/// [`read_header`], with the bytes read (length prefix and message).
+async fn read_header_sized(
+    recv: &mut quinn::RecvStream,
+    limits: &Limits,
+) -> Result<Option<(Message, usize)>, WireError> {
     let mut prefix = [0u8; PREFIX_LEN];
     match recv.read_exact(&mut prefix).await {
         Ok(()) => {}
@@ -85,7 +93,7 @@ pub async fn read_header(
     recv.read_exact(&mut body).await?;
     let msg: Message = decode_body(&body, limits)?;
     payload_len(&msg, limits)?;
-    Ok(Some(msg))
+    Ok(Some((msg, PREFIX_LEN + len)))
 }
 
 /// Read one frame. `Ok(None)` if the stream finished cleanly before a frame began.
@@ -113,12 +121,20 @@ pub async fn read_message(
     recv: &mut quinn::RecvStream,
     limits: &Limits,
 ) -> Result<Option<Message>, WireError> {
-    match read_frame(recv, limits).await? {
+    Ok(read_message_sized(recv, limits).await?.map(|(m, _)| m))
+}
+
+/// [`read_message`], with the bytes read (length prefix and message), for byte counters.
+pub async fn read_message_sized(
+    recv: &mut quinn::RecvStream,
+    limits: &Limits,
+) -> Result<Option<(Message, usize)>, WireError> {
+    match read_header_sized(recv, limits).await? {
         None => Ok(None),
-        Some(Frame::Message(m)) => Ok(Some(m)),
-        Some(_) => Err(WireError::Unexpected(
+        Some((msg, _)) if payload_len(&msg, limits)?.is_some() => Err(WireError::Unexpected(
             "payload frame where a message was expected",
         )),
+        Some(read) => Ok(Some(read)),
     }
 }
 
@@ -128,10 +144,19 @@ pub async fn write_message(
     msg: &Message,
     limits: &Limits,
 ) -> Result<(), WireError> {
+    write_message_sized(send, msg, limits).await.map(|_| ())
+}
+
+/// [`write_message`], returning the bytes written (length prefix and message).
+pub async fn write_message_sized(
+    send: &mut quinn::SendStream,
+    msg: &Message,
+    limits: &Limits,
+) -> Result<usize, WireError> {
     let mut buf = Vec::new();
     encode(msg, limits, &mut buf)?;
     send.write_all(&buf).await?;
-    Ok(())
+    Ok(buf.len())
 }
 
 /// The send priority of a neighbour's long-lived control stream (pings, pongs, `Have`,
@@ -161,17 +186,36 @@ pub async fn request(
     limits: &Limits,
     timeout: Duration,
 ) -> Result<Message, WireError> {
+    Ok(request_sized(conn, msg, limits, timeout).await?.0)
+}
+
+/// The bytes of one request and its answer as framed on the stream (length prefixes included).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameBytes {
+    /// The request's frame.
+    pub sent: usize,
+    /// The answer's frame.
+    pub received: usize,
+}
+
+/// [`request`], with the bytes of the request and of its answer.
+pub async fn request_sized(
+    conn: &quinn::Connection,
+    msg: &Message,
+    limits: &Limits,
+    timeout: Duration,
+) -> Result<(Message, FrameBytes), WireError> {
     let exchange = async {
         let (mut send, mut recv) = conn.open_bi().await?;
-        write_message(&mut send, msg, limits).await?;
+        let sent = write_message_sized(&mut send, msg, limits).await?;
         send.finish()?;
-        match read_message(&mut recv, limits).await? {
+        match read_message_sized(&mut recv, limits).await? {
             None => Err(WireError::Unexpected("stream finished without an answer")),
-            Some(Message::Error(e)) => Err(WireError::Refused {
+            Some((Message::Error(e), _)) => Err(WireError::Refused {
                 code: e.code,
                 message: e.message,
             }),
-            Some(m) => Ok(m),
+            Some((m, received)) => Ok((m, FrameBytes { sent, received })),
         }
     };
     tokio::time::timeout(timeout, exchange)

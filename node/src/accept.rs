@@ -7,8 +7,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use swarmcast_net::CloseCode;
 use swarmcast_net::wire::{self, WireError};
+use swarmcast_net::{CloseCode, RefusedHandshakes};
 use swarmcast_proto::{Limits, Message, NodeId, Role};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -21,15 +21,19 @@ use crate::neighbours::Direction;
 
 /// Accept inbound connections on `endpoint` until it closes.
 pub(crate) async fn run(endpoint: quinn::Endpoint, server: Server, tx: mpsc::Sender<Input>) {
+    // A refused handshake (a peer of another CA, an expired certificate) is logged with the
+    // peer's address and the reason, rate-limited; other failed handshakes at debug.
+    let refused = Arc::new(RefusedHandshakes::new());
     while let Some(incoming) = endpoint.accept().await {
         let tx = tx.clone();
         let server = server.clone();
+        let refused = refused.clone();
         tokio::spawn(async move {
             let addr = incoming.remote_address();
             let conn = match incoming.await {
                 Ok(c) => c,
                 Err(e) => {
-                    debug!(%addr, error = %e, "inbound handshake failed");
+                    refused.handle(std::time::Instant::now(), addr, &e);
                     return;
                 }
             };

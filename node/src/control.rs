@@ -128,14 +128,9 @@ pub enum ControlError {
     /// A daemon already owns the data dir.
     #[error("a daemon is already running with data dir {0}")]
     AlreadyRunning(PathBuf),
-    /// The data dir exists but is not a directory owned by this user.
-    #[error("data dir {dir}: {why}")]
-    DataDir {
-        /// The data dir.
-        dir: PathBuf,
-        /// What is wrong with it.
-        why: String,
-    },
+    /// The data dir is not a directory owned by this user, or could not be made private.
+    #[error(transparent)]
+    DataDir(#[from] swarmcast_net::DataDirError),
     /// No such group (`--control-group`).
     #[error("no group named {0:?}")]
     NoSuchGroup(String),
@@ -391,13 +386,16 @@ impl ControlAccess {
     }
 
     fn refusal(&self, caller: &Credentials) -> String {
-        let group = match self.group {
-            Some(g) => format!(", root and members of group {g}"),
-            None => " and root".to_owned(),
+        // A daemon run by root names root once, not as "uid 0 and root".
+        let who = match (self.uid, self.group) {
+            (0, None) => "root".to_owned(),
+            (0, Some(g)) => format!("root and members of group {g}"),
+            (u, None) => format!("uid {u} and root"),
+            (u, Some(g)) => format!("uid {u}, root and members of group {g}"),
         };
         format!(
-            "permission denied: uid {} may not use this daemon (only uid {}{group} may)",
-            caller.uid, self.uid
+            "permission denied: uid {} may not use this daemon (only {who} may)",
+            caller.uid
         )
     }
 }
@@ -411,52 +409,11 @@ pub fn group_by_name(name: &str) -> Result<u32, ControlError> {
     }
 }
 
-/// Make the daemon's files private whatever the umask it was started with: set the process
-/// umask to 077, create `data_dir` 0700 (0710 and group-owned with a control group, so that
-/// its members can reach the socket), and tighten an existing one that is open to others.
-///
-/// Refuses a data dir that is a symlink, not a directory, or owned by another user.
+/// Make the daemon's files private whatever the umask it was started with: see
+/// [`swarmcast_net::private_dir::prepare`] (shared with the bootstrap). With a control group
+/// the data dir is 0710 and group-owned, so that its members can reach the socket.
 pub fn prepare_data_dir(data_dir: &Path, group: Option<u32>) -> Result<(), ControlError> {
-    use nix::sys::stat::Mode;
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    nix::sys::stat::umask(Mode::from_bits_truncate(0o077));
-    let bad = |why: &str| ControlError::DataDir {
-        dir: data_dir.to_owned(),
-        why: why.to_owned(),
-    };
-    if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
-    }
-    match std::fs::DirBuilder::new().mode(0o700).create(data_dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e.into()),
-    }
-    let meta = std::fs::symlink_metadata(data_dir)?;
-    if !meta.is_dir() {
-        return Err(bad("not a directory (or a symlink)"));
-    }
-    if meta.uid() != nix::unistd::geteuid().as_raw() {
-        return Err(bad(&format!(
-            "owned by uid {}, not by this daemon's user",
-            meta.uid()
-        )));
-    }
-    let want = match group {
-        Some(g) => {
-            nix::unistd::chown(data_dir, None, Some(nix::unistd::Gid::from_raw(g)))
-                .map_err(std::io::Error::from)?;
-            0o710
-        }
-        None => 0o700,
-    };
-    if meta.mode() & 0o7777 != want {
-        if meta.mode() & 0o077 & !want != 0 {
-            warn!(dir = %data_dir.display(), mode = format!("{:o}", meta.mode() & 0o7777), "data dir was open to others; making it private");
-        }
-        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(want))?;
-    }
-    Ok(())
+    Ok(swarmcast_net::private_dir::prepare(data_dir, group)?)
 }
 
 /// Bind the control socket, refusing if a live daemon already answers on it; the socket is
@@ -715,6 +672,21 @@ mod tests {
         };
         assert!(!alone.allows(&c(1001, 50, &[50])));
         assert!(alone.refusal(&c(1001, 1, &[])).contains("uid 1001 may not"));
+        // Each allowed party is named once: root is not also "uid 0".
+        let who = |uid, group| {
+            let refusal = ControlAccess { uid, group }.refusal(&c(1001, 1, &[]));
+            refusal
+                .split_once("(only ")
+                .map(|(_, rest)| rest.to_owned())
+                .unwrap_or(refusal)
+        };
+        assert_eq!(who(0, None), "root may)");
+        assert_eq!(who(0, Some(50)), "root and members of group 50 may)");
+        assert_eq!(who(1000, None), "uid 1000 and root may)");
+        assert_eq!(
+            who(1000, Some(50)),
+            "uid 1000, root and members of group 50 may)"
+        );
     }
 
     #[test]
@@ -757,7 +729,7 @@ mod tests {
         std::os::unix::fs::symlink(&open, tmp.path().join("link")).expect("symlink");
         assert!(matches!(
             prepare_data_dir(&tmp.path().join("link"), None),
-            Err(ControlError::DataDir { .. })
+            Err(ControlError::DataDir(_))
         ));
     }
 }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use swarmcast_certs::Identity;
+use swarmcast_certs::LiveIdentity;
 use swarmcast_proto::{BroadcastId, Role};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument, info, info_span, warn};
@@ -73,6 +73,10 @@ pub struct NodeConfig {
     pub max_upload: Option<u64>,
     /// Download cap over every peer and broadcast, bytes per second (`--max-download`).
     pub max_download: Option<u64>,
+    /// How often the identity directory is re-read, so that a renewed certificate or a
+    /// changed trust bundle is used without a restart (default
+    /// [`swarmcast_net::RELOAD_EVERY`], 10 s).
+    pub identity_reload: Duration,
 }
 
 impl NodeConfig {
@@ -96,6 +100,7 @@ impl NodeConfig {
             max_disk: None,
             max_upload: None,
             max_download: None,
+            identity_reload: swarmcast_net::RELOAD_EVERY,
         }
     }
 }
@@ -250,10 +255,12 @@ fn raise_fd_limit() {
 }
 
 pub async fn run(
-    identity: Identity,
+    live: Arc<LiveIdentity>,
     config: NodeConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeError> {
+    // Name, role and key never change while it runs (a reload refuses another identity).
+    let identity = live.identity();
     if identity.role() != Role::Node {
         return Err(NodeError::WrongRole {
             name: identity.name().to_owned(),
@@ -271,7 +278,8 @@ pub async fn run(
     raise_fd_limit();
     // Own the data dir before anything else: a second daemon on it must fail fast.
     let control_listener = control::bind(&config.data_dir, config.control_group).await?;
-    let (metrics, registry) = crate::metrics::Metrics::new();
+    let (metrics, mut registry) = crate::metrics::Metrics::new();
+    let cert_expiry = swarmcast_metrics::register_cert_expiry(&mut registry);
     let metrics_listener = match config.metrics {
         Some(addr) => Some(swarmcast_metrics::bind(addr).await?),
         None => None,
@@ -280,8 +288,8 @@ pub async fn run(
         swarmcast_net::incarnation::next(Some(&config.data_dir)).map_err(io("incarnation file"))?;
 
     let transport = swarmcast_net::transport_config();
-    let server_config = identity.server_config(transport.clone())?;
-    let client_config = identity.client_config(transport)?;
+    let server_config = live.server_config(transport.clone())?;
+    let client_config = live.client_config(transport)?;
     let endpoint = quinn::Endpoint::server(server_config, config.listen)
         .map_err(io(&format!("binding {}", config.listen)))?;
     let listen = endpoint.local_addr().map_err(io("local address"))?;
@@ -332,6 +340,12 @@ pub async fn run(
         }
         tokio::spawn(swarmcast_metrics::serve(l, Arc::new(registry)))
     });
+    let identity_task = tokio::spawn(
+        swarmcast_net::watch_identity(live, config.identity_reload, move |t| {
+            cert_expiry.set(t);
+        })
+        .instrument(info_span!("identity")),
+    );
     let mut control_task =
         tokio::spawn(control::serve(control_listener, Arc::new(handler), access));
     let mut accept_task = tokio::spawn(
@@ -404,6 +418,7 @@ pub async fn run(
         r = &mut control_task => died("control socket")(r),
     };
     info!("node stopping");
+    identity_task.abort();
     control_task.abort();
     if let Some(t) = metrics_task {
         t.abort();

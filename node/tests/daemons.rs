@@ -96,8 +96,9 @@ async fn three_daemons_send_a_broadcast_end_to_end() {
     let (stop, stop_rx) = watch::channel(false);
 
     let seed = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let fixed = |identity| swarmcast_certs::LiveIdentity::fixed(identity).unwrap();
     let bootstrap = tokio::spawn(swarmcast_bootstrap::run(
-        cluster.issue("b1", Role::Bootstrap),
+        fixed(cluster.issue("b1", Role::Bootstrap)),
         BootstrapConfig::new(seed),
         stopped(stop_rx.clone()),
     ));
@@ -109,7 +110,7 @@ async fn three_daemons_send_a_broadcast_end_to_end() {
         config.neighbours = NeighbourConfig::for_test();
         let identity = cluster.issue(name, Role::Node);
         nodes.push(tokio::spawn(swarmcast_node::run(
-            identity,
+            fixed(identity),
             config,
             stopped(stop_rx.clone()),
         )));

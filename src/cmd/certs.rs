@@ -24,6 +24,44 @@ pub(crate) fn run(command: CertsCommand) -> Result<()> {
                 paths.key.display()
             )?;
         }
+        CertsCommand::Renew {
+            dir,
+            name,
+            identity,
+            days,
+        } => {
+            let leaf = match (identity, name) {
+                (Some(identity), _) => identity,
+                (None, Some(name)) => {
+                    if let Err(e) = swarmcast_certs::validate_name(&name) {
+                        crate::cmd::usage_error(&["certs", "renew"], format!("--name: {e}"));
+                    }
+                    dir.join(name)
+                }
+                // clap requires one of the two.
+                (None, None) => {
+                    crate::cmd::usage_error(&["certs", "renew"], "--name or --identity is needed")
+                }
+            };
+            let validity = swarmcast_certs::Validity::days_from_now(days);
+            let renewed = swarmcast_certs::renew(&dir, &leaf, validity)
+                .with_context(|| format!("renewing {}", leaf.display()))?;
+            let until = renewed.not_after_utc();
+            outln!(
+                "renewed {} certificate {} for {} (NodeId {} kept), valid until {until}",
+                renewed.role,
+                renewed.paths.cert.display(),
+                renewed.name,
+                renewed.node_id.short()
+            )?;
+            if renewed.ca_added {
+                outln!(
+                    "added the CA of {} to {} (it now trusts both CAs)",
+                    dir.display(),
+                    renewed.paths.ca.display()
+                )?;
+            }
+        }
     }
     Ok(())
 }

@@ -97,6 +97,26 @@ pub(crate) fn load_identity(dir: &Path) -> Result<swarmcast_certs::Identity> {
         .with_context(|| format!("loading identity from {}", dir.display()))
 }
 
+/// A daemon's identity: loaded from `dir` and re-read while it runs.
+pub(crate) fn load_live_identity(
+    dir: &Path,
+) -> Result<std::sync::Arc<swarmcast_certs::LiveIdentity>> {
+    swarmcast_certs::LiveIdentity::load(dir)
+        .with_context(|| format!("loading identity from {}", dir.display()))
+}
+
+/// The identity re-read period: `SWARMCAST_IDENTITY_RELOAD_MS` (test-only, so it never shows
+/// in --help), else [`swarmcast_net::RELOAD_EVERY`].
+pub(crate) fn identity_reload() -> std::time::Duration {
+    std::env::var("SWARMCAST_IDENTITY_RELOAD_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(
+            swarmcast_net::RELOAD_EVERY,
+            std::time::Duration::from_millis,
+        )
+}
+
 /// The running binary, which the harnesses start as child processes.
 pub(crate) fn current_exe() -> Result<std::path::PathBuf> {
     std::env::current_exe().context("locating the swarmcast binary")

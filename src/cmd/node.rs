@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use swarmcast_node::neighbours::NeighbourConfig;
 use swarmcast_node::{NodeConfig, NodeError, Strategy};
 
-use super::{load_identity, runtime, shutdown_signal, usage_error};
+use super::{identity_reload, load_live_identity, runtime, shutdown_signal, usage_error};
 use crate::cli::{JoinArgs, StrategyArg};
 use crate::output;
 
@@ -17,7 +17,7 @@ pub(crate) fn join(args: JoinArgs) -> Result<()> {
         Ok(n) => n,
         Err(e) => usage_error(&["node", "join"], format!("--neighbours: {e}")),
     };
-    let identity = load_identity(&args.identity)?;
+    let identity = load_live_identity(&args.identity)?;
     let mut config = NodeConfig::new(args.seeds, args.data.data_dir);
     config.listen = args.listen;
     config.advertise = args.advertise;
@@ -30,6 +30,7 @@ pub(crate) fn join(args: JoinArgs) -> Result<()> {
     config.max_disk = args.max_disk;
     config.max_upload = args.max_upload;
     config.max_download = args.max_download;
+    config.identity_reload = identity_reload();
     config.strategy = match args.strategy {
         StrategyArg::Swarm => Strategy::Swarm,
         StrategyArg::OriginOnly => Strategy::OriginOnly,

@@ -34,6 +34,15 @@ fn bad_flag_values_and_combinations_are_usage_errors() -> Result<()> {
         "--wait",
     )?;
     refused(
+        &["certs", "renew", "--dir", &d, "--name", "Bad"],
+        "--name: invalid name \"Bad\"",
+    )?;
+    refused(
+        &["certs", "renew", "--dir", &d, "--name", "n1", "--days", "0"],
+        "--days",
+    )?;
+    refused(&["certs", "renew", "--dir", &d], "--name")?;
+    refused(
         &[
             "bootstrap",
             "--identity",

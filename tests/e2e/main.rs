@@ -17,5 +17,6 @@ mod history;
 mod hostile;
 mod local_users;
 mod metrics;
+mod ops;
 mod support;
 mod versions;

@@ -12,13 +12,13 @@ use anyhow::{Context, Result, bail, ensure};
 use crate::support::*;
 
 /// A free TCP port on 127.0.0.1.
-fn free_tcp() -> SocketAddr {
+pub fn free_tcp() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
 
 /// `GET /metrics`: the body of a 200 answer.
-fn scrape(addr: SocketAddr) -> Result<String> {
+pub fn scrape(addr: SocketAddr) -> Result<String> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")?;
@@ -30,7 +30,7 @@ fn scrape(addr: SocketAddr) -> Result<String> {
 }
 
 /// The value of the first sample whose line starts with `prefix` (name plus labels).
-fn sample(body: &str, prefix: &str) -> Option<f64> {
+pub fn sample(body: &str, prefix: &str) -> Option<f64> {
     body.lines()
         .find(|l| l.starts_with(prefix))
         .and_then(|l| l.rsplit(' ').next())
@@ -38,7 +38,7 @@ fn sample(body: &str, prefix: &str) -> Option<f64> {
 }
 
 /// `promtool check metrics` on `body`: an error with its complaints unless clean.
-fn promtool(body: &str) -> Result<()> {
+pub fn promtool(body: &str) -> Result<()> {
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -153,6 +153,15 @@ fn live_metrics_rise_mid_transfer_and_pass_promtool() -> Result<()> {
     ensure!(sample(&body, "swarmcast_pieces_verified_total").unwrap_or(0.0) > 0.0);
     ensure!(sample(&body, "swarmcast_neighbours").unwrap_or(0.0) >= 1.0);
     ensure!(sample(&body, "process_resident_memory_bytes").unwrap_or(0.0) > 0.0);
+    // The certificate's notAfter: about a year ahead (`certs issue`'s default).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs_f64();
+    let expiry = sample(&body, "swarmcast_cert_expiry_timestamp_seconds").unwrap_or(0.0);
+    ensure!(
+        expiry > now + 364.0 * 86_400.0 && expiry < now + 366.0 * 86_400.0,
+        "cert expiry {expiry} at {now}"
+    );
     promtool(&body)?;
     // The bootstrap's.
     let body = wait_for(Duration::from_secs(20), "anti-entropy rounds", || {
@@ -165,6 +174,27 @@ fn live_metrics_rise_mid_transfer_and_pass_promtool() -> Result<()> {
         sample(&body, "swarmcast_registry_entries{status=\"alive\"}").unwrap_or(0.0) >= 4.0,
         "{body}"
     );
+    // Anti-entropy bytes both ways: a round is at least a Digest out and a Delta back, each a
+    // 4-byte prefix and a msgpack map; and they keep rising with the rounds.
+    let bytes = |body: &str, dir: &str| {
+        sample(
+            body,
+            &format!("swarmcast_anti_entropy_bytes_total{{direction=\"{dir}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    let rounds = sample(&body, "swarmcast_anti_entropy_rounds_total").unwrap_or(0.0);
+    for dir in ["sent", "received"] {
+        ensure!(
+            bytes(&body, dir) >= 10.0 * rounds,
+            "{dir}: {} bytes for {rounds} rounds\n{body}",
+            bytes(&body, dir)
+        );
+    }
+    let before = bytes(&body, "sent");
+    wait_for(Duration::from_secs(10), "anti-entropy bytes rising", || {
+        Ok((bytes(&scrape(bm)?, "sent") > before).then_some(()))
+    })?;
     promtool(&body)?;
     Ok(())
 }
@@ -213,6 +243,50 @@ fn metrics_port_in_use_fails_naming_it() -> Result<()> {
         ensure!(
             err.contains(&addr) && err.contains("metrics"),
             "{args:?}: {err}"
+        );
+    }
+    Ok(())
+}
+
+/// The alert rules shipped in docs/deploy pass `promtool check rules`, and every metric they
+/// name is one a daemon exports (so a renamed metric cannot leave a rule that never fires).
+#[test]
+fn shipped_alert_rules_pass_promtool_and_name_exported_metrics() -> Result<()> {
+    let rules = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/deploy/swarmcast-alerts.yml"
+    );
+    let out = Command::new("promtool")
+        .args(["check", "rules", rules])
+        .output()
+        .context("running promtool (Debian package prometheus; .ci/run installs it)")?;
+    ensure!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(rules)?;
+    let sources = [
+        include_str!("../../node/src/metrics.rs"),
+        include_str!("../../bootstrap/src/metrics.rs"),
+        include_str!("../../metrics/src/lib.rs"),
+    ]
+    .concat();
+    for name in text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("swarmcast_") && w.len() > "swarmcast_".len())
+    {
+        // Registered as `swarmcast` + name, with the unit and `_total` added by the encoder.
+        let stem = name
+            .trim_start_matches("swarmcast_")
+            .trim_end_matches("_total")
+            .trim_end_matches("_bytes")
+            .trim_end_matches("_seconds");
+        ensure!(
+            sources.contains(&format!("\"{stem}\""))
+                || sources.contains(&format!("\"swarmcast_{stem}\"")),
+            "{name} in {rules} is not registered by any daemon"
         );
     }
     Ok(())

@@ -140,11 +140,18 @@ impl Cluster {
         Ok(certs.join(name))
     }
 
-    fn spawn(&mut self, name: &str, args: Vec<String>) -> Result<usize> {
+    /// Start `swarmcast ARGS` as `name`; returns its index in `procs`.
+    pub fn spawn(&mut self, name: &str, args: Vec<String>) -> Result<usize> {
         self.spawn_env(name, args, &[])
     }
 
-    fn spawn_env(&mut self, name: &str, args: Vec<String>, env: &[(&str, &str)]) -> Result<usize> {
+    /// Start `swarmcast ARGS` as `name` with extra environment variables.
+    pub fn spawn_env(
+        &mut self,
+        name: &str,
+        args: Vec<String>,
+        env: &[(&str, &str)],
+    ) -> Result<usize> {
         let mut cmd = Command::new(bin());
         cmd.args(&args);
         self.spawn_cmd(name, cmd, env)
@@ -170,6 +177,23 @@ impl Cluster {
             cmd.arg("--seed").arg(s.to_string());
         }
         cmd.args(extra);
+        self.spawn_cmd(name, cmd, &[])
+    }
+
+    /// Start a bootstrap under a shell that first sets `umask` (e.g. "000"); returns its index.
+    pub fn bootstrap_umask(
+        &mut self,
+        name: &str,
+        listen: SocketAddr,
+        peers: &[SocketAddr],
+        umask: &str,
+    ) -> Result<usize> {
+        let identity = self.issue(name, "bootstrap")?;
+        let data_dir = self.data_dir(name);
+        let args = harness::bootstrap_argv(&identity, listen, &data_dir, peers, self.timings());
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!("umask {umask} && exec \"$0\" \"$@\""), bin()])
+            .args(args);
         self.spawn_cmd(name, cmd, &[])
     }
 

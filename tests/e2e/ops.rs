@@ -1,0 +1,335 @@
+//! What an operator meets: private bootstrap data dirs, refused handshakes logged at the
+//! bootstrap, certificate renewal and rotation.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+
+use crate::support::*;
+
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().mode() & 0o7777
+}
+
+/// A bootstrap (and a node) started under umask 000 keep their data dirs 0700 and their files
+/// 0600, and a bootstrap tightens a data dir that was left open.
+#[test]
+fn bootstrap_data_dir_is_private_under_umask_000() -> Result<()> {
+    let _serial = serial();
+    let mut c = Cluster::new()?;
+    let (b1, b2) = (free_addr(), free_addr());
+    // b2's data dir exists already, open to everyone.
+    let open = c.data_dir("b2");
+    std::fs::create_dir_all(&open)?;
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777))?;
+    c.bootstrap_umask("b1", b1, &[], "000")?;
+    c.bootstrap_umask("b2", b2, &[b1], "000")?;
+    c.node_umask("n1", &[b1], &[], "000")?;
+    let files = |name: &str| {
+        let d = c.data_dir(name);
+        [d.join("registry.snapshot"), d.join("incarnation")]
+    };
+    let written = wait_for(
+        Duration::from_secs(30),
+        "snapshots written, n1 registered",
+        || {
+            let snapshots = ["b1", "b2"]
+                .iter()
+                .all(|b| files(b).iter().all(|f| f.exists()));
+            Ok((snapshots && c.status("n1")?.registered).then_some(()))
+        },
+    );
+    if written.is_err() {
+        c.dump_logs();
+    }
+    written?;
+    for b in ["b1", "b2"] {
+        let d = c.data_dir(b);
+        ensure!(mode(&d) == 0o700, "{b} data dir is {:o}", mode(&d));
+        for f in files(b) {
+            ensure!(mode(&f) == 0o600, "{} is {:o}", f.display(), mode(&f));
+        }
+    }
+    let n1 = c.data_dir("n1");
+    ensure!(mode(&n1) == 0o700, "n1 data dir is {:o}", mode(&n1));
+    let inc = n1.join("incarnation");
+    ensure!(mode(&inc) == 0o600, "n1 incarnation is {:o}", mode(&inc));
+    Ok(())
+}
+
+/// Lines of `log` that contain every one of `wants`.
+fn lines_with(log: &Path, wants: &[&str]) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| wants.iter().all(|w| l.contains(w)))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A node with another CA's certificate retries for ever: the bootstrap logs the refused
+/// handshake with the peer's address and the reason, once per peer and reason per 30 s
+/// however often it retries; a node logs refusals on its own listener the same way.
+#[test]
+fn refused_handshakes_are_logged_at_the_bootstrap_rate_limited() -> Result<()> {
+    let _serial = serial();
+    let mut c = Cluster::new()?;
+    let b = free_addr();
+    let bi = c.bootstrap("b1", b, &[])?;
+    let other = c.path("other-ca");
+    let other_s = other.to_string_lossy().into_owned();
+    c.cli(&["certs", "init", "--dir", &other_s])?;
+    c.cli(&[
+        "certs", "issue", "--dir", &other_s, "--name", "n1", "--role", "node",
+    ])?;
+    let foreign = other.join("n1").to_string_lossy().into_owned();
+    // Five one-off clients, each refused, then a daemon that retries on its own.
+    for _ in 0..5 {
+        let out = std::process::Command::new(bin())
+            .args(["registry", "--seed", &b.to_string(), "--identity", &foreign])
+            .env("RUST_LOG", "off")
+            .output()?;
+        ensure!(!out.status.success(), "a foreign client was answered");
+    }
+    let log = c.procs[bi].log.clone();
+    let wants = [
+        "handshake refused",
+        "remote=127.0.0.1:",
+        "UnknownCA",
+        "different CAs",
+    ];
+    let first = wait_for(Duration::from_secs(10), "the refusal logged", || {
+        Ok((!lines_with(&log, &wants).is_empty()).then_some(()))
+    });
+    if first.is_err() {
+        c.dump_logs();
+    }
+    first?;
+    let argv = swarmcast_chaos::harness::node_argv(
+        &other.join("n1"),
+        &c.data_dir("n1"),
+        &[b],
+        Some(&swarmcast_chaos::harness::Timings::FOR_TEST),
+        &[],
+    );
+    c.spawn("n1", argv)?;
+    std::thread::sleep(Duration::from_secs(4));
+    let refused = lines_with(&log, &["handshake refused"]);
+    ensure!(
+        refused.len() == 1,
+        "one line per peer and reason per 30 s, got {}:\n{}",
+        refused.len(),
+        refused.join("\n")
+    );
+    ensure!(refused[0].contains("held_back=0"), "{}", refused[0]);
+    // A node's own listener logs the same way: a foreign client dialling it directly.
+    let ni = c.node("n2", &[b], &[])?;
+    let listen = wait_for(Duration::from_secs(20), "n2 registered", || {
+        let s = c.status("n2")?;
+        Ok(s.registered.then_some(s.listen))
+    })?;
+    for _ in 0..3 {
+        let out = std::process::Command::new(bin())
+            .args([
+                "registry",
+                "--seed",
+                &listen.to_string(),
+                "--identity",
+                &foreign,
+            ])
+            .env("RUST_LOG", "off")
+            .output()?;
+        ensure!(!out.status.success(), "a foreign client was answered by n2");
+    }
+    let node_log = c.procs[ni].log.clone();
+    wait_for(Duration::from_secs(10), "n2 logs the refusal", || {
+        Ok((!lines_with(&node_log, &wants).is_empty()).then_some(()))
+    })?;
+    let at_node = lines_with(&node_log, &["handshake refused"]);
+    ensure!(at_node.len() == 1, "n2: {}", at_node.join("\n"));
+    Ok(())
+}
+
+/// `certs renew` and a CA rotation on a running fleet: every daemon picks up its re-signed
+/// certificate and its trust bundle without a restart (same PIDs, same NodeIds, broadcasts
+/// kept), a node that knows only the new CA joins and receives, a client of the old CA alone
+/// is refused, and the expiry gauge and the 30-day warning follow the certificate in use.
+#[test]
+fn certificates_renew_and_the_ca_rotates_without_a_restart() -> Result<()> {
+    use crate::metrics::{free_tcp, sample, scrape};
+    let _serial = serial();
+    let mut c = Cluster::new()?;
+    let env: &[(&str, &str)] = &[("SWARMCAST_IDENTITY_RELOAD_MS", "200")];
+    let timings = Some(&swarmcast_chaos::harness::Timings::FOR_TEST);
+    let b = free_addr();
+    let (bm, n1m) = (free_tcp(), free_tcp());
+    let certs = c.certs();
+    let mut argv = swarmcast_chaos::harness::bootstrap_argv(
+        &c.issue("b1", "bootstrap")?,
+        b,
+        &c.data_dir("b1"),
+        &[],
+        timings,
+    );
+    argv.extend(["--metrics".to_owned(), bm.to_string()]);
+    let bi = c.spawn_env("b1", argv, env)?;
+    for (name, extra) in [("n1", vec!["--metrics", &*n1m.to_string()]), ("n2", vec![])] {
+        let argv = swarmcast_chaos::harness::node_argv(
+            &c.issue(name, "node")?,
+            &c.data_dir(name),
+            &[b],
+            timings,
+            &extra,
+        );
+        c.spawn_env(name, argv, env)?;
+    }
+    c.issue("probe", "node")?;
+    let joined = wait_for(Duration::from_secs(30), "n1 and n2 alive", || {
+        Ok((names_with(&c.registry(b)?, Status::Alive) == ["n1", "n2"]).then_some(()))
+    });
+    if joined.is_err() {
+        c.dump_logs();
+    }
+    joined?;
+    let n1_id = c.status("n1")?.id;
+    let expiry = |addr| -> Result<f64> {
+        sample(&scrape(addr)?, "swarmcast_cert_expiry_timestamp_seconds")
+            .ok_or_else(|| anyhow::anyhow!("no expiry gauge"))
+    };
+    let first_expiry = expiry(n1m)?;
+    ensure!(expiry(bm)? > 0.0, "the bootstrap exports its expiry too");
+    let before = c.path("before");
+    write_file(&before.join("a.bin"), &pseudo_random(1, 300_000), 0o644)?;
+    let send = |c: &Cluster, dir: &Path| -> Result<String> {
+        let out = c.cli(&[
+            "node",
+            "send",
+            &dir.to_string_lossy(),
+            "--json",
+            "--data-dir",
+            &c.data_dir("n1").to_string_lossy(),
+        ])?;
+        let v: serde_json::Value = serde_json::from_str(&out)?;
+        Ok(v["broadcast"]["id"].as_str().unwrap_or_default().to_owned())
+    };
+    let done = |c: &Cluster, node: &str, id: &str| -> Result<Option<()>> {
+        Ok(c.broadcast(node, id)?
+            .filter(|b| b.state == BroadcastPhase::Complete)
+            .map(|_| ()))
+    };
+    let old_id = send(&c, &before)?;
+    wait_for(
+        Duration::from_secs(30),
+        "n2 has the first broadcast",
+        || done(&c, "n2", &old_id),
+    )?;
+
+    // Rotate: a second CA; every identity trusts both; each key re-signed by the new CA
+    // (n1 for 20 days only: inside the 30-day warning); then only the new CA is trusted.
+    let ca2 = c.path("ca2");
+    let ca2_s = ca2.to_string_lossy().into_owned();
+    c.cli(&["certs", "init", "--dir", &ca2_s])?;
+    let leaves = ["b1", "n1", "n2", "probe"];
+    let ca2_pem = std::fs::read_to_string(ca2.join("ca.pem"))?;
+    for leaf in leaves {
+        let path = certs.join(leaf).join("ca.pem");
+        let bundle = std::fs::read_to_string(&path)? + &ca2_pem;
+        std::fs::write(&path, bundle)?;
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    for leaf in leaves {
+        let dir = certs.join(leaf).to_string_lossy().into_owned();
+        let days = if leaf == "n1" { "20" } else { "365" };
+        let out = c.cli(&[
+            "certs",
+            "renew",
+            "--dir",
+            &ca2_s,
+            "--identity",
+            &dir,
+            "--days",
+            days,
+        ])?;
+        ensure!(out.contains("kept"), "{out}");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    for leaf in leaves {
+        std::fs::write(certs.join(leaf).join("ca.pem"), &ca2_pem)?;
+    }
+    let reloaded = wait_for(Duration::from_secs(10), "every daemon reloaded", || {
+        let all = c.procs.iter().all(|p| {
+            let reloads = lines_with(&p.log, &["identity reloaded"]);
+            // Trusting both (the bundle, then the renewal, maybe in one reload), then one.
+            reloads.iter().any(|l| l.contains("trusted_cas=2"))
+                && reloads.last().is_some_and(|l| l.contains("trusted_cas=1"))
+        });
+        Ok(all.then_some(()))
+    });
+    if reloaded.is_err() {
+        c.dump_logs();
+    }
+    reloaded?;
+    let n1_log = c
+        .procs
+        .iter()
+        .find(|p| p.name == "n1")
+        .map(|p| p.log.clone());
+    let n1_log = n1_log.unwrap();
+    ensure!(
+        !lines_with(&n1_log, &["certificate expires soon", "days_left=19"]).is_empty(),
+        "n1 warns of its 20-day certificate"
+    );
+    let second_expiry = expiry(n1m)?;
+    ensure!(
+        second_expiry < first_expiry - 300.0 * 86_400.0
+            && second_expiry > first_expiry - 346.0 * 86_400.0,
+        "the gauge follows the renewed 20-day certificate: {first_expiry} then {second_expiry}"
+    );
+
+    // A node of the new CA only joins through the same processes and receives old and new.
+    c.cli(&[
+        "certs", "issue", "--dir", &ca2_s, "--name", "n3", "--role", "node",
+    ])?;
+    let argv =
+        swarmcast_chaos::harness::node_argv(&ca2.join("n3"), &c.data_dir("n3"), &[b], timings, &[]);
+    c.spawn_env("n3", argv, env)?;
+    let after = c.path("after");
+    write_file(&after.join("b.bin"), &pseudo_random(2, 300_000), 0o644)?;
+    let joined = wait_for(Duration::from_secs(30), "n3 alive", || {
+        Ok((names_with(&c.registry(b)?, Status::Alive) == ["n1", "n2", "n3"]).then_some(()))
+    });
+    if joined.is_err() {
+        c.dump_logs();
+    }
+    joined?;
+    let new_id = send(&c, &after)?;
+    for (node, id) in [("n2", &new_id), ("n3", &new_id), ("n3", &old_id)] {
+        wait_for(Duration::from_secs(30), &format!("{node} has {id}"), || {
+            done(&c, node, id)
+        })?;
+    }
+    assert_same_tree(&before, &c.data_dir("n3").join("received/before"));
+    assert_same_tree(&after, &c.data_dir("n3").join("received/after"));
+    ensure!(c.status("n1")?.id == n1_id, "n1 kept its NodeId");
+    for p in &mut c.procs {
+        ensure!(p.exited().is_none(), "{} restarted or died", p.name);
+    }
+    ensure!(
+        lines_with(&c.procs[bi].log, &["bootstrap listening"]).len() == 1,
+        "b1 started once"
+    );
+    // A client holding only the old CA's certificate is refused now.
+    let old = c.issue("old-client", "node")?;
+    let out = std::process::Command::new(bin())
+        .args(["registry", "--seed", &b.to_string(), "--identity"])
+        .arg(&old)
+        .env("RUST_LOG", "off")
+        .output()?;
+    ensure!(
+        !out.status.success(),
+        "a client of the retired CA was answered"
+    );
+    Ok(())
+}
