@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use swarmcast_node::control::{self, FleetProgress};
+use swarmcast_node::control::{self, FleetOutcome, FleetProgress};
 use swarmcast_node::manifest::ManifestLimits;
 
 use crate::cli::SendArgs;
@@ -94,20 +94,14 @@ pub fn run(args: SendArgs) -> Result<()> {
                 human_bytes(rate as u64)
             ));
         }
-        if let Some(f) = &fleet.failed {
-            let f = f.clone();
-            last = Some(fleet);
-            break Err(format!("broadcast failed: {f}"));
-        }
-        // Every node either holds it or will not: waiting longer changes nothing.
-        let failed = fleet.nodes_failed.len() as u64;
-        let settled = fleet.nodes_alive > 0 && fleet.nodes_complete + failed >= fleet.nodes_alive;
+        let outcome = fleet.outcome();
         last = Some(fleet);
-        if settled && failed == 0 {
-            break Ok(());
-        }
-        if settled {
-            break Err(format!("{failed} node(s) failed the broadcast"));
+        match outcome {
+            FleetOutcome::Pending => {}
+            FleetOutcome::Complete => break Ok(()),
+            FleetOutcome::BroadcastFailed(f) => break Err(format!("broadcast failed: {f}")),
+            // Every node either holds it or will not: waiting longer changes nothing.
+            FleetOutcome::NodesFailed(n) => break Err(format!("{n} node(s) failed the broadcast")),
         }
         if args.timeout.is_some_and(|t| started.elapsed() >= t) {
             break Err(format!(
