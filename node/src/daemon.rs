@@ -356,7 +356,7 @@ pub async fn run(
         catalog,
         writers.data,
     )
-    .with_metrics(metrics);
+    .with_metrics(metrics.clone());
     let mut data_task = tokio::spawn(data.run(data_rx, serve_rx).instrument(info_span!("data")));
     let membership = Membership::new(
         me,
@@ -368,10 +368,11 @@ pub async fn run(
         MembershipLinks {
             dialer,
             data: board.data(),
-            beat_now: board.beat_now(),
+            fleet_reads: board.fleet_reads(),
             status: writers.membership,
             data_tx,
             peers_tx,
+            metrics,
         },
     );
     // An internal task that ends is a bug (a panic): stop loudly so that a supervisor restarts

@@ -232,3 +232,17 @@ mod tests {
         assert_eq!(refused.failure(), DialFailure::Refused);
     }
 }
+
+/// How often the fleet progress of a broadcast was read (`node fleet`, `node send --wait`),
+/// counted by whether the broadcast was settled then ([`FleetProgress::outcome`]): what the
+/// status board tells membership, whose core decides whether a read is worth a heartbeat. A
+/// pair of counters in a `watch` channel, so reads coalesce and none is lost.
+///
+/// [`FleetProgress::outcome`]: crate::status::FleetProgress::outcome
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct FleetReads {
+    /// Reads of a broadcast some alive node was still receiving.
+    pub(crate) unsettled: u64,
+    /// Reads of a settled broadcast.
+    pub(crate) settled: u64,
+}

@@ -1,50 +1,33 @@
-//! Membership shell: keeps a connection to every seed (retrying failed ones with exponential
-//! backoff and jitter), registers through the first seed that answers, heartbeats, fails over
-//! when its bootstrap stops answering, and hands each registry view to the neighbour actor and
-//! the data plane. Its heartbeats carry the data plane's progress and announce its records,
-//! read from the data plane's [`DataReport`] watch channel.
+//! Membership shell: carries out what the membership core ([`machine`]) decides. One prober
+//! task per seed keeps a connection to it (waiting as the core's [`Backoff`] says between
+//! failed dials) and reports it; the membership loop feeds the core those reports, the data
+//! plane's [`DataReport`] and the fleet reads of the status board, and runs the registrations
+//! and heartbeat exchanges it asks for, one at a time. Each registry view goes on to the
+//! neighbour actor and the data plane; heartbeats carry the data plane's progress
+//! ([`ProgressSync`]) and announce its records ([`records_to_announce`]). The shell decides
+//! nothing: no timing, retry or failover of its own.
+
+mod machine;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use swarmcast_bootstrap::registry::RegistryMirror;
 use swarmcast_bootstrap::{BootstrapClient, ClientError};
 use swarmcast_net::CertRefusal;
-use swarmcast_proto::{
-    Heartbeat, NodeRecord, Progress, RegistryEntry, RegistryView, Role, Status, Version,
-};
+use swarmcast_proto::{Heartbeat, NodeRecord, RegistryEntry, RegistryView, Role, Status, Version};
 use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use self::machine::{Action, Backoff, CoreConfig, MembershipCore};
 use crate::data::broadcast::DataReport;
 use crate::handles::{Dialer, Me};
 use crate::heartbeat::{ProgressSync, ProgressSyncConfig, records_to_announce};
-use crate::inputs::{DataInput, NeighbourInput as Input};
+use crate::inputs::{DataInput, FleetReads, NeighbourInput as Input};
+use crate::metrics::Metrics;
 use crate::status::{HeartbeatStats, MembershipStatus, SeedStatus};
-use crate::sync::lock;
-
-/// Shortest time between two heartbeats asked for off the period (a nudge).
-pub(crate) const MIN_NUDGE_SPACING: Duration = Duration::from_millis(50);
-
-/// While the data plane waits for the registry to name a broadcast's origin
-/// (`DataReport::awaiting_registry`), heartbeats go this often instead of once a period, at most
-/// [`AWAIT_REGISTRY_BEATS`] in a row: the origin's own record may reach the bootstrap a moment
-/// after the receivers first ask.
-const AWAIT_REGISTRY_SPACING: Duration = Duration::from_millis(100);
-const AWAIT_REGISTRY_BEATS: u32 = 30;
-
-/// One seed's live state, shared between its prober task and the membership loop.
-#[derive(Debug, Default)]
-struct Slot {
-    client: Option<BootstrapClient>,
-    last_error: Option<SeedError>,
-    failures: u32,
-}
-
-type Slots = Arc<Mutex<BTreeMap<SocketAddr, Slot>>>;
 
 /// Why membership gave up.
 #[derive(Debug, thiserror::Error)]
@@ -102,32 +85,6 @@ impl SeedError {
     }
 }
 
-/// Whether the data plane's report changed in a way the fleet should hear of at once: a
-/// broadcast completed here, or one was published (or changed state) here.
-fn worth_a_beat(old: &DataReport, new: &DataReport) -> bool {
-    // Complete (published, or every chunk held) or failed: what `--wait` is waiting to hear.
-    let settled =
-        |p: &Progress| p.complete || p.failed.is_some() || (p.total > 0 && p.held == p.total);
-    // Sets of the old report, so that this is O(broadcasts), not O(broadcasts²).
-    let was_settled: std::collections::HashSet<_> = old
-        .progress
-        .iter()
-        .filter(|o| settled(o))
-        .map(|o| o.broadcast)
-        .collect();
-    let completed = new
-        .progress
-        .iter()
-        .any(|p| settled(p) && !was_settled.contains(&p.broadcast));
-    let old_records: std::collections::HashSet<_> =
-        old.records.iter().map(|o| (o.id, o.state)).collect();
-    let published = new
-        .records
-        .iter()
-        .any(|r| !old_records.contains(&(r.id, r.state)));
-    completed || published || (new.awaiting_registry && !old.awaiting_registry)
-}
-
 /// A registry entry without its progress items.
 fn without_progress(e: &RegistryEntry) -> RegistryEntry {
     let r = &e.record;
@@ -165,29 +122,43 @@ pub(crate) struct MembershipConfig {
 #[derive(Debug)]
 pub(crate) struct MembershipLinks {
     pub(crate) dialer: Dialer,
-    /// The data plane's progress and records, for heartbeats and announcements.
+    /// The data plane's progress and records, for heartbeats and announcements; its news
+    /// (a completion, a publication) asks the core for a beat off the period.
     pub(crate) data: watch::Receiver<DataReport>,
-    /// Wakes the loop for a heartbeat now, off its period (at most one per
-    /// [`MIN_NUDGE_SPACING`]): while `node send --wait` follows an unfinished broadcast. The
-    /// loop also beats at once when this node's copy of a broadcast completes and when it
-    /// publishes one (seen in `data`). Fleet progress then reaches the sender within a few round
+    /// How often fleet progress was read, by whether the broadcast was settled: the core
+    /// beats off its period (at most one per 50 ms) while `node send --wait` follows an
+    /// unfinished broadcast, so that fleet progress reaches the sender within a few round
     /// trips, not periods.
-    pub(crate) beat_now: Arc<tokio::sync::Notify>,
+    pub(crate) fleet_reads: watch::Receiver<FleetReads>,
     /// Its part of `node status`.
     pub(crate) status: watch::Sender<MembershipStatus>,
     /// Registry views for the data plane.
     pub(crate) data_tx: mpsc::Sender<DataInput>,
     /// Registry views for the neighbour actor.
     pub(crate) peers_tx: mpsc::Sender<Input>,
+    /// Where the heartbeat round trip is observed.
+    pub(crate) metrics: Metrics,
+}
+
+/// What a prober reports.
+#[derive(Debug)]
+enum SeedEvent {
+    /// A connection to the seed is up.
+    Up(SocketAddr, BootstrapClient),
+    /// A dial failed.
+    Failed(SocketAddr, SeedError),
+    /// The connection closed.
+    Gone(SocketAddr),
 }
 
 pub(crate) struct Membership {
     me: Me,
-    config: MembershipConfig,
     links: MembershipLinks,
-    slots: Slots,
-    order: Vec<SocketAddr>,
-    current: Option<BootstrapClient>,
+    core: MembershipCore<SeedError>,
+    /// Every seed's connection, as its prober last reported it.
+    clients: BTreeMap<SocketAddr, BootstrapClient>,
+    events_tx: mpsc::Sender<SeedEvent>,
+    events: mpsc::Receiver<SeedEvent>,
     heartbeat: u64,
     /// The current bootstrap's registry, kept up to date by the changes its heartbeat
     /// answers carry.
@@ -198,177 +169,175 @@ pub(crate) struct Membership {
 
 impl Membership {
     pub(crate) fn new(me: Me, config: MembershipConfig, links: MembershipLinks) -> Self {
+        let core_config = CoreConfig::new(config.heartbeat, config.join_timeout);
+        let core = MembershipCore::new(core_config, me.advertise, &config.seeds, Instant::now());
+        let (events_tx, events) = mpsc::channel(64);
         Self {
             me,
-            config,
             links,
-            slots: Arc::default(),
-            order: Vec::new(),
-            current: None,
+            core,
+            clients: BTreeMap::new(),
+            events_tx,
+            events,
             heartbeat: 0,
             mirror: RegistryMirror::default(),
             progress: ProgressSync::new(ProgressSyncConfig::default()),
         }
     }
 
-    fn registered(&self) -> bool {
-        self.links.status.borrow().registered
-    }
-
-    fn set_bootstrap(&self, b: Option<SocketAddr>) {
-        self.links.status.send_modify(|s| {
-            s.bootstrap = b;
-            s.registered |= b.is_some();
-        });
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<SocketAddr, Slot>> {
-        lock(&self.slots)
-    }
-
-    /// Start probing a seed (once per address).
-    fn add_seed(&mut self, addr: SocketAddr) {
-        if addr == self.me.advertise || self.order.contains(&addr) {
-            return;
-        }
-        self.order.push(addr);
-        self.lock().insert(addr, Slot::default());
-        let slots = self.slots.clone();
-        let dialer = self.links.dialer.clone();
-        let heartbeat = self.config.heartbeat;
-        tokio::spawn(probe(dialer, heartbeat, slots, addr).instrument(info_span!("seed", %addr)));
-    }
-
-    /// Run until the process stops; fails only on the join timeout.
+    /// Run until the process stops; fails only on the join timeout. Moves events between the
+    /// probers, the watch channels and the core, in the core's call order.
     pub(crate) async fn run(mut self) -> Result<(), JoinError> {
-        for s in self.config.seeds.clone() {
-            self.add_seed(s);
-        }
-        let started = Instant::now();
-        let period = self.config.heartbeat;
-        // While no bootstrap is in use, retry quickly: a prober may connect at any moment.
-        let retry = period.min(Duration::from_millis(100));
-        let mut failing_since: Option<Instant> = None;
-        let mut last_warn: Option<Instant> = None;
-        let mut next = tokio::time::Instant::now();
-        let mut last_beat = next;
+        self.drive().await?;
         let mut data = self.links.data.clone();
-        let mut seen = data.borrow_and_update().clone();
-        let beat_now = self.links.beat_now.clone();
-        let mut data_open = true;
-        // Beats in a row asked for by `awaiting_registry`, and when the next such beat is due.
-        let mut awaited = 0u32;
-        let mut soon: Option<tokio::time::Instant> = None;
+        let mut reads = self.links.fleet_reads.clone();
+        let (mut data_open, mut reads_open) = (true, true);
         loop {
-            let extra = soon.filter(|&s| s < next);
-            let nudged = tokio::select! {
-                // An extra beat (`awaiting_registry`) counts as a nudge: the period keeps its phase.
-                () = tokio::time::sleep_until(extra.unwrap_or(next)) => extra.is_some(),
-                () = beat_now.notified() => true,
+            let timeout = self.core.poll_timeout();
+            tokio::select! {
+                biased;
+                // Never `None`: this task holds a sender.
+                Some(event) = self.events.recv() => self.handle_event(event),
+                () = sleep_until(timeout), if timeout.is_some() => {
+                    self.core.handle_timeout(Instant::now());
+                }
+                changed = reads.changed(), if reads_open => {
+                    reads_open = changed.is_ok();
+                    let latest = *reads.borrow_and_update();
+                    self.core.handle_fleet_reads(Instant::now(), latest);
+                }
                 changed = data.changed(), if data_open => {
                     data_open = changed.is_ok();
-                    let now = data.borrow_and_update().clone();
-                    let news = data_open && worth_a_beat(&seen, &now);
-                    seen = now;
-                    if !news {
-                        continue;
-                    }
-                    true
-                }
-            };
-            if nudged {
-                // Nudges come from many places; keep them from turning into a busy loop.
-                tokio::time::sleep_until(last_beat + MIN_NUDGE_SPACING).await;
-            }
-            last_beat = tokio::time::Instant::now();
-            let ok = self.beat().await;
-            self.publish_status();
-            if ok {
-                failing_since = None;
-                let awaiting = data.borrow().awaiting_registry;
-                awaited = if awaiting { awaited + 1 } else { 0 };
-                soon = (awaiting && awaited <= AWAIT_REGISTRY_BEATS)
-                    .then(|| tokio::time::Instant::now() + AWAIT_REGISTRY_SPACING);
-                if nudged {
-                    // An extra beat; the period keeps its phase.
-                    continue;
-                }
-                next += period;
-                // After a stall (slow bootstrap, suspended process) beat at once, then on period.
-                next = next.max(tokio::time::Instant::now());
-                continue;
-            }
-            next = tokio::time::Instant::now() + retry;
-            let since = *failing_since.get_or_insert_with(Instant::now);
-            if !self.registered() {
-                if let Some(limit) = self.config.join_timeout {
-                    if started.elapsed() >= limit {
-                        let slots = self.lock();
-                        let last_errors = (self.order.iter())
-                            .filter_map(|a| Some((*a, slots.get(a)?.last_error.clone()?)))
-                            .collect();
-                        return Err(JoinError::Timeout {
-                            after: limit,
-                            last_errors,
-                        });
+                    if data_open {
+                        self.core.handle_report(Instant::now(), &data.borrow_and_update());
                     }
                 }
             }
-            if since.elapsed() >= Duration::from_secs(2)
-                && last_warn.is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
-            {
-                last_warn = Some(Instant::now());
-                warn!(seeds = ?self.order, "no bootstrap reachable; retrying");
+            self.drive().await?;
+        }
+    }
+
+    fn handle_event(&mut self, event: SeedEvent) {
+        let now = Instant::now();
+        match event {
+            SeedEvent::Up(addr, client) => {
+                self.clients.insert(addr, client);
+                self.core.handle_seed_up(now, addr);
+            }
+            SeedEvent::Failed(addr, error) => self.core.handle_seed_failed(now, addr, error),
+            SeedEvent::Gone(addr) => {
+                self.clients.remove(&addr);
+                self.core.handle_seed_gone(now, addr);
             }
         }
     }
 
-    /// One heartbeat period: make sure a bootstrap is in use, beat, look up. True on success.
-    async fn beat(&mut self) -> bool {
-        // Try the current bootstrap first, then every other live seed in order.
-        for _ in 0..=self.order.len() {
-            if self.current.as_ref().is_none_or(|c| c.is_closed()) {
-                self.current = None;
-                if !self.choose().await {
-                    return false;
+    /// Carry out the core's actions (their answers may bring more), then publish the status.
+    async fn drive(&mut self) -> Result<(), JoinError> {
+        while let Some(action) = self.core.poll_action() {
+            match action {
+                Action::Probe(addr) => {
+                    let dialer = self.links.dialer.clone();
+                    let config = self.core.config().clone();
+                    let events = self.events_tx.clone();
+                    let seed = rand::random();
+                    let span = info_span!("seed", %addr);
+                    tokio::spawn(probe(dialer, config, events, addr, seed).instrument(span));
                 }
-            }
-            let Some(client) = self.current.clone() else {
-                return false;
-            };
-            match self.exchange(&client).await {
-                Ok(view) => {
-                    self.learn(&view);
-                    // The data plane and the neighbours use addresses and liveness, never
-                    // progress (every node's, for every broadcast it keeps): only the status
-                    // board (fleet progress, for `--wait`) keeps it, and takes it without a copy.
-                    let bare: Vec<RegistryEntry> =
-                        view.nodes.iter().map(without_progress).collect();
-                    let broadcasts = view.broadcasts.clone();
-                    self.links.status.send_modify(|s| {
-                        s.view = view.nodes;
-                        s.view_broadcasts = view.broadcasts;
-                    });
-                    let _ = self
-                        .links
-                        .data_tx
-                        .send(DataInput::Registry {
-                            nodes: bare.clone(),
-                            broadcasts,
-                        })
-                        .await;
-                    let _ = self.links.peers_tx.send(Input::Registry(bare)).await;
-                    return true;
+                Action::Register(addr) => self.register(addr).await,
+                Action::Beat(addr) => self.beat(addr).await,
+                Action::Close(addr) => {
+                    if let Some(c) = self.clients.get(&addr) {
+                        c.close();
+                    }
                 }
-                Err(e) => {
-                    warn!(bootstrap = %client.addr(), error = %e, "bootstrap stopped answering; failing over");
-                    self.fail(client.addr(), SeedError::Beat(Arc::new(e)));
-                    client.close();
-                    self.current = None;
+                Action::WarnUnreachable => {
+                    let seeds: Vec<SocketAddr> = self.core.seeds().iter().map(|s| s.addr).collect();
+                    warn!(?seeds, "no bootstrap reachable; retrying");
+                }
+                Action::GiveUp { after, last_errors } => {
+                    return Err(JoinError::Timeout { after, last_errors });
                 }
             }
         }
-        false
+        self.publish_status();
+        Ok(())
+    }
+
+    /// The seed's connection, if it is up.
+    fn client(&self, addr: SocketAddr) -> Option<BootstrapClient> {
+        self.clients.get(&addr).filter(|c| !c.is_closed()).cloned()
+    }
+
+    async fn register(&mut self, addr: SocketAddr) {
+        let Some(client) = self.client(addr) else {
+            self.core.handle_seed_gone(Instant::now(), addr);
+            return;
+        };
+        let addrs = vec![self.me.advertise];
+        let result = (client.register(self.me.id, self.me.incarnation, addrs)).await;
+        let now = Instant::now();
+        match result {
+            Ok(reg) => {
+                info!(bootstrap = %addr, name = %client.peer().name, "registered");
+                self.core.handle_registered(now, addr, reg.bootstraps);
+            }
+            Err(e) => {
+                warn!(bootstrap = %addr, error = %e, "registration failed");
+                let e = SeedError::Register(Arc::new(e));
+                self.core.handle_register_failed(now, addr, e);
+            }
+        }
+    }
+
+    async fn beat(&mut self, addr: SocketAddr) {
+        let Some(client) = self.client(addr) else {
+            self.core.handle_seed_gone(Instant::now(), addr);
+            return;
+        };
+        match self.exchange(&client).await {
+            Ok(view) => {
+                let bootstraps = self.hand_out(view).await;
+                let awaiting = self.links.data.borrow().awaiting_registry;
+                (self.core).handle_beat_ok(Instant::now(), addr, bootstraps, awaiting);
+            }
+            Err(e) => {
+                warn!(bootstrap = %addr, error = %e, "bootstrap stopped answering; failing over");
+                let e = SeedError::Beat(Arc::new(e));
+                self.core.handle_beat_failed(Instant::now(), addr, e);
+            }
+        }
+    }
+
+    /// Give a registry view to the status board, the data plane and the neighbours; the
+    /// bootstraps it names (not dead).
+    async fn hand_out(&mut self, view: RegistryView) -> Vec<SocketAddr> {
+        let alive = (view.nodes.iter())
+            .filter(|e| e.status == Status::Alive)
+            .count();
+        let bootstraps = (view.nodes.iter())
+            .filter(|e| e.record.role == Role::Bootstrap && e.status != Status::Dead)
+            .flat_map(|e| e.record.addrs.iter().copied())
+            .collect();
+        // The data plane and the neighbours use addresses and liveness, never progress (every
+        // node's, for every broadcast it keeps): only the status board (fleet progress, for
+        // `--wait`) keeps it, and takes it without a copy.
+        let bare: Vec<RegistryEntry> = view.nodes.iter().map(without_progress).collect();
+        let broadcasts = view.broadcasts.clone();
+        self.links.status.send_modify(|s| {
+            s.registry_size = view.nodes.len();
+            s.registry_alive = alive;
+            s.view = view.nodes;
+            s.view_broadcasts = view.broadcasts;
+        });
+        let registry = DataInput::Registry {
+            nodes: bare.clone(),
+            broadcasts,
+        };
+        // A receiver gone means the daemon is stopping.
+        let _ = self.links.data_tx.send(registry).await;
+        let _ = self.links.peers_tx.send(Input::Registry(bare)).await;
+        bootstraps
     }
 
     async fn exchange(
@@ -424,7 +393,10 @@ impl Membership {
         };
         // The answer carries what changed since the mirror's cursor (everything the first
         // time, and after a failover); a bootstrap that only acknowledges is asked for all.
-        let view = match client.heartbeat_changes(hb).await? {
+        let sent = Instant::now();
+        let answer = client.heartbeat_changes(hb).await?;
+        self.links.metrics.heartbeat_rtt(sent.elapsed());
+        let view = match answer {
             Some(changes) => changes,
             None => client.lookup().await?,
         };
@@ -440,204 +412,75 @@ impl Membership {
         Ok(self.mirror.view())
     }
 
-    /// Register through the first live seed, in the order given. True on success.
-    async fn choose(&mut self) -> bool {
-        let candidates: Vec<BootstrapClient> = {
-            let slots = self.lock();
-            self.order
-                .iter()
-                .filter_map(|a| slots.get(a).and_then(|s| s.client.clone()))
-                .filter(|c| !c.is_closed())
-                .collect()
-        };
-        for client in candidates {
-            let addrs = vec![self.me.advertise];
-            match client
-                .register(self.me.id, self.me.incarnation, addrs)
-                .await
-            {
-                Ok(reg) => {
-                    info!(bootstrap = %client.addr(), name = %client.peer().name, "registered");
-                    for b in reg.bootstraps {
-                        self.add_seed(b);
-                    }
-                    self.set_bootstrap(Some(client.addr()));
-                    self.current = Some(client);
-                    return true;
-                }
-                Err(e) => {
-                    warn!(bootstrap = %client.addr(), error = %e, "registration failed");
-                    self.fail(client.addr(), SeedError::Register(Arc::new(e)));
-                    client.close();
-                }
-            }
-        }
-        self.set_bootstrap(None);
-        false
-    }
-
-    fn fail(&self, addr: SocketAddr, error: SeedError) {
-        if let Some(slot) = self.lock().get_mut(&addr) {
-            slot.last_error = Some(error);
-        }
-    }
-
-    /// Bootstraps found in the registry become seeds too.
-    fn learn(&mut self, view: &RegistryView) {
-        let alive = view
-            .nodes
-            .iter()
-            .filter(|e| e.status == Status::Alive)
-            .count();
-        self.links.status.send_modify(|s| {
-            s.registry_size = view.nodes.len();
-            s.registry_alive = alive;
-        });
-        let found: Vec<SocketAddr> = view
-            .nodes
-            .iter()
-            .filter(|e| e.record.role == Role::Bootstrap && e.status != Status::Dead)
-            .flat_map(|e| e.record.addrs.iter().copied())
-            .collect();
-        for a in found {
-            self.add_seed(a);
-        }
-    }
-
+    /// The core's view of the seeds and the bootstrap in use, on the status board (only when
+    /// it changed: this runs after every event).
     fn publish_status(&self) {
-        let seeds = self
-            .order
-            .iter()
-            .filter_map(|a| {
-                let slots = self.lock();
-                slots.get(a).map(|s| SeedStatus {
-                    addr: *a,
-                    reachable: s.client.as_ref().is_some_and(|c| !c.is_closed()),
-                    last_error: s.last_error.as_ref().map(ToString::to_string),
-                    failures: s.failures,
-                })
+        let seeds: Vec<SeedStatus> = (self.core.seeds().iter())
+            .map(|s| SeedStatus {
+                addr: s.addr,
+                reachable: s.live,
+                last_error: s.last_error.as_ref().map(ToString::to_string),
+                failures: s.failures,
             })
             .collect();
-        self.links.status.send_modify(|s| s.seeds = seeds);
+        let bootstrap = self.core.current();
+        let registered = self.core.registered();
+        self.links.status.send_if_modified(|s| {
+            let changed =
+                s.seeds != seeds || s.bootstrap != bootstrap || s.registered != registered;
+            s.seeds = seeds;
+            s.bootstrap = bootstrap;
+            s.registered = registered;
+            changed
+        });
     }
 }
 
-/// Keep a connection to one seed: connect, wait for it to close, retry with backoff and jitter.
-async fn probe(dialer: Dialer, heartbeat: Duration, slots: Slots, addr: SocketAddr) {
-    let builder = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times();
-    let mut backoff = builder.build();
+/// Sleep until `at` (`None`: forever; the branch is disabled then).
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Keep a connection to one seed and report it: connect, wait for it to close, and after a
+/// failed dial wait as the core's [`Backoff`] says. Ends when membership does.
+async fn probe(
+    dialer: Dialer,
+    config: CoreConfig,
+    events: mpsc::Sender<SeedEvent>,
+    addr: SocketAddr,
+    seed: u64,
+) {
+    let mut backoff = Backoff::new(&config, seed);
     loop {
-        let timeout = heartbeat.max(Duration::from_secs(1)) * 2;
-        match dialer.bootstrap(addr, timeout).await {
+        match dialer.bootstrap(addr, config.dial_timeout()).await {
             Ok(mut client) => {
-                client.set_timeout(heartbeat.max(Duration::from_millis(500)));
+                client.set_timeout(config.request_timeout());
                 debug!(name = %client.peer().name, "seed reachable");
+                backoff.handle_success();
                 let conn = client.connection().clone();
-                if let Some(slot) = lock(&slots).get_mut(&addr) {
-                    slot.client = Some(client);
-                    slot.failures = 0;
+                if events.send(SeedEvent::Up(addr, client)).await.is_err() {
+                    return;
                 }
-                backoff = builder.build();
                 let reason = conn.closed().await;
                 debug!(%reason, "seed connection closed");
-                if let Some(slot) = lock(&slots).get_mut(&addr) {
-                    slot.client = None;
+                if events.send(SeedEvent::Gone(addr)).await.is_err() {
+                    return;
                 }
             }
             Err(e) => {
+                let wait = backoff.handle_failure();
                 let e = SeedError::Connect(Arc::new(e));
-                let failures = {
-                    let mut guard = lock(&slots);
-                    let Some(slot) = guard.get_mut(&addr) else {
-                        return;
-                    };
-                    slot.failures = slot.failures.saturating_add(1);
-                    slot.last_error = Some(e.clone());
-                    slot.failures
-                };
-                if failures == 1 {
+                if backoff.failures() == 1 {
                     info!(error = %e, "seed unreachable; retrying with backoff");
                 }
-                let delay = backoff.next().unwrap_or(Duration::from_secs(5));
-                tokio::time::sleep(delay).await;
+                if events.send(SeedEvent::Failed(addr, e)).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(wait).await;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use swarmcast_proto::{BroadcastId, BroadcastRecord, BroadcastState, NodeId, Progress};
-
-    fn report(held: u64, state: Option<BroadcastState>) -> DataReport {
-        DataReport {
-            progress: vec![Progress {
-                broadcast: BroadcastId([1; 32]),
-                held,
-                total: 4,
-                complete: held == 4,
-                failed: None,
-            }],
-            records: state
-                .map(|state| BroadcastRecord {
-                    id: BroadcastId([1; 32]),
-                    name: "d".into(),
-                    origin: NodeId([2; 32]),
-                    size: 4,
-                    chunks: 4,
-                    state,
-                    version: 0,
-                    seq: 0,
-                    published_ms: 0,
-                })
-                .into_iter()
-                .collect(),
-            uploaded_to: Default::default(),
-            awaiting_registry: false,
-        }
-    }
-
-    #[test]
-    fn a_completion_or_a_publication_is_worth_a_beat_mere_progress_is_not() {
-        assert!(
-            !worth_a_beat(&report(1, None), &report(2, None)),
-            "progress"
-        );
-        assert!(
-            worth_a_beat(&report(3, None), &report(4, None)),
-            "completed"
-        );
-        assert!(
-            !worth_a_beat(&report(4, None), &report(4, None)),
-            "already complete"
-        );
-        let active = Some(BroadcastState::Active);
-        assert!(
-            worth_a_beat(&report(4, None), &report(4, active)),
-            "published"
-        );
-        let awaiting = DataReport {
-            awaiting_registry: true,
-            ..report(1, None)
-        };
-        assert!(
-            worth_a_beat(&report(1, None), &awaiting),
-            "waiting for the registry to name an origin"
-        );
-        assert!(!worth_a_beat(&awaiting, &awaiting), "asked already");
-        assert!(
-            !worth_a_beat(&report(4, active), &report(4, active)),
-            "no news"
-        );
-        let failed = Some(BroadcastState::Failed);
-        assert!(
-            worth_a_beat(&report(4, active), &report(4, failed)),
-            "failed"
-        );
     }
 }
