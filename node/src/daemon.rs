@@ -3,7 +3,7 @@
 //!
 //! | task | gets | sends to |
 //! |---|---|---|
-//! | membership | [`Me`], a [`Dialer`], the data plane's [`DataReport`](crate::data::DataReport) (watch) | data plane (`Registry`), neighbours (`Registry`), its status |
+//! | membership | [`Me`], a [`Dialer`], the data plane's [`DataReport`](crate::data::DataReport) (watch), the board's fleet reads (watch), the metrics | data plane (`Registry`), neighbours (`Registry`), its status |
 //! | neighbours (`peers`) | its id, a [`Dialer`], a [`Server`] | data plane (`PeerUp`/`PeerDown`/`PeerMessage`), its status |
 //! | accept | the endpoint, a [`Server`] | neighbours (`Connected`) |
 //! | data plane | its id, a [`Dialer`], the catalog | neighbours (`Ban`, unbounded), neighbours' outboxes (`Have`, `HaveUpdate`), its [`DataReport`](crate::data::DataReport) |

@@ -109,8 +109,8 @@ pub fn run(args: SendArgs) -> Result<()> {
                 args.timeout.unwrap_or_default()
             ));
         }
-        // Each poll also asks the daemon for a fresh registry view (`StatusBoard::fleet` nudges
-        // a heartbeat, at most one per 50 ms), so --wait returns within about a poll of the
+        // Each poll of an unsettled broadcast also asks the daemon for a fresh registry view
+        // (membership's core nudges a heartbeat, at most one per 50 ms), so --wait returns within about a poll of the
         // last completion: every 25 ms for the first 3 s (a small broadcast is done by then),
         // every 100 ms after.
         let poll = if started.elapsed() < Duration::from_secs(3) {
