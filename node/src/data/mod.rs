@@ -550,7 +550,7 @@ impl DataPlane {
                         manifest_bytes: io.manifest_bytes.clone(),
                         layout: io.layout.clone(),
                         reader: io.reader.clone(),
-                        failed: Default::default(),
+                        refused: Default::default(),
                         first_round: super_seed
                             .then(|| Mutex::new(SuperSeed::new(io.layout.chunk_count()))),
                     };
@@ -558,6 +558,7 @@ impl DataPlane {
                 }
             }
             BroadcastAction::Unserve { id } => self.catalog.remove(&id),
+            BroadcastAction::RefuseServing { id } => self.catalog.refuse(&id),
             BroadcastAction::FetchManifest { id, from } => self.spawn_fetch_manifest(id, from),
             BroadcastAction::CreateWorkspace {
                 id,

@@ -74,8 +74,11 @@ pub(crate) struct Servable {
     pub(crate) manifest_bytes: Arc<Vec<u8>>,
     pub(crate) layout: Arc<Layout>,
     pub(crate) reader: Reader,
-    /// Set when the origin found its source changed: serve nothing more.
-    pub(crate) failed: std::sync::atomic::AtomicBool,
+    /// Refuse every request (`Unavailable`): set by the data plane when the core says so
+    /// ([`BroadcastAction::RefuseServing`]: the origin's source changed), never by a request.
+    ///
+    /// [`BroadcastAction::RefuseServing`]: super::broadcast::BroadcastAction::RefuseServing
+    pub(crate) refused: std::sync::atomic::AtomicBool,
     /// At the origin in a swarm: which chunks have left it at least once (super-seeding, see
     /// [`SuperSeed`]). `None` for receivers and in client-server mode.
     pub(crate) first_round: Option<std::sync::Mutex<SuperSeed>>,
@@ -125,6 +128,13 @@ impl Catalog {
 
     pub(crate) fn remove(&self, id: &BroadcastId) {
         write(&self.map).remove(id);
+    }
+
+    /// Refuse every request for `id` from now on (see [`Servable::refused`]).
+    pub(crate) fn refuse(&self, id: &BroadcastId) {
+        if let Some(s) = read(&self.map).get(id) {
+            s.refused.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     fn get(&self, id: &BroadcastId) -> Option<Arc<Servable>> {
@@ -220,7 +230,7 @@ async fn serve_chunks(
     let Some(s) = catalog.get(&r.broadcast) else {
         return refuse(send, ErrorCode::NotFound, "unknown broadcast").await;
     };
-    if s.failed.load(std::sync::atomic::Ordering::Relaxed) {
+    if s.refused.load(std::sync::atomic::Ordering::Relaxed) {
         return refuse(
             send,
             ErrorCode::Unavailable,
@@ -288,9 +298,10 @@ async fn serve_chunks(
             Err(StoreError::SourceChanged { index, .. }) | Err(StoreError::Corrupt { index })
                 if matches!(s.reader, Reader::Source(_)) =>
             {
-                s.failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                // This request cannot be served; whether the broadcast fails (and every later
+                // request is refused) is the core's decision.
                 let error = Failure::SourceChanged { index };
-                warn!(broadcast = %r.broadcast.short(), index, "source changed mid-broadcast; failing the broadcast");
+                warn!(broadcast = %r.broadcast.short(), index, "source changed mid-broadcast; reporting it");
                 let _ = events
                     .send(ServeEvent::SourceChanged {
                         id: r.broadcast,
@@ -482,7 +493,7 @@ mod tests {
                 manifest_bytes: Arc::new(bytes),
                 layout,
                 reader: Reader::Source(Arc::new(source)),
-                failed: Default::default(),
+                refused: Default::default(),
                 first_round: None,
             }),
         );
@@ -502,6 +513,7 @@ mod tests {
         let addr = endpoint.local_addr().unwrap();
         let (events, mut events_rx) = tokio::sync::mpsc::channel(1);
         let peer = client_id.node_id();
+        let data_plane = catalog.clone();
         let server = tokio::spawn(async move {
             let conn = endpoint.accept().await.unwrap().await.unwrap();
             while let Ok((send, recv)) = conn.accept_bi().await {
@@ -556,6 +568,20 @@ mod tests {
             }
         }
         assert_eq!(uploaded, u64::from(REQUESTS * CHUNK));
+        // The core said to refuse it (`RefuseServing`): every request is refused from then on.
+        data_plane.refuse(&id);
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let req = Message::ChunkRequest(ChunkRequest {
+            broadcast: id,
+            index: ChunkIndex(0),
+            count: 1,
+        });
+        wire::write_message(&mut send, &req, &limits).await.unwrap();
+        send.finish().unwrap();
+        match wire::read_header(&mut recv, &limits).await.unwrap() {
+            Some(Message::Error(e)) => assert_eq!(e.code, ErrorCode::Unavailable, "{e:?}"),
+            other => panic!("refused: {other:?}"),
+        }
         server.abort();
     }
 }

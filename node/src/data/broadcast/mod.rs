@@ -29,7 +29,10 @@
 //!   failed or the origin declared the broadcast failed has its requests aborted and stops being
 //!   served ([`BroadcastAction::AbortRequests`], [`BroadcastAction::Unserve`]); one whose
 //!   publication under `received/` failed holds every chunk, verified and durable, and keeps
-//!   serving them.
+//!   serving them. An origin whose source changed under the newest version (the serving side
+//!   reports it, [`handle_source_changed`](Broadcasts::handle_source_changed)) fails it and
+//!   refuses every request for it from then on ([`BroadcastAction::RefuseServing`]); an older
+//!   version whose source changed stops being served ([`BroadcastAction::Unserve`]).
 //! * **Manifest fetching.** A broadcast heard of (a neighbour's `Have`, a registry record) but not
 //!   known is *unknown*. Its manifest is fetched from a neighbour that announced it, each asked
 //!   once, else from the origin, dialled at its registry address. One fetch runs at a time; a
@@ -1179,6 +1182,7 @@ impl Broadcasts {
         if let Some(l) = self.live.get_mut(&name) {
             l.remove(&key);
         }
+        self.push(BroadcastAction::RefuseServing { id });
         self.report_change(ReportDue::Now);
     }
 

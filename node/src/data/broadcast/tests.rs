@@ -364,7 +364,13 @@ fn origin_super_seeds_in_a_swarm_only() {
         );
         assert!(c.is_seeding(&id));
         assert_eq!(c.report().records[0].version, 1);
+        let _ = actions(&mut c);
         c.handle_source_changed(id, 1);
+        assert_eq!(
+            actions(&mut c),
+            vec![BroadcastAction::RefuseServing { id }],
+            "failed here: every later request is refused"
+        );
         assert!(!c.is_seeding(&id));
         let r = &c.report().records[0];
         assert_eq!((r.state, r.version), (BroadcastState::Failed, 2));
