@@ -194,6 +194,21 @@ pub(crate) enum ServeEvent {
         peer: NodeId,
         bytes: u64,
     },
+    /// A chunk request for chunks `first..end` of a broadcast served with super-seeding: may
+    /// it be served? (The core's answer; `false`: answer `Elsewhere`.)
+    Admit {
+        id: BroadcastId,
+        first: u32,
+        end: u32,
+        reply: oneshot::Sender<bool>,
+    },
+    /// An admitted send ended (`delivered`: the requester acknowledged every byte).
+    Served {
+        id: BroadcastId,
+        first: u32,
+        end: u32,
+        delivered: bool,
+    },
 }
 
 #[cfg(test)]

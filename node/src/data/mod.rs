@@ -25,7 +25,7 @@ pub(crate) mod serve;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use swarmcast_proto::{BroadcastId, Limits, Message, NodeId};
@@ -436,6 +436,22 @@ impl DataPlane {
                 self.metrics.uploaded(&id, bytes);
                 self.core.handle_uploaded(id, peer, bytes)
             }
+            ServeEvent::Admit {
+                id,
+                first,
+                end,
+                reply,
+            } => {
+                let admitted = (self.core).handle_serve_request(Instant::now(), id, first, end);
+                // A request task gone (its stream reset) needs no answer.
+                let _ = reply.send(admitted);
+            }
+            ServeEvent::Served {
+                id,
+                first,
+                end,
+                delivered,
+            } => (self.core).handle_served(Instant::now(), id, first, end, delivered),
         }
     }
 
@@ -551,8 +567,7 @@ impl DataPlane {
                         layout: io.layout.clone(),
                         reader: io.reader.clone(),
                         refused: Default::default(),
-                        first_round: super_seed
-                            .then(|| Mutex::new(SuperSeed::new(io.layout.chunk_count()))),
+                        super_seed,
                     };
                     self.catalog.insert(id, Arc::new(servable));
                 }

@@ -95,6 +95,10 @@
 //! * `Request` asks `peer` for chunks `first..first + count` of piece `piece`; a peer reported
 //!   down has its requests aborted by the shell without reports.
 //! * `Ban` closes the connection to the peer and tells the neighbour core.
+//! * A chunk request for a broadcast served with `super_seed` is first put to
+//!   [`handle_serve_request`](Broadcasts::handle_serve_request) (declined: answer
+//!   `Elsewhere`), and an admitted one's end is reported with
+//!   [`handle_served`](Broadcasts::handle_served), however the send ended.
 
 mod bcast;
 mod error;
@@ -474,10 +478,11 @@ impl Broadcasts {
         self.supersede_older(&name);
         self.enforce_keep(&name);
         self.report_change(ReportDue::Now);
-        self.push(BroadcastAction::Serve {
-            id,
-            super_seed: self.config.strategy.super_seeds(),
-        });
+        let super_seed = self.config.strategy.super_seeds();
+        if let Some(b) = self.broadcasts.get_mut(&id) {
+            b.first_round = super_seed.then(|| SuperSeed::new(b.layout.chunk_count()));
+        }
+        self.push(BroadcastAction::Serve { id, super_seed });
         self.push(BroadcastAction::Flood { msg: have });
         publication
     }
@@ -1184,6 +1189,43 @@ impl Broadcasts {
         }
         self.push(BroadcastAction::RefuseServing { id });
         self.report_change(ReportDue::Now);
+    }
+
+    /// Whether to serve chunks `first..end` of `id` to a request that arrived at `now`: the
+    /// origin's super-seeding ([`SuperSeed::admit`]) for a broadcast it serves with
+    /// `super_seed`, always otherwise. An admitted send is reported with
+    /// [`handle_served`](Self::handle_served) once it ended, however it ended.
+    pub fn handle_serve_request(
+        &mut self,
+        now: Instant,
+        id: BroadcastId,
+        first: u32,
+        end: u32,
+    ) -> bool {
+        let round = self
+            .broadcasts
+            .get_mut(&id)
+            .and_then(|b| b.first_round.as_mut());
+        round.is_none_or(|r| r.admit(now, first, end))
+    }
+
+    /// A send that [`handle_serve_request`](Self::handle_serve_request) admitted ended at
+    /// `now`: `delivered` if the requester acknowledged every byte.
+    pub fn handle_served(
+        &mut self,
+        now: Instant,
+        id: BroadcastId,
+        first: u32,
+        end: u32,
+        delivered: bool,
+    ) {
+        let round = self
+            .broadcasts
+            .get_mut(&id)
+            .and_then(|b| b.first_round.as_mut());
+        if let Some(r) = round {
+            r.finished(now, first, end, delivered);
+        }
     }
 
     /// `bytes` of chunk payload of `id` went to `peer`.
