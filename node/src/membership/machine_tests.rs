@@ -349,6 +349,22 @@ fn news_nudges_a_beat_50_ms_after_the_last_and_keeps_the_period() {
 }
 
 #[test]
+fn a_beat_answers_every_nudge_asked_before_it_started() {
+    let mut sim = Sim::new(config(), &[1], reachable(&[1]));
+    // The report at start (a restarted origin's records) asks for a beat: the first one, due
+    // at once, is it.
+    sim.core.handle_report(sim.now, &report(4, true));
+    sim.run_until(Duration::from_millis(900));
+    assert_eq!(sim.beat_times(), [0]);
+    // A nudge while the period's beat is due: one beat, on period.
+    sim.now = sim.start + Duration::from_millis(1000);
+    sim.core.handle_report(sim.now, &report(1, false));
+    sim.core.handle_report(sim.now, &report(4, false));
+    sim.run_until(Duration::from_millis(1900));
+    assert_eq!(sim.beat_times(), [0, 1000]);
+}
+
+#[test]
 fn reading_an_unsettled_fleet_nudges_a_settled_one_does_not() {
     let mut sim = Sim::new(config(), &[1], reachable(&[1]));
     sim.run_until(Duration::from_millis(300));

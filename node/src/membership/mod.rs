@@ -188,9 +188,12 @@ impl Membership {
     /// Run until the process stops; fails only on the join timeout. Moves events between the
     /// probers, the watch channels and the core, in the core's call order.
     pub(crate) async fn run(mut self) -> Result<(), JoinError> {
-        self.drive().await?;
         let mut data = self.links.data.clone();
         let mut reads = self.links.fleet_reads.clone();
+        // What the fleet hears of with the first beat, which is due at once.
+        self.core
+            .handle_report(Instant::now(), &data.borrow_and_update());
+        self.drive().await?;
         let (mut data_open, mut reads_open) = (true, true);
         loop {
             let timeout = self.core.poll_timeout();
