@@ -25,7 +25,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, warn};
 
 pub use crate::manifest::Credentials;
-pub use crate::status::{FleetProgress, NeighbourStatus, NodeStatus, SeedStatus};
+pub use crate::status::{
+    FleetOutcome, FleetProgress, NeighbourStatus, NodeOutcome, NodeStatus, SeedStatus,
+};
 
 /// File name of the socket inside the data dir.
 pub const SOCKET: &str = "control.sock";

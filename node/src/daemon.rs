@@ -3,7 +3,7 @@
 //!
 //! | task | gets | sends to |
 //! |---|---|---|
-//! | membership | [`Me`], a [`Dialer`], the data plane's [`DataReport`](crate::data::DataReport) (watch) | data plane (`Registry`), neighbours (`Registry`), its status |
+//! | membership | [`Me`], a [`Dialer`], the data plane's [`DataReport`](crate::data::DataReport) (watch), the board's fleet reads (watch), the metrics | data plane (`Registry`), neighbours (`Registry`), its status |
 //! | neighbours (`peers`) | its id, a [`Dialer`], a [`Server`] | data plane (`PeerUp`/`PeerDown`/`PeerMessage`), its status |
 //! | accept | the endpoint, a [`Server`] | neighbours (`Connected`) |
 //! | data plane | its id, a [`Dialer`], the catalog | neighbours (`Ban`, unbounded), neighbours' outboxes (`Have`, `HaveUpdate`), its [`DataReport`](crate::data::DataReport) |
@@ -379,7 +379,7 @@ pub async fn run(
         catalog,
         writers.data,
     )
-    .with_metrics(metrics);
+    .with_metrics(metrics.clone());
     let mut data_task = tokio::spawn(data.run(data_rx, serve_rx).instrument(info_span!("data")));
     let membership = Membership::new(
         me,
@@ -391,10 +391,11 @@ pub async fn run(
         MembershipLinks {
             dialer,
             data: board.data(),
-            beat_now: board.beat_now(),
+            fleet_reads: board.fleet_reads(),
             status: writers.membership,
             data_tx,
             peers_tx,
+            metrics,
         },
     );
     // An internal task that ends is a bug (a panic): stop loudly so that a supervisor restarts

@@ -15,8 +15,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::data::broadcast::{DataReport, Failure};
 use crate::data::serve::Catalog;
-use crate::inputs::ServeEvent;
-use crate::status::{FleetProgress, MembershipStatus, NeighbourStatus, NodeStatus};
+use crate::inputs::{FleetReads, ServeEvent};
+use crate::status::{FleetProgress, MembershipStatus, NeighbourStatus, NodeOutcome, NodeStatus};
 
 /// This node's identity and addresses.
 #[derive(Debug, Clone)]
@@ -86,10 +86,11 @@ pub(crate) struct StatusBoard {
     membership: watch::Receiver<MembershipStatus>,
     neighbours: watch::Receiver<Vec<NeighbourStatus>>,
     data: watch::Receiver<DataReport>,
-    /// Asks membership for a heartbeat off its period (see [`MembershipLinks::beat_now`]).
+    /// Tells membership of fleet reads, whose core decides whether one is worth a heartbeat
+    /// off its period (see [`MembershipLinks::fleet_reads`]).
     ///
-    /// [`MembershipLinks::beat_now`]: crate::membership::MembershipLinks::beat_now
-    beat_now: Arc<tokio::sync::Notify>,
+    /// [`MembershipLinks::fleet_reads`]: crate::membership::MembershipLinks::fleet_reads
+    fleet_reads: Arc<watch::Sender<FleetReads>>,
 }
 
 impl StatusBoard {
@@ -104,7 +105,7 @@ impl StatusBoard {
             membership: membership_rx,
             neighbours: neighbours_rx,
             data: data_rx,
-            beat_now: Arc::default(),
+            fleet_reads: Arc::new(watch::channel(FleetReads::default()).0),
         };
         let writers = BoardWriters {
             membership,
@@ -114,9 +115,9 @@ impl StatusBoard {
         (board, writers)
     }
 
-    /// What wakes membership for a heartbeat now (shared with [`fleet`](Self::fleet)).
-    pub(crate) fn beat_now(&self) -> Arc<tokio::sync::Notify> {
-        self.beat_now.clone()
+    /// The fleet reads [`fleet`](Self::fleet) counts, as membership reads them.
+    pub(crate) fn fleet_reads(&self) -> watch::Receiver<FleetReads> {
+        self.fleet_reads.subscribe()
     }
 
     /// The data plane's report (progress, records, uploads) as membership reads it.
@@ -181,29 +182,31 @@ impl StatusBoard {
             let progress = e.record.progress.iter().find(|p| p.broadcast == id);
             let held = progress.map_or(0, |p| p.held.min(chunks));
             out.chunks_held += held;
-            match progress {
-                Some(p) if p.failed.is_some() => {
+            match progress.map(|p| NodeOutcome::of(p, chunks)) {
+                Some(NodeOutcome::Failed) => {
                     // A peer's text: bounded before it reaches a terminal.
-                    let reason: String =
-                        p.failed.iter().flat_map(|f| f.chars()).take(200).collect();
+                    let reason: String = (progress.iter().flat_map(|p| p.failed.iter()))
+                        .flat_map(|f| f.chars())
+                        .take(200)
+                        .collect();
                     out.nodes_failed.push((e.record.name.clone(), reason));
                 }
-                // `complete` is explicit (a broadcast of empty files has no chunks); older
-                // nodes do not send it, and are complete once they hold every chunk.
-                Some(p) if p.complete || (chunks > 0 && held == chunks) => {
-                    out.nodes_complete += 1;
-                }
-                _ => {}
+                Some(NodeOutcome::Complete) => out.nodes_complete += 1,
+                Some(NodeOutcome::Pending) | None => {}
             }
             out.nodes.push((e.record.name.clone(), held));
         }
         drop(m);
-        // Someone (`node send --wait`) follows an unfinished broadcast: refresh the view at once
-        // rather than at the next period, so that the last completion reaches it within a few
-        // round trips.
-        if out.failed.is_none() && (out.nodes_alive == 0 || out.nodes_complete < out.nodes_alive) {
-            self.beat_now.notify_one();
-        }
+        // Membership's core decides whether this read is worth a heartbeat now (someone follows
+        // an unfinished broadcast: the last completion then reaches it within a few round trips).
+        let settled = out.outcome().is_settled();
+        self.fleet_reads.send_modify(|r| {
+            if settled {
+                r.settled += 1;
+            } else {
+                r.unsettled += 1;
+            }
+        });
         out
     }
 }

@@ -194,6 +194,21 @@ pub(crate) enum ServeEvent {
         peer: NodeId,
         bytes: u64,
     },
+    /// A chunk request for chunks `first..end` of a broadcast served with super-seeding: may
+    /// it be served? (The core's answer; `false`: answer `Elsewhere`.)
+    Admit {
+        id: BroadcastId,
+        first: u32,
+        end: u32,
+        reply: oneshot::Sender<bool>,
+    },
+    /// An admitted send ended (`delivered`: the requester acknowledged every byte).
+    Served {
+        id: BroadcastId,
+        first: u32,
+        end: u32,
+        delivered: bool,
+    },
 }
 
 #[cfg(test)]
@@ -231,4 +246,18 @@ mod tests {
             NeighbourDialError::Dial(DialError::Wire(WireError::Connection(closed_by_peer(45))));
         assert_eq!(refused.failure(), DialFailure::Refused);
     }
+}
+
+/// How often the fleet progress of a broadcast was read (`node fleet`, `node send --wait`),
+/// counted by whether the broadcast was settled then ([`FleetProgress::outcome`]): what the
+/// status board tells membership, whose core decides whether a read is worth a heartbeat. A
+/// pair of counters in a `watch` channel, so reads coalesce and none is lost.
+///
+/// [`FleetProgress::outcome`]: crate::status::FleetProgress::outcome
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct FleetReads {
+    /// Reads of a broadcast some alive node was still receiving.
+    pub(crate) unsettled: u64,
+    /// Reads of a settled broadcast.
+    pub(crate) settled: u64,
 }

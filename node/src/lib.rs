@@ -6,10 +6,13 @@
 //! * [`store`]: receiver workspaces (durable, resumable) and origin sources.
 //! * [`swarm`]: the pure piece-scheduling core of one transfer.
 //! * [`data`]: the broadcast core ([`data::Broadcasts`]) and the data-plane shell around it.
-//! * `membership` and `peers`: the tokio shells around registration and neighbours; `accept`
-//!   checks inbound connections and dispatches them; `handles` are what each task gets.
+//! * `membership`: the pure membership core (`membership::machine`: seeds, registration,
+//!   failover, heartbeat timing, join timeout, backoff) and the tokio shell around it; `peers`:
+//!   the shell around the neighbour core; `accept` checks inbound connections and dispatches
+//!   them; `handles` are what each task gets.
 //! * [`control`]: the local Unix socket that `node status` talks to; [`status`]: what it
-//!   answers. `inputs`: the messages the tasks send each other.
+//!   answers, and the completion rule ([`status::NodeOutcome`], [`status::FleetOutcome`]).
+//!   `inputs`: the messages the tasks send each other.
 //! * [`listing`]: the local state of a broadcast (`node ls`) as an enum.
 
 mod abandon;

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
-use swarmcast_proto::{BroadcastRecord, RegistryEntry};
+use swarmcast_proto::{BroadcastRecord, Progress, RegistryEntry};
 
 /// What `node send` answers at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +87,77 @@ pub struct FleetProgress {
     pub nodes: Vec<(String, u64)>,
 }
 
+/// Where one node stands with one broadcast: half of the completion rule, defined here once
+/// for the node's heartbeats, the control socket and `node send --wait`
+/// ([`FleetProgress::outcome`] is the other half).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeOutcome {
+    /// Still receiving (or not started).
+    Pending,
+    /// Holds the whole broadcast: published, or its origin.
+    Complete,
+    /// Refused or failed it: it will not complete.
+    Failed,
+}
+
+impl NodeOutcome {
+    /// The outcome of a node's progress item, for a broadcast of `chunks` chunks as the caller
+    /// knows it (0: unknown). `complete` is explicit (a broadcast of empty files has no chunks);
+    /// older nodes do not send it, and are complete once they hold every chunk.
+    pub fn of(progress: &Progress, chunks: u64) -> Self {
+        if progress.failed.is_some() {
+            Self::Failed
+        } else if progress.complete || (chunks > 0 && progress.held >= chunks) {
+            Self::Complete
+        } else {
+            Self::Pending
+        }
+    }
+
+    /// Complete or failed: waiting longer changes nothing.
+    pub fn is_settled(self) -> bool {
+        self != Self::Pending
+    }
+}
+
+/// Where the fleet stands with one broadcast ([`FleetProgress::outcome`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FleetOutcome {
+    /// Some alive node is still pending, or no node is alive yet.
+    Pending,
+    /// Every alive node is complete.
+    Complete,
+    /// Every alive node is complete or failed, and this many failed.
+    NodesFailed(u64),
+    /// The broadcast itself failed (at the origin or here), with the reason.
+    BroadcastFailed(String),
+}
+
+impl FleetOutcome {
+    /// Anything but [`Pending`](Self::Pending): waiting longer changes nothing.
+    pub fn is_settled(&self) -> bool {
+        *self != Self::Pending
+    }
+}
+
+impl FleetProgress {
+    /// The fleet half of the completion rule: settled once every alive node is complete or
+    /// failed (see [`NodeOutcome::of`] for one node), or once the broadcast failed.
+    pub fn outcome(&self) -> FleetOutcome {
+        if let Some(f) = &self.failed {
+            return FleetOutcome::BroadcastFailed(f.clone());
+        }
+        let failed = self.nodes_failed.len() as u64;
+        if self.nodes_alive == 0 || self.nodes_complete + failed < self.nodes_alive {
+            FleetOutcome::Pending
+        } else if failed == 0 {
+            FleetOutcome::Complete
+        } else {
+            FleetOutcome::NodesFailed(failed)
+        }
+    }
+}
+
 /// One seed's reachability.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeedStatus {
@@ -148,4 +219,73 @@ pub struct HeartbeatStats {
     /// The change number of this node's progress the bootstrap acknowledged (absent: a
     /// bootstrap that predates progress spans).
     pub acked: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use swarmcast_proto::BroadcastId;
+
+    use super::*;
+
+    fn item(held: u64, total: u64, complete: bool, failed: Option<&str>) -> Progress {
+        Progress {
+            broadcast: BroadcastId([1; 32]),
+            held,
+            total,
+            complete,
+            failed: failed.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn a_node_is_complete_when_it_says_so_or_holds_every_chunk_failed_first() {
+        use NodeOutcome::*;
+        assert_eq!(NodeOutcome::of(&item(3, 4, false, None), 4), Pending);
+        assert_eq!(
+            NodeOutcome::of(&item(4, 4, false, None), 4),
+            Complete,
+            "older node"
+        );
+        assert_eq!(
+            NodeOutcome::of(&item(0, 0, true, None), 0),
+            Complete,
+            "empty files"
+        );
+        assert_eq!(
+            NodeOutcome::of(&item(4, 4, false, None), 0),
+            Pending,
+            "size unknown"
+        );
+        assert_eq!(NodeOutcome::of(&item(4, 4, true, Some("x")), 4), Failed);
+        assert!(!Pending.is_settled() && Complete.is_settled() && Failed.is_settled());
+    }
+
+    fn fleet(alive: u64, complete: u64, failed: usize, broadcast_failed: bool) -> FleetProgress {
+        FleetProgress {
+            id: String::new(),
+            bytes: 1,
+            chunks: 1,
+            nodes_alive: alive,
+            nodes_complete: complete,
+            nodes_failed: vec![("n".into(), "r".into()); failed],
+            chunks_held: 0,
+            failed: broadcast_failed.then(|| "cancelled".into()),
+            nodes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_fleet_is_settled_once_every_alive_node_is_complete_or_failed() {
+        use FleetOutcome::*;
+        assert_eq!(fleet(0, 0, 0, false).outcome(), Pending, "nobody alive yet");
+        assert_eq!(fleet(3, 2, 0, false).outcome(), Pending);
+        assert_eq!(fleet(3, 3, 0, false).outcome(), Complete);
+        assert_eq!(fleet(3, 2, 1, false).outcome(), NodesFailed(1));
+        assert_eq!(fleet(3, 1, 1, false).outcome(), Pending);
+        assert_eq!(
+            fleet(3, 3, 0, true).outcome(),
+            BroadcastFailed("cancelled".into())
+        );
+        assert!(!Pending.is_settled() && Complete.is_settled());
+    }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use swarmcast_node::control::{self, FleetProgress};
+use swarmcast_node::control::{self, FleetOutcome, FleetProgress};
 use swarmcast_node::manifest::ManifestLimits;
 
 use crate::cli::SendArgs;
@@ -94,20 +94,14 @@ pub fn run(args: SendArgs) -> Result<()> {
                 human_bytes(rate as u64)
             ));
         }
-        if let Some(f) = &fleet.failed {
-            let f = f.clone();
-            last = Some(fleet);
-            break Err(format!("broadcast failed: {f}"));
-        }
-        // Every node either holds it or will not: waiting longer changes nothing.
-        let failed = fleet.nodes_failed.len() as u64;
-        let settled = fleet.nodes_alive > 0 && fleet.nodes_complete + failed >= fleet.nodes_alive;
+        let outcome = fleet.outcome();
         last = Some(fleet);
-        if settled && failed == 0 {
-            break Ok(());
-        }
-        if settled {
-            break Err(format!("{failed} node(s) failed the broadcast"));
+        match outcome {
+            FleetOutcome::Pending => {}
+            FleetOutcome::Complete => break Ok(()),
+            FleetOutcome::BroadcastFailed(f) => break Err(format!("broadcast failed: {f}")),
+            // Every node either holds it or will not: waiting longer changes nothing.
+            FleetOutcome::NodesFailed(n) => break Err(format!("{n} node(s) failed the broadcast")),
         }
         if args.timeout.is_some_and(|t| started.elapsed() >= t) {
             break Err(format!(
@@ -115,8 +109,8 @@ pub fn run(args: SendArgs) -> Result<()> {
                 args.timeout.unwrap_or_default()
             ));
         }
-        // Each poll also asks the daemon for a fresh registry view (`StatusBoard::fleet` nudges
-        // a heartbeat, at most one per 50 ms), so --wait returns within about a poll of the
+        // Each poll of an unsettled broadcast also asks the daemon for a fresh registry view
+        // (membership's core nudges a heartbeat, at most one per 50 ms), so --wait returns within about a poll of the
         // last completion: every 25 ms for the first 3 s (a small broadcast is done by then),
         // every 100 ms after.
         let poll = if started.elapsed() < Duration::from_secs(3) {

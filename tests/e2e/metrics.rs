@@ -162,6 +162,13 @@ fn live_metrics_rise_mid_transfer_and_pass_promtool() -> Result<()> {
         expiry > now + 364.0 * 86_400.0 && expiry < now + 366.0 * 86_400.0,
         "cert expiry {expiry} at {now}"
     );
+    // Heartbeats went on all along: their round trips are observed, each under the timeout.
+    let beats = sample(&body, "swarmcast_heartbeat_rtt_seconds_count").unwrap_or(0.0);
+    let rtt = sample(&body, "swarmcast_heartbeat_rtt_seconds_sum").unwrap_or(f64::MAX);
+    ensure!(
+        beats >= 1.0 && rtt / beats < 1.0,
+        "heartbeat round trips: {beats} beats, {rtt} s in all"
+    );
     promtool(&body)?;
     // The bootstrap's.
     let body = wait_for(Duration::from_secs(20), "anti-entropy rounds", || {

@@ -25,7 +25,7 @@ pub(crate) mod serve;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use swarmcast_proto::{BroadcastId, Limits, Message, NodeId};
@@ -436,6 +436,22 @@ impl DataPlane {
                 self.metrics.uploaded(&id, bytes);
                 self.core.handle_uploaded(id, peer, bytes)
             }
+            ServeEvent::Admit {
+                id,
+                first,
+                end,
+                reply,
+            } => {
+                let admitted = (self.core).handle_serve_request(Instant::now(), id, first, end);
+                // A request task gone (its stream reset) needs no answer.
+                let _ = reply.send(admitted);
+            }
+            ServeEvent::Served {
+                id,
+                first,
+                end,
+                delivered,
+            } => (self.core).handle_served(Instant::now(), id, first, end, delivered),
         }
     }
 
@@ -550,14 +566,14 @@ impl DataPlane {
                         manifest_bytes: io.manifest_bytes.clone(),
                         layout: io.layout.clone(),
                         reader: io.reader.clone(),
-                        failed: Default::default(),
-                        first_round: super_seed
-                            .then(|| Mutex::new(SuperSeed::new(io.layout.chunk_count()))),
+                        refused: Default::default(),
+                        super_seed,
                     };
                     self.catalog.insert(id, Arc::new(servable));
                 }
             }
             BroadcastAction::Unserve { id } => self.catalog.remove(&id),
+            BroadcastAction::RefuseServing { id } => self.catalog.refuse(&id),
             BroadcastAction::FetchManifest { id, from } => self.spawn_fetch_manifest(id, from),
             BroadcastAction::CreateWorkspace {
                 id,

@@ -26,11 +26,10 @@ use swarmcast_proto::{
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
-use super::broadcast::{Failure, SuperSeed};
+use super::broadcast::Failure;
 use crate::inputs::ServeEvent;
 use crate::manifest::Layout;
 use crate::store::{BufPool, Source, StoreError, Workspace};
-use crate::sync::lock;
 
 /// Pieces being uploaded at once by one node.
 pub const MAX_CONCURRENT_UPLOADS: usize = 16;
@@ -75,11 +74,15 @@ pub(crate) struct Servable {
     pub(crate) manifest_bytes: Arc<Vec<u8>>,
     pub(crate) layout: Arc<Layout>,
     pub(crate) reader: Reader,
-    /// Set when the origin found its source changed: serve nothing more.
-    pub(crate) failed: std::sync::atomic::AtomicBool,
-    /// At the origin in a swarm: which chunks have left it at least once (super-seeding, see
-    /// [`SuperSeed`]). `None` for receivers and in client-server mode.
-    pub(crate) first_round: Option<std::sync::Mutex<SuperSeed>>,
+    /// Refuse every request (`Unavailable`): set by the data plane when the core says so
+    /// ([`BroadcastAction::RefuseServing`]: the origin's source changed), never by a request.
+    ///
+    /// [`BroadcastAction::RefuseServing`]: super::broadcast::BroadcastAction::RefuseServing
+    pub(crate) refused: std::sync::atomic::AtomicBool,
+    /// At the origin in a swarm: each chunk request is put to the core first (super-seeding,
+    /// see [`SuperSeed`](super::broadcast::SuperSeed)), and its end reported. `false` for receivers and in client-server
+    /// mode.
+    pub(crate) super_seed: bool,
 }
 
 /// Everything servable, shared by the data plane (writer) and request tasks (readers).
@@ -145,6 +148,13 @@ impl Catalog {
 
     pub(crate) fn remove(&self, id: &BroadcastId) {
         write(&self.map).remove(id);
+    }
+
+    /// Refuse every request for `id` from now on (see [`Servable::refused`]).
+    pub(crate) fn refuse(&self, id: &BroadcastId) {
+        if let Some(s) = read(&self.map).get(id) {
+            s.refused.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     fn get(&self, id: &BroadcastId) -> Option<Arc<Servable>> {
@@ -240,7 +250,7 @@ async fn serve_chunks(
     let Some(s) = catalog.get(&r.broadcast) else {
         return refuse(send, ErrorCode::NotFound, "unknown broadcast").await;
     };
-    if s.failed.load(std::sync::atomic::Ordering::Relaxed) {
+    if s.refused.load(std::sync::atomic::Ordering::Relaxed) {
         return refuse(
             send,
             ErrorCode::Unavailable,
@@ -255,9 +265,17 @@ async fn serve_chunks(
         return refuse(send, ErrorCode::BadRequest, "chunk range out of bounds").await;
     }
     let mut round_send = None;
-    if let Some(round) = &s.first_round {
-        let admitted = lock(round).admit(std::time::Instant::now(), first, first + r.count);
-        if !admitted {
+    if s.super_seed {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let (id, end) = (r.broadcast, first + r.count);
+        let asked = events.send(ServeEvent::Admit {
+            id,
+            first,
+            end,
+            reply,
+        });
+        // No answer: the data plane is gone (the node is stopping).
+        if asked.await.is_err() || !answer.await.unwrap_or(false) {
             return refuse(
                 send,
                 ErrorCode::Elsewhere,
@@ -266,9 +284,10 @@ async fn serve_chunks(
             .await;
         }
         round_send = Some(RoundSend {
-            round,
+            events: events.clone(),
+            id,
             first,
-            end: first + r.count,
+            end,
             delivered: false,
         });
     }
@@ -319,9 +338,10 @@ async fn serve_chunks(
             Err(StoreError::SourceChanged { index, .. }) | Err(StoreError::Corrupt { index })
                 if matches!(s.reader, Reader::Source(_)) =>
             {
-                s.failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                // This request cannot be served; whether the broadcast fails (and every later
+                // request is refused) is the core's decision.
                 let error = Failure::SourceChanged { index };
-                warn!(broadcast = %r.broadcast.short(), index, "source changed mid-broadcast; failing the broadcast");
+                warn!(broadcast = %r.broadcast.short(), index, "source changed mid-broadcast; reporting it");
                 let _ = events
                     .send(ServeEvent::SourceChanged {
                         id: r.broadcast,
@@ -377,17 +397,36 @@ async fn serve_chunks(
 
 /// An admitted send of the origin's super-seeding: reports its end to the core when dropped,
 /// however the serving ended (`delivered` only once the requester acknowledged every byte).
-struct RoundSend<'a> {
-    round: &'a std::sync::Mutex<SuperSeed>,
+/// The report is never lost: when the data plane's inbox is full it is sent by a task of its
+/// own (a lost one would keep its chunks "on their way" for good).
+struct RoundSend {
+    events: tokio::sync::mpsc::Sender<ServeEvent>,
+    id: BroadcastId,
     first: u32,
     end: u32,
     delivered: bool,
 }
 
-impl Drop for RoundSend<'_> {
+impl Drop for RoundSend {
     fn drop(&mut self) {
-        let now = std::time::Instant::now();
-        lock(self.round).finished(now, self.first, self.end, self.delivered);
+        let ev = ServeEvent::Served {
+            id: self.id,
+            first: self.first,
+            end: self.end,
+            delivered: self.delivered,
+        };
+        match self.events.try_send(ev) {
+            Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {}
+            Err(tokio::sync::mpsc::error::TrySendError::Full(ev)) => {
+                let events = self.events.clone();
+                // Outside a runtime the node is stopping: nobody needs the report.
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        let _ = events.send(ev).await;
+                    });
+                }
+            }
+        }
     }
 }
 
@@ -494,17 +533,26 @@ mod tests {
         assert_eq!(buf, [0xff, 0, 0xff, 0, 0, 0]);
     }
 
-    /// Eight requests are answered while the data plane's inbox for serving events has room for
-    /// one and nobody drains it: once drained, it holds all eight uploads. (The serving side
-    /// used to `try_send` them: seven were lost, and `node status` under-counted.)
-    #[tokio::test]
-    async fn every_upload_is_reported_to_a_full_data_plane() {
+    const CHUNK: u32 = 4096;
+
+    /// A node serving one broadcast of 4 chunks of 7s over loopback, and a client connected.
+    struct Loopback {
+        conn: quinn::Connection,
+        id: BroadcastId,
+        peer: swarmcast_proto::NodeId,
+        catalog: Arc<Catalog>,
+        /// The data plane's inbox for serving events, with room for `room`.
+        events: tokio::sync::mpsc::Receiver<ServeEvent>,
+        server: tokio::task::JoinHandle<()>,
+        _client: quinn::Endpoint,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn loopback(super_seed: bool, room: usize) -> Loopback {
         use std::net::{Ipv4Addr, SocketAddr};
         use swarmcast_certs::testing::TestCluster;
         use swarmcast_proto::Role;
 
-        const CHUNK: u32 = 4096;
-        const REQUESTS: u32 = 8;
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("src");
         std::fs::create_dir(&src).unwrap();
@@ -527,8 +575,8 @@ mod tests {
                 manifest_bytes: Arc::new(bytes),
                 layout,
                 reader: Reader::Source(Arc::new(source)),
-                failed: Default::default(),
-                first_round: None,
+                refused: Default::default(),
+                super_seed,
             }),
         );
 
@@ -545,12 +593,13 @@ mod tests {
         )
         .unwrap();
         let addr = endpoint.local_addr().unwrap();
-        let (events, mut events_rx) = tokio::sync::mpsc::channel(1);
+        let (events, events_rx) = tokio::sync::mpsc::channel(room);
         let peer = client_id.node_id();
+        let served = catalog.clone();
         let server = tokio::spawn(async move {
             let conn = endpoint.accept().await.unwrap().await.unwrap();
             while let Ok((send, recv)) = conn.accept_bi().await {
-                let (catalog, events) = (catalog.clone(), events.clone());
+                let (catalog, events) = (served.clone(), events.clone());
                 tokio::spawn(serve_stream(catalog, events, peer, send, recv, None));
             }
         });
@@ -560,35 +609,116 @@ mod tests {
         let (conn, _) = swarmcast_net::connect(&client, &config, addr, t)
             .await
             .unwrap();
-        let limits = Limits::default();
-        let mut asked = Vec::new();
-        for k in 0..REQUESTS {
-            let conn = conn.clone();
-            asked.push(tokio::spawn(async move {
-                let (mut send, mut recv) = conn.open_bi().await.unwrap();
-                let req = Message::ChunkRequest(ChunkRequest {
-                    broadcast: id,
-                    index: ChunkIndex(k % 4),
-                    count: 1,
-                });
-                wire::write_message(&mut send, &req, &limits).await.unwrap();
-                send.finish().unwrap();
-                match wire::read_header(&mut recv, &limits).await.unwrap() {
-                    Some(Message::ChunkData(h)) => {
-                        let mut data = vec![0u8; h.len as usize];
-                        recv.read_exact(&mut data).await.unwrap();
-                        assert_eq!(data, vec![7u8; CHUNK as usize]);
-                    }
-                    other => panic!("request {k}: {other:?}"),
-                }
-            }));
+        Loopback {
+            conn,
+            id,
+            peer,
+            catalog,
+            events: events_rx,
+            server,
+            _client: client,
+            _dir: dir,
         }
+    }
+
+    /// Ask for chunk `index`: its bytes, or the refusal's code.
+    async fn ask(
+        conn: quinn::Connection,
+        id: BroadcastId,
+        index: u32,
+    ) -> Result<Vec<u8>, ErrorCode> {
+        let limits = Limits::default();
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let req = Message::ChunkRequest(ChunkRequest {
+            broadcast: id,
+            index: ChunkIndex(index),
+            count: 1,
+        });
+        wire::write_message(&mut send, &req, &limits).await.unwrap();
+        send.finish().unwrap();
+        match wire::read_header(&mut recv, &limits).await.unwrap() {
+            Some(Message::ChunkData(h)) => {
+                let mut data = vec![0u8; h.len as usize];
+                recv.read_exact(&mut data).await.unwrap();
+                Ok(data)
+            }
+            Some(Message::Error(e)) => Err(e.code),
+            other => panic!("chunk {index}: {other:?}"),
+        }
+    }
+
+    async fn next_event(l: &mut Loopback) -> ServeEvent {
+        let t = Duration::from_secs(10);
+        match tokio::time::timeout(t, l.events.recv()).await {
+            Ok(Some(ev)) => ev,
+            other => panic!("no serving event: {other:?}"),
+        }
+    }
+
+    /// The origin's super-seeding is the core's decision: each request is put to the data
+    /// plane (`Admit`) before a byte is read, a declined one is answered `Elsewhere`, and an
+    /// admitted one's end is reported (`Served`, delivered once the requester read it all).
+    #[tokio::test]
+    async fn a_super_seeding_origin_asks_the_core_and_reports_each_send_end() {
+        let mut l = loopback(true, 8).await;
+        let asked = tokio::spawn(ask(l.conn.clone(), l.id, 2));
+        match next_event(&mut l).await {
+            ServeEvent::Admit {
+                id,
+                first,
+                end,
+                reply,
+            } => {
+                assert_eq!((id, first, end), (l.id, 2, 3));
+                reply.send(true).unwrap();
+            }
+            other => panic!("asked first: {other:?}"),
+        }
+        assert_eq!(asked.await.unwrap(), Ok(vec![7u8; CHUNK as usize]));
+        assert!(matches!(
+            next_event(&mut l).await,
+            ServeEvent::Uploaded { .. }
+        ));
+        match next_event(&mut l).await {
+            ServeEvent::Served {
+                id,
+                first,
+                end,
+                delivered,
+            } => assert_eq!((id, first, end, delivered), (l.id, 2, 3, true)),
+            other => panic!("the send's end: {other:?}"),
+        }
+        // Declined: `Elsewhere`, nothing read, nothing to report.
+        let asked = tokio::spawn(ask(l.conn.clone(), l.id, 2));
+        match next_event(&mut l).await {
+            ServeEvent::Admit { reply, .. } => reply.send(false).unwrap(),
+            other => panic!("asked first: {other:?}"),
+        }
+        assert_eq!(asked.await.unwrap(), Err(ErrorCode::Elsewhere));
+        let more = tokio::time::timeout(Duration::from_millis(200), l.events.recv()).await;
+        assert!(more.is_err(), "nothing after a decline: {more:?}");
+        l.server.abort();
+    }
+
+    /// Eight requests are answered while the data plane's inbox for serving events has room for
+    /// one and nobody drains it: once drained, it holds all eight uploads. (The serving side
+    /// used to `try_send` them: seven were lost, and `node status` under-counted.)
+    #[tokio::test]
+    async fn every_upload_is_reported_to_a_full_data_plane() {
+        const REQUESTS: u32 = 8;
+        let mut l = loopback(false, 1).await;
+        let (conn, id, peer) = (l.conn.clone(), l.id, l.peer);
+        let t = Duration::from_secs(10);
+        let asked: Vec<_> = (0..REQUESTS)
+            .map(|k| tokio::spawn(ask(conn.clone(), id, k % 4)))
+            .collect();
         for a in asked {
-            tokio::time::timeout(t, a).await.unwrap().unwrap();
+            let data = tokio::time::timeout(t, a).await.unwrap().unwrap();
+            assert_eq!(data, Ok(vec![7u8; CHUNK as usize]));
         }
         let mut uploaded = 0;
         for _ in 0..REQUESTS {
-            match tokio::time::timeout(t, events_rx.recv()).await {
+            match tokio::time::timeout(t, l.events.recv()).await {
                 Ok(Some(ServeEvent::Uploaded {
                     id: b,
                     peer: p,
@@ -601,6 +731,9 @@ mod tests {
             }
         }
         assert_eq!(uploaded, u64::from(REQUESTS * CHUNK));
-        server.abort();
+        // The core said to refuse it (`RefuseServing`): every request is refused from then on.
+        l.catalog.refuse(&id);
+        assert_eq!(ask(conn, id, 0).await, Err(ErrorCode::Unavailable));
+        l.server.abort();
     }
 }

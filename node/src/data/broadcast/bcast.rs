@@ -7,6 +7,7 @@ use std::time::Instant;
 use swarmcast_proto::{BroadcastId, BroadcastRecord, BroadcastState, Have, Message, NodeId};
 
 use super::error::Failure;
+use super::superseed::SuperSeed;
 use super::types::BroadcastInfo;
 use crate::bitfield::Bitfield;
 use crate::listing::BroadcastPhase;
@@ -68,6 +69,8 @@ pub(super) struct Bcast {
     /// The last stall check found holders: the next one (after `stall_confirm`) reports it if
     /// they still hold what this node lacks and nothing arrived meanwhile.
     pub(super) stall_suspect: bool,
+    /// Served by the origin with super-seeding: which chunks have left it (see [`SuperSeed`]).
+    pub(super) first_round: Option<SuperSeed>,
 }
 
 impl Bcast {
@@ -108,6 +111,7 @@ impl Bcast {
             stall_check: None,
             assume_origin_at: None,
             stall_suspect: false,
+            first_round: None,
         }
     }
 

@@ -29,7 +29,10 @@
 //!   failed or the origin declared the broadcast failed has its requests aborted and stops being
 //!   served ([`BroadcastAction::AbortRequests`], [`BroadcastAction::Unserve`]); one whose
 //!   publication under `received/` failed holds every chunk, verified and durable, and keeps
-//!   serving them.
+//!   serving them. An origin whose source changed under the newest version (the serving side
+//!   reports it, [`handle_source_changed`](Broadcasts::handle_source_changed)) fails it and
+//!   refuses every request for it from then on ([`BroadcastAction::RefuseServing`]); an older
+//!   version whose source changed stops being served ([`BroadcastAction::Unserve`]).
 //! * **Manifest fetching.** A broadcast heard of (a neighbour's `Have`, a registry record) but not
 //!   known is *unknown*. Its manifest is fetched from a neighbour that announced it, each asked
 //!   once, else from the origin, dialled at its registry address. One fetch runs at a time; a
@@ -92,6 +95,10 @@
 //! * `Request` asks `peer` for chunks `first..first + count` of piece `piece`; a peer reported
 //!   down has its requests aborted by the shell without reports.
 //! * `Ban` closes the connection to the peer and tells the neighbour core.
+//! * A chunk request for a broadcast served with `super_seed` is first put to
+//!   [`handle_serve_request`](Broadcasts::handle_serve_request) (declined: answer
+//!   `Elsewhere`), and an admitted one's end is reported with
+//!   [`handle_served`](Broadcasts::handle_served), however the send ended.
 
 mod bcast;
 mod error;
@@ -471,10 +478,11 @@ impl Broadcasts {
         self.supersede_older(&name);
         self.enforce_keep(&name);
         self.report_change(ReportDue::Now);
-        self.push(BroadcastAction::Serve {
-            id,
-            super_seed: self.config.strategy.super_seeds(),
-        });
+        let super_seed = self.config.strategy.super_seeds();
+        if let Some(b) = self.broadcasts.get_mut(&id) {
+            b.first_round = super_seed.then(|| SuperSeed::new(b.layout.chunk_count()));
+        }
+        self.push(BroadcastAction::Serve { id, super_seed });
         self.push(BroadcastAction::Flood { msg: have });
         publication
     }
@@ -1188,7 +1196,45 @@ impl Broadcasts {
         if let Some(l) = self.live.get_mut(&name) {
             l.remove(&key);
         }
+        self.push(BroadcastAction::RefuseServing { id });
         self.report_change(ReportDue::Now);
+    }
+
+    /// Whether to serve chunks `first..end` of `id` to a request that arrived at `now`: the
+    /// origin's super-seeding ([`SuperSeed::admit`]) for a broadcast it serves with
+    /// `super_seed`, always otherwise. An admitted send is reported with
+    /// [`handle_served`](Self::handle_served) once it ended, however it ended.
+    pub fn handle_serve_request(
+        &mut self,
+        now: Instant,
+        id: BroadcastId,
+        first: u32,
+        end: u32,
+    ) -> bool {
+        let round = self
+            .broadcasts
+            .get_mut(&id)
+            .and_then(|b| b.first_round.as_mut());
+        round.is_none_or(|r| r.admit(now, first, end))
+    }
+
+    /// A send that [`handle_serve_request`](Self::handle_serve_request) admitted ended at
+    /// `now`: `delivered` if the requester acknowledged every byte.
+    pub fn handle_served(
+        &mut self,
+        now: Instant,
+        id: BroadcastId,
+        first: u32,
+        end: u32,
+        delivered: bool,
+    ) {
+        let round = self
+            .broadcasts
+            .get_mut(&id)
+            .and_then(|b| b.first_round.as_mut());
+        if let Some(r) = round {
+            r.finished(now, first, end, delivered);
+        }
     }
 
     /// `bytes` of chunk payload of `id` went to `peer`.

@@ -364,13 +364,58 @@ fn origin_super_seeds_in_a_swarm_only() {
         );
         assert!(c.is_seeding(&id));
         assert_eq!(c.report().records[0].version, 1);
+        let _ = actions(&mut c);
         c.handle_source_changed(id, 1);
+        assert_eq!(
+            actions(&mut c),
+            vec![BroadcastAction::RefuseServing { id }],
+            "failed here: every later request is refused"
+        );
         assert!(!c.is_seeding(&id));
         let r = &c.report().records[0];
         assert_eq!((r.state, r.version), (BroadcastState::Failed, 2));
         let info = c.list().pop().unwrap();
         assert_eq!(info.state, BroadcastPhase::Failed);
         assert!(info.error.unwrap().contains("source changed under chunk 1"));
+    }
+}
+
+#[test]
+fn the_origin_admits_each_chunk_once_in_a_swarm_and_everything_otherwise() {
+    let now = Instant::now();
+    let mut c = core(Strategy::Swarm);
+    let (m, layout, _, id) = manifest(2);
+    let chunks = layout.chunk_count();
+    c.add_origin(now, id, m, layout, "/src/dir".into(), None, 0);
+    let _ = actions(&mut c);
+    assert!(c.handle_serve_request(now, id, 0, chunks), "first copy");
+    assert!(
+        !c.handle_serve_request(now, id, 0, chunks),
+        "on its way: fetch it from a peer"
+    );
+    // The send failed (a reset stream): its chunks are as before it.
+    c.handle_served(now, id, 0, chunks, false);
+    assert!(c.handle_serve_request(now, id, 0, chunks), "sent again");
+    c.handle_served(now, id, 0, chunks, true);
+    assert!(
+        !c.handle_serve_request(now, id, 0, chunks),
+        "delivered just now"
+    );
+    let later = now + super::superseed::RESEND_AFTER;
+    assert!(
+        c.handle_serve_request(later, id, 0, chunks),
+        "a straggler's, later"
+    );
+    // A broadcast this node knows nothing of: the core does not decline (the shell refuses
+    // an unknown broadcast itself).
+    let (_, _, _, other) = manifest(3);
+    assert!(c.handle_serve_request(now, other, 0, 1));
+    // Client-server: no super-seeding, every request served.
+    let mut c = core(Strategy::OriginOnly);
+    let (m, layout, _, id) = manifest(2);
+    c.add_origin(now, id, m, layout, "/src/dir".into(), None, 0);
+    for _ in 0..3 {
+        assert!(c.handle_serve_request(now, id, 0, 1));
     }
 }
 

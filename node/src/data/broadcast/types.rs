@@ -147,6 +147,12 @@ pub enum BroadcastAction {
         /// The broadcast.
         id: BroadcastId,
     },
+    /// Keep `id` known to the serving side but refuse every request for it (`Unavailable`:
+    /// it failed here), as the origin does once its source changed under the broadcast.
+    RefuseServing {
+        /// The broadcast.
+        id: BroadcastId,
+    },
     /// Fetch the manifest of `id`.
     FetchManifest {
         /// The broadcast.
