@@ -260,14 +260,16 @@ fn origin_killed_half_way_resumes_the_same_broadcast() -> Result<()> {
         at_kill < total,
         "the kill came too late: the receivers already held {at_kill} of {total} chunks between them"
     );
-    // While the origin is down, nobody completes, however long we wait.
+    // While the origin is down, nobody completes, however long we wait: the union of what
+    // they hold was short of a copy at the kill and nothing new enters without the origin.
+    // (They trade among themselves meanwhile, so the sum of their counts may pass the total.)
     std::thread::sleep(Duration::from_secs(2));
     let stuck: Vec<u64> = ["n1", "n2", "n3"]
         .iter()
         .map(|n| f.held(n, &id).unwrap_or(0))
         .collect();
     assert!(
-        stuck.iter().all(|h| *h < total) && stuck.iter().sum::<u64>() < total,
+        stuck.iter().all(|h| *h < total),
         "finished without their origin: {stuck:?} of {total}"
     );
     f.node("origin", &slow)?;
