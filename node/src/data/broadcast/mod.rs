@@ -221,6 +221,9 @@ pub struct Broadcasts {
     /// under way: one at a time per name, so that two never race on the symlink; the next is
     /// decided when it ends.
     linking: BTreeMap<String, Option<BroadcastId>>,
+    /// Per name, the version whose link failed last (not tried again for it; listed complete
+    /// at its own path).
+    link_refused: BTreeMap<String, BroadcastId>,
     /// Broadcasts removed here (`node rm`, retention, superseded, ended by their origin): never
     /// fetched again.
     removed: BTreeSet<BroadcastId>,
@@ -267,6 +270,7 @@ impl Broadcasts {
             max_seq: BTreeMap::new(),
             linked: BTreeMap::new(),
             linking: BTreeMap::new(),
+            link_refused: BTreeMap::new(),
             removed: BTreeSet::new(),
             report_due: ReportDue::Now,
             last_report: None,
@@ -1254,6 +1258,14 @@ impl Broadcasts {
             .map(|(id, b)| {
                 let mut info = b.info(*id);
                 info.current = self.is_current(*id, &b.manifest.name);
+                // Complete once received/ shows it: until its link is on disk it is still
+                // being finished, so that whoever polls `node ls` for `complete` then reads
+                // received/<name> finds it there.
+                if info.state == BroadcastPhase::Complete
+                    && self.link_pending(*id, &b.manifest.name)
+                {
+                    info.state = BroadcastPhase::Receiving;
+                }
                 info
             })
             .collect();

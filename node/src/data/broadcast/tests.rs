@@ -243,12 +243,15 @@ fn lifecycle_commit_then_advertise_then_finalize_once() {
             id
         }]
     );
+    // Listed complete only once received/ shows it, so that a caller polling for complete
+    // finds it there.
     let info = c.list().pop().unwrap();
-    assert_eq!(info.state, BroadcastPhase::Complete);
+    assert_eq!(info.state, BroadcastPhase::Receiving);
     assert_eq!(info.path.as_deref(), Some("/d/broadcasts/x/data"));
     assert!(!info.current, "chosen, but received/ does not show it yet");
     c.handle_linked("dir", id, Ok("/d/received/dir".into()));
     let info = c.list().pop().unwrap();
+    assert_eq!(info.state, BroadcastPhase::Complete);
     assert!(info.current);
     assert_eq!(info.path.as_deref(), Some("/d/received/dir"));
     assert_eq!(info.fetched_bytes, 2 * u64::from(CHUNK));
@@ -1411,6 +1414,16 @@ fn one_link_change_per_name_at_a_time_and_nothing_counts_as_shown_before_it_is()
     c.handle_linked("ds", v3, Err(refused));
     assert!(links(&actions(&mut c)).is_empty());
     assert!(!progress(&c, v3).complete);
+    let listed = |c: &Broadcasts| c.list().into_iter().find(|b| b.id == v3.to_hex()).unwrap();
+    assert_eq!(listed(&c).state, BroadcastPhase::Complete, "complete at its own path");
+    assert_eq!(listed(&c).path.as_deref(), Some("/d/broadcasts/3/data"));
+    // Later events do not retry the refused link.
+    c.handle_registry(
+        now,
+        vec![origin_entry()],
+        vec![version_record(v3, "ds", 1, 3), version_record(v2, "ds", 1, 2)],
+    );
+    assert!(links(&actions(&mut c)).is_empty());
 }
 
 #[test]

@@ -212,7 +212,8 @@ impl Broadcasts {
         }
         let target = self.link_target(name);
         let current = self.linked.get(name).copied();
-        if target == current {
+        if target == current || (target.is_some() && target == self.link_refused.get(name).copied())
+        {
             return;
         }
         match (target, current) {
@@ -234,6 +235,14 @@ impl Broadcasts {
         }
     }
 
+    /// Whether `received/<name>` is to point at `id` but does not yet (its link is under way or
+    /// waits for another's), and its link did not fail.
+    pub(super) fn link_pending(&self, id: BroadcastId, name: &str) -> bool {
+        self.linked.get(name) != Some(&id)
+            && self.link_refused.get(name) != Some(&id)
+            && self.link_target(name) == Some(id)
+    }
+
     /// At resume, before the broadcasts are added: `received/<name>` points at `id` on disk.
     pub fn note_shown(&mut self, name: &str, id: BroadcastId) {
         self.linked.insert(name.to_owned(), id);
@@ -251,6 +260,7 @@ impl Broadcasts {
             Ok(path) => {
                 info!(broadcast = %id.short(), %name, path = %path.display(), "current version");
                 self.linked.insert(name.to_owned(), id);
+                self.link_refused.remove(name);
                 let ids: Vec<BroadcastId> = self
                     .names
                     .get(name)
@@ -271,6 +281,7 @@ impl Broadcasts {
             }
             Err(e) => {
                 warn!(broadcast = %id.short(), %name, error = %e, "cannot point received/ at the newest version");
+                self.link_refused.insert(name.to_owned(), id);
                 // What the link shows is unknown now: nothing counts as shown. Tried again
                 // for a different target only (the same one would fail the same way).
                 if self.linked.get(name) == Some(&id) {
