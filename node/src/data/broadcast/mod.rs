@@ -841,6 +841,9 @@ impl Broadcasts {
                 self.start_transfer(now, id);
             } else if !self.lost.contains_key(&id)
                 && !self.records.get(&id).is_some_and(|r| self.is_superseded(r))
+                // A pull node keeps its unknown slots for announcements (who holds what, for
+                // a later fetch): a record only keeps one it has alive.
+                && (self.wants(id) || self.unknown.contains_key(&id))
                 && self.unknown_entry(now, id).is_some()
             {
                 self.fetch_manifest(id);

@@ -223,6 +223,30 @@ mod tests {
         );
     }
 
+    /// On a pull node, records do not take the unknown slots (`max_unknown`) that announcements
+    /// need: an announcement heard after many records is still kept, and a fetch asks its
+    /// announcer; the registry's mentions keep it from expiring.
+    #[test]
+    fn records_leave_the_unknown_slots_to_announcements_on_a_pull_node() {
+        let now = Instant::now();
+        let mut c = pulling(1);
+        let (_, _, a) = version_manifest("a", 1, 1);
+        let (_, _, b) = version_manifest("b", 1, 2);
+        let records = vec![version_record(a, "a", 1, 1), version_record(b, "b", 1, 1)];
+        c.handle_registry(now, vec![origin_entry()], records.clone());
+        c.handle_peer_up(now, node(5));
+        c.handle_peer_message(now, node(5), have(b, 1, &[0]));
+        let later = now + BroadcastConfig::default().unknown_ttl / 2 * 3;
+        c.handle_registry(later, vec![origin_entry()], records);
+        c.handle_timeout(later);
+        assert!(fetched(&actions(&mut c)).is_empty());
+        assert_eq!(c.fetch(later, "b").unwrap(), vec![b]);
+        assert_eq!(
+            fetch_of(&actions(&mut c)),
+            vec![ManifestSource::Peer(node(5))]
+        );
+    }
+
     /// What a fetch resolves to: a name's newest live version, an id or a unique prefix; an
     /// unknown name, an older version and an ended one are refused with why.
     #[test]
