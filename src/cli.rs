@@ -702,8 +702,8 @@ pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
 
 /// What `node fetch` asks for: one valid path component (a name, or hex digits of an id).
 pub(crate) fn parse_fetch_target(s: &str) -> Result<String, String> {
-    swarmcast_node::manifest::ManifestLimits::default()
-        .check_name(s)
+    let limits = swarmcast_node::manifest::ManifestLimits::default();
+    swarmcast_node::manifest::check_name(s, &limits)
         .map(|()| s.to_owned())
         .map_err(|e| e.to_string())
 }

@@ -79,12 +79,6 @@ impl ManifestLimits {
         Ok(())
     }
 
-    /// Whether `name` may name a broadcast (one valid path component): what `node fetch` is
-    /// checked against before the daemon is asked.
-    pub fn check_name(&self, name: &str) -> Result<(), ManifestError> {
-        super::validate::check_name(name, self)
-    }
-
     /// `max_entries`, capped at `u32::MAX`.
     pub(crate) fn entry_cap(&self) -> u64 {
         self.max_entries.min(u64::from(u32::MAX))
