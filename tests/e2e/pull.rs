@@ -134,6 +134,52 @@ fn a_pull_node_receives_only_what_node_fetch_asks_for() -> Result<()> {
     assert!(out.status.success(), "{out:?}");
     assert_same_tree(&src, &c.data_dir("r1").join("received/payload"));
 
+    // A second version: the pull node fetches nothing of it unasked; asked by name, it gets
+    // the newest, and received/ points at it (the versions rules hold for pulled versions).
+    write_file(&src.join("sub/small.txt"), b"pull me again", 0o600)?;
+    let out = c.cli(&[
+        "node",
+        "send",
+        &src.to_string_lossy(),
+        "--json",
+        "--chunk-size",
+        "256KiB",
+        "--data-dir",
+        &c.data_dir("origin").to_string_lossy(),
+    ])?;
+    let v: Value = serde_json::from_str(&out)?;
+    let v2 = v["broadcast"]["id"].as_str().unwrap().to_owned();
+    assert_ne!(v2, id);
+    wait_complete(&c, "r1", &v2)?;
+    std::thread::sleep(HEARTBEAT * 5);
+    assert!(c.broadcast("puller", &v2)?.is_none(), "fetched unasked");
+    assert!(!workspace(&c, "puller", &v2).exists());
+    let out = run(
+        &c,
+        "puller",
+        &["node", "fetch", "payload", "--wait", "--timeout", "60s"],
+    )?;
+    assert!(out.status.success(), "{out:?}");
+    assert_same_tree(&src, &c.data_dir("puller").join("received/payload"));
+    let ls = c.ls("puller")?;
+    let current: Vec<&str> = (ls.iter().filter(|b| b.current))
+        .map(|b| b.id.as_str())
+        .collect();
+    assert_eq!(current, vec![v2.as_str()], "{ls:?}");
+    // The old version is kept (--keep 2), so asking for it names it; once removed, asking
+    // for it by id is refused: a newer one is out.
+    let out = run(
+        &c,
+        "puller",
+        &["node", "fetch", &id, "--wait", "--timeout", "1s"],
+    )?;
+    assert!(out.status.success(), "{out:?}");
+    let out = run(&c, "puller", &["node", "rm", &id])?;
+    assert!(out.status.success(), "{out:?}");
+    let out = run(&c, "puller", &["node", "fetch", &id])?;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stderr).contains("a newer one is out"), "{out:?}");
+
     // Unknown: exit 1, saying so.
     let out = run(&c, "puller", &["node", "fetch", "nope"])?;
     assert_eq!(out.status.code(), Some(1), "{out:?}");

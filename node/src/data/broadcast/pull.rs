@@ -26,7 +26,7 @@ impl Broadcasts {
     /// unique id prefix (4 hex digits or more) of a broadcast the registry lists or this node
     /// holds. Returns the id asked for. A version held here already is left as it is (being
     /// received, complete or seeding); one removed here or remembered as failed is fetched
-    /// again. Refused: an unknown target, an older version of a name (the versions rules
+    /// again. Refused: an unknown target, an older version not held here (the versions rules
     /// fetch only the newest) and one its origin failed or cancelled.
     pub fn fetch(&mut self, now: Instant, target: &str) -> Result<Vec<BroadcastId>, TargetError> {
         let id = self.resolve_fetch(target)?;
