@@ -66,7 +66,11 @@ pub fn run(args: FetchArgs) -> Result<()> {
                 serde_json::to_string_pretty(&json!({ "broadcast": id }))?
             )?;
         } else {
-            outln!("fetching {id} ({})", args.target)?;
+            if args.target == id {
+                outln!("fetching {id}")?;
+            } else {
+                outln!("fetching {id} ({})", args.target)?;
+            }
         }
         return Ok(());
     }
