@@ -540,6 +540,29 @@ pub(crate) enum NodeCommand {
         #[command(flatten)]
         data: DataDir,
     },
+    /// Fetch a broadcast from the swarm: the newest version of a name, or an id (found
+    /// through the registry, fetched from every peer holding it). The way a `--pull` node
+    /// receives, and a way to get back a version removed with `node rm`.
+    Fetch(FetchArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FetchArgs {
+    /// A broadcast name (its newest version), or an id (or its first 4+ hex digits).
+    #[arg(value_parser = parse_fetch_target)]
+    pub(crate) target: String,
+    #[command(flatten)]
+    pub(crate) data: DataDir,
+    /// Wait until it is complete and verified here (received/<name> shows it), showing
+    /// progress; exit 1 if it fails.
+    #[arg(long)]
+    pub(crate) wait: bool,
+    /// With --wait: give up (exit 1) after this long.
+    #[arg(long, value_parser = parse_duration, requires = "wait")]
+    pub(crate) timeout: Option<Duration>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -621,6 +644,10 @@ pub(crate) struct JoinArgs {
     /// versions go first; a broadcast that still does not fit fails.
     #[arg(long, value_parser = parse_positive_size)]
     pub(crate) max_disk: Option<u64>,
+    /// Pull on demand: receive nothing unasked (no workspace, no manifest fetched) until
+    /// `node fetch` asks for a broadcast; what this node holds is still served.
+    #[arg(long)]
+    pub(crate) pull: bool,
     /// Cap on what this node uploads, to every peer and for every broadcast together: bits
     /// (`200Mbit`, `1Gbit/s`, `50Mbps`) or bytes (`50MiB/s`, `10MB/s`) per second.
     #[arg(long, value_parser = parse_rate)]
@@ -671,6 +698,14 @@ pub(crate) fn parse_rate(s: &str) -> Result<u64, String> {
         return Err(format!("rate {s:?} is too large"));
     }
     Ok(bytes_per_s as u64)
+}
+
+/// What `node fetch` asks for: one valid path component (a name, or hex digits of an id).
+pub(crate) fn parse_fetch_target(s: &str) -> Result<String, String> {
+    let limits = swarmcast_node::manifest::ManifestLimits::default();
+    swarmcast_node::manifest::check_name(s, &limits)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// A group name, as its gid (`--control-group`).

@@ -77,6 +77,12 @@ pub enum ControlRequest {
         /// What to cancel.
         target: String,
     },
+    /// Fetch the newest version of a name, or an id or unique id prefix (`node fetch`):
+    /// answered once the fetch is asked for, with the id; `node ls` follows it.
+    Fetch {
+        /// What to fetch.
+        target: String,
+    },
 }
 
 /// The daemon's answer.
@@ -93,7 +99,8 @@ pub enum ControlResponse {
     List(Vec<crate::data::BroadcastInfo>),
     /// Answer to [`ControlRequest::Fleet`].
     Fleet(FleetProgress),
-    /// Answer to [`ControlRequest::Remove`] and [`ControlRequest::Cancel`]: the hex ids acted on.
+    /// Answer to [`ControlRequest::Remove`], [`ControlRequest::Cancel`] and
+    /// [`ControlRequest::Fetch`]: the hex ids acted on.
     Done(Vec<String>),
     /// The request failed.
     Error(String),
@@ -343,6 +350,18 @@ pub async fn remove(data_dir: &Path, target: &str) -> Result<Vec<String>, Contro
 /// Cancel `target` fleet-wide (`node cancel`, at its origin); the ids cancelled.
 pub async fn cancel(data_dir: &Path, target: &str) -> Result<Vec<String>, ControlError> {
     let request = ControlRequest::Cancel {
+        target: target.to_owned(),
+    };
+    match call(data_dir, &request).await? {
+        ControlResponse::Done(ids) => Ok(ids),
+        other => Err(refusal(other)),
+    }
+}
+
+/// Fetch `target` (a name, an id or a unique id prefix) from the swarm (`node fetch`); the id
+/// asked for, once the fetch is started.
+pub async fn fetch(data_dir: &Path, target: &str) -> Result<Vec<String>, ControlError> {
+    let request = ControlRequest::Fetch {
         target: target.to_owned(),
     };
     match call(data_dir, &request).await? {

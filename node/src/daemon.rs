@@ -69,6 +69,9 @@ pub struct NodeConfig {
     pub keep: usize,
     /// Bytes every broadcast received here may take together (`--max-disk`).
     pub max_disk: Option<u64>,
+    /// Pull on demand (`--pull`): receive only what `node fetch` asks for (see
+    /// [`BroadcastConfig::pull`](crate::data::BroadcastConfig::pull)).
+    pub pull: bool,
     /// Upload cap over every peer and broadcast, bytes per second (`--max-upload`).
     pub max_upload: Option<u64>,
     /// Download cap over every peer and broadcast, bytes per second (`--max-download`).
@@ -98,6 +101,7 @@ impl NodeConfig {
             metrics: None,
             keep: crate::data::DEFAULT_KEEP,
             max_disk: None,
+            pull: false,
             max_upload: None,
             max_download: None,
             identity_reload: swarmcast_net::RELOAD_EVERY,
@@ -215,7 +219,9 @@ impl control::Handler for ControlHandler {
                     Err(_) => ControlResponse::Error(STOPPING.into()),
                 }
             }
-            ControlRequest::Remove { target } | ControlRequest::Cancel { target }
+            ControlRequest::Remove { target }
+            | ControlRequest::Cancel { target }
+            | ControlRequest::Fetch { target }
                 if target.len() > 4096 =>
             {
                 ControlResponse::Error("target too long".into())
@@ -228,6 +234,11 @@ impl control::Handler for ControlHandler {
             ControlRequest::Cancel { target } => {
                 let (reply, answer) = oneshot::channel();
                 let input = DataInput::Cancel { target, reply };
+                self.ids_answer(input, answer).await
+            }
+            ControlRequest::Fetch { target } => {
+                let (reply, answer) = oneshot::channel();
+                let input = DataInput::Fetch { target, reply };
                 self.ids_answer(input, answer).await
             }
             ControlRequest::Fleet { id } => match id.parse::<BroadcastId>() {
@@ -368,6 +379,7 @@ pub async fn run(
         strategy: config.strategy,
         keep: config.keep,
         max_disk: config.max_disk,
+        pull: config.pull,
         fault_hash_delay: config.fault_hash_delay,
     };
     let data = DataPlane::new(

@@ -134,6 +134,11 @@ pub(crate) enum DataInput {
         target: String,
         reply: oneshot::Sender<Result<Vec<BroadcastId>, TargetError>>,
     },
+    /// `node fetch`.
+    Fetch {
+        target: String,
+        reply: oneshot::Sender<Result<Vec<BroadcastId>, TargetError>>,
+    },
     /// Internal: a manifest was built by a blocking task.
     Built {
         result: Result<(Built, Vec<u8>, PathBuf), PublishError>,

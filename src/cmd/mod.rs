@@ -12,6 +12,7 @@ mod bootstrap;
 mod certs;
 mod chaos;
 mod demo;
+mod fetch;
 mod node;
 mod registry;
 mod send;
@@ -29,6 +30,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Node(NodeCommand::Cancel { target, data }) => {
             node::cancel(&data.data_dir, &target)
         }
+        Command::Node(NodeCommand::Fetch(args)) => fetch::run(args),
         Command::Registry(args) => registry::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(c) => bench::run(c),

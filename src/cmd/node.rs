@@ -28,6 +28,7 @@ pub(crate) fn join(args: JoinArgs) -> Result<()> {
     config.metrics = args.metrics;
     config.keep = args.keep;
     config.max_disk = args.max_disk;
+    config.pull = args.pull;
     config.max_upload = args.max_upload;
     config.max_download = args.max_download;
     config.identity_reload = identity_reload();

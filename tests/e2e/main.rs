@@ -18,5 +18,6 @@ mod hostile;
 mod local_users;
 mod metrics;
 mod ops;
+mod pull;
 mod support;
 mod versions;

@@ -106,6 +106,8 @@ pub(crate) struct DataConfig {
     pub(crate) keep: usize,
     /// Disk budget of every workspace together.
     pub(crate) max_disk: Option<u64>,
+    /// Receive only what `node fetch` asks for.
+    pub(crate) pull: bool,
     /// Test-only: each manifest build takes this much longer.
     pub(crate) fault_hash_delay: Option<std::time::Duration>,
 }
@@ -142,6 +144,7 @@ impl DataPlane {
             strategy: config.strategy,
             keep: config.keep,
             max_disk: config.max_disk,
+            pull: config.pull,
             ..BroadcastConfig::default()
         };
         Self {
@@ -368,6 +371,9 @@ impl DataPlane {
             }
             DataInput::Cancel { target, reply } => {
                 let _ = reply.send(self.core.cancel(&target));
+            }
+            DataInput::Fetch { target, reply } => {
+                let _ = reply.send(self.core.fetch(now, &target));
             }
             DataInput::ManifestFetched { id, result } => {
                 self.core.handle_manifest_fetched(now, id, result)

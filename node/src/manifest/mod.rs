@@ -36,6 +36,7 @@ pub use codec::{MANIFEST_MAX_DEPTH, manifest_id};
 pub use error::{BuildError, MAX_REPORTED, ManifestError};
 pub use limits::{DEFAULT_CHUNK_SIZE, ManifestLimits};
 pub use space::{check_free_space, free_space};
+pub use validate::check_name;
 
 /// Version of the manifest format that is built: 2 lists every directory with its mode (a
 /// `Dir` entry may have entries beneath it) and the sent directory's mode (`root_mode`).

@@ -157,8 +157,9 @@ impl Manifest {
     }
 }
 
-/// The broadcast name is one valid path component.
-pub(crate) fn check_name(name: &str, limits: &ManifestLimits) -> Result<(), ManifestError> {
+/// The broadcast name is one valid path component (also what `node fetch` checks its target
+/// against before the daemon is asked).
+pub fn check_name(name: &str, limits: &ManifestLimits) -> Result<(), ManifestError> {
     let reason = if name.is_empty() {
         Some("it is empty")
     } else if name == "." || name == ".." {

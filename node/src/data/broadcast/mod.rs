@@ -44,6 +44,14 @@
 //!   [`max_unknown`](BroadcastConfig::max_unknown) are tracked, so peers cannot make the node
 //!   remember without bound. A fetched manifest is checked against its id and validated here; a
 //!   bad one fails the broadcast for good.
+//! * **Pull on demand.** With [`pull`](BroadcastConfig::pull) (`node join --pull`), a broadcast
+//!   heard of is tracked as unknown (who announced it, its record) but its manifest is fetched
+//!   only once [`fetch`](Broadcasts::fetch) asked for it (`node fetch`): no workspace is made for
+//!   anything else. A fetch of a name asks for its newest live version, which then follows the
+//!   rules of every version (`versions`); one that a newer version supersedes before it is
+//!   complete is remembered as superseded, and the newer one is not fetched unless asked. A
+//!   fetch also works without `pull`: it asks again for a version removed here (`node rm`), or
+//!   names the one already being received.
 //! * **The strategy.** In a [`Strategy::Swarm`] every neighbour that has a piece is a source; in
 //!   [`Strategy::OriginOnly`] only the origin is (the transfers never hear of other peers), and
 //!   the origin serves every request.
@@ -76,6 +84,8 @@
 //!      advertised and served as soon as they were written);
 //!    * a [`Finalize`](BroadcastAction::Finalize) ended:
 //!      [`handle_finalized`](Broadcasts::handle_finalized);
+//!    * `node rm`, `node cancel`, `node fetch`: [`remove`](Broadcasts::remove),
+//!      [`cancel`](Broadcasts::cancel), [`fetch`](Broadcasts::fetch);
 //!    * the serving side found the origin's source changed, or uploaded bytes:
 //!      [`handle_source_changed`](Broadcasts::handle_source_changed),
 //!      [`handle_uploaded`](Broadcasts::handle_uploaded).
@@ -102,6 +112,7 @@
 
 mod bcast;
 mod error;
+mod pull;
 mod retention;
 mod superseed;
 #[cfg(test)]
@@ -227,6 +238,10 @@ pub struct Broadcasts {
     /// Broadcasts removed here (`node rm`, retention, superseded, ended by their origin): never
     /// fetched again.
     removed: BTreeSet<BroadcastId>,
+    /// Broadcasts asked for with [`fetch`](Self::fetch) whose workspace does not exist yet: the
+    /// only unknown ones whose manifest a [`pull`](BroadcastConfig::pull) node fetches, and
+    /// tracked even past [`max_unknown`](BroadcastConfig::max_unknown).
+    asked: BTreeSet<BroadcastId>,
     /// What changed since the last [`DataReport`].
     report_due: ReportDue,
     /// When the last report was made.
@@ -272,6 +287,7 @@ impl Broadcasts {
             linking: BTreeMap::new(),
             link_refused: BTreeMap::new(),
             removed: BTreeSet::new(),
+            asked: BTreeSet::new(),
             report_due: ReportDue::Now,
             last_report: None,
         }
@@ -418,6 +434,7 @@ impl Broadcasts {
         for id in expired {
             debug!(broadcast = %id.short(), "forgetting an unknown broadcast nobody mentions");
             self.unknown.remove(&id);
+            self.asked.remove(&id);
             self.haves.remove(&id);
         }
         let retry: Vec<BroadcastId> = self
@@ -508,6 +525,7 @@ impl Broadcasts {
     ) {
         let complete = held.is_complete();
         let name = manifest.name.clone();
+        self.asked.remove(&id);
         if self.removed.contains(&id)
             || (!complete && self.records.get(&id).is_some_and(|r| self.is_superseded(r)))
         {
@@ -572,6 +590,7 @@ impl Broadcasts {
 
     /// Remember `id` as failed without a manifest (it is never fetched again).
     pub fn add_failed(&mut self, id: BroadcastId, name: String, failure: Failure) {
+        self.asked.remove(&id);
         let totals = self.unknown.remove(&id).and_then(|u| u.totals);
         self.haves.remove(&id);
         self.remember_lost(
@@ -826,6 +845,9 @@ impl Broadcasts {
                 self.start_transfer(now, id);
             } else if !self.lost.contains_key(&id)
                 && !self.records.get(&id).is_some_and(|r| self.is_superseded(r))
+                // A pull node keeps its unknown slots for announcements (who holds what, for
+                // a later fetch): a record only keeps one it has alive.
+                && (self.wants(id) || self.unknown.contains_key(&id))
                 && self.unknown_entry(now, id).is_some()
             {
                 self.fetch_manifest(id);
@@ -841,7 +863,10 @@ impl Broadcasts {
 
     /// The unknown entry of `id`, created if there is room; marks it heard of now.
     fn unknown_entry(&mut self, now: Instant, id: BroadcastId) -> Option<&mut Unknown> {
-        if !self.unknown.contains_key(&id) && self.unknown.len() >= self.config.max_unknown {
+        if !self.unknown.contains_key(&id)
+            && self.unknown.len() >= self.config.max_unknown
+            && !self.asked.contains(&id)
+        {
             return None;
         }
         let u = self.unknown.entry(id).or_insert(Unknown {
@@ -858,8 +883,12 @@ impl Broadcasts {
         Some(u)
     }
 
-    /// Start a manifest fetch for an unknown broadcast, unless one runs or it is backing off.
+    /// Start a manifest fetch for an unknown broadcast, unless one runs, it is backing off, or
+    /// this node pulls on demand and was not asked for it.
     fn fetch_manifest(&mut self, id: BroadcastId) {
+        if !self.wants(id) {
+            return;
+        }
         let Some(u) = self.unknown.get_mut(&id) else {
             return;
         };

@@ -24,7 +24,7 @@ use tracing::info;
 use super::bcast::State;
 use super::{BroadcastAction, Broadcasts, Failure, Lost, ReportDue};
 
-/// Why `node rm` or `node cancel` cannot act on what it was given.
+/// Why `node rm`, `node cancel` or `node fetch` cannot act on what it was given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TargetError {
@@ -40,6 +40,21 @@ pub enum TargetError {
         /// What was asked.
         target: String,
     },
+    /// `node fetch` of a name (or id) that neither the registry nor this node knows.
+    #[error("no broadcast named {0:?} (nor with that id) in the registry or on this node")]
+    NoSuchName(String),
+    /// `node fetch` of a version a newer version of its name supersedes.
+    #[error("{target:?} is an older version of {name:?}: a newer one is out (fetch {name:?})")]
+    Superseded {
+        /// What was asked.
+        target: String,
+        /// Its name.
+        name: String,
+    },
+    /// `node fetch` of a broadcast its origin failed or cancelled (with a name: every
+    /// version of it).
+    #[error("{0:?} failed or was cancelled at its origin: there is nothing to fetch")]
+    Ended(String),
 }
 
 impl Broadcasts {

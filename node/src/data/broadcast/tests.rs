@@ -18,15 +18,15 @@ use crate::swarm::SwarmConfig;
 
 const CHUNK: u32 = 1 << 20;
 
-fn node(n: u8) -> NodeId {
+pub(super) fn node(n: u8) -> NodeId {
     NodeId([n; 32])
 }
 
-const ME: u8 = 1;
-const ORIGIN: u8 = 9;
+pub(super) const ME: u8 = 1;
+pub(super) const ORIGIN: u8 = 9;
 
 /// A manifest of one file of `chunks` full chunks (one piece each), its bytes and id.
-fn manifest(chunks: u32) -> (Arc<Manifest>, Arc<Layout>, Vec<u8>, BroadcastId) {
+pub(super) fn manifest(chunks: u32) -> (Arc<Manifest>, Arc<Layout>, Vec<u8>, BroadcastId) {
     let m = Manifest {
         version: crate::manifest::MANIFEST_VERSION,
         name: "dir".into(),
@@ -47,7 +47,7 @@ fn manifest(chunks: u32) -> (Arc<Manifest>, Arc<Layout>, Vec<u8>, BroadcastId) {
     (Arc::new(m), layout, bytes, id)
 }
 
-fn record(id: BroadcastId, chunks: u32, state: BroadcastState) -> BroadcastRecord {
+pub(super) fn record(id: BroadcastId, chunks: u32, state: BroadcastState) -> BroadcastRecord {
     BroadcastRecord {
         id,
         name: "dir".into(),
@@ -61,7 +61,7 @@ fn record(id: BroadcastId, chunks: u32, state: BroadcastState) -> BroadcastRecor
     }
 }
 
-fn origin_entry() -> RegistryEntry {
+pub(super) fn origin_entry() -> RegistryEntry {
     RegistryEntry {
         record: NodeRecord {
             progress_seq: 0,
@@ -77,11 +77,11 @@ fn origin_entry() -> RegistryEntry {
     }
 }
 
-fn origin_addr() -> SocketAddr {
+pub(super) fn origin_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 4000))
 }
 
-fn have(id: BroadcastId, chunks: u32, held: &[u32]) -> Message {
+pub(super) fn have(id: BroadcastId, chunks: u32, held: &[u32]) -> Message {
     let mut bits = Bitfield::new(chunks);
     for c in held {
         bits.set(*c);
@@ -103,7 +103,7 @@ fn core(strategy: Strategy) -> Broadcasts {
     Broadcasts::new(config, node(ME), 7)
 }
 
-fn actions(c: &mut Broadcasts) -> Vec<BroadcastAction> {
+pub(super) fn actions(c: &mut Broadcasts) -> Vec<BroadcastAction> {
     std::iter::from_fn(|| c.poll_action()).collect()
 }
 
@@ -122,7 +122,7 @@ fn count(actions: &[BroadcastAction], f: impl Fn(&BroadcastAction) -> bool) -> u
 }
 
 #[track_caller]
-fn state(c: &Broadcasts, id: BroadcastId) -> BroadcastPhase {
+pub(super) fn state(c: &Broadcasts, id: BroadcastId) -> BroadcastPhase {
     let hex = id.to_hex();
     c.list().into_iter().find(|b| b.id == hex).unwrap().state
 }
@@ -478,7 +478,7 @@ fn strategy_filter_origin_only_asks_nobody_but_the_origin() {
     }
 }
 
-fn fetch_of(a: &[BroadcastAction]) -> Vec<ManifestSource> {
+pub(super) fn fetch_of(a: &[BroadcastAction]) -> Vec<ManifestSource> {
     a.iter()
         .filter_map(|a| match a {
             BroadcastAction::FetchManifest { from, .. } => Some(*from),
@@ -487,7 +487,7 @@ fn fetch_of(a: &[BroadcastAction]) -> Vec<ManifestSource> {
         .collect()
 }
 
-fn failed_fetch() -> ManifestFetchError {
+pub(super) fn failed_fetch() -> ManifestFetchError {
     ManifestFetchError::Timeout(Duration::from_secs(10))
 }
 
@@ -1152,7 +1152,11 @@ fn a_peer_claiming_to_be_the_origin_is_overruled_by_the_registry() {
 }
 
 /// Version `v` of a broadcast named `name` (another content each `v`, so another id).
-fn version_manifest(name: &str, chunks: u32, v: u8) -> (Arc<Manifest>, Arc<Layout>, BroadcastId) {
+pub(super) fn version_manifest(
+    name: &str,
+    chunks: u32,
+    v: u8,
+) -> (Arc<Manifest>, Arc<Layout>, BroadcastId) {
     let (m, _, _, _) = manifest(chunks);
     let mut m = (*m).clone();
     m.name = name.into();
@@ -1163,7 +1167,12 @@ fn version_manifest(name: &str, chunks: u32, v: u8) -> (Arc<Manifest>, Arc<Layou
 }
 
 /// A record of version `seq` of `name` from the origin.
-fn version_record(id: BroadcastId, name: &str, chunks: u32, seq: u64) -> BroadcastRecord {
+pub(super) fn version_record(
+    id: BroadcastId,
+    name: &str,
+    chunks: u32,
+    seq: u64,
+) -> BroadcastRecord {
     BroadcastRecord {
         name: name.into(),
         seq,
@@ -1172,7 +1181,7 @@ fn version_record(id: BroadcastId, name: &str, chunks: u32, seq: u64) -> Broadca
     }
 }
 
-fn fetched(a: &[BroadcastAction]) -> Vec<BroadcastId> {
+pub(super) fn fetched(a: &[BroadcastAction]) -> Vec<BroadcastId> {
     a.iter()
         .filter_map(|a| match a {
             BroadcastAction::FetchManifest { id, .. } => Some(*id),

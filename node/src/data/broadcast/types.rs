@@ -81,6 +81,13 @@ pub struct BroadcastConfig {
     /// one is forgotten: it leaves `node ls` and the heartbeats, and only its id is kept so
     /// that it is never fetched again.
     pub max_lost: usize,
+    /// Pull on demand (`node join --pull`): no manifest is fetched, and so no workspace made,
+    /// for a broadcast this node was not asked for with [`Broadcasts::fetch`] (`node fetch`).
+    /// Announcements and records are still heard (so that a fetch knows who holds what), and
+    /// what the node holds is still served (default `false`: every broadcast is received).
+    ///
+    /// [`Broadcasts::fetch`]: super::Broadcasts::fetch
+    pub pull: bool,
 }
 
 impl Default for BroadcastConfig {
@@ -100,6 +107,7 @@ impl Default for BroadcastConfig {
             keep: DEFAULT_KEEP,
             max_disk: None,
             max_lost: 256,
+            pull: false,
         }
     }
 }

@@ -21,7 +21,7 @@ use swarmcast_proto::{BroadcastId, BroadcastRecord, BroadcastState, NodeId};
 use tracing::{info, warn};
 
 use super::bcast::State;
-use super::{BroadcastAction, Broadcasts, Failure, Publication, ReportDue};
+use super::{BroadcastAction, Broadcasts, Failure, Lost, Publication, ReportDue};
 
 /// Order of a version among its name's versions: higher is newer.
 pub(super) type VersionKey = (u64, NodeId, BroadcastId);
@@ -165,6 +165,22 @@ impl Broadcasts {
         for id in unknown {
             self.unknown.remove(&id);
             self.haves.remove(&id);
+            if self.asked.remove(&id) {
+                // `node fetch` asked for it and waits: it hears why it will not come.
+                let name = (self.records.get(&id))
+                    .map(|r| r.name.clone())
+                    .unwrap_or_default();
+                info!(broadcast = %id.short(), %name, "superseded before its manifest came: not fetching it");
+                let failure = Failure::Superseded { name: name.clone() };
+                let lost = Lost {
+                    name,
+                    failure,
+                    totals: None,
+                    order: 0,
+                };
+                self.remember_lost(id, lost);
+                self.report_change(ReportDue::Now);
+            }
         }
     }
 
