@@ -1424,13 +1424,20 @@ fn one_link_change_per_name_at_a_time_and_nothing_counts_as_shown_before_it_is()
     assert!(links(&actions(&mut c)).is_empty());
     assert!(!progress(&c, v3).complete);
     let listed = |c: &Broadcasts| c.list().into_iter().find(|b| b.id == v3.to_hex()).unwrap();
-    assert_eq!(listed(&c).state, BroadcastPhase::Complete, "complete at its own path");
+    assert_eq!(
+        listed(&c).state,
+        BroadcastPhase::Complete,
+        "complete at its own path"
+    );
     assert_eq!(listed(&c).path.as_deref(), Some("/d/broadcasts/3/data"));
     // Later events do not retry the refused link.
     c.handle_registry(
         now,
         vec![origin_entry()],
-        vec![version_record(v3, "ds", 1, 3), version_record(v2, "ds", 1, 2)],
+        vec![
+            version_record(v3, "ds", 1, 3),
+            version_record(v2, "ds", 1, 2),
+        ],
     );
     assert!(links(&actions(&mut c)).is_empty());
 }
