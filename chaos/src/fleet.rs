@@ -54,27 +54,7 @@ pub async fn wait_complete(
     deadline: Instant,
     poll: Duration,
 ) -> Result<()> {
-    loop {
-        let mut done = 0;
-        for d in dirs {
-            match broadcast(d, id).await {
-                Some(b) if b.state == BroadcastPhase::Failed => bail!(
-                    "{}: broadcast failed: {}",
-                    d.display(),
-                    b.error.unwrap_or_default()
-                ),
-                Some(b) if b.is_done() => done += 1,
-                _ => {}
-            }
-        }
-        if done == dirs.len() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{done}/{} nodes complete in time", dirs.len());
-        }
-        tokio::time::sleep(poll).await;
-    }
+    wait_all(dirs, id, deadline, poll, "complete", |b| b.is_done()).await
 }
 
 /// Until `received/<name>` points at broadcast `id` at every node of `dirs` (its listing says
@@ -86,8 +66,29 @@ pub async fn wait_current(
     deadline: Instant,
     poll: Duration,
 ) -> Result<()> {
+    wait_all(
+        dirs,
+        id,
+        deadline,
+        poll,
+        "showing it under received/",
+        |b| b.current,
+    )
+    .await
+}
+
+/// Until `done` holds for broadcast `id` at every node of `dirs` (`what` names it in the
+/// error); Err at `deadline`, or at once if one of them reports it failed.
+async fn wait_all(
+    dirs: &[PathBuf],
+    id: &str,
+    deadline: Instant,
+    poll: Duration,
+    what: &str,
+    done: impl Fn(&BroadcastInfo) -> bool,
+) -> Result<()> {
     loop {
-        let mut done = 0;
+        let mut count = 0;
         for d in dirs {
             match broadcast(d, id).await {
                 Some(b) if b.state == BroadcastPhase::Failed => bail!(
@@ -95,18 +96,15 @@ pub async fn wait_current(
                     d.display(),
                     b.error.unwrap_or_default()
                 ),
-                Some(b) if b.current => done += 1,
+                Some(b) if done(&b) => count += 1,
                 _ => {}
             }
         }
-        if done == dirs.len() {
+        if count == dirs.len() {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!(
-                "{done}/{} nodes show it under received/ in time",
-                dirs.len()
-            );
+            bail!("{count}/{} nodes {what} in time", dirs.len());
         }
         tokio::time::sleep(poll).await;
     }

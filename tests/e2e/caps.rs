@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 
 use crate::bench_args::refused;
 use crate::support::*;
@@ -33,16 +33,8 @@ fn capped_transfer(origin_flags: &[&str], receiver_flags: &[&str]) -> Result<Dur
     let source = c.path("capped");
     write_file(&source.join("data.bin"), &pseudo_random(77, SIZE), 0o644)?;
     let started = Instant::now();
-    let out = c.cli(&[
-        "node",
-        "send",
-        &source.to_string_lossy(),
-        "--json",
-        "--data-dir",
-        &c.data_dir("origin").to_string_lossy(),
-    ])?;
-    let v: serde_json::Value = serde_json::from_str(&out)?;
-    let id = v["broadcast"]["id"].as_str().context("id")?.to_owned();
+    let sent = c.send_json("origin", &source)?;
+    let id = sent.id.clone();
     wait_for(Duration::from_secs(60), "the receiver completes", || {
         Ok(c.broadcast("r1", &id)?.filter(|b| b.is_done()).map(|_| ()))
     })?;

@@ -154,17 +154,9 @@ impl Arena {
         })?;
         let source = c.path("payload");
         write_file(&source.join("data.bin"), &pseudo_random(3, 1 << 20), 0o644)?;
-        let out = c.cli(&[
-            "node",
-            "send",
-            &source.to_string_lossy(),
-            "--json",
-            "--data-dir",
-            &c.data_dir("victim").to_string_lossy(),
-        ])?;
-        let v: serde_json::Value = serde_json::from_str(&out)?;
-        let id = v["broadcast"]["id"].as_str().context("id")?;
-        let chunks = v["broadcast"]["chunks"].as_u64().context("chunks")? as u32;
+        let sent = c.send_json("victim", &source)?;
+        let id = sent.id.as_str();
+        let chunks = sent.chunks as u32;
         let broadcast: BroadcastId = id.parse().context("hex id")?;
         let victim_addr = c.status("victim")?.listen;
         Ok(Self {
@@ -394,16 +386,8 @@ fn hostile_peers_are_banned_or_throttled_and_the_honest_transfer_completes() -> 
         let sl = s.spawn(|| slowloris(&slow, t));
         let r = s.spawn(|| resetter(&reset, t));
         std::thread::sleep(Duration::from_millis(300));
-        let out = a.c.cli(&[
-            "node",
-            "send",
-            &honest.to_string_lossy(),
-            "--json",
-            "--data-dir",
-            &a.c.data_dir("victim").to_string_lossy(),
-        ])?;
-        let v: serde_json::Value = serde_json::from_str(&out)?;
-        let id = v["broadcast"]["id"].as_str().context("id")?.to_owned();
+        let sent = a.c.send_json("victim", &honest)?;
+        let id = sent.id.clone();
         wait_for(
             Duration::from_secs(90),
             "the honest receiver completes",
@@ -605,17 +589,9 @@ fn a_neighbour_claiming_every_chunk_and_serving_none_is_throttled() -> Result<()
         let att = Attacker::new(&c, &format!("mallory-{i}"))?;
         // Connected (and its claim made) before the victim hears of the broadcast.
         let started = Instant::now();
-        let out = c.cli(&[
-            "node",
-            "send",
-            &source.to_string_lossy(),
-            "--json",
-            "--data-dir",
-            &c.data_dir("origin").to_string_lossy(),
-        ])?;
-        let v: serde_json::Value = serde_json::from_str(&out)?;
-        let id = v["broadcast"]["id"].as_str().context("id")?.to_owned();
-        let chunks = v["broadcast"]["chunks"].as_u64().context("chunks")? as u32;
+        let sent = c.send_json("origin", &source)?;
+        let id = sent.id.clone();
+        let chunks = sent.chunks as u32;
         let broadcast: BroadcastId = id.parse().context("hex id")?;
         wait_for(
             Duration::from_secs(20),
@@ -684,17 +660,9 @@ fn a_node_heartbeating_progress_on_broadcasts_it_does_not_hold_is_bounded() -> R
     let rss = RssWatch::new(c.procs[b1].pid().expect("b1 runs"));
     let source = c.path("payload");
     write_file(&source.join("data.bin"), &pseudo_random(21, 8 << 20), 0o644)?;
-    let out = c.cli(&[
-        "node",
-        "send",
-        &source.to_string_lossy(),
-        "--json",
-        "--data-dir",
-        &c.data_dir("origin").to_string_lossy(),
-    ])?;
-    let v: serde_json::Value = serde_json::from_str(&out)?;
-    let id = v["broadcast"]["id"].as_str().context("id")?.to_owned();
-    let chunks = v["broadcast"]["chunks"].as_u64().context("chunks")?;
+    let sent = c.send_json("origin", &source)?;
+    let id = sent.id.clone();
+    let chunks = sent.chunks;
     let honest_broadcast: BroadcastId = id.parse().context("hex id")?;
 
     let att = Attacker::new(&c, "mallory-progress")?;
@@ -877,16 +845,8 @@ fn hostile_time_cost() -> Result<()> {
                 0o644,
             )?;
             let started = Instant::now();
-            let out = a.c.cli(&[
-                "node",
-                "send",
-                &dir.to_string_lossy(),
-                "--json",
-                "--data-dir",
-                &a.c.data_dir("victim").to_string_lossy(),
-            ])?;
-            let v: serde_json::Value = serde_json::from_str(&out)?;
-            let id = v["broadcast"]["id"].as_str().context("id")?.to_owned();
+            let sent = a.c.send_json("victim", &dir)?;
+            let id = sent.id.clone();
             wait_for(
                 Duration::from_secs(120),
                 "the honest receiver completes",
@@ -937,17 +897,9 @@ fn hostile_time_cost() -> Result<()> {
             )?;
             let att = Attacker::new(&c, &format!("holder-{k}-{run}"))?;
             let started = Instant::now();
-            let out = c.cli(&[
-                "node",
-                "send",
-                &dir.to_string_lossy(),
-                "--json",
-                "--data-dir",
-                &c.data_dir("origin").to_string_lossy(),
-            ])?;
-            let v: serde_json::Value = serde_json::from_str(&out)?;
-            let id = v["broadcast"]["id"].as_str().context("id")?.to_owned();
-            let chunks = v["broadcast"]["chunks"].as_u64().context("chunks")? as u32;
+            let sent = c.send_json("origin", &dir)?;
+            let id = sent.id.clone();
+            let chunks = sent.chunks as u32;
             let broadcast: BroadcastId = id.parse().context("hex id")?;
             let holder = match how {
                 Some(how) => {

@@ -385,8 +385,33 @@ impl Cluster {
         Ok(serde_json::from_str(&out)?)
     }
 
+    /// `node send DIR --json` at `name`: the broadcast's id (hex) and chunk count.
+    pub fn send_json(&self, name: &str, dir: &std::path::Path) -> Result<Sent> {
+        let out = self.cli(&[
+            "node",
+            "send",
+            &dir.to_string_lossy(),
+            "--json",
+            "--data-dir",
+            &self.data_dir(name).to_string_lossy(),
+        ])?;
+        let v: serde_json::Value = serde_json::from_str(&out)?;
+        let id = v["broadcast"]["id"].as_str().context("no id")?.to_owned();
+        let chunks = v["broadcast"]["chunks"].as_u64().context("no chunks")?;
+        Ok(Sent { id, chunks })
+    }
+
     /// The `node ls` entry of broadcast `id` at `name`, if any.
     pub fn broadcast(&self, name: &str, id: &str) -> Result<Option<BroadcastInfo>> {
         Ok(self.ls(name)?.into_iter().find(|b| b.id == id))
     }
+}
+
+/// What `node send --json` said.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// The broadcast id, hex.
+    pub id: String,
+    /// Its chunks.
+    pub chunks: u64,
 }
