@@ -7,6 +7,7 @@
 //! ([`ProgressSync`]) and announce its records ([`records_to_announce`]). The shell decides
 //! nothing: no timing, retry or failover of its own.
 
+mod handout;
 mod machine;
 
 use std::collections::BTreeMap;
@@ -165,6 +166,10 @@ pub(crate) struct Membership {
     mirror: RegistryMirror,
     /// Which progress each heartbeat carries (the changes the bootstrap has not acknowledged).
     progress: ProgressSync,
+    /// When a beat's view is handed on.
+    handout: handout::Handout,
+    /// The bootstraps the last view handed on named (for beats that hand nothing on).
+    bootstraps: Vec<SocketAddr>,
 }
 
 impl Membership {
@@ -182,6 +187,8 @@ impl Membership {
             heartbeat: 0,
             mirror: RegistryMirror::default(),
             progress: ProgressSync::new(ProgressSyncConfig::default()),
+            handout: handout::Handout::default(),
+            bootstraps: Vec::new(),
         }
     }
 
@@ -300,7 +307,14 @@ impl Membership {
         };
         match self.exchange(&client).await {
             Ok(view) => {
-                let bootstraps = self.hand_out(view).await;
+                let bootstraps = match view {
+                    Some(view) => {
+                        let b = self.hand_out(view).await;
+                        self.bootstraps.clone_from(&b);
+                        b
+                    }
+                    None => self.bootstraps.clone(),
+                };
                 let awaiting = self.links.data.borrow().awaiting_registry;
                 (self.core).handle_beat_ok(Instant::now(), addr, bootstraps, awaiting);
             }
@@ -346,7 +360,7 @@ impl Membership {
     async fn exchange(
         &mut self,
         client: &BootstrapClient,
-    ) -> Result<RegistryView, swarmcast_bootstrap::ClientError> {
+    ) -> Result<Option<RegistryView>, swarmcast_bootstrap::ClientError> {
         {
             let report = self.links.data.borrow();
             self.progress.handle_report(&report.progress);
@@ -411,8 +425,9 @@ impl Membership {
         self.links
             .status
             .send_modify(|s| s.last_heartbeat = Some(stats));
-        self.mirror.apply(view);
-        Ok(self.mirror.view())
+        let changed = self.mirror.apply(view);
+        // The whole copy only when it is to be handed on (see `handout`).
+        Ok(self.handout.after_beat(changed).then(|| self.mirror.view()))
     }
 
     /// The core's view of the seeds and the bootstrap in use, on the status board (only when
