@@ -1,11 +1,9 @@
 //! `swarmcast node fetch`: ask the local daemon for one broadcast, then optionally follow it
 //! here until it is complete and verified.
 
-use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use swarmcast_node::control;
 use swarmcast_node::data::BroadcastInfo;
@@ -75,18 +73,10 @@ pub fn run(args: FetchArgs) -> Result<()> {
         return Ok(());
     }
     let started = Instant::now();
-    let bar = if std::io::stderr().is_terminal() && !args.json {
-        let b = ProgressBar::new(1);
-        b.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] [{bar:30}] {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
+    let bar = super::send::wait_bar(1, args.json);
+    if let Some(b) = &bar {
         b.set_message("asking for the manifest");
-        Some(b)
-    } else {
-        None
-    };
+    }
     let (outcome, last) = loop {
         let list = rt.block_on(control::list(&data_dir))?;
         let (s, info) = standing(&list, &id);
@@ -111,13 +101,7 @@ pub fn run(args: FetchArgs) -> Result<()> {
         if let Some(t) = args.timeout.filter(|t| started.elapsed() >= *t) {
             break (Err(format!("timed out after {t:?}")), info);
         }
-        // Often at first (a small broadcast is done within a few polls), then every 100 ms.
-        let poll = if started.elapsed() < Duration::from_secs(3) {
-            Duration::from_millis(25)
-        } else {
-            Duration::from_millis(100)
-        };
-        std::thread::sleep(poll);
+        std::thread::sleep(super::send::wait_poll(started));
     };
     if let Some(b) = &bar {
         b.finish_and_clear();

@@ -55,17 +55,7 @@ pub fn run(args: SendArgs) -> Result<()> {
         return Ok(());
     }
     let started = Instant::now();
-    let bar = if std::io::stderr().is_terminal() && !args.json {
-        let b = ProgressBar::new(info.bytes.max(1));
-        b.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] [{bar:30}] {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        Some(b)
-    } else {
-        None
-    };
+    let bar = wait_bar(info.bytes.max(1), args.json);
     let mut last: Option<FleetProgress>;
     let mut last_bytes = (Instant::now(), 0u64);
     let mut rate = 0.0f64;
@@ -113,12 +103,7 @@ pub fn run(args: SendArgs) -> Result<()> {
         // (membership's core nudges a heartbeat, at most one per 50 ms), so --wait returns within about a poll of the
         // last completion: every 25 ms for the first 3 s (a small broadcast is done by then),
         // every 100 ms after.
-        let poll = if started.elapsed() < Duration::from_secs(3) {
-            Duration::from_millis(25)
-        } else {
-            Duration::from_millis(100)
-        };
-        std::thread::sleep(poll);
+        std::thread::sleep(wait_poll(started));
     };
     if let Some(b) = &bar {
         b.finish_and_clear();
@@ -165,6 +150,30 @@ pub fn run(args: SendArgs) -> Result<()> {
 }
 
 /// "1 file", "2 files".
+/// The progress bar of a `--wait` (`len` units), on a terminal and without `--json` only.
+pub(crate) fn wait_bar(len: u64, json: bool) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() || json {
+        return None;
+    }
+    let b = ProgressBar::new(len);
+    b.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] [{bar:30}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    Some(b)
+}
+
+/// How long a `--wait` sleeps between polls: 25 ms for the first 3 s (a small broadcast is done
+/// by then), 100 ms after.
+pub(crate) fn wait_poll(started: Instant) -> Duration {
+    if started.elapsed() < Duration::from_secs(3) {
+        Duration::from_millis(25)
+    } else {
+        Duration::from_millis(100)
+    }
+}
+
 fn plural(n: u64, noun: &str) -> String {
     if n == 1 {
         format!("1 {noun}")

@@ -35,9 +35,7 @@ fn capped_transfer(origin_flags: &[&str], receiver_flags: &[&str]) -> Result<Dur
     let started = Instant::now();
     let sent = c.send_json("origin", &source)?;
     let id = sent.id.clone();
-    wait_for(Duration::from_secs(60), "the receiver completes", || {
-        Ok(c.broadcast("r1", &id)?.filter(|b| b.is_done()).map(|_| ()))
-    })?;
+    c.wait_done("r1", &id, Duration::from_secs(60), "the receiver completes")?;
     let took = started.elapsed();
     swarmcast_chaos::tree::verify(&source, &c.data_dir("r1").join("received").join("capped"))?;
     Ok(took)

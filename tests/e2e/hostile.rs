@@ -388,15 +388,11 @@ fn hostile_peers_are_banned_or_throttled_and_the_honest_transfer_completes() -> 
         std::thread::sleep(Duration::from_millis(300));
         let sent = a.c.send_json("victim", &honest)?;
         let id = sent.id.clone();
-        wait_for(
+        a.c.wait_done(
+            "honest",
+            &id,
             Duration::from_secs(90),
             "the honest receiver completes",
-            || {
-                Ok(a.c
-                    .broadcast("honest", &id)?
-                    .filter(|b| b.is_done())
-                    .map(|_| ()))
-            },
         )?;
         eprintln!(
             "honest transfer complete under attack after {:?}",
@@ -599,11 +595,12 @@ fn a_neighbour_claiming_every_chunk_and_serving_none_is_throttled() -> Result<()
             || Ok(c.broadcast("victim", &id)?.map(|_| ())),
         )?;
         let (_conn, asked) = hostile_holder(&att, victim_addr, broadcast, chunks, how)?;
-        wait_for(Duration::from_secs(60), "the victim completes", || {
-            Ok(c.broadcast("victim", &id)?
-                .filter(|b| b.is_done())
-                .map(|_| ()))
-        })?;
+        c.wait_done(
+            "victim",
+            &id,
+            Duration::from_secs(60),
+            "the victim completes",
+        )?;
         let took = started.elapsed();
         let copy = c
             .data_dir("victim")
@@ -696,14 +693,11 @@ fn a_node_heartbeating_progress_on_broadcasts_it_does_not_hold_is_bounded() -> R
         "the bootstrap holds {unannounced} claims on unannounced broadcasts"
     );
     // The honest transfer completes regardless.
-    wait_for(
+    c.wait_done(
+        "honest",
+        &id,
         Duration::from_secs(60),
         "the honest receiver completes",
-        || {
-            Ok(c.broadcast("honest", &id)?
-                .filter(|b| b.is_done())
-                .map(|_| ()))
-        },
     )?;
     swarmcast_chaos::tree::verify(
         &source,
@@ -847,15 +841,11 @@ fn hostile_time_cost() -> Result<()> {
             let started = Instant::now();
             let sent = a.c.send_json("victim", &dir)?;
             let id = sent.id.clone();
-            wait_for(
+            a.c.wait_done(
+                "honest",
+                &id,
                 Duration::from_secs(120),
                 "the honest receiver completes",
-                || {
-                    Ok(a.c
-                        .broadcast("honest", &id)?
-                        .filter(|b| b.is_done())
-                        .map(|_| ()))
-                },
             )?;
             times.push(started.elapsed().as_secs_f64());
             attack
@@ -910,11 +900,12 @@ fn hostile_time_cost() -> Result<()> {
                 }
                 None => None,
             };
-            wait_for(Duration::from_secs(120), "the victim completes", || {
-                Ok(c.broadcast("victim", &id)?
-                    .filter(|b| b.is_done())
-                    .map(|_| ()))
-            })?;
+            c.wait_done(
+                "victim",
+                &id,
+                Duration::from_secs(120),
+                "the victim completes",
+            )?;
             times.push(started.elapsed().as_secs_f64());
             if let Some((_, asked)) = &holder {
                 // The attack overlapped the transfer only if the victim asked the holder.

@@ -401,6 +401,17 @@ impl Cluster {
         Ok(Sent { id, chunks })
     }
 
+    /// Until `name` lists broadcast `id` done (complete, or seeding at its origin); Err after
+    /// `timeout`, saying `what`.
+    pub fn wait_done(&self, name: &str, id: &str, timeout: Duration, what: &str) -> Result<()> {
+        wait_for(timeout, what, || {
+            Ok(self
+                .broadcast(name, id)?
+                .filter(|b| b.is_done())
+                .map(|_| ()))
+        })
+    }
+
     /// The `node ls` entry of broadcast `id` at `name`, if any.
     pub fn broadcast(&self, name: &str, id: &str) -> Result<Option<BroadcastInfo>> {
         Ok(self.ls(name)?.into_iter().find(|b| b.id == id))
