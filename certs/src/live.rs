@@ -12,7 +12,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::client::ResolvesClientCert;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -20,7 +19,6 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use swarmcast_proto::ALPN;
 
 use crate::tls::{ClusterServerVerifier, provider};
 
@@ -175,17 +173,11 @@ impl LiveIdentity {
         transport: Arc<quinn::TransportConfig>,
     ) -> Result<quinn::ServerConfig, CertError> {
         let live = Arc::new(Live(self.clone()));
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        let tls = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(live.clone())
             .with_cert_resolver(live);
-        tls.alpn_protocols = vec![ALPN.to_vec()];
-        tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-        tls.send_tls13_tickets = 0;
-        let mut config =
-            quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
-        config.transport_config(transport);
-        Ok(config)
+        crate::tls::quic_server(tls, transport)
     }
 
     /// As [`Identity::client_config`], presenting and trusting whatever is loaded at each
@@ -195,16 +187,12 @@ impl LiveIdentity {
         transport: Arc<quinn::TransportConfig>,
     ) -> Result<quinn::ClientConfig, CertError> {
         let live = Arc::new(Live(self.clone()));
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        let tls = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .dangerous()
             .with_custom_certificate_verifier(live.clone())
             .with_client_cert_resolver(live);
-        tls.alpn_protocols = vec![ALPN.to_vec()];
-        tls.resumption = rustls::client::Resumption::disabled();
-        let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
-        config.transport_config(transport);
-        Ok(config)
+        crate::tls::quic_client(tls, transport)
     }
 }
 

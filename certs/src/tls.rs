@@ -47,20 +47,11 @@ impl Identity {
     ) -> Result<quinn::ServerConfig, CertError> {
         let provider = provider();
         let verifier = self.client_verifier()?;
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        let tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)
             .with_single_cert(vec![self.cert_der().clone()], self.key_der())?;
-        tls.alpn_protocols = vec![ALPN.to_vec()];
-        // No resumption: every connection verifies the peer's certificate afresh (against the
-        // clock too), and connections are long-lived, so full handshakes cost little.
-        tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-        tls.send_tls13_tickets = 0;
-
-        let mut config =
-            quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
-        config.transport_config(transport);
-        Ok(config)
+        quic_server(tls, transport)
     }
 
     /// A quinn client configuration that presents this identity and accepts only servers whose
@@ -76,17 +67,12 @@ impl Identity {
     ) -> Result<quinn::ClientConfig, CertError> {
         let provider = provider();
         let verifier = self.server_verifier()?;
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_client_auth_cert(vec![self.cert_der().clone()], self.key_der())?;
-        tls.alpn_protocols = vec![ALPN.to_vec()];
-        tls.resumption = rustls::client::Resumption::disabled();
-
-        let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
-        config.transport_config(transport);
-        Ok(config)
+        quic_client(tls, transport)
     }
 
     /// Verifies clients against [`Identity::roots`] (chain, validity, clientAuth).
@@ -171,6 +157,33 @@ impl ServerCertVerifier for ClusterServerVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
     }
+}
+
+/// A quinn server configuration from `tls`: ALPN `swarmcast/1` and no resumption (every
+/// connection verifies the peer's certificate afresh, against the clock too; connections are
+/// long-lived, so full handshakes cost little). Shared by fixed and live identities.
+pub(crate) fn quic_server(
+    mut tls: rustls::ServerConfig,
+    transport: Arc<quinn::TransportConfig>,
+) -> Result<quinn::ServerConfig, CertError> {
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    tls.send_tls13_tickets = 0;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
+    config.transport_config(transport);
+    Ok(config)
+}
+
+/// A quinn client configuration from `tls`: ALPN `swarmcast/1`, no resumption.
+pub(crate) fn quic_client(
+    mut tls: rustls::ClientConfig,
+    transport: Arc<quinn::TransportConfig>,
+) -> Result<quinn::ClientConfig, CertError> {
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.resumption = rustls::client::Resumption::disabled();
+    let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
+    config.transport_config(transport);
+    Ok(config)
 }
 
 #[cfg(test)]
