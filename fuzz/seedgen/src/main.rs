@@ -11,7 +11,7 @@ use swarmcast_node::manifest::{
 use swarmcast_proto::{
     Announce, BroadcastId, BroadcastRecord, BroadcastState, ChunkHeader, ChunkIndex, Delta, Digest,
     EntryUpdate, ErrorCode, Have, Heartbeat, Limits, Lookup, Message, NodeId, NodeRecord, Ping,
-    Progress, Register, Role, Version, encode, encode_chunk, encode_value,
+    Progress, Register, RegistryCursor, Role, Version, encode, encode_chunk, encode_value,
 };
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
@@ -110,6 +110,8 @@ fn control() {
             ControlRequest::Send {
                 dir: "/srv/data".into(),
                 chunk_size: 1 << 20,
+                rehash: false,
+                keepalive: true,
             },
         ),
         (
@@ -138,6 +140,7 @@ fn control() {
                 chunks: 2,
                 nodes_alive: 2,
                 nodes_complete: 1,
+                nodes_failed: Vec::new(),
                 chunks_held: 3,
                 failed: None,
                 nodes: vec![("n1".into(), 2), ("n2".into(), 1)],
@@ -167,7 +170,7 @@ fn node_id(i: u8) -> NodeId {
 
 fn record(i: u8, hb: u64) -> NodeRecord {
     NodeRecord {
- progress_seq: 0,
+        progress_seq: 0,
         id: node_id(i),
         name: format!("node{i}"),
         role: Role::Node,
@@ -201,7 +204,8 @@ fn bootstrap() {
     };
     let heartbeat = |i: u8, hb: u64| {
         Message::Heartbeat(Heartbeat {
- progress_span: None, progress_removed: Vec::new(),
+            progress_span: None,
+            progress_removed: Vec::new(),
             id: node_id(i),
             version: Version::new(1, hb),
             addrs: record(i, 0).addrs,
@@ -210,6 +214,8 @@ fn bootstrap() {
                 broadcast: BroadcastId([0x40; 32]),
                 held: hb,
                 total: 4,
+                complete: false,
+                failed: None,
             }],
         })
     };
