@@ -4,6 +4,9 @@
 //! * [`cmd`]: one module per command group, each turning its arguments into a library config
 //!   (whose constructor checks the rules between values) and calling the library;
 //! * [`output`]: human and JSON renderings of query results.
+// The doc comments of `cli` are clap's help text, printed as written: `<name>` there is a
+// placeholder for the user, not an HTML tag.
+#![allow(rustdoc::invalid_html_tags)]
 
 use std::process::ExitCode;
 

@@ -17,7 +17,7 @@
 //! the same run, on the same links) with a client-server baseline where only the origin
 //! serves, beside its own bound N·F/u_s. Link counters are sampled on the switch side of every
 //! veth to give the utilisation over time. With a trace directory every daemon writes its wire
-//! trace there and the run's [`lab_trace`](crate::lab_trace) summary is written beside them.
+//! trace there and the run's [`lab_trace`] summary is written beside them.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

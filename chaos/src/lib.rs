@@ -8,7 +8,7 @@
 //! * [`tree`]: sample directories and byte-for-byte verification of copies.
 //! * [`demo`]: `swarmcast demo`, the built-in default run.
 //! * [`netns`]: the network lab: hosts in namespaces on a private bridge, shaped links.
-//! * [`bench`], [`pair`], [`files`], [`lab_bench`]: `swarmcast bench local`, `bench pair`
+//! * [`bench`](mod@bench), [`pair`], [`files`], [`lab_bench`]: `swarmcast bench local`, `bench pair`
 //!   (swarmcast against bare quinn), `bench files` (many small files against one large one) and
 //!   `bench swarm` (the netns lab against T*).
 //! * [`lab_trace`]: the summary of the nodes' wire traces for `bench swarm --trace`.

@@ -56,7 +56,7 @@ struct Logged<T> {
     value: T,
 }
 
-/// The bootstrap's numbered copy of its registry view. See the [module docs](self).
+/// The bootstrap's numbered copy of its registry view. (The module `changes` of the registry explains the protocol.)
 #[derive(Clone, Debug)]
 pub struct ChangeLog {
     config: ChangeLogConfig,
@@ -247,8 +247,8 @@ impl ChangeLog {
     }
 }
 
-/// A node's copy of one bootstrap's registry, kept up to date by partial answers. See the
-/// [module docs](self).
+/// A node's copy of one bootstrap's registry, kept up to date by partial answers. (The module
+/// `changes` of the registry explains the protocol.)
 #[derive(Clone, Debug, Default)]
 pub struct RegistryMirror {
     cursor: Option<RegistryCursor>,

@@ -8,7 +8,7 @@
 //!   50 ms; or ([`Shaper::TbfUplink`]) a `tbf` on the host's egress only (50 ms queue, 64 KiB
 //!   burst), downloads unshaped.
 //! * Delay, jitter, loss: every packet in or out of `eth0` goes through an nfqueue whose
-//!   verdicts a thread of the harness delays or drops ([`impair`]), because this lab must also
+//!   verdicts a thread of the harness delays or drops (`impair`), because this lab must also
 //!   work on kernels without `sch_netem`.
 //! * Partitions: `iptables` DROP rules (by source) in a chain of each host's INPUT, so a cut is
 //!   silent, like a broken network, and can be one way.

@@ -312,7 +312,7 @@ impl Workspace {
     /// transfer of a file that did not change between versions. The link is read back and every
     /// chunk checked against this manifest's hashes before it counts; on any error (the source
     /// gone, a different filesystem, a mismatch) nothing is left and the chunks are simply
-    /// fetched. The chunks are then pending, as if written, until the next [`commit`]
+    /// fetched. The chunks are then pending, as if written, until the next [`commit`](Self::commit)
     /// (Self::commit).
     ///
     /// The versions share the inode from then on: nothing writes a complete file again, and
@@ -637,7 +637,7 @@ impl Workspace {
         Ok(())
     }
 
-    /// Publishes a complete broadcast and returns `D/received/<name>`: [`complete`]
+    /// Publishes a complete broadcast and returns `D/received/<name>`: [`complete`](Self::complete)
     /// (Self::complete) then [`link_received`] to this workspace. Calling it again after a
     /// restart is fine. Refuses ([`StoreError::NotASymlink`]) to replace anything at
     /// `received/<name>` that is not a symlink.

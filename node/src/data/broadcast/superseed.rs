@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 /// How long after a chunk was last delivered the origin declines to send it again.
 pub const RESEND_AFTER: Duration = Duration::from_secs(2);
 
-/// The origin's super-seeding: a chunk is sent once, and again only [`RESEND_AFTER`] after its
+/// The origin's super-seeding: a chunk is sent once, and again only `RESEND_AFTER` after its
 /// last copy was delivered (its stream acknowledged), never while a copy is still on its way, so
 /// the origin uploads about one copy of the data and the receivers trade the rest among
 /// themselves. A request for chunks none of which is due is declined (`Elsewhere`): the
@@ -43,7 +43,7 @@ impl SuperSeed {
     }
 
     /// Whether to serve chunks `first..end` at `now`. A range with at least one chunk *due*
-    /// (no copy on its way, and none delivered in the last [`RESEND_AFTER`]) is served whole,
+    /// (no copy on its way, and none delivered in the last `RESEND_AFTER`) is served whole,
     /// and its chunks count as on their way until [`finished`](Self::finished). Chunks past the
     /// end are ignored.
     pub fn admit(&mut self, now: Instant, first: u32, end: u32) -> bool {

@@ -126,7 +126,7 @@ pub enum ManifestSource {
     },
 }
 
-/// What the shell must do. See the [module docs](self) for the contract.
+/// What the shell must do. The module docs of the broadcast core give the contract.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BroadcastAction {
@@ -230,7 +230,7 @@ pub enum BroadcastAction {
     },
     /// Point `received/<name>` at `id`'s data (atomically replacing the link there). At most
     /// one `Link` or `Unlink` per name is under way; the shell reports its end
-    /// ([`Broadcasts::handle_linked`]).
+    /// ([`Broadcasts::handle_linked`](super::Broadcasts::handle_linked)).
     Link {
         /// The name.
         name: String,
@@ -238,7 +238,7 @@ pub enum BroadcastAction {
         id: BroadcastId,
     },
     /// Remove `received/<name>` if it points at `id` (no version of the name is left); the
-    /// shell reports its end ([`Broadcasts::handle_unlinked`]).
+    /// shell reports its end ([`Broadcasts::handle_unlinked`](super::Broadcasts::handle_unlinked)).
     Unlink {
         /// The name.
         name: String,
