@@ -1,6 +1,7 @@
 //! The swarmcast bootstrap server: a replicated peer registry.
 //!
 //! * [`registry`]: the pure, I/O-free core (merge, liveness, anti-entropy digests and deltas).
+//! * [`replication`]: the pure retry policy for dialling fellow bootstraps (backoff, forgetting).
 //! * [`server`]: the QUIC shell around it, with anti-entropy between fellows and snapshots.
 //! * [`client`]: the client side, used by nodes, fellows and the CLI.
 //! * [`listing`]: the JSON shape of `registry --json`, written by the CLI and read by harnesses.
@@ -12,6 +13,7 @@ pub mod client;
 pub mod listing;
 pub mod metrics;
 pub mod registry;
+pub mod replication;
 pub mod server;
 pub mod snapshot;
 

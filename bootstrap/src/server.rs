@@ -23,6 +23,7 @@ use crate::metrics::BootstrapMetrics;
 use crate::registry::{
     ChangeLog, ChangeLogConfig, MAX_SEQ_AHEAD, ProgressUpdate, Registry, RegistryConfig,
 };
+use crate::replication::{FellowKind, FellowRetry, Retry};
 use crate::snapshot;
 
 /// Most addresses a node may advertise.
@@ -630,12 +631,17 @@ async fn replicate(
 ) {
     let period = shared.config.anti_entropy_interval;
     let timeout = shared.config.request_timeout;
-    let mut failures = 0u32;
+    let kind = if shared.config.peers.contains(&addr) {
+        FellowKind::Configured
+    } else {
+        FellowKind::Discovered
+    };
+    let mut retry = FellowRetry::new(period, kind);
     loop {
         let conn = match swarmcast_net::connect(&endpoint, &client_config, addr, timeout).await {
             Ok((conn, peer)) if peer.role == Role::Bootstrap && peer.id != shared.me.id => {
                 info!(fellow = %peer.name, "replicating");
-                failures = 0;
+                retry.handle_connected(Instant::now());
                 conn
             }
             Ok((conn, peer)) => {
@@ -644,15 +650,16 @@ async fn replicate(
                 return;
             }
             Err(e) => {
-                failures = failures.saturating_add(1);
-                if failures == 1 || failures % 20 == 0 {
-                    debug!(error = %e, failures, "fellow unreachable");
+                let failed = retry.handle_connect_failed(Instant::now());
+                if failed.report {
+                    debug!(error = %e, failures = failed.failures, "fellow unreachable");
                 }
-                // A fellow that is gone for good is dropped from the registry, and with it this task.
-                if failures > 10 && !shared.config.peers.contains(&addr) {
-                    return;
+                match failed.retry {
+                    // A fellow that is gone for good is dropped from the registry, and with it
+                    // this task.
+                    Retry::Forget => return,
+                    Retry::At(at) => tokio::time::sleep_until(at.into()).await,
                 }
-                tokio::time::sleep(period.max(Duration::from_millis(100)) * failures.min(10)).await;
                 continue;
             }
         };
