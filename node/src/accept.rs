@@ -4,8 +4,9 @@
 //! neighbour), whose streams are served without making the peer a neighbour. The request
 //! streams of every connection are served here too.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use swarmcast_net::wire::{self, WireError};
 use swarmcast_net::{CloseCode, RefusedHandshakes};
@@ -18,6 +19,7 @@ use crate::data::serve;
 use crate::handles::Server;
 use crate::inputs::{Link, NeighbourInput as Input};
 use crate::neighbours::Direction;
+use crate::streams::{FirstKind, FirstStream};
 
 /// Accept inbound connections on `endpoint` until it closes.
 pub(crate) async fn run(endpoint: quinn::Endpoint, server: Server, tx: mpsc::Sender<Input>) {
@@ -50,22 +52,27 @@ pub(crate) async fn run(endpoint: quinn::Endpoint, server: Server, tx: mpsc::Sen
                     return;
                 }
             };
-            let stream = tokio::time::timeout(Duration::from_secs(5), conn.accept_bi()).await;
-            let Ok(Ok((send, mut recv))) = stream else {
+            // How long the peer may take to open its first stream and speak on it, and what
+            // its first message makes of the connection, are the core's.
+            let mut first = FirstStream::new(Instant::now());
+            let Some((send, mut recv)) = until_expired(&mut first, conn.accept_bi())
+                .await
+                .and_then(Result::ok)
+            else {
                 conn.close(CloseCode::Protocol.into(), b"no stream");
                 return;
             };
-            // A neighbour opens its control stream with a ping; anything else is a one-off
-            // request connection (for example a manifest fetch from a node that is not a
-            // neighbour), served without making the peer a neighbour.
-            let first = tokio::time::timeout(
-                Duration::from_secs(5),
+            first.stream_opened(Instant::now());
+            let message = until_expired(
+                &mut first,
                 wire::read_message(&mut recv, &Limits::default()),
             )
-            .await;
-            match first {
-                Ok(Ok(Some(Message::Ping(_)))) => {}
-                Ok(Ok(Some(request))) => {
+            .await
+            .and_then(Result::ok)
+            .flatten();
+            match (first.first_message(message.as_ref()), message) {
+                (FirstKind::Neighbour, _) => {}
+                (FirstKind::Request, Some(request)) => {
                     serve_requests(server, conn, peer.id, Some((send, recv, request))).await;
                     return;
                 }
@@ -85,6 +92,24 @@ pub(crate) async fn run(endpoint: quinn::Endpoint, server: Server, tx: mpsc::Sen
             };
             let _ = tx.send(Input::Connected(Box::new(link))).await;
         });
+    }
+}
+
+/// `fut`'s output, or `None` once `first`'s deadline is reached.
+async fn until_expired<T>(first: &mut FirstStream, fut: impl Future<Output = T>) -> Option<T> {
+    tokio::pin!(fut);
+    loop {
+        let Some(at) = first.poll_timeout() else {
+            return Some(fut.await);
+        };
+        match tokio::time::timeout_at(at.into(), &mut fut).await {
+            Ok(out) => return Some(out),
+            Err(_) => {
+                if first.handle_timeout(Instant::now()).is_some() {
+                    return None;
+                }
+            }
+        }
     }
 }
 

@@ -34,6 +34,7 @@ mod peers;
 pub mod ratelimit;
 pub mod status;
 pub mod store;
+mod streams;
 pub mod swarm;
 mod sync;
 pub mod wiretrace;

@@ -33,8 +33,9 @@
 //!   300 ms, when its neighbours already hold pieces, so its transfer starts from many full
 //!   `Have`s at once.
 //! * **Super-seeding** (the fault-free baseline and the super-seeding tests, as in swarm mode;
-//!   off in the stalled and corrupt runs): the origin runs the node's own [`SuperSeed`] (one chunk per
-//!   piece here): it sends each piece once, declines other requests for it while that copy is
+//!   off in the stalled and corrupt runs): the origin's core admits or declines each request
+//!   (`Broadcasts::handle_serve_request`, and `handle_served` at its end, as the node's serving
+//!   shell does; one chunk per piece here): it sends each piece once, declines other requests for it while that copy is
 //!   on its way and for `RESEND_AFTER` after its last byte left, and sends it again after that.
 //!
 //! # What is checked, per seed (tests `seed_N::*`)
@@ -64,7 +65,7 @@ use rand::{Rng, SeedableRng};
 use swarmcast_node::bitfield::Bitfield;
 use swarmcast_node::data::{
     BroadcastAction, BroadcastConfig, Broadcasts, ManifestFetchError, ManifestSource, PieceError,
-    SuperSeed,
+    Strategy,
 };
 use swarmcast_node::manifest::{ChunkHash, Entry, EntryKind, Layout, Manifest, manifest_id};
 use swarmcast_node::store::StoreError;
@@ -184,8 +185,6 @@ struct Sim {
     events: BTreeMap<(u64, u64), Ev>,
     fault: Fault,
     faulty: usize,
-    /// With super-seeding: the origin's first round (one chunk per piece).
-    first_round: Option<SuperSeed>,
     declines: u32,
     rates_dirty: bool,
     /// (banning node, banned node).
@@ -333,7 +332,19 @@ impl Sim {
         let mut nodes = Vec::new();
         for (i, neighbours) in adj.into_iter().enumerate() {
             let (up, has, mut core) = if i == 0 {
-                let mut core = Broadcasts::new(BroadcastConfig::default(), node_id(i), 0);
+                // Super-seeding is the origin's in swarm mode; without it the origin serves
+                // every request (as in client-server mode, whose only other difference is
+                // whom receivers fetch from).
+                let strategy = if superseed {
+                    Strategy::Swarm
+                } else {
+                    Strategy::OriginOnly
+                };
+                let config = BroadcastConfig {
+                    strategy,
+                    ..BroadcastConfig::default()
+                };
+                let mut core = Broadcasts::new(config, node_id(i), 0);
                 core.add_origin(
                     base,
                     id,
@@ -383,7 +394,6 @@ impl Sim {
             events: BTreeMap::new(),
             fault,
             faulty,
-            first_round: superseed.then(|| SuperSeed::new(PIECES)),
             declines: 0,
             rates_dirty: false,
             bans: BTreeSet::new(),
@@ -537,9 +547,10 @@ impl Sim {
             let piece = c.queue.pop_front().unwrap();
             if up == 0 {
                 let now = self.instant();
-                if let Some(round) = self.first_round.as_mut() {
-                    round.finished(now, piece, piece + 1, true);
-                }
+                let id = self.id;
+                self.nodes[0]
+                    .core
+                    .handle_served(now, id, piece, piece + 1, true);
             }
             let c = self.conn(up, down);
             c.remaining = if c.queue.is_empty() { 0.0 } else { MIB as f64 };
@@ -622,9 +633,9 @@ impl Sim {
                 if let Some(i) = c.queue.iter().position(|&p| p == piece) {
                     c.queue.remove(i);
                     if up == 0 {
-                        if let Some(round) = self.first_round.as_mut() {
-                            round.finished(now, piece, piece + 1, false);
-                        }
+                        self.nodes[0]
+                            .core
+                            .handle_served(now, id, piece, piece + 1, false);
                     }
                     let c = self.conn(up, down);
                     if i == 0 {
@@ -706,12 +717,17 @@ impl Sim {
             return;
         }
         let now = self.instant();
-        if let Some(round) = self.first_round.as_mut().filter(|_| up == 0) {
-            if !round.admit(now, piece, piece + 1) {
-                self.declines += 1;
-                self.push(HALF_RTT, Ev::Declined { up, down, piece });
-                return;
-            }
+        // The origin's core admits or declines each request (super-seeding), as the node's
+        // serving shell asks it to.
+        let id = self.id;
+        if up == 0
+            && !self.nodes[0]
+                .core
+                .handle_serve_request(now, id, piece, piece + 1)
+        {
+            self.declines += 1;
+            self.push(HALF_RTT, Ev::Declined { up, down, piece });
+            return;
         }
         let c = self.conn(up, down);
         c.queue.push_back(piece);

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -30,6 +30,7 @@ use super::broadcast::Failure;
 use crate::inputs::ServeEvent;
 use crate::manifest::Layout;
 use crate::store::{BufPool, Source, StoreError, Workspace};
+use crate::streams::{AckEnd, ServedStream};
 
 /// Pieces being uploaded at once by one node.
 pub const MAX_CONCURRENT_UPLOADS: usize = 16;
@@ -40,14 +41,6 @@ pub const MAX_RUN_BYTES: usize = 1 << 20;
 
 /// Idle chunk buffers a node keeps for reuse (serving and fetching).
 const POOL_IDLE_BYTES: usize = 16 << 20;
-
-/// How long a served request keeps its permit waiting for the peer's acknowledgements once
-/// everything was written. A live peer acknowledges within round trips; a dead one closes the
-/// connection (idle timeout) before this.
-const ACK_WAIT: Duration = Duration::from_secs(15);
-
-/// How long a request stream may take to deliver its request frame.
-const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where a broadcast's chunks are read from.
 #[derive(Debug, Clone)]
@@ -172,20 +165,41 @@ pub(crate) async fn serve_stream(
     first: Option<Message>,
 ) -> Result<(), WireError> {
     let limits = Limits::default();
-    let request = match first {
-        Some(m) => m,
+    let (request, mut life) = match first {
+        Some(m) => (m, ServedStream::with_request()),
         None => {
             // A request is one small frame sent at once: a stream that trickles it (or sends
-            // part of it and stops) is given up on, so slowloris streams hold nothing for long.
-            let read = wire::read_message(&mut recv, &limits);
-            match tokio::time::timeout(REQUEST_READ_TIMEOUT, read).await {
-                Ok(Ok(Some(m))) => m,
+            // part of it and stops) is given up on when the core says so, so slowloris streams
+            // hold nothing for long.
+            let mut life = ServedStream::awaiting_request(Instant::now());
+            let read = {
+                let read = wire::read_message(&mut recv, &limits);
+                tokio::pin!(read);
+                loop {
+                    let Some(at) = life.poll_timeout() else {
+                        break Ok((&mut read).await);
+                    };
+                    match tokio::time::timeout_at(at.into(), &mut read).await {
+                        Ok(r) => break Ok(r),
+                        Err(_) => {
+                            if let Some(expired) = life.handle_timeout(Instant::now()) {
+                                break Err(expired);
+                            }
+                        }
+                    }
+                }
+            };
+            match read {
+                Ok(Ok(Some(m))) => {
+                    life.request_read();
+                    (m, life)
+                }
                 Ok(Ok(None)) => return Ok(()),
                 Ok(Err(e)) => return Err(e),
-                Err(_) => {
+                Err(expired) => {
                     let _ = recv.stop(BAD_REQUEST_CLOSE.into());
                     let _ = send.reset(BAD_REQUEST_CLOSE.into());
-                    return Err(WireError::Timeout(REQUEST_READ_TIMEOUT));
+                    return Err(WireError::Timeout(expired.after()));
                 }
             }
         }
@@ -193,11 +207,11 @@ pub(crate) async fn serve_stream(
     match request {
         Message::ChunkRequest(r) => {
             if !catalog.trace.enabled() {
-                return serve_chunks(&catalog, &events, peer, &mut send, r).await;
+                return serve_chunks(&catalog, &events, peer, &mut send, r, &mut life).await;
             }
             let start = crate::wiretrace::now_us();
             let (b, first, count) = (r.broadcast, r.index.0, r.count);
-            let result = serve_chunks(&catalog, &events, peer, &mut send, r).await;
+            let result = serve_chunks(&catalog, &events, peer, &mut send, r, &mut life).await;
             catalog.trace.emit(
                 "serve",
                 Some(&b.short()),
@@ -246,6 +260,7 @@ async fn serve_chunks(
     peer: swarmcast_proto::NodeId,
     send: &mut quinn::SendStream,
     r: ChunkRequest,
+    life: &mut ServedStream,
 ) -> Result<(), WireError> {
     let Some(s) = catalog.get(&r.broadcast) else {
         return refuse(send, ErrorCode::NotFound, "unknown broadcast").await;
@@ -387,10 +402,23 @@ async fn serve_chunks(
         })
         .await;
     // Keep the permit (and so bound the buffers still queued in quinn) until the peer has
-    // acknowledged everything, or stopped the stream, or the connection is gone.
-    let acked = tokio::time::timeout(ACK_WAIT, send.stopped()).await;
+    // acknowledged everything, or stopped the stream, or the connection is gone, or the core
+    // gives up on it.
+    life.written(Instant::now());
+    let stopped = send.stopped();
+    tokio::pin!(stopped);
+    while let Some(at) = life.poll_timeout() {
+        match tokio::time::timeout_at(at.into(), &mut stopped).await {
+            Ok(Ok(None)) => life.ended(AckEnd::Acknowledged),
+            Ok(Ok(Some(_))) => life.ended(AckEnd::Stopped),
+            Ok(Err(_)) => life.ended(AckEnd::Lost),
+            Err(_) => {
+                life.handle_timeout(Instant::now());
+            }
+        }
+    }
     if let Some(r) = &mut round_send {
-        r.delivered = matches!(acked, Ok(Ok(None)));
+        r.delivered = life.delivered();
     }
     Ok(())
 }
@@ -496,6 +524,7 @@ pub(crate) const BAD_REQUEST_CLOSE: CloseCode = CloseCode::Protocol;
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn frames_are_headers_then_slices_that_decode_back() {

@@ -254,8 +254,9 @@ impl Broadcasts {
                 }
                 (size, m.chunk_size, *h.finalize().as_bytes())
             };
-        let mut want_files: std::collections::HashMap<(u64, u32, [u8; 32]), Vec<u32>> =
-            std::collections::HashMap::new();
+        // Ordered maps, as everywhere in the core: nothing here depends on a hasher's seed.
+        let mut want_files: std::collections::BTreeMap<(u64, u32, [u8; 32]), Vec<u32>> =
+            std::collections::BTreeMap::new();
         for (i, e) in manifest.entries.iter().enumerate() {
             if let EntryKind::File { size, chunks, .. } = &e.kind {
                 if !chunks.is_empty() {
@@ -294,7 +295,7 @@ impl Broadcasts {
                 }
             }
         }
-        let linked: std::collections::HashSet<u32> = links.iter().map(|l| l.entry).collect();
+        let linked: std::collections::BTreeSet<u32> = links.iter().map(|l| l.entry).collect();
         // The chunks still wanted, by the first 8 bytes of their hash, sorted: 16 bytes per
         // chunk (a map of full hashes took ~100 bytes, 100 MB of peak RSS at a million).
         let prefix = |h: &crate::manifest::ChunkHash| {
