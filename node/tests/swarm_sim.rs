@@ -49,6 +49,14 @@
 //! * with a super-seeding origin and a stalled receiver, the same bounds hold;
 //! * two runs of one seed emit the same actions at the same times (`one_seed_gives_one_trace`).
 //!
+//! # Against the lab (`lab_agreement`)
+//! [`Net::lab`] describes a `bench swarm` configuration instead: fixed link rates, the
+//! product's 256 KiB pieces, full meshes up to 8 neighbours, the wire's measured overhead, and
+//! shaped FIFOs that delay what crosses a saturated link (its doc says what is modelled and
+//! what is taken from the lab). For each configuration whose median BENCHMARKS.md records, the
+//! simulated user's T must fall within 15% of the lab's; the figures and the commands that
+//! measured them are written beside them in `lab_figures`.
+//!
 //! The figures are printed with `eprintln!` (`--nocapture`). `many_seeds` (20 seeds) and
 //! `capacity_bound` (fast receivers, so that the swarm's total upload bounds T*) are ignored by
 //! default: run them with `cargo test --release -p swarmcast-node --test swarm_sim -- --ignored
@@ -80,6 +88,69 @@ const MAX_DEGREE: usize = 12;
 const ORIGIN_UP: f64 = 50.0 * MB;
 /// Half the RTT, in nanoseconds.
 const HALF_RTT: u64 = 500_000;
+
+/// The network a run models. [`Net::default`] is the model described at the top (30 receivers
+/// of drawn capacities, 1 MiB pieces, 0.5 ms per message, no queues); [`Net::lab`] describes a
+/// `bench swarm` configuration (see `lab_agreement`).
+#[derive(Clone, Debug)]
+struct Net {
+    receivers: usize,
+    pieces: u32,
+    /// Bytes per piece (one chunk per piece).
+    piece_bytes: u64,
+    /// The origin's upload, payload bytes per second.
+    origin_up: f64,
+    /// Receivers' (upload, download) payload capacities.
+    rates: Rates,
+    /// Neighbours per node (a full mesh when the fleet is smaller).
+    degree: usize,
+    /// A message's time on the wire without queueing, nanoseconds.
+    half_rtt: u64,
+    /// The shaped links' queues: a message or a piece's last byte crossing a saturated
+    /// shaped link waits this long in its FIFO (nanoseconds), on the sender's uplink and, with
+    /// `queue_down`, the receiver's downlink too.
+    queue: u64,
+    queue_down: bool,
+    /// The lower bound's rates (the links' configured rates, which the lab's T* counts as
+    /// payload): origin upload and receivers' (upload, download), bytes per second.
+    bound: Option<(f64, Vec<(f64, f64)>)>,
+    /// What the simulated completion leaves out of the user's figure: from the start of
+    /// `node send` to the origin's first announcement, and from the last completion to the
+    /// return of `--wait`, nanoseconds.
+    before: u64,
+    after: u64,
+}
+
+#[derive(Clone, Debug)]
+enum Rates {
+    /// Each receiver's upload drawn uniformly from this range (MB/s), its download twice that.
+    Drawn(std::ops::Range<f64>),
+    /// Given per receiver.
+    Fixed(Vec<(f64, f64)>),
+}
+
+impl Net {
+    fn with_uploads(uploads: std::ops::Range<f64>) -> Self {
+        Self {
+            receivers: RECEIVERS,
+            pieces: PIECES,
+            piece_bytes: MIB,
+            origin_up: ORIGIN_UP,
+            rates: Rates::Drawn(uploads),
+            degree: DEGREE,
+            half_rtt: HALF_RTT,
+            queue: 0,
+            queue_down: false,
+            bound: None,
+            before: 0,
+            after: 0,
+        }
+    }
+
+    fn bytes(&self) -> f64 {
+        (u64::from(self.pieces) * self.piece_bytes) as f64
+    }
+}
 /// Give up after this much virtual time.
 const HORIZON: u64 = 600_000_000_000;
 
@@ -169,6 +240,10 @@ struct Conn {
 }
 
 struct Sim {
+    net: Net,
+    /// Per resource (uploads `0..n`, downloads `n..2n`): whether it is saturated, as of the
+    /// last rate computation (its shaped queue is then full).
+    saturated: Vec<bool>,
     base: Instant,
     id: BroadcastId,
     manifest_bytes: Vec<u8>,
@@ -202,26 +277,32 @@ struct Sim {
     trace: Option<Vec<String>>,
 }
 
-/// One file of `PIECES` chunks of 1 MiB: one chunk per piece.
-fn manifest() -> (Arc<Manifest>, Arc<Layout>, Vec<u8>, BroadcastId) {
+/// One file of `net.pieces` chunks of `net.piece_bytes`: one chunk per piece.
+fn manifest(net: &Net) -> (Arc<Manifest>, Arc<Layout>, Vec<u8>, BroadcastId) {
     let m = Manifest {
         version: swarmcast_node::manifest::MANIFEST_VERSION,
         name: "sim".into(),
-        chunk_size: MIB as u32,
+        chunk_size: net.piece_bytes as u32,
         root_mode: Some(0o755),
         entries: vec![Entry {
             path: "file".into(),
             kind: EntryKind::File {
-                size: u64::from(PIECES) * MIB,
+                size: u64::from(net.pieces) * net.piece_bytes,
                 mode: 0o644,
-                chunks: (0..PIECES).map(|i| ChunkHash([i as u8; 32])).collect(),
+                chunks: (0..net.pieces)
+                    .map(|i| {
+                        let mut h = [0u8; 32];
+                        h[..4].copy_from_slice(&i.to_be_bytes());
+                        ChunkHash(h)
+                    })
+                    .collect(),
             },
         }],
     };
     let bytes = m.to_bytes();
     let id = manifest_id(&bytes);
     let layout = Arc::new(Layout::new(&m));
-    assert_eq!(layout.piece_count(), PIECES);
+    assert_eq!(layout.piece_count(), net.pieces);
     (Arc::new(m), layout, bytes, id)
 }
 
@@ -232,15 +313,21 @@ fn node_id(n: usize) -> NodeId {
     NodeId(bytes)
 }
 
-/// A connected random graph on `n` nodes, each of degree at least [`DEGREE`].
-fn random_graph(rng: &mut StdRng, n: usize) -> Vec<BTreeSet<usize>> {
+/// A connected random graph on `n` nodes, each of degree at least `degree` (a full mesh if
+/// there are not that many others).
+fn random_graph(rng: &mut StdRng, n: usize, degree: usize) -> Vec<BTreeSet<usize>> {
+    if n <= degree + 1 {
+        return (0..n)
+            .map(|i| (0..n).filter(|&j| j != i).collect())
+            .collect();
+    }
     loop {
         let mut adj = vec![BTreeSet::new(); n];
         let mut order: Vec<usize> = (0..n).collect();
         rand::seq::SliceRandom::shuffle(&mut order[..], rng);
         for &i in &order {
             let mut tries = 0;
-            while adj[i].len() < DEGREE && tries < 1000 {
+            while adj[i].len() < degree && tries < 1000 {
                 tries += 1;
                 let j = rng.random_range(0..n);
                 let cap = if tries > 500 { n } else { MAX_DEGREE };
@@ -296,17 +383,18 @@ impl Sim {
     fn new(seed: u64, setup: &Setup) -> Self {
         let Setup {
             fault,
-            ref uploads,
+            ref net,
             superseed,
             late,
             trace,
         } = *setup;
         let mut rng = StdRng::seed_from_u64(seed);
-        let n = RECEIVERS + 1;
-        let adj = random_graph(&mut rng, n);
+        let n = net.receivers + 1;
+        let adj = random_graph(&mut rng, n, net.degree);
         let faulty = rng.random_range(1..n);
         let base = Instant::now();
-        let (m, layout, manifest_bytes, id) = manifest();
+        let (m, layout, manifest_bytes, id) = manifest(net);
+        let pieces = net.pieces;
         let record = BroadcastRecord {
             id,
             name: m.name.clone(),
@@ -331,7 +419,7 @@ impl Sim {
         });
         let mut nodes = Vec::new();
         for (i, neighbours) in adj.into_iter().enumerate() {
-            let (up, has, mut core) = if i == 0 {
+            let (up, down, has, mut core) = if i == 0 {
                 // Super-seeding is the origin's in swarm mode; without it the origin serves
                 // every request (as in client-server mode, whose only other difference is
                 // whom receivers fetch from).
@@ -354,11 +442,22 @@ impl Sim {
                     None,
                     0,
                 );
-                (ORIGIN_UP, Bitfield::full(PIECES), core)
+                (
+                    net.origin_up,
+                    2.0 * net.origin_up,
+                    Bitfield::full(pieces),
+                    core,
+                )
             } else {
-                let up = rng.random_range(uploads.clone()) * MB;
+                let (up, down) = match &net.rates {
+                    Rates::Drawn(uploads) => {
+                        let up = rng.random_range(uploads.clone()) * MB;
+                        (up, 2.0 * up)
+                    }
+                    Rates::Fixed(rates) => rates[i - 1],
+                };
                 let core = Broadcasts::new(BroadcastConfig::default(), node_id(i), rng.random());
-                (up, Bitfield::new(PIECES), core)
+                (up, down, Bitfield::new(pieces), core)
             };
             // The registry names the origin; no addresses, so manifests come from neighbours.
             core.handle_registry(base, Vec::new(), vec![record.clone()]);
@@ -372,7 +471,7 @@ impl Sim {
                 pending: Vec::new(),
                 serving: false,
                 up,
-                down: 2.0 * up,
+                down,
                 neighbours,
                 timer: None,
                 done_at: None,
@@ -381,6 +480,8 @@ impl Sim {
         }
         let ids = nodes.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
         let mut sim = Self {
+            net: net.clone(),
+            saturated: vec![false; 2 * n],
             base,
             id,
             manifest_bytes,
@@ -436,6 +537,20 @@ impl Sim {
     fn push(&mut self, delay: u64, ev: Ev) {
         self.seq += 1;
         self.events.insert((self.now + delay, self.seq), ev);
+    }
+
+    /// How long a message (or a piece's last byte) from `from` takes to reach `to`: the wire,
+    /// plus a full FIFO on each saturated shaped link it crosses.
+    fn delay(&self, from: usize, to: usize) -> u64 {
+        let n = self.nodes.len();
+        let mut d = self.net.half_rtt;
+        if self.saturated[from] {
+            d += self.net.queue;
+        }
+        if self.net.queue_down && self.saturated[n + to] {
+            d += self.net.queue;
+        }
+        d
     }
 
     fn linked(&self, a: usize, b: usize) -> bool {
@@ -506,8 +621,20 @@ impl Sim {
             }
             busy.retain(|&r| count[r] > 0);
         }
+        let mut used = vec![0.0; 2 * n];
         for (f, &(u, d)) in flows.iter().enumerate() {
-            self.conns[u * n + d].rate = rate[f].max(0.0);
+            let r = rate[f].max(0.0);
+            self.conns[u * n + d].rate = r;
+            used[u] += r;
+            used[n + d] += r;
+        }
+        for (r, used) in used.iter().enumerate() {
+            let cap = if r < n {
+                self.nodes[r].up
+            } else {
+                self.nodes[r - n].down
+            };
+            self.saturated[r] = *used >= 0.98 * cap;
         }
         self.active = flows;
     }
@@ -552,12 +679,14 @@ impl Sim {
                     .core
                     .handle_served(now, id, piece, piece + 1, true);
             }
+            let piece_bytes = self.net.piece_bytes as f64;
             let c = self.conn(up, down);
-            c.remaining = if c.queue.is_empty() { 0.0 } else { MIB as f64 };
+            c.remaining = if c.queue.is_empty() { 0.0 } else { piece_bytes };
             if c.queue.is_empty() {
                 self.rates_dirty = true;
             }
-            self.push(HALF_RTT, Ev::Data { up, down, piece });
+            let delay = self.delay(up, down);
+            self.push(delay, Ev::Data { up, down, piece });
         }
     }
 
@@ -608,7 +737,8 @@ impl Sim {
             Ev::ManifestRequest { up, down } => {
                 if self.linked(up, down) {
                     let found = self.nodes[up].serving;
-                    self.push(HALF_RTT, Ev::Manifest { up, down, found });
+                    let delay = self.delay(up, down);
+                    self.push(delay, Ev::Manifest { up, down, found });
                 }
             }
             Ev::Manifest { up, down, found } => {
@@ -637,9 +767,10 @@ impl Sim {
                             .core
                             .handle_served(now, id, piece, piece + 1, false);
                     }
+                    let piece_bytes = self.net.piece_bytes as f64;
                     let c = self.conn(up, down);
                     if i == 0 {
-                        c.remaining = MIB as f64;
+                        c.remaining = piece_bytes;
                     }
                     if c.queue.is_empty() {
                         self.rates_dirty = true;
@@ -713,7 +844,8 @@ impl Sim {
             return;
         }
         if !self.nodes[up].has.get(piece) {
-            self.push(HALF_RTT, Ev::Failed { up, down, piece });
+            let delay = self.delay(up, down);
+            self.push(delay, Ev::Failed { up, down, piece });
             return;
         }
         let now = self.instant();
@@ -726,13 +858,15 @@ impl Sim {
                 .handle_serve_request(now, id, piece, piece + 1)
         {
             self.declines += 1;
-            self.push(HALF_RTT, Ev::Declined { up, down, piece });
+            let delay = self.delay(up, down);
+            self.push(delay, Ev::Declined { up, down, piece });
             return;
         }
+        let piece_bytes = self.net.piece_bytes as f64;
         let c = self.conn(up, down);
         c.queue.push_back(piece);
         if c.queue.len() == 1 {
-            c.remaining = MIB as f64;
+            c.remaining = piece_bytes;
             self.rates_dirty = true;
         }
     }
@@ -752,17 +886,23 @@ impl Sim {
                 index: piece,
                 source: StoreError::HashMismatch { index: piece },
             };
-            self.nodes[down]
-                .core
-                .handle_piece_failed(now, id, from, piece, &bad, MIB);
+            self.nodes[down].core.handle_piece_failed(
+                now,
+                id,
+                from,
+                piece,
+                &bad,
+                self.net.piece_bytes,
+            );
         } else {
+            let bytes = self.net.piece_bytes;
             let n = &mut self.nodes[down];
             if n.has.get(piece) || n.pending.contains(&piece) {
                 self.duplicates += 1;
             } else {
                 n.pending.push(piece);
             }
-            n.core.handle_piece_received(now, id, from, piece, MIB);
+            n.core.handle_piece_received(now, id, from, piece, bytes);
         }
         self.drain(down);
     }
@@ -779,7 +919,7 @@ impl Sim {
                 BroadcastAction::Send { peer, msg } => {
                     let to = self.index(peer);
                     self.push(
-                        HALF_RTT,
+                        self.delay(node, to),
                         Ev::Msg {
                             to,
                             from: node,
@@ -791,7 +931,7 @@ impl Sim {
                     for to in self.nodes[node].neighbours.clone() {
                         let msg = msg.clone();
                         self.push(
-                            HALF_RTT,
+                            self.delay(node, to),
                             Ev::Msg {
                                 to,
                                 from: node,
@@ -805,14 +945,14 @@ impl Sim {
                 BroadcastAction::FetchManifest { from, .. } => match from {
                     ManifestSource::Peer(peer) => {
                         let up = self.index(peer);
-                        self.push(HALF_RTT, Ev::ManifestRequest { up, down: node });
+                        self.push(self.delay(node, up), Ev::ManifestRequest { up, down: node });
                     }
                     ManifestSource::Origin { .. } => panic!("the registry has no addresses"),
                 },
                 BroadcastAction::CreateWorkspace {
                     manifest, layout, ..
                 } => {
-                    let held = Bitfield::new(PIECES);
+                    let held = Bitfield::new(self.net.pieces);
                     self.nodes[node]
                         .core
                         .add_receiver(now, id, manifest, layout, held, false, None);
@@ -823,7 +963,7 @@ impl Sim {
                         self.requests_after_ban += 1;
                     }
                     self.push(
-                        HALF_RTT,
+                        self.delay(node, up),
                         Ev::Request {
                             up,
                             down: node,
@@ -834,7 +974,7 @@ impl Sim {
                 BroadcastAction::Cancel { peer, piece, .. } => {
                     let up = self.index(peer);
                     self.push(
-                        HALF_RTT,
+                        self.delay(node, up),
                         Ev::Cancel {
                             up,
                             down: node,
@@ -891,22 +1031,25 @@ impl Sim {
     }
 
     fn outcome(&self) -> Outcome {
-        let f = (u64::from(PIECES) * MIB) as f64;
-        let receivers = &self.nodes[1..];
-        let d_min = receivers
-            .iter()
-            .map(|n| n.down)
-            .fold(f64::INFINITY, f64::min);
-        let sum_up: f64 = receivers.iter().map(|n| n.up).sum();
-        let t_star = (f / ORIGIN_UP)
+        let f = self.net.bytes();
+        let (origin_up, rates): (f64, Vec<(f64, f64)>) = match &self.net.bound {
+            Some((origin, rates)) => (*origin, rates.clone()),
+            None => (
+                self.net.origin_up,
+                self.nodes[1..].iter().map(|n| (n.up, n.down)).collect(),
+            ),
+        };
+        let d_min = rates.iter().map(|r| r.1).fold(f64::INFINITY, f64::min);
+        let sum_up: f64 = rates.iter().map(|r| r.0).sum();
+        let t_star = (f / origin_up)
             .max(f / d_min)
-            .max(RECEIVERS as f64 * f / (ORIGIN_UP + sum_up));
+            .max(rates.len() as f64 * f / (origin_up + sum_up));
         let must = |i: &usize| self.fault == Fault::None || *i != self.faulty;
         let t = (1..self.nodes.len())
             .filter(must)
             .filter_map(|i| self.nodes[i].done_at)
             .max()
-            .unwrap_or(0) as f64
+            .map_or(0, |t| self.net.before + t + self.net.after) as f64
             / 1e9;
         let incomplete = (1..self.nodes.len())
             .filter(must)
@@ -953,8 +1096,8 @@ fn run(seed: u64, fault: Fault) -> Outcome {
 #[derive(Clone, Debug)]
 struct Setup {
     fault: Fault,
-    /// Receivers' upload capacities, in MB/s.
-    uploads: std::ops::Range<f64>,
+    /// The network.
+    net: Net,
     /// Whether the origin sends each piece only once until it has sent them all, declining
     /// the other requests (as `node/src/data/serve.rs` does).
     superseed: bool,
@@ -973,7 +1116,7 @@ fn run_with(seed: u64, fault: Fault, uploads: std::ops::Range<f64>) -> Outcome {
         seed,
         &Setup {
             fault,
-            uploads,
+            net: Net::with_uploads(uploads),
             superseed: false,
             late: false,
             trace: false,
@@ -1020,7 +1163,7 @@ fn baseline(seed: u64) -> &'static Outcome {
             seed,
             &Setup {
                 fault: Fault::None,
-                uploads: UPLOADS,
+                net: Net::with_uploads(UPLOADS),
                 superseed: true,
                 late: false,
                 trace: false,
@@ -1104,7 +1247,7 @@ fn check_superseed(seed: u64, fault: Fault) {
         seed,
         &Setup {
             fault,
-            uploads: UPLOADS,
+            net: Net::with_uploads(UPLOADS),
             superseed: true,
             late: false,
             trace: false,
@@ -1159,7 +1302,7 @@ fn many_seeds() {
         let superseed = |fault| {
             let setup = Setup {
                 fault,
-                uploads: UPLOADS,
+                net: Net::with_uploads(UPLOADS),
                 superseed: true,
                 late: false,
                 trace: false,
@@ -1221,7 +1364,7 @@ fn capacity_bound() {
 fn one_seed_gives_one_trace() {
     let setup = Setup {
         fault: Fault::Stalled,
-        uploads: UPLOADS,
+        net: Net::with_uploads(UPLOADS),
         superseed: true,
         late: true,
         trace: true,
@@ -1247,5 +1390,203 @@ fn one_seed_gives_one_trace() {
         }
         assert_eq!(a.len(), b.len(), "seed {seed}");
         eprintln!("seed {seed}: {} actions, twice alike", a.len());
+    }
+}
+
+/// How a `bench swarm` configuration's links are shaped.
+#[derive(Clone, Copy, Debug)]
+enum Shape {
+    /// HTB on both directions of each host's link, a 50 ms byte FIFO each.
+    HtbBoth,
+    /// A tbf on each host's uplink (50 ms queue); downloads unshaped.
+    TbfUplink,
+}
+
+impl Net {
+    /// A `bench swarm` configuration: the origin's and each receiver's link rate in Mbit/s
+    /// (`receivers[i]` for receiver `i + 1`), `mib` of data in the product's default pieces.
+    ///
+    /// What the model takes from the lab, beside the configured rates:
+    /// * **The wire's overhead.** A link carries the payload plus IP/UDP/QUIC headers and
+    ///   retransmissions: the lab's switch counters gave 1.05 × F on the origin's link for 1.00 ×
+    ///   F of payload with HTB both ways (drops at the receivers' download FIFOs, where several
+    ///   senders meet), 1.03 × F with tbf on uplinks only (headers alone). Payload capacity is
+    ///   the link rate over that.
+    /// * **Queues.** Every shaped link has a 50 ms FIFO, which congestion control keeps full
+    ///   while the link is saturated: a message (a request, an advert, a manifest) or a piece's
+    ///   last byte that crosses a saturated shaped link waits 50 ms there (uplinks in both
+    ///   shapes, downlinks too with HTB). So request round trips grow with load, as in the lab.
+    /// * **Connections.** One QUIC connection per neighbour pair, its pieces sent one after
+    ///   another (streams in order: the node's piece streams share one priority), connections
+    ///   sharing each link max-min fairly (what competing congestion controllers converge to).
+    ///   QUIC's stream and connection windows (2 MiB and 4 MiB) exceed what a peer has in
+    ///   flight at these rates (its request budget of about 200 ms of its throughput), so they
+    ///   do not bind, and are not modelled; neither is slow start (the initial window doubles
+    ///   in a few 0.2 ms RTTs on an empty veth).
+    /// * **What the cores do not see.** The user's figure starts at `node send`, and the first
+    ///   announcement leaves after the origin hashed the directory and answered the control
+    ///   socket (the lab's first requests: 0.13–0.15 s after the start); it ends when `--wait`
+    ///   hears of the last completion through the registry (0.18–0.25 s after it). Both are
+    ///   taken as measured (medians of the N=4 and N=8 runs in BENCHMARKS.md), not modelled.
+    fn lab(shape: Shape, origin_mbit: f64, receivers: &[f64], mib: u64) -> Self {
+        let mbit = |r: f64| r * 1e6 / 8.0;
+        let overhead = match shape {
+            Shape::HtbBoth => 1.05,
+            Shape::TbfUplink => 1.03,
+        };
+        // Unshaped downloads: a veth on this machine moves several Gbit/s.
+        let down = |r: f64| match shape {
+            Shape::HtbBoth => mbit(r),
+            Shape::TbfUplink => mbit(10_000.0),
+        };
+        let piece_bytes = u64::from(swarmcast_node::manifest::PIECE_BYTES);
+        Self {
+            receivers: receivers.len(),
+            pieces: (mib * MIB / piece_bytes) as u32,
+            piece_bytes,
+            origin_up: mbit(origin_mbit) / overhead,
+            rates: Rates::Fixed(
+                receivers
+                    .iter()
+                    .map(|&r| (mbit(r) / overhead, down(r) / overhead))
+                    .collect(),
+            ),
+            degree: DEGREE,
+            half_rtt: 100_000,
+            queue: 25_000_000,
+            queue_down: matches!(shape, Shape::HtbBoth),
+            bound: Some((
+                mbit(origin_mbit),
+                receivers.iter().map(|&r| (mbit(r), down(r))).collect(),
+            )),
+            before: 140_000_000,
+            after: 200_000_000,
+        }
+    }
+}
+
+/// A lab figure the simulator is held to: the configuration, and the median T/T* that
+/// `bench swarm` measured for it (T from the start of `node send` to the return of `--wait`).
+struct LabFigure {
+    what: &'static str,
+    net: Net,
+    /// Median T/T* in the lab.
+    lab: f64,
+}
+
+fn lab_figures() -> Vec<LabFigure> {
+    let fleet = |n: usize, r: f64| vec![r; n];
+    let mut hetero = vec![50.0; 7];
+    hetero.push(10.0);
+    vec![
+        // BENCHMARKS.md "Issue 20 ... After", 3 runs each, load < 1:
+        // sudo target/release/swarmcast bench swarm --receivers 4 --rate-mbit 50 --size 64MiB
+        //   --strategy swarm --trace DIR [--shape tbf-uplink]
+        LabFigure {
+            what: "N=4 x 50 Mbit/s, HTB both ways, 64 MiB",
+            net: Net::lab(Shape::HtbBoth, 50.0, &fleet(4, 50.0), 64),
+            lab: 1.165,
+        },
+        LabFigure {
+            what: "N=4 x 50 Mbit/s, tbf uplink, 64 MiB",
+            net: Net::lab(Shape::TbfUplink, 50.0, &fleet(4, 50.0), 64),
+            lab: 1.107,
+        },
+        // ... --receivers 8 --rate-mbit 25 --size 64MiB ...
+        LabFigure {
+            what: "N=8 x 25 Mbit/s, HTB both ways, 64 MiB",
+            net: Net::lab(Shape::HtbBoth, 25.0, &fleet(8, 25.0), 64),
+            lab: 1.215,
+        },
+        LabFigure {
+            what: "N=8 x 25 Mbit/s, tbf uplink, 64 MiB",
+            net: Net::lab(Shape::TbfUplink, 25.0, &fleet(8, 25.0), 64),
+            lab: 1.124,
+        },
+        // BENCHMARKS.md "Neighbour liveness from any packet", 3 runs:
+        // ... --receivers 16 --rate-mbit 20 --size 128MiB --strategy swarm --trace DIR
+        LabFigure {
+            what: "N=16 x 20 Mbit/s, HTB both ways, 128 MiB",
+            net: Net::lab(Shape::HtbBoth, 20.0, &fleet(16, 20.0), 128),
+            lab: 1.231,
+        },
+        // ... --receivers 8 --rate-mbit 50 --host-rate origin=100 --host-rate r8=10 --size 64MiB
+        // (T* is the slow receiver's bound, F/d_slow)
+        LabFigure {
+            what: "origin 100, 7 x 50, one at 10 Mbit/s, HTB both ways, 64 MiB",
+            net: Net::lab(Shape::HtbBoth, 100.0, &hetero, 64),
+            lab: 1.097,
+        },
+    ]
+}
+
+/// The simulator against the lab: for each `bench swarm` configuration whose median is
+/// recorded in BENCHMARKS.md, the simulated T (median of 3 seeds) falls within 15% of the lab's.
+#[test]
+fn lab_agreement() {
+    let mut off = Vec::new();
+    for f in lab_figures() {
+        let mut runs: Vec<Outcome> = (1..=3)
+            .map(|seed| {
+                let setup = Setup {
+                    fault: Fault::None,
+                    net: f.net.clone(),
+                    superseed: true,
+                    late: false,
+                    trace: false,
+                };
+                let mut sim = Sim::new(seed, &setup);
+                sim.run();
+                sim.outcome()
+            })
+            .collect();
+        runs.sort_by(|a, b| a.t.total_cmp(&b.t));
+        let o = &runs[1];
+        assert_eq!(o.incomplete, 0, "{}", f.what);
+        let ratio = o.t / (f.lab * o.t_star);
+        eprintln!(
+            "{}: simulated T = {:.2} s = {:.3} T* (origin {:.3} copies), lab {:.3} T*: {:+.1}%",
+            f.what,
+            o.t,
+            o.t / o.t_star,
+            o.origin_copies,
+            f.lab,
+            (ratio - 1.0) * 100.0
+        );
+        if (ratio - 1.0).abs() > 0.15 {
+            off.push(f.what);
+        }
+    }
+    assert!(off.is_empty(), "off by more than 15%: {off:?}");
+}
+
+/// How much the lab's N=4 HTB figure depends on the shaped FIFOs' occupancy (the model's one
+/// fitted parameter, [`Net::lab`]): `cargo test -p swarmcast-node --test swarm_sim
+/// queue_sensitivity -- --ignored --nocapture`.
+#[test]
+#[ignore = "prints figures; asserts nothing beyond completion"]
+fn queue_sensitivity() {
+    for ms in [0u64, 10, 25, 50] {
+        for queue_down in [false, true] {
+            let mut net = Net::lab(Shape::HtbBoth, 50.0, &[50.0; 4], 64);
+            net.queue = ms * 1_000_000;
+            net.queue_down = queue_down;
+            let setup = Setup {
+                fault: Fault::None,
+                net,
+                superseed: true,
+                late: false,
+                trace: false,
+            };
+            let mut sim = Sim::new(1, &setup);
+            sim.run();
+            let o = sim.outcome();
+            assert_eq!(o.incomplete, 0);
+            eprintln!(
+                "queue {ms} ms (downlinks too: {queue_down}): T/T* {:.3}, {} declined",
+                o.t / o.t_star,
+                o.declines
+            );
+        }
     }
 }
