@@ -210,6 +210,10 @@ pub(crate) struct SwarmBenchArgs {
     /// `--origin-flag=--max-upload=20Mbit`.
     #[arg(long = "origin-flag", allow_hyphen_values = true)]
     pub(crate) origin_flags: Vec<String>,
+    /// An extra `node join` flag for every node, the origin included, repeatable
+    /// (experiment), e.g. `--node-flag=--congestion=bbr`.
+    #[arg(long = "node-flag", allow_hyphen_values = true)]
+    pub(crate) node_flags: Vec<String>,
     /// How links are shaped: `htb-both` (HTB on both directions of each host's link with a
     /// 50 ms byte FIFO) or `tbf-uplink` (a tbf on each host's uplink only, 50 ms queue and
     /// 64 KiB burst; downloads unshaped).
@@ -655,6 +659,21 @@ pub(crate) struct JoinArgs {
     /// Cap on what this node downloads, from every peer together (same units).
     #[arg(long, value_parser = parse_rate)]
     pub(crate) max_download: Option<u64>,
+    /// The congestion controller of this node's QUIC connections (experiment: cubic is the
+    /// product's choice, see docs/ARCHITECTURE.md "Transport settings").
+    #[arg(long, value_enum, default_value_t = CongestionArg::Cubic)]
+    pub(crate) congestion: CongestionArg,
+}
+
+/// `node join --congestion`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum CongestionArg {
+    /// quinn's Cubic (the default).
+    Cubic,
+    /// NewReno.
+    NewReno,
+    /// quinn's BBR (experimental in quinn).
+    Bbr,
 }
 
 /// A rate in bytes per second from bits (`200Mbit`, `1Gbit/s`, `50Mbps`; k, M, G are powers

@@ -91,6 +91,8 @@ pub struct SwarmBenchConfig {
     pub trace: Option<PathBuf>,
     /// Extra `node join` flags for the origin (an experiment, e.g. `--max-upload 20Mbit`).
     pub origin_flags: Vec<String>,
+    /// Extra `node join` flags for every node (experiments).
+    pub node_flags: Vec<String>,
 }
 
 /// One run's figures.
@@ -313,6 +315,10 @@ pub async fn run(exe: PathBuf, config: &SwarmBenchConfig) -> Result<SwarmBenchRe
                 (!config.origin_flags.is_empty())
                     .then(|| format!("origin: {}", config.origin_flags.join(" "))),
             )
+            .chain(
+                (!config.node_flags.is_empty())
+                    .then(|| format!("every node: {}", config.node_flags.join(" "))),
+            )
             .collect(),
         t_star_s: t_star,
         client_server_bound_s: cs_bound,
@@ -427,6 +433,7 @@ async fn run_once(
         }
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut flags = extra.clone();
+        flags.extend(config.node_flags.iter().map(String::as_str));
         if n == &names[0] {
             flags.extend(config.origin_flags.iter().map(String::as_str));
         }

@@ -30,6 +30,7 @@ async fn both_strategies_deliver_and_only_the_swarm_offloads_the_origin() {
         sample: Duration::from_millis(200),
         trace: None,
         origin_flags: Vec::new(),
+        node_flags: Vec::new(),
     };
     let r = lab_bench::run(exe(), &config)
         .await
@@ -86,6 +87,7 @@ async fn bench_swarm_names_an_unknown_host() {
         sample: Duration::from_millis(200),
         trace: None,
         origin_flags: Vec::new(),
+        node_flags: Vec::new(),
     };
     let e = lab_bench::run(exe(), &config)
         .await
@@ -116,6 +118,7 @@ async fn a_traced_run_on_tbf_uplinks_with_the_product_defaults() {
         sample: Duration::from_millis(200),
         trace: Some(dir.path().to_owned()),
         origin_flags: Vec::new(),
+        node_flags: Vec::new(),
     };
     let r = lab_bench::run(exe(), &config)
         .await

@@ -3,14 +3,41 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The congestion controller of a node's connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Congestion {
+    /// quinn's default, and the product's.
+    #[default]
+    Cubic,
+    /// NewReno.
+    NewReno,
+    /// quinn's BBR (marked experimental by quinn).
+    Bbr,
+}
+
+/// Transport settings shared by every swarmcast endpoint, with the default congestion
+/// controller ([`transport_config_with`] for another).
+pub fn transport_config() -> Arc<quinn::TransportConfig> {
+    transport_config_with(Congestion::default())
+}
+
 /// Transport settings shared by every swarmcast endpoint.
 ///
 /// Idle timeout 10 s with keep-alives after 4 s without a packet sent: a silent peer is noticed
 /// by the application's own pings and heartbeats (or the registry) before QUIC gives up on it.
 /// (Idle neighbours ping every 5 s each way, so keep-alives seldom fire; at 2 s they were most
 /// of an idle link's packets.)
-pub fn transport_config() -> Arc<quinn::TransportConfig> {
+pub fn transport_config_with(congestion: Congestion) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
+    match congestion {
+        Congestion::Cubic => {}
+        Congestion::NewReno => {
+            t.congestion_controller_factory(Arc::new(quinn::congestion::NewRenoConfig::default()));
+        }
+        Congestion::Bbr => {
+            t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+        }
+    }
     t.max_concurrent_bidi_streams(256u32.into());
     // Bounded buffers: quinn's defaults let a connection buffer without limit on receive and
     // 10 MB on send, which times a few neighbours is more memory than a node should use. 4 MiB

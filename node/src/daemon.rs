@@ -80,6 +80,8 @@ pub struct NodeConfig {
     /// changed trust bundle is used without a restart (default
     /// [`swarmcast_net::RELOAD_EVERY`], 10 s).
     pub identity_reload: Duration,
+    /// The congestion controller of every connection (`--congestion`, an experiment; Cubic).
+    pub congestion: swarmcast_net::Congestion,
 }
 
 impl NodeConfig {
@@ -105,6 +107,7 @@ impl NodeConfig {
             max_upload: None,
             max_download: None,
             identity_reload: swarmcast_net::RELOAD_EVERY,
+            congestion: swarmcast_net::Congestion::default(),
         }
     }
 }
@@ -298,7 +301,7 @@ pub async fn run(
     let incarnation =
         swarmcast_net::incarnation::next(Some(&config.data_dir)).map_err(io("incarnation file"))?;
 
-    let transport = swarmcast_net::transport_config();
+    let transport = swarmcast_net::transport_config_with(config.congestion);
     let server_config = live.server_config(transport.clone())?;
     let client_config = live.client_config(transport)?;
     let endpoint = quinn::Endpoint::server(server_config, config.listen)

@@ -248,6 +248,7 @@ fn swarm(args: SwarmBenchArgs) -> Result<()> {
         timeout: args.timeout,
         sample: Duration::from_millis(100),
         origin_flags: args.origin_flags,
+        node_flags: args.node_flags,
     };
     let report = until_signal(&runtime()?, lab_bench::run(current_exe()?, &config))?;
     if args.json {

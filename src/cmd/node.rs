@@ -8,7 +8,7 @@ use swarmcast_node::neighbours::NeighbourConfig;
 use swarmcast_node::{NodeConfig, NodeError, Strategy};
 
 use super::{identity_reload, load_live_identity, runtime, shutdown_signal, usage_error};
-use crate::cli::{JoinArgs, StrategyArg};
+use crate::cli::{CongestionArg, JoinArgs, StrategyArg};
 use crate::output;
 
 /// `node join`: the daemon, in the foreground.
@@ -31,6 +31,11 @@ pub(crate) fn join(args: JoinArgs) -> Result<()> {
     config.pull = args.pull;
     config.max_upload = args.max_upload;
     config.max_download = args.max_download;
+    config.congestion = match args.congestion {
+        CongestionArg::Cubic => swarmcast_net::Congestion::Cubic,
+        CongestionArg::NewReno => swarmcast_net::Congestion::NewReno,
+        CongestionArg::Bbr => swarmcast_net::Congestion::Bbr,
+    };
     config.identity_reload = identity_reload();
     config.strategy = match args.strategy {
         StrategyArg::Swarm => Strategy::Swarm,
