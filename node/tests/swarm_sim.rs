@@ -77,6 +77,7 @@ use swarmcast_node::data::{
 };
 use swarmcast_node::manifest::{ChunkHash, Entry, EntryKind, Layout, Manifest, manifest_id};
 use swarmcast_node::store::StoreError;
+use swarmcast_node::swarm::SwarmConfig;
 use swarmcast_proto::{BroadcastId, BroadcastRecord, BroadcastState, ErrorCode, Message, NodeId};
 
 const MIB: u64 = 1 << 20;
@@ -119,6 +120,8 @@ struct Net {
     /// return of `--wait`, nanoseconds.
     before: u64,
     after: u64,
+    /// The receivers' swarm settings (the default, unless an experiment changes them).
+    swarm: SwarmConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -144,6 +147,7 @@ impl Net {
             bound: None,
             before: 0,
             after: 0,
+            swarm: SwarmConfig::default(),
         }
     }
 
@@ -241,6 +245,8 @@ struct Conn {
 
 struct Sim {
     net: Net,
+    /// When the origin last sent a byte, nanoseconds.
+    origin_last: u64,
     /// Per resource (uploads `0..n`, downloads `n..2n`): whether it is saturated, as of the
     /// last rate computation (its shaped queue is then full).
     saturated: Vec<bool>,
@@ -456,7 +462,11 @@ impl Sim {
                     }
                     Rates::Fixed(rates) => rates[i - 1],
                 };
-                let core = Broadcasts::new(BroadcastConfig::default(), node_id(i), rng.random());
+                let config = BroadcastConfig {
+                    swarm: net.swarm.clone(),
+                    ..BroadcastConfig::default()
+                };
+                let core = Broadcasts::new(config, node_id(i), rng.random());
                 (up, down, Bitfield::new(pieces), core)
             };
             // The registry names the origin; no addresses, so manifests come from neighbours.
@@ -481,6 +491,7 @@ impl Sim {
         let ids = nodes.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
         let mut sim = Self {
             net: net.clone(),
+            origin_last: 0,
             saturated: vec![false; 2 * n],
             base,
             id,
@@ -661,6 +672,9 @@ impl Sim {
             }
             let sent = (c.rate * dt).min(c.remaining.max(0.0));
             self.nodes[up].uploaded += sent;
+            if up == 0 && sent > 0.0 {
+                self.origin_last = to;
+            }
             if up == 0 {
                 self.origin_to[down] += sent;
             }
@@ -1461,6 +1475,7 @@ impl Net {
             )),
             before: 140_000_000,
             after: 200_000_000,
+            swarm: SwarmConfig::default(),
         }
     }
 }
@@ -1582,11 +1597,55 @@ fn queue_sensitivity() {
             sim.run();
             let o = sim.outcome();
             assert_eq!(o.incomplete, 0);
+            let busy = sim.nodes[0].uploaded / sim.net.origin_up;
+            let last = sim.origin_last as f64 / 1e9;
             eprintln!(
-                "queue {ms} ms (downlinks too: {queue_down}): T/T* {:.3}, {} declined",
+                "queue {ms} ms (downlinks too: {queue_down}): T/T* {:.3}, {} declined; the \
+                 origin's uplink busy {busy:.2} s of the {last:.2} s to its last byte",
                 o.t / o.t_star,
                 o.declines
             );
+        }
+    }
+}
+
+/// An experiment on the lab configurations: each with the swarm settings given in the
+/// environment (`TARGET_QUEUE_MS`, a comma-separated list, default 200; `MIN_WINDOW`), median
+/// T/T* of 3 seeds. `MIN_WINDOW=1 cargo test --release -p swarmcast-node --test swarm_sim
+/// lab_sweep -- --ignored --nocapture` is how `min_window` 2 was found.
+#[test]
+#[ignore = "an experiment: prints figures"]
+fn lab_sweep() {
+    let queues: Vec<u64> = std::env::var("TARGET_QUEUE_MS")
+        .unwrap_or_else(|_| "200".into())
+        .split(',')
+        .map(|x| x.trim().parse().unwrap())
+        .collect();
+    let min_window: Option<u32> = std::env::var("MIN_WINDOW").ok().map(|w| w.parse().unwrap());
+    for f in lab_figures() {
+        for &ms in &queues {
+            let mut net = f.net.clone();
+            net.swarm.target_queue = Duration::from_millis(ms);
+            if let Some(w) = min_window {
+                net.swarm.min_window = w;
+            }
+            let mut ts: Vec<f64> = (1..=3)
+                .map(|seed| {
+                    let setup = Setup {
+                        fault: Fault::None,
+                        net: net.clone(),
+                        superseed: true,
+                        late: false,
+                        trace: false,
+                    };
+                    let mut sim = Sim::new(seed, &setup);
+                    sim.run();
+                    let o = sim.outcome();
+                    o.t / o.t_star
+                })
+                .collect();
+            ts.sort_by(f64::total_cmp);
+            eprintln!("{}, target_queue {ms} ms: T/T* {:.3}", f.what, ts[1]);
         }
     }
 }

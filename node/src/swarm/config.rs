@@ -14,10 +14,21 @@ pub struct SwarmConfig {
     pub max_in_flight_per_peer: u32,
     /// Window of a peer whose throughput has not been measured yet. Default 4.
     pub initial_window: u32,
+    /// Smallest window a measured rate sets (a failure or a timeout may still halve it to 1
+    /// until the next sample). Default 2: one piece queued at the peer behind the one on the
+    /// wire, so its uplink does not idle for a round trip between pieces. With one, a peer
+    /// whose rate × `target_queue` is under a piece (the origin's four connections at N=4 ×
+    /// 50 Mbit/s, every connection at N=8 × 25) got its next request only after the previous
+    /// answer arrived; round trips that shaped links' queues stretch to 50–100 ms then cost
+    /// that much of each piece's time. Found in the simulation (`node/tests/swarm_sim.rs`
+    /// `lab_sweep`: N=4 HTB 1.214 → 1.118 × T*, N=8 HTB 1.170 → 1.102, none worse); in the
+    /// netns lab (BENCHMARKS.md "A least window of two pieces") N=4 HTB 1.171 → 1.144 and
+    /// N=8 HTB 1.235 → 1.194.
+    pub min_window: u32,
     /// Largest window. Default 64.
     pub max_window: u32,
     /// How much work, in time at the peer's measured rate, to keep queued at a peer:
-    /// `window = clamp(ceil(rate × target_queue / mean piece bytes), 1, max_window)`.
+    /// `window = clamp(ceil(rate × target_queue / mean piece bytes), min_window, max_window)`.
     /// Default 200 ms: every requester keeps this much queued at a peer, so a piece asked of a
     /// busy peer waits about this long behind the others (a server's queue is its uplink ×
     /// target_queue), and a piece must cross a hop or two before the last receiver has it. In
@@ -53,6 +64,7 @@ impl Default for SwarmConfig {
         Self {
             max_in_flight_per_peer: 64,
             initial_window: 4,
+            min_window: 2,
             max_window: 64,
             target_queue: Duration::from_millis(200),
             min_request_timeout: Duration::from_secs(3),

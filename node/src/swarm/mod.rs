@@ -19,7 +19,7 @@
 //! * **An adaptive pipeline per peer.** A peer's throughput is an EWMA of the bytes it
 //!   delivered per second while requests were outstanding (sampled over at least
 //!   [`min_rate_sample`](SwarmConfig::min_rate_sample)). Its window, the requests kept
-//!   outstanding, is `clamp(ceil(rate × target_queue / mean piece bytes), 1, max_window)`,
+//!   outstanding, is `clamp(ceil(rate × target_queue / mean piece bytes), min_window, max_window)`,
 //!   growing at most twofold per sample and starting at
 //!   [`initial_window`](SwarmConfig::initial_window). A failure or a timeout halves the window
 //!   and the rate estimate. No peer ever has more than

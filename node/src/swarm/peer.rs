@@ -199,8 +199,9 @@ impl Peer {
         let Some(rate) = self.rate else { return };
         let max = config.max_window.max(1);
         let want = (rate * config.target_queue.as_secs_f64() / mean_piece.max(1.0)).ceil();
+        let least = f64::from(config.min_window.clamp(1, max));
         let want = if want.is_finite() {
-            (want.max(1.0) as u64).min(u64::from(max)) as u32
+            (want.max(least) as u64).min(u64::from(max)) as u32
         } else {
             max
         };

@@ -367,8 +367,18 @@ fn window_follows_throughput_and_halves_on_failure() {
     assert!(d.t.pool.contains(piece));
     assert!(d.requests().is_empty());
 
-    // A slow peer's window drops to 1: 1 MB/s × 200 ms < 1 MB.
+    // A slow peer's window drops to the least, 2 (one piece queued behind the one on the
+    // wire), not below: 1 MB/s × 200 ms < 1 MB.
     let mut d = Driver::new(SwarmConfig::for_test(), 100, &[], 1);
+    d.have_all(2);
+    serve_fifo(&mut d, 2, MB, 20, &mut VecDeque::new());
+    assert_eq!(d.stats(2).window, 2);
+    // With a least of 1, it drops to 1.
+    let config = SwarmConfig {
+        min_window: 1,
+        ..SwarmConfig::for_test()
+    };
+    let mut d = Driver::new(config, 100, &[], 1);
     d.have_all(2);
     serve_fifo(&mut d, 2, MB, 20, &mut VecDeque::new());
     assert_eq!(d.stats(2).window, 1);
