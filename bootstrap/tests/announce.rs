@@ -18,6 +18,7 @@ fn node(i: u8) -> PeerInfo {
         id: NodeId([i; 32]),
         name: format!("n{i}"),
         role: Role::Node,
+        groups: Vec::new(),
     }
 }
 
@@ -29,6 +30,7 @@ fn path() -> RequestPath {
         id: NodeId([0xee; 32]),
         name: "b1".into(),
         role: Role::Bootstrap,
+        groups: Vec::new(),
     };
     RequestPath::new(me, addr, config)
 }
@@ -44,6 +46,7 @@ fn record(id: u8, name: &str, origin: &PeerInfo, seq: u64) -> BroadcastRecord {
         version: 1,
         seq,
         published_ms: 0,
+        audience: None,
     }
 }
 

@@ -399,6 +399,7 @@ pub async fn run(
             seeds: config.seeds.clone(),
             heartbeat: config.heartbeat,
             join_timeout: config.join_timeout,
+            pull: config.pull,
         },
         MembershipLinks {
             dialer,

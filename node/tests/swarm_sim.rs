@@ -318,6 +318,7 @@ impl Sim {
             version: 1,
             seq: 0,
             published_ms: 0,
+            audience: None,
         };
         let mut adj = adj;
         // The late joiner is the last node: it and its neighbours see nothing of each other

@@ -38,6 +38,7 @@ fn record() -> BroadcastRecord {
         version: 2,
         seq: 0,
         published_ms: 0,
+        audience: None,
     }
 }
 
@@ -56,6 +57,8 @@ fn node_record() -> NodeRecord {
             complete: false,
             failed: None,
         }],
+        pull: false,
+        groups: Vec::new(),
     }
 }
 
@@ -116,6 +119,7 @@ fn register() {
             id: N1,
             incarnation: 7,
             addrs: vec![addr("127.0.0.1:9000"), addr("[::1]:443")],
+            pull: false,
         }),
         GOLDEN,
     );
@@ -139,6 +143,7 @@ fn heartbeat() {
                 failed: None,
             }],
             changes_since: None,
+            pull: false,
         }),
         GOLDEN,
     );
@@ -165,6 +170,7 @@ fn heartbeat_with_a_progress_span() {
             progress_span: Some(ProgressSpan { since: 3, upto: 7 }),
             progress_removed: vec![BroadcastId([0xcc; 32])],
             changes_since: None,
+            pull: false,
         }),
         GOLDEN,
     );
@@ -295,6 +301,7 @@ fn have() {
             bits: vec![0xff, 0xc0],
             from_origin: false,
             seq: 0,
+            audience: None,
         }),
         GOLDEN,
     );
@@ -477,6 +484,7 @@ mod evolution {
                 addrs: vec![],
                 progress: vec![],
                 changes_since: None,
+                pull: false,
             })
         );
     }
@@ -555,6 +563,7 @@ fn heartbeat_with_completion_and_failure() {
                 },
             ],
             changes_since: None,
+            pull: false,
         }),
         GOLDEN,
     );

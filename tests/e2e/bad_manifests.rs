@@ -140,6 +140,7 @@ fn crafted_manifests_are_rejected_before_touching_the_disk() -> Result<()> {
                 bits: vec![0x80],
                 from_origin: false,
                 seq: 0,
+                audience: None,
             });
             wire::write_message(&mut control, &have, &limits).await?;
         }

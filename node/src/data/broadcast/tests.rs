@@ -58,6 +58,7 @@ pub(super) fn record(id: BroadcastId, chunks: u32, state: BroadcastState) -> Bro
         version: 1,
         seq: 0,
         published_ms: 0,
+        audience: None,
     }
 }
 
@@ -71,6 +72,8 @@ pub(super) fn origin_entry() -> RegistryEntry {
             version: Version::new(1, 1),
             addrs: vec![origin_addr()],
             progress: Vec::new(),
+            pull: false,
+            groups: Vec::new(),
         },
         status: Status::Alive,
         age_ms: 0,
@@ -92,6 +95,7 @@ pub(super) fn have(id: BroadcastId, chunks: u32, held: &[u32]) -> Message {
         bits: bits.as_bytes().to_vec(),
         from_origin: false,
         seq: 0,
+        audience: None,
     })
 }
 
@@ -921,6 +925,7 @@ fn work_of_events(chunks: u32, others: usize) -> u64 {
             bits: all.as_bytes().to_vec(),
             from_origin: false,
             seq: 0,
+            audience: None,
         }),
     );
     let mut asked = requests(&actions(&mut c));
@@ -1080,6 +1085,7 @@ fn have_from_origin(id: BroadcastId, chunks: u32) -> Message {
         bits: Bitfield::full(chunks).as_bytes().to_vec(),
         from_origin: true,
         seq: 0,
+        audience: None,
     })
 }
 
@@ -2055,6 +2061,7 @@ fn a_have_of_the_wrong_length_bans_its_sender_once() {
             bits: vec![0xff; bytes],
             from_origin: false,
             seq: 0,
+            audience: None,
         })
     };
     let mut all = Vec::new();
