@@ -152,6 +152,15 @@ impl StatusBoard {
         }
     }
 
+    /// The certificate names of the nodes in the latest registry view.
+    pub(crate) fn node_names(&self) -> std::collections::BTreeSet<String> {
+        let m = self.membership.borrow();
+        (m.view.iter())
+            .filter(|e| e.record.role == swarmcast_proto::Role::Node)
+            .map(|e| e.record.name.clone())
+            .collect()
+    }
+
     /// Fleet progress of one broadcast from the latest registry view.
     pub(crate) fn fleet(&self, id: BroadcastId) -> FleetProgress {
         let m = self.membership.borrow();

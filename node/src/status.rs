@@ -27,6 +27,9 @@ pub struct PublishInfo {
     /// File bytes the origin read and hashed (the others kept the previous version's hashes).
     #[serde(default)]
     pub hashed_bytes: u64,
+    /// Worth telling the sender (`--to` names no node the registry knows, yet).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// `node status` (also its JSON shape).

@@ -218,6 +218,7 @@ fn manifest() -> (Arc<Manifest>, Arc<Layout>, Vec<u8>, BroadcastId) {
                 chunks: (0..PIECES).map(|i| ChunkHash([i as u8; 32])).collect(),
             },
         }],
+        audience: None,
     };
     let bytes = m.to_bytes();
     let id = manifest_id(&bytes);

@@ -38,6 +38,7 @@ fn manifest(name: &str, chunk_size: u32, entries: Vec<Entry>) -> Manifest {
         chunk_size,
         root_mode: Some(0o755),
         entries,
+        audience: None,
     }
 }
 

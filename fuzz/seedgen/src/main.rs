@@ -51,6 +51,7 @@ fn manifest(name: &str, cs: u32, entries: Vec<Entry>) -> Manifest {
         chunk_size: cs,
         root_mode: Some(0o755),
         entries,
+        audience: None,
     };
     m.validate(&ManifestLimits::for_test())
         .expect("seed manifest is valid");
@@ -112,6 +113,7 @@ fn control() {
                 chunk_size: 1 << 20,
                 rehash: false,
                 keepalive: true,
+                audience: None,
             },
         ),
         (

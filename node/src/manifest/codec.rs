@@ -120,6 +120,7 @@ mod tests {
                     },
                 },
             ],
+            audience: None,
         }
     }
 

@@ -151,7 +151,7 @@ impl Bcast {
             bits: self.advertised.as_bytes().to_vec(),
             from_origin: self.source.is_some(),
             seq: self.seq,
-            audience: None,
+            audience: self.manifest.audience.clone(),
         })
     }
 
@@ -206,7 +206,7 @@ impl Bcast {
             version: self.version,
             seq: self.seq,
             published_ms: self.published_ms,
-            audience: None,
+            audience: self.manifest.audience.clone(),
         })
     }
 }

@@ -40,6 +40,7 @@ pub(super) fn manifest(chunks: u32) -> (Arc<Manifest>, Arc<Layout>, Vec<u8>, Bro
                 chunks: (0..chunks).map(|i| ChunkHash([i as u8; 32])).collect(),
             },
         }],
+        audience: None,
     };
     let bytes = m.to_bytes();
     let id = manifest_id(&bytes);
@@ -154,7 +155,8 @@ fn a_receiver_is_served_announced_and_asks_the_origin() {
     let a = actions(&mut c);
     assert!(a.contains(&BroadcastAction::Serve {
         id,
-        super_seed: false
+        super_seed: false,
+        audience: None,
     }));
     assert!(a.contains(&BroadcastAction::Flood {
         msg: have(id, 4, &[])
@@ -366,7 +368,11 @@ fn origin_super_seeds_in_a_swarm_only() {
         c.add_origin(now, id, m, layout, "/src/dir".into(), None, 0);
         let a = actions(&mut c);
         assert!(
-            a.contains(&BroadcastAction::Serve { id, super_seed }),
+            a.contains(&BroadcastAction::Serve {
+                id,
+                super_seed,
+                audience: None
+            }),
             "{a:?}"
         );
         assert!(c.is_seeding(&id));
