@@ -202,7 +202,7 @@ fn a_pull_node_receives_only_what_node_fetch_asks_for() -> Result<()> {
 }
 
 /// Run `swarmcast ARGS` for at most `limit` (killed by its PID past it: `None`).
-fn run_bounded(args: &[&str], limit: Duration) -> Result<Option<Output>> {
+pub(crate) fn run_bounded(args: &[&str], limit: Duration) -> Result<Option<Output>> {
     let mut child = Command::new(bin())
         .args(args)
         .env("RUST_LOG", "warn")
