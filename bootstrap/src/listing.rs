@@ -225,7 +225,10 @@ mod tests {
             (Some(7), Some(9))
         );
         assert_eq!(n["progress"][0]["broadcast"], "02".repeat(32));
-        assert_eq!((&n["pull"], &n["groups"][0]), (&serde_json::json!(true), &serde_json::json!("gpu")));
+        assert_eq!(
+            (&n["pull"], &n["groups"][0]),
+            (&serde_json::json!(true), &serde_json::json!("gpu"))
+        );
         assert_eq!(v["broadcasts"][0]["state"], "active");
         assert_eq!(v["broadcasts"][0]["origin"], "01".repeat(32));
         let back: RegistryListing = serde_json::from_value(v).unwrap();

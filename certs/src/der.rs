@@ -152,11 +152,7 @@ pub(crate) fn groups_extension(groups: &[String]) -> Vec<u8> {
         write_element(&mut list, TAG_UTF8_STRING, g.as_bytes());
     }
     let mut body = element(TAG_OID, &GROUPS_OID_DER);
-    write_element(
-        &mut body,
-        TAG_OCTET_STRING,
-        &element(TAG_SEQUENCE, &list),
-    );
+    write_element(&mut body, TAG_OCTET_STRING, &element(TAG_SEQUENCE, &list));
     element(TAG_SEQUENCE, &body)
 }
 
@@ -288,7 +284,10 @@ mod tests {
         let (oid, rest) = read_element(seq.contents).expect("oid");
         assert_eq!(oid.contents, &GROUPS_OID_DER[..]);
         let value = read_only(rest, TAG_OCTET_STRING).expect("value");
-        assert_eq!(decode_groups_value(value.contents), Ok(vec!["gpu", "eu-west"]));
+        assert_eq!(
+            decode_groups_value(value.contents),
+            Ok(vec!["gpu", "eu-west"])
+        );
         let none = groups_extension(&[]);
         let seq = read_only(&none, TAG_SEQUENCE).expect("extension");
         let (_, rest) = read_element(seq.contents).expect("oid");

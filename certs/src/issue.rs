@@ -149,7 +149,14 @@ pub fn renew_with(
 ) -> Result<IssuedCert, CertError> {
     let key = KeyPair::try_from(&identity.key_der())?;
     let groups = identity.groups().to_vec();
-    sign_leaf(ca, identity.name(), identity.role(), &groups, &key, validity)
+    sign_leaf(
+        ca,
+        identity.name(),
+        identity.role(),
+        &groups,
+        &key,
+        validity,
+    )
 }
 
 /// Signs a leaf for `name` and `role` over `key`.

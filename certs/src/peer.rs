@@ -209,14 +209,9 @@ mod tests {
     fn groups_come_from_the_certificate() {
         let ca = Ca::generate().expect("ca");
         let groups = vec!["gpu".to_owned(), "a-b".to_owned(), "gpu".to_owned()];
-        let issued = crate::issue_with_groups(
-            &ca,
-            "alpha",
-            Role::Node,
-            &groups,
-            crate::Validity::leaf(),
-        )
-        .expect("issue");
+        let issued =
+            crate::issue_with_groups(&ca, "alpha", Role::Node, &groups, crate::Validity::leaf())
+                .expect("issue");
         let info = issued.identity().expect("identity");
         assert_eq!(info.groups(), ["a-b".to_owned(), "gpu".to_owned()]);
         let plain = crate::issue_with(&ca, "beta", Role::Node, crate::Validity::leaf())
@@ -229,7 +224,11 @@ mod tests {
             .expect_err("upper case");
         assert!(matches!(err, CertError::InvalidGroup { .. }), "{err}");
         // A groups extension with an invalid group is refused when read.
-        let (der, _) = leaf_with(&ca, "delta", Some(der::groups_extension(&["No".to_owned()])));
+        let (der, _) = leaf_with(
+            &ca,
+            "delta",
+            Some(der::groups_extension(&["No".to_owned()])),
+        );
         let der = der::append_extension(&der, &der::role_extension(Role::Node), ca.issuer().key())
             .expect("append");
         assert!(parse_leaf(&der, "test").is_err());

@@ -98,7 +98,11 @@ pub struct FleetProgress {
 /// certificate carries, as the bootstraps recorded them) never does. A pull node
 /// (`node join --pull`) does only once it has `progress` for it (it asked for it, or holds
 /// something of it): a pull node receives nothing unasked.
-pub fn takes_part(node: &NodeRecord, record: Option<&BroadcastRecord>, progress: Option<&Progress>) -> bool {
+pub fn takes_part(
+    node: &NodeRecord,
+    record: Option<&BroadcastRecord>,
+    progress: Option<&Progress>,
+) -> bool {
     if record.is_some_and(|r| r.origin == node.id) {
         return true;
     }
@@ -402,16 +406,30 @@ mod tests {
         let origin = node(1, false, &[], Some((4, true)));
         let done = node(2, false, &[], Some((4, true)));
         let pull_idle = node(3, true, &[], None);
-        let fleet = FleetProgress::from_registry(id, Some(&r), &[origin.clone(), done.clone(), pull_idle]);
-        assert_eq!((fleet.nodes_alive, fleet.outcome()), (2, FleetOutcome::Complete));
+        let fleet =
+            FleetProgress::from_registry(id, Some(&r), &[origin.clone(), done.clone(), pull_idle]);
+        assert_eq!(
+            (fleet.nodes_alive, fleet.outcome()),
+            (2, FleetOutcome::Complete)
+        );
         assert_eq!(fleet.nodes.len(), 2, "the idle pull node is not listed");
         // Once it fetched (it has progress), it is waited for like any other node.
         let pull_fetching = node(3, true, &[], Some((1, false)));
-        let fleet = FleetProgress::from_registry(id, Some(&r), &[origin.clone(), done.clone(), pull_fetching]);
-        assert_eq!((fleet.nodes_alive, fleet.outcome()), (3, FleetOutcome::Pending));
+        let fleet = FleetProgress::from_registry(
+            id,
+            Some(&r),
+            &[origin.clone(), done.clone(), pull_fetching],
+        );
+        assert_eq!(
+            (fleet.nodes_alive, fleet.outcome()),
+            (3, FleetOutcome::Pending)
+        );
         let pull_done = node(3, true, &[], Some((4, true)));
         let fleet = FleetProgress::from_registry(id, Some(&r), &[origin, done, pull_done]);
-        assert_eq!((fleet.nodes_alive, fleet.outcome()), (3, FleetOutcome::Complete));
+        assert_eq!(
+            (fleet.nodes_alive, fleet.outcome()),
+            (3, FleetOutcome::Complete)
+        );
         // A push node without progress is waited for (it has not started yet).
         let fleet = FleetProgress::from_registry(id, Some(&r), &[node(2, false, &[], None)]);
         assert_eq!(fleet.outcome(), FleetOutcome::Pending);
@@ -431,10 +449,17 @@ mod tests {
         let outside = node(4, false, &["cpu"], None);
         let entries = [origin.clone(), named.clone(), grouped, outside.clone()];
         let fleet = FleetProgress::from_registry(id, Some(&r), &entries);
-        assert_eq!((fleet.nodes_alive, fleet.outcome()), (3, FleetOutcome::Pending));
+        assert_eq!(
+            (fleet.nodes_alive, fleet.outcome()),
+            (3, FleetOutcome::Pending)
+        );
         let grouped = node(3, false, &["gpu"], Some((4, true)));
-        let fleet = FleetProgress::from_registry(id, Some(&r), &[origin, named, grouped, outside.clone()]);
-        assert_eq!((fleet.nodes_alive, fleet.outcome()), (3, FleetOutcome::Complete));
+        let fleet =
+            FleetProgress::from_registry(id, Some(&r), &[origin, named, grouped, outside.clone()]);
+        assert_eq!(
+            (fleet.nodes_alive, fleet.outcome()),
+            (3, FleetOutcome::Complete)
+        );
         assert!(!takes_part(&outside.record, Some(&r), None));
         // Not even with progress (a node outside holds nothing of it).
         let p = item(1, 4, false, None);

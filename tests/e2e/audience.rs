@@ -89,13 +89,9 @@ impl Peer {
     /// answer, or the refusal's code.
     fn ask(&self, addr: SocketAddr, id: BroadcastId) -> Result<[Result<Message, ErrorCode>; 2]> {
         self.rt.block_on(async {
-            let (conn, _) = swarmcast_net::connect(
-                &self.endpoint,
-                &self.config,
-                addr,
-                Duration::from_secs(5),
-            )
-            .await?;
+            let (conn, _) =
+                swarmcast_net::connect(&self.endpoint, &self.config, addr, Duration::from_secs(5))
+                    .await?;
             let limits = Limits::default();
             let t = Duration::from_secs(5);
             let manifest = Message::ManifestRequest(ManifestRequest { broadcast: id });
@@ -211,7 +207,11 @@ fn a_restricted_broadcast_reaches_its_audience_only() -> Result<()> {
     }
     // The record carries the audience.
     let reg = c.registry(seed)?;
-    let record = reg.broadcasts.iter().find(|b| b.id == id).context("record")?;
+    let record = reg
+        .broadcasts
+        .iter()
+        .find(|b| b.id == id)
+        .context("record")?;
     let audience = record.audience.clone().context("audience in the record")?;
     assert_eq!(
         (audience.names, audience.groups),
@@ -262,13 +262,21 @@ fn a_restricted_broadcast_reaches_its_audience_only() -> Result<()> {
     assert_eq!(fetch.status.code(), Some(1), "{fetch:?}");
     assert_nothing_of(&c, "out", &id);
     // Its log never names a file of the broadcast (it never had the manifest).
-    let log = c.procs.iter().find(|p| p.name == "out").map(|p| p.log.clone());
+    let log = c
+        .procs
+        .iter()
+        .find(|p| p.name == "out")
+        .map(|p| p.log.clone());
     let log = std::fs::read_to_string(log.context("out's log")?)?;
     assert!(!log.contains("secret-names"), "{log}");
 
     // --to: a malformed name or group is a usage error naming it; an unknown name is allowed,
     // with a warning.
-    for (bad, named) in [("Bad_Name", "Bad_Name"), ("group:", "\"\""), ("group:GPU", "GPU")] {
+    for (bad, named) in [
+        ("Bad_Name", "Bad_Name"),
+        ("group:", "\"\""),
+        ("group:GPU", "GPU"),
+    ] {
         let o = run(&[
             "node",
             "send",

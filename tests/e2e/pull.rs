@@ -272,7 +272,10 @@ fn send_wait_does_not_wait_for_a_pull_node_that_did_not_ask() -> Result<()> {
     let id = v["broadcast"]["id"].as_str().unwrap().to_owned();
     assert_same_tree(&src, &c.data_dir("r1").join("received/payload"));
     assert!(c.ls("puller")?.is_empty(), "{:?}", c.ls("puller")?);
-    assert!(!workspace(&c, "puller", &id).exists(), "a workspace appeared");
+    assert!(
+        !workspace(&c, "puller", &id).exists(),
+        "a workspace appeared"
+    );
     assert!(!c.data_dir("puller").join("received/payload").exists());
     Ok(())
 }

@@ -740,8 +740,14 @@ mod tests {
             groups: vec!["gpu".into()],
         };
         let l = loopback_for(false, 8, Some(others)).await;
-        assert_eq!(ask_manifest(l.conn.clone(), l.id).await, Err(ErrorCode::Forbidden));
-        assert_eq!(ask(l.conn.clone(), l.id, 0).await, Err(ErrorCode::Forbidden));
+        assert_eq!(
+            ask_manifest(l.conn.clone(), l.id).await,
+            Err(ErrorCode::Forbidden)
+        );
+        assert_eq!(
+            ask(l.conn.clone(), l.id, 0).await,
+            Err(ErrorCode::Forbidden)
+        );
         for admitted in [
             Audience {
                 names: vec!["client".into()],
@@ -755,7 +761,10 @@ mod tests {
             let l = loopback_for(false, 8, Some(admitted)).await;
             let manifest = ask_manifest(l.conn.clone(), l.id).await.unwrap();
             assert_eq!(crate::manifest::manifest_id(&manifest), l.id);
-            assert_eq!(ask(l.conn.clone(), l.id, 1).await.unwrap(), vec![7u8; CHUNK as usize]);
+            assert_eq!(
+                ask(l.conn.clone(), l.id, 1).await.unwrap(),
+                vec![7u8; CHUNK as usize]
+            );
         }
     }
 

@@ -71,7 +71,10 @@ impl Broadcasts {
         if let Some(r) = self.records.get(&id) {
             return self.may_receive_record(r);
         }
-        let claimed = self.unknown.get(&id).and_then(|u| u.claimed_audience.as_ref());
+        let claimed = self
+            .unknown
+            .get(&id)
+            .and_then(|u| u.claimed_audience.as_ref());
         self.admits_me(claimed)
     }
 
@@ -83,7 +86,11 @@ impl Broadcasts {
         }
         let audience = (self.records.get(&id))
             .and_then(|r| r.audience.clone())
-            .or_else(|| self.unknown.get(&id).and_then(|u| u.claimed_audience.clone()))
+            .or_else(|| {
+                self.unknown
+                    .get(&id)
+                    .and_then(|u| u.claimed_audience.clone())
+            })
             .unwrap_or_default();
         Some(TargetError::NotInAudience {
             target: target.to_owned(),
@@ -182,7 +189,8 @@ mod tests {
         c.handle_manifest_fetched(now, id, Ok(m.to_bytes()));
         let a = actions(&mut c);
         assert!(
-            !a.iter().any(|a| matches!(a, BroadcastAction::CreateWorkspace { .. })),
+            !a.iter()
+                .any(|a| matches!(a, BroadcastAction::CreateWorkspace { .. })),
             "{a:?}"
         );
     }
@@ -196,11 +204,15 @@ mod tests {
         let (m, _, id, _) = version(&restricted(&["n3"], &[]));
         c.handle_peer_up(now, node(5));
         c.handle_peer_message(now, node(5), have_for(id, None));
-        assert_eq!(fetch_of(&actions(&mut c)), vec![ManifestSource::Peer(node(5))]);
+        assert_eq!(
+            fetch_of(&actions(&mut c)),
+            vec![ManifestSource::Peer(node(5))]
+        );
         c.handle_manifest_fetched(now, id, Ok(m.to_bytes()));
         let a = actions(&mut c);
         assert!(
-            !a.iter().any(|a| matches!(a, BroadcastAction::CreateWorkspace { .. })),
+            !a.iter()
+                .any(|a| matches!(a, BroadcastAction::CreateWorkspace { .. })),
             "{a:?}"
         );
         c.handle_peer_message(now, node(6), have_for(id, None));
@@ -221,7 +233,8 @@ mod tests {
             c.handle_manifest_fetched(now, id, Ok(m.to_bytes()));
             let a = actions(&mut c);
             assert!(
-                a.iter().any(|a| matches!(a, BroadcastAction::CreateWorkspace { .. })),
+                a.iter()
+                    .any(|a| matches!(a, BroadcastAction::CreateWorkspace { .. })),
                 "{a:?}"
             );
             c.add_receiver(now, id, m, layout, Bitfield::new(2), false, None);
@@ -254,7 +267,9 @@ mod tests {
         c.add_origin(now, id, m, layout, "/src/ds".into(), None, 0);
         let a = actions(&mut c);
         assert!(
-            a.iter().any(|a| matches!(a, BroadcastAction::Serve { audience: Some(x), .. } if *x == audience)),
+            a.iter().any(
+                |a| matches!(a, BroadcastAction::Serve { audience: Some(x), .. } if *x == audience)
+            ),
             "{a:?}"
         );
         let report = c.report();
