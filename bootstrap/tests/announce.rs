@@ -149,7 +149,10 @@ fn a_record_takes_pull_from_the_node_and_groups_from_its_certificate() {
             pull: true,
         }),
     );
-    assert!(matches!(registered, Message::Registered(_)), "{registered:?}");
+    assert!(
+        matches!(registered, Message::Registered(_)),
+        "{registered:?}"
+    );
     let record = |path: &RequestPath| {
         let view = path.registry().view(Instant::now());
         let e = view.nodes.iter().find(|e| e.record.id == peer.id).cloned();

@@ -140,7 +140,7 @@ fn assert_nothing_of(c: &Cluster, node: &str, id: &str) {
 /// certificate outside the audience, gets nothing (no workspace, no manifest) and `node fetch`
 /// there exits 1 saying why; a peer outside the audience asking the origin and both receivers
 /// directly over QUIC for the manifest and a chunk is refused `Forbidden` by each, while a peer
-/// of the audience asking the same is answered.
+/// of the audience asking the same is answered. A receiver restarted still refuses it.
 #[test]
 fn a_restricted_broadcast_reaches_its_audience_only() -> Result<()> {
     let _serial = serial();
@@ -149,8 +149,12 @@ fn a_restricted_broadcast_reaches_its_audience_only() -> Result<()> {
     c.bootstrap("b1", seed, &[])?;
     issue_with_groups(&c, "g1", &["gpu", "eu"])?;
     issue_with_groups(&c, "spy", &["cpu"])?;
+    let mut n3 = 0;
     for n in ["origin", "n3", "g1", "out"] {
-        c.node(n, &[seed], &[])?;
+        let i = c.node(n, &[seed], &[])?;
+        if n == "n3" {
+            n3 = i;
+        }
     }
     wait_for(Duration::from_secs(30), "nodes alive", || {
         let alive = names_with(&c.registry(seed)?, Status::Alive);
@@ -236,6 +240,19 @@ fn a_restricted_broadcast_reaches_its_audience_only() -> Result<()> {
     );
     assert!(matches!(chunk, Ok(Message::ChunkData(_))), "{chunk:?}");
 
+    // A receiver restarted resumes the broadcast from its data dir, audience included (it is
+    // in the manifest): it still refuses the peer outside.
+    c.procs[n3].kill();
+    c.node("n3", &[seed], &[])?;
+    c.wait_done("n3", &id, Duration::from_secs(30), "n3 resumed")?;
+    let [manifest, chunk] = spy.ask(c.status("n3")?.listen, broadcast)?;
+    assert_eq!(
+        manifest,
+        Err(ErrorCode::Forbidden),
+        "n3 restarted: manifest"
+    );
+    assert_eq!(chunk, Err(ErrorCode::Forbidden), "n3 restarted: chunk");
+
     // A few heartbeats more: nothing of it reaches the node outside.
     std::thread::sleep(HEARTBEAT * 5);
     assert_nothing_of(&c, "out", &id);
@@ -303,5 +320,22 @@ fn a_restricted_broadcast_reaches_its_audience_only() -> Result<()> {
         text(&o.stderr).contains("warning: --to not-yet-joined"),
         "{o:?}"
     );
+    // certs issue --group: a malformed group is a usage error naming it, and nothing is written.
+    let certs = c.certs();
+    let o = run(&[
+        "certs",
+        "issue",
+        "--dir",
+        &certs.to_string_lossy(),
+        "--name",
+        "n9",
+        "--role",
+        "node",
+        "--group",
+        "Bad Group",
+    ])?;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(text(&o.stderr).contains("Bad Group"), "{o:?}");
+    assert!(!certs.join("n9").exists());
     Ok(())
 }
