@@ -452,6 +452,11 @@ pub(crate) enum CertsCommand {
         /// What the certificate allows.
         #[arg(long, value_parser = parse_role)]
         role: Role,
+        /// A group the node belongs to (repeatable; lower-case letters, digits and '-'):
+        /// `node send --to group:G` restricts a broadcast to the nodes whose certificate
+        /// names G. Written by the CA, never declared by the node.
+        #[arg(long = "group", value_name = "G", value_parser = parse_cert_group)]
+        groups: Vec<String>,
     },
     /// Renew a certificate: sign the same key again (so its NodeId, name and role stay), valid
     /// for a year from now by default. Replaces cert.pem; a running daemon picks it up within 10 s.
@@ -593,6 +598,37 @@ pub(crate) struct SendArgs {
     /// its hashes (it is not read).
     #[arg(long)]
     pub(crate) rehash: bool,
+    /// Restrict the broadcast to a node (its certificate name) or to a group (`group:G`, the
+    /// nodes whose certificate names G); repeatable. Only they (and this node) may fetch it,
+    /// every node serves it to them only, and --wait counts only them.
+    #[arg(long = "to", value_name = "NAME|group:G", value_parser = parse_to)]
+    pub(crate) to: Vec<AudienceMember>,
+}
+
+/// One `--to` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AudienceMember {
+    /// A node, by its certificate name.
+    Node(String),
+    /// The nodes whose certificate names this group.
+    Group(String),
+}
+
+/// `--to NAME` or `--to group:G`, each checked as certificates check them.
+pub(crate) fn parse_to(s: &str) -> Result<AudienceMember, String> {
+    match s.strip_prefix("group:") {
+        Some(g) => parse_cert_group(g).map(AudienceMember::Group),
+        None => swarmcast_certs::validate_name(s)
+            .map(|()| AudienceMember::Node(s.to_owned()))
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// A certificate group (`certs issue --group`, `--to group:G`).
+pub(crate) fn parse_cert_group(s: &str) -> Result<String, String> {
+    swarmcast_certs::validate_group(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]

@@ -103,9 +103,17 @@ pub fn registry(
             .addrs
             .first()
             .map_or_else(|| "-".to_owned(), ToString::to_string);
+        // Only when set, after the last column: --pull, and the certificate's groups.
+        let mut extra = String::new();
+        if r.pull {
+            extra.push_str(" pull");
+        }
+        if !r.groups.is_empty() {
+            extra.push_str(&format!(" groups={}", r.groups.join(",")));
+        }
         writeln!(
             out,
-            "{:<16} {:<9} {:<7} {:>6}ms {:>14} {:>9}  {:<21} {}",
+            "{:<16} {:<9} {:<7} {:>6}ms {:>14} {:>9}  {:<21} {}{extra}",
             r.name,
             r.role.as_str(),
             status_str(e.status),
@@ -117,9 +125,13 @@ pub fn registry(
         )?;
     }
     for b in &view.broadcasts {
+        let to = b
+            .audience
+            .as_ref()
+            .map_or_else(String::new, |a| format!(" to {a}"));
         writeln!(
             out,
-            "broadcast {} {} ({} bytes)",
+            "broadcast {} {} ({} bytes){to}",
             b.id.short(),
             b.name,
             b.size

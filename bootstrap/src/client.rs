@@ -123,14 +123,18 @@ impl BootstrapClient {
         incarnation: u64,
         addrs: Vec<SocketAddr>,
     ) -> Result<Registered, ClientError> {
-        match self
-            .call(Message::Register(Register {
-                id,
-                incarnation,
-                addrs,
-            }))
-            .await?
-        {
+        self.register_with(Register {
+            id,
+            incarnation,
+            addrs,
+            pull: false,
+        })
+        .await
+    }
+
+    /// Register this node with every field of [`Register`] (`pull` among them).
+    pub async fn register_with(&self, register: Register) -> Result<Registered, ClientError> {
+        match self.call(Message::Register(register)).await? {
             Message::Registered(r) => Ok(r),
             _ => Err(WireError::Unexpected("expected Registered").into()),
         }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 use swarmcast_certs::PeerInfo;
-use swarmcast_proto::{BroadcastState, RegistryView, Role, Status};
+use swarmcast_proto::{Audience, BroadcastState, RegistryView, Role, Status};
 
 /// One bootstrap's whole view (`registry --json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +50,12 @@ pub struct ListedEntry {
     pub age_ms: u64,
     /// Per-broadcast progress of the latest heartbeat.
     pub progress: Vec<ListedProgress>,
+    /// Joined with `--pull`.
+    #[serde(default)]
+    pub pull: bool,
+    /// The groups its certificate names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// Progress of one node on one broadcast.
@@ -80,6 +86,9 @@ pub struct ListedBroadcast {
     pub state: BroadcastState,
     /// Record version.
     pub version: u64,
+    /// Restricted (`node send --to`): who may receive it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<Audience>,
 }
 
 impl RegistryListing {
@@ -113,6 +122,8 @@ impl RegistryListing {
                             total: p.total,
                         })
                         .collect(),
+                    pull: e.record.pull,
+                    groups: e.record.groups.clone(),
                 })
                 .collect(),
             broadcasts: view
@@ -126,6 +137,7 @@ impl RegistryListing {
                     chunks: b.chunks,
                     state: b.state,
                     version: b.version,
+                    audience: b.audience.clone(),
                 })
                 .collect(),
         }
@@ -165,6 +177,8 @@ mod tests {
                         complete: false,
                         failed: None,
                     }],
+                    pull: true,
+                    groups: vec!["gpu".into()],
                 },
                 status: Status::Suspect,
                 age_ms: 1200,
@@ -179,6 +193,7 @@ mod tests {
                 version: 1,
                 seq: 0,
                 published_ms: 0,
+                audience: None,
             }],
             cursor: None,
             partial: false,
@@ -193,6 +208,7 @@ mod tests {
             id: NodeId([3; 32]),
             name: "b1".into(),
             role: Role::Bootstrap,
+            groups: Vec::new(),
         };
         let addr = SocketAddr::from(([127, 0, 0, 1], 5000));
         let listing = RegistryListing::new(addr, &peer, &view());
@@ -209,6 +225,10 @@ mod tests {
             (Some(7), Some(9))
         );
         assert_eq!(n["progress"][0]["broadcast"], "02".repeat(32));
+        assert_eq!(
+            (&n["pull"], &n["groups"][0]),
+            (&serde_json::json!(true), &serde_json::json!("gpu"))
+        );
         assert_eq!(v["broadcasts"][0]["state"], "active");
         assert_eq!(v["broadcasts"][0]["origin"], "01".repeat(32));
         let back: RegistryListing = serde_json::from_value(v).unwrap();

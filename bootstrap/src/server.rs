@@ -158,6 +158,8 @@ impl Shared {
             addrs: vec![self.addr],
             version: Version::new(self.incarnation, hb),
             progress: Vec::new(),
+            pull: false,
+            groups: Vec::new(),
         };
         self.registry().observe(now, record);
     }
@@ -235,6 +237,7 @@ pub async fn run(
         id: identity.node_id(),
         name: identity.name().to_owned(),
         role: Role::Bootstrap,
+        groups: Vec::new(),
     };
     info!(%addr, id = %me.id, name = %me.name, incarnation, "bootstrap listening");
     let (metrics, mut metrics_registry) = BootstrapMetrics::new();
@@ -392,6 +395,8 @@ fn handle_request(shared: &Shared, peer: &PeerInfo, request: Message, now: Insta
                 addrs: r.addrs,
                 version: Version::new(r.incarnation, 0),
                 progress: Vec::new(),
+                pull: r.pull,
+                groups: peer.groups.clone(),
             };
             let fresh = shared.registry().observe(now, record);
             info!(node = %peer.name, id = %peer.id.short(), incarnation = r.incarnation, fresh, "node registered");
@@ -417,6 +422,8 @@ fn handle_request(shared: &Shared, peer: &PeerInfo, request: Message, now: Insta
                 version: h.version,
                 progress: Vec::new(),
                 progress_seq: 0,
+                pull: h.pull,
+                groups: peer.groups.clone(),
             };
             let update = ProgressUpdate {
                 items: h.progress,

@@ -134,6 +134,8 @@ mod tests {
                 addrs: vec!["127.0.0.1:9".parse().expect("addr")],
                 version: Version::new(3, 4),
                 progress: vec![],
+                pull: false,
+                groups: Vec::new(),
             },
             age_ms: 100,
         };

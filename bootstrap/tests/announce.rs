@@ -18,6 +18,7 @@ fn node(i: u8) -> PeerInfo {
         id: NodeId([i; 32]),
         name: format!("n{i}"),
         role: Role::Node,
+        groups: Vec::new(),
     }
 }
 
@@ -29,6 +30,7 @@ fn path() -> RequestPath {
         id: NodeId([0xee; 32]),
         name: "b1".into(),
         role: Role::Bootstrap,
+        groups: Vec::new(),
     };
     RequestPath::new(me, addr, config)
 }
@@ -44,6 +46,7 @@ fn record(id: u8, name: &str, origin: &PeerInfo, seq: u64) -> BroadcastRecord {
         version: 1,
         seq,
         published_ms: 0,
+        audience: None,
     }
 }
 
@@ -118,4 +121,62 @@ fn a_seq_more_than_the_bound_above_the_highest_for_its_name_is_refused() {
         ErrorCode::BadRequest,
         "seq",
     );
+}
+
+fn ask(path: &RequestPath, from: &PeerInfo, msg: Message) -> Message {
+    let mut frame = Vec::new();
+    encode(&msg, &Limits::default(), &mut frame).unwrap();
+    path.answer(from, &frame, Instant::now()).unwrap()
+}
+
+/// A node's record says whether it pulls (as its register and heartbeats say) and which
+/// groups its certificate names (from the connection's certificate: a message cannot claim
+/// any), and keeps both through its heartbeats.
+#[test]
+fn a_record_takes_pull_from_the_node_and_groups_from_its_certificate() {
+    use swarmcast_proto::{Heartbeat, Register, Version};
+    let path = path();
+    let mut peer = node(3);
+    peer.groups = vec!["gpu".into()];
+    let addrs = vec!["127.0.0.1:7003".parse().unwrap()];
+    let registered = ask(
+        &path,
+        &peer,
+        Message::Register(Register {
+            id: peer.id,
+            incarnation: 5,
+            addrs: addrs.clone(),
+            pull: true,
+        }),
+    );
+    assert!(
+        matches!(registered, Message::Registered(_)),
+        "{registered:?}"
+    );
+    let record = |path: &RequestPath| {
+        let view = path.registry().view(Instant::now());
+        let e = view.nodes.iter().find(|e| e.record.id == peer.id).cloned();
+        e.unwrap().record
+    };
+    let r = record(&path);
+    assert!(r.pull);
+    assert_eq!(r.groups, vec!["gpu".to_owned()]);
+    let beat = |pull: bool, heartbeat: u64| {
+        Message::Heartbeat(Heartbeat {
+            id: peer.id,
+            version: Version::new(5, heartbeat),
+            addrs: addrs.clone(),
+            progress: Vec::new(),
+            progress_span: None,
+            progress_removed: Vec::new(),
+            changes_since: None,
+            pull,
+        })
+    };
+    assert!(matches!(ask(&path, &peer, beat(true, 1)), Message::Ack(_)));
+    let r = record(&path);
+    assert!(r.pull && r.groups == ["gpu"], "{r:?}");
+    // A node restarted without --pull says so with its next beat.
+    assert!(matches!(ask(&path, &peer, beat(false, 2)), Message::Ack(_)));
+    assert!(!record(&path).pull);
 }

@@ -43,6 +43,8 @@ fn record(n: usize, incarnation: u64, heartbeat: u64, held: u64) -> NodeRecord {
             complete: false,
             failed: None,
         }],
+        pull: false,
+        groups: Vec::new(),
     }
 }
 
@@ -147,6 +149,7 @@ fn run(seed: u64) {
                 version: rng.random_range(1..5),
                 seq: 0,
                 published_ms: 0,
+                audience: None,
             });
         }
         for (i, n) in nodes.iter_mut().enumerate() {

@@ -159,6 +159,8 @@ impl Sim {
                     addrs: vec![SocketAddr::from(([10, 0, 0, 1], 7000 + i as u16))],
                     version: Version::new(1, 0),
                     progress: Vec::new(),
+                    pull: false,
+                    groups: Vec::new(),
                 },
                 boot: i % BOOTSTRAPS,
                 alive: true,

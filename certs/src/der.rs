@@ -21,6 +21,17 @@ pub(crate) const ROLE_OID_DER: [u8; 21] = [
     0xfc, 0xf8, 0xb7, 0x67, 0x01,
 ];
 
+/// The contents octets of the groups extension's OID, `2.25.<UUID as integer>.2`: the
+/// role's arc beside it.
+pub(crate) const GROUPS_OID_DER: [u8; 21] = {
+    let mut oid = ROLE_OID_DER;
+    oid[20] = 0x02;
+    oid
+};
+
+/// The groups extension's OID, in dotted form.
+pub const GROUPS_OID: &str = "2.25.293267237755066452471269431712489020391.2";
+
 const TAG_BIT_STRING: u8 = 0x03;
 const TAG_OCTET_STRING: u8 = 0x04;
 const TAG_OID: u8 = 0x06;
@@ -133,6 +144,35 @@ pub(crate) fn decode_role_value(value: &[u8]) -> Result<&str, DerError> {
     std::str::from_utf8(string.contents).map_err(|_| DerError("role is not UTF-8"))
 }
 
+/// The DER `Extension` carrying a node's groups: non-critical, its value a
+/// `SEQUENCE OF UTF8String`, one per group, in the order given.
+pub(crate) fn groups_extension(groups: &[String]) -> Vec<u8> {
+    let mut list = Vec::new();
+    for g in groups {
+        write_element(&mut list, TAG_UTF8_STRING, g.as_bytes());
+    }
+    let mut body = element(TAG_OID, &GROUPS_OID_DER);
+    write_element(&mut body, TAG_OCTET_STRING, &element(TAG_SEQUENCE, &list));
+    element(TAG_SEQUENCE, &body)
+}
+
+/// Decodes the value of a groups extension (the contents of its extnValue OCTET STRING):
+/// the groups' texts, unchecked (the caller validates each).
+pub(crate) fn decode_groups_value(value: &[u8]) -> Result<Vec<&str>, DerError> {
+    let list = read_only(value, TAG_SEQUENCE)?;
+    let mut rest = list.contents;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let (g, after) = read_element(rest)?;
+        if g.tag != TAG_UTF8_STRING {
+            return Err(DerError("a group is not a UTF8String"));
+        }
+        out.push(std::str::from_utf8(g.contents).map_err(|_| DerError("group is not UTF-8"))?);
+        rest = after;
+    }
+    Ok(out)
+}
+
 /// Appends `extension` (a DER `Extension`) to the extensions of `cert`, a certificate rcgen
 /// produced, and signs the result with `signer`, which must be the key that signed `cert`.
 pub(crate) fn append_extension(
@@ -229,6 +269,31 @@ mod tests {
         // The arc is the integer form of the UUID named in the crate docs.
         let uuid = u128::from_str_radix("dca1372a5aa245daa4f6781c0f9e1be7", 16).expect("hex");
         assert_eq!(ROLE_OID, format!("2.25.{uuid}.1"));
+    }
+
+    #[test]
+    fn groups_oid_is_the_role_arc_beside_it_and_groups_round_trip() {
+        let dotted: Vec<String> = decode_oid(&GROUPS_OID_DER)
+            .iter()
+            .map(u128::to_string)
+            .collect();
+        assert_eq!(dotted.join("."), GROUPS_OID);
+        let groups = vec!["gpu".to_owned(), "eu-west".to_owned()];
+        let ext = groups_extension(&groups);
+        let seq = read_only(&ext, TAG_SEQUENCE).expect("extension");
+        let (oid, rest) = read_element(seq.contents).expect("oid");
+        assert_eq!(oid.contents, &GROUPS_OID_DER[..]);
+        let value = read_only(rest, TAG_OCTET_STRING).expect("value");
+        assert_eq!(
+            decode_groups_value(value.contents),
+            Ok(vec!["gpu", "eu-west"])
+        );
+        let none = groups_extension(&[]);
+        let seq = read_only(&none, TAG_SEQUENCE).expect("extension");
+        let (_, rest) = read_element(seq.contents).expect("oid");
+        let value = read_only(rest, TAG_OCTET_STRING).expect("value");
+        assert_eq!(decode_groups_value(value.contents), Ok(vec![]));
+        assert!(decode_groups_value(&element(TAG_SEQUENCE, &element(TAG_OID, b"x"))).is_err());
     }
 
     #[track_caller]

@@ -48,6 +48,15 @@ pub enum CertError {
         reason: &'static str,
     },
 
+    /// A group is not 1..=63 characters of `[a-z0-9-]` without a leading or trailing `-`.
+    #[error("invalid group {group:?}: {reason}")]
+    InvalidGroup {
+        /// The rejected group.
+        group: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
     /// PEM text could not be decoded, or held the wrong number of items.
     #[error("{origin}: {reason}")]
     BadPem {

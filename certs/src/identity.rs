@@ -168,6 +168,11 @@ impl Identity {
         self.info.role
     }
 
+    /// The groups its certificate names (sorted; empty without a groups extension).
+    pub fn groups(&self) -> &[String] {
+        &self.info.groups
+    }
+
     /// The leaf certificate in DER.
     pub fn cert_der(&self) -> &CertificateDer<'static> {
         &self.cert

@@ -24,7 +24,30 @@ const MAX_NAME_LEN: usize = 63;
 /// A valid name is a DNS label (it becomes the DNS subjectAltName) and a safe directory name
 /// (no `/`, no `.`, so no `..`).
 pub fn validate_name(name: &str) -> Result<(), CertError> {
-    let reason = if name.is_empty() {
+    label_problem(name).map_or(Ok(()), |reason| {
+        Err(CertError::InvalidName {
+            name: name.to_owned(),
+            reason,
+        })
+    })
+}
+
+/// Checks a group (`certs issue --group`, `node send --to group:G`): the rules of a name.
+pub fn validate_group(group: &str) -> Result<(), CertError> {
+    label_problem(group).map_or(Ok(()), |reason| {
+        Err(CertError::InvalidGroup {
+            group: group.to_owned(),
+            reason,
+        })
+    })
+}
+
+/// Most groups one certificate may carry.
+pub const MAX_GROUPS: usize = 64;
+
+/// What is wrong with `name` as a DNS label of `[a-z0-9-]`, if anything.
+fn label_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
         Some("empty")
     } else if name.len() > MAX_NAME_LEN {
         Some("longer than 63 characters")
@@ -37,13 +60,6 @@ pub fn validate_name(name: &str) -> Result<(), CertError> {
         Some("must not start or end with '-'")
     } else {
         None
-    };
-    match reason {
-        None => Ok(()),
-        Some(reason) => Err(CertError::InvalidName {
-            name: name.to_owned(),
-            reason,
-        }),
     }
 }
 
@@ -84,9 +100,40 @@ pub fn issue_with(
     role: Role,
     validity: Validity,
 ) -> Result<IssuedCert, CertError> {
+    issue_with_groups(ca, name, role, &[], validity)
+}
+
+/// [`issue_with`], the leaf also naming `groups` (`certs issue --group`) in its groups
+/// extension: sorted, without duplicates, each checked with [`validate_group`], at most
+/// [`MAX_GROUPS`].
+pub fn issue_with_groups(
+    ca: &Ca,
+    name: &str,
+    role: Role,
+    groups: &[String],
+    validity: Validity,
+) -> Result<IssuedCert, CertError> {
     validate_name(name)?;
+    let groups = canonical_groups(groups)?;
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    sign_leaf(ca, name, role, &key, validity)
+    sign_leaf(ca, name, role, &groups, &key, validity)
+}
+
+/// `groups` checked, sorted and without duplicates.
+fn canonical_groups(groups: &[String]) -> Result<Vec<String>, CertError> {
+    for g in groups {
+        validate_group(g)?;
+    }
+    let mut out = groups.to_vec();
+    out.sort();
+    out.dedup();
+    if out.len() > MAX_GROUPS {
+        return Err(CertError::InvalidGroup {
+            group: out.swap_remove(MAX_GROUPS),
+            reason: "more than 64 groups",
+        });
+    }
+    Ok(out)
 }
 
 /// Re-signs `identity`'s key with `ca`, in memory: the same key, so the same [`NodeId`]
@@ -101,7 +148,15 @@ pub fn renew_with(
     validity: Validity,
 ) -> Result<IssuedCert, CertError> {
     let key = KeyPair::try_from(&identity.key_der())?;
-    sign_leaf(ca, identity.name(), identity.role(), &key, validity)
+    let groups = identity.groups().to_vec();
+    sign_leaf(
+        ca,
+        identity.name(),
+        identity.role(),
+        &groups,
+        &key,
+        validity,
+    )
 }
 
 /// Signs a leaf for `name` and `role` over `key`.
@@ -109,6 +164,7 @@ fn sign_leaf(
     ca: &Ca,
     name: &str,
     role: Role,
+    groups: &[String],
     key: &KeyPair,
     validity: Validity,
 ) -> Result<IssuedCert, CertError> {
@@ -129,12 +185,19 @@ fn sign_leaf(
     params.not_after = validity.not_after;
 
     let without_role = params.signed_by(key, ca.issuer())?;
-    let cert = der::append_extension(
+    let appended = der::append_extension(
         without_role.der(),
         &der::role_extension(role),
         ca.issuer().key(),
     )
-    .map_err(|e| CertError::BadCertificate {
+    .and_then(|cert| {
+        if groups.is_empty() {
+            Ok(cert)
+        } else {
+            der::append_extension(&cert, &der::groups_extension(groups), ca.issuer().key())
+        }
+    });
+    let cert = appended.map_err(|e| CertError::BadCertificate {
         origin: format!("certificate issued for {name}"),
         reason: e.to_string(),
     })?;
@@ -165,7 +228,18 @@ pub struct IssuedPaths {
 /// with [`CertError::AlreadyExists`] if `dir/name/` already holds any of the three files.
 /// The leaf is valid for [`Validity::leaf`].
 pub fn issue(dir: &Path, name: &str, role: Role) -> Result<IssuedPaths, CertError> {
+    issue_groups(dir, name, role, &[])
+}
+
+/// [`issue`], the leaf naming `groups` (see [`issue_with_groups`]).
+pub fn issue_groups(
+    dir: &Path,
+    name: &str,
+    role: Role,
+    groups: &[String],
+) -> Result<IssuedPaths, CertError> {
     validate_name(name)?;
+    canonical_groups(groups)?;
     let ca = Ca::load(dir)?;
     let leaf_dir = dir.join(name);
     let paths = IssuedPaths {
@@ -178,7 +252,7 @@ pub fn issue(dir: &Path, name: &str, role: Role) -> Result<IssuedPaths, CertErro
         files::ensure_absent(path)?;
     }
 
-    let issued = issue_with(&ca, name, role, Validity::leaf())?;
+    let issued = issue_with_groups(&ca, name, role, groups, Validity::leaf())?;
     create_private_dir(&paths.dir)?;
     files::create_new(&paths.key, issued.key_pem.as_bytes(), files::PRIVATE)?;
     files::create_new(&paths.cert, issued.cert_pem.as_bytes(), files::PUBLIC)?;

@@ -42,7 +42,8 @@
 //!   keyCertSign and cRLSign, ten years of validity.
 //! - **Leaf**: CN and the only DNS subjectAltName are the name (see [`validate_name`]);
 //!   basicConstraints CA:FALSE; key usage digitalSignature; extended key usage serverAuth and
-//!   clientAuth; one year of validity by default; and the role.
+//!   clientAuth; one year of validity by default; the role; and, when issued with
+//!   `--group`, the groups.
 //!
 //! All keys are ECDSA P-256.
 //!
@@ -63,6 +64,15 @@
 //! appended to the to-be-signed certificate and the certificate is signed again by the CA.
 //! See the `der` module.
 //!
+//! # The groups extension
+//!
+//! A node's groups (`certs issue --group G`, repeatable) are a non-critical extension beside
+//! the role, OID [`GROUPS_OID`] (`….2`, the next arc), whose value is a DER
+//! `SEQUENCE OF UTF8String`, sorted and without duplicates, each group a name by the rules of
+//! [`validate_group`]. A leaf without groups has no such extension. Groups are written by the
+//! CA, so a node never declares its own; [`PeerInfo::groups`] reads them from a peer's
+//! certificate, and restricted broadcasts (`node send --to group:G`) are judged by them.
+//!
 //! # Crypto provider
 //!
 //! Everything is built from `rustls::crypto::ring::default_provider()` explicitly, so the
@@ -82,11 +92,12 @@ pub mod testing;
 mod tls;
 
 pub use ca::{Ca, CaPaths, Validity, init_ca};
-pub use der::ROLE_OID;
+pub use der::{GROUPS_OID, ROLE_OID};
 pub use error::CertError;
 pub use identity::Identity;
 pub use issue::{
-    IssuedCert, IssuedPaths, Renewed, issue, issue_with, renew, renew_with, validate_name,
+    IssuedCert, IssuedPaths, MAX_GROUPS, Renewed, issue, issue_groups, issue_with,
+    issue_with_groups, renew, renew_with, validate_group, validate_name,
 };
 pub use live::{EXPIRY_WARNING, LiveIdentity, Reload, expiry_warning};
 pub use peer::{PeerInfo, node_id_of, peer_info};

@@ -135,7 +135,8 @@ impl LiveIdentity {
     }
 
     /// Re-read the directory. Unchanged files change nothing; a new certificate or bundle for
-    /// the same identity is swapped in; one for another identity (another key, name or role)
+    /// the same identity is swapped in; one for another identity (another key, name, role or
+    /// groups: the groups decide what the node may receive, and are read at start)
     /// is refused with [`CertError::IdentityChanged`] and the current one kept, as it is when
     /// the new files do not load.
     pub fn reload(&self) -> Result<Reload, CertError> {
@@ -149,7 +150,11 @@ impl LiveIdentity {
         }
         let identity = Identity::from_texts(dir, &texts)?;
         let (was, now) = (&old.identity, &identity);
-        if now.node_id() != was.node_id() || now.name() != was.name() || now.role() != was.role() {
+        if now.node_id() != was.node_id()
+            || now.name() != was.name()
+            || now.role() != was.role()
+            || now.groups() != was.groups()
+        {
             return Err(CertError::IdentityChanged {
                 dir: dir.clone(),
                 was: format!("{} ({}, {})", was.name(), was.role(), was.node_id().short()),

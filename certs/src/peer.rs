@@ -17,6 +17,9 @@ pub struct PeerInfo {
     pub name: String,
     /// The role recorded in the certificate's role extension.
     pub role: Role,
+    /// The groups its groups extension names (`certs issue --group`), sorted; empty without
+    /// one. Written by the CA, so never self-declared.
+    pub groups: Vec<String>,
 }
 
 /// The authenticated identity of the peer of an established connection.
@@ -96,10 +99,34 @@ pub(crate) fn parse_leaf(der: &[u8], origin: &str) -> Result<PeerInfo, CertError
         .parse::<Role>()
         .map_err(|_| unknown())?;
 
+    let mut group_exts = cert
+        .extensions()
+        .iter()
+        .filter(|ext| ext.oid.as_bytes() == der::GROUPS_OID_DER);
+    let groups = match group_exts.next() {
+        None => Vec::new(),
+        Some(ext) => {
+            if group_exts.next().is_some() {
+                return Err(bad(origin, "more than one groups extension".into()));
+            }
+            let texts = der::decode_groups_value(ext.value)
+                .map_err(|e| bad(origin, format!("groups extension: {e}")))?;
+            let mut groups = Vec::with_capacity(texts.len());
+            for g in texts {
+                crate::validate_group(g).map_err(|e| bad(origin, e.to_string()))?;
+                groups.push(g.to_owned());
+            }
+            groups.sort();
+            groups.dedup();
+            groups
+        }
+    };
+
     Ok(PeerInfo {
         id: spki_id(&cert),
         name: name.to_owned(),
         role,
+        groups,
     })
 }
 
@@ -176,6 +203,35 @@ mod tests {
         let (der, _) = leaf_with(&ca, "127.0.0.1", role);
         let err = parse_leaf(&der, "test").expect_err("IP SAN only");
         assert!(err.to_string().contains("no DNS"), "{err}");
+    }
+
+    #[test]
+    fn groups_come_from_the_certificate() {
+        let ca = Ca::generate().expect("ca");
+        let groups = vec!["gpu".to_owned(), "a-b".to_owned(), "gpu".to_owned()];
+        let issued =
+            crate::issue_with_groups(&ca, "alpha", Role::Node, &groups, crate::Validity::leaf())
+                .expect("issue");
+        let info = issued.identity().expect("identity");
+        assert_eq!(info.groups(), ["a-b".to_owned(), "gpu".to_owned()]);
+        let plain = crate::issue_with(&ca, "beta", Role::Node, crate::Validity::leaf())
+            .expect("issue")
+            .identity()
+            .expect("identity");
+        assert!(plain.groups().is_empty());
+        let bad = vec!["GPU".to_owned()];
+        let err = crate::issue_with_groups(&ca, "c", Role::Node, &bad, crate::Validity::leaf())
+            .expect_err("upper case");
+        assert!(matches!(err, CertError::InvalidGroup { .. }), "{err}");
+        // A groups extension with an invalid group is refused when read.
+        let (der, _) = leaf_with(
+            &ca,
+            "delta",
+            Some(der::groups_extension(&["No".to_owned()])),
+        );
+        let der = der::append_extension(&der, &der::role_extension(Role::Node), ca.issuer().key())
+            .expect("append");
+        assert!(parse_leaf(&der, "test").is_err());
     }
 
     #[test]

@@ -47,6 +47,13 @@ impl TestCluster {
             .and_then(|issued| issued.identity())
             .unwrap_or_else(|e| panic!("issuing a test identity for {name:?}: {e}"))
     }
+
+    /// [`issue`](Self::issue), the certificate naming `groups`.
+    pub fn issue_with_groups(&self, name: &str, role: Role, groups: &[String]) -> Identity {
+        crate::issue_with_groups(&self.ca, name, role, groups, Validity::leaf())
+            .and_then(|issued| issued.identity())
+            .unwrap_or_else(|e| panic!("issuing a test identity for {name:?}: {e}"))
+    }
 }
 
 impl Default for TestCluster {

@@ -32,6 +32,7 @@ fn peer(i: u8) -> PeerInfo {
         id: NodeId([i + 1; 32]),
         name: format!("{}{i}", role.as_str()),
         role,
+        groups: Vec::new(),
     }
 }
 
@@ -48,6 +49,7 @@ fuzz_target!(|data: &[u8]| {
         id: NodeId([0xee; 32]),
         name: "bootstrap-me".into(),
         role: Role::Bootstrap,
+        groups: Vec::new(),
     };
     let path = RequestPath::new(me, addr, config);
     let limits = Limits::default();

@@ -69,6 +69,7 @@ fn workspace() -> &'static Workspace {
             chunk_size: cs,
             root_mode: Some(0o755),
             entries,
+            audience: None,
         };
         manifest
             .validate(&ManifestLimits::for_test())

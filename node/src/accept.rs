@@ -113,18 +113,21 @@ async fn until_expired<T>(first: &mut FirstStream, fut: impl Future<Output = T>)
     }
 }
 
-/// Serve request streams on `conn` until it closes: chunk and manifest requests.
+/// Serve request streams on `conn` until it closes: chunk and manifest requests, each judged
+/// by the peer's certificate (restricted broadcasts).
 pub(crate) async fn serve_requests(
     server: Server,
     conn: quinn::Connection,
     peer: NodeId,
     first: Option<(quinn::SendStream, quinn::RecvStream, Message)>,
 ) {
+    let who = Arc::new(serve::Requester::of(&conn, peer));
     if let Some((send, recv, request)) = first {
         let (catalog, events) = (server.catalog.clone(), server.events.clone());
+        let who = who.clone();
         tokio::spawn(async move {
             if let Err(e) =
-                serve::serve_stream(catalog, events, peer, send, recv, Some(request)).await
+                serve::serve_stream(catalog, events, who, send, recv, Some(request)).await
             {
                 debug!(error = %e, "request stream failed");
             }
@@ -137,9 +140,9 @@ pub(crate) async fn serve_requests(
             Err(_) => return,
         };
         let (catalog, events) = (server.catalog.clone(), server.events.clone());
-        let (conn, budget) = (conn.clone(), budget.clone());
+        let (conn, budget, who) = (conn.clone(), budget.clone(), who.clone());
         tokio::spawn(async move {
-            let result = serve::serve_stream(catalog, events, peer, send, recv, None).await;
+            let result = serve::serve_stream(catalog, events, who, send, recv, None).await;
             let end = stream_end(&result);
             let (close, abandoned) = {
                 let mut b = budget.lock().unwrap_or_else(|p| p.into_inner());

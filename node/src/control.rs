@@ -59,6 +59,9 @@ pub enum ControlRequest {
         /// without a fixed timeout on the whole exchange. Off for older callers.
         #[serde(default)]
         keepalive: bool,
+        /// `--to`: restrict the broadcast to these nodes and groups (absent: everyone).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audience: Option<swarmcast_proto::Audience>,
     },
     /// Every broadcast this node knows (`node ls`).
     List,
@@ -315,11 +318,23 @@ pub async fn send_with(
     chunk_size: u32,
     rehash: bool,
 ) -> Result<crate::status::PublishInfo, ControlError> {
+    send_to(data_dir, dir, chunk_size, rehash, None).await
+}
+
+/// [`send_with`], restricted to `audience` when given (`node send --to`).
+pub async fn send_to(
+    data_dir: &Path,
+    dir: PathBuf,
+    chunk_size: u32,
+    rehash: bool,
+    audience: Option<swarmcast_proto::Audience>,
+) -> Result<crate::status::PublishInfo, ControlError> {
     let request = ControlRequest::Send {
         dir,
         chunk_size,
         rehash,
         keepalive: true,
+        audience,
     };
     match call(data_dir, &request).await? {
         ControlResponse::Sent(i) => Ok(i),

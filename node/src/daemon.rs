@@ -26,6 +26,7 @@ use crate::data::serve::Catalog;
 use crate::data::{DataConfig, DataPlane};
 use crate::handles::{Dialer, Me, Server, StatusBoard};
 use crate::inputs::DataInput;
+use crate::manifest::check_audience;
 use crate::membership::{JoinError, Membership, MembershipConfig, MembershipLinks};
 use crate::neighbours::NeighbourConfig;
 use crate::peers;
@@ -193,13 +194,27 @@ impl control::Handler for ControlHandler {
                 dir,
                 chunk_size,
                 rehash,
+                audience,
                 ..
             } => {
+                let audience = audience.map(swarmcast_proto::Audience::canonical);
+                if let Some(e) = audience.as_ref().and_then(|a| check_audience(a).err()) {
+                    return ControlResponse::Error(format!("--to: {e}"));
+                }
+                // A name the registry does not know may be a node yet to join: allowed, said.
+                let unknown: Vec<String> = audience.as_ref().map_or_else(Vec::new, |a| {
+                    let known = self.board.node_names();
+                    (a.names.iter())
+                        .filter(|n| !known.contains(*n))
+                        .cloned()
+                        .collect()
+                });
                 let (reply, answer) = oneshot::channel();
                 let input = DataInput::Publish {
                     dir,
                     chunk_size,
                     rehash,
+                    audience,
                     read_as: crate::manifest::ReadAs::caller(caller),
                     reply,
                 };
@@ -207,7 +222,15 @@ impl control::Handler for ControlHandler {
                     return ControlResponse::Error(STOPPING.into());
                 }
                 match answer.await {
-                    Ok(Ok(info)) => ControlResponse::Sent(info),
+                    Ok(Ok(mut info)) => {
+                        for name in unknown {
+                            warn!(broadcast = %info.id, node = %name, "--to names a node the registry does not know (yet)");
+                            info.warnings.push(format!(
+                                "--to {name}: no node of that name is in the registry (yet); it may fetch the broadcast once it joins"
+                            ));
+                        }
+                        ControlResponse::Sent(info)
+                    }
                     Ok(Err(e)) => ControlResponse::Error(e.to_string()),
                     Err(_) => ControlResponse::Error(STOPPING.into()),
                 }
@@ -383,6 +406,8 @@ pub async fn run(
         keep: config.keep,
         max_disk: config.max_disk,
         pull: config.pull,
+        cert_name: identity.name().to_owned(),
+        cert_groups: identity.groups().to_vec(),
         fault_hash_delay: config.fault_hash_delay,
     };
     let data = DataPlane::new(
@@ -402,6 +427,7 @@ pub async fn run(
             seeds: config.seeds.clone(),
             heartbeat: config.heartbeat,
             join_timeout: config.join_timeout,
+            pull: config.pull,
         },
         MembershipLinks {
             dialer,

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use swarmcast_bootstrap::{BootstrapClient, ClientError};
 use swarmcast_certs::PeerInfo;
 use swarmcast_net::DialError;
-use swarmcast_proto::{BroadcastId, BroadcastState, NodeId, Role, Status};
+use swarmcast_proto::{BroadcastId, BroadcastState, NodeId};
 use tokio::sync::{mpsc, watch};
 
 use crate::data::broadcast::{DataReport, Failure};
 use crate::data::serve::Catalog;
 use crate::inputs::{FleetReads, ServeEvent};
-use crate::status::{FleetProgress, MembershipStatus, NeighbourStatus, NodeOutcome, NodeStatus};
+use crate::status::{FleetProgress, MembershipStatus, NeighbourStatus, NodeStatus};
 
 /// This node's identity and addresses.
 #[derive(Debug, Clone)]
@@ -152,50 +152,27 @@ impl StatusBoard {
         }
     }
 
+    /// The certificate names of the nodes in the latest registry view.
+    pub(crate) fn node_names(&self) -> std::collections::BTreeSet<String> {
+        let m = self.membership.borrow();
+        (m.view.iter())
+            .filter(|e| e.record.role == swarmcast_proto::Role::Node)
+            .map(|e| e.record.name.clone())
+            .collect()
+    }
+
     /// Fleet progress of one broadcast from the latest registry view.
     pub(crate) fn fleet(&self, id: BroadcastId) -> FleetProgress {
         let m = self.membership.borrow();
         let record = m.view_broadcasts.iter().find(|r| r.id == id);
-        let chunks = record.map_or(0, |r| r.chunks);
-        let mut out = FleetProgress {
-            id: id.to_hex(),
-            bytes: record.map_or(0, |r| r.size),
-            chunks,
-            nodes_alive: 0,
-            nodes_complete: 0,
-            nodes_failed: Vec::new(),
-            chunks_held: 0,
-            failed: record
-                .and_then(|r| match r.state {
-                    BroadcastState::Failed => Some(Failure::OriginDeclared),
-                    BroadcastState::Cancelled => Some(Failure::Cancelled),
-                    BroadcastState::Active => None,
-                })
-                .map(|f| f.to_string()),
-            nodes: Vec::new(),
-        };
-        for e in &m.view {
-            if e.record.role != Role::Node || e.status != Status::Alive {
-                continue;
-            }
-            out.nodes_alive += 1;
-            let progress = e.record.progress.iter().find(|p| p.broadcast == id);
-            let held = progress.map_or(0, |p| p.held.min(chunks));
-            out.chunks_held += held;
-            match progress.map(|p| NodeOutcome::of(p, chunks)) {
-                Some(NodeOutcome::Failed) => {
-                    // A peer's text: bounded before it reaches a terminal.
-                    let reason: String = (progress.iter().flat_map(|p| p.failed.iter()))
-                        .flat_map(|f| f.chars())
-                        .take(200)
-                        .collect();
-                    out.nodes_failed.push((e.record.name.clone(), reason));
-                }
-                Some(NodeOutcome::Complete) => out.nodes_complete += 1,
-                Some(NodeOutcome::Pending) | None => {}
-            }
-            out.nodes.push((e.record.name.clone(), held));
-        }
+        let mut out = FleetProgress::from_registry(id, record, &m.view);
+        out.failed = record
+            .and_then(|r| match r.state {
+                BroadcastState::Failed => Some(Failure::OriginDeclared),
+                BroadcastState::Cancelled => Some(Failure::Cancelled),
+                BroadcastState::Active => None,
+            })
+            .map(|f| f.to_string());
         drop(m);
         // Membership's core decides whether this read is worth a heartbeat now (someone follows
         // an unfinished broadcast: the last completion then reaches it within a few round trips).

@@ -315,6 +315,8 @@ mod tests {
                 version: Version::new(1, 1),
                 progress,
                 progress_seq: seq,
+                pull: false,
+                groups: Vec::new(),
             });
             seq
         }
@@ -524,6 +526,7 @@ mod tests {
             version,
             seq: 1,
             published_ms: 0,
+            audience: None,
         };
         let mine = vec![rec(1, 1), rec(2, 2), rec(3, 1)];
         let held: BTreeMap<BroadcastId, u64> = [(id(1), 1), (id(2), 1)].into_iter().collect();

@@ -116,6 +116,8 @@ pub(crate) enum DataInput {
         chunk_size: u32,
         /// Hash every file (no reuse of the previous version's hashes).
         rehash: bool,
+        /// `--to`: restricted to these nodes and groups (checked, canonical).
+        audience: Option<swarmcast_proto::Audience>,
         /// Whose permissions the directory is read with.
         read_as: ReadAs,
         reply: oneshot::Sender<Result<PublishInfo, PublishError>>,

@@ -168,6 +168,7 @@ impl Outbox {
                     bits: full.bits.as_bytes().to_vec(),
                     from_origin: full.from_origin,
                     seq: full.seq,
+                    audience: None,
                 }));
             }
             let chunks: Vec<ChunkIndex> = p.update.iter_ones().map(ChunkIndex).collect();
@@ -221,6 +222,7 @@ mod tests {
             bits: bits.as_bytes().to_vec(),
             from_origin: false,
             seq: 0,
+            audience: None,
         })
     }
 
@@ -308,6 +310,7 @@ mod tests {
             bits: Bitfield::new(total).as_bytes().to_vec(),
             from_origin: true,
             seq: 3,
+            audience: None,
         });
         outbox.advertise(&origin_have, total).expect("have");
         outbox.advertise(&update(id, [5]), total).expect("update");

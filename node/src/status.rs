@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
-use swarmcast_proto::{BroadcastRecord, Progress, RegistryEntry};
+use swarmcast_proto::{
+    BroadcastId, BroadcastRecord, NodeRecord, Progress, RegistryEntry, Role, Status,
+};
 
 /// What `node send` answers at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +27,9 @@ pub struct PublishInfo {
     /// File bytes the origin read and hashed (the others kept the previous version's hashes).
     #[serde(default)]
     pub hashed_bytes: u64,
+    /// Worth telling the sender (`--to` names no node the registry knows, yet).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// `node status` (also its JSON shape).
@@ -72,7 +77,7 @@ pub struct FleetProgress {
     pub bytes: u64,
     /// Chunks of the broadcast.
     pub chunks: u64,
-    /// Nodes alive in the registry.
+    /// Alive nodes that take part (see [`takes_part`]): the nodes `--wait` waits for.
     pub nodes_alive: u64,
     /// Alive nodes holding the whole broadcast (published, or its origin).
     pub nodes_complete: u64,
@@ -85,6 +90,27 @@ pub struct FleetProgress {
     pub failed: Option<String>,
     /// Per node: name, chunks held (alive nodes only).
     pub nodes: Vec<(String, u64)>,
+}
+
+/// Whether `node` takes part in `broadcast` (`record`: its registry record, when known), so
+/// that `--wait` waits for it: the first part of the completion rule. Its origin always does.
+/// A node outside a restricted broadcast's audience (judged by the name and the groups its
+/// certificate carries, as the bootstraps recorded them) never does. A pull node
+/// (`node join --pull`) does only once it has `progress` for it (it asked for it, or holds
+/// something of it): a pull node receives nothing unasked.
+pub fn takes_part(
+    node: &NodeRecord,
+    record: Option<&BroadcastRecord>,
+    progress: Option<&Progress>,
+) -> bool {
+    if record.is_some_and(|r| r.origin == node.id) {
+        return true;
+    }
+    let audience = record.and_then(|r| r.audience.as_ref());
+    if audience.is_some_and(|a| !a.admits(&node.name, &node.groups)) {
+        return false;
+    }
+    !node.pull || progress.is_some()
 }
 
 /// Where one node stands with one broadcast: half of the completion rule, defined here once
@@ -141,8 +167,57 @@ impl FleetOutcome {
 }
 
 impl FleetProgress {
-    /// The fleet half of the completion rule: settled once every alive node is complete or
-    /// failed (see [`NodeOutcome::of`] for one node), or once the broadcast failed.
+    /// Fleet progress of broadcast `id` (its registry `record`, when known) from registry
+    /// `entries`: every alive node that [`takes_part`], with its [`NodeOutcome`]. `failed` is
+    /// left for the caller, who words the record's state (failed or cancelled by the origin).
+    pub fn from_registry(
+        id: BroadcastId,
+        record: Option<&BroadcastRecord>,
+        entries: &[RegistryEntry],
+    ) -> Self {
+        let chunks = record.map_or(0, |r| r.chunks);
+        let mut out = FleetProgress {
+            id: id.to_hex(),
+            bytes: record.map_or(0, |r| r.size),
+            chunks,
+            nodes_alive: 0,
+            nodes_complete: 0,
+            nodes_failed: Vec::new(),
+            chunks_held: 0,
+            failed: None,
+            nodes: Vec::new(),
+        };
+        for e in entries {
+            if e.record.role != Role::Node || e.status != Status::Alive {
+                continue;
+            }
+            let progress = e.record.progress.iter().find(|p| p.broadcast == id);
+            if !takes_part(&e.record, record, progress) {
+                continue;
+            }
+            out.nodes_alive += 1;
+            let held = progress.map_or(0, |p| p.held.min(chunks));
+            out.chunks_held += held;
+            match progress.map(|p| NodeOutcome::of(p, chunks)) {
+                Some(NodeOutcome::Failed) => {
+                    // A peer's text: bounded before it reaches a terminal.
+                    let reason: String = (progress.iter().flat_map(|p| p.failed.iter()))
+                        .flat_map(|f| f.chars())
+                        .take(200)
+                        .collect();
+                    out.nodes_failed.push((e.record.name.clone(), reason));
+                }
+                Some(NodeOutcome::Complete) => out.nodes_complete += 1,
+                Some(NodeOutcome::Pending) | None => {}
+            }
+            out.nodes.push((e.record.name.clone(), held));
+        }
+        out
+    }
+
+    /// The fleet half of the completion rule: settled once every alive node that takes part
+    /// ([`takes_part`]) is complete or failed (see [`NodeOutcome::of`] for one node), or once
+    /// the broadcast failed.
     pub fn outcome(&self) -> FleetOutcome {
         if let Some(f) = &self.failed {
             return FleetOutcome::BroadcastFailed(f.clone());
@@ -223,7 +298,7 @@ pub struct HeartbeatStats {
 
 #[cfg(test)]
 mod tests {
-    use swarmcast_proto::BroadcastId;
+    use swarmcast_proto::{Audience, BroadcastState, NodeId, Version};
 
     use super::*;
 
@@ -287,5 +362,111 @@ mod tests {
             BroadcastFailed("cancelled".into())
         );
         assert!(!Pending.is_settled() && Complete.is_settled());
+    }
+
+    fn node(n: u8, pull: bool, groups: &[&str], progress: Option<(u64, bool)>) -> RegistryEntry {
+        RegistryEntry {
+            record: NodeRecord {
+                id: NodeId([n; 32]),
+                name: format!("n{n}"),
+                role: Role::Node,
+                addrs: Vec::new(),
+                version: Version::new(1, 1),
+                progress: (progress.iter())
+                    .map(|&(held, complete)| item(held, 4, complete, None))
+                    .collect(),
+                progress_seq: 0,
+                pull,
+                groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            },
+            status: Status::Alive,
+            age_ms: 0,
+        }
+    }
+
+    fn record(audience: Option<Audience>) -> BroadcastRecord {
+        BroadcastRecord {
+            id: BroadcastId([1; 32]),
+            name: "d".into(),
+            origin: NodeId([1; 32]),
+            size: 4,
+            chunks: 4,
+            state: BroadcastState::Active,
+            version: 1,
+            seq: 1,
+            published_ms: 0,
+            audience,
+        }
+    }
+
+    #[test]
+    fn a_pull_node_counts_only_once_it_has_progress_for_the_broadcast() {
+        let id = BroadcastId([1; 32]);
+        let r = record(None);
+        let origin = node(1, false, &[], Some((4, true)));
+        let done = node(2, false, &[], Some((4, true)));
+        let pull_idle = node(3, true, &[], None);
+        let fleet =
+            FleetProgress::from_registry(id, Some(&r), &[origin.clone(), done.clone(), pull_idle]);
+        assert_eq!(
+            (fleet.nodes_alive, fleet.outcome()),
+            (2, FleetOutcome::Complete)
+        );
+        assert_eq!(fleet.nodes.len(), 2, "the idle pull node is not listed");
+        // Once it fetched (it has progress), it is waited for like any other node.
+        let pull_fetching = node(3, true, &[], Some((1, false)));
+        let fleet = FleetProgress::from_registry(
+            id,
+            Some(&r),
+            &[origin.clone(), done.clone(), pull_fetching],
+        );
+        assert_eq!(
+            (fleet.nodes_alive, fleet.outcome()),
+            (3, FleetOutcome::Pending)
+        );
+        let pull_done = node(3, true, &[], Some((4, true)));
+        let fleet = FleetProgress::from_registry(id, Some(&r), &[origin, done, pull_done]);
+        assert_eq!(
+            (fleet.nodes_alive, fleet.outcome()),
+            (3, FleetOutcome::Complete)
+        );
+        // A push node without progress is waited for (it has not started yet).
+        let fleet = FleetProgress::from_registry(id, Some(&r), &[node(2, false, &[], None)]);
+        assert_eq!(fleet.outcome(), FleetOutcome::Pending);
+    }
+
+    #[test]
+    fn a_restricted_broadcast_counts_its_audience_and_origin_only() {
+        let id = BroadcastId([1; 32]);
+        let audience = Audience {
+            names: vec!["n2".into()],
+            groups: vec!["gpu".into()],
+        };
+        let r = record(Some(audience));
+        let origin = node(1, false, &[], Some((4, true)));
+        let named = node(2, false, &[], Some((4, true)));
+        let grouped = node(3, false, &["cpu", "gpu"], None);
+        let outside = node(4, false, &["cpu"], None);
+        let entries = [origin.clone(), named.clone(), grouped, outside.clone()];
+        let fleet = FleetProgress::from_registry(id, Some(&r), &entries);
+        assert_eq!(
+            (fleet.nodes_alive, fleet.outcome()),
+            (3, FleetOutcome::Pending)
+        );
+        let grouped = node(3, false, &["gpu"], Some((4, true)));
+        let fleet =
+            FleetProgress::from_registry(id, Some(&r), &[origin, named, grouped, outside.clone()]);
+        assert_eq!(
+            (fleet.nodes_alive, fleet.outcome()),
+            (3, FleetOutcome::Complete)
+        );
+        assert!(!takes_part(&outside.record, Some(&r), None));
+        // Not even with progress (a node outside holds nothing of it).
+        let p = item(1, 4, false, None);
+        assert!(!takes_part(&outside.record, Some(&r), Some(&p)));
+        // The origin takes part whatever the audience says.
+        let mut origin_outside = outside.record.clone();
+        origin_outside.id = r.origin;
+        assert!(takes_part(&origin_outside, Some(&r), None));
     }
 }

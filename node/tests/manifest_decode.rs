@@ -39,6 +39,7 @@ fn manifest(entries: Vec<Entry>) -> Manifest {
         chunk_size: CS,
         root_mode: Some(0o755),
         entries,
+        audience: None,
     }
 }
 

@@ -59,6 +59,7 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
                 chunk_size,
                 root_mode: Some(0o755),
                 entries,
+                audience: None,
             }
         })
     })

@@ -112,6 +112,7 @@ pub fn snapshot(source: &Path) -> Built {
         chunk_size: CS,
         root_mode: Some(fs::metadata(source).expect("stat").mode() & 0o777),
         entries,
+        audience: None,
     };
     let bytes = manifest.to_bytes();
     let id = manifest_id(&bytes);

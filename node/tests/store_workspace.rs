@@ -574,6 +574,7 @@ fn commit_timing_64_chunks_of_1_mib() {
             chunk_size: MIB as u32,
             root_mode: Some(0o755),
             entries,
+            audience: None,
         };
         let bytes = m.to_bytes();
         let id = manifest_id(&bytes);

@@ -304,6 +304,7 @@ fn manifest(net: &Net) -> (Arc<Manifest>, Arc<Layout>, Vec<u8>, BroadcastId) {
                     .collect(),
             },
         }],
+        audience: None,
     };
     let bytes = m.to_bytes();
     let id = manifest_id(&bytes);
@@ -411,6 +412,7 @@ impl Sim {
             version: 1,
             seq: 0,
             published_ms: 0,
+            audience: None,
         };
         let mut adj = adj;
         // The late joiner is the last node: it and its neighbours see nothing of each other

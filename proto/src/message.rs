@@ -72,6 +72,10 @@ pub struct Register {
     pub incarnation: u64,
     /// Addresses other nodes can dial.
     pub addrs: Vec<SocketAddr>,
+    /// The node was joined with `--pull`: it receives only what it asks for (see
+    /// [`NodeRecord::pull`]). Omitted when false (older nodes).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pull: bool,
 }
 
 /// Answer to [`Register`].
@@ -109,6 +113,10 @@ pub struct Heartbeat {
     /// [`RegistryCursor::default`]). Unset (older nodes): answer [`Message::Ack`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes_since: Option<RegistryCursor>,
+    /// The node was joined with `--pull` (as in its [`Register`]; the bootstrap builds the
+    /// record from each heartbeat). Omitted when false (older nodes).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pull: bool,
 }
 
 /// A position in one bootstrap's stream of registry changes.
@@ -210,6 +218,16 @@ pub struct NodeRecord {
     /// spans, or nothing yet.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub progress_seq: u64,
+    /// The node pulls (`node join --pull`): it receives a broadcast only once it asked for it
+    /// (`node send --wait` does not wait for it until it holds or reports something of that
+    /// broadcast). Set from the node's own `Register` and `Heartbeat`; omitted when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pull: bool,
+    /// The groups its certificate names (`certs issue --group`), written by the bootstrap from
+    /// the certificate of the connection, never taken from a message. Omitted when empty (and
+    /// from bootstraps that predate groups).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// A record with the time since its version last advanced at the sender.
@@ -316,6 +334,58 @@ pub struct BroadcastRecord {
     /// (omitted on the wire): unknown.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub published_ms: u64,
+    /// Set: a restricted broadcast (`node send --to`), for these nodes and groups only (and
+    /// its origin). A copy of the manifest's own audience, for nodes that do not hold the
+    /// manifest: a node outside it fetches nothing of the broadcast, and `node send --wait`
+    /// counts only the nodes inside. Omitted when unrestricted (older origins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<Audience>,
+}
+
+/// Who may receive a restricted broadcast: the nodes named, and the nodes whose certificate
+/// names one of the groups (`certs issue --group`). Its origin always may. Both lists sorted
+/// and without duplicates; each omitted when empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Audience {
+    /// Certificate names (DNS names) of nodes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    /// Groups, as certificates carry them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+impl Audience {
+    /// Whether a node with certificate name `name` and certificate groups `groups` is in
+    /// this audience: it is named, or one of its groups is. (The origin is in every audience
+    /// of its own broadcasts; callers that know it check that first.) The one rule, for every
+    /// node serving the broadcast, every node deciding whether to fetch it, and `--wait`.
+    pub fn admits(&self, name: &str, groups: &[String]) -> bool {
+        self.names.iter().any(|n| n == name) || groups.iter().any(|g| self.groups.contains(g))
+    }
+
+    /// Sorted and without duplicates (the form manifests and records carry).
+    pub fn canonical(mut self) -> Self {
+        self.names.sort();
+        self.names.dedup();
+        self.groups.sort();
+        self.groups.dedup();
+        self
+    }
+
+    /// In [`canonical`](Self::canonical) form.
+    pub fn is_canonical(&self) -> bool {
+        self.names.windows(2).all(|w| w[0] < w[1]) && self.groups.windows(2).all(|w| w[0] < w[1])
+    }
+}
+
+impl std::fmt::Display for Audience {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = self.names.iter().map(String::as_str);
+        let groups = self.groups.iter().map(|g| format!("group:{g}"));
+        let all: Vec<String> = names.map(str::to_owned).chain(groups).collect();
+        f.write_str(&all.join(", "))
+    }
 }
 
 impl BroadcastRecord {
@@ -361,7 +431,8 @@ pub struct Ping {
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorCode {
-    /// The certificate does not allow this (wrong role, or another node's entry).
+    /// The certificate does not allow this (wrong role, another node's entry, or a restricted
+    /// broadcast whose audience the certificate is not in).
     Forbidden,
     /// The request is malformed or not expected here.
     BadRequest,
@@ -408,6 +479,11 @@ pub struct Have {
     /// can place a version among its name's versions as soon as it has it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub seq: u64,
+    /// The broadcast's audience as the sender knows it (its manifest's), when restricted. A
+    /// node outside it fetches nothing (not even the manifest); taken only until the
+    /// registry's record says. Omitted when unrestricted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<Audience>,
 }
 
 /// Chunks newly held.

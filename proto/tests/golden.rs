@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 
 use swarmcast_proto::{
-    Ack, Announce, BroadcastId, BroadcastRecord, BroadcastState, ChunkHeader, ChunkIndex,
+    Ack, Announce, Audience, BroadcastId, BroadcastRecord, BroadcastState, ChunkHeader, ChunkIndex,
     ChunkRequest, Delta, Digest, EntryUpdate, ErrorCode, ErrorMsg, Frame, Have, HaveUpdate,
     Heartbeat, Limits, Lookup, ManifestHeader, ManifestRequest, Message, NodeId, NodeRecord, Ping,
     Progress, ProgressSpan, Register, Registered, RegistryEntry, RegistryView, Role, Status,
@@ -38,6 +38,7 @@ fn record() -> BroadcastRecord {
         version: 2,
         seq: 0,
         published_ms: 0,
+        audience: None,
     }
 }
 
@@ -56,6 +57,8 @@ fn node_record() -> NodeRecord {
             complete: false,
             failed: None,
         }],
+        pull: false,
+        groups: Vec::new(),
     }
 }
 
@@ -116,6 +119,7 @@ fn register() {
             id: N1,
             incarnation: 7,
             addrs: vec![addr("127.0.0.1:9000"), addr("[::1]:443")],
+            pull: false,
         }),
         GOLDEN,
     );
@@ -139,6 +143,7 @@ fn heartbeat() {
                 failed: None,
             }],
             changes_since: None,
+            pull: false,
         }),
         GOLDEN,
     );
@@ -165,6 +170,7 @@ fn heartbeat_with_a_progress_span() {
             progress_span: Some(ProgressSpan { since: 3, upto: 7 }),
             progress_removed: vec![BroadcastId([0xcc; 32])],
             changes_since: None,
+            pull: false,
         }),
         GOLDEN,
     );
@@ -295,6 +301,7 @@ fn have() {
             bits: vec![0xff, 0xc0],
             from_origin: false,
             seq: 0,
+            audience: None,
         }),
         GOLDEN,
     );
@@ -477,6 +484,7 @@ mod evolution {
                 addrs: vec![],
                 progress: vec![],
                 changes_since: None,
+                pull: false,
             })
         );
     }
@@ -555,6 +563,7 @@ fn heartbeat_with_completion_and_failure() {
                 },
             ],
             changes_since: None,
+            pull: false,
         }),
         GOLDEN,
     );
@@ -566,4 +575,46 @@ fn announce_with_seq() {
     let mut r = record();
     r.seq = 3;
     check(&Message::Announce(Announce { record: r }), GOLDEN);
+}
+
+/// Restricted broadcasts and pull nodes (issue 23): the new fields appear only when set, by
+/// name, so older peers decode them (and ignore them) and older encodings are unchanged.
+#[test]
+fn have_with_an_audience_and_register_of_a_pull_node() {
+    let audience = Audience {
+        names: vec!["n3".into()],
+        groups: vec!["gpu".into()],
+    };
+    check(
+        &Message::Have(Have {
+            broadcast: B,
+            chunks: 10,
+            bits: vec![0xff, 0xc0],
+            from_origin: false,
+            seq: 0,
+            audience: Some(audience),
+        }),
+        concat!(
+            "0000006481a44861766584a962726f616463617374c420",
+            "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+            "a66368756e6b730aa462697473c402ffc0",
+            "a861756469656e6365",       // "audience"
+            "82a56e616d657391a26e33",   // {"names": ["n3"],
+            "a667726f75707391a3677075", //  "groups": ["gpu"]}
+        ),
+    );
+    check(
+        &Message::Register(Register {
+            id: N1,
+            incarnation: 7,
+            addrs: vec![],
+            pull: true,
+        }),
+        concat!(
+            "0000004a81a8526567697374657284a26964c420",
+            "1111111111111111111111111111111111111111111111111111111111111111",
+            "ab696e6361726e6174696f6e07a5616464727390",
+            "a470756c6cc3", // "pull": true
+        ),
+    );
 }

@@ -15,11 +15,21 @@ pub(crate) fn run(command: CertsCommand) -> Result<()> {
                 paths.key.display()
             )?;
         }
-        CertsCommand::Issue { dir, name, role } => {
-            let paths = swarmcast_certs::issue(&dir, &name, role)
+        CertsCommand::Issue {
+            dir,
+            name,
+            role,
+            groups,
+        } => {
+            let paths = swarmcast_certs::issue_groups(&dir, &name, role, &groups)
                 .with_context(|| format!("issuing {name}"))?;
+            let groups = if groups.is_empty() {
+                String::new()
+            } else {
+                format!(", groups {}", groups.join(", "))
+            };
             outln!(
-                "issued {role} certificate {} (key {})",
+                "issued {role} certificate {} (key {}{groups})",
                 paths.cert.display(),
                 paths.key.display()
             )?;

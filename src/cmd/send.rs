@@ -9,7 +9,7 @@ use serde_json::json;
 use swarmcast_node::control::{self, FleetOutcome, FleetProgress};
 use swarmcast_node::manifest::ManifestLimits;
 
-use crate::cli::SendArgs;
+use crate::cli::{AudienceMember, SendArgs};
 use crate::output::human_bytes;
 
 pub fn run(args: SendArgs) -> Result<()> {
@@ -28,12 +28,26 @@ pub fn run(args: SendArgs) -> Result<()> {
         .with_context(|| format!("cannot resolve {}", args.dir.display()))?;
     let rt = super::runtime()?;
     let data_dir = args.data.data_dir.clone();
-    let info = rt.block_on(control::send_with(
+    let audience = (!args.to.is_empty()).then(|| {
+        let mut a = swarmcast_proto::Audience::default();
+        for m in &args.to {
+            match m {
+                AudienceMember::Node(n) => a.names.push(n.clone()),
+                AudienceMember::Group(g) => a.groups.push(g.clone()),
+            }
+        }
+        a.canonical()
+    });
+    let info = rt.block_on(control::send_to(
         &data_dir,
         dir,
         args.chunk_size,
         args.rehash,
+        audience,
     ))?;
+    for w in &info.warnings {
+        eprintln!("warning: {w}");
+    }
     if !args.json {
         outln!(
             "broadcast {} ({}: {}, {}, {} of {})",

@@ -75,6 +75,8 @@ fn node_cannot_replicate_or_write_another_entry() -> Result<()> {
                     addrs: vec![addr],
                     version: Version::new(99, 99),
                     progress: vec![],
+                    pull: false,
+                    groups: Vec::new(),
                 },
                 age_ms: 0,
             }],
@@ -95,6 +97,7 @@ fn node_cannot_replicate_or_write_another_entry() -> Result<()> {
             addrs: vec![addr],
             progress: vec![],
             changes_since: None,
+            pull: false,
         };
         assert!(forbidden(client.heartbeat(hb).await));
 

@@ -38,6 +38,7 @@ fn manifest(name: &str, chunk_size: u32, entries: Vec<Entry>) -> Manifest {
         chunk_size,
         root_mode: Some(0o755),
         entries,
+        audience: None,
     }
 }
 
@@ -140,6 +141,7 @@ fn crafted_manifests_are_rejected_before_touching_the_disk() -> Result<()> {
                 bits: vec![0x80],
                 from_origin: false,
                 seq: 0,
+                audience: None,
             });
             wire::write_message(&mut control, &have, &limits).await?;
         }

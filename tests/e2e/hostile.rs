@@ -209,6 +209,7 @@ fn have_flood(att: &Attacker, t: Target) -> Result<u64> {
                     bits: vec![0xff; t.chunks as usize / 8 + 7],
                     from_origin: false,
                     seq: 0,
+                    audience: None,
                 }),
                 1 => Message::Have(Have {
                     broadcast: t.broadcast,
@@ -216,6 +217,7 @@ fn have_flood(att: &Attacker, t: Target) -> Result<u64> {
                     bits: vec![0xff; (t.chunks as usize).div_ceil(8) + 1],
                     from_origin: false,
                     seq: 0,
+                    audience: None,
                 }),
                 _ => {
                     let mut id = [0u8; 32];
@@ -226,6 +228,7 @@ fn have_flood(att: &Attacker, t: Target) -> Result<u64> {
                         bits: vec![0xff; 1 << 7],
                         from_origin: true,
                         seq: 1,
+                        audience: None,
                     })
                 }
             };
@@ -503,6 +506,7 @@ fn hostile_holder(
             bits,
             from_origin: false,
             seq: 0,
+            audience: None,
         });
         wire::write_message(&mut send, &have, &limits).await?;
         // Pongs, so that the link looks alive.
@@ -734,6 +738,7 @@ fn progress_flood(
         id: att.id,
         incarnation: 1,
         addrs: addrs.clone(),
+        pull: false,
     }))?;
     for beat in 0..10u64 {
         let mut progress: Vec<Progress> = (0..4095u32)
@@ -767,6 +772,7 @@ fn progress_flood(
             }),
             progress_removed: Vec::new(),
             changes_since: None,
+            pull: false,
         }))?;
         ensure!(
             matches!(answer, Message::Ack(_)),

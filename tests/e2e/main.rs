@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod audience;
 mod authz;
 mod bad_manifests;
 mod bench_args;

@@ -200,3 +200,82 @@ fn a_pull_node_receives_only_what_node_fetch_asks_for() -> Result<()> {
     }
     Ok(())
 }
+
+/// Run `swarmcast ARGS` for at most `limit` (killed by its PID past it: `None`).
+pub(crate) fn run_bounded(args: &[&str], limit: Duration) -> Result<Option<Output>> {
+    let mut child = Command::new(bin())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if child.try_wait()?.is_some() {
+            return Ok(Some(child.wait_with_output()?));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill()?;
+    let _ = child.wait();
+    Ok(None)
+}
+
+/// `node send --wait` does not wait for a `--pull` node that never asked for the broadcast:
+/// it returns once the push nodes are complete, and the pull node holds nothing of it. (Before
+/// the registry said which nodes pull, `--wait` waited for the pull node until its timeout.)
+#[test]
+fn send_wait_does_not_wait_for_a_pull_node_that_did_not_ask() -> Result<()> {
+    let _serial = serial();
+    let mut c = Cluster::new()?;
+    let seed: SocketAddr = free_addr();
+    c.bootstrap("b1", seed, &[])?;
+    c.node("origin", &[seed], &[])?;
+    c.node("r1", &[seed], &[])?;
+    c.node("puller", &[seed], &["--pull"])?;
+    wait_for(Duration::from_secs(30), "nodes alive", || {
+        let alive = names_with(&c.registry(seed)?, Status::Alive);
+        Ok(["origin", "puller", "r1"]
+            .iter()
+            .all(|n| alive.contains(&(*n).to_owned()))
+            .then_some(()))
+    })?;
+    // The registry says which node pulls (the bootstrap keeps the flag of its heartbeats).
+    let reg = c.registry(seed)?;
+    let pulls: Vec<(String, bool)> = entries(&reg, Role::Node)
+        .iter()
+        .map(|e| (e.name.clone(), e.pull))
+        .collect();
+    assert!(pulls.contains(&("puller".into(), true)), "{pulls:?}");
+    assert!(pulls.contains(&("r1".into(), false)), "{pulls:?}");
+    let src = payload(&c)?;
+    let data_dir = c.data_dir("origin");
+    let out = run_bounded(
+        &[
+            "node",
+            "send",
+            &src.to_string_lossy(),
+            "--wait",
+            "--json",
+            "--timeout",
+            "20s",
+            "--data-dir",
+            &data_dir.to_string_lossy(),
+        ],
+        Duration::from_secs(40),
+    )?;
+    let out = out.ok_or_else(|| anyhow::anyhow!("node send --wait did not return in 40 s"))?;
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_str(&text(&out.stdout))?;
+    assert_eq!(v["complete"], true, "{v}");
+    assert_eq!(v["fleet"]["nodes_alive"], 2, "origin and r1 only: {v}");
+    let id = v["broadcast"]["id"].as_str().unwrap().to_owned();
+    assert_same_tree(&src, &c.data_dir("r1").join("received/payload"));
+    assert!(c.ls("puller")?.is_empty(), "{:?}", c.ls("puller")?);
+    assert!(
+        !workspace(&c, "puller", &id).exists(),
+        "a workspace appeared"
+    );
+    assert!(!c.data_dir("puller").join("received/payload").exists());
+    Ok(())
+}

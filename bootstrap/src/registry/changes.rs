@@ -83,6 +83,8 @@ fn same_entry(a: &RegistryEntry, b: &RegistryEntry) -> bool {
         && x.addrs == y.addrs
         && x.version.incarnation == y.version.incarnation
         && x.progress == y.progress
+        && x.pull == y.pull
+        && x.groups == y.groups
 }
 
 fn sorted_entries<'a>(entries: impl Iterator<Item = &'a RegistryEntry>) -> Vec<RegistryEntry> {

@@ -26,6 +26,8 @@ pub(super) fn content_cmp(a: &NodeRecord, b: &NodeRecord) -> Ordering {
             a.progress.iter().map(key).cmp(b.progress.iter().map(key))
         })
         .then_with(|| a.progress_seq.cmp(&b.progress_seq))
+        .then_with(|| a.pull.cmp(&b.pull))
+        .then_with(|| a.groups.cmp(&b.groups))
 }
 
 /// A total order on two broadcast records of the same id: version first, then `Failed` over
@@ -47,4 +49,5 @@ pub(super) fn broadcast_cmp(a: &BroadcastRecord, b: &BroadcastRecord) -> Orderin
         .then_with(|| a.chunks.cmp(&b.chunks))
         .then_with(|| a.seq.cmp(&b.seq))
         .then_with(|| a.id.cmp(&b.id))
+        .then_with(|| a.audience.cmp(&b.audience))
 }

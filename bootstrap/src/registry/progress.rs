@@ -121,6 +121,8 @@ mod tests {
             version: Version::new(1, 1),
             progress: items,
             progress_seq: seq,
+            pull: false,
+            groups: Vec::new(),
         }
     }
 

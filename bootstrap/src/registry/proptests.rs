@@ -53,6 +53,8 @@ fn node_update() -> impl Strategy<Value = EntryUpdate> {
                         complete: false,
                         failed: None,
                     }],
+                    pull: false,
+                    groups: Vec::new(),
                 },
                 age_ms,
             },
@@ -75,6 +77,7 @@ fn broadcast() -> impl Strategy<Value = BroadcastRecord> {
             version,
             seq,
             published_ms: 0,
+            audience: None,
         },
     )
 }

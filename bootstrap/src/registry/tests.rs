@@ -30,6 +30,8 @@ fn rec(n: u8, incarnation: u64, heartbeat: u64) -> NodeRecord {
         addrs: vec![SocketAddr::from(([127, 0, 0, 1], 4000 + u16::from(n)))],
         version: Version::new(incarnation, heartbeat),
         progress: Vec::new(),
+        pull: false,
+        groups: Vec::new(),
     }
 }
 
@@ -51,6 +53,7 @@ fn bcast(n: u8, version: u64, state: BroadcastState) -> BroadcastRecord {
         version,
         seq: 0,
         published_ms: 0,
+        audience: None,
     }
 }
 

@@ -77,6 +77,8 @@ mod tests {
             },
             age_ms: 0,
             progress: Vec::new(),
+            pull: false,
+            groups: Vec::new(),
         }
     }
 

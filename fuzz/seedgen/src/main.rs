@@ -51,6 +51,7 @@ fn manifest(name: &str, cs: u32, entries: Vec<Entry>) -> Manifest {
         chunk_size: cs,
         root_mode: Some(0o755),
         entries,
+        audience: None,
     };
     m.validate(&ManifestLimits::for_test())
         .expect("seed manifest is valid");
@@ -112,6 +113,7 @@ fn control() {
                 chunk_size: 1 << 20,
                 rehash: false,
                 keepalive: true,
+                audience: None,
             },
         ),
         (
@@ -177,6 +179,8 @@ fn record(i: u8, hb: u64) -> NodeRecord {
         addrs: vec![format!("127.0.0.{}:7100", i + 1).parse().expect("addr")],
         version: Version::new(1, hb),
         progress: vec![],
+        pull: false,
+        groups: Vec::new(),
     }
 }
 
@@ -191,6 +195,7 @@ fn broadcast(i: u8, version: u64) -> BroadcastRecord {
         version,
         seq: 0,
         published_ms: 0,
+        audience: None,
     }
 }
 
@@ -200,6 +205,7 @@ fn bootstrap() {
             id: node_id(i),
             incarnation: 1,
             addrs: record(i, 0).addrs,
+            pull: false,
         })
     };
     let heartbeat = |i: u8, hb: u64| {
@@ -217,6 +223,7 @@ fn bootstrap() {
                 complete: false,
                 failed: None,
             }],
+            pull: false,
         })
     };
     let delta = Message::Delta(Delta {
@@ -347,6 +354,7 @@ fn chunks() {
             bits: vec![0b1010_0000],
             from_origin: false,
             seq: 0,
+            audience: None,
         })),
     );
     write(

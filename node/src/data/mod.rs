@@ -108,6 +108,9 @@ pub(crate) struct DataConfig {
     pub(crate) max_disk: Option<u64>,
     /// Receive only what `node fetch` asks for.
     pub(crate) pull: bool,
+    /// This node's certificate name and groups (restricted broadcasts' audiences).
+    pub(crate) cert_name: String,
+    pub(crate) cert_groups: Vec<String>,
     /// Test-only: each manifest build takes this much longer.
     pub(crate) fault_hash_delay: Option<std::time::Duration>,
 }
@@ -145,6 +148,8 @@ impl DataPlane {
             keep: config.keep,
             max_disk: config.max_disk,
             pull: config.pull,
+            cert_name: config.cert_name,
+            cert_groups: config.cert_groups,
             ..BroadcastConfig::default()
         };
         Self {
@@ -345,9 +350,10 @@ impl DataPlane {
                 dir,
                 chunk_size,
                 rehash,
+                audience,
                 read_as,
                 reply,
-            } => self.spawn_build(dir, chunk_size, rehash, read_as, reply),
+            } => self.spawn_build(dir, chunk_size, rehash, audience, read_as, reply),
             DataInput::Built { result, reply } => {
                 let answer = result.and_then(|(b, bytes, dir)| {
                     let stamps = b.stamps;
@@ -467,6 +473,7 @@ impl DataPlane {
         dir: PathBuf,
         chunk_size: u32,
         rehash: bool,
+        audience: Option<swarmcast_proto::Audience>,
         read_as: crate::manifest::ReadAs,
         reply: oneshot::Sender<Result<PublishInfo, PublishError>>,
     ) {
@@ -486,7 +493,9 @@ impl DataPlane {
             let reuse = previous.and_then(|id| store::hash_reuse(&data_dir, id));
             let result = Manifest::build(&dir, chunk_size, &limits, &read_as, reuse.as_ref())
                 .map_err(PublishError::from)
-                .and_then(|m| {
+                .and_then(|mut m| {
+                    // Restricted: the audience is part of the manifest, so of the id.
+                    m.manifest.audience = audience;
                     let canonical =
                         dir.canonicalize()
                             .map_err(|source| PublishError::Canonicalize {
@@ -528,6 +537,7 @@ impl DataPlane {
             chunks: u64::from(layout.chunk_count()),
             chunk_size: m.chunk_size,
             hashed_bytes: layout.total_bytes,
+            warnings: Vec::new(),
         };
         if self.core.is_seeding(&id) {
             return Ok(info);
@@ -566,13 +576,18 @@ impl DataPlane {
                     self.advertise(&p.outbox, &msg);
                 }
             }
-            BroadcastAction::Serve { id, super_seed } => {
+            BroadcastAction::Serve {
+                id,
+                super_seed,
+                audience,
+            } => {
                 if let Some(io) = self.io.get(&id) {
                     let servable = Servable {
                         manifest_bytes: io.manifest_bytes.clone(),
                         layout: io.layout.clone(),
                         reader: io.reader.clone(),
                         refused: Default::default(),
+                        audience,
                         super_seed,
                     };
                     self.catalog.insert(id, Arc::new(servable));

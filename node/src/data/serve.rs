@@ -72,10 +72,43 @@ pub(crate) struct Servable {
     ///
     /// [`BroadcastAction::RefuseServing`]: super::broadcast::BroadcastAction::RefuseServing
     pub(crate) refused: std::sync::atomic::AtomicBool,
+    /// A restricted broadcast's audience, as the core handed it
+    /// ([`BroadcastAction::Serve`](super::broadcast::BroadcastAction::Serve)): each request is
+    /// judged by [`serve_verdict`](super::broadcast::serve_verdict) against the requester's
+    /// certificate before anything is read.
+    pub(crate) audience: Option<swarmcast_proto::Audience>,
     /// At the origin in a swarm: each chunk request is put to the core first (super-seeding,
     /// see [`SuperSeed`](super::broadcast::SuperSeed)), and its end reported. `false` for receivers and in client-server
     /// mode.
     pub(crate) super_seed: bool,
+}
+
+/// Who asks: the identity and the certificate's name and groups of a connection's peer.
+#[derive(Debug, Clone)]
+pub(crate) struct Requester {
+    pub(crate) id: swarmcast_proto::NodeId,
+    pub(crate) name: String,
+    pub(crate) groups: Vec<String>,
+}
+
+impl Requester {
+    /// The peer of `conn`, known as `id`; a certificate that cannot be read (the handshake
+    /// verified it, so this does not happen) names nobody, and is refused every restricted
+    /// broadcast.
+    pub(crate) fn of(conn: &quinn::Connection, id: swarmcast_proto::NodeId) -> Self {
+        match swarmcast_certs::peer_info(conn) {
+            Ok(p) => Self {
+                id,
+                name: p.name,
+                groups: p.groups,
+            },
+            Err(_) => Self {
+                id,
+                name: String::new(),
+                groups: Vec::new(),
+            },
+        }
+    }
 }
 
 /// Everything servable, shared by the data plane (writer) and request tasks (readers).
@@ -159,11 +192,12 @@ impl Catalog {
 pub(crate) async fn serve_stream(
     catalog: Arc<Catalog>,
     events: tokio::sync::mpsc::Sender<ServeEvent>,
-    peer: swarmcast_proto::NodeId,
+    who: Arc<Requester>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     first: Option<Message>,
 ) -> Result<(), WireError> {
+    let peer = who.id;
     let limits = Limits::default();
     let (request, mut life) = match first {
         Some(m) => (m, ServedStream::with_request()),
@@ -206,6 +240,9 @@ pub(crate) async fn serve_stream(
     };
     match request {
         Message::ChunkRequest(r) => {
+            if let Some(refusal) = forbidden(&catalog, &r.broadcast, &who) {
+                return refuse(&mut send, ErrorCode::Forbidden, &refusal).await;
+            }
             if !catalog.trace.enabled() {
                 return serve_chunks(&catalog, &events, peer, &mut send, r, &mut life).await;
             }
@@ -226,6 +263,9 @@ pub(crate) async fn serve_stream(
             let Some(s) = catalog.get(&r.broadcast) else {
                 return refuse(&mut send, ErrorCode::NotFound, "unknown broadcast").await;
             };
+            if let Some(refusal) = forbidden(&catalog, &r.broadcast, &who) {
+                return refuse(&mut send, ErrorCode::Forbidden, &refusal).await;
+            }
             let mut buf = Vec::new();
             let header = Message::ManifestData(ManifestHeader {
                 broadcast: r.broadcast,
@@ -246,6 +286,17 @@ pub(crate) async fn serve_stream(
             .await
         }
     }
+}
+
+/// The refusal of a request for `id` from `who`, when the broadcast is restricted to others
+/// (the decision is [`serve_verdict`](super::broadcast::serve_verdict)'s).
+fn forbidden(catalog: &Catalog, id: &BroadcastId, who: &Requester) -> Option<String> {
+    let s = catalog.get(id)?;
+    let verdict = super::broadcast::serve_verdict(s.audience.as_ref(), &who.name, &who.groups);
+    verdict.err().map(|e| {
+        debug!(broadcast = %id.short(), peer = %who.id.short(), name = %who.name, "refused: not in the audience");
+        e.to_string()
+    })
 }
 
 async fn refuse(send: &mut quinn::SendStream, code: ErrorCode, why: &str) -> Result<(), WireError> {
@@ -578,6 +629,16 @@ mod tests {
     }
 
     async fn loopback(super_seed: bool, room: usize) -> Loopback {
+        loopback_for(super_seed, room, None).await
+    }
+
+    /// [`loopback`] serving a broadcast restricted to `audience`; the client's certificate is
+    /// named `client` and carries group `cpu`.
+    async fn loopback_for(
+        super_seed: bool,
+        room: usize,
+        audience: Option<swarmcast_proto::Audience>,
+    ) -> Loopback {
         use std::net::{Ipv4Addr, SocketAddr};
         use swarmcast_certs::testing::TestCluster;
         use swarmcast_proto::Role;
@@ -586,12 +647,13 @@ mod tests {
         let src = dir.path().join("src");
         std::fs::create_dir(&src).unwrap();
         std::fs::write(src.join("f"), vec![7u8; 4 * CHUNK as usize]).unwrap();
-        let m = crate::manifest::Manifest::from_dir(
+        let mut m = crate::manifest::Manifest::from_dir(
             &src,
             CHUNK,
             &crate::manifest::ManifestLimits::default(),
         )
         .unwrap();
+        m.audience = audience.clone();
         let bytes = m.to_bytes();
         let id = crate::manifest::manifest_id(&bytes);
         let layout = Arc::new(Layout::new(&m));
@@ -605,6 +667,7 @@ mod tests {
                 layout,
                 reader: Reader::Source(Arc::new(source)),
                 refused: Default::default(),
+                audience,
                 super_seed,
             }),
         );
@@ -612,7 +675,7 @@ mod tests {
         let cluster = TestCluster::new();
         let (server_id, client_id) = (
             cluster.issue("server", Role::Node),
-            cluster.issue("client", Role::Node),
+            cluster.issue_with_groups("client", Role::Node, &["cpu".to_owned()]),
         );
         let transport = swarmcast_net::transport_config();
         let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
@@ -629,7 +692,8 @@ mod tests {
             let conn = endpoint.accept().await.unwrap().await.unwrap();
             while let Ok((send, recv)) = conn.accept_bi().await {
                 let (catalog, events) = (served.clone(), events.clone());
-                tokio::spawn(serve_stream(catalog, events, peer, send, recv, None));
+                let who = Arc::new(Requester::of(&conn, peer));
+                tokio::spawn(serve_stream(catalog, events, who, send, recv, None));
             }
         });
         let client = quinn::Endpoint::client(loopback).unwrap();
@@ -673,6 +737,63 @@ mod tests {
             }
             Some(Message::Error(e)) => Err(e.code),
             other => panic!("chunk {index}: {other:?}"),
+        }
+    }
+
+    /// Ask for the manifest: its bytes, or the refusal's code.
+    async fn ask_manifest(conn: quinn::Connection, id: BroadcastId) -> Result<Vec<u8>, ErrorCode> {
+        let limits = Limits::default();
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let req = Message::ManifestRequest(swarmcast_proto::ManifestRequest { broadcast: id });
+        wire::write_message(&mut send, &req, &limits).await.unwrap();
+        send.finish().unwrap();
+        match wire::read_header(&mut recv, &limits).await.unwrap() {
+            Some(Message::ManifestData(h)) => {
+                let mut data = vec![0u8; h.len as usize];
+                recv.read_exact(&mut data).await.unwrap();
+                Ok(data)
+            }
+            Some(Message::Error(e)) => Err(e.code),
+            other => panic!("manifest: {other:?}"),
+        }
+    }
+
+    /// A restricted broadcast is served, manifest and chunks, only to a peer whose
+    /// certificate the audience admits (by name or by group), over a real connection; anyone
+    /// else is refused `Forbidden` before anything is read.
+    #[tokio::test]
+    async fn a_restricted_broadcast_is_served_to_its_audience_only() {
+        use swarmcast_proto::Audience;
+        let others = Audience {
+            names: vec!["server".into()],
+            groups: vec!["gpu".into()],
+        };
+        let l = loopback_for(false, 8, Some(others)).await;
+        assert_eq!(
+            ask_manifest(l.conn.clone(), l.id).await,
+            Err(ErrorCode::Forbidden)
+        );
+        assert_eq!(
+            ask(l.conn.clone(), l.id, 0).await,
+            Err(ErrorCode::Forbidden)
+        );
+        for admitted in [
+            Audience {
+                names: vec!["client".into()],
+                groups: Vec::new(),
+            },
+            Audience {
+                names: Vec::new(),
+                groups: vec!["cpu".into()],
+            },
+        ] {
+            let l = loopback_for(false, 8, Some(admitted)).await;
+            let manifest = ask_manifest(l.conn.clone(), l.id).await.unwrap();
+            assert_eq!(crate::manifest::manifest_id(&manifest), l.id);
+            assert_eq!(
+                ask(l.conn.clone(), l.id, 1).await.unwrap(),
+                vec![7u8; CHUNK as usize]
+            );
         }
     }
 

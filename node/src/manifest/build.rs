@@ -222,6 +222,7 @@ impl Manifest {
             chunk_size,
             root_mode: Some(root_mode),
             entries,
+            audience: None,
         };
         manifest.validate(limits)?;
         // Receivers refuse longer encodings: better to fail here than to publish it.

@@ -120,6 +120,7 @@ mod tests {
                     },
                 },
             ],
+            audience: None,
         }
     }
 
@@ -133,6 +134,54 @@ mod tests {
         assert!(bytes.windows(6).any(|w| w == b"\x81\xa4File"));
         // A chunk hash is bin8 of 32 bytes.
         assert!(bytes.windows(3).any(|w| w == [0xc4, 32, 7]));
+    }
+
+    /// An audience is part of the canonical bytes (so of the id) only when set, and must be
+    /// valid certificate names and groups, sorted, unique and naming someone.
+    #[test]
+    fn an_audience_is_in_the_bytes_when_set_and_checked() {
+        use swarmcast_proto::Audience;
+        let plain = sample();
+        assert!(!plain.to_bytes().windows(8).any(|w| w == b"audience"));
+        let mut m = sample();
+        m.audience = Some(Audience {
+            names: vec!["n3".into()],
+            groups: vec!["a".into(), "gpu".into()],
+        });
+        let bytes = m.to_bytes();
+        assert_ne!(m.id(), plain.id());
+        assert_eq!(
+            Manifest::decode(&bytes, &m.id(), &ManifestLimits::default()).unwrap(),
+            m
+        );
+        for bad in [
+            Audience::default(),
+            Audience {
+                names: vec!["b".into(), "a".into()],
+                groups: vec![],
+            },
+            Audience {
+                names: vec!["a".into(), "a".into()],
+                groups: vec![],
+            },
+            Audience {
+                names: vec!["Not_A_Name".into()],
+                groups: vec![],
+            },
+            Audience {
+                names: vec![],
+                groups: vec!["GPU".into()],
+            },
+        ] {
+            let mut m = sample();
+            m.audience = Some(bad.clone());
+            let bytes = m.to_bytes();
+            let err = Manifest::decode(&bytes, &m.id(), &ManifestLimits::default()).unwrap_err();
+            assert!(
+                matches!(err, ManifestError::BadAudience { .. }),
+                "{bad:?}: {err}"
+            );
+        }
     }
 
     /// A version-1 manifest as nodes before version 2 built it: no `root_mode`, a `Dir` entry

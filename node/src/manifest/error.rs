@@ -60,7 +60,14 @@ pub enum ManifestError {
         /// Version in the manifest.
         version: u32,
     },
-    /// The broadcast name is not a valid single path component.
+    /// A restricted broadcast's audience is malformed.
+    #[error("invalid audience: {reason}")]
+    BadAudience {
+        /// What is wrong with it (an invalid or repeated name or group, an empty or
+        /// unsorted list, too many entries).
+        reason: String,
+    },
+    /// The broadcast name is not a single path component within the limits.
     #[error("invalid broadcast name {name:?}: {reason}")]
     InvalidName {
         /// The name.

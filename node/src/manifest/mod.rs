@@ -36,7 +36,7 @@ pub use codec::{MANIFEST_MAX_DEPTH, manifest_id};
 pub use error::{BuildError, MAX_REPORTED, ManifestError};
 pub use limits::{DEFAULT_CHUNK_SIZE, ManifestLimits};
 pub use space::{check_free_space, free_space};
-pub use validate::check_name;
+pub use validate::{MAX_AUDIENCE, check_audience, check_name};
 
 /// Version of the manifest format that is built: 2 lists every directory with its mode (a
 /// `Dir` entry may have entries beneath it) and the sent directory's mode (`root_mode`).
@@ -81,6 +81,14 @@ pub struct Manifest {
     pub root_mode: Option<u32>,
     /// Files and directories, sorted by path (bytewise).
     pub entries: Vec<Entry>,
+    /// A restricted broadcast's audience (`node send --to`): only these nodes and groups (and
+    /// the origin) may fetch it, and every node holding it serves only them. Part of the
+    /// canonical bytes, so the id binds it: a node holding the manifest knows whom it may
+    /// serve without trusting whoever gave it. Absent, and omitted from the bytes (so ids of
+    /// unrestricted broadcasts are unchanged): anyone. A node that predates audiences refuses
+    /// such a manifest as non-canonical, so it never serves one to the wrong peers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<swarmcast_proto::Audience>,
 }
 
 /// One file or empty directory.
@@ -256,6 +264,7 @@ mod layout_tests {
             chunk_size: cs,
             root_mode: Some(0o755),
             entries,
+            audience: None,
         }
     }
 

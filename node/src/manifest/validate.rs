@@ -41,6 +41,9 @@ impl Manifest {
             }
         }
         check_name(&self.name, limits)?;
+        if let Some(a) = &self.audience {
+            check_audience(a)?;
+        }
         limits.check_chunk_size(self.chunk_size)?;
         let count = self.entries.len() as u64;
         if count > limits.entry_cap() {
@@ -155,6 +158,36 @@ impl Manifest {
         }
         Ok(())
     }
+}
+
+/// Most names, and most groups, an audience may list.
+pub const MAX_AUDIENCE: usize = 1024;
+
+/// An audience names someone (an empty one would admit nobody but the origin), each name a
+/// certificate name and each group a certificate group, sorted without duplicates, at most
+/// [`MAX_AUDIENCE`] of each.
+pub fn check_audience(a: &swarmcast_proto::Audience) -> Result<(), ManifestError> {
+    let bad = |reason: String| Err(ManifestError::BadAudience { reason });
+    if a.names.is_empty() && a.groups.is_empty() {
+        return bad("it names nobody".into());
+    }
+    if a.names.len() > MAX_AUDIENCE || a.groups.len() > MAX_AUDIENCE {
+        return bad(format!("more than {MAX_AUDIENCE} names or groups"));
+    }
+    for n in &a.names {
+        if let Err(e) = swarmcast_certs::validate_name(n) {
+            return bad(e.to_string());
+        }
+    }
+    for g in &a.groups {
+        if let Err(e) = swarmcast_certs::validate_group(g) {
+            return bad(e.to_string());
+        }
+    }
+    if !a.is_canonical() {
+        return bad("names and groups must be sorted, without duplicates".into());
+    }
+    Ok(())
 }
 
 /// The broadcast name is one valid path component (also what `node fetch` checks its target
@@ -332,6 +365,7 @@ mod tests {
             chunk_size: 4096,
             root_mode: Some(0o755),
             entries: vec![file("a"), file("a-b"), file("a.txt"), file("a/b")],
+            audience: None,
         };
         let err = m.validate(&ManifestLimits::default());
         assert!(

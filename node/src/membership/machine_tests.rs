@@ -321,6 +321,7 @@ fn report(held: u64, published: bool) -> DataReport {
             version: 0,
             seq: 0,
             published_ms: 0,
+            audience: None,
         }))
         .into_iter()
         .collect(),

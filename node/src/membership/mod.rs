@@ -98,6 +98,8 @@ fn without_progress(e: &RegistryEntry) -> RegistryEntry {
             version: r.version,
             progress: Vec::new(),
             progress_seq: r.progress_seq,
+            pull: r.pull,
+            groups: r.groups.clone(),
         },
         status: e.status,
         age_ms: e.age_ms,
@@ -117,6 +119,9 @@ pub(crate) struct MembershipConfig {
     pub(crate) heartbeat: Duration,
     /// Give up when no seed accepted the registration in this time.
     pub(crate) join_timeout: Option<Duration>,
+    /// `--pull`: said in the registration and every heartbeat, so that the registry tells
+    /// `node send --wait` not to wait for this node unless it asked for a broadcast.
+    pub(crate) pull: bool,
 }
 
 /// What membership reads and whom it tells.
@@ -170,6 +175,8 @@ pub(crate) struct Membership {
     handout: handout::Handout,
     /// The bootstraps the last view handed on named (for beats that hand nothing on).
     bootstraps: Vec<SocketAddr>,
+    /// `--pull`, said in the registration and each heartbeat.
+    pull: bool,
 }
 
 impl Membership {
@@ -189,6 +196,7 @@ impl Membership {
             progress: ProgressSync::new(ProgressSyncConfig::default()),
             handout: handout::Handout::default(),
             bootstraps: Vec::new(),
+            pull: config.pull,
         }
     }
 
@@ -285,7 +293,13 @@ impl Membership {
             return;
         };
         let addrs = vec![self.me.advertise];
-        let result = (client.register(self.me.id, self.me.incarnation, addrs)).await;
+        let register = swarmcast_proto::Register {
+            id: self.me.id,
+            incarnation: self.me.incarnation,
+            addrs,
+            pull: self.pull,
+        };
+        let result = client.register_with(register).await;
         let now = Instant::now();
         match result {
             Ok(reg) => {
@@ -395,6 +409,7 @@ impl Membership {
             progress_span: payload.span,
             progress_removed: payload.removed,
             changes_since: Some(self.mirror.since()),
+            pull: self.pull,
         };
         let stats = HeartbeatStats {
             progress_items: hb.progress.len(),

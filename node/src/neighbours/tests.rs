@@ -31,6 +31,8 @@ fn entry(n: u16, status: Status, role: Role) -> RegistryEntry {
             addrs: vec![addr(n)],
             version: Version::new(1, 1),
             progress: Vec::new(),
+            pull: false,
+            groups: Vec::new(),
         },
         status,
         age_ms: 0,

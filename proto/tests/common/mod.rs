@@ -107,6 +107,8 @@ pub fn node_record() -> impl Strategy<Value = NodeRecord> {
                 addrs,
                 version,
                 progress,
+                pull: false,
+                groups: Vec::new(),
             },
         )
 }
@@ -134,6 +136,7 @@ pub fn broadcast_record() -> impl Strategy<Value = BroadcastRecord> {
                 version,
                 seq,
                 published_ms,
+                audience: None,
             },
         )
 }
@@ -160,6 +163,7 @@ pub fn register() -> impl Strategy<Value = Message> {
             id,
             incarnation,
             addrs,
+            pull: false,
         })
     })
 }
@@ -188,6 +192,7 @@ pub fn heartbeat() -> impl Strategy<Value = Message> {
                     addrs,
                     progress,
                     changes_since,
+                    pull: false,
                 })
             },
         )
@@ -296,6 +301,7 @@ pub fn have() -> impl Strategy<Value = Message> {
                 bits,
                 from_origin,
                 seq,
+                audience: None,
             })
         })
 }

@@ -151,6 +151,7 @@ impl Bcast {
             bits: self.advertised.as_bytes().to_vec(),
             from_origin: self.source.is_some(),
             seq: self.seq,
+            audience: self.manifest.audience.clone(),
         })
     }
 
@@ -205,6 +206,7 @@ impl Bcast {
             version: self.version,
             seq: self.seq,
             published_ms: self.published_ms,
+            audience: self.manifest.audience.clone(),
         })
     }
 }

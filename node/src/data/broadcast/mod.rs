@@ -110,6 +110,7 @@
 //!   `Elsewhere`), and an admitted one's end is reported with
 //!   [`handle_served`](Broadcasts::handle_served), however the send ended.
 
+mod audience;
 mod bcast;
 mod error;
 mod pull;
@@ -133,6 +134,7 @@ use swarmcast_proto::{
 };
 use tracing::{debug, error, info, warn};
 
+pub use audience::{NotInAudience, serve_verdict};
 pub use error::{Failure, ManifestFetchError, PieceError, ResumeError};
 pub use retention::TargetError;
 pub use superseed::SuperSeed;
@@ -167,6 +169,8 @@ struct Unknown {
     claimed_origin: Option<NodeId>,
     /// The publication `seq` a neighbour's `Have` gave: until the registry's record says.
     claimed_seq: u64,
+    /// The audience a neighbour's `Have` gave (restricted): until the registry's record says.
+    claimed_audience: Option<swarmcast_proto::Audience>,
     /// (chunks, bytes) once its manifest was fetched.
     totals: Option<(u64, u64)>,
 }
@@ -503,7 +507,12 @@ impl Broadcasts {
         if let Some(b) = self.broadcasts.get_mut(&id) {
             b.first_round = super_seed.then(|| SuperSeed::new(b.layout.chunk_count()));
         }
-        self.push(BroadcastAction::Serve { id, super_seed });
+        let audience = (self.broadcasts.get(&id)).and_then(|b| b.manifest.audience.clone());
+        self.push(BroadcastAction::Serve {
+            id,
+            super_seed,
+            audience,
+        });
         self.push(BroadcastAction::Flood { msg: have });
         publication
     }
@@ -574,6 +583,7 @@ impl Broadcasts {
         self.push(BroadcastAction::Serve {
             id,
             super_seed: false,
+            audience: b.manifest.audience.clone(),
         });
         if complete {
             b.finalizing = true;
@@ -731,6 +741,16 @@ impl Broadcasts {
         {
             return;
         }
+        // Restricted to others (by its record, else by what the announcement says): nothing
+        // of it is tracked, fetched or relayed here.
+        let audience = match self.records.get(&id) {
+            Some(r) => (r.origin != self.me).then(|| r.audience.clone()).flatten(),
+            None => h.audience.clone(),
+        };
+        if !self.admits_me(audience.as_ref()) {
+            debug!(broadcast = %id.short(), peer = %peer.short(), "announced broadcast is for others; ignoring it");
+            return;
+        }
         // An announcement: remember who has it and fetch the manifest.
         let Ok(bits) = Bitfield::from_bytes(h.chunks, &h.bits) else {
             return;
@@ -743,6 +763,9 @@ impl Broadcasts {
         }
         if u.claimed_seq == 0 {
             u.claimed_seq = h.seq;
+        }
+        if u.claimed_audience.is_none() {
+            u.claimed_audience = h.audience;
         }
         if !u.sources.contains(&peer) {
             u.sources.push(peer);
@@ -831,6 +854,15 @@ impl Broadcasts {
             if self.removed.contains(&id) {
                 continue;
             }
+            if !self.broadcasts.contains_key(&id) && !self.may_receive(id) {
+                // For others: what an announcement made this node track is dropped.
+                if self.unknown.remove(&id).is_some() {
+                    debug!(broadcast = %id.short(), "broadcast is for others (its record says); forgetting it");
+                }
+                self.asked.remove(&id);
+                self.haves.remove(&id);
+                continue;
+            }
             if let Some(b) = self.broadcasts.get_mut(&id) {
                 // The record's origin (checked by the bootstraps against the announcer's
                 // certificate) overrides one a peer claimed in its `Have`.
@@ -877,6 +909,7 @@ impl Broadcasts {
             heard: now,
             claimed_origin: None,
             claimed_seq: 0,
+            claimed_audience: None,
             totals: None,
         });
         u.heard = now;
@@ -953,6 +986,16 @@ impl Broadcasts {
                 return;
             }
         };
+        if !self.admits_me(manifest.audience.as_ref()) {
+            // Whoever served it should not have (every node serves only the audience): no
+            // workspace, and never fetched again.
+            warn!(broadcast = %id.short(), "fetched a manifest whose audience excludes this node; dropping it");
+            self.unknown.remove(&id);
+            self.asked.remove(&id);
+            self.haves.remove(&id);
+            self.removed.insert(id);
+            return;
+        }
         // Still `fetching` until the workspace exists: no second fetch meanwhile.
         let manifest = Arc::new(manifest);
         let layout = Arc::new(Layout::new(&manifest));

@@ -17,9 +17,10 @@ use super::{Broadcasts, ReportDue, TargetError};
 
 impl Broadcasts {
     /// Whether this node fetches the manifest of `id` when it hears of it: always, unless it
-    /// pulls on demand and `id` was not asked for.
+    /// pulls on demand and `id` was not asked for, or `id` is restricted to others
+    /// ([`may_receive`](Self::may_receive)).
     pub(super) fn wants(&self, id: BroadcastId) -> bool {
-        !self.config.pull || self.asked.contains(&id)
+        (!self.config.pull || self.asked.contains(&id)) && self.may_receive(id)
     }
 
     /// `node fetch`: ask for what `target` names, a name (its newest live version), an id or a
@@ -32,6 +33,9 @@ impl Broadcasts {
         let id = self.resolve_fetch(target)?;
         if self.broadcasts.contains_key(&id) {
             return Ok(vec![id]);
+        }
+        if let Some(refusal) = self.fetch_refusal(target, id) {
+            return Err(refusal);
         }
         let name = (self.records.get(&id))
             .map(|r| r.name.clone())
@@ -59,6 +63,15 @@ impl Broadcasts {
             .filter_map(|id| self.key_of(*id))
             .max();
         if let Some(key) = held {
+            return Ok(key.2);
+        }
+        // Versions of the name restricted to others are not among its live versions here.
+        let for_others = (self.records.values())
+            .filter(|r| r.name == target && r.state == BroadcastState::Active)
+            .filter(|r| !self.may_receive_record(r))
+            .map(|r| r.version_key())
+            .max();
+        if let Some(key) = for_others {
             return Ok(key.2);
         }
         if self.max_seq.contains_key(target) {

@@ -55,6 +55,14 @@ pub enum TargetError {
     /// version of it).
     #[error("{0:?} failed or was cancelled at its origin: there is nothing to fetch")]
     Ended(String),
+    /// `node fetch` of a restricted broadcast whose audience this node is not in.
+    #[error("{target:?} is restricted to {audience}: this node is not in the audience")]
+    NotInAudience {
+        /// What was asked.
+        target: String,
+        /// Who may receive it.
+        audience: String,
+    },
 }
 
 impl Broadcasts {

@@ -40,6 +40,7 @@ pub(super) fn manifest(chunks: u32) -> (Arc<Manifest>, Arc<Layout>, Vec<u8>, Bro
                 chunks: (0..chunks).map(|i| ChunkHash([i as u8; 32])).collect(),
             },
         }],
+        audience: None,
     };
     let bytes = m.to_bytes();
     let id = manifest_id(&bytes);
@@ -58,6 +59,7 @@ pub(super) fn record(id: BroadcastId, chunks: u32, state: BroadcastState) -> Bro
         version: 1,
         seq: 0,
         published_ms: 0,
+        audience: None,
     }
 }
 
@@ -71,6 +73,8 @@ pub(super) fn origin_entry() -> RegistryEntry {
             version: Version::new(1, 1),
             addrs: vec![origin_addr()],
             progress: Vec::new(),
+            pull: false,
+            groups: Vec::new(),
         },
         status: Status::Alive,
         age_ms: 0,
@@ -92,6 +96,7 @@ pub(super) fn have(id: BroadcastId, chunks: u32, held: &[u32]) -> Message {
         bits: bits.as_bytes().to_vec(),
         from_origin: false,
         seq: 0,
+        audience: None,
     })
 }
 
@@ -150,7 +155,8 @@ fn a_receiver_is_served_announced_and_asks_the_origin() {
     let a = actions(&mut c);
     assert!(a.contains(&BroadcastAction::Serve {
         id,
-        super_seed: false
+        super_seed: false,
+        audience: None,
     }));
     assert!(a.contains(&BroadcastAction::Flood {
         msg: have(id, 4, &[])
@@ -362,7 +368,11 @@ fn origin_super_seeds_in_a_swarm_only() {
         c.add_origin(now, id, m, layout, "/src/dir".into(), None, 0);
         let a = actions(&mut c);
         assert!(
-            a.contains(&BroadcastAction::Serve { id, super_seed }),
+            a.contains(&BroadcastAction::Serve {
+                id,
+                super_seed,
+                audience: None
+            }),
             "{a:?}"
         );
         assert!(c.is_seeding(&id));
@@ -921,6 +931,7 @@ fn work_of_events(chunks: u32, others: usize) -> u64 {
             bits: all.as_bytes().to_vec(),
             from_origin: false,
             seq: 0,
+            audience: None,
         }),
     );
     let mut asked = requests(&actions(&mut c));
@@ -1080,6 +1091,7 @@ fn have_from_origin(id: BroadcastId, chunks: u32) -> Message {
         bits: Bitfield::full(chunks).as_bytes().to_vec(),
         from_origin: true,
         seq: 0,
+        audience: None,
     })
 }
 
@@ -2055,6 +2067,7 @@ fn a_have_of_the_wrong_length_bans_its_sender_once() {
             bits: vec![0xff; bytes],
             from_origin: false,
             seq: 0,
+            audience: None,
         })
     };
     let mut all = Vec::new();

@@ -88,6 +88,11 @@ pub struct BroadcastConfig {
     ///
     /// [`Broadcasts::fetch`]: super::Broadcasts::fetch
     pub pull: bool,
+    /// This node's certificate name: what restricted broadcasts' audiences name (default
+    /// empty: in no audience of names).
+    pub cert_name: String,
+    /// This node's certificate groups (`certs issue --group`; default none).
+    pub cert_groups: Vec<String>,
 }
 
 impl Default for BroadcastConfig {
@@ -108,6 +113,8 @@ impl Default for BroadcastConfig {
             max_disk: None,
             max_lost: 256,
             pull: false,
+            cert_name: String::new(),
+            cert_groups: Vec::new(),
         }
     }
 }
@@ -149,6 +156,9 @@ pub enum BroadcastAction {
         id: BroadcastId,
         /// Whether the origin declines repeats until every chunk was sent once.
         super_seed: bool,
+        /// A restricted broadcast's audience (its manifest's): every request from a peer
+        /// whose certificate it does not admit is refused ([`super::serve_verdict`]).
+        audience: Option<swarmcast_proto::Audience>,
     },
     /// Stop serving `id`.
     Unserve {

@@ -106,8 +106,11 @@ impl Broadcasts {
     pub(super) fn note_record(&mut self, r: &BroadcastRecord) {
         let m = self.max_seq.entry(r.name.clone()).or_default();
         *m = (*m).max(r.seq);
+        // A version restricted to others is none of this node's business: it neither supersedes
+        // what this node may receive nor is fetched.
+        let mine = self.may_receive_record(r);
         let live = self.live.entry(r.name.clone()).or_default();
-        if r.state == BroadcastState::Active {
+        if r.state == BroadcastState::Active && mine {
             live.insert(r.version_key());
         } else {
             live.remove(&r.version_key());
