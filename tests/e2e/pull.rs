@@ -46,13 +46,8 @@ fn wait_complete(c: &Cluster, node: &str, id: &str) -> Result<BroadcastInfo> {
     })
 }
 
-/// A `--pull` node receives nothing of a broadcast the others complete (no workspace, nothing
-/// listed, no received/), then `node fetch NAME --wait` gets it byte-identical. A push node
-/// gets a version back after `node rm` the same way. An unknown name exits 1 with the reason,
-/// bad arguments exit 2.
-#[test]
-fn a_pull_node_receives_only_what_node_fetch_asks_for() -> Result<()> {
-    let _serial = serial();
+/// One bootstrap, an origin, a push receiver `r1` and a `--pull` node `puller`, all alive.
+fn origin_push_and_pull() -> Result<(Cluster, SocketAddr)> {
     let mut c = Cluster::new()?;
     let seed: SocketAddr = free_addr();
     c.bootstrap("b1", seed, &[])?;
@@ -66,6 +61,17 @@ fn a_pull_node_receives_only_what_node_fetch_asks_for() -> Result<()> {
             .all(|n| alive.contains(&(*n).to_owned()))
             .then_some(()))
     })?;
+    Ok((c, seed))
+}
+
+/// A `--pull` node receives nothing of a broadcast the others complete (no workspace, nothing
+/// listed, no received/), then `node fetch NAME --wait` gets it byte-identical. A push node
+/// gets a version back after `node rm` the same way. An unknown name exits 1 with the reason,
+/// bad arguments exit 2.
+#[test]
+fn a_pull_node_receives_only_what_node_fetch_asks_for() -> Result<()> {
+    let _serial = serial();
+    let (c, _seed) = origin_push_and_pull()?;
     let src = payload(&c)?;
     let out = c.cli(&[
         "node",
@@ -227,19 +233,7 @@ pub(crate) fn run_bounded(args: &[&str], limit: Duration) -> Result<Option<Outpu
 #[test]
 fn send_wait_does_not_wait_for_a_pull_node_that_did_not_ask() -> Result<()> {
     let _serial = serial();
-    let mut c = Cluster::new()?;
-    let seed: SocketAddr = free_addr();
-    c.bootstrap("b1", seed, &[])?;
-    c.node("origin", &[seed], &[])?;
-    c.node("r1", &[seed], &[])?;
-    c.node("puller", &[seed], &["--pull"])?;
-    wait_for(Duration::from_secs(30), "nodes alive", || {
-        let alive = names_with(&c.registry(seed)?, Status::Alive);
-        Ok(["origin", "puller", "r1"]
-            .iter()
-            .all(|n| alive.contains(&(*n).to_owned()))
-            .then_some(()))
-    })?;
+    let (c, seed) = origin_push_and_pull()?;
     // The registry says which node pulls (the bootstrap keeps the flag of its heartbeats).
     let reg = c.registry(seed)?;
     let pulls: Vec<(String, bool)> = entries(&reg, Role::Node)
