@@ -9,6 +9,14 @@
 //!   by availability: how many connected, unbanned, answering peers other than the origin have
 //!   it (and did not serve it bad). Each peer with room in its window is given the rarest pooled
 //!   pieces it has, fastest peers first; equal availability is broken at random.
+//! * **A claim counts once it is backed.** A peer that has delivered no piece of this transfer
+//!   yet, and whose oldest request is older than
+//!   [`first_piece_grace`](SwarmConfig::first_piece_grace), is *silent*: its pieces stop counting
+//!   towards availability, so the origin is asked for what only it claims, and it gets no
+//!   endgame copies. It keeps its requests and its window, and counts again from its first
+//!   piece. Otherwise a neighbour whose `Have` claims every piece and that never answers (or
+//!   trickles a byte a second: pieces count, not bytes) held the pool for `min_request_timeout`
+//!   while the origin idled.
 //! * **The origin for new data only, and always busy.** The origin is asked only for pooled
 //!   pieces of availability 0: pieces that no other peer can give us and that are not in
 //!   flight. Among those, a receiver walks *stripes* of consecutive pieces, each from a random
@@ -162,6 +170,9 @@ pub struct PeerStats {
     pub banned: bool,
     /// A request timed out and nothing came back since.
     pub suspect: bool,
+    /// It has delivered no piece yet and its oldest request is past
+    /// [`first_piece_grace`](SwarmConfig::first_piece_grace): its pieces do not count.
+    pub silent: bool,
     /// Bytes it delivered in answer to our requests.
     pub bytes_received: u64,
 }
@@ -310,13 +321,15 @@ impl Transfer {
                 *l = l.saturating_sub(1);
             }
             p.credit(now, bytes, &self.config, self.mean_piece_bytes);
-            if p.health != Health::Healthy {
+            p.proven = true;
+            if p.health != Health::Healthy || p.silent {
                 p.health = Health::Healthy;
+                p.silent = false;
                 revived = true;
             }
         }
         if revived {
-            debug!(%peer, "suspect peer answered again");
+            debug!(%peer, "suspect or silent peer answered");
             self.sync_counted(peer);
         }
         self.cancel_others(piece, Some(peer));
@@ -425,9 +438,11 @@ impl Transfer {
         self.schedule(now);
     }
 
-    /// Expire the requests past their deadline, then schedule.
+    /// Expire the requests past their deadline, stop counting the peers gone silent, then
+    /// schedule.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.expire(now);
+        self.silence(now);
         self.schedule(now);
     }
 
@@ -445,7 +460,7 @@ impl Transfer {
         self.peers
             .values()
             .filter(|p| !p.banned)
-            .filter_map(Peer::next_timeout)
+            .filter_map(|p| p.next_timeout(&self.config))
             .chain(origin)
             .min()
     }
@@ -473,6 +488,7 @@ impl Transfer {
                 strikes: p.strikes,
                 banned: p.banned,
                 suspect: p.health != Health::Healthy,
+                silent: p.silent,
                 bytes_received: p.bytes_received,
             })
             .collect()
