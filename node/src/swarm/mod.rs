@@ -10,8 +10,10 @@
 //!   it (and did not serve it bad). Each peer with room in its window is given the rarest pooled
 //!   pieces it has, fastest peers first; equal availability is broken at random.
 //! * **A claim counts once it is backed.** A peer that has delivered no piece of this transfer
-//!   yet, and whose oldest request is older than
-//!   [`first_piece_grace`](SwarmConfig::first_piece_grace), is *silent*: its pieces stop counting
+//!   yet, and whose oldest request is older than a grace (`request_timeout_factor` times the
+//!   transfer's typical service time, within a quarter of
+//!   [`first_piece_grace`](SwarmConfig::first_piece_grace) and all of it), is *silent*: its
+//!   pieces stop counting
 //!   towards availability, so the origin is asked for what only it claims, and it gets no
 //!   endgame copies. It keeps its requests and its window, and counts again from its first
 //!   piece. Otherwise a neighbour whose `Have` claims every piece and that never answers (or
@@ -107,7 +109,7 @@ mod schedule;
 mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -120,6 +122,9 @@ use peer::{Health, Peer, RequestKind};
 use pool::Pool;
 
 use crate::bitfield::Bitfield;
+
+/// Weight of a new answer in the transfer's service-time EWMA.
+const SERVICE_GAIN: f64 = 0.25;
 
 /// How long a peer whose request failed waits for its next (probe) request; doubles with each
 /// failure in a row (see [`Transfer::handle_piece_failed`]).
@@ -202,6 +207,9 @@ pub struct Transfer {
     origin_plan: OriginPlan,
     /// The latest `now` given to a handler.
     last_now: Option<Instant>,
+    /// EWMA of the time from a request to its answer, over every answer of the transfer;
+    /// `None` before the first.
+    service: Option<Duration>,
 }
 
 impl Transfer {
@@ -243,6 +251,7 @@ impl Transfer {
             complete_emitted: false,
             origin_plan,
             last_now: None,
+            service: None,
         };
         t.check_complete();
         t
@@ -322,6 +331,12 @@ impl Transfer {
             }
             p.credit(now, bytes, &self.config, self.mean_piece_bytes);
             p.proven = true;
+            let took = now.saturating_duration_since(r.sent);
+            self.service = Some(match self.service {
+                Some(s) if took >= s => s + (took - s).mul_f64(SERVICE_GAIN),
+                Some(s) => s - (s - took).mul_f64(SERVICE_GAIN),
+                None => took,
+            });
             if p.health != Health::Healthy || p.silent {
                 p.health = Health::Healthy;
                 p.silent = false;
@@ -457,10 +472,11 @@ impl Transfer {
             return None;
         }
         let origin = self.origin_plan.wake_after(self.last_now);
+        let grace = self.first_piece_grace();
         self.peers
             .values()
             .filter(|p| !p.banned)
-            .filter_map(|p| p.next_timeout(&self.config))
+            .filter_map(|p| p.next_timeout(grace))
             .chain(origin)
             .min()
     }
@@ -492,6 +508,20 @@ impl Transfer {
                 bytes_received: p.bytes_received,
             })
             .collect()
+    }
+
+    /// How long a peer may go without its first piece before it is silent:
+    /// `request_timeout_factor` times the transfer's typical service time, within a quarter of
+    /// [`first_piece_grace`](SwarmConfig::first_piece_grace) and all of it (all of it before any
+    /// answer).
+    fn first_piece_grace(&self) -> Duration {
+        let max = self.config.first_piece_grace;
+        let Some(service) = self.service else {
+            return max;
+        };
+        service
+            .saturating_mul(self.config.request_timeout_factor.max(1))
+            .clamp(max / 4, max)
     }
 
     /// The record of `id`, created empty if unknown.

@@ -113,21 +113,17 @@ impl Peer {
         !self.is_origin && !self.banned && self.health == Health::Healthy && !self.silent
     }
 
-    /// When this peer turns silent if it delivers nothing before: `first_piece_grace` after its
-    /// oldest request, while it has delivered no piece of the transfer. `None` once it has, or
-    /// is silent already, or has nothing outstanding. (The origin, a banned or a suspect peer
-    /// does not count anyway.)
-    pub(super) fn silent_at(&self, config: &SwarmConfig) -> Option<Instant> {
+    /// When this peer turns silent if it delivers nothing before: `grace` after its oldest
+    /// request, while it has delivered no piece of the transfer. `None` once it has, or is
+    /// silent already, or has nothing outstanding. (The origin, a banned or a suspect peer does
+    /// not count anyway.)
+    pub(super) fn silent_at(&self, grace: Duration) -> Option<Instant> {
         let healthy = self.health == Health::Healthy;
         if self.proven || self.silent || self.is_origin || self.banned || !healthy {
             return None;
         }
         let oldest = self.requests.iter().map(|r| r.sent).min()?;
-        Some(
-            oldest
-                .checked_add(config.first_piece_grace)
-                .unwrap_or(oldest),
-        )
+        Some(oldest.checked_add(grace).unwrap_or(oldest))
     }
 
     /// Whether this peer's copy of `piece` counts (it has it and did not serve it bad).
@@ -273,13 +269,14 @@ impl Peer {
             .min(config.max_probe_backoff)
     }
 
-    /// Earliest instant something of this peer's needs the clock.
-    pub(super) fn next_timeout(&self, config: &SwarmConfig) -> Option<Instant> {
+    /// Earliest instant something of this peer's needs the clock; `grace` is the transfer's
+    /// first-piece grace.
+    pub(super) fn next_timeout(&self, grace: Duration) -> Option<Instant> {
         let mut next = match self.health {
             Health::Suspect { probe_at, .. } => probe_at,
             Health::Healthy => None,
         };
-        next = match (next, self.silent_at(config)) {
+        next = match (next, self.silent_at(grace)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };

@@ -60,14 +60,15 @@ impl Transfer {
         }
     }
 
-    /// Stop counting the pieces of every peer that has delivered nothing within
-    /// `first_piece_grace` of its oldest request (see
+    /// Stop counting the pieces of every peer that has delivered nothing within the first-piece
+    /// grace of its oldest request (see
     /// [`SwarmConfig::first_piece_grace`](super::SwarmConfig::first_piece_grace)).
     pub(super) fn silence(&mut self, now: Instant) {
+        let grace = self.first_piece_grace();
         let silent: Vec<NodeId> = self
             .peers
             .values()
-            .filter(|p| p.silent_at(&self.config).is_some_and(|t| t <= now))
+            .filter(|p| p.silent_at(grace).is_some_and(|t| t <= now))
             .map(|p| p.id)
             .collect();
         for id in silent {
