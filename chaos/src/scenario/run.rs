@@ -686,8 +686,9 @@ impl Runner {
                     );
                     if extra > bound {
                         bail!(
-                            "{n} re-fetched {extra} bytes, more than the {bound} its transfer \
-                             had in flight at its kill(s) plus {REFETCH_SLACK}"
+                            "{n} re-fetched {extra} bytes, more than its bound of {bound} (what \
+                             its transfer had in flight at its kill(s), {in_flight}, plus \
+                             {REFETCH_SLACK})"
                         );
                     }
                 }
