@@ -185,3 +185,34 @@ fn a_slow_first_piece_costs_only_what_the_origin_covers_meanwhile() {
     assert!(run.asked[&1] > 20, "{run:?}");
     assert!(run.to_origin < 180, "{run:?}");
 }
+
+/// The grace is `request_timeout_factor` (4) × the transfer's typical service time, between a
+/// quarter of `first_piece_grace` and all of it.
+#[test]
+fn the_grace_follows_the_service_time_within_its_bounds() {
+    // Four requests sent at once, answered `step` apart: service times step, 2 step, 3 step and
+    // 4 step, an EWMA (gain 1/4) of about 2.27 step.
+    let answered = |step: Duration| {
+        let mut d = Driver::new(config(4), 40, &[], 1);
+        d.have_all(ORIGIN);
+        let reqs = d.requests();
+        assert_eq!(reqs.len(), 4);
+        for (_, piece) in reqs {
+            d.advance(step);
+            d.deliver(ORIGIN, piece);
+        }
+        d.t.first_piece_grace()
+    };
+    let before = Driver::new(config(4), 4, &[], 1).t.first_piece_grace();
+    assert_eq!(before, GRACE, "before any answer");
+    // 4 × 1.13 ms: under the floor.
+    assert_eq!(answered(Duration::from_micros(500)), GRACE / 4);
+    // 4 × 9.06 ms: over the cap.
+    assert_eq!(answered(Duration::from_millis(4)), GRACE);
+    // 4 × 4.53 ms.
+    let g = answered(Duration::from_millis(2));
+    assert!(
+        g.abs_diff(Duration::from_micros(18_125)) < Duration::from_micros(10),
+        "{g:?}"
+    );
+}
