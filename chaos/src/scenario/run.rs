@@ -404,7 +404,7 @@ impl Runner {
     fn sample_before_kill(&mut self, n: &str, fetched: u64) {
         let held_chunks = self.last.get(n).map_or(0, |b| b.chunks_held);
         let rate = self.fetch_rate.get(n).copied().unwrap_or(0.0);
-        let in_flight = ((rate * IN_FLIGHT_WINDOW_S) as u64).min(IN_FLIGHT);
+        let in_flight = in_flight_at(rate);
         *self.fetched_at_kill.entry(n.to_owned()).or_default() += fetched;
         *self.in_flight_at_kill.entry(n.to_owned()).or_default() += in_flight;
         tracing::info!(
@@ -673,9 +673,9 @@ impl Runner {
                     // scales with the transfer: a 6 MiB run at 10 MiB/s allows about 6 MiB,
                     // where a fixed 42 MiB could never fire.
                     let before = self.fetched_at_kill.get(&n).copied().unwrap_or(0);
-                    let extra = (before + b.fetched_bytes).saturating_sub(b.bytes_total);
-                    let bound =
-                        self.in_flight_at_kill.get(&n).copied().unwrap_or(0) + REFETCH_SLACK;
+                    let in_flight = self.in_flight_at_kill.get(&n).copied().unwrap_or(0);
+                    let Refetch { extra, bound } =
+                        Refetch::of(before, b.fetched_bytes, b.bytes_total, in_flight);
                     self.report.refetched.insert(n.clone(), extra);
                     self.event(
                         "check",
@@ -686,8 +686,9 @@ impl Runner {
                     );
                     if extra > bound {
                         bail!(
-                            "{n} re-fetched {extra} bytes, more than the {bound} its transfer \
-                             had in flight at its kill(s) plus {REFETCH_SLACK}"
+                            "{n} re-fetched {extra} bytes, more than its bound of {bound} (what \
+                             its transfer had in flight at its kill(s), {in_flight}, plus \
+                             {REFETCH_SLACK})"
                         );
                     }
                 }
@@ -830,10 +831,81 @@ impl Runner {
     }
 }
 
+/// What a SIGKILL at fetch rate `rate` (bytes/s) may make a receiver fetch again: the rate
+/// times [`IN_FLIGHT_WINDOW_S`], at most the transfer's in-flight budget [`IN_FLIGHT`].
+fn in_flight_at(rate: f64) -> u64 {
+    ((rate * IN_FLIGHT_WINDOW_S) as u64).min(IN_FLIGHT)
+}
+
+/// The re-fetch check's arithmetic for one restarted receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Refetch {
+    /// Bytes fetched twice: what its incarnations fetched beyond the broadcast's size.
+    extra: u64,
+    /// What it may fetch twice: what was in flight at its kills, plus [`REFETCH_SLACK`].
+    bound: u64,
+}
+
+impl Refetch {
+    /// `before`: bytes fetched by the incarnations before the restart(s); `after`: by the
+    /// current one; `total`: the broadcast's bytes; `in_flight`: [`in_flight_at`] summed over
+    /// its kills.
+    fn of(before: u64, after: u64, total: u64, in_flight: u64) -> Self {
+        Self {
+            extra: (before + after).saturating_sub(total),
+            bound: in_flight + REFETCH_SLACK,
+        }
+    }
+}
+
 /// The dataset's seed, derived from the scenario's (kept so that a scenario's bytes do not
 /// depend on what else draws from its seed).
 fn tree_seed(seed: u64) -> u64 {
     super::Prng::new(seed).next_u64()
+}
+
+#[cfg(test)]
+mod refetch_tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn the_bound_is_what_was_in_flight_plus_a_few_pieces() {
+        // 0.5 s of the fetch rate: the commit interval twice, the 200 ms queued at peers and
+        // the 200 ms sampling lag.
+        assert_eq!(in_flight_at(4.0 * MIB as f64), 2 * MIB);
+        assert_eq!(in_flight_at(0.0), 0);
+        // Never more than the transfer's in-flight budget, however fast.
+        assert_eq!(in_flight_at(1e12), 32 * MIB);
+        // Resumed exactly where it stopped: 2 MiB before the kill, the other 4 after it.
+        let r = Refetch::of(2 * MIB, 4 * MIB, 6 * MIB, 2 * MIB);
+        assert_eq!(
+            r,
+            Refetch {
+                extra: 0,
+                bound: 4 * MIB
+            }
+        );
+        // What was in flight and a few pieces were fetched again: passes.
+        let r = Refetch::of(3 * MIB, 7 * MIB, 6 * MIB, 2 * MIB);
+        assert_eq!(r.extra, 4 * MIB);
+        assert!(r.extra <= r.bound, "{r:?}");
+    }
+
+    #[test]
+    fn a_receiver_that_fetched_its_durable_pieces_again_fails() {
+        // A 6 MiB broadcast fetched at 4 MiB/s, killed at 5 MiB, restarted and re-fetching
+        // everything: 5 MiB twice, against the 2 MiB in flight plus 2 MiB of slack. A fixed
+        // bound of the in-flight budget (42 MiB) could never catch this.
+        let in_flight = in_flight_at(4.0 * MIB as f64);
+        let r = Refetch::of(5 * MIB, 6 * MIB, 6 * MIB, in_flight);
+        assert_eq!(r.extra, 5 * MIB);
+        assert!(r.extra > r.bound, "{r:?}");
+        // Two kills sum their windows: the same run killed twice at that rate passes.
+        let r = Refetch::of(5 * MIB, 6 * MIB, 6 * MIB, 2 * in_flight);
+        assert!(r.extra <= r.bound, "{r:?}");
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,16 @@
 //!   by availability: how many connected, unbanned, answering peers other than the origin have
 //!   it (and did not serve it bad). Each peer with room in its window is given the rarest pooled
 //!   pieces it has, fastest peers first; equal availability is broken at random.
+//! * **A claim counts once it is backed.** A peer that has delivered no piece of this transfer
+//!   yet, and whose oldest request is older than a grace (`request_timeout_factor` times the
+//!   transfer's typical service time, within a quarter of
+//!   [`first_piece_grace`](SwarmConfig::first_piece_grace) and all of it), is *silent*: its
+//!   pieces stop counting
+//!   towards availability, so the origin is asked for what only it claims, and it gets no
+//!   endgame copies. It keeps its requests and its window, and counts again from its first
+//!   piece. Otherwise a neighbour whose `Have` claims every piece and that never answers (or
+//!   trickles a byte a second: pieces count, not bytes) held the pool for `min_request_timeout`
+//!   while the origin idled.
 //! * **The origin for new data only, and always busy.** The origin is asked only for pooled
 //!   pieces of availability 0: pieces that no other peer can give us and that are not in
 //!   flight. Among those, a receiver walks *stripes* of consecutive pieces, each from a random
@@ -99,7 +109,7 @@ mod schedule;
 mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -112,6 +122,9 @@ use peer::{Health, Peer, RequestKind};
 use pool::Pool;
 
 use crate::bitfield::Bitfield;
+
+/// Weight of a new answer in the transfer's service-time EWMA.
+const SERVICE_GAIN: f64 = 0.25;
 
 /// How long a peer whose request failed waits for its next (probe) request; doubles with each
 /// failure in a row (see [`Transfer::handle_piece_failed`]).
@@ -162,6 +175,9 @@ pub struct PeerStats {
     pub banned: bool,
     /// A request timed out and nothing came back since.
     pub suspect: bool,
+    /// It has delivered no piece yet and its oldest request is past
+    /// [`first_piece_grace`](SwarmConfig::first_piece_grace): its pieces do not count.
+    pub silent: bool,
     /// Bytes it delivered in answer to our requests.
     pub bytes_received: u64,
 }
@@ -191,6 +207,9 @@ pub struct Transfer {
     origin_plan: OriginPlan,
     /// The latest `now` given to a handler.
     last_now: Option<Instant>,
+    /// EWMA of the time from a request to its answer, over every answer of the transfer;
+    /// `None` before the first.
+    service: Option<Duration>,
 }
 
 impl Transfer {
@@ -232,6 +251,7 @@ impl Transfer {
             complete_emitted: false,
             origin_plan,
             last_now: None,
+            service: None,
         };
         t.check_complete();
         t
@@ -310,13 +330,21 @@ impl Transfer {
                 *l = l.saturating_sub(1);
             }
             p.credit(now, bytes, &self.config, self.mean_piece_bytes);
-            if p.health != Health::Healthy {
+            p.proven = true;
+            let took = now.saturating_duration_since(r.sent);
+            self.service = Some(match self.service {
+                Some(s) if took >= s => s + (took - s).mul_f64(SERVICE_GAIN),
+                Some(s) => s - (s - took).mul_f64(SERVICE_GAIN),
+                None => took,
+            });
+            if p.health != Health::Healthy || p.silent {
                 p.health = Health::Healthy;
+                p.silent = false;
                 revived = true;
             }
         }
         if revived {
-            debug!(%peer, "suspect peer answered again");
+            debug!(%peer, "suspect or silent peer answered");
             self.sync_counted(peer);
         }
         self.cancel_others(piece, Some(peer));
@@ -425,9 +453,11 @@ impl Transfer {
         self.schedule(now);
     }
 
-    /// Expire the requests past their deadline, then schedule.
+    /// Expire the requests past their deadline, stop counting the peers gone silent, then
+    /// schedule.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.expire(now);
+        self.silence(now);
         self.schedule(now);
     }
 
@@ -442,10 +472,11 @@ impl Transfer {
             return None;
         }
         let origin = self.origin_plan.wake_after(self.last_now);
+        let grace = self.first_piece_grace();
         self.peers
             .values()
             .filter(|p| !p.banned)
-            .filter_map(Peer::next_timeout)
+            .filter_map(|p| p.next_timeout(grace))
             .chain(origin)
             .min()
     }
@@ -473,9 +504,24 @@ impl Transfer {
                 strikes: p.strikes,
                 banned: p.banned,
                 suspect: p.health != Health::Healthy,
+                silent: p.silent,
                 bytes_received: p.bytes_received,
             })
             .collect()
+    }
+
+    /// How long a peer may go without its first piece before it is silent:
+    /// `request_timeout_factor` times the transfer's typical service time, within a quarter of
+    /// [`first_piece_grace`](SwarmConfig::first_piece_grace) and all of it (all of it before any
+    /// answer).
+    fn first_piece_grace(&self) -> Duration {
+        let max = self.config.first_piece_grace;
+        let Some(service) = self.service else {
+            return max;
+        };
+        service
+            .saturating_mul(self.config.request_timeout_factor.max(1))
+            .clamp(max / 4, max)
     }
 
     /// The record of `id`, created empty if unknown.

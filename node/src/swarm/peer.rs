@@ -79,6 +79,11 @@ pub(super) struct Peer {
     pub health: Health,
     /// Whether its pieces are counted in the pool's availability.
     pub counted: bool,
+    /// It delivered a piece of this transfer.
+    pub proven: bool,
+    /// Unproven, and its oldest request is older than `first_piece_grace`: its pieces do not
+    /// count towards availability until it delivers one.
+    pub silent: bool,
 }
 
 impl Peer {
@@ -98,12 +103,27 @@ impl Peer {
             bytes_received: 0,
             health: Health::Healthy,
             counted: false,
+            proven: false,
+            silent: false,
         }
     }
 
     /// Whether its pieces should count towards availability.
     pub(super) fn should_count(&self) -> bool {
-        !self.is_origin && !self.banned && self.health == Health::Healthy
+        !self.is_origin && !self.banned && self.health == Health::Healthy && !self.silent
+    }
+
+    /// When this peer turns silent if it delivers nothing before: `grace` after its oldest
+    /// request, while it has delivered no piece of the transfer. `None` once it has, or is
+    /// silent already, or has nothing outstanding. (The origin, a banned or a suspect peer does
+    /// not count anyway.)
+    pub(super) fn silent_at(&self, grace: Duration) -> Option<Instant> {
+        let healthy = self.health == Health::Healthy;
+        if self.proven || self.silent || self.is_origin || self.banned || !healthy {
+            return None;
+        }
+        let oldest = self.requests.iter().map(|r| r.sent).min()?;
+        Some(oldest.checked_add(grace).unwrap_or(oldest))
     }
 
     /// Whether this peer's copy of `piece` counts (it has it and did not serve it bad).
@@ -250,11 +270,16 @@ impl Peer {
             .min(config.max_probe_backoff)
     }
 
-    /// Earliest instant something of this peer's needs the clock.
-    pub(super) fn next_timeout(&self) -> Option<Instant> {
+    /// Earliest instant something of this peer's needs the clock; `grace` is the transfer's
+    /// first-piece grace.
+    pub(super) fn next_timeout(&self, grace: Duration) -> Option<Instant> {
         let mut next = match self.health {
             Health::Suspect { probe_at, .. } => probe_at,
             Health::Healthy => None,
+        };
+        next = match (next, self.silent_at(grace)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
         for r in &self.requests {
             if r.kind != RequestKind::Expired && next.is_none_or(|t| r.deadline < t) {

@@ -60,6 +60,26 @@ impl Transfer {
         }
     }
 
+    /// Stop counting the pieces of every peer that has delivered nothing within the first-piece
+    /// grace of its oldest request (see
+    /// [`SwarmConfig::first_piece_grace`](super::SwarmConfig::first_piece_grace)).
+    pub(super) fn silence(&mut self, now: Instant) {
+        let grace = self.first_piece_grace();
+        let silent: Vec<NodeId> = self
+            .peers
+            .values()
+            .filter(|p| p.silent_at(grace).is_some_and(|t| t <= now))
+            .map(|p| p.id)
+            .collect();
+        for id in silent {
+            if let Some(p) = self.peers.get_mut(&id) {
+                debug!(peer = %id, "no piece yet within the grace; its pieces stop counting");
+                p.silent = true;
+            }
+            self.sync_counted(id);
+        }
+    }
+
     /// Give every peer with room in its window the rarest pieces it can serve, fastest peers
     /// first; then, if every missing piece is in flight, endgame duplicates.
     pub(super) fn schedule(&mut self, now: Instant) {
@@ -105,9 +125,9 @@ impl Transfer {
             };
             (self.origin_plan).picks(now, src, &mut self.rng, free as usize)
         } else {
-            // A healthy peer counts itself in the availability of what it has, so it can skip
-            // level 0; a suspect one does not.
-            let from = if peer.health == Health::Healthy { 1 } else { 0 };
+            // A counted peer counts itself in the availability of what it has, so it can skip
+            // level 0; a suspect or silent one does not.
+            let from = u32::from(peer.counted);
             let mut picks = Vec::new();
             for &piece in self.pool.at_least(from) {
                 if peer.serves(piece) && !peer.requested(piece) {
@@ -169,7 +189,8 @@ impl Transfer {
                 continue;
             };
             let (free, kind) = peer.free_slots(now, &self.config);
-            if free == 0 || kind != RequestKind::Live {
+            // A silent peer has not delivered its first piece: no copy is hurried there.
+            if free == 0 || kind != RequestKind::Live || peer.silent {
                 continue;
             }
             let picks: Vec<u32> = in_flight
