@@ -59,14 +59,14 @@ fn issue_with_groups(c: &Cluster, name: &str, groups: &[&str]) -> Result<()> {
 }
 
 /// A peer in this process with the certificate in `dir`.
-struct Peer {
+pub(crate) struct Peer {
     rt: tokio::runtime::Runtime,
     endpoint: quinn::Endpoint,
     config: quinn::ClientConfig,
 }
 
 impl Peer {
-    fn new(dir: &Path) -> Result<Self> {
+    pub(crate) fn new(dir: &Path) -> Result<Self> {
         swarmcast_certs::install_crypto_provider();
         let identity = Identity::load(dir)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -82,6 +82,40 @@ impl Peer {
             rt,
             endpoint,
             config,
+        })
+    }
+
+    /// Ask `addr` for chunk `index` of `id` on a new connection: the header of the answer, or
+    /// the refusal's code.
+    pub(crate) fn ask_chunk(
+        &self,
+        addr: SocketAddr,
+        id: BroadcastId,
+        index: u32,
+    ) -> Result<Result<Message, ErrorCode>> {
+        self.rt.block_on(async {
+            let (conn, _) =
+                swarmcast_net::connect(&self.endpoint, &self.config, addr, Duration::from_secs(5))
+                    .await?;
+            let limits = Limits::default();
+            let m = Message::ChunkRequest(ChunkRequest {
+                broadcast: id,
+                index: ChunkIndex(index),
+                count: 1,
+            });
+            let ask = async {
+                let (mut send, mut recv) = conn.open_bi().await?;
+                wire::write_message(&mut send, &m, &limits).await?;
+                send.finish()?;
+                Ok::<_, anyhow::Error>(match wire::read_header(&mut recv, &limits).await? {
+                    Some(Message::Error(e)) => Err(e.code),
+                    Some(answer) => Ok(answer),
+                    None => bail!("no answer"),
+                })
+            };
+            let out = tokio::time::timeout(Duration::from_secs(5), ask).await?;
+            conn.close(0u32.into(), b"done");
+            out
         })
     }
 
