@@ -457,6 +457,13 @@ pub(crate) enum CertsCommand {
         /// names G. Written by the CA, never declared by the node.
         #[arg(long = "group", value_name = "G", value_parser = parse_cert_group)]
         groups: Vec<String>,
+        /// Days of validity from now (a daemon warns from 30 days before the end).
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u16).range(1..=3650))]
+        days: u16,
+        /// The end of validity instead, as an RFC 3339 time (e.g. 2027-06-30T00:00:00Z). It may
+        /// be in the past: an already expired certificate, to check that peers refuse it.
+        #[arg(long, value_name = "TIME", conflicts_with = "days", value_parser = parse_not_after)]
+        not_after: Option<swarmcast_certs::Validity>,
     },
     /// Renew a certificate: sign the same key again (so its NodeId, name and role stay), valid
     /// for a year from now by default. Replaces cert.pem; a running daemon picks it up within 10 s.
@@ -629,6 +636,11 @@ pub(crate) fn parse_cert_group(s: &str) -> Result<String, String> {
     swarmcast_certs::validate_group(s)
         .map(|()| s.to_owned())
         .map_err(|e| e.to_string())
+}
+
+/// `certs issue --not-after TIME`: an RFC 3339 time, up to 3650 days from now.
+pub(crate) fn parse_not_after(s: &str) -> Result<swarmcast_certs::Validity, String> {
+    swarmcast_certs::Validity::parse_not_after(s).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]

@@ -63,6 +63,18 @@ pub fn node_status(s: &NodeStatus, as_json: bool) -> Result<()> {
             n.state
         )?;
     }
+    if !s.restricted.is_empty() {
+        writeln!(out, "restricted  {}", s.restricted.len())?;
+        for r in &s.restricted {
+            writeln!(
+                out,
+                "  {:<10} {:<20} to {}",
+                &r.id[..8.min(r.id.len())],
+                r.name,
+                r.audience
+            )?;
+        }
+    }
     Ok(())
 }
 
@@ -215,6 +227,9 @@ pub fn broadcasts(list: &[swarmcast_node::data::BroadcastInfo], as_json: bool) -
             utc(b.published_ms),
             b.path.as_deref().unwrap_or("-")
         )?;
+        if let Some(a) = &b.audience {
+            writeln!(out, "           to: {a}")?;
+        }
         if let Some(e) = &b.error {
             writeln!(out, "           error: {e}")?;
         }

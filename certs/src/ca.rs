@@ -40,6 +40,8 @@ impl Validity {
     pub const LEAF_LIFETIME: Duration = Duration::days(365);
     /// The lifetime of the CA certificate: ten years.
     pub const CA_LIFETIME: Duration = Duration::days(3652);
+    /// The longest a leaf may be issued or renewed for: 3650 days from now.
+    pub const MAX_LEAF_LIFETIME: Duration = Duration::days(3650);
 
     /// From [`Validity::BACKDATE`] before now until `lifetime` after now.
     ///
@@ -55,6 +57,47 @@ impl Validity {
     /// `days` days from now (backdated by [`Validity::BACKDATE`]), e.g. for `certs renew --days`.
     pub fn days_from_now(days: u16) -> Self {
         Self::starting_now(Duration::days(i64::from(days)))
+    }
+
+    /// Until `not_after`, which may be in the past: an already-expired certificate, which is
+    /// how tests show that peers refuse one. Valid from [`Validity::BACKDATE`] before the
+    /// earlier of now and `not_after`, so `not_before` always precedes `not_after`.
+    pub fn until(not_after: OffsetDateTime) -> Self {
+        let now = OffsetDateTime::now_utc();
+        Self {
+            not_before: now.min(not_after) - Self::BACKDATE,
+            not_after,
+        }
+    }
+
+    /// [`Validity::until`] the RFC 3339 time `text` (e.g. `2020-01-01T00:00:00Z`), for
+    /// `certs issue --not-after`. Refused: malformed text, a time before the Unix epoch, and
+    /// one more than [`Validity::MAX_LEAF_LIFETIME`] from now.
+    pub fn parse_not_after(text: &str) -> Result<Self, CertError> {
+        let invalid = |reason: String| CertError::InvalidNotAfter {
+            value: text.to_owned(),
+            reason,
+        };
+        let not_after = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| {
+                invalid(format!(
+                    "not an RFC 3339 time such as 2020-01-01T00:00:00Z ({e})"
+                ))
+            })?;
+        if not_after < OffsetDateTime::UNIX_EPOCH {
+            return Err(invalid("before 1970-01-01".to_owned()));
+        }
+        if not_after > OffsetDateTime::now_utc() + Self::MAX_LEAF_LIFETIME {
+            return Err(invalid("more than 3650 days from now".to_owned()));
+        }
+        Ok(Self::until(not_after))
+    }
+
+    /// `not_after` for people, in UTC and whole seconds as the certificate holds it (e.g.
+    /// `2027-12-02 14:40:49.0 +00:00:00`).
+    pub fn not_after_utc(&self) -> String {
+        let t = self.not_after.to_offset(time::UtcOffset::UTC);
+        t.replace_nanosecond(0).unwrap_or(t).to_string()
     }
 
     /// The default validity of a leaf certificate: [`Validity::LEAF_LIFETIME`] from now.
@@ -234,6 +277,32 @@ mod tests {
     use x509_parser::extensions::KeyUsage;
 
     use super::*;
+
+    #[test]
+    fn not_after_parses_rfc3339_within_bounds_and_may_be_past() {
+        let past = Validity::parse_not_after("2020-01-01T00:00:00Z").expect("a past time");
+        assert_eq!(past.not_after.unix_timestamp(), 1_577_836_800);
+        assert!(past.not_before < past.not_after);
+        assert_eq!(past.not_after_utc(), "2020-01-01 0:00:00.0 +00:00:00");
+        let soon = Validity::parse_not_after("2030-01-01T00:00:00+02:00").expect("an offset");
+        assert!(soon.not_before < OffsetDateTime::now_utc());
+        for bad in [
+            "",
+            "yesterday",
+            "2020-01-01",
+            "2020-13-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "9999-01-01T00:00:00Z",
+        ] {
+            assert!(
+                matches!(
+                    Validity::parse_not_after(bad),
+                    Err(CertError::InvalidNotAfter { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn generated_ca_is_a_ten_year_ca() {

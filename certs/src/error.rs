@@ -57,6 +57,15 @@ pub enum CertError {
         reason: &'static str,
     },
 
+    /// A certificate's end of validity (`certs issue --not-after`) could not be used.
+    #[error("invalid end of validity {value:?}: {reason}")]
+    InvalidNotAfter {
+        /// The rejected text.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// PEM text could not be decoded, or held the wrong number of items.
     #[error("{origin}: {reason}")]
     BadPem {

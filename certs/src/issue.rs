@@ -228,15 +228,17 @@ pub struct IssuedPaths {
 /// with [`CertError::AlreadyExists`] if `dir/name/` already holds any of the three files.
 /// The leaf is valid for [`Validity::leaf`].
 pub fn issue(dir: &Path, name: &str, role: Role) -> Result<IssuedPaths, CertError> {
-    issue_groups(dir, name, role, &[])
+    issue_groups(dir, name, role, &[], Validity::leaf())
 }
 
-/// [`issue`], the leaf naming `groups` (see [`issue_with_groups`]).
+/// [`issue`], the leaf naming `groups` (see [`issue_with_groups`]) and valid for `validity`
+/// (`certs issue --days`, `--not-after`; any validity, as for [`issue_with`]).
 pub fn issue_groups(
     dir: &Path,
     name: &str,
     role: Role,
     groups: &[String],
+    validity: Validity,
 ) -> Result<IssuedPaths, CertError> {
     validate_name(name)?;
     canonical_groups(groups)?;
@@ -252,7 +254,7 @@ pub fn issue_groups(
         files::ensure_absent(path)?;
     }
 
-    let issued = issue_with_groups(&ca, name, role, groups, Validity::leaf())?;
+    let issued = issue_with_groups(&ca, name, role, groups, validity)?;
     create_private_dir(&paths.dir)?;
     files::create_new(&paths.key, issued.key_pem.as_bytes(), files::PRIVATE)?;
     files::create_new(&paths.cert, issued.cert_pem.as_bytes(), files::PUBLIC)?;

@@ -36,6 +36,9 @@ const CERTIFICATE_ALERTS: [u8; 8] = [42, 43, 44, 45, 46, 48, 49, 116];
 const BAD_CERTIFICATE: u8 = 42;
 /// `unknown_ca`: rustls sends it when a chain does not lead to a trusted root.
 const UNKNOWN_CA: u8 = 48;
+/// `certificate_expired`: rustls sends it for a certificate outside its validity (expired, or
+/// not valid yet).
+const CERTIFICATE_EXPIRED: u8 = 45;
 
 impl CertRefusal {
     /// The certificate refusal in `error`, if it is one.
@@ -57,6 +60,12 @@ impl CertRefusal {
     /// or `bad_certificate`): what two clusters' certificates meeting look like.
     pub fn is_untrusted_issuer(&self) -> bool {
         matches!(self.alert, UNKNOWN_CA | BAD_CERTIFICATE)
+    }
+
+    /// Whether the certificate was refused as outside its validity (`certificate_expired`:
+    /// expired, or not valid yet).
+    pub fn is_expired(&self) -> bool {
+        self.alert == CERTIFICATE_EXPIRED
     }
 
     /// The alert's name as rustls gives it, e.g. `UnknownCA`.

@@ -14,9 +14,6 @@ use std::time::Instant;
 use crate::{CertRefusal, RefusedBy, RefusedLog, RefusedLogConfig};
 use tracing::{debug, warn};
 
-/// Alert 45, `certificate_expired`.
-const CERTIFICATE_EXPIRED: u8 = 45;
-
 /// The shell's handle on the rate limiter, shared by an accept loop's tasks.
 #[derive(Debug)]
 pub struct RefusedHandshakes {
@@ -74,10 +71,10 @@ fn refusal_reason(error: &quinn::ConnectionError) -> Option<(String, Option<&'st
             _ if refusal.is_untrusted_issuer() => {
                 Some("the peer's certificate and this process's come from different CAs")
             }
-            RefusedBy::ThisSide if refusal.alert == CERTIFICATE_EXPIRED => {
+            RefusedBy::ThisSide if refusal.is_expired() => {
                 Some("the peer's certificate has expired (or is not valid yet); renew it")
             }
-            RefusedBy::Peer if refusal.alert == CERTIFICATE_EXPIRED => {
+            RefusedBy::Peer if refusal.is_expired() => {
                 Some("this process's certificate has expired in the peer's eyes; renew it")
             }
             _ => None,
@@ -85,6 +82,13 @@ fn refusal_reason(error: &quinn::ConnectionError) -> Option<(String, Option<&'st
         return Some((refusal.to_string(), hint));
     }
     match error {
+        // A peer that closed its own connection mid-handshake (a daemon stopping, a client
+        // that gave up) refused nothing.
+        quinn::ConnectionError::ConnectionClosed(c)
+            if c.error_code == quinn::TransportErrorCode::APPLICATION_ERROR =>
+        {
+            None
+        }
         quinn::ConnectionError::TransportError(_) | quinn::ConnectionError::ConnectionClosed(_) => {
             Some((error.to_string(), None))
         }
@@ -119,6 +123,20 @@ mod tests {
         assert!(!reason.is_empty());
         assert_eq!(hint, None);
         assert_eq!(refusal_reason(&quinn::ConnectionError::TimedOut), None);
+        // The peer closed during the handshake (a node stopping while it dials): not a
+        // refusal; another transport error from the peer is.
+        let closed = |code| {
+            quinn::ConnectionError::ConnectionClosed(quinn_proto::ConnectionClose {
+                error_code: code,
+                frame_type: None,
+                reason: Default::default(),
+            })
+        };
+        assert_eq!(
+            refusal_reason(&closed(quinn::TransportErrorCode::APPLICATION_ERROR)),
+            None
+        );
+        assert!(refusal_reason(&closed(quinn::TransportErrorCode::PROTOCOL_VIOLATION)).is_some());
         assert_eq!(refusal_reason(&quinn::ConnectionError::LocallyClosed), None);
     }
 }

@@ -626,6 +626,7 @@ mod tests {
                 uptime_s: 0,
                 uploaded_to: Default::default(),
                 last_heartbeat: None,
+                restricted: vec![],
             }))
         }
     }

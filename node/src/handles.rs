@@ -127,13 +127,12 @@ impl StatusBoard {
 
     pub(crate) fn status(&self) -> NodeStatus {
         let m = self.membership.borrow();
-        let uploaded_to = self
-            .data
-            .borrow()
-            .uploaded_to
-            .iter()
+        let data = self.data.borrow();
+        let uploaded_to = (data.uploaded_to.iter())
             .map(|(id, bytes)| (id.to_hex(), *bytes))
             .collect();
+        let restricted = data.restricted.clone();
+        drop(data);
         NodeStatus {
             id: self.me.id.to_hex(),
             name: self.me.name.clone(),
@@ -149,6 +148,7 @@ impl StatusBoard {
             uptime_s: self.started.elapsed().as_secs(),
             uploaded_to,
             last_heartbeat: m.last_heartbeat,
+            restricted,
         }
     }
 

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 use swarmcast_proto::{
-    BroadcastId, BroadcastRecord, NodeRecord, Progress, RegistryEntry, Role, Status,
+    Audience, BroadcastId, BroadcastRecord, NodeRecord, Progress, RegistryEntry, Role, Status,
 };
 
 /// What `node send` answers at once.
@@ -66,6 +66,22 @@ pub struct NodeStatus {
     /// What the latest answered heartbeat carried.
     #[serde(default)]
     pub last_heartbeat: Option<HeartbeatStats>,
+    /// The restricted broadcasts this node holds, with their audience (unrestricted ones are
+    /// not listed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restricted: Vec<RestrictedBroadcast>,
+}
+
+/// A restricted broadcast this node holds (its own or one it receives), as `node status`
+/// shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestrictedBroadcast {
+    /// Hex broadcast id.
+    pub id: String,
+    /// Directory name.
+    pub name: String,
+    /// Who may receive it (from its manifest).
+    pub audience: Audience,
 }
 
 /// Fleet-wide progress of one broadcast, as the registry reports it.

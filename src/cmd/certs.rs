@@ -20,8 +20,12 @@ pub(crate) fn run(command: CertsCommand) -> Result<()> {
             name,
             role,
             groups,
+            days,
+            not_after,
         } => {
-            let paths = swarmcast_certs::issue_groups(&dir, &name, role, &groups)
+            let validity =
+                not_after.unwrap_or_else(|| swarmcast_certs::Validity::days_from_now(days));
+            let paths = swarmcast_certs::issue_groups(&dir, &name, role, &groups, validity)
                 .with_context(|| format!("issuing {name}"))?;
             let groups = if groups.is_empty() {
                 String::new()
@@ -29,9 +33,10 @@ pub(crate) fn run(command: CertsCommand) -> Result<()> {
                 format!(", groups {}", groups.join(", "))
             };
             outln!(
-                "issued {role} certificate {} (key {}{groups})",
+                "issued {role} certificate {} (key {}{groups}), valid until {}",
                 paths.cert.display(),
-                paths.key.display()
+                paths.key.display(),
+                validity.not_after_utc()
             )?;
         }
         CertsCommand::Renew {

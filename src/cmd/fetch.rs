@@ -155,6 +155,7 @@ mod tests {
             fetched_bytes: 0,
             resumed_chunks: 0,
             uploaded_bytes: 0,
+            audience: None,
         }
     }
 

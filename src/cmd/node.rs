@@ -53,29 +53,37 @@ pub(crate) fn join(args: JoinArgs) -> Result<()> {
         .map(Duration::from_millis);
     let result = runtime()?.block_on(swarmcast_node::run(identity, config, shutdown_signal()));
     // A join that timed out because the handshakes were refused says so first.
-    match result.as_ref().err().and_then(foreign_ca_hint) {
+    match result.as_ref().err().and_then(refused_certificate_hint) {
         Some(h) => result.context(h)?,
         None => result?,
     }
     Ok(())
 }
 
-/// The hint for a join that timed out because a seed's handshake refused a certificate as not
-/// issued by a trusted CA: the two certificates come from different `certs init`. Read from
-/// the error's type ([`JoinError::cert_refusal`](swarmcast_node::JoinError::cert_refusal)), not
-/// from its text.
-fn foreign_ca_hint(error: &NodeError) -> Option<String> {
+/// The hint for a join that timed out because a seed's handshake refused a certificate: as
+/// not issued by a trusted CA (the two certificates come from different `certs init`), or as
+/// expired (this node's, or the seed's). Read from the error's type
+/// ([`JoinError::cert_refusal`](swarmcast_node::JoinError::cert_refusal)), not from its text.
+fn refused_certificate_hint(error: &NodeError) -> Option<String> {
     let NodeError::Join(join) = error else {
         return None;
     };
     let (seed, refusal) = join.cert_refusal()?;
-    refusal.is_untrusted_issuer().then(|| {
-        format!(
-            "the TLS handshake with seed {seed} was refused ({refusal}): this node's \
-             certificate and the seed's were issued by different CAs; issue both from the same \
-             `certs init`"
-        )
-    })
+    let why = if refusal.is_untrusted_issuer() {
+        "this node's certificate and the seed's were issued by different CAs; issue both from \
+         the same `certs init`"
+    } else if refusal.is_expired() && refusal.by == swarmcast_net::RefusedBy::Peer {
+        "this node's certificate has expired (or is not valid yet); renew it with \
+         `swarmcast certs renew`"
+    } else if refusal.is_expired() {
+        "the seed's certificate has expired (or is not valid yet); renew it with \
+         `swarmcast certs renew`"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "the TLS handshake with seed {seed} was refused ({refusal}): {why}"
+    ))
 }
 
 /// `node rm`: what was removed, one id per line; exit 1 naming what is unknown.
@@ -144,7 +152,7 @@ mod tests {
     }
 
     #[test]
-    fn the_foreign_ca_hint_comes_from_the_error_type() {
+    fn the_refused_certificate_hint_comes_from_the_error_type() {
         let (a, b): (SocketAddr, SocketAddr) = (
             "127.0.0.1:1".parse().unwrap(),
             "127.0.0.1:2".parse().unwrap(),
@@ -154,8 +162,9 @@ mod tests {
         ))));
         // unknown_ca (48) at the second seed: the hint names it, though no text says
         // "UnknownIssuer".
-        let hint = foreign_ca_hint(&timed_out(vec![(a, timeout.clone()), (b, refused(48))]))
-            .expect("a hint");
+        let hint =
+            refused_certificate_hint(&timed_out(vec![(a, timeout.clone()), (b, refused(48))]))
+                .expect("a hint");
         assert!(
             hint.starts_with(&format!("the TLS handshake with seed {b} was refused (")),
             "{hint}"
@@ -164,17 +173,24 @@ mod tests {
             hint.contains("UnknownCA") && hint.contains("different CAs"),
             "{hint}"
         );
-        // An expired certificate is refused too, but it is no sign of another CA.
-        assert_eq!(foreign_ca_hint(&timed_out(vec![(a, refused(45))])), None);
+        // An expired certificate is no sign of another CA: the hint says which expired (here
+        // this side refused the seed's).
+        let hint = refused_certificate_hint(&timed_out(vec![(a, refused(45))])).expect("a hint");
+        assert!(
+            hint.contains("CertificateExpired")
+                && hint.contains("the seed's certificate has expired"),
+            "{hint}"
+        );
+        assert!(!hint.contains("different CAs"), "{hint}");
         // Text that merely mentions the alert is not read.
         let text = SeedError::Register(Arc::new(ClientError::Wire(WireError::Refused {
             code: swarmcast_proto::ErrorCode::Forbidden,
             message: "invalid peer certificate: UnknownIssuer".into(),
         })));
         assert_eq!(
-            foreign_ca_hint(&timed_out(vec![(a, text), (b, timeout)])),
+            refused_certificate_hint(&timed_out(vec![(a, text), (b, timeout)])),
             None
         );
-        assert_eq!(foreign_ca_hint(&NodeError::NoSeeds), None);
+        assert_eq!(refused_certificate_hint(&NodeError::NoSeeds), None);
     }
 }

@@ -59,14 +59,14 @@ fn issue_with_groups(c: &Cluster, name: &str, groups: &[&str]) -> Result<()> {
 }
 
 /// A peer in this process with the certificate in `dir`.
-struct Peer {
+pub(crate) struct Peer {
     rt: tokio::runtime::Runtime,
     endpoint: quinn::Endpoint,
     config: quinn::ClientConfig,
 }
 
 impl Peer {
-    fn new(dir: &Path) -> Result<Self> {
+    pub(crate) fn new(dir: &Path) -> Result<Self> {
         swarmcast_certs::install_crypto_provider();
         let identity = Identity::load(dir)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -82,6 +82,40 @@ impl Peer {
             rt,
             endpoint,
             config,
+        })
+    }
+
+    /// Ask `addr` for chunk `index` of `id` on a new connection: the header of the answer, or
+    /// the refusal's code.
+    pub(crate) fn ask_chunk(
+        &self,
+        addr: SocketAddr,
+        id: BroadcastId,
+        index: u32,
+    ) -> Result<Result<Message, ErrorCode>> {
+        self.rt.block_on(async {
+            let (conn, _) =
+                swarmcast_net::connect(&self.endpoint, &self.config, addr, Duration::from_secs(5))
+                    .await?;
+            let limits = Limits::default();
+            let m = Message::ChunkRequest(ChunkRequest {
+                broadcast: id,
+                index: ChunkIndex(index),
+                count: 1,
+            });
+            let ask = async {
+                let (mut send, mut recv) = conn.open_bi().await?;
+                wire::write_message(&mut send, &m, &limits).await?;
+                send.finish()?;
+                Ok::<_, anyhow::Error>(match wire::read_header(&mut recv, &limits).await? {
+                    Some(Message::Error(e)) => Err(e.code),
+                    Some(answer) => Ok(answer),
+                    None => bail!("no answer"),
+                })
+            };
+            let out = tokio::time::timeout(Duration::from_secs(5), ask).await?;
+            conn.close(0u32.into(), b"done");
+            out
         })
     }
 
@@ -133,6 +167,69 @@ fn assert_nothing_of(c: &Cluster, node: &str, id: &str) {
     assert!(!data.join("received/payload").exists(), "{node}: received/");
     let ls = c.ls(node).unwrap();
     assert!(ls.iter().all(|b| b.id != id), "{node}: {ls:?}");
+}
+
+/// `node ls` (human and `--json`) and `node status` (human and `--json`) at `node` show
+/// broadcast `id`'s audience as `shown` (e.g. `n3, group:gpu`), or none for `None`.
+#[track_caller]
+fn assert_shows_audience(c: &Cluster, node: &str, id: &str, shown: Option<&str>) {
+    let data = c.data_dir(node).to_string_lossy().into_owned();
+    let cli = |args: &[&str]| c.cli(args).unwrap();
+    let ls: Value =
+        serde_json::from_str(&cli(&["node", "ls", "--json", "--data-dir", &data])).unwrap();
+    let entry = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == id)
+        .unwrap_or_else(|| panic!("{node}: {id} not listed: {ls}"));
+    let status: Value =
+        serde_json::from_str(&cli(&["node", "status", "--json", "--data-dir", &data])).unwrap();
+    let restricted = status["restricted"].as_array().cloned().unwrap_or_default();
+    let in_status = restricted.iter().find(|r| r["id"] == id);
+    let human_ls = cli(&["node", "ls", "--data-dir", &data]);
+    let human_status = cli(&["node", "status", "--data-dir", &data]);
+    match shown {
+        Some(shown) => {
+            let (names, groups): (Vec<_>, Vec<_>) =
+                shown.split(", ").partition(|s| !s.starts_with("group:"));
+            let groups: Vec<_> = groups.iter().map(|g| &g["group:".len()..]).collect();
+            assert_eq!(
+                entry["audience"]["names"],
+                serde_json::json!(names),
+                "{node}: {entry}"
+            );
+            assert_eq!(
+                entry["audience"]["groups"],
+                serde_json::json!(groups),
+                "{node}: {entry}"
+            );
+            let r = in_status.unwrap_or_else(|| panic!("{node}: status: {status}"));
+            assert_eq!(r["audience"], entry["audience"], "{node}: {status}");
+            assert!(
+                human_ls.contains(&format!("to: {shown}")),
+                "{node}: {human_ls}"
+            );
+            assert!(
+                human_status.contains(&format!("to {shown}")) && human_status.contains(&id[..8]),
+                "{node}: {human_status}"
+            );
+        }
+        None => {
+            assert!(entry.get("audience").is_none(), "{node}: {entry}");
+            assert!(in_status.is_none(), "{node}: {status}");
+            // Its row is not followed by an audience line.
+            let mut lines = human_ls.lines().skip_while(|l| !l.starts_with(&id[..8]));
+            assert!(lines.next().is_some(), "{node}: {human_ls}");
+            assert!(
+                !lines
+                    .next()
+                    .is_some_and(|l| l.trim_start().starts_with("to:")),
+                "{node}: {human_ls}"
+            );
+            assert!(!human_status.contains(&id[..8]), "{node}: {human_status}");
+        }
+    }
 }
 
 /// A broadcast sent `--to n3 --to group:gpu`: n3 (named) and g1 (its certificate names gpu)
@@ -221,6 +318,10 @@ fn a_restricted_broadcast_reaches_its_audience_only() -> Result<()> {
         (audience.names, audience.groups),
         (vec!["n3".to_owned()], vec!["gpu".to_owned()])
     );
+    // `node ls` (human and --json) and `node status` show it at the origin and the receivers.
+    for n in ["origin", "n3", "g1"] {
+        assert_shows_audience(&c, n, &id, Some("n3, group:gpu"));
+    }
 
     // Outside: a peer with a valid certificate (name spy, group cpu) asks every holder.
     let spy = Peer::new(&c.certs().join("spy"))?;
@@ -252,6 +353,20 @@ fn a_restricted_broadcast_reaches_its_audience_only() -> Result<()> {
         "n3 restarted: manifest"
     );
     assert_eq!(chunk, Err(ErrorCode::Forbidden), "n3 restarted: chunk");
+
+    // An unrestricted broadcast shows no audience anywhere.
+    let open = c.path("open");
+    write_file(&open.join("a.txt"), b"for everyone", 0o644)?;
+    let sent = c.send_json("origin", &open)?;
+    c.wait_done(
+        "n3",
+        &sent.id,
+        Duration::from_secs(30),
+        "n3 has the open one",
+    )?;
+    for n in ["origin", "n3"] {
+        assert_shows_audience(&c, n, &sent.id, None);
+    }
 
     // A few heartbeats more: nothing of it reaches the node outside.
     std::thread::sleep(HEARTBEAT * 5);

@@ -333,3 +333,191 @@ fn certificates_renew_and_the_ca_rotates_without_a_restart() -> Result<()> {
     );
     Ok(())
 }
+
+/// `swarmcast ARGS`, whatever its exit code, with logging off.
+fn run_quiet(args: &[&str]) -> Result<std::process::Output> {
+    Ok(std::process::Command::new(bin())
+        .args(args)
+        .env("RUST_LOG", "off")
+        .output()?)
+}
+
+/// Dial `addr` from this process with the identity in `dir` and ask something: the error that
+/// ends the connection (`None` if it was answered).
+fn dial_and_ask(dir: &Path, addr: std::net::SocketAddr) -> Result<Option<quinn::ConnectionError>> {
+    use swarmcast_proto::{Limits, ManifestRequest, Message};
+    swarmcast_certs::install_crypto_provider();
+    let identity = swarmcast_certs::Identity::load(dir)?;
+    let config = identity.client_config(swarmcast_net::transport_config())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+        let t = Duration::from_secs(5);
+        let conn = match swarmcast_net::connect(&endpoint, &config, addr, t).await {
+            Ok((conn, _)) => conn,
+            Err(swarmcast_net::DialError::Wire(swarmcast_net::WireError::Connection(e))) => {
+                return Ok(Some(e));
+            }
+            Err(e) => anyhow::bail!("dial {addr}: {e}"),
+        };
+        // In QUIC the client's handshake may end before the server has judged its
+        // certificate: the refusal then closes the connection.
+        let ask = async {
+            let (mut send, mut recv) = conn.open_bi().await?;
+            let m = Message::ManifestRequest(ManifestRequest {
+                broadcast: swarmcast_proto::BroadcastId([0; 32]),
+            });
+            let limits = Limits::default();
+            swarmcast_net::wire::write_message(&mut send, &m, &limits).await?;
+            send.finish()?;
+            swarmcast_net::wire::read_header(&mut recv, &limits).await?;
+            Ok::<_, anyhow::Error>(())
+        };
+        let asked = tokio::time::timeout(t, ask).await;
+        let closed = tokio::time::timeout(Duration::from_millis(500), conn.closed()).await;
+        endpoint.close(0u32.into(), b"done");
+        match (asked, closed) {
+            (_, Ok(e)) if !matches!(e, quinn::ConnectionError::LocallyClosed) => Ok(Some(e)),
+            (Ok(Ok(())), _) => Ok(None),
+            (asked, _) => anyhow::bail!("neither answered nor refused: {asked:?}"),
+        }
+    })
+}
+
+/// A node whose certificate has expired (`certs issue --not-after` in the past) is refused.
+/// By a bootstrap: its `node join --join-timeout` exits 1 saying the certificate expired, it
+/// never appears in the registry, and the bootstrap logs the refusal with the peer's address
+/// and the reason, one line however often it is retried. By another node: a direct QUIC
+/// connection from this process with the expired certificate is closed by the node's
+/// `certificate_expired` alert, and the node logs that once too. Bad `--days` or `--not-after`
+/// input exits 2 and writes nothing.
+#[test]
+fn an_expired_node_certificate_is_refused_by_bootstraps_and_nodes() -> Result<()> {
+    let _serial = serial();
+    let mut c = Cluster::new()?;
+    let certs = c.certs();
+    let certs_s = certs.to_string_lossy().into_owned();
+    let issue = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "certs", "issue", "--dir", &certs_s, "--name", name, "--role", "node",
+        ];
+        args.extend(extra);
+        run_quiet(&args)
+    };
+    for bad in [
+        &["--not-after", "yesterday"][..],
+        &["--not-after", "2020-13-01T00:00:00Z"],
+        &["--not-after", "1960-01-01T00:00:00Z"],
+        &["--not-after", "9999-01-01T00:00:00Z"],
+        &["--days", "0"],
+        &["--days", "3651"],
+        &["--days", "3", "--not-after", "2020-01-01T00:00:00Z"],
+    ] {
+        let out = issue("bad", bad)?;
+        ensure!(out.status.code() == Some(2), "{bad:?}: {out:?}");
+        ensure!(!certs.join("bad").exists(), "{bad:?} wrote something");
+    }
+    let out = issue("stale", &["--not-after", "2020-01-01T00:00:00Z"])?;
+    ensure!(out.status.success(), "{out:?}");
+    ensure!(
+        String::from_utf8_lossy(&out.stdout).contains("valid until 2020-01-01 0:00:00"),
+        "{out:?}"
+    );
+    let stale = certs.join("stale");
+
+    let b = free_addr();
+    let bi = c.bootstrap("b1", b, &[])?;
+    c.node("n2", &[b], &[])?;
+    let listen = wait_for(Duration::from_secs(20), "n2 registered", || {
+        let s = c.status("n2")?;
+        Ok(s.registered.then_some(s.listen))
+    })?;
+
+    // The expired node retries until its join timeout, and gives up saying why.
+    let argv = swarmcast_chaos::harness::node_argv(
+        &stale,
+        &c.data_dir("stale"),
+        &[b],
+        Some(&swarmcast_chaos::harness::Timings::FOR_TEST),
+        &["--join-timeout", "3s"],
+    );
+    let si = c.spawn("stale", argv)?;
+    let status = c.procs[si].wait_exit(Duration::from_secs(20));
+    let stale_log = std::fs::read_to_string(&c.procs[si].log)?;
+    ensure!(
+        status.and_then(|s| s.code()) == Some(1),
+        "the expired node: {status:?}\n{stale_log}"
+    );
+    ensure!(
+        stale_log.contains("CertificateExpired")
+            && stale_log.contains("this node's certificate has expired"),
+        "the expired node does not say why:\n{stale_log}"
+    );
+    // A few one-off clients with the same certificate: refused the same way.
+    for _ in 0..3 {
+        let out = run_quiet(&[
+            "registry",
+            "--seed",
+            &b.to_string(),
+            "--identity",
+            &stale.to_string_lossy(),
+        ])?;
+        ensure!(!out.status.success(), "an expired client was answered");
+    }
+    let reg = c.registry(b)?;
+    ensure!(
+        entries(&reg, Role::Node).iter().all(|e| e.name != "stale"),
+        "the expired node registered"
+    );
+    let wants = [
+        "handshake refused",
+        "remote=127.0.0.1:",
+        "CertificateExpired",
+        "peer's certificate has expired",
+    ];
+    let log = c.procs[bi].log.clone();
+    let logged = wait_for(Duration::from_secs(10), "the bootstrap logs it", || {
+        Ok((!lines_with(&log, &wants).is_empty()).then_some(()))
+    });
+    if logged.is_err() {
+        c.dump_logs();
+    }
+    logged?;
+    let refused = lines_with(&log, &["handshake refused"]);
+    ensure!(
+        refused.len() == 1 && refused[0].contains("held_back=0"),
+        "one line per peer and reason per 30 s:\n{}",
+        refused.join("\n")
+    );
+
+    // Another node refuses it too: this process dials n2 with the expired certificate.
+    for _ in 0..2 {
+        let error = dial_and_ask(&stale, listen)?;
+        let refusal = error.as_ref().and_then(swarmcast_net::CertRefusal::of);
+        ensure!(
+            refusal.is_some_and(|r| r.by == swarmcast_net::RefusedBy::Peer && r.alert == 45),
+            "n2 did not refuse the expired certificate: {error:?}"
+        );
+    }
+    // The same process with a valid certificate is answered (so the refusal was the
+    // certificate's).
+    let probe = c.issue("probe", "node")?;
+    ensure!(
+        dial_and_ask(&probe, listen)?.is_none(),
+        "a valid certificate was refused"
+    );
+    let node_log = c
+        .procs
+        .iter()
+        .find(|p| p.name == "n2")
+        .map(|p| p.log.clone())
+        .expect("n2 runs");
+    wait_for(Duration::from_secs(10), "n2 logs the refusal", || {
+        Ok((!lines_with(&node_log, &wants).is_empty()).then_some(()))
+    })?;
+    let at_node = lines_with(&node_log, &["handshake refused"]);
+    ensure!(at_node.len() == 1, "n2: {}", at_node.join("\n"));
+    Ok(())
+}

@@ -554,3 +554,97 @@ fn a_second_send_hashes_and_fetches_only_what_changed() -> Result<()> {
     assert_eq!(third["broadcast"]["id"], second["broadcast"]["id"]);
     Ok(())
 }
+
+/// At the origin a version is served from its source in place. v1 of `ds` is sent from one
+/// directory and v2 from another of the same name; then v1's files are rewritten: a peer
+/// asking the origin for one of v1's chunks makes the origin stop seeding v1, with one log
+/// line however often it is asked, and `node ls` shows v1 superseded, not seeding, and not
+/// failed; v2 is unaffected and still served. Then v2's own source is rewritten: the newest
+/// version fails, loudly.
+#[test]
+fn an_older_versions_changed_source_stops_its_seeding_and_the_newests_fails_it() -> Result<()> {
+    use crate::audience::Peer;
+    use swarmcast_proto::{BroadcastId, Message};
+    let _serial = serial();
+    let f = Fleet::new(&["origin"])?;
+    let origin = 1; // procs: b1, origin
+    let (a, b) = (f.c.path("a/ds"), f.c.path("b/ds"));
+    let write = |dir: &Path, seed: u64| -> Result<()> {
+        for i in 0..2u64 {
+            write_file(
+                &dir.join(format!("part{i}")),
+                &pseudo_random(seed + i, 1 << 20),
+                0o644,
+            )?;
+        }
+        Ok(())
+    };
+    write(&a, 1)?;
+    write(&b, 10)?;
+    let v1 = f.c.send_json("origin", &a)?;
+    let v2 = f.c.send_json("origin", &b)?;
+    for v in [&v1, &v2] {
+        f.c.wait_done("origin", &v.id, Duration::from_secs(20), "seeding")?;
+    }
+    let probe = Peer::new(&f.c.issue("asker", "node")?)?;
+    let listen = f.c.status("origin")?.listen;
+    let (id1, id2): (BroadcastId, BroadcastId) = (v1.id.parse()?, v2.id.parse()?);
+    let log = f.c.procs[origin].log.clone();
+    let stopped = |log: &Path| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("the source of this older version changed"))
+            .count()
+    };
+
+    // v1's source changes (v2 is out): asked for a chunk of v1, the origin stops seeding it.
+    write(&a, 100)?;
+    let first = probe.ask_chunk(listen, id1, 0)?;
+    assert!(first.is_err(), "the changed chunk was served: {first:?}");
+    let v1_info = wait_for(Duration::from_secs(10), "v1 no longer seeding", || {
+        Ok(f.c
+            .broadcast("origin", &v1.id)?
+            .filter(|b| b.state == BroadcastPhase::Superseded))
+    });
+    if v1_info.is_err() {
+        f.c.dump_logs();
+    }
+    let v1_info = v1_info?;
+    assert_eq!(v1_info.error, None, "not a failure: {v1_info:?}");
+    for i in 0..3 {
+        let again = probe.ask_chunk(listen, id1, i % 2)?;
+        assert!(again.is_err(), "v1 served again: {again:?}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(stopped(&log), 1, "one line, however often v1 is asked");
+    let text = std::fs::read_to_string(&log)?;
+    assert!(!text.contains("broadcast FAILED"), "{text}");
+    // v2 is unaffected: still seeding, and served.
+    let v2_info = f.c.broadcast("origin", &v2.id)?;
+    assert_eq!(v2_info.map(|b| b.state), Some(BroadcastPhase::Seeding));
+    let served = probe.ask_chunk(listen, id2, 0)?;
+    assert!(matches!(served, Ok(Message::ChunkData(_))), "{served:?}");
+
+    // The converse: the newest version's source changes; asked for it, the origin fails it.
+    write(&b, 200)?;
+    let asked = probe.ask_chunk(listen, id2, 1)?;
+    assert!(asked.is_err(), "the changed chunk was served: {asked:?}");
+    let v2_info = wait_for(Duration::from_secs(10), "v2 failed", || {
+        Ok(f.c
+            .broadcast("origin", &v2.id)?
+            .filter(|b| b.state == BroadcastPhase::Failed))
+    })?;
+    assert!(
+        v2_info
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("source changed"),
+        "{v2_info:?}"
+    );
+    let text = std::fs::read_to_string(&log)?;
+    assert!(text.contains("broadcast FAILED"), "loudly: {text}");
+    assert_eq!(stopped(&log), 1);
+    Ok(())
+}

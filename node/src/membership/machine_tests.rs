@@ -327,6 +327,7 @@ fn report(held: u64, published: bool) -> DataReport {
         .collect(),
         uploaded_to: Default::default(),
         awaiting_registry: false,
+        restricted: Vec::new(),
     }
 }
 

@@ -156,26 +156,67 @@ mod tests {
         })
     }
 
-    /// Outside the audience (by record, or by announcement before the record), a node fetches
-    /// no manifest, tracks nothing, creates no workspace, and `node fetch` is refused.
-    #[test]
-    fn a_node_outside_the_audience_fetches_nothing_and_is_refused_a_fetch() {
-        let now = Instant::now();
-        let others = restricted(&["n3"], &["gpu"]);
-        // By announcement, before any record.
-        let mut c = core();
-        let (m, _, id, r) = version(&others);
-        c.handle_peer_up(now, node(5));
-        c.handle_peer_message(now, node(5), have_for(id, Some(&others)));
-        assert!(fetch_of(&actions(&mut c)).is_empty());
-        // By record.
-        c.handle_registry(now, vec![origin_entry()], vec![r.clone()]);
-        c.handle_peer_message(now, node(6), have_for(id, None));
-        c.handle_timeout(now + Duration::from_secs(5));
-        let a = actions(&mut c);
-        assert!(fetch_of(&a).is_empty(), "{a:?}");
-        assert!(!c.may_receive(id));
+    /// Nothing of `id` is tracked, listed or being fetched here.
+    #[track_caller]
+    fn assert_untracked(c: &mut Broadcasts, id: BroadcastId) {
+        assert!(!c.unknown.contains_key(&id), "tracked as unknown");
+        assert!(!c.haves.contains_key(&id), "peers' haves kept");
+        assert!(!c.asked.contains(&id), "asked for");
         assert!(c.list().is_empty());
+        let a = actions(c);
+        assert!(fetch_of(&a).is_empty(), "{a:?}");
+    }
+
+    /// The Have gate, alone: an announcement whose audience excludes this node (no record
+    /// yet) is not tracked, and its manifest is not fetched, however long one waits.
+    #[test]
+    fn an_announcement_for_others_is_not_tracked() {
+        let now = Instant::now();
+        let mut c = core();
+        let (_, _, id, _) = version(&restricted(&["n3"], &["gpu"]));
+        c.handle_peer_up(now, node(5));
+        c.handle_peer_message(
+            now,
+            node(5),
+            have_for(id, Some(&restricted(&["n3"], &["gpu"]))),
+        );
+        assert_untracked(&mut c, id);
+        c.handle_timeout(now + Duration::from_secs(5));
+        assert_untracked(&mut c, id);
+    }
+
+    /// The record gate, alone: a neighbour's announcement said nothing of an audience, so
+    /// this node tracks the broadcast and asks for its manifest; the registry's record then
+    /// says it is for others, and everything the announcement made this node keep is dropped
+    /// (no retry of the manifest, no peers' haves).
+    #[test]
+    fn a_record_for_others_drops_what_an_announcement_made_this_node_track() {
+        let now = Instant::now();
+        let mut c = core();
+        let (_, _, id, r) = version(&restricted(&["n3"], &["gpu"]));
+        c.handle_peer_up(now, node(5));
+        c.handle_peer_message(now, node(5), have_for(id, None));
+        assert_eq!(
+            fetch_of(&actions(&mut c)),
+            vec![ManifestSource::Peer(node(5))]
+        );
+        assert!(c.unknown.contains_key(&id) && c.haves.contains_key(&id));
+        c.handle_registry(now, vec![origin_entry()], vec![r]);
+        assert!(!c.may_receive(id));
+        assert_untracked(&mut c, id);
+        c.handle_timeout(now + Duration::from_secs(5));
+        assert_untracked(&mut c, id);
+    }
+
+    /// The fetch gate, alone: `node fetch` of a broadcast restricted to others (by name or by
+    /// id) is refused saying so, and asks for nothing.
+    #[test]
+    fn node_fetch_of_a_broadcast_for_others_is_refused() {
+        let now = Instant::now();
+        let mut c = core();
+        let (_, _, id, r) = version(&restricted(&["n3"], &["gpu"]));
+        c.handle_registry(now, vec![origin_entry()], vec![r]);
+        assert_untracked(&mut c, id);
         for target in ["ds", &id.to_hex()[..8]] {
             match c.fetch(now, target) {
                 Err(TargetError::NotInAudience { audience, .. }) => {
@@ -183,9 +224,17 @@ mod tests {
                 }
                 other => panic!("{target}: {other:?}"),
             }
+            assert_untracked(&mut c, id);
         }
-        assert!(fetch_of(&actions(&mut c)).is_empty());
-        // A manifest that arrives anyway makes no workspace.
+    }
+
+    /// A manifest that arrives anyway (whoever served it should not have) makes no workspace.
+    #[test]
+    fn a_manifest_for_others_after_a_record_makes_no_workspace() {
+        let now = Instant::now();
+        let mut c = core();
+        let (m, _, id, r) = version(&restricted(&["n3"], &["gpu"]));
+        c.handle_registry(now, vec![origin_entry()], vec![r]);
         c.handle_manifest_fetched(now, id, Ok(m.to_bytes()));
         let a = actions(&mut c);
         assert!(

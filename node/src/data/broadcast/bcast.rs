@@ -187,6 +187,7 @@ impl Bcast {
             fetched_bytes: self.fetched_bytes,
             resumed_chunks: self.resumed_chunks,
             uploaded_bytes: self.uploaded_bytes,
+            audience: self.manifest.audience.clone(),
         }
     }
 

@@ -143,6 +143,7 @@ pub use types::{
     LocalLink, ManifestSource, Publication, Strategy,
 };
 
+use crate::status::RestrictedBroadcast;
 use bcast::{Bcast, State};
 
 use crate::bitfield::Bitfield;
@@ -1369,6 +1370,7 @@ impl Broadcasts {
                 fetched_bytes: 0,
                 resumed_chunks: 0,
                 uploaded_bytes: 0,
+                audience: record.and_then(|r| r.audience.clone()),
             });
         }
         // Each name's versions newest first, as ordered by publication.
@@ -1456,6 +1458,15 @@ impl Broadcasts {
             awaiting_registry: self.broadcasts.values().any(|b| {
                 matches!(b.state, State::Receiving) && b.transfer.is_none() && b.origin.is_none()
             }),
+            restricted: (self.broadcasts.iter())
+                .filter_map(|(id, b)| {
+                    Some(RestrictedBroadcast {
+                        id: id.to_hex(),
+                        name: b.manifest.name.clone(),
+                        audience: b.manifest.audience.clone()?,
+                    })
+                })
+                .collect(),
         }
     }
 

@@ -881,9 +881,12 @@ fn the_state_of_a_listing_is_its_text_in_json_and_on_the_control_socket() {
         fetched_bytes: 0,
         resumed_chunks: 0,
         uploaded_bytes: 0,
+        audience: None,
     };
     let json = serde_json::to_value(&info).unwrap();
     assert_eq!(json["state"], "seeding");
+    // An unrestricted broadcast writes no audience at all.
+    assert!(json.get("audience").is_none(), "{json}");
     for p in [
         BroadcastPhase::Receiving,
         BroadcastPhase::Complete,

@@ -5,10 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use swarmcast_proto::{BroadcastId, BroadcastRecord, Message, NodeId, Progress};
+use swarmcast_proto::{Audience, BroadcastId, BroadcastRecord, Message, NodeId, Progress};
 
 use crate::listing::BroadcastPhase;
 use crate::manifest::{Layout, Manifest, ManifestLimits};
+use crate::status::RestrictedBroadcast;
 use crate::swarm::SwarmConfig;
 
 /// Who serves the receivers of a broadcast.
@@ -334,6 +335,9 @@ pub struct DataReport {
     /// request 0.1–1.1 s after `node send` started (the lab, 8 receivers), in the phase of their
     /// heartbeats, while the origin's uplink idled.
     pub awaiting_registry: bool,
+    /// The restricted broadcasts this node holds (its own and those it receives), with their
+    /// audience, for `node status`.
+    pub restricted: Vec<RestrictedBroadcast>,
 }
 
 /// One line of `node ls` (also its JSON shape).
@@ -374,6 +378,10 @@ pub struct BroadcastInfo {
     pub resumed_chunks: u64,
     /// Chunk payload bytes uploaded to peers by this process.
     pub uploaded_bytes: u64,
+    /// Who may receive it, for a restricted broadcast (`node send --to`); absent (`null` is
+    /// never written) for an unrestricted one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<Audience>,
 }
 
 impl BroadcastInfo {
