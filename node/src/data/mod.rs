@@ -199,6 +199,18 @@ impl DataPlane {
         }
     }
 
+    /// Abort every request in flight to `peer` (they end without a report).
+    fn abort_requests_to(&mut self, peer: NodeId) {
+        for io in self.io.values_mut() {
+            io.in_flight.retain(|(p, _), h| {
+                if *p == peer {
+                    h.abort();
+                }
+                *p != peer
+            });
+        }
+    }
+
     fn resume_origin(
         &mut self,
         now: Instant,
@@ -327,19 +339,16 @@ impl DataPlane {
         let now = Instant::now();
         match input {
             DataInput::PeerUp { id, conn, outbox } => {
-                self.peers.insert(id, Peer { conn, outbox });
+                if self.peers.insert(id, Peer { conn, outbox }).is_some() {
+                    // A replaced connection: its requests went with the old one (the core
+                    // starts the peer afresh).
+                    self.abort_requests_to(id);
+                }
                 self.core.handle_peer_up(now, id);
             }
             DataInput::PeerDown { id } => {
                 self.peers.remove(&id);
-                for io in self.io.values_mut() {
-                    io.in_flight.retain(|(p, _), h| {
-                        if *p == id {
-                            h.abort();
-                        }
-                        *p != id
-                    });
-                }
+                self.abort_requests_to(id);
                 self.core.handle_peer_down(now, id);
             }
             DataInput::PeerMessage { id, msg } => self.core.handle_peer_message(now, id, msg),

@@ -646,7 +646,17 @@ impl Broadcasts {
     }
 
     /// A neighbour connection is up (or replaced): it gets a full `Have` of every broadcast.
+    ///
+    /// A replaced connection (the peer restarted, or a duplicated pair was settled) is the old
+    /// one's end first: what the transfers knew of the peer (its requests on the old
+    /// connection, its health, its haves) is dropped, and its new `Have` starts it afresh. (A
+    /// restarted origin was otherwise still *suspect* from its requests that timed out while
+    /// it was down, and probed only on the backoff's schedule: 12 s of stall in the chaos
+    /// `origin-crash` preset, where it was the only holder of what the receivers lacked.)
     pub fn handle_peer_up(&mut self, now: Instant, peer: NodeId) {
+        if self.peers.contains_key(&peer) {
+            self.handle_peer_down(now, peer);
+        }
         let haves: Vec<Message> = self.broadcasts.iter().map(|(id, b)| b.have(*id)).collect();
         for msg in haves {
             self.push(BroadcastAction::Send { peer, msg });

@@ -2174,3 +2174,39 @@ fn a_pause_of_this_process_starts_the_stall_window_over() {
     let a = run_until(&mut c, resumed, resumed + stall_after + confirm * 2);
     assert_eq!(stalls(&a), vec![(4, vec![(node(ORIGIN), 4)])]);
 }
+
+/// A peer whose requests timed out is suspect and probed on a backoff; when its connection is
+/// replaced (it restarted: a new connection, no `PeerDown` in between) it starts afresh and is
+/// asked for a window at once. Found by the chaos `origin-crash` preset (netns, seed 1): the
+/// restarted origin, the only holder of what the receivers lacked, stayed suspect for 12 s.
+#[test]
+fn a_replaced_connection_starts_its_peer_afresh() {
+    let now = Instant::now();
+    let chunks = 16;
+    let (mut c, id) = receiving(Strategy::Swarm, chunks, now);
+    let all: Vec<u32> = (0..chunks).collect();
+    c.handle_peer_message(now, node(ORIGIN), have(id, chunks, &all));
+    let first = requests(&actions(&mut c));
+    assert!(first.len() >= 2, "{first:?}");
+    // The origin is killed: nothing answers, its requests pass their deadlines.
+    let mut t = now;
+    for _ in 0..20 {
+        t += Duration::from_millis(500);
+        c.handle_timeout(t);
+    }
+    let _ = actions(&mut c);
+    let suspect = |c: &Broadcasts| {
+        c.transfer(&id)
+            .and_then(|tr| tr.peers().into_iter().find(|p| p.id == node(ORIGIN)).map(|p| p.suspect))
+    };
+    assert_eq!(suspect(&c), Some(true), "timed out: suspect");
+    // It restarts: a new connection replaces the old one, and it announces itself again.
+    c.handle_peer_up(t, node(ORIGIN));
+    c.handle_peer_message(t, node(ORIGIN), have(id, chunks, &all));
+    let again = requests(&actions(&mut c));
+    assert_eq!(suspect(&c), Some(false), "afresh");
+    assert!(
+        again.len() >= 2,
+        "a window of requests at once, not one probe: {again:?}"
+    );
+}
