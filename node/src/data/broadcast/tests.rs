@@ -2196,8 +2196,12 @@ fn a_replaced_connection_starts_its_peer_afresh() {
     }
     let _ = actions(&mut c);
     let suspect = |c: &Broadcasts| {
-        c.transfer(&id)
-            .and_then(|tr| tr.peers().into_iter().find(|p| p.id == node(ORIGIN)).map(|p| p.suspect))
+        c.transfer(&id).and_then(|tr| {
+            tr.peers()
+                .into_iter()
+                .find(|p| p.id == node(ORIGIN))
+                .map(|p| p.suspect)
+        })
     };
     assert_eq!(suspect(&c), Some(true), "timed out: suspect");
     // It restarts: a new connection replaces the old one, and it announces itself again.
