@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use swarmcast_certs::Identity;
 use swarmcast_net::wire;
 use swarmcast_proto::{
     BroadcastId, ChunkIndex, ChunkRequest, ErrorCode, Limits, ManifestRequest, Message,
@@ -67,17 +66,12 @@ pub(crate) struct Peer {
 
 impl Peer {
     pub(crate) fn new(dir: &Path) -> Result<Self> {
-        swarmcast_certs::install_crypto_provider();
-        let identity = Identity::load(dir)?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()?;
-        let endpoint = {
-            let _guard = rt.enter();
-            quinn::Endpoint::client("127.0.0.1:0".parse()?)?
-        };
-        let config = identity.client_config(swarmcast_net::transport_config())?;
+        let QuicClient {
+            rt,
+            endpoint,
+            config,
+            ..
+        } = QuicClient::new(dir)?;
         Ok(Self {
             rt,
             endpoint,

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use swarmcast_certs::Identity;
 use swarmcast_net::wire;
 use swarmcast_proto::{BroadcastId, ChunkIndex, ChunkRequest, Have, Limits, Message, NodeId, Ping};
 
@@ -33,18 +32,12 @@ struct Attacker {
 
 impl Attacker {
     fn new(c: &Cluster, name: &str) -> Result<Self> {
-        swarmcast_certs::install_crypto_provider();
-        let dir = c.issue(name, "node")?;
-        let identity = Identity::load(&dir)?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()?;
-        let endpoint = {
-            let _guard = rt.enter();
-            quinn::Endpoint::client("127.0.0.1:0".parse()?)?
-        };
-        let config = identity.client_config(swarmcast_net::transport_config())?;
+        let QuicClient {
+            rt,
+            endpoint,
+            config,
+            identity,
+        } = QuicClient::new(&c.issue(name, "node")?)?;
         Ok(Self {
             rt,
             endpoint,

@@ -426,3 +426,35 @@ pub struct Sent {
     /// Its chunks.
     pub chunks: u64,
 }
+
+/// A QUIC client in the test process with the certificate in `dir`: a runtime of one worker,
+/// an endpoint on loopback and the client config of that identity (for attackers and
+/// outsiders speaking to real daemons).
+pub struct QuicClient {
+    pub rt: tokio::runtime::Runtime,
+    pub endpoint: quinn::Endpoint,
+    pub config: quinn::ClientConfig,
+    pub identity: swarmcast_certs::Identity,
+}
+
+impl QuicClient {
+    pub fn new(dir: &std::path::Path) -> Result<Self> {
+        swarmcast_certs::install_crypto_provider();
+        let identity = swarmcast_certs::Identity::load(dir)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let endpoint = {
+            let _guard = rt.enter();
+            quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?
+        };
+        let config = identity.client_config(swarmcast_net::transport_config())?;
+        Ok(Self {
+            rt,
+            endpoint,
+            config,
+            identity,
+        })
+    }
+}
