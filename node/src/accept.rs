@@ -4,7 +4,6 @@
 //! neighbour), whose streams are served without making the peer a neighbour. The request
 //! streams of every connection are served here too.
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -15,7 +14,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::abandon::{self, AbandonBudget, StreamEnd};
-use crate::data::serve;
+use crate::data::serve::{self, until_expired};
 use crate::handles::Server;
 use crate::inputs::{Link, NeighbourInput as Input};
 use crate::neighbours::Direction;
@@ -55,10 +54,7 @@ pub(crate) async fn run(endpoint: quinn::Endpoint, server: Server, tx: mpsc::Sen
             // How long the peer may take to open its first stream and speak on it, and what
             // its first message makes of the connection, are the core's.
             let mut first = FirstStream::new(Instant::now());
-            let Some((send, mut recv)) = until_expired(&mut first, conn.accept_bi())
-                .await
-                .and_then(Result::ok)
-            else {
+            let Ok(Ok((send, mut recv))) = until_expired(&mut first, conn.accept_bi()).await else {
                 conn.close(CloseCode::Protocol.into(), b"no stream");
                 return;
             };
@@ -68,6 +64,7 @@ pub(crate) async fn run(endpoint: quinn::Endpoint, server: Server, tx: mpsc::Sen
                 wire::read_message(&mut recv, &Limits::default()),
             )
             .await
+            .ok()
             .and_then(Result::ok)
             .flatten();
             match (first.first_message(message.as_ref()), message) {
@@ -92,24 +89,6 @@ pub(crate) async fn run(endpoint: quinn::Endpoint, server: Server, tx: mpsc::Sen
             };
             let _ = tx.send(Input::Connected(Box::new(link))).await;
         });
-    }
-}
-
-/// `fut`'s output, or `None` once `first`'s deadline is reached.
-async fn until_expired<T>(first: &mut FirstStream, fut: impl Future<Output = T>) -> Option<T> {
-    tokio::pin!(fut);
-    loop {
-        let Some(at) = first.poll_timeout() else {
-            return Some(fut.await);
-        };
-        match tokio::time::timeout_at(at.into(), &mut fut).await {
-            Ok(out) => return Some(out),
-            Err(_) => {
-                if first.handle_timeout(Instant::now()).is_some() {
-                    return None;
-                }
-            }
-        }
     }
 }
 

@@ -61,6 +61,16 @@ impl Expired {
     }
 }
 
+/// A core with one deadline at a time: what the shell's [`until_expired`] waits on.
+///
+/// [`until_expired`]: crate::data::serve::until_expired
+pub(crate) trait Deadline {
+    /// The instant to wake at, if something is awaited.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// `Some` exactly once the deadline is reached: give up.
+    fn handle_timeout(&mut self, now: Instant) -> Option<Expired>;
+}
+
 /// What a new inbound connection is, by its first message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FirstKind {
@@ -103,15 +113,21 @@ impl FirstStream {
             None => FirstKind::Close,
         }
     }
+}
 
-    /// The instant to wake at, if something is awaited.
-    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+impl Deadline for FirstStream {
+    fn poll_timeout(&self) -> Option<Instant> {
         self.deadline.map(|(at, _)| at)
     }
 
-    /// `Some` exactly once the deadline is reached: give up.
-    pub(crate) fn handle_timeout(&mut self, now: Instant) -> Option<Expired> {
-        expire(&mut self.deadline, now)
+    fn handle_timeout(&mut self, now: Instant) -> Option<Expired> {
+        match self.deadline {
+            Some((at, what)) if now >= at => {
+                self.deadline = None;
+                Some(what)
+            }
+            _ => None,
+        }
     }
 }
 
@@ -182,17 +198,17 @@ impl ServedStream {
     pub(crate) fn delivered(&self) -> bool {
         matches!(self.phase, Phase::Done { delivered: true })
     }
+}
 
-    /// The instant to wake at, if something is awaited with a deadline.
-    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+impl Deadline for ServedStream {
+    fn poll_timeout(&self) -> Option<Instant> {
         match self.phase {
             Phase::AwaitingRequest(at) | Phase::AwaitingAcks(at) => Some(at),
             Phase::Serving | Phase::Done { .. } => None,
         }
     }
 
-    /// `Some` exactly once the deadline is reached: give up on what was awaited.
-    pub(crate) fn handle_timeout(&mut self, now: Instant) -> Option<Expired> {
+    fn handle_timeout(&mut self, now: Instant) -> Option<Expired> {
         match self.phase {
             Phase::AwaitingRequest(at) if now >= at => {
                 self.phase = Phase::Done { delivered: false };
@@ -204,16 +220,6 @@ impl ServedStream {
             }
             _ => None,
         }
-    }
-}
-
-fn expire(deadline: &mut Option<(Instant, Expired)>, now: Instant) -> Option<Expired> {
-    match *deadline {
-        Some((at, what)) if now >= at => {
-            *deadline = None;
-            Some(what)
-        }
-        _ => None,
     }
 }
 

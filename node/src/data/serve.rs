@@ -30,7 +30,7 @@ use super::broadcast::Failure;
 use crate::inputs::ServeEvent;
 use crate::manifest::Layout;
 use crate::store::{BufPool, Source, StoreError, Workspace};
-use crate::streams::{AckEnd, ServedStream};
+use crate::streams::{AckEnd, Deadline, Expired, ServedStream};
 
 /// Pieces being uploaded at once by one node.
 pub const MAX_CONCURRENT_UPLOADS: usize = 16;
@@ -188,6 +188,26 @@ impl Catalog {
     }
 }
 
+/// `fut`'s output, or what expired once `core`'s deadline is reached (the shell only sleeps
+/// until the instants the core names; an early wake-up changes nothing).
+pub(crate) async fn until_expired<T>(
+    core: &mut impl Deadline,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, Expired> {
+    tokio::pin!(fut);
+    loop {
+        let Some(at) = core.poll_timeout() else {
+            return Ok(fut.await);
+        };
+        if let Ok(out) = tokio::time::timeout_at(at.into(), &mut fut).await {
+            return Ok(out);
+        }
+        if let Some(expired) = core.handle_timeout(Instant::now()) {
+            return Err(expired);
+        }
+    }
+}
+
 /// Serve one request stream. `first` is the request if the caller already read it.
 pub(crate) async fn serve_stream(
     catalog: Arc<Catalog>,
@@ -206,23 +226,7 @@ pub(crate) async fn serve_stream(
             // part of it and stops) is given up on when the core says so, so slowloris streams
             // hold nothing for long.
             let mut life = ServedStream::awaiting_request(Instant::now());
-            let read = {
-                let read = wire::read_message(&mut recv, &limits);
-                tokio::pin!(read);
-                loop {
-                    let Some(at) = life.poll_timeout() else {
-                        break Ok((&mut read).await);
-                    };
-                    match tokio::time::timeout_at(at.into(), &mut read).await {
-                        Ok(r) => break Ok(r),
-                        Err(_) => {
-                            if let Some(expired) = life.handle_timeout(Instant::now()) {
-                                break Err(expired);
-                            }
-                        }
-                    }
-                }
-            };
+            let read = until_expired(&mut life, wire::read_message(&mut recv, &limits)).await;
             match read {
                 Ok(Ok(Some(m))) => {
                     life.request_read();
@@ -456,17 +460,12 @@ async fn serve_chunks(
     // acknowledged everything, or stopped the stream, or the connection is gone, or the core
     // gives up on it.
     life.written(Instant::now());
-    let stopped = send.stopped();
-    tokio::pin!(stopped);
-    while let Some(at) = life.poll_timeout() {
-        match tokio::time::timeout_at(at.into(), &mut stopped).await {
-            Ok(Ok(None)) => life.ended(AckEnd::Acknowledged),
-            Ok(Ok(Some(_))) => life.ended(AckEnd::Stopped),
-            Ok(Err(_)) => life.ended(AckEnd::Lost),
-            Err(_) => {
-                life.handle_timeout(Instant::now());
-            }
-        }
+    match until_expired(life, send.stopped()).await {
+        Ok(Ok(None)) => life.ended(AckEnd::Acknowledged),
+        Ok(Ok(Some(_))) => life.ended(AckEnd::Stopped),
+        Ok(Err(_)) => life.ended(AckEnd::Lost),
+        // Given up: not delivered.
+        Err(_) => {}
     }
     if let Some(r) = &mut round_send {
         r.delivered = life.delivered();
