@@ -91,23 +91,12 @@ impl Peer {
             let (conn, _) =
                 swarmcast_net::connect(&self.endpoint, &self.config, addr, Duration::from_secs(5))
                     .await?;
-            let limits = Limits::default();
             let m = Message::ChunkRequest(ChunkRequest {
                 broadcast: id,
                 index: ChunkIndex(index),
                 count: 1,
             });
-            let ask = async {
-                let (mut send, mut recv) = conn.open_bi().await?;
-                wire::write_message(&mut send, &m, &limits).await?;
-                send.finish()?;
-                Ok::<_, anyhow::Error>(match wire::read_header(&mut recv, &limits).await? {
-                    Some(Message::Error(e)) => Err(e.code),
-                    Some(answer) => Ok(answer),
-                    None => bail!("no answer"),
-                })
-            };
-            let out = tokio::time::timeout(Duration::from_secs(5), ask).await?;
+            let out = request(&conn, &m).await;
             conn.close(0u32.into(), b"done");
             out
         })
@@ -120,8 +109,6 @@ impl Peer {
             let (conn, _) =
                 swarmcast_net::connect(&self.endpoint, &self.config, addr, Duration::from_secs(5))
                     .await?;
-            let limits = Limits::default();
-            let t = Duration::from_secs(5);
             let manifest = Message::ManifestRequest(ManifestRequest { broadcast: id });
             let chunk = Message::ChunkRequest(ChunkRequest {
                 broadcast: id,
@@ -130,24 +117,30 @@ impl Peer {
             });
             let mut out = Vec::new();
             for m in [manifest, chunk] {
-                let ask = async {
-                    let (mut send, mut recv) = conn.open_bi().await?;
-                    wire::write_message(&mut send, &m, &limits).await?;
-                    send.finish()?;
-                    // The header only: a payload follows an answered request.
-                    Ok::<_, anyhow::Error>(match wire::read_header(&mut recv, &limits).await? {
-                        Some(Message::Error(e)) => Err(e.code),
-                        Some(answer) => Ok(answer),
-                        None => bail!("no answer"),
-                    })
-                };
-                out.push(tokio::time::timeout(t, ask).await??);
+                out.push(request(&conn, &m).await?);
             }
             conn.close(0u32.into(), b"done");
             let [a, b]: [_; 2] = out.try_into().expect("two answers");
             Ok([a, b])
         })
     }
+}
+
+/// Send `m` on a new stream of `conn` and read the header of the answer (a payload follows
+/// an answered request): the answer, or the refusal's code; at most 5 s.
+async fn request(conn: &quinn::Connection, m: &Message) -> Result<Result<Message, ErrorCode>> {
+    let limits = Limits::default();
+    let ask = async {
+        let (mut send, mut recv) = conn.open_bi().await?;
+        wire::write_message(&mut send, m, &limits).await?;
+        send.finish()?;
+        Ok::<_, anyhow::Error>(match wire::read_header(&mut recv, &limits).await? {
+            Some(Message::Error(e)) => Err(e.code),
+            Some(answer) => Ok(answer),
+            None => bail!("no answer"),
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(5), ask).await?
 }
 
 /// Nothing of broadcast `id` on `node`'s disk: no workspace, nothing listed, no received/.

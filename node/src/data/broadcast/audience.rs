@@ -167,6 +167,17 @@ mod tests {
         assert!(fetch_of(&a).is_empty(), "{a:?}");
     }
 
+    /// No workspace is asked for.
+    #[track_caller]
+    fn assert_no_workspace(c: &mut Broadcasts) {
+        let a = actions(c);
+        assert!(
+            !a.iter()
+                .any(|a| matches!(a, BroadcastAction::CreateWorkspace { .. })),
+            "{a:?}"
+        );
+    }
+
     /// The Have gate, alone: an announcement whose audience excludes this node (no record
     /// yet) is not tracked, and its manifest is not fetched, however long one waits.
     #[test]
@@ -236,12 +247,7 @@ mod tests {
         let (m, _, id, r) = version(&restricted(&["n3"], &["gpu"]));
         c.handle_registry(now, vec![origin_entry()], vec![r]);
         c.handle_manifest_fetched(now, id, Ok(m.to_bytes()));
-        let a = actions(&mut c);
-        assert!(
-            !a.iter()
-                .any(|a| matches!(a, BroadcastAction::CreateWorkspace { .. })),
-            "{a:?}"
-        );
+        assert_no_workspace(&mut c);
     }
 
     /// A manifest whose audience excludes this node is dropped even when no record or
@@ -258,12 +264,7 @@ mod tests {
             vec![ManifestSource::Peer(node(5))]
         );
         c.handle_manifest_fetched(now, id, Ok(m.to_bytes()));
-        let a = actions(&mut c);
-        assert!(
-            !a.iter()
-                .any(|a| matches!(a, BroadcastAction::CreateWorkspace { .. })),
-            "{a:?}"
-        );
+        assert_no_workspace(&mut c);
         c.handle_peer_message(now, node(6), have_for(id, None));
         assert!(fetch_of(&actions(&mut c)).is_empty(), "fetched again");
     }
