@@ -1,0 +1,866 @@
+//! The simulation: every node's [`Broadcasts`] core, the connections between them, and the
+//! event queue of a virtual clock.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use swarmcast_proto::{BroadcastId, BroadcastRecord, BroadcastState, ErrorCode, Message, NodeId};
+
+use super::net::{MB, Net, Rates, manifest, node_id, random_graph};
+use crate::bitfield::Bitfield;
+use crate::data::{
+    BroadcastAction, BroadcastConfig, Broadcasts, ManifestFetchError, ManifestSource, PieceError,
+    Strategy,
+};
+use crate::store::StoreError;
+
+/// Give up after this much virtual time.
+pub const HORIZON: u64 = 600_000_000_000;
+
+/// The one faulty receiver of a run, drawn per seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// No faulty receiver.
+    None,
+    /// It accepts requests and never answers them (it downloads and announces normally).
+    Stalled,
+    /// It serves only pieces that fail verification.
+    Corrupt,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Ev {
+    /// A message on the control stream (`Have`, `HaveUpdate`).
+    Msg {
+        to: usize,
+        from: usize,
+        msg: Message,
+    },
+    ManifestRequest {
+        up: usize,
+        down: usize,
+    },
+    Manifest {
+        up: usize,
+        down: usize,
+        found: bool,
+    },
+    Request {
+        up: usize,
+        down: usize,
+        piece: u32,
+    },
+    Cancel {
+        up: usize,
+        down: usize,
+        piece: u32,
+    },
+    Data {
+        up: usize,
+        down: usize,
+        piece: u32,
+    },
+    Failed {
+        up: usize,
+        down: usize,
+        piece: u32,
+    },
+    Declined {
+        up: usize,
+        down: usize,
+        piece: u32,
+    },
+    Timer {
+        node: usize,
+    },
+    /// The late joiner's connections come up.
+    Join {
+        node: usize,
+    },
+}
+
+pub(super) struct Node {
+    pub(super) id: NodeId,
+    pub(super) core: Broadcasts,
+    /// Pieces durably held.
+    pub(super) has: Bitfield,
+    /// Pieces received, waiting for a commit.
+    pub(super) pending: Vec<u32>,
+    /// Whether it serves the broadcast (its manifest too).
+    pub(super) serving: bool,
+    pub(super) up: f64,
+    pub(super) down: f64,
+    pub(super) neighbours: BTreeSet<usize>,
+    pub(super) timer: Option<u64>,
+    pub(super) done_at: Option<u64>,
+    pub(super) uploaded: f64,
+}
+
+/// One connection's sending side: `up` serves `down`.
+#[derive(Default)]
+pub(super) struct Conn {
+    open: bool,
+    queue: VecDeque<u32>,
+    /// Bytes left of the head of the queue.
+    remaining: f64,
+    rate: f64,
+}
+
+/// A run: every node's core, the connections and the event queue. Call [`Sim::new`], then
+/// [`Sim::run`], then read [`Sim::outcome`].
+#[allow(missing_debug_implementations)]
+pub struct Sim {
+    pub(super) net: Net,
+    /// When the origin last sent a byte, nanoseconds.
+    pub(super) origin_last: u64,
+    /// Per resource (uploads `0..n`, downloads `n..2n`): whether it is saturated, as of the
+    /// last rate computation (its shaped queue is then full).
+    pub(super) saturated: Vec<bool>,
+    pub(super) base: Instant,
+    pub(super) id: BroadcastId,
+    pub(super) manifest_bytes: Vec<u8>,
+    pub(super) now: u64,
+    pub(super) seq: u64,
+    pub(super) nodes: Vec<Node>,
+    pub(super) ids: BTreeMap<NodeId, usize>,
+    /// Indexed `up * nodes + down`.
+    pub(super) conns: Vec<Conn>,
+    /// Every connection ever open, as (up, down).
+    pub(super) links: Vec<(usize, usize)>,
+    /// Connections sending, as of the last rate computation.
+    pub(super) active: Vec<(usize, usize)>,
+    pub(super) events: BTreeMap<(u64, u64), Ev>,
+    pub(super) fault: Fault,
+    pub(super) faulty: usize,
+    pub(super) declines: u32,
+    pub(super) rates_dirty: bool,
+    /// (banning node, banned node).
+    pub(super) bans: BTreeSet<(usize, usize)>,
+    /// Bad pieces delivered, per (downloader, uploader).
+    pub(super) bad_delivered: BTreeMap<(usize, usize), u32>,
+    pub(super) requests_after_ban: u32,
+    pub(super) stalls: u32,
+    pub(super) duplicates: u32,
+    /// Bytes the origin sent to each node.
+    pub(super) origin_to: Vec<f64>,
+    /// The late joiner and the neighbours it gets when it joins.
+    pub(super) late: Option<(usize, BTreeSet<usize>)>,
+    /// Every action every core emitted, in order, with its time and node (when asked for).
+    pub(super) trace: Option<Vec<String>>,
+}
+
+
+/// What a run varies.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    pub fault: Fault,
+    /// The network.
+    pub net: Net,
+    /// Whether the origin sends each piece only once until it has sent them all, declining
+    /// the other requests (as `node/src/data/serve.rs` does).
+    pub superseed: bool,
+    /// Whether the last receiver joins late ([`LATE_JOIN`]), when its neighbours already hold
+    /// pieces: its first transfer then starts from many full `Have`s at once.
+    pub late: bool,
+    /// Whether to record every action ([`Sim::trace`]).
+    pub trace: bool,
+}
+
+/// When the late joiner's connections come up: its neighbours hold pieces by then.
+pub const LATE_JOIN: u64 = 300_000_000;
+
+impl Sim {
+    /// A run of `setup` seeded with `seed`: the graph, the capacities and every core's RNG
+    /// come from it.
+    pub fn new(seed: u64, setup: &Setup) -> Self {
+        let Setup {
+            fault,
+            ref net,
+            superseed,
+            late,
+            trace,
+        } = *setup;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let n = net.receivers + 1;
+        let adj = random_graph(&mut rng, n, net.degree);
+        let faulty = rng.random_range(1..n);
+        let base = Instant::now();
+        let (m, layout, manifest_bytes, id) = manifest(net);
+        let pieces = net.pieces;
+        let record = BroadcastRecord {
+            id,
+            name: m.name.clone(),
+            origin: node_id(0),
+            size: layout.total_bytes,
+            chunks: u64::from(layout.chunk_count()),
+            state: BroadcastState::Active,
+            version: 1,
+            seq: 0,
+            published_ms: 0,
+            audience: None,
+        };
+        let mut adj = adj;
+        // The late joiner is the last node: it and its neighbours see nothing of each other
+        // until `Ev::Join`.
+        let late = late.then(|| {
+            let l = n - 1;
+            let links = std::mem::take(&mut adj[l]);
+            for &b in &links {
+                adj[b].remove(&l);
+            }
+            (l, links)
+        });
+        let mut nodes = Vec::new();
+        for (i, neighbours) in adj.into_iter().enumerate() {
+            let (up, down, has, mut core) = if i == 0 {
+                // Super-seeding is the origin's in swarm mode; without it the origin serves
+                // every request (as in client-server mode, whose only other difference is
+                // whom receivers fetch from).
+                let strategy = if superseed {
+                    Strategy::Swarm
+                } else {
+                    Strategy::OriginOnly
+                };
+                let config = BroadcastConfig {
+                    strategy,
+                    ..BroadcastConfig::default()
+                };
+                let mut core = Broadcasts::new(config, node_id(i), 0);
+                core.add_origin(
+                    base,
+                    id,
+                    m.clone(),
+                    layout.clone(),
+                    "/origin".into(),
+                    None,
+                    0,
+                );
+                (
+                    net.origin_up,
+                    2.0 * net.origin_up,
+                    Bitfield::full(pieces),
+                    core,
+                )
+            } else {
+                let (up, down) = match &net.rates {
+                    Rates::Drawn(uploads) => {
+                        let up = rng.random_range(uploads.clone()) * MB;
+                        (up, 2.0 * up)
+                    }
+                    Rates::Fixed(rates) => rates[i - 1],
+                };
+                let config = BroadcastConfig {
+                    swarm: net.swarm.clone(),
+                    ..BroadcastConfig::default()
+                };
+                let core = Broadcasts::new(config, node_id(i), rng.random());
+                (up, down, Bitfield::new(pieces), core)
+            };
+            // The registry names the origin; no addresses, so manifests come from neighbours.
+            core.handle_registry(base, Vec::new(), vec![record.clone()]);
+            for &b in &neighbours {
+                core.handle_peer_up(base, node_id(b));
+            }
+            nodes.push(Node {
+                id: node_id(i),
+                core,
+                has,
+                pending: Vec::new(),
+                serving: false,
+                up,
+                down,
+                neighbours,
+                timer: None,
+                done_at: None,
+                uploaded: 0.0,
+            });
+        }
+        let ids = nodes.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
+        let mut sim = Self {
+            net: net.clone(),
+            origin_last: 0,
+            saturated: vec![false; 2 * n],
+            base,
+            id,
+            manifest_bytes,
+            now: 0,
+            seq: 0,
+            nodes,
+            ids,
+            conns: (0..n * n).map(|_| Conn::default()).collect(),
+            links: Vec::new(),
+            active: Vec::new(),
+            events: BTreeMap::new(),
+            fault,
+            faulty,
+            declines: 0,
+            rates_dirty: false,
+            bans: BTreeSet::new(),
+            bad_delivered: BTreeMap::new(),
+            requests_after_ban: 0,
+            stalls: 0,
+            duplicates: 0,
+            origin_to: vec![0.0; n],
+            late,
+            trace: trace.then(Vec::new),
+        };
+        for a in 0..n {
+            for b in sim.nodes[a].neighbours.clone() {
+                sim.conns[a * n + b].open = true;
+                sim.links.push((a, b));
+            }
+        }
+        for a in 0..n {
+            sim.drain(a);
+        }
+        if let Some((node, _)) = sim.late {
+            sim.push(LATE_JOIN, Ev::Join { node });
+        }
+        sim
+    }
+
+    /// The late joiner ([`Setup::late`]) and whether it completed.
+    pub fn late_joiner(&self) -> Option<(usize, bool)> {
+        self.late
+            .as_ref()
+            .map(|&(l, _)| (l, self.nodes[l].done_at.is_some()))
+    }
+
+    /// Every action every core emitted, in order, with its time and node (with
+    /// [`Setup::trace`]; taken once).
+    pub fn take_trace(&mut self) -> Option<Vec<String>> {
+        self.trace.take()
+    }
+
+    /// The network this run models.
+    pub fn net(&self) -> &Net {
+        &self.net
+    }
+
+    /// Seconds the origin's uplink was busy (what it uploaded over its capacity), and the
+    /// virtual time of its last byte sent.
+    pub fn origin_busy(&self) -> (f64, f64) {
+        (
+            self.nodes[0].uploaded / self.net.origin_up,
+            self.origin_last as f64 / 1e9,
+        )
+    }
+
+    pub(super) fn index(&self, id: NodeId) -> usize {
+        self.ids[&id]
+    }
+
+    fn conn(&mut self, up: usize, down: usize) -> &mut Conn {
+        let n = self.nodes.len();
+        &mut self.conns[up * n + down]
+    }
+
+    fn instant(&self) -> Instant {
+        self.base + Duration::from_nanos(self.now)
+    }
+
+    fn push(&mut self, delay: u64, ev: Ev) {
+        self.seq += 1;
+        self.events.insert((self.now + delay, self.seq), ev);
+    }
+
+    /// How long a message (or a piece's last byte) from `from` takes to reach `to`: the wire,
+    /// plus a full FIFO on each saturated shaped link it crosses.
+    fn delay(&self, from: usize, to: usize) -> u64 {
+        let n = self.nodes.len();
+        let mut d = self.net.half_rtt;
+        if self.saturated[from] {
+            d += self.net.queue;
+        }
+        if self.net.queue_down && self.saturated[n + to] {
+            d += self.net.queue;
+        }
+        d
+    }
+
+    fn linked(&self, a: usize, b: usize) -> bool {
+        self.nodes[a].neighbours.contains(&b)
+    }
+
+    /// Whether an answer of `up` to `down` reaches `down`'s core: not once `down` banned `up`
+    /// (the shell aborted those requests).
+    fn answered(&self, up: usize, down: usize) -> bool {
+        self.linked(up, down) && !self.bans.contains(&(down, up))
+    }
+
+    fn sending(&self, up: usize, c: &Conn) -> bool {
+        c.open && !c.queue.is_empty() && !(self.fault == Fault::Stalled && up == self.faulty)
+    }
+
+    /// Max-min fair rates of the sending connections (progressive filling).
+    fn recompute_rates(&mut self) {
+        self.rates_dirty = false;
+        let n = self.nodes.len();
+        for &(u, d) in &self.active {
+            self.conns[u * n + d].rate = 0.0;
+        }
+        let flows: Vec<(usize, usize)> = self
+            .links
+            .iter()
+            .copied()
+            .filter(|&(u, d)| self.sending(u, &self.conns[u * n + d]))
+            .collect();
+        // Resources 0..n are uploads, n..2n downloads.
+        let mut cap: Vec<f64> = (0..2 * n)
+            .map(|r| {
+                if r < n {
+                    self.nodes[r].up
+                } else {
+                    self.nodes[r - n].down
+                }
+            })
+            .collect();
+        let mut users: Vec<Vec<usize>> = vec![Vec::new(); 2 * n];
+        for (f, &(u, d)) in flows.iter().enumerate() {
+            users[u].push(f);
+            users[n + d].push(f);
+        }
+        let mut count: Vec<usize> = users.iter().map(Vec::len).collect();
+        let mut busy: Vec<usize> = (0..2 * n).filter(|&r| count[r] > 0).collect();
+        let mut rate = vec![f64::NAN; flows.len()];
+        while !busy.is_empty() {
+            let mut best = 0;
+            let mut share = f64::INFINITY;
+            for (i, &r) in busy.iter().enumerate() {
+                let s = cap[r] / count[r] as f64;
+                if s < share {
+                    (best, share) = (i, s);
+                }
+            }
+            let r = busy.swap_remove(best);
+            for &f in &users[r] {
+                if !rate[f].is_nan() {
+                    continue;
+                }
+                rate[f] = share;
+                let (u, d) = flows[f];
+                for res in [u, n + d] {
+                    cap[res] -= share;
+                    count[res] -= 1;
+                }
+            }
+            busy.retain(|&r| count[r] > 0);
+        }
+        let mut used = vec![0.0; 2 * n];
+        for (f, &(u, d)) in flows.iter().enumerate() {
+            let r = rate[f].max(0.0);
+            self.conns[u * n + d].rate = r;
+            used[u] += r;
+            used[n + d] += r;
+        }
+        for (r, used) in used.iter().enumerate() {
+            let cap = if r < n {
+                self.nodes[r].up
+            } else {
+                self.nodes[r - n].down
+            };
+            self.saturated[r] = *used >= 0.98 * cap;
+        }
+        self.active = flows;
+    }
+
+    fn next_completion(&self) -> Option<u64> {
+        let n = self.nodes.len();
+        self.active
+            .iter()
+            .map(|&(u, d)| &self.conns[u * n + d])
+            .filter(|c| c.rate > 0.0 && !c.queue.is_empty())
+            .map(|c| self.now + (c.remaining.max(0.0) / c.rate * 1e9).ceil() as u64)
+            .min()
+    }
+
+    fn advance(&mut self, to: u64) {
+        let n = self.nodes.len();
+        let dt = (to - self.now) as f64 / 1e9;
+        self.now = to;
+        let mut done = Vec::new();
+        for &(up, down) in &self.active {
+            let c = &mut self.conns[up * n + down];
+            if c.queue.is_empty() || c.rate <= 0.0 {
+                continue;
+            }
+            let sent = (c.rate * dt).min(c.remaining.max(0.0));
+            self.nodes[up].uploaded += sent;
+            if up == 0 && sent > 0.0 {
+                self.origin_last = to;
+            }
+            if up == 0 {
+                self.origin_to[down] += sent;
+            }
+            c.remaining -= c.rate * dt;
+            if c.remaining <= 1.0 {
+                done.push((up, down));
+            }
+        }
+        for (up, down) in done {
+            let c = self.conn(up, down);
+            let Some(piece) = c.queue.pop_front() else {
+                continue; // `done` holds only connections with a queue
+            };
+            if up == 0 {
+                let now = self.instant();
+                let id = self.id;
+                self.nodes[0]
+                    .core
+                    .handle_served(now, id, piece, piece + 1, true);
+            }
+            let piece_bytes = self.net.piece_bytes as f64;
+            let c = self.conn(up, down);
+            c.remaining = if c.queue.is_empty() { 0.0 } else { piece_bytes };
+            if c.queue.is_empty() {
+                self.rates_dirty = true;
+            }
+            let delay = self.delay(up, down);
+            self.push(delay, Ev::Data { up, down, piece });
+        }
+    }
+
+    /// Run until every receiver that must complete has, nothing is left to happen, or the
+    /// virtual clock passes [`HORIZON`].
+    pub fn run(&mut self) {
+        let must: Vec<usize> = (1..self.nodes.len())
+            .filter(|&i| self.fault == Fault::None || i != self.faulty)
+            .collect();
+        loop {
+            if must.iter().all(|&i| self.nodes[i].done_at.is_some()) {
+                return;
+            }
+            if self.rates_dirty {
+                self.recompute_rates();
+            }
+            let next_ev = self.events.keys().next().map(|k| k.0);
+            let t = match (next_ev, self.next_completion()) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => match a.or(b) {
+                    Some(t) => t,
+                    None => return,
+                },
+            };
+            if t > HORIZON {
+                return;
+            }
+            self.advance(t.max(self.now));
+            while let Some(entry) = self.events.first_entry() {
+                if entry.key().0 > self.now {
+                    break;
+                }
+                let ev = entry.remove();
+                self.handle(ev);
+            }
+        }
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        let now = self.instant();
+        let id = self.id;
+        match ev {
+            Ev::Msg { to, from, msg } => {
+                if self.linked(to, from) {
+                    let from_id = self.nodes[from].id;
+                    self.nodes[to].core.handle_peer_message(now, from_id, msg);
+                    self.drain(to);
+                }
+            }
+            Ev::ManifestRequest { up, down } => {
+                if self.linked(up, down) {
+                    let found = self.nodes[up].serving;
+                    let delay = self.delay(up, down);
+                    self.push(delay, Ev::Manifest { up, down, found });
+                }
+            }
+            Ev::Manifest { up, down, found } => {
+                if self.linked(up, down) {
+                    let result = if found {
+                        Ok(self.manifest_bytes.clone())
+                    } else {
+                        Err(ManifestFetchError::Refused {
+                            code: ErrorCode::NotFound,
+                            message: "unknown broadcast".into(),
+                        })
+                    };
+                    self.nodes[down]
+                        .core
+                        .handle_manifest_fetched(now, id, result);
+                    self.drain(down);
+                }
+            }
+            Ev::Request { up, down, piece } => self.on_request(up, down, piece),
+            Ev::Cancel { up, down, piece } => {
+                let c = self.conn(up, down);
+                if let Some(i) = c.queue.iter().position(|&p| p == piece) {
+                    c.queue.remove(i);
+                    if up == 0 {
+                        self.nodes[0]
+                            .core
+                            .handle_served(now, id, piece, piece + 1, false);
+                    }
+                    let piece_bytes = self.net.piece_bytes as f64;
+                    let c = self.conn(up, down);
+                    if i == 0 {
+                        c.remaining = piece_bytes;
+                    }
+                    if c.queue.is_empty() {
+                        self.rates_dirty = true;
+                    }
+                }
+            }
+            Ev::Data { up, down, piece } => self.on_data(up, down, piece),
+            Ev::Failed { up, down, piece } => {
+                if self.answered(up, down) {
+                    let from = self.nodes[up].id;
+                    let refused = PieceError::Refused {
+                        code: ErrorCode::NotFound,
+                        message: "not held".into(),
+                    };
+                    self.nodes[down]
+                        .core
+                        .handle_piece_failed(now, id, from, piece, &refused, 0);
+                    self.drain(down);
+                }
+            }
+            Ev::Declined { up, down, piece } => {
+                if self.answered(up, down) {
+                    let from = self.nodes[up].id;
+                    self.nodes[down].core.handle_piece_failed(
+                        now,
+                        id,
+                        from,
+                        piece,
+                        &PieceError::Declined,
+                        0,
+                    );
+                    self.drain(down);
+                }
+            }
+            Ev::Timer { node } => {
+                if self.nodes[node].timer == Some(self.now) {
+                    self.nodes[node].timer = None;
+                    self.nodes[node].core.handle_timeout(now);
+                    self.drain(node);
+                }
+            }
+            Ev::Join { node } => {
+                let links = self
+                    .late
+                    .as_ref()
+                    .map(|(_, l)| l.clone())
+                    .unwrap_or_default();
+                let n = self.nodes.len();
+                for b in links {
+                    self.nodes[node].neighbours.insert(b);
+                    self.nodes[b].neighbours.insert(node);
+                    for (u, d) in [(node, b), (b, node)] {
+                        self.conns[u * n + d].open = true;
+                        if !self.links.contains(&(u, d)) {
+                            self.links.push((u, d));
+                        }
+                    }
+                    let (a_id, b_id) = (self.nodes[node].id, self.nodes[b].id);
+                    self.nodes[node].core.handle_peer_up(now, b_id);
+                    self.nodes[b].core.handle_peer_up(now, a_id);
+                    self.drain(b);
+                }
+                self.drain(node);
+            }
+        }
+    }
+
+    /// A request reaches the uploader: queue it, or refuse it.
+    fn on_request(&mut self, up: usize, down: usize, piece: u32) {
+        if !self.linked(up, down) {
+            return;
+        }
+        if !self.nodes[up].has.get(piece) {
+            let delay = self.delay(up, down);
+            self.push(delay, Ev::Failed { up, down, piece });
+            return;
+        }
+        let now = self.instant();
+        // The origin's core admits or declines each request (super-seeding), as the node's
+        // serving shell asks it to.
+        let id = self.id;
+        if up == 0
+            && !self.nodes[0]
+                .core
+                .handle_serve_request(now, id, piece, piece + 1)
+        {
+            self.declines += 1;
+            let delay = self.delay(up, down);
+            self.push(delay, Ev::Declined { up, down, piece });
+            return;
+        }
+        let piece_bytes = self.net.piece_bytes as f64;
+        let c = self.conn(up, down);
+        c.queue.push_back(piece);
+        if c.queue.len() == 1 {
+            c.remaining = piece_bytes;
+            self.rates_dirty = true;
+        }
+    }
+
+    /// A piece reaches the downloader: verify (bad if from the corrupt node), write; the core
+    /// then asks for the commit that makes it held and announced.
+    fn on_data(&mut self, up: usize, down: usize, piece: u32) {
+        if !self.answered(up, down) {
+            return;
+        }
+        let now = self.instant();
+        let id = self.id;
+        let from = self.nodes[up].id;
+        if self.fault == Fault::Corrupt && up == self.faulty {
+            *self.bad_delivered.entry((down, up)).or_default() += 1;
+            let bad = PieceError::BadChunk {
+                index: piece,
+                source: StoreError::HashMismatch { index: piece },
+            };
+            self.nodes[down].core.handle_piece_failed(
+                now,
+                id,
+                from,
+                piece,
+                &bad,
+                self.net.piece_bytes,
+            );
+        } else {
+            let bytes = self.net.piece_bytes;
+            let n = &mut self.nodes[down];
+            if n.has.get(piece) || n.pending.contains(&piece) {
+                self.duplicates += 1;
+            } else {
+                n.pending.push(piece);
+            }
+            n.core.handle_piece_received(now, id, from, piece, bytes);
+        }
+        self.drain(down);
+    }
+
+    /// Carry out `node`'s actions as the data-plane shell does, then re-arm its timer.
+    fn drain(&mut self, node: usize) {
+        let id = self.id;
+        while let Some(action) = self.nodes[node].core.poll_action() {
+            let now = self.instant();
+            if let Some(trace) = self.trace.as_mut() {
+                trace.push(format!("{} #{node} {action:?}", self.now));
+            }
+            match action {
+                BroadcastAction::Send { peer, msg } => {
+                    let to = self.index(peer);
+                    self.push(
+                        self.delay(node, to),
+                        Ev::Msg {
+                            to,
+                            from: node,
+                            msg,
+                        },
+                    );
+                }
+                BroadcastAction::Flood { msg } => {
+                    for to in self.nodes[node].neighbours.clone() {
+                        let msg = msg.clone();
+                        self.push(
+                            self.delay(node, to),
+                            Ev::Msg {
+                                to,
+                                from: node,
+                                msg,
+                            },
+                        );
+                    }
+                }
+                BroadcastAction::Serve { .. } => self.nodes[node].serving = true,
+                BroadcastAction::Unserve { .. } => self.nodes[node].serving = false,
+                BroadcastAction::FetchManifest { from, .. } => match from {
+                    ManifestSource::Peer(peer) => {
+                        let up = self.index(peer);
+                        self.push(self.delay(node, up), Ev::ManifestRequest { up, down: node });
+                    }
+                    ManifestSource::Origin { .. } => panic!("the registry has no addresses"),
+                },
+                BroadcastAction::CreateWorkspace {
+                    manifest, layout, ..
+                } => {
+                    let held = Bitfield::new(self.net.pieces);
+                    self.nodes[node]
+                        .core
+                        .add_receiver(now, id, manifest, layout, held, false, None);
+                }
+                BroadcastAction::Request { peer, piece, .. } => {
+                    let up = self.index(peer);
+                    if self.bans.contains(&(node, up)) {
+                        self.requests_after_ban += 1;
+                    }
+                    self.push(
+                        self.delay(node, up),
+                        Ev::Request {
+                            up,
+                            down: node,
+                            piece,
+                        },
+                    );
+                }
+                BroadcastAction::Cancel { peer, piece, .. } => {
+                    let up = self.index(peer);
+                    self.push(
+                        self.delay(node, up),
+                        Ev::Cancel {
+                            up,
+                            down: node,
+                            piece,
+                        },
+                    );
+                }
+                BroadcastAction::AbortRequests { .. } => panic!("nobody fails the broadcast"),
+                BroadcastAction::Ban { peer } => {
+                    // As the node does: the connection stays up as a serve-only link, so the
+                    // banned peer is still served; the requests to it end here, and its core is
+                    // told nothing.
+                    let other = self.index(peer);
+                    assert!(self.bans.insert((node, other)), "banned twice");
+                    let c = self.conn(other, node);
+                    if !c.queue.is_empty() {
+                        c.queue.clear();
+                        c.remaining = 0.0;
+                        self.rates_dirty = true;
+                    }
+                }
+                BroadcastAction::Commit { .. } => {
+                    let n = &mut self.nodes[node];
+                    let chunks = std::mem::take(&mut n.pending);
+                    for &c in &chunks {
+                        n.has.set(c);
+                    }
+                    n.core.handle_durable(now, id, Ok(chunks));
+                }
+                BroadcastAction::Finalize { .. } => {
+                    let n = &mut self.nodes[node];
+                    assert!(n.done_at.is_none(), "Finalize twice");
+                    assert!(n.has.is_complete());
+                    n.done_at = Some(self.now);
+                    n.core.handle_finalized(now, id, Ok("/received/sim".into()));
+                }
+                BroadcastAction::Stalled { .. } => self.stalls += 1,
+                // Only what names and persists versions: no transfer is at stake.
+                BroadcastAction::SaveVersion { .. }
+                | BroadcastAction::Link { .. }
+                | BroadcastAction::Unlink { .. } => {}
+                other => panic!("unexpected action {other:?}"),
+            }
+        }
+        let timeout = self.nodes[node].core.poll_timeout();
+        let at = timeout
+            .map(|t| (t.saturating_duration_since(self.base).as_nanos() as u64).max(self.now));
+        if at != self.nodes[node].timer {
+            self.nodes[node].timer = at;
+            if let Some(at) = at {
+                self.push(at - self.now, Ev::Timer { node });
+            }
+        }
+    }
+}
