@@ -79,6 +79,38 @@ pub(super) enum Ev {
     Join {
         node: usize,
     },
+    /// A scheduled fault's time has come (an index into `Sim::faults`).
+    Fault {
+        index: usize,
+    },
+}
+
+impl Ev {
+    /// The node whose process handles the event (`None`: the simulation itself).
+    fn target(&self) -> Option<usize> {
+        match *self {
+            Ev::Msg { to, .. } => Some(to),
+            Ev::ManifestRequest { up, .. } | Ev::Request { up, .. } | Ev::Cancel { up, .. } => {
+                Some(up)
+            }
+            Ev::Manifest { down, .. }
+            | Ev::Data { down, .. }
+            | Ev::Failed { down, .. }
+            | Ev::Declined { down, .. } => Some(down),
+            Ev::Timer { node } => Some(node),
+            Ev::Join { .. } | Ev::Fault { .. } => None,
+        }
+    }
+}
+
+/// Whether a node's process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Life {
+    Up,
+    /// Stopped (SIGSTOP): it handles nothing, sends and reads nothing; its links stay up.
+    Paused,
+    /// Killed: its links are down; what it held durably stays on its disk.
+    Down,
 }
 
 pub(super) struct Node {
@@ -96,16 +128,28 @@ pub(super) struct Node {
     pub(super) timer: Option<u64>,
     pub(super) done_at: Option<u64>,
     pub(super) uploaded: f64,
+    pub(super) life: Life,
+    /// The neighbours it had at the start (or gets when it joins late): a restarted or
+    /// resumed node connects again to those that are up.
+    pub(super) links: BTreeSet<usize>,
+    /// Restarts scheduled and not yet carried out: a killed node with none will not complete.
+    pub(super) restarts_due: u32,
+    /// Times restarted (each restart seeds its new core afresh from the run's seed and this).
+    pub(super) restarts: u32,
+    /// Events that reached it while it was paused, handled when it resumes.
+    pub(super) stash: Vec<Ev>,
 }
 
 /// One connection's sending side: `up` serves `down`.
 #[derive(Default)]
 pub(super) struct Conn {
-    open: bool,
-    queue: VecDeque<u32>,
+    pub(super) open: bool,
+    pub(super) queue: VecDeque<u32>,
     /// Bytes left of the head of the queue.
-    remaining: f64,
+    pub(super) remaining: f64,
     rate: f64,
+    /// Payload bytes sent over the run.
+    pub(super) sent: f64,
 }
 
 /// A run: every node's core, the connections and the event queue. Call [`Sim::new`], then
@@ -149,8 +193,30 @@ pub struct Sim {
     pub(super) late: Option<(usize, BTreeSet<usize>)>,
     /// Every action every core emitted, in order, with its time and node (when asked for).
     pub(super) trace: Option<Vec<String>>,
+    pub(super) seed: u64,
+    pub(super) record: BroadcastRecord,
+    /// Scheduled faults, and when each was carried out (nanoseconds).
+    pub(super) faults: Vec<super::faults::ScheduledFault>,
+    pub(super) fired: Vec<Option<u64>>,
+    /// The faults triggered by the fleet's progress and not yet carried out, by descending
+    /// fraction (the next one last).
+    pub(super) by_progress: Vec<usize>,
+    /// Pieces durably held, summed over the receivers.
+    pub(super) held_total: u64,
+    /// Whether the set of nodes that must complete, or their completions, changed since the
+    /// last check.
+    pub(super) check_done: bool,
 }
 
+
+/// Where [`Sim::run_until`] stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// At the time asked for: more is to happen.
+    Running,
+    /// The run is over.
+    Done,
+}
 
 /// What a run varies.
 #[derive(Clone, Debug)]
@@ -271,10 +337,15 @@ impl Sim {
                 serving: false,
                 up,
                 down,
+                links: neighbours.clone(),
                 neighbours,
                 timer: None,
                 done_at: None,
                 uploaded: 0.0,
+                life: Life::Up,
+                restarts_due: 0,
+                restarts: 0,
+                stash: Vec::new(),
             });
         }
         let ids = nodes.iter().enumerate().map(|(i, n)| (n.id, i)).collect();
@@ -305,6 +376,13 @@ impl Sim {
             origin_to: vec![0.0; n],
             late,
             trace: trace.then(Vec::new),
+            seed,
+            record,
+            faults: Vec::new(),
+            fired: Vec::new(),
+            by_progress: Vec::new(),
+            held_total: 0,
+            check_done: true,
         };
         for a in 0..n {
             for b in sim.nodes[a].neighbours.clone() {
@@ -357,11 +435,11 @@ impl Sim {
         &mut self.conns[up * n + down]
     }
 
-    fn instant(&self) -> Instant {
+    pub(super) fn instant(&self) -> Instant {
         self.base + Duration::from_nanos(self.now)
     }
 
-    fn push(&mut self, delay: u64, ev: Ev) {
+    pub(super) fn push(&mut self, delay: u64, ev: Ev) {
         self.seq += 1;
         self.events.insert((self.now + delay, self.seq), ev);
     }
@@ -390,8 +468,12 @@ impl Sim {
         self.linked(up, down) && !self.bans.contains(&(down, up))
     }
 
-    fn sending(&self, up: usize, c: &Conn) -> bool {
-        c.open && !c.queue.is_empty() && !(self.fault == Fault::Stalled && up == self.faulty)
+    fn sending(&self, up: usize, down: usize, c: &Conn) -> bool {
+        c.open
+            && !c.queue.is_empty()
+            && !(self.fault == Fault::Stalled && up == self.faulty)
+            && self.nodes[up].life == Life::Up
+            && self.nodes[down].life == Life::Up
     }
 
     /// Max-min fair rates of the sending connections (progressive filling).
@@ -405,7 +487,7 @@ impl Sim {
             .links
             .iter()
             .copied()
-            .filter(|&(u, d)| self.sending(u, &self.conns[u * n + d]))
+            .filter(|&(u, d)| self.sending(u, d, &self.conns[u * n + d]))
             .collect();
         // Resources 0..n are uploads, n..2n downloads.
         let mut cap: Vec<f64> = (0..2 * n)
@@ -488,6 +570,7 @@ impl Sim {
             }
             let sent = (c.rate * dt).min(c.remaining.max(0.0));
             self.nodes[up].uploaded += sent;
+            c.sent += sent;
             if up == 0 && sent > 0.0 {
                 self.origin_last = to;
             }
@@ -525,12 +608,18 @@ impl Sim {
     /// Run until every receiver that must complete has, nothing is left to happen, or the
     /// virtual clock passes [`HORIZON`].
     pub fn run(&mut self) {
-        let must: Vec<usize> = (1..self.nodes.len())
-            .filter(|&i| self.fault == Fault::None || i != self.faulty)
-            .collect();
+        while self.run_until(HORIZON) == Progress::Running {}
+    }
+
+    /// Run until the virtual clock reaches `until` (nanoseconds from the start), or the run
+    /// ends first ([`Sim::run`]); say which.
+    pub fn run_until(&mut self, until: u64) -> Progress {
         loop {
-            if must.iter().all(|&i| self.nodes[i].done_at.is_some()) {
-                return;
+            if self.check_done {
+                self.check_done = false;
+                if (1..self.nodes.len()).all(|i| !self.must_complete(i) || self.nodes[i].done_at.is_some()) {
+                    return Progress::Done;
+                }
             }
             if self.rates_dirty {
                 self.recompute_rates();
@@ -540,11 +629,14 @@ impl Sim {
                 (Some(a), Some(b)) => a.min(b),
                 (a, b) => match a.or(b) {
                     Some(t) => t,
-                    None => return,
+                    None => return Progress::Done,
                 },
             };
             if t > HORIZON {
-                return;
+                return Progress::Done;
+            }
+            if t > until {
+                return Progress::Running;
             }
             self.advance(t.max(self.now));
             while let Some(entry) = self.events.first_entry() {
@@ -554,10 +646,45 @@ impl Sim {
                 let ev = entry.remove();
                 self.handle(ev);
             }
+            self.progress_faults();
         }
     }
 
+    /// Whether receiver `i` must complete for the run to end: not the faulty receiver of a
+    /// stalled or corrupt run, nor a node killed for good.
+    pub(super) fn must_complete(&self, i: usize) -> bool {
+        let n = &self.nodes[i];
+        (self.fault == Fault::None || i != self.faulty)
+            && !(n.life == Life::Down && n.restarts_due == 0)
+    }
+
+    /// The virtual time, nanoseconds from the start.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// The fleet's progress: pieces durably held over all receivers, as a fraction of what
+    /// they would hold complete.
+    pub fn fleet_progress(&self) -> f64 {
+        let whole = (self.nodes.len() as u64 - 1) * u64::from(self.net.pieces);
+        self.held_total as f64 / whole.max(1) as f64
+    }
+
     fn handle(&mut self, ev: Ev) {
+        if let Some(node) = ev.target() {
+            match self.nodes[node].life {
+                Life::Up => {}
+                // Its timer is re-armed when it resumes.
+                Life::Paused if matches!(ev, Ev::Timer { .. }) => return,
+                Life::Paused => {
+                    self.nodes[node].stash.push(ev);
+                    return;
+                }
+                Life::Down if matches!(ev, Ev::Timer { .. }) => return,
+                // Messages to a killed node: every handler below checks the link first.
+                Life::Down => {}
+            }
+        }
         let now = self.instant();
         let id = self.id;
         match ev {
@@ -646,6 +773,7 @@ impl Sim {
                     self.drain(node);
                 }
             }
+            Ev::Fault { index } => self.apply_fault(index),
             Ev::Join { node } => {
                 let links = self
                     .late
@@ -654,6 +782,8 @@ impl Sim {
                     .unwrap_or_default();
                 let n = self.nodes.len();
                 for b in links {
+                    self.nodes[node].links.insert(b);
+                    self.nodes[b].links.insert(node);
                     self.nodes[node].neighbours.insert(b);
                     self.nodes[b].neighbours.insert(node);
                     for (u, d) in [(node, b), (b, node)] {
@@ -742,7 +872,7 @@ impl Sim {
     }
 
     /// Carry out `node`'s actions as the data-plane shell does, then re-arm its timer.
-    fn drain(&mut self, node: usize) {
+    pub(super) fn drain(&mut self, node: usize) {
         let id = self.id;
         while let Some(action) = self.nodes[node].core.poll_action() {
             let now = self.instant();
@@ -786,7 +916,8 @@ impl Sim {
                 BroadcastAction::CreateWorkspace {
                     manifest, layout, ..
                 } => {
-                    let held = Bitfield::new(self.net.pieces);
+                    // What it made durable before a restart is still on its disk.
+                    let held = self.nodes[node].has.clone();
                     self.nodes[node]
                         .core
                         .add_receiver(now, id, manifest, layout, held, false, None);
@@ -834,15 +965,23 @@ impl Sim {
                     let n = &mut self.nodes[node];
                     let chunks = std::mem::take(&mut n.pending);
                     for &c in &chunks {
-                        n.has.set(c);
+                        if !n.has.get(c) {
+                            n.has.set(c);
+                            self.held_total += 1;
+                        }
                     }
                     n.core.handle_durable(now, id, Ok(chunks));
                 }
                 BroadcastAction::Finalize { .. } => {
                     let n = &mut self.nodes[node];
-                    assert!(n.done_at.is_none(), "Finalize twice");
+                    assert!(
+                        n.done_at.is_none() || n.restarts > 0,
+                        "Finalize twice"
+                    );
                     assert!(n.has.is_complete());
-                    n.done_at = Some(self.now);
+                    // A node restarted complete publishes again; it completed the first time.
+                    n.done_at.get_or_insert(self.now);
+                    self.check_done = true;
                     n.core.handle_finalized(now, id, Ok("/received/sim".into()));
                 }
                 BroadcastAction::Stalled { .. } => self.stalls += 1,

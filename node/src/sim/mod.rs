@@ -52,11 +52,13 @@
 //! one of them, not bad input.
 
 mod engine;
+mod faults;
 mod net;
 mod outcome;
 
-pub use engine::{Fault, HORIZON, LATE_JOIN, Setup, Sim};
+pub use engine::{Fault, HORIZON, LATE_JOIN, Progress, Setup, Sim};
+pub use faults::{FaultAction, ScheduleError, ScheduledFault, When};
 pub use net::{
-    DEGREE, HALF_RTT, MAX_DEGREE, MB, MIB, Net, ORIGIN_UP, PIECES, RECEIVERS, Rates, Shape, node_id,
+    DEGREE, FleetConfig, FleetError, HALF_RTT, MAX_DEGREE, MB, MIB, Net, ORIGIN_UP, PIECES, RECEIVERS, Rates, Shape, node_id,
 };
 pub use outcome::Outcome;

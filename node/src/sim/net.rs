@@ -224,7 +224,11 @@ pub(crate) fn random_graph(rng: &mut StdRng, n: usize, degree: usize) -> Vec<BTr
             while adj[i].len() < degree && tries < 1000 {
                 tries += 1;
                 let j = rng.random_range(0..n);
-                let cap = if tries > 500 { n } else { MAX_DEGREE };
+                let cap = if tries > 500 {
+                    n
+                } else {
+                    MAX_DEGREE.max(degree + degree / 2)
+                };
                 if j != i && !adj[i].contains(&j) && adj[j].len() < cap {
                     adj[i].insert(j);
                     adj[j].insert(i);
@@ -245,5 +249,103 @@ pub(crate) fn random_graph(rng: &mut StdRng, n: usize, degree: usize) -> Vec<BTr
         if seen.iter().all(|&s| s) {
             return adj;
         }
+    }
+}
+
+/// A uniform fleet, as `swarmcast sim` describes it: every host (the origin too) with the
+/// same link, one file.
+#[derive(Clone, Debug)]
+pub struct FleetConfig {
+    /// Receivers (the origin is extra).
+    pub receivers: usize,
+    /// The file's bytes (rounded up to whole chunks).
+    pub bytes: u64,
+    /// Bytes per chunk, at least [`PIECE_BYTES`](crate::manifest::PIECE_BYTES): the model
+    /// sends one chunk per piece.
+    pub chunk_size: u32,
+    /// Every host's upload and download, Mbit/s.
+    pub up_mbit: f64,
+    pub down_mbit: f64,
+    /// A message's time on the wire, one way.
+    pub latency: std::time::Duration,
+    /// Packets lost on every link (a fraction): what is resent is taken off the payload rate.
+    /// Its effect on congestion control is not modelled.
+    pub loss: f64,
+    /// Neighbours per node.
+    pub degree: usize,
+}
+
+/// A fleet the simulator cannot model.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[non_exhaustive]
+pub enum FleetError {
+    #[error("a fleet needs at least one receiver")]
+    NoReceivers,
+    #[error("nothing to send: the size is 0")]
+    Empty,
+    #[error(
+        "chunk size {chunk} B is below {min} B: the simulator sends one chunk per piece"
+    )]
+    ChunkTooSmall { chunk: u32, min: u32 },
+    #[error("{pieces} pieces are more than the simulator's {max}")]
+    TooManyPieces { pieces: u64, max: u64 },
+    #[error("{what} must be a positive number of Mbit/s, not {value}")]
+    Rate { what: &'static str, value: f64 },
+    #[error("loss must be a fraction below 1, not {0}")]
+    Loss(f64),
+    #[error("a node needs at least one neighbour")]
+    Degree,
+}
+
+impl FleetConfig {
+    /// The model of this fleet.
+    pub fn net(&self) -> Result<Net, FleetError> {
+        if self.receivers == 0 {
+            return Err(FleetError::NoReceivers);
+        }
+        if self.bytes == 0 {
+            return Err(FleetError::Empty);
+        }
+        let min = crate::manifest::PIECE_BYTES;
+        if self.chunk_size < min {
+            return Err(FleetError::ChunkTooSmall {
+                chunk: self.chunk_size,
+                min,
+            });
+        }
+        let pieces = self.bytes.div_ceil(u64::from(self.chunk_size));
+        let max = u64::from(u32::MAX);
+        if pieces > max {
+            return Err(FleetError::TooManyPieces { pieces, max });
+        }
+        for (what, value) in [("upload", self.up_mbit), ("download", self.down_mbit)] {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(FleetError::Rate { what, value });
+            }
+        }
+        if !(0.0..1.0).contains(&self.loss) {
+            return Err(FleetError::Loss(self.loss));
+        }
+        if self.degree == 0 {
+            return Err(FleetError::Degree);
+        }
+        let mbit = |r: f64| r * 1e6 / 8.0;
+        let (up, down) = (mbit(self.up_mbit), mbit(self.down_mbit));
+        let payload = 1.0 - self.loss;
+        Ok(Net {
+            receivers: self.receivers,
+            pieces: pieces as u32,
+            piece_bytes: u64::from(self.chunk_size),
+            origin_up: up * payload,
+            rates: Rates::Fixed(vec![(up * payload, down * payload); self.receivers]),
+            degree: self.degree,
+            half_rtt: u64::try_from(self.latency.as_nanos()).unwrap_or(u64::MAX),
+            queue: 0,
+            queue_down: false,
+            bound: Some((up, vec![(up, down); self.receivers])),
+            before: 0,
+            after: 0,
+            swarm: SwarmConfig::default(),
+        })
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::engine::{Fault, Sim};
+use super::engine::Sim;
 
 /// What one run measured.
 #[derive(Debug)]
@@ -36,10 +36,32 @@ pub struct Outcome {
     /// Stall reports (`BroadcastAction::Stalled`): a transfer with no progress for 5 s while
     /// connected peers held what it lacked.
     pub stalls: u32,
+    /// The file's bytes.
+    pub bytes: f64,
+    /// Each receiver's completion (`done_at[i - 1]` for receiver `i`), virtual seconds from
+    /// the origin's first announcement; `None`: it did not complete.
+    pub done_at: Vec<Option<f64>>,
+    /// Payload bytes sent over each connection that carried any, as (uploader, downloader,
+    /// bytes), in that order.
+    pub edges: Vec<(usize, usize, f64)>,
 }
 
 
 impl Sim {
+    /// The connections that carried payload, as (uploader, downloader, bytes).
+    fn edges(&self) -> Vec<(usize, usize, f64)> {
+        let n = self.nodes.len();
+        let mut edges: Vec<(usize, usize, f64)> = self
+            .links
+            .iter()
+            .map(|&(u, d)| (u, d, self.conns[u * n + d].sent))
+            .filter(|e| e.2 > 0.0)
+            .collect();
+        edges.sort_by_key(|e| (e.0, e.1));
+        edges.dedup_by_key(|e| (e.0, e.1));
+        edges
+    }
+
 
     /// What the run measured so far (after [`Sim::run`]: all of it).
     pub fn outcome(&self) -> Outcome {
@@ -56,7 +78,7 @@ impl Sim {
         let t_star = (f / origin_up)
             .max(f / d_min)
             .max(rates.len() as f64 * f / (origin_up + sum_up));
-        let must = |i: &usize| self.fault == Fault::None || *i != self.faulty;
+        let must = |i: &usize| self.must_complete(*i);
         let t = (1..self.nodes.len())
             .filter(must)
             .filter_map(|i| self.nodes[i].done_at)
@@ -93,6 +115,12 @@ impl Sim {
             duplicates: self.duplicates,
             declines: self.declines,
             stalls: self.stalls,
+            bytes: f,
+            done_at: self.nodes[1..]
+                .iter()
+                .map(|n| n.done_at.map(|t| t as f64 / 1e9))
+                .collect(),
+            edges: self.edges(),
         }
     }
 }
