@@ -1,7 +1,8 @@
 //! The simulation: every node's [`Broadcasts`] core, the connections between them, and the
 //! event queue of a virtual clock.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -208,6 +209,24 @@ pub struct Sim {
     pub(super) check_done: bool,
 }
 
+
+/// A resource's fair share of what is left of its capacity, ordered by share, then resource.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Share(f64, usize);
+
+impl Eq for Share {}
+
+impl PartialOrd for Share {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Share {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
+    }
+}
 
 /// Where [`Sim::run_until`] stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -505,18 +524,19 @@ impl Sim {
             users[n + d].push(f);
         }
         let mut count: Vec<usize> = users.iter().map(Vec::len).collect();
-        let mut busy: Vec<usize> = (0..2 * n).filter(|&r| count[r] > 0).collect();
+        // The resource with the least fair share first: a heap of (share, resource), an
+        // entry made stale when its resource's share changes (a fresh one is pushed then).
+        // Progressive filling reaches the one max-min fair allocation whatever the order of
+        // ties, in O((flows + resources) log resources).
+        let mut heap: BinaryHeap<Reverse<Share>> = (0..2 * n)
+            .filter(|&r| count[r] > 0)
+            .map(|r| Reverse(Share(cap[r] / count[r] as f64, r)))
+            .collect();
         let mut rate = vec![f64::NAN; flows.len()];
-        while !busy.is_empty() {
-            let mut best = 0;
-            let mut share = f64::INFINITY;
-            for (i, &r) in busy.iter().enumerate() {
-                let s = cap[r] / count[r] as f64;
-                if s < share {
-                    (best, share) = (i, s);
-                }
+        while let Some(Reverse(Share(share, r))) = heap.pop() {
+            if count[r] == 0 || share != cap[r] / count[r] as f64 {
+                continue;
             }
-            let r = busy.swap_remove(best);
             for &f in &users[r] {
                 if !rate[f].is_nan() {
                     continue;
@@ -526,9 +546,11 @@ impl Sim {
                 for res in [u, n + d] {
                     cap[res] -= share;
                     count[res] -= 1;
+                    if res != r && count[res] > 0 {
+                        heap.push(Reverse(Share(cap[res] / count[res] as f64, res)));
+                    }
                 }
             }
-            busy.retain(|&r| count[r] > 0);
         }
         let mut used = vec![0.0; 2 * n];
         for (f, &(u, d)) in flows.iter().enumerate() {
