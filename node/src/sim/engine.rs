@@ -151,6 +151,12 @@ pub(super) struct Conn {
     rate: f64,
     /// Payload bytes sent over the run.
     pub(super) sent: f64,
+    /// When `remaining` and `sent` were last brought up to date (nanoseconds): between rate
+    /// changes a connection's bytes are counted when its piece ends, not at every event.
+    since: u64,
+    /// When the head of the queue ends at the current rate (`u64::MAX`: not sending); the
+    /// `finishing` heap's entry for it is current iff it says the same.
+    finish: u64,
 }
 
 /// A run: every node's core, the connections and the event queue. Call [`Sim::new`], then
@@ -176,6 +182,9 @@ pub struct Sim {
     pub(super) links: Vec<(usize, usize)>,
     /// Connections sending, as of the last rate computation.
     pub(super) active: Vec<(usize, usize)>,
+    /// When each sending connection's current piece ends, as (time, up, down); entries whose
+    /// time is no longer the connection's `finish` are stale and skipped.
+    finishing: BinaryHeap<Reverse<(u64, usize, usize)>>,
     pub(super) events: BTreeMap<(u64, u64), Ev>,
     pub(super) fault: Fault,
     pub(super) faulty: usize,
@@ -382,6 +391,7 @@ impl Sim {
             conns: (0..n * n).map(|_| Conn::default()).collect(),
             links: Vec::new(),
             active: Vec::new(),
+            finishing: BinaryHeap::new(),
             events: BTreeMap::new(),
             fault,
             faulty,
@@ -499,9 +509,13 @@ impl Sim {
     fn recompute_rates(&mut self) {
         self.rates_dirty = false;
         let n = self.nodes.len();
-        for &(u, d) in &self.active {
-            self.conns[u * n + d].rate = 0.0;
+        for (u, d) in std::mem::take(&mut self.active) {
+            self.settle(u, d);
+            let c = &mut self.conns[u * n + d];
+            c.rate = 0.0;
+            c.finish = u64::MAX;
         }
+        self.finishing.clear();
         let flows: Vec<(usize, usize)> = self
             .links
             .iter()
@@ -555,7 +569,10 @@ impl Sim {
         let mut used = vec![0.0; 2 * n];
         for (f, &(u, d)) in flows.iter().enumerate() {
             let r = rate[f].max(0.0);
-            self.conns[u * n + d].rate = r;
+            let c = &mut self.conns[u * n + d];
+            c.rate = r;
+            c.since = self.now;
+            self.schedule_finish(u, d);
             used[u] += r;
             used[n + d] += r;
         }
@@ -570,44 +587,66 @@ impl Sim {
         self.active = flows;
     }
 
-    fn next_completion(&self) -> Option<u64> {
+    /// Bring `up → down`'s bytes sent and left up to date, at its current rate.
+    pub(super) fn settle(&mut self, up: usize, down: usize) {
         let n = self.nodes.len();
-        self.active
-            .iter()
-            .map(|&(u, d)| &self.conns[u * n + d])
-            .filter(|c| c.rate > 0.0 && !c.queue.is_empty())
-            .map(|c| self.now + (c.remaining.max(0.0) / c.rate * 1e9).ceil() as u64)
-            .min()
+        let now = self.now;
+        let c = &mut self.conns[up * n + down];
+        let dt = now.saturating_sub(c.since) as f64 / 1e9;
+        c.since = now;
+        if c.queue.is_empty() || c.rate <= 0.0 || dt == 0.0 {
+            return;
+        }
+        let sent = (c.rate * dt).min(c.remaining.max(0.0));
+        c.sent += sent;
+        c.remaining -= c.rate * dt;
+        self.nodes[up].uploaded += sent;
+        if up == 0 && sent > 0.0 {
+            self.origin_last = now;
+            self.origin_to[down] += sent;
+        }
+    }
+
+    /// When `up → down`'s head piece ends at its rate: recorded, and pushed on the heap.
+    pub(super) fn schedule_finish(&mut self, up: usize, down: usize) {
+        let n = self.nodes.len();
+        let now = self.now;
+        let c = &mut self.conns[up * n + down];
+        if c.rate > 0.0 && !c.queue.is_empty() {
+            c.finish = now + (c.remaining.max(0.0) / c.rate * 1e9).ceil() as u64;
+            self.finishing.push(Reverse((c.finish, up, down)));
+        } else {
+            c.finish = u64::MAX;
+        }
+    }
+
+    /// The next end of a piece on a connection, dropping stale entries.
+    fn next_completion(&mut self) -> Option<u64> {
+        let n = self.nodes.len();
+        while let Some(&Reverse((t, u, d))) = self.finishing.peek() {
+            if self.conns[u * n + d].finish == t {
+                return Some(t);
+            }
+            self.finishing.pop();
+        }
+        None
     }
 
     fn advance(&mut self, to: u64) {
         let n = self.nodes.len();
-        let dt = (to - self.now) as f64 / 1e9;
         self.now = to;
-        let mut done = Vec::new();
-        for &(up, down) in &self.active {
-            let c = &mut self.conns[up * n + down];
-            if c.queue.is_empty() || c.rate <= 0.0 {
+        while let Some(&Reverse((t, up, down))) = self.finishing.peek() {
+            if t > to {
+                break;
+            }
+            self.finishing.pop();
+            if self.conns[up * n + down].finish != t {
                 continue;
             }
-            let sent = (c.rate * dt).min(c.remaining.max(0.0));
-            self.nodes[up].uploaded += sent;
-            c.sent += sent;
-            if up == 0 && sent > 0.0 {
-                self.origin_last = to;
-            }
-            if up == 0 {
-                self.origin_to[down] += sent;
-            }
-            c.remaining -= c.rate * dt;
-            if c.remaining <= 1.0 {
-                done.push((up, down));
-            }
-        }
-        for (up, down) in done {
+            self.settle(up, down);
             let c = self.conn(up, down);
             let Some(piece) = c.queue.pop_front() else {
-                continue; // `done` holds only connections with a queue
+                continue; // a finish is scheduled only for a connection with a queue
             };
             if up == 0 {
                 let now = self.instant();
@@ -622,6 +661,7 @@ impl Sim {
             if c.queue.is_empty() {
                 self.rates_dirty = true;
             }
+            self.schedule_finish(up, down);
             let delay = self.delay(up, down);
             self.push(delay, Ev::Data { up, down, piece });
         }
@@ -744,6 +784,10 @@ impl Sim {
             Ev::Cancel { up, down, piece } => {
                 let c = self.conn(up, down);
                 if let Some(i) = c.queue.iter().position(|&p| p == piece) {
+                    if i == 0 {
+                        self.settle(up, down);
+                    }
+                    let c = self.conn(up, down);
                     c.queue.remove(i);
                     if up == 0 {
                         self.nodes[0]
@@ -757,6 +801,9 @@ impl Sim {
                     }
                     if c.queue.is_empty() {
                         self.rates_dirty = true;
+                    }
+                    if i == 0 {
+                        self.schedule_finish(up, down);
                     }
                 }
             }
@@ -976,6 +1023,7 @@ impl Sim {
                     // told nothing.
                     let other = self.index(peer);
                     assert!(self.bans.insert((node, other)), "banned twice");
+                    self.settle(other, node);
                     let c = self.conn(other, node);
                     if !c.queue.is_empty() {
                         c.queue.clear();

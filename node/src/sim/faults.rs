@@ -169,6 +169,7 @@ impl Sim {
         for b in peers {
             self.nodes[b].neighbours.remove(&node);
             for (up, down) in [(node, b), (b, node)] {
+                self.settle(up, down);
                 let c = &mut self.conns[up * len + down];
                 c.open = false;
                 let queued: Vec<u32> = c.queue.drain(..).collect();
