@@ -190,6 +190,8 @@ pub struct Sim {
     pub(super) faulty: usize,
     pub(super) declines: u32,
     pub(super) rates_dirty: bool,
+    /// The earliest time of the next rate computation ([`Net::rate_quantum`]).
+    next_rates: u64,
     /// (banning node, banned node).
     pub(super) bans: BTreeSet<(usize, usize)>,
     /// Bad pieces delivered, per (downloader, uploader).
@@ -397,6 +399,7 @@ impl Sim {
             faulty,
             declines: 0,
             rates_dirty: false,
+            next_rates: 0,
             bans: BTreeSet::new(),
             bad_delivered: BTreeMap::new(),
             requests_after_ban: 0,
@@ -683,10 +686,16 @@ impl Sim {
                     return Progress::Done;
                 }
             }
-            if self.rates_dirty {
+            if self.rates_dirty && self.now >= self.next_rates {
                 self.recompute_rates();
+                self.next_rates = self.now + self.net.rate_quantum;
             }
             let next_ev = self.events.keys().next().map(|k| k.0);
+            let next_ev = match (next_ev, self.rates_dirty) {
+                (Some(t), true) => Some(t.min(self.next_rates)),
+                (None, true) => Some(self.next_rates),
+                (t, false) => t,
+            };
             let t = match (next_ev, self.next_completion()) {
                 (Some(a), Some(b)) => a.min(b),
                 (a, b) => match a.or(b) {

@@ -60,6 +60,11 @@ pub struct Net {
     pub after: u64,
     /// The receivers' swarm settings (the default, unless an experiment changes them).
     pub swarm: SwarmConfig,
+    /// Recompute the fair rates at most this often (nanoseconds; 0: at every change, exact).
+    /// A connection that starts waits for the next recomputation, and one that ends holds
+    /// its share until then: an aggregation for large fleets, where changes come many per
+    /// piece time.
+    pub rate_quantum: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -87,6 +92,7 @@ impl Net {
             before: 0,
             after: 0,
             swarm: SwarmConfig::default(),
+            rate_quantum: 0,
         }
     }
 
@@ -165,6 +171,7 @@ impl Net {
             before: 140_000_000,
             after: 200_000_000,
             swarm: SwarmConfig::default(),
+            rate_quantum: 0,
         }
     }
 }
@@ -298,6 +305,16 @@ pub enum FleetError {
 }
 
 impl FleetConfig {
+    /// A tenth of a piece's time on a host's uplink once the fleet exceeds 100 receivers
+    /// (nanoseconds), else 0 (exact rates).
+    fn rate_quantum(&self) -> u64 {
+        if self.receivers <= 100 {
+            return 0;
+        }
+        let piece_s = f64::from(self.chunk_size) / (self.up_mbit * 1e6 / 8.0);
+        (piece_s * 1e9 / 10.0) as u64
+    }
+
     /// The model of this fleet.
     pub fn net(&self) -> Result<Net, FleetError> {
         if self.receivers == 0 {
@@ -346,6 +363,7 @@ impl FleetConfig {
             before: 0,
             after: 0,
             swarm: SwarmConfig::default(),
+            rate_quantum: self.rate_quantum(),
         })
     }
 }
