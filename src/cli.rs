@@ -128,7 +128,11 @@ pub(crate) fn parse_sim_pause(s: &str) -> Result<(usize, SimWhen, SimWhen), Stri
     let (from, to) = span
         .split_once("..")
         .ok_or_else(|| format!("expected FROM..TO after '@', e.g. 2s..10s, got {span:?}"))?;
-    Ok((parse_sim_node(node)?, parse_sim_when(from)?, parse_sim_when(to)?))
+    Ok((
+        parse_sim_node(node)?,
+        parse_sim_when(from)?,
+        parse_sim_when(to)?,
+    ))
 }
 
 fn parse_sim_node(s: &str) -> Result<usize, String> {

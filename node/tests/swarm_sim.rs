@@ -304,10 +304,7 @@ fn one_seed_gives_one_trace() {
         sim.run();
         assert_eq!(sim.outcome().incomplete, 0, "seed {seed}");
         let (_, late_done) = sim.late_joiner().unwrap();
-        assert!(
-            late_done,
-            "seed {seed}: the late joiner completed"
-        );
+        assert!(late_done, "seed {seed}: the late joiner completed");
         sim.take_trace().unwrap()
     };
     for seed in [1, 2] {
@@ -322,7 +319,6 @@ fn one_seed_gives_one_trace() {
         eprintln!("seed {seed}: {} actions, twice alike", a.len());
     }
 }
-
 
 /// A lab figure the simulator is held to: the configuration, and the median T/T* that
 /// `bench swarm` measured for it (T from the start of `node send` to the return of `--wait`).

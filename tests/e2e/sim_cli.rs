@@ -90,12 +90,18 @@ fn sim_small_run_json() -> Result<()> {
         .iter()
         .map(|e| e["bytes"].as_u64().unwrap())
         .sum();
-    assert!(sent as f64 >= 12.0 * bytes * 0.999, "{sent} B for 12 x {bytes}");
+    assert!(
+        sent as f64 >= 12.0 * bytes * 0.999,
+        "{sent} B for 12 x {bytes}"
+    );
     let faults = j["faults"].as_array().unwrap();
     assert_eq!(faults.len(), 2);
     assert!(faults.iter().all(|f| f["at_s"].as_f64().is_some()), "{j}");
     let restarted = faults[1]["at_s"].as_f64().unwrap();
     assert!((restarted - 0.3).abs() < 1e-6, "{j}");
-    assert!(done[3].as_f64().unwrap() > restarted, "node 4 completes after its restart: {j}");
+    assert!(
+        done[3].as_f64().unwrap() > restarted,
+        "node 4 completes after its restart: {j}"
+    );
     Ok(())
 }

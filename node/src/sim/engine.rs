@@ -148,15 +148,15 @@ pub(super) struct Conn {
     pub(super) queue: VecDeque<u32>,
     /// Bytes left of the head of the queue.
     pub(super) remaining: f64,
-    rate: f64,
+    pub(super) rate: f64,
     /// Payload bytes sent over the run.
     pub(super) sent: f64,
     /// When `remaining` and `sent` were last brought up to date (nanoseconds): between rate
     /// changes a connection's bytes are counted when its piece ends, not at every event.
-    since: u64,
+    pub(super) since: u64,
     /// When the head of the queue ends at the current rate (`u64::MAX`: not sending); the
     /// `finishing` heap's entry for it is current iff it says the same.
-    finish: u64,
+    pub(super) finish: u64,
 }
 
 /// A run: every node's core, the connections and the event queue. Call [`Sim::new`], then
@@ -184,14 +184,14 @@ pub struct Sim {
     pub(super) active: Vec<(usize, usize)>,
     /// When each sending connection's current piece ends, as (time, up, down); entries whose
     /// time is no longer the connection's `finish` are stale and skipped.
-    finishing: BinaryHeap<Reverse<(u64, usize, usize)>>,
+    pub(super) finishing: BinaryHeap<Reverse<(u64, usize, usize)>>,
     pub(super) events: BTreeMap<(u64, u64), Ev>,
     pub(super) fault: Fault,
     pub(super) faulty: usize,
     pub(super) declines: u32,
     pub(super) rates_dirty: bool,
     /// The earliest time of the next rate computation ([`Net::rate_quantum`]).
-    next_rates: u64,
+    pub(super) next_rates: u64,
     /// (banning node, banned node).
     pub(super) bans: BTreeSet<(usize, usize)>,
     /// Bad pieces delivered, per (downloader, uploader).
@@ -220,26 +220,6 @@ pub struct Sim {
     pub(super) check_done: bool,
 }
 
-
-/// A resource's fair share of what is left of its capacity, ordered by share, then resource.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Share(f64, usize);
-
-impl Eq for Share {}
-
-impl PartialOrd for Share {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Share {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
-    }
-}
-
-/// Where [`Sim::run_until`] stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Progress {
     /// At the time asked for: more is to happen.
@@ -462,7 +442,7 @@ impl Sim {
         self.ids[&id]
     }
 
-    fn conn(&mut self, up: usize, down: usize) -> &mut Conn {
+    pub(super) fn conn(&mut self, up: usize, down: usize) -> &mut Conn {
         let n = self.nodes.len();
         &mut self.conns[up * n + down]
     }
@@ -478,7 +458,7 @@ impl Sim {
 
     /// How long a message (or a piece's last byte) from `from` takes to reach `to`: the wire,
     /// plus a full FIFO on each saturated shaped link it crosses.
-    fn delay(&self, from: usize, to: usize) -> u64 {
+    pub(super) fn delay(&self, from: usize, to: usize) -> u64 {
         let n = self.nodes.len();
         let mut d = self.net.half_rtt;
         if self.saturated[from] {
@@ -500,176 +480,6 @@ impl Sim {
         self.linked(up, down) && !self.bans.contains(&(down, up))
     }
 
-    fn sending(&self, up: usize, down: usize, c: &Conn) -> bool {
-        c.open
-            && !c.queue.is_empty()
-            && !(self.fault == Fault::Stalled && up == self.faulty)
-            && self.nodes[up].life == Life::Up
-            && self.nodes[down].life == Life::Up
-    }
-
-    /// Max-min fair rates of the sending connections (progressive filling).
-    fn recompute_rates(&mut self) {
-        self.rates_dirty = false;
-        let n = self.nodes.len();
-        for (u, d) in std::mem::take(&mut self.active) {
-            self.settle(u, d);
-            let c = &mut self.conns[u * n + d];
-            c.rate = 0.0;
-            c.finish = u64::MAX;
-        }
-        self.finishing.clear();
-        let flows: Vec<(usize, usize)> = self
-            .links
-            .iter()
-            .copied()
-            .filter(|&(u, d)| self.sending(u, d, &self.conns[u * n + d]))
-            .collect();
-        // Resources 0..n are uploads, n..2n downloads.
-        let mut cap: Vec<f64> = (0..2 * n)
-            .map(|r| {
-                if r < n {
-                    self.nodes[r].up
-                } else {
-                    self.nodes[r - n].down
-                }
-            })
-            .collect();
-        let mut users: Vec<Vec<usize>> = vec![Vec::new(); 2 * n];
-        for (f, &(u, d)) in flows.iter().enumerate() {
-            users[u].push(f);
-            users[n + d].push(f);
-        }
-        let mut count: Vec<usize> = users.iter().map(Vec::len).collect();
-        // The resource with the least fair share first: a heap of (share, resource), an
-        // entry made stale when its resource's share changes (a fresh one is pushed then).
-        // Progressive filling reaches the one max-min fair allocation whatever the order of
-        // ties, in O((flows + resources) log resources).
-        let mut heap: BinaryHeap<Reverse<Share>> = (0..2 * n)
-            .filter(|&r| count[r] > 0)
-            .map(|r| Reverse(Share(cap[r] / count[r] as f64, r)))
-            .collect();
-        let mut rate = vec![f64::NAN; flows.len()];
-        while let Some(Reverse(Share(share, r))) = heap.pop() {
-            if count[r] == 0 || share != cap[r] / count[r] as f64 {
-                continue;
-            }
-            for &f in &users[r] {
-                if !rate[f].is_nan() {
-                    continue;
-                }
-                rate[f] = share;
-                let (u, d) = flows[f];
-                for res in [u, n + d] {
-                    cap[res] -= share;
-                    count[res] -= 1;
-                    if res != r && count[res] > 0 {
-                        heap.push(Reverse(Share(cap[res] / count[res] as f64, res)));
-                    }
-                }
-            }
-        }
-        let mut used = vec![0.0; 2 * n];
-        for (f, &(u, d)) in flows.iter().enumerate() {
-            let r = rate[f].max(0.0);
-            let c = &mut self.conns[u * n + d];
-            c.rate = r;
-            c.since = self.now;
-            self.schedule_finish(u, d);
-            used[u] += r;
-            used[n + d] += r;
-        }
-        for (r, used) in used.iter().enumerate() {
-            let cap = if r < n {
-                self.nodes[r].up
-            } else {
-                self.nodes[r - n].down
-            };
-            self.saturated[r] = *used >= 0.98 * cap;
-        }
-        self.active = flows;
-    }
-
-    /// Bring `up → down`'s bytes sent and left up to date, at its current rate.
-    pub(super) fn settle(&mut self, up: usize, down: usize) {
-        let n = self.nodes.len();
-        let now = self.now;
-        let c = &mut self.conns[up * n + down];
-        let dt = now.saturating_sub(c.since) as f64 / 1e9;
-        c.since = now;
-        if c.queue.is_empty() || c.rate <= 0.0 || dt == 0.0 {
-            return;
-        }
-        let sent = (c.rate * dt).min(c.remaining.max(0.0));
-        c.sent += sent;
-        c.remaining -= c.rate * dt;
-        self.nodes[up].uploaded += sent;
-        if up == 0 && sent > 0.0 {
-            self.origin_last = now;
-            self.origin_to[down] += sent;
-        }
-    }
-
-    /// When `up → down`'s head piece ends at its rate: recorded, and pushed on the heap.
-    pub(super) fn schedule_finish(&mut self, up: usize, down: usize) {
-        let n = self.nodes.len();
-        let now = self.now;
-        let c = &mut self.conns[up * n + down];
-        if c.rate > 0.0 && !c.queue.is_empty() {
-            c.finish = now + (c.remaining.max(0.0) / c.rate * 1e9).ceil() as u64;
-            self.finishing.push(Reverse((c.finish, up, down)));
-        } else {
-            c.finish = u64::MAX;
-        }
-    }
-
-    /// The next end of a piece on a connection, dropping stale entries.
-    fn next_completion(&mut self) -> Option<u64> {
-        let n = self.nodes.len();
-        while let Some(&Reverse((t, u, d))) = self.finishing.peek() {
-            if self.conns[u * n + d].finish == t {
-                return Some(t);
-            }
-            self.finishing.pop();
-        }
-        None
-    }
-
-    fn advance(&mut self, to: u64) {
-        let n = self.nodes.len();
-        self.now = to;
-        while let Some(&Reverse((t, up, down))) = self.finishing.peek() {
-            if t > to {
-                break;
-            }
-            self.finishing.pop();
-            if self.conns[up * n + down].finish != t {
-                continue;
-            }
-            self.settle(up, down);
-            let c = self.conn(up, down);
-            let Some(piece) = c.queue.pop_front() else {
-                continue; // a finish is scheduled only for a connection with a queue
-            };
-            if up == 0 {
-                let now = self.instant();
-                let id = self.id;
-                self.nodes[0]
-                    .core
-                    .handle_served(now, id, piece, piece + 1, true);
-            }
-            let piece_bytes = self.net.piece_bytes as f64;
-            let c = self.conn(up, down);
-            c.remaining = if c.queue.is_empty() { 0.0 } else { piece_bytes };
-            if c.queue.is_empty() {
-                self.rates_dirty = true;
-            }
-            self.schedule_finish(up, down);
-            let delay = self.delay(up, down);
-            self.push(delay, Ev::Data { up, down, piece });
-        }
-    }
-
     /// Run until every receiver that must complete has, nothing is left to happen, or the
     /// virtual clock passes [`HORIZON`].
     pub fn run(&mut self) {
@@ -682,7 +492,9 @@ impl Sim {
         loop {
             if self.check_done {
                 self.check_done = false;
-                if (1..self.nodes.len()).all(|i| !self.must_complete(i) || self.nodes[i].done_at.is_some()) {
+                if (1..self.nodes.len())
+                    .all(|i| !self.must_complete(i) || self.nodes[i].done_at.is_some())
+                {
                     return Progress::Done;
                 }
             }
@@ -1053,10 +865,7 @@ impl Sim {
                 }
                 BroadcastAction::Finalize { .. } => {
                     let n = &mut self.nodes[node];
-                    assert!(
-                        n.done_at.is_none() || n.restarts > 0,
-                        "Finalize twice"
-                    );
+                    assert!(n.done_at.is_none() || n.restarts > 0, "Finalize twice");
                     assert!(n.has.is_complete());
                     // A node restarted complete publishes again; it completed the first time.
                     n.done_at.get_or_insert(self.now);

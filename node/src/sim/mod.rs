@@ -53,12 +53,14 @@
 
 mod engine;
 mod faults;
+mod links;
 mod net;
 mod outcome;
 
 pub use engine::{Fault, HORIZON, LATE_JOIN, Progress, Setup, Sim};
 pub use faults::{FaultAction, ScheduleError, ScheduledFault, When};
 pub use net::{
-    DEGREE, FleetConfig, FleetError, HALF_RTT, MAX_DEGREE, MB, MIB, Net, ORIGIN_UP, PIECES, RECEIVERS, Rates, Shape, node_id,
+    DEGREE, FleetConfig, FleetError, HALF_RTT, MAX_DEGREE, MB, MIB, Net, ORIGIN_UP, PIECES,
+    RECEIVERS, Rates, Shape, node_id,
 };
 pub use outcome::Outcome;

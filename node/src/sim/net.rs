@@ -290,9 +290,7 @@ pub enum FleetError {
     NoReceivers,
     #[error("nothing to send: the size is 0")]
     Empty,
-    #[error(
-        "chunk size {chunk} B is below {min} B: the simulator sends one chunk per piece"
-    )]
+    #[error("chunk size {chunk} B is below {min} B: the simulator sends one chunk per piece")]
     ChunkTooSmall { chunk: u32, min: u32 },
     #[error("{pieces} pieces are more than the simulator's {max}")]
     TooManyPieces { pieces: u64, max: u64 },

@@ -46,7 +46,6 @@ pub struct Outcome {
     pub edges: Vec<(usize, usize, f64)>,
 }
 
-
 impl Sim {
     /// The connections that carried payload, as (uploader, downloader, bytes).
     fn edges(&self) -> Vec<(usize, usize, f64)> {
@@ -61,7 +60,6 @@ impl Sim {
         edges.dedup_by_key(|e| (e.0, e.1));
         edges
     }
-
 
     /// What the run measured so far (after [`Sim::run`]: all of it).
     pub fn outcome(&self) -> Outcome {
