@@ -41,6 +41,120 @@ pub(crate) enum Command {
     /// Chaos scenarios: kill, stop and restart processes mid-transfer, then prove nothing is lost.
     #[command(subcommand)]
     Chaos(ChaosCommand),
+    /// Simulate a fleet on a virtual clock: the node's own broadcast and swarm cores, one
+    /// origin and --nodes receivers on a random graph, max-min fair links, seeded. Prints T
+    /// (the last completion), the lower bound T*, the origin's upload and the completion CDF.
+    Sim(SimArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SimArgs {
+    /// Receivers (node 0 is the origin, the receivers 1 to N).
+    #[arg(long, default_value_t = 100, value_parser = parse_positive_count::<usize>)]
+    pub(crate) nodes: usize,
+    /// Bytes of the one file sent (e.g. 1GiB).
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    pub(crate) size: u64,
+    /// Chunk size (one chunk per piece in the simulation: at least 256KiB).
+    #[arg(long, default_value = DEFAULT_CHUNK_SIZE_ARG, value_parser = parse_bytes)]
+    pub(crate) chunk_size: u32,
+    /// Every host's link rate in Mbit/s, both directions (the origin's too).
+    #[arg(long, default_value_t = 1000.0)]
+    pub(crate) rate_mbit: f64,
+    /// Every host's upload instead, Mbit/s.
+    #[arg(long)]
+    pub(crate) up_mbit: Option<f64>,
+    /// Every host's download instead, Mbit/s.
+    #[arg(long)]
+    pub(crate) down_mbit: Option<f64>,
+    /// One-way latency of every link, in ms.
+    #[arg(long, default_value_t = 0.5)]
+    pub(crate) latency_ms: f64,
+    /// Packets lost on every link, in percent: what is resent is taken off the payload rate.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) loss: f64,
+    /// Seed of the graph and of every core's random choices.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Neighbours per node.
+    #[arg(long, default_value_t = NeighbourConfig::default().target, value_parser = parse_positive_count::<usize>)]
+    pub(crate) degree: usize,
+    /// Kill receiver NODE at a virtual time (`12s`, `500ms`) or when the fleet's progress
+    /// reaches a percentage (`50%`): NODE@WHEN, repeatable. What it made durable stays.
+    #[arg(long = "kill", value_name = "NODE@WHEN", value_parser = parse_sim_fault)]
+    pub(crate) kills: Vec<(usize, SimWhen)>,
+    /// Restart receiver NODE (killed before, or killed now) with its data: NODE@WHEN.
+    #[arg(long = "restart", value_name = "NODE@WHEN", value_parser = parse_sim_fault)]
+    pub(crate) restarts: Vec<(usize, SimWhen)>,
+    /// Pause receiver NODE (SIGSTOP) from one time or percentage to another:
+    /// NODE@FROM..TO, e.g. `3@2s..10s` or `3@20%..60%`.
+    #[arg(long = "pause", value_name = "NODE@FROM..TO", value_parser = parse_sim_pause)]
+    pub(crate) pauses: Vec<(usize, SimWhen, SimWhen)>,
+    /// Print the outcome as JSON: the figures, every receiver's completion time, the payload
+    /// of every connection that carried any, and when each fault happened.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Write the completion over time (receivers complete against virtual time, with T*) as
+    /// an SVG picture.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) svg: Option<PathBuf>,
+    /// Show a progress bar on stderr (default: when stderr is a terminal).
+    #[arg(long)]
+    pub(crate) progress: bool,
+}
+
+/// When a simulated fault happens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum SimWhen {
+    /// At this virtual time.
+    At(Duration),
+    /// When the fleet's progress reaches this percentage.
+    Percent(f64),
+}
+
+/// `NODE@WHEN`: a node index, and a time (`12s`) or a percentage (`50%`).
+pub(crate) fn parse_sim_fault(s: &str) -> Result<(usize, SimWhen), String> {
+    let (node, when) = s
+        .split_once('@')
+        .ok_or_else(|| format!("expected NODE@WHEN, e.g. 3@10s or 3@50%, got {s:?}"))?;
+    Ok((parse_sim_node(node)?, parse_sim_when(when)?))
+}
+
+/// `NODE@FROM..TO`.
+pub(crate) fn parse_sim_pause(s: &str) -> Result<(usize, SimWhen, SimWhen), String> {
+    let (node, span) = s
+        .split_once('@')
+        .ok_or_else(|| format!("expected NODE@FROM..TO, e.g. 3@2s..10s, got {s:?}"))?;
+    let (from, to) = span
+        .split_once("..")
+        .ok_or_else(|| format!("expected FROM..TO after '@', e.g. 2s..10s, got {span:?}"))?;
+    Ok((
+        parse_sim_node(node)?,
+        parse_sim_when(from)?,
+        parse_sim_when(to)?,
+    ))
+}
+
+fn parse_sim_node(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("invalid node {s:?} (a node's index: 1 to --nodes)"))
+}
+
+fn parse_sim_when(s: &str) -> Result<SimWhen, String> {
+    match s.trim().strip_suffix('%') {
+        Some(p) => {
+            let p: f64 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("invalid percentage {s:?}"))?;
+            if !(0.0..=100.0).contains(&p) {
+                return Err(format!("percentage {s:?} is not between 0% and 100%"));
+            }
+            Ok(SimWhen::Percent(p))
+        }
+        None => parse_duration(s).map(SimWhen::At),
+    }
 }
 
 #[derive(Debug, Subcommand)]

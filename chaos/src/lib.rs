@@ -38,6 +38,7 @@ pub mod pair;
 pub mod procs;
 pub mod scenario;
 pub mod sends_bench;
+pub mod sim_report;
 pub mod soak;
 pub mod tree;
 pub mod versions_bench;

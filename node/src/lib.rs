@@ -32,6 +32,7 @@ pub mod neighbours;
 mod outbox;
 mod peers;
 pub mod ratelimit;
+pub mod sim;
 pub mod status;
 pub mod store;
 mod streams;

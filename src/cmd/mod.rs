@@ -16,6 +16,7 @@ mod fetch;
 mod node;
 mod registry;
 mod send;
+mod sim;
 
 /// Dispatch one parsed command line.
 pub(crate) fn run(cli: Cli) -> Result<()> {
@@ -35,6 +36,7 @@ pub(crate) fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo::run(args),
         Command::Bench(c) => bench::run(c),
         Command::Chaos(c) => chaos::run(c),
+        Command::Sim(args) => sim::run(args),
     }
 }
 

@@ -20,5 +20,6 @@ mod local_users;
 mod metrics;
 mod ops;
 mod pull;
+mod sim_cli;
 mod support;
 mod versions;
