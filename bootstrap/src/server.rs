@@ -201,11 +201,12 @@ pub async fn run(
     let transport = swarmcast_net::transport_config();
     let server = live.server_config(transport.clone())?;
     let client_config = live.client_config(transport)?;
-    let endpoint =
-        quinn::Endpoint::server(server, config.listen).map_err(|source| BootstrapError::Io {
+    let endpoint = swarmcast_net::endpoint(config.listen, Some(server)).map_err(|source| {
+        BootstrapError::Io {
             what: format!("binding {}", config.listen),
             source,
-        })?;
+        }
+    })?;
     let addr = endpoint.local_addr().map_err(|source| BootstrapError::Io {
         what: "local address".into(),
         source,

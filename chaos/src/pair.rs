@@ -204,7 +204,8 @@ fn spawn_origin(
     let localhost = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let endpoint = {
         let _guard = rt.enter();
-        quinn::Endpoint::server(config, localhost).context("bare origin: binding a UDP socket")?
+        swarmcast_net::endpoint(localhost, Some(config))
+            .context("bare origin: binding a UDP socket")?
     };
     let mut buf = vec![0u8; WRITE_BUF];
     tree::fill(7, &mut buf);
@@ -244,7 +245,7 @@ pub async fn bare_transfer(bytes: u64, streams: usize, timeout: Duration) -> Res
     let transport = transport_config();
     let (server, sent) = spawn_origin(origin.server_config(transport.clone())?)?;
     let server_addr = server.local_addr()?;
-    let client = quinn::Endpoint::client(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+    let client = swarmcast_net::endpoint(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), None)
         .context("bare receiver: binding a UDP socket")?;
     let client_config = receiver.client_config(transport)?;
     let cpu_before = bench::self_cpu_seconds().unwrap_or(0.0);

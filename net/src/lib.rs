@@ -29,5 +29,7 @@ pub use private_dir::DataDirError;
 pub use refusal::{CertRefusal, RefusedBy};
 pub use refused_handshakes::RefusedHandshakes;
 pub use refused_log::{LogLine, RefusalKey, RefusedLog, RefusedLogConfig};
-pub use transport::{Congestion, transport_config, transport_config_with};
+pub use transport::{
+    Congestion, UDP_BUFFER_BYTES, endpoint, transport_config, transport_config_with,
+};
 pub use wire::WireError;

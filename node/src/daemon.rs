@@ -327,7 +327,7 @@ pub async fn run(
     let transport = swarmcast_net::transport_config_with(config.congestion);
     let server_config = live.server_config(transport.clone())?;
     let client_config = live.client_config(transport)?;
-    let endpoint = quinn::Endpoint::server(server_config, config.listen)
+    let endpoint = swarmcast_net::endpoint(config.listen, Some(server_config))
         .map_err(io(&format!("binding {}", config.listen)))?;
     let listen = endpoint.local_addr().map_err(io("local address"))?;
     let advertise = config.advertise.unwrap_or(listen);

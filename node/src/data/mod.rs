@@ -53,9 +53,10 @@ use crate::outbox::Outbox;
 pub use crate::status::PublishInfo;
 use crate::store::{self, Source, StoredKind, Workspace};
 
-/// Nominal group-commit period: a commit starts as soon as verified chunks wait and none runs,
-/// so a SIGKILL loses at most what arrived during about this long (the chaos `refetch` check's
-/// bound) plus the requests in flight.
+/// Group-commit period (the default [`BroadcastConfig::commit_interval`]): a commit starts when
+/// verified chunks wait, none runs and the last started this long ago (at once when every piece
+/// has arrived), so a SIGKILL loses at most what arrived during about this long plus a commit's
+/// own time (the chaos `refetch` check's bound) plus the requests in flight.
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(50);
 /// Per-attempt timeout of a manifest fetch.
 const MANIFEST_TIMEOUT: Duration = Duration::from_secs(10);

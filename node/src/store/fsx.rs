@@ -34,6 +34,9 @@ pub(super) enum Access {
     Read,
     /// Read-write.
     Write,
+    /// Read-write with `O_DIRECT`: every offset, length and buffer address must be a multiple
+    /// of the filesystem's logical block size.
+    Direct,
 }
 
 /// Locks a mutex, ignoring poisoning: every critical section in the store leaves its data
@@ -216,6 +219,7 @@ pub(super) fn open_file_in(
     let mode = match access {
         Access::Read => OFlag::O_RDONLY,
         Access::Write => OFlag::O_RDWR,
+        Access::Direct => OFlag::O_RDWR | OFlag::O_DIRECT,
     };
     // O_NONBLOCK: opening a planted FIFO must not hang (it is a no-op for regular files).
     let flags = mode | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
@@ -357,7 +361,7 @@ impl Handles {
         open: impl FnOnce() -> Result<File, StoreError>,
     ) -> Result<Arc<File>, StoreError> {
         if let Some((file, a)) = lock(&self.map).get(&entry) {
-            if *a == Access::Write || access == Access::Read {
+            if *a == access || (*a == Access::Write && access == Access::Read) {
                 return Ok(Arc::clone(file));
             }
         }

@@ -57,7 +57,7 @@ impl BufPool {
                 .bufs
                 .iter()
                 .enumerate()
-                .filter(|(_, b)| b.len() >= len)
+                .filter(|(_, b)| usable(b) >= len)
                 .min_by_key(|(_, b)| b.len())
                 .map(|(i, _)| i);
             pick.map(|i| {
@@ -66,9 +66,11 @@ impl BufPool {
                 b
             })
         };
-        let data = reused.unwrap_or_else(|| vec![0u8; len]);
+        let data = reused.unwrap_or_else(|| vec![0u8; len + ALIGN]);
+        let start = start_of(&data);
         PooledBuf {
             data,
+            start,
             len,
             pool: Some(Arc::clone(&self.inner)),
         }
@@ -78,6 +80,20 @@ impl BufPool {
     pub fn idle_bytes(&self) -> usize {
         lock(&self.inner.idle).bytes
     }
+}
+
+/// Every buffer's content starts at a multiple of this many bytes in memory, so that it can be
+/// written with `O_DIRECT` (which wants the logical block size; 4096 covers every common one).
+pub const ALIGN: usize = 4096;
+
+/// Where the aligned content of `data` starts.
+fn start_of(data: &[u8]) -> usize {
+    data.as_ptr().align_offset(ALIGN).min(data.len())
+}
+
+/// Bytes of `data` usable from its aligned start.
+fn usable(data: &[u8]) -> usize {
+    data.len() - start_of(data)
 }
 
 impl Inner {
@@ -95,6 +111,8 @@ impl Inner {
 pub struct PooledBuf {
     /// Fully initialised; only `..len` is the content.
     data: Vec<u8>,
+    /// Where the content starts: the first [`ALIGN`]ed byte of `data`.
+    start: usize,
     len: usize,
     pool: Option<Arc<Inner>>,
 }
@@ -102,12 +120,12 @@ pub struct PooledBuf {
 impl PooledBuf {
     /// The content, to fill.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut self.data[..self.len]
+        &mut self.data[self.start..self.start + self.len]
     }
 
     /// The content.
     pub fn as_slice(&self) -> &[u8] {
-        &self.data[..self.len]
+        &self.data[self.start..self.start + self.len]
     }
 
     /// Bytes of content.
@@ -145,6 +163,11 @@ impl Drop for PooledBuf {
 mod tests {
     use super::*;
 
+    /// What a buffer taken for `len` bytes occupies (its alignment slack included).
+    const fn held(len: usize) -> usize {
+        len + ALIGN
+    }
+
     #[test]
     fn buffers_are_reused_and_not_zeroed_again() {
         let pool = BufPool::new(1 << 20);
@@ -152,7 +175,7 @@ mod tests {
         a.as_mut_slice().fill(7);
         let ptr = a.as_slice().as_ptr();
         drop(a);
-        assert_eq!(pool.idle_bytes(), 1000);
+        assert_eq!(pool.idle_bytes(), held(1000));
         // A smaller request reuses the same memory, with its old bytes still there.
         let b = pool.take(10);
         assert_eq!(b.as_slice().as_ptr(), ptr);
@@ -160,9 +183,31 @@ mod tests {
         assert_eq!(pool.idle_bytes(), 0);
         // A larger one cannot.
         drop(b);
-        let c = pool.take(2000);
+        let c = pool.take(held(1000) + 1);
         assert_ne!(c.as_slice().as_ptr(), ptr);
-        assert_eq!(c.len(), 2000);
+        assert_eq!(c.len(), held(1000) + 1);
+    }
+
+    #[test]
+    fn contents_start_aligned_for_direct_io() {
+        let pool = BufPool::new(1 << 22);
+        for len in [1, 4096, 5000, 256 << 10, 1 << 20] {
+            let a = pool.take(len);
+            assert_eq!(
+                a.as_slice().as_ptr() as usize % ALIGN,
+                0,
+                "fresh, {len} bytes"
+            );
+            assert_eq!(a.len(), len);
+            drop(a);
+            let b = pool.take(len);
+            assert_eq!(
+                b.as_slice().as_ptr() as usize % ALIGN,
+                0,
+                "reused, {len} bytes"
+            );
+            assert_eq!(b.len(), len);
+        }
     }
 
     #[test]
@@ -176,17 +221,17 @@ mod tests {
         assert_eq!(pool.idle_bytes(), 0, "a handle is still alive");
         assert_eq!(&clone[..], &[3u8; 8]);
         drop(clone);
-        assert_eq!(pool.idle_bytes(), 64);
+        assert_eq!(pool.idle_bytes(), held(64));
     }
 
     #[test]
     fn idle_memory_is_capped() {
-        let pool = BufPool::new(1500);
+        let pool = BufPool::new(held(1000) * 3 / 2);
         let bufs: Vec<PooledBuf> = (0..3).map(|_| pool.take(1000)).collect();
         drop(bufs);
         assert_eq!(
             pool.idle_bytes(),
-            1000,
+            held(1000),
             "only what fits under the cap is kept"
         );
     }

@@ -165,3 +165,48 @@ fn write_atomic_replaces_and_leaves_no_temp() {
     assert_eq!(fs::read(tmp.path().join("complete")).unwrap(), b"two");
     assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
 }
+
+#[test]
+fn a_filesystem_refusing_o_direct_gets_buffered_writes() {
+    use crate::manifest::{Layout, Manifest, ManifestLimits, manifest_id};
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    const CS: u32 = 4096;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("ds");
+    fs::create_dir_all(&src).unwrap();
+    let data: Vec<u8> = (0..4 * CS + 9).map(|i| (i % 251) as u8).collect();
+    fs::write(src.join("f"), &data).unwrap();
+    let manifest = Manifest::from_dir(&src, CS, &ManifestLimits::default()).unwrap();
+    let bytes = manifest.to_bytes();
+    let id = manifest_id(&bytes);
+    let layout = Arc::new(Layout::new(&manifest));
+    let ws = Workspace::create(
+        &tmp.path().join("node"),
+        id,
+        &bytes,
+        Arc::new(manifest),
+        Arc::clone(&layout),
+    )
+    .unwrap();
+    ws.refuse_direct.store(true, Ordering::Relaxed);
+    let pool = BufPool::new(1 << 20);
+    for i in 0..layout.chunk_count() {
+        let c = layout.chunk(i).unwrap();
+        let (at, len) = (c.offset as usize, c.len as usize);
+        let mut buf = pool.take(len);
+        buf.as_mut_slice().copy_from_slice(&data[at..at + len]);
+        ws.write_run(i, buf.as_slice()).unwrap();
+    }
+    assert!(
+        ws.no_direct.load(Ordering::Relaxed),
+        "the refusal is remembered"
+    );
+    ws.commit().unwrap();
+    assert!(ws.is_complete());
+    for i in 0..layout.chunk_count() {
+        let c = layout.chunk(i).unwrap();
+        let (at, len) = (c.offset as usize, c.len as usize);
+        assert_eq!(ws.read_chunk(i).unwrap(), &data[at..at + len]);
+    }
+}

@@ -5,6 +5,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use nix::errno::Errno;
@@ -63,6 +64,13 @@ pub struct Workspace {
     /// Also serialises [`Workspace::commit`] and [`Workspace::finalize`].
     journal: Mutex<Journal>,
     handles: Handles,
+    /// `O_DIRECT` handles for chunk writes that are aligned.
+    direct: Handles,
+    /// This filesystem refused `O_DIRECT`: every write is buffered.
+    pub(super) no_direct: AtomicBool,
+    /// Unit tests: opening with `O_DIRECT` fails with `EINVAL`, as on a filesystem without it.
+    #[cfg(test)]
+    pub(super) refuse_direct: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -209,6 +217,10 @@ impl Workspace {
             }),
             journal: Mutex::new(journal),
             handles: Handles::default(),
+            direct: Handles::default(),
+            no_direct: AtomicBool::new(false),
+            #[cfg(test)]
+            refuse_direct: AtomicBool::new(false),
         })
     }
 
@@ -380,7 +392,10 @@ impl Workspace {
             return Err(e);
         }
         // A handle opened on the file this replaced must not be used again.
-        self.handles.forget(entry);
+        {
+            self.handles.forget(entry);
+            self.direct.forget(entry);
+        }
         let file = fsx::open_file_in(&dst_dir, dst_name, &dst_path(), Access::Read)?;
         let mut buf = Vec::new();
         for c in &chunks {
@@ -427,6 +442,9 @@ impl Workspace {
         bytes: &[u8],
     ) -> Result<bool, StoreError> {
         let Some(size) = self.single_chunk_size(info.entry) else {
+            if self.write_direct(info, bytes)? {
+                return Ok(false);
+            }
             let file = self.file(info.entry, Access::Write)?;
             file.write_all_at(bytes, info.offset)
                 .map_err(|e| StoreError::io(self.path_of(info.entry), e))?;
@@ -452,6 +470,45 @@ impl Workspace {
             }
         }
         Ok(created)
+    }
+
+    /// Writes a chunk of a multi-chunk file with `O_DIRECT`, if it is aligned
+    /// ([`direct_ok`]) and this filesystem takes it; `false` when it must be written buffered.
+    ///
+    /// Received bytes go from the pooled buffer to the disk without a copy into the page
+    /// cache. The commit's `fdatasync` still makes them (and the file's extents) durable. On
+    /// this project's 2-core VM the page-cache copy of a buffered write cost 0.3-3 CPU-s per
+    /// GiB, depending on whether the hypervisor still backed the free pages it landed on
+    /// (BENCHMARKS.md, "The receiver's writes"). A filesystem that refuses `O_DIRECT` (tmpfs,
+    /// some FUSE and network filesystems) refuses it at `open` or at the first write with
+    /// `EINVAL`; this workspace then writes buffered from then on.
+    fn write_direct(&self, info: ChunkInfo, bytes: &[u8]) -> Result<bool, StoreError> {
+        if self.no_direct.load(Ordering::Relaxed) || !direct_ok(info.offset, bytes) {
+            return Ok(false);
+        }
+        let refused = |e: &StoreError| matches!(e, StoreError::Io { source, .. } if source.raw_os_error() == Some(Errno::EINVAL as i32));
+        let opened = self.direct.get_or_open(info.entry, Access::Direct, || {
+            let rel = &self.manifest.entries[info.entry as usize].path;
+            #[cfg(test)]
+            if self.refuse_direct.load(Ordering::Relaxed) {
+                return Err(StoreError::io(self.data_path.join(rel), Errno::EINVAL));
+            }
+            fsx::open_file_at(&self.data, &self.data_path, rel, Access::Direct)
+        });
+        let written = opened.and_then(|file| {
+            file.write_all_at(bytes, info.offset)
+                .map_err(|e| StoreError::io(self.path_of(info.entry), e))
+        });
+        match written {
+            Ok(()) => Ok(true),
+            Err(e) if refused(&e) => {
+                debug!(id = %self.id.short(), error = %e, "O_DIRECT refused here: writing buffered");
+                self.no_direct.store(true, Ordering::Relaxed);
+                self.direct.clear();
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The size of a file made of exactly one chunk (created when that chunk is written).
@@ -502,7 +559,10 @@ impl Workspace {
                 if let Err(e) = synced {
                     warn!(id = %self.id.short(), chunks = batch.len(), error = %e,
                         "sync failed; dropping the chunks of this commit");
-                    self.handles.forget(entry);
+                    {
+                        self.handles.forget(entry);
+                        self.direct.forget(entry);
+                    }
                     self.unwrite(&batch);
                     return Err(e);
                 }
@@ -620,7 +680,10 @@ impl Workspace {
         match file.read_exact_at(out, info.offset) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                self.handles.forget(info.entry);
+                {
+                    self.handles.forget(info.entry);
+                    self.direct.forget(info.entry);
+                }
                 warn!(id = %self.id.short(), index, "file of a held chunk is short");
                 return Err(StoreError::Corrupt { index });
             }
@@ -628,7 +691,10 @@ impl Workspace {
         }
         if check == Check::Always || !verified {
             if self.manifest.chunk_hash(&info) != Some(&hash_chunk(out)) {
-                self.handles.forget(info.entry);
+                {
+                    self.handles.forget(info.entry);
+                    self.direct.forget(info.entry);
+                }
                 warn!(id = %self.id.short(), index, "held chunk is corrupt on disk");
                 return Err(StoreError::Corrupt { index });
             }
@@ -674,6 +740,7 @@ impl Workspace {
             fsx::lock(&self.state).finalized = true;
             // Handles opened for writing are no longer needed.
             self.handles.clear();
+            self.direct.clear();
         }
         Ok(self.data_path.clone())
     }
@@ -770,6 +837,15 @@ impl std::fmt::Debug for Workspace {
             .field("finalized", &st.finalized)
             .finish_non_exhaustive()
     }
+}
+
+/// Whether a chunk at `offset` can be written from `bytes` with `O_DIRECT`.
+fn direct_ok(offset: u64, bytes: &[u8]) -> bool {
+    const BLOCK: usize = super::pool::ALIGN;
+    offset % BLOCK as u64 == 0
+        && bytes.len() % BLOCK == 0
+        && !bytes.is_empty()
+        && (bytes.as_ptr() as usize) % BLOCK == 0
 }
 
 /// What [`ensure_file`] and [`check_single`] found.

@@ -486,6 +486,11 @@ impl Transfer {
         &self.held
     }
 
+    /// Whether every piece has arrived (verified and written; durable or not).
+    pub fn has_every_piece(&self) -> bool {
+        self.obtained.is_complete()
+    }
+
     /// Whether every piece is durable.
     pub fn is_complete(&self) -> bool {
         self.held.is_complete()

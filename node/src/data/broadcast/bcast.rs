@@ -50,6 +50,8 @@ pub(super) struct Bcast {
     /// Pieces received and not yet in a commit.
     pub(super) commit_waiting: bool,
     pub(super) commit_running: bool,
+    /// The next commit starts no earlier than this (see [`BroadcastConfig::commit_interval`]).
+    pub(super) commit_not_before: Option<Instant>,
     pub(super) finalizing: bool,
     pub(super) fetched_bytes: u64,
     pub(super) uploaded_bytes: u64,
@@ -101,6 +103,7 @@ impl Bcast {
             held_chunks: held,
             commit_waiting: false,
             commit_running: false,
+            commit_not_before: None,
             finalizing: false,
             fetched_bytes: 0,
             uploaded_bytes: 0,

@@ -364,7 +364,12 @@ impl Broadcasts {
             }
         });
         let tick = self.last_tick.map(|t| t + self.config.tick);
+        let commits = self.active.iter().filter_map(|id| {
+            let b = self.broadcasts.get(id)?;
+            Self::commit_due(b)
+        });
         transfers
+            .chain(commits)
             .chain(unknown)
             .chain(report)
             .chain(stalls)
@@ -428,6 +433,17 @@ impl Broadcasts {
                 t.handle_timeout(now);
             }
             self.drain(now, id);
+        }
+        let commits: Vec<BroadcastId> = (self.active.iter())
+            .filter(|id| {
+                (self.broadcasts.get(*id))
+                    .and_then(Self::commit_due)
+                    .is_some_and(|t| t <= now)
+            })
+            .copied()
+            .collect();
+        for id in commits {
+            self.start_commit(now, id);
         }
         let ttl = self.config.unknown_ttl;
         let expired: Vec<BroadcastId> = self
@@ -1115,7 +1131,7 @@ impl Broadcasts {
             .collect();
         self.advertise(id, fresh);
         self.drain(now, id);
-        self.start_commit(id);
+        self.start_commit(now, id);
     }
 
     /// A request ended otherwise. `bytes`: chunk payload bytes received before it did.
@@ -1147,16 +1163,33 @@ impl Broadcasts {
         self.drain(now, id);
     }
 
-    /// Start a group commit of `id` if pieces wait and none runs.
-    fn start_commit(&mut self, id: BroadcastId) {
+    /// Start a group commit of `id` if pieces wait, none runs, and either the last one started
+    /// at least [`BroadcastConfig::commit_interval`] ago or every piece has arrived (the last
+    /// commit of a transfer never waits). Otherwise [`poll_timeout`](Self::poll_timeout)
+    /// names the time it may start.
+    fn start_commit(&mut self, now: Instant, id: BroadcastId) {
+        let interval = self.config.commit_interval;
         let Some(b) = self.broadcasts.get_mut(&id) else {
             return;
         };
-        if b.commit_waiting && !b.commit_running {
-            b.commit_waiting = false;
-            b.commit_running = true;
-            self.push(BroadcastAction::Commit { id });
+        if !b.commit_waiting || b.commit_running {
+            return;
         }
+        let everything = b.transfer.as_ref().is_none_or(Transfer::has_every_piece);
+        if !everything && b.commit_not_before.is_some_and(|t| now < t) {
+            return;
+        }
+        b.commit_waiting = false;
+        b.commit_running = true;
+        b.commit_not_before = Some(now + interval);
+        self.push(BroadcastAction::Commit { id });
+    }
+
+    /// When a waiting commit of `b` may start, if one waits for its interval.
+    fn commit_due(b: &Bcast) -> Option<Instant> {
+        (b.commit_waiting && !b.commit_running)
+            .then_some(b.commit_not_before)
+            .flatten()
     }
 
     /// A commit ended: `chunks` are now durable (persist, then acknowledge). They become held
@@ -1205,7 +1238,7 @@ impl Broadcasts {
             .collect();
         self.advertise(id, fresh);
         self.drain(now, id);
-        self.start_commit(id);
+        self.start_commit(now, id);
     }
 
     /// Tell every neighbour that `chunks` of `id` may now be asked of us.

@@ -278,12 +278,42 @@ fn one_commit_runs_at_a_time_and_pieces_waiting_share_the_next() {
     c.handle_piece_received(now, id, node(ORIGIN), 1, 1);
     c.handle_piece_received(now, id, node(ORIGIN), 2, 1);
     assert_eq!(commits(&mut c), 0);
-    // The first ends: one commit for both waiting.
-    c.handle_durable(now, id, Ok(vec![0]));
+    // The first ends after the commit interval: one commit for both waiting.
+    let later = now + c.config().commit_interval;
+    c.handle_durable(later, id, Ok(vec![0]));
     assert_eq!(commits(&mut c), 1);
-    c.handle_durable(now, id, Ok(vec![1, 2]));
+    c.handle_durable(later, id, Ok(vec![1, 2]));
     assert_eq!(commits(&mut c), 0, "nothing waits");
     assert_eq!(c.report().progress[0].held, 3);
+}
+
+#[test]
+fn commits_start_at_most_once_per_interval_except_the_last() {
+    let now = Instant::now();
+    let (mut c, id) = receiving(Strategy::Swarm, 4, now);
+    c.handle_peer_message(now, node(ORIGIN), have(id, 4, &[0, 1, 2, 3]));
+    let _ = actions(&mut c);
+    let interval = c.config().commit_interval;
+    let commits =
+        |c: &mut Broadcasts| count(&actions(c), |a| matches!(a, BroadcastAction::Commit { .. }));
+    c.handle_piece_received(now, id, node(ORIGIN), 0, 1);
+    assert_eq!(commits(&mut c), 1, "the first commit starts at once");
+    let soon = now + interval / 5;
+    c.handle_durable(soon, id, Ok(vec![0]));
+    c.handle_piece_received(soon, id, node(ORIGIN), 1, 1);
+    assert_eq!(commits(&mut c), 0, "the next waits for the interval");
+    let due = now + interval;
+    assert!(c.poll_timeout().is_some_and(|t| t <= due), "a timer for it");
+    c.handle_timeout(due - Duration::from_nanos(1));
+    assert_eq!(commits(&mut c), 0, "not a nanosecond early");
+    c.handle_timeout(due);
+    assert_eq!(commits(&mut c), 1, "started when due");
+    c.handle_durable(due, id, Ok(vec![1]));
+    // The last pieces: every piece has arrived, so their commit does not wait.
+    c.handle_piece_received(due, id, node(ORIGIN), 2, 1);
+    assert_eq!(commits(&mut c), 0);
+    c.handle_piece_received(due, id, node(ORIGIN), 3, 1);
+    assert_eq!(commits(&mut c), 1, "the last commit starts at once");
 }
 
 #[test]
