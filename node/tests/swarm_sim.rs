@@ -305,6 +305,7 @@ fn manifest(net: &Net) -> (Arc<Manifest>, Arc<Layout>, Vec<u8>, BroadcastId) {
             },
         }],
         audience: None,
+        priority: swarmcast_proto::Priority::Normal,
     };
     let bytes = m.to_bytes();
     let id = manifest_id(&bytes);

@@ -1381,6 +1381,7 @@ impl Broadcasts {
                 resumed_chunks: 0,
                 uploaded_bytes: 0,
                 audience: record.and_then(|r| r.audience.clone()),
+                priority: swarmcast_proto::Priority::Normal,
             });
         }
         // Each name's versions newest first, as ordered by publication.
@@ -1475,6 +1476,14 @@ impl Broadcasts {
                         name: b.manifest.name.clone(),
                         audience: b.manifest.audience.clone()?,
                     })
+                })
+                .collect(),
+            prioritized: (self.broadcasts.iter())
+                .filter(|(_, b)| !b.manifest.priority.is_normal())
+                .map(|(id, b)| crate::status::PrioritizedBroadcast {
+                    id: id.to_hex(),
+                    name: b.manifest.name.clone(),
+                    priority: b.manifest.priority,
                 })
                 .collect(),
         }

@@ -41,6 +41,7 @@ pub(super) fn manifest(chunks: u32) -> (Arc<Manifest>, Arc<Layout>, Vec<u8>, Bro
             },
         }],
         audience: None,
+        priority: swarmcast_proto::Priority::Normal,
     };
     let bytes = m.to_bytes();
     let id = manifest_id(&bytes);
@@ -882,9 +883,11 @@ fn the_state_of_a_listing_is_its_text_in_json_and_on_the_control_socket() {
         resumed_chunks: 0,
         uploaded_bytes: 0,
         audience: None,
+        priority: swarmcast_proto::Priority::High,
     };
     let json = serde_json::to_value(&info).unwrap();
     assert_eq!(json["state"], "seeding");
+    assert_eq!(json["priority"], "high");
     // An unrestricted broadcast writes no audience at all.
     assert!(json.get("audience").is_none(), "{json}");
     for p in [
