@@ -591,6 +591,7 @@ impl DataPlane {
                 id,
                 super_seed,
                 audience,
+                priority,
             } => {
                 if let Some(io) = self.io.get(&id) {
                     let servable = Servable {
@@ -599,6 +600,7 @@ impl DataPlane {
                         reader: io.reader.clone(),
                         refused: Default::default(),
                         audience,
+                        priority,
                         super_seed,
                     };
                     self.catalog.insert(id, Arc::new(servable));

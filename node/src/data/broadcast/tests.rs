@@ -158,6 +158,7 @@ fn a_receiver_is_served_announced_and_asks_the_origin() {
         id,
         super_seed: false,
         audience: None,
+        priority: swarmcast_proto::Priority::Normal,
     }));
     assert!(a.contains(&BroadcastAction::Flood {
         msg: have(id, 4, &[])
@@ -372,7 +373,8 @@ fn origin_super_seeds_in_a_swarm_only() {
             a.contains(&BroadcastAction::Serve {
                 id,
                 super_seed,
-                audience: None
+                audience: None,
+                priority: swarmcast_proto::Priority::Normal,
             }),
             "{a:?}"
         );

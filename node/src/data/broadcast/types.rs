@@ -160,6 +160,9 @@ pub enum BroadcastAction {
         /// A restricted broadcast's audience (its manifest's): every request from a peer
         /// whose certificate it does not admit is refused ([`super::serve_verdict`]).
         audience: Option<swarmcast_proto::Audience>,
+        /// Its priority (its manifest's): upload slots go to higher priorities first
+        /// ([`priority::UploadSlots`](super::priority::UploadSlots)).
+        priority: swarmcast_proto::Priority,
     },
     /// Stop serving `id`.
     Unserve {
