@@ -19,6 +19,7 @@ mod hostile;
 mod local_users;
 mod metrics;
 mod ops;
+mod priority;
 mod pull;
 mod support;
 mod versions;

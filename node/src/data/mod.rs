@@ -363,7 +363,13 @@ impl DataPlane {
                 priority,
                 read_as,
                 reply,
-            } => self.spawn_build(dir, (chunk_size, rehash), (audience, priority), read_as, reply),
+            } => self.spawn_build(
+                dir,
+                (chunk_size, rehash),
+                (audience, priority),
+                read_as,
+                reply,
+            ),
             DataInput::Built { result, reply } => {
                 let answer = result.and_then(|(b, bytes, dir)| {
                     let stamps = b.stamps;

@@ -27,11 +27,11 @@ use tracing::{debug, warn};
 
 use super::broadcast::Failure;
 use super::broadcast::priority::{Ticket, UploadSlots};
-use swarmcast_proto::Priority;
 use crate::inputs::ServeEvent;
 use crate::manifest::Layout;
 use crate::store::{BufPool, Source, StoreError, Workspace};
 use crate::streams::{AckEnd, Deadline, Expired, ServedStream};
+use swarmcast_proto::Priority;
 
 /// Pieces being uploaded at once by one node.
 pub const MAX_CONCURRENT_UPLOADS: usize = 16;
@@ -275,7 +275,9 @@ impl UploadGate {
     fn lock(&self) -> std::sync::MutexGuard<'_, GateInner> {
         // A panic while holding it would be a bug in the few lines above; the slots stay
         // consistent (each call is one update), so go on with them.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A slot for a request of a broadcast of `priority`, when the slots' core grants one.

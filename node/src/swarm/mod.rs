@@ -173,7 +173,9 @@ impl Share {
     /// `free` slots at `peer`, which has `outstanding` requests, within this share.
     fn free_at(&self, peer: NodeId, free: u32, outstanding: usize) -> u32 {
         match self.capped.get(&peer) {
-            Some(&cap) => free.min(cap.saturating_sub(u32::try_from(outstanding).unwrap_or(u32::MAX))),
+            Some(&cap) => {
+                free.min(cap.saturating_sub(u32::try_from(outstanding).unwrap_or(u32::MAX)))
+            }
             None => free,
         }
     }

@@ -512,7 +512,8 @@ impl Broadcasts {
             b.first_round = super_seed.then(|| SuperSeed::new(b.layout.chunk_count()));
         }
         let audience = (self.broadcasts.get(&id)).and_then(|b| b.manifest.audience.clone());
-        let priority = (self.broadcasts.get(&id)).map_or_else(Default::default, |b| b.manifest.priority);
+        let priority =
+            (self.broadcasts.get(&id)).map_or_else(Default::default, |b| b.manifest.priority);
         self.push(BroadcastAction::Serve {
             id,
             super_seed,

@@ -224,7 +224,11 @@ mod tests {
         let normal = &s[&c[2].id];
         assert_eq!(normal.max_in_flight_bytes, Some(budget / 8));
         let capped: Vec<_> = normal.capped.iter().map(|(p, n)| (*p, *n)).collect();
-        assert_eq!(capped, [(node(1), 1), (node(2), 1)], "peer 3 is free of high");
+        assert_eq!(
+            capped,
+            [(node(1), 1), (node(2), 1)],
+            "peer 3 is free of high"
+        );
         let low = &s[&c[3].id];
         let capped: Vec<_> = low.capped.keys().copied().collect();
         assert_eq!(capped, [node(1), node(2), node(3)], "below high and normal");
@@ -257,7 +261,7 @@ mod tests {
         use super::super::super::tests::{
             ORIGIN, actions, have, manifest, node, origin_entry, record,
         };
-        use super::super::super::{BroadcastAction, Broadcasts, BroadcastConfig};
+        use super::super::super::{BroadcastAction, BroadcastConfig, Broadcasts};
         use crate::bitfield::Bitfield;
         use crate::manifest::Layout;
 
@@ -290,7 +294,12 @@ mod tests {
         }
 
         /// Answer `piece` of `id` and make it durable.
-        fn answer(c: &mut Broadcasts, now: Instant, id: BroadcastId, piece: u32) -> Vec<BroadcastAction> {
+        fn answer(
+            c: &mut Broadcasts,
+            now: Instant,
+            id: BroadcastId,
+            piece: u32,
+        ) -> Vec<BroadcastAction> {
             let origin: NodeId = node(ORIGIN);
             c.handle_piece_received(now, id, origin, piece, 1);
             c.handle_durable(now, id, Ok(vec![piece]));
@@ -362,9 +371,16 @@ mod tests {
         for &t in &low {
             granted.extend(s.handle_request(t, Priority::Low));
         }
-        assert_eq!(granted, [0, 1, 2, 3], "alone, low takes every slot, in order");
+        assert_eq!(
+            granted,
+            [0, 1, 2, 3],
+            "alone, low takes every slot, in order"
+        );
         for t in 10..16 {
-            assert!(s.handle_request(t, Priority::High).is_empty(), "no slot free");
+            assert!(
+                s.handle_request(t, Priority::High).is_empty(),
+                "no slot free"
+            );
         }
         assert_eq!(s.handle_released(Priority::Low), [10]);
         assert_eq!(s.handle_released(Priority::Low), [11]);
@@ -405,7 +421,14 @@ mod tests {
         let mut s = UploadSlots::new(3);
         assert_eq!(s.handle_request(1, Priority::Low), [1]);
         assert_eq!(s.handle_request(2, Priority::High), [2]);
-        assert!(s.handle_request(3, Priority::Low).is_empty(), "low at its floor");
-        assert_eq!(s.handle_released(Priority::High), [3], "high gone: low again");
+        assert!(
+            s.handle_request(3, Priority::Low).is_empty(),
+            "low at its floor"
+        );
+        assert_eq!(
+            s.handle_released(Priority::High),
+            [3],
+            "high gone: low again"
+        );
     }
 }
