@@ -4,7 +4,8 @@
 //! [`MAX_RUN_BYTES`] (at least one chunk), each run in one blocking task straight into a pooled
 //! buffer, and handed to quinn as `Bytes` slices of that buffer: no allocation, no zeroing and no
 //! copy on the way. At most [`MAX_CONCURRENT_UPLOADS`] requests are served at once for the whole
-//! node, and each keeps its upload permit until the peer has acknowledged every byte, so the
+//! node (their slots given out by priority: [`UploadGate`], which only wakes the requests the
+//! pure [`UploadSlots`] grants), and each keeps its upload permit until the peer has acknowledged every byte, so the
 //! buffers alive (read, queued in quinn, or unacknowledged) are bounded by pieces in flight,
 //! never by file size.
 
