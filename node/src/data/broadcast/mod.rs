@@ -1691,19 +1691,28 @@ impl Broadcasts {
         Vec<priority::Competitor>,
         BTreeMap<BroadcastId, crate::swarm::Share>,
     ) {
-        let competitors: Vec<priority::Competitor> = (self.active.iter())
+        let mut competitors: Vec<priority::Competitor> = (self.active.iter())
             .filter_map(|id| {
                 crate::work::tick(1);
                 let b = self.broadcasts.get(id)?;
-                let t = b.transfer.as_ref().filter(|t| !t.is_complete())?;
+                b.transfer.as_ref().filter(|t| !t.is_complete())?;
                 Some(priority::Competitor {
                     id: *id,
                     priority: b.manifest.priority,
-                    busy_at: t.busy_peers().collect(),
+                    busy_at: BTreeSet::new(),
                 })
             })
             .chain(extra)
             .collect();
+        // Where each one fetches matters only below the highest priority present: a node
+        // receiving many broadcasts of one priority (`bench sends`) skips the walk.
+        let top = competitors.iter().map(|c| c.priority).max();
+        if competitors.iter().any(|c| Some(c.priority) != top) {
+            for c in &mut competitors {
+                let t = self.broadcasts.get(&c.id).and_then(|b| b.transfer.as_ref());
+                c.busy_at = t.map(|t| t.busy_peers().collect()).unwrap_or_default();
+            }
+        }
         let shares = if competitors.len() <= 1 {
             (competitors.iter())
                 .map(|c| (c.id, crate::swarm::Share::default()))

@@ -56,25 +56,36 @@ pub fn shares(competitors: &[Competitor], budget: u64) -> BTreeMap<BroadcastId, 
     let Some(top) = competitors.iter().map(|c| c.priority).max() else {
         return BTreeMap::new();
     };
-    let count = |p: Priority| competitors.iter().filter(|c| c.priority == p).count() as u64;
+    // O(competitors × peers): counted and gathered once per priority, not per competitor.
+    let mut count: BTreeMap<Priority, u64> = BTreeMap::new();
+    let mut busy: BTreeMap<Priority, BTreeSet<NodeId>> = BTreeMap::new();
+    for c in competitors {
+        *count.entry(c.priority).or_default() += 1;
+        busy.entry(c.priority).or_default().extend(&c.busy_at);
+    }
+    // Per priority, the peers a higher one fetches from.
+    let above = |p: Priority| -> BTreeMap<NodeId, u32> {
+        (busy.range(p..).filter(|(q, _)| **q > p))
+            .flat_map(|(_, peers)| peers.iter().map(|peer| (*peer, FLOOR_REQUESTS)))
+            .collect()
+    };
+    let capped: BTreeMap<Priority, BTreeMap<NodeId, u32>> = (count.keys())
+        .filter(|p| **p < top)
+        .map(|p| (*p, above(*p)))
+        .collect();
     competitors
         .iter()
         .map(|c| {
-            let n = count(c.priority).max(1);
+            let n = count.get(&c.priority).copied().unwrap_or(1).max(1);
             let share = if c.priority == top {
                 Share {
                     max_in_flight_bytes: Some((budget / n).max(1)),
                     capped: BTreeMap::new(),
                 }
             } else {
-                let capped = (competitors.iter())
-                    .filter(|o| o.priority > c.priority)
-                    .flat_map(|o| o.busy_at.iter().copied())
-                    .map(|peer| (peer, FLOOR_REQUESTS))
-                    .collect();
                 Share {
                     max_in_flight_bytes: Some((budget / LOWER_BUDGET_DIVISOR / n).max(1)),
-                    capped,
+                    capped: capped.get(&c.priority).cloned().unwrap_or_default(),
                 }
             };
             (c.id, share)
