@@ -230,7 +230,7 @@ pub(crate) struct UploadPermit {
 impl Drop for UploadPermit {
     fn drop(&mut self) {
         let mut g = self.gate.lock();
-        let granted = g.slots.handle_released(self.priority);
+        let granted = g.slots.handle_released(Instant::now(), self.priority);
         g.wake(granted);
     }
 }
@@ -252,11 +252,13 @@ impl Drop for Waiting {
         }
         let mut g = self.gate.lock();
         if g.waiting.remove(&self.ticket).is_some() {
-            let (_, granted) = g.slots.handle_abandoned(self.ticket, self.priority);
+            let (_, granted) = g
+                .slots
+                .handle_abandoned(Instant::now(), self.ticket, self.priority);
             g.wake(granted);
         } else {
             // Granted, but nobody will use it.
-            let granted = g.slots.handle_released(self.priority);
+            let granted = g.slots.handle_released(Instant::now(), self.priority);
             g.wake(granted);
         }
     }
@@ -292,7 +294,7 @@ impl UploadGate {
             g.next += 1;
             let (tx, rx) = tokio::sync::oneshot::channel();
             g.waiting.insert(ticket, tx);
-            let granted = g.slots.handle_request(ticket, priority);
+            let granted = g.slots.handle_request(Instant::now(), ticket, priority);
             g.wake(granted);
             Waiting {
                 gate: gate.clone(),

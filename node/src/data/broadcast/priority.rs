@@ -25,6 +25,7 @@
 //! names.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Instant;
 
 use swarmcast_proto::{BroadcastId, NodeId, Priority};
 
@@ -38,6 +39,11 @@ pub const LOWER_BUDGET_DIVISOR: u64 = 8;
 
 /// Upload slots a lower priority may hold while a higher one is served or waits.
 pub const FLOOR_SLOTS: usize = 1;
+
+/// A priority that asked for or gave back a slot this recently still counts as served: its
+/// requester's next request is on its way (a round trip), and a lower one that took every
+/// free slot meanwhile would keep them for a whole piece each.
+pub const LINGER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// One transfer being received, as [`shares`] sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,6 +115,10 @@ pub struct UploadSlots {
     in_use: [usize; 3],
     /// Requests waiting, per priority, oldest first.
     waiting: [VecDeque<Ticket>; 3],
+    /// When each priority last asked for or gave back a slot.
+    seen: [Option<Instant>; 3],
+    /// The latest `now` given.
+    now: Option<Instant>,
 }
 
 /// `Low` 0, `Normal` 1, `High` 2.
@@ -127,18 +137,27 @@ impl UploadSlots {
             capacity: capacity.max(1),
             in_use: [0; 3],
             waiting: Default::default(),
+            seen: [None; 3],
+            now: None,
         }
     }
 
     /// `ticket`, of a broadcast of priority `p`, wants a slot.
-    pub fn handle_request(&mut self, ticket: Ticket, p: Priority) -> Vec<Ticket> {
+    pub fn handle_request(&mut self, now: Instant, ticket: Ticket, p: Priority) -> Vec<Ticket> {
+        self.touch(now, p);
         self.waiting[index(p)].push_back(ticket);
         self.grant()
     }
 
     /// `ticket` (priority `p`) stops waiting. Whether it was still waiting: `false` means it
     /// was granted already, and its slot must be released.
-    pub fn handle_abandoned(&mut self, ticket: Ticket, p: Priority) -> (bool, Vec<Ticket>) {
+    pub fn handle_abandoned(
+        &mut self,
+        now: Instant,
+        ticket: Ticket,
+        p: Priority,
+    ) -> (bool, Vec<Ticket>) {
+        self.now = Some(now);
         let q = &mut self.waiting[index(p)];
         let Some(at) = q.iter().position(|t| *t == ticket) else {
             return (false, Vec::new());
@@ -149,7 +168,8 @@ impl UploadSlots {
     }
 
     /// A slot held by priority `p` is given back.
-    pub fn handle_released(&mut self, p: Priority) -> Vec<Ticket> {
+    pub fn handle_released(&mut self, now: Instant, p: Priority) -> Vec<Ticket> {
+        self.touch(now, p);
         let n = &mut self.in_use[index(p)];
         *n = n.saturating_sub(1);
         self.grant()
@@ -165,14 +185,19 @@ impl UploadSlots {
         self.waiting[index(p)].len()
     }
 
+    fn touch(&mut self, now: Instant, p: Priority) {
+        self.now = Some(now);
+        self.seen[index(p)] = Some(now);
+    }
+
     /// Whether a request of priority `p` may take a free slot now.
     fn admits(&self, p: Priority) -> bool {
         let i = index(p);
-        let higher: usize = (i + 1..3)
-            .map(|j| self.in_use[j] + self.waiting[j].len())
-            .sum();
+        let recent =
+            |j: usize| (self.seen[j].zip(self.now)).is_some_and(|(seen, now)| now < seen + LINGER);
+        let higher = (i + 1..3).any(|j| self.in_use[j] + self.waiting[j].len() > 0 || recent(j));
         self.in_use.iter().sum::<usize>() < self.capacity
-            && (higher == 0 || self.in_use[i] < FLOOR_SLOTS)
+            && (!higher || self.in_use[i] < FLOOR_SLOTS)
     }
 
     /// Grant free slots: first to a priority below its floor, then highest priority first;
@@ -376,11 +401,12 @@ mod tests {
     /// until low is down to its floor of one, which it keeps; low waits while high is served.
     #[test]
     fn upload_slots_go_to_the_higher_priority_and_leave_low_its_floor() {
+        let t0 = Instant::now();
         let mut s = UploadSlots::new(4);
         let low: Vec<Ticket> = (0..6).collect();
         let mut granted = Vec::new();
         for &t in &low {
-            granted.extend(s.handle_request(t, Priority::Low));
+            granted.extend(s.handle_request(t0, t, Priority::Low));
         }
         assert_eq!(
             granted,
@@ -389,29 +415,31 @@ mod tests {
         );
         for t in 10..16 {
             assert!(
-                s.handle_request(t, Priority::High).is_empty(),
+                s.handle_request(t0, t, Priority::High).is_empty(),
                 "no slot free"
             );
         }
-        assert_eq!(s.handle_released(Priority::Low), [10]);
-        assert_eq!(s.handle_released(Priority::Low), [11]);
-        assert_eq!(s.handle_released(Priority::Low), [12]);
+        assert_eq!(s.handle_released(t0, Priority::Low), [10]);
+        assert_eq!(s.handle_released(t0, Priority::Low), [11]);
+        assert_eq!(s.handle_released(t0, Priority::Low), [12]);
         assert_eq!(held(&s), [3, 0, 1]);
         // Low keeps its floor: the last low slot is not taken from it, but high's next waiting
         // request gets the slot high frees, before the low ones that waited longer.
-        assert_eq!(s.handle_released(Priority::High), [13]);
+        assert_eq!(s.handle_released(t0, Priority::High), [13]);
         // Low's floor: when low's slot frees, the oldest waiting low request gets it back,
         // although high requests wait too.
-        assert_eq!(s.handle_released(Priority::Low), [4]);
+        assert_eq!(s.handle_released(t0, Priority::Low), [4]);
         assert_eq!(held(&s), [3, 0, 1]);
-        assert_eq!(s.handle_released(Priority::High), [14]);
-        assert_eq!(s.handle_released(Priority::High), [15]);
+        assert_eq!(s.handle_released(t0, Priority::High), [14]);
+        assert_eq!(s.handle_released(t0, Priority::High), [15]);
         // Nothing of high waits, but high is still served: low stays at its floor.
-        assert!(s.handle_released(Priority::High).is_empty());
-        assert!(s.handle_released(Priority::High).is_empty());
+        assert!(s.handle_released(t0, Priority::High).is_empty());
+        assert!(s.handle_released(t0, Priority::High).is_empty());
         assert_eq!(held(&s), [1, 0, 1]);
-        // High gone: low takes the slots again.
-        assert_eq!(s.handle_released(Priority::High), [5]);
+        // High's last slot given back: for LINGER its next request may be on its way, and low
+        // still waits; after that, low takes the slots again.
+        assert!(s.handle_released(t0, Priority::High).is_empty());
+        assert_eq!(s.handle_request(t0 + LINGER, 6, Priority::Low), [5, 6]);
         assert_eq!(s.waiting(Priority::Low) + s.waiting(Priority::High), 0);
     }
 
@@ -419,27 +447,37 @@ mod tests {
     /// place (and, when it was a higher one, may let a lower one in).
     #[test]
     fn equal_priorities_are_served_in_order_and_abandoning_frees_the_place() {
+        let t0 = Instant::now();
         let mut s = UploadSlots::new(1);
-        assert_eq!(s.handle_request(1, Priority::Normal), [1]);
-        assert!(s.handle_request(2, Priority::Normal).is_empty());
-        assert!(s.handle_request(3, Priority::Normal).is_empty());
-        assert_eq!(s.handle_abandoned(2, Priority::Normal), (true, vec![]));
-        assert_eq!(s.handle_released(Priority::Normal), [3]);
-        assert_eq!(s.handle_abandoned(3, Priority::Normal), (false, vec![]));
-        assert!(s.handle_released(Priority::Normal).is_empty());
+        assert_eq!(s.handle_request(t0, 1, Priority::Normal), [1]);
+        assert!(s.handle_request(t0, 2, Priority::Normal).is_empty());
+        assert!(s.handle_request(t0, 3, Priority::Normal).is_empty());
+        assert_eq!(s.handle_abandoned(t0, 2, Priority::Normal), (true, vec![]));
+        assert_eq!(s.handle_released(t0, Priority::Normal), [3]);
+        assert_eq!(s.handle_abandoned(t0, 3, Priority::Normal), (false, vec![]));
+        assert!(s.handle_released(t0, Priority::Normal).is_empty());
         // Low holds its floor while high is served: another low request waits, with a slot
         // free, until high is done.
         let mut s = UploadSlots::new(3);
-        assert_eq!(s.handle_request(1, Priority::Low), [1]);
-        assert_eq!(s.handle_request(2, Priority::High), [2]);
+        assert_eq!(s.handle_request(t0, 1, Priority::Low), [1]);
+        assert_eq!(s.handle_request(t0, 2, Priority::High), [2]);
         assert!(
-            s.handle_request(3, Priority::Low).is_empty(),
+            s.handle_request(t0, 3, Priority::Low).is_empty(),
             "low at its floor"
         );
+        assert!(
+            s.handle_released(t0, Priority::High).is_empty(),
+            "high lingers"
+        );
         assert_eq!(
-            s.handle_released(Priority::High),
+            s.handle_released(t0 + LINGER, Priority::Low),
             [3],
-            "high gone: low again"
+            "high gone: low again (its floor slot given back and taken)"
+        );
+        assert_eq!(
+            s.handle_request(t0 + LINGER, 4, Priority::Low),
+            [4],
+            "and more"
         );
     }
 }
