@@ -724,6 +724,29 @@ pub(crate) struct SendArgs {
     /// every node serves it to them only, and --wait counts only them.
     #[arg(long = "to", value_name = "NAME|group:G", value_parser = parse_to)]
     pub(crate) to: Vec<AudienceMember>,
+    /// How this broadcast competes with others for the nodes' links: a higher priority gets
+    /// request budget and upload slots first (a lower one keeps a small floor), equal ones
+    /// share them. Bound into the broadcast id, like the audience.
+    #[arg(long, value_enum, default_value_t = SendPriority::Normal)]
+    pub(crate) priority: SendPriority,
+}
+
+/// `node send --priority`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum SendPriority {
+    High,
+    Normal,
+    Low,
+}
+
+impl From<SendPriority> for swarmcast_proto::Priority {
+    fn from(p: SendPriority) -> Self {
+        match p {
+            SendPriority::High => Self::High,
+            SendPriority::Normal => Self::Normal,
+            SendPriority::Low => Self::Low,
+        }
+    }
 }
 
 /// One `--to` value.

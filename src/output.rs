@@ -75,6 +75,18 @@ pub fn node_status(s: &NodeStatus, as_json: bool) -> Result<()> {
             )?;
         }
     }
+    if !s.prioritized.is_empty() {
+        writeln!(out, "prioritized {}", s.prioritized.len())?;
+        for p in &s.prioritized {
+            writeln!(
+                out,
+                "  {:<10} {:<20} priority {}",
+                &p.id[..8.min(p.id.len())],
+                p.name,
+                p.priority
+            )?;
+        }
+    }
     Ok(())
 }
 
@@ -229,6 +241,9 @@ pub fn broadcasts(list: &[swarmcast_node::data::BroadcastInfo], as_json: bool) -
         )?;
         if let Some(a) = &b.audience {
             writeln!(out, "           to: {a}")?;
+        }
+        if !b.priority.is_normal() {
+            writeln!(out, "           priority: {}", b.priority)?;
         }
         if let Some(e) = &b.error {
             writeln!(out, "           error: {e}")?;

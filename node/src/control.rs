@@ -62,6 +62,9 @@ pub enum ControlRequest {
         /// `--to`: restrict the broadcast to these nodes and groups (absent: everyone).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         audience: Option<swarmcast_proto::Audience>,
+        /// `--priority` (absent: normal, for older callers).
+        #[serde(default, skip_serializing_if = "swarmcast_proto::Priority::is_normal")]
+        priority: swarmcast_proto::Priority,
     },
     /// Every broadcast this node knows (`node ls`).
     List,
@@ -329,12 +332,38 @@ pub async fn send_to(
     rehash: bool,
     audience: Option<swarmcast_proto::Audience>,
 ) -> Result<crate::status::PublishInfo, ControlError> {
+    let meta = SendMeta {
+        audience,
+        priority: swarmcast_proto::Priority::Normal,
+    };
+    send_as(data_dir, dir, chunk_size, rehash, meta).await
+}
+
+/// What `node send` binds into a broadcast besides its directory: its audience (`--to`) and
+/// its priority (`--priority`).
+#[derive(Debug, Clone, Default)]
+pub struct SendMeta {
+    /// Restricted to these nodes and groups (`None`: everyone).
+    pub audience: Option<swarmcast_proto::Audience>,
+    /// How it competes with other broadcasts.
+    pub priority: swarmcast_proto::Priority,
+}
+
+/// [`send_with`] with `meta`.
+pub async fn send_as(
+    data_dir: &Path,
+    dir: PathBuf,
+    chunk_size: u32,
+    rehash: bool,
+    meta: SendMeta,
+) -> Result<crate::status::PublishInfo, ControlError> {
     let request = ControlRequest::Send {
         dir,
         chunk_size,
         rehash,
         keepalive: true,
-        audience,
+        audience: meta.audience,
+        priority: meta.priority,
     };
     match call(data_dir, &request).await? {
         ControlResponse::Sent(i) => Ok(i),
@@ -627,6 +656,7 @@ mod tests {
                 uploaded_to: Default::default(),
                 last_heartbeat: None,
                 restricted: vec![],
+                prioritized: vec![],
             }))
         }
     }

@@ -195,6 +195,7 @@ impl control::Handler for ControlHandler {
                 chunk_size,
                 rehash,
                 audience,
+                priority,
                 ..
             } => {
                 let audience = audience.map(swarmcast_proto::Audience::canonical);
@@ -215,6 +216,7 @@ impl control::Handler for ControlHandler {
                     chunk_size,
                     rehash,
                     audience,
+                    priority,
                     read_as: crate::manifest::ReadAs::caller(caller),
                     reply,
                 };

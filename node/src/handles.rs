@@ -132,6 +132,7 @@ impl StatusBoard {
             .map(|(id, bytes)| (id.to_hex(), *bytes))
             .collect();
         let restricted = data.restricted.clone();
+        let prioritized = data.prioritized.clone();
         drop(data);
         NodeStatus {
             id: self.me.id.to_hex(),
@@ -149,6 +150,7 @@ impl StatusBoard {
             uploaded_to,
             last_heartbeat: m.last_heartbeat,
             restricted,
+            prioritized,
         }
     }
 

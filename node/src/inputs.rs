@@ -118,6 +118,8 @@ pub(crate) enum DataInput {
         rehash: bool,
         /// `--to`: restricted to these nodes and groups (checked, canonical).
         audience: Option<swarmcast_proto::Audience>,
+        /// `--priority`.
+        priority: swarmcast_proto::Priority,
         /// Whose permissions the directory is read with.
         read_as: ReadAs,
         reply: oneshot::Sender<Result<PublishInfo, PublishError>>,

@@ -70,6 +70,21 @@ pub struct NodeStatus {
     /// not listed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub restricted: Vec<RestrictedBroadcast>,
+    /// The broadcasts this node holds whose priority is high or low (normal ones are not
+    /// listed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prioritized: Vec<PrioritizedBroadcast>,
+}
+
+/// A broadcast of high or low priority this node holds, as `node status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrioritizedBroadcast {
+    /// Hex broadcast id.
+    pub id: String,
+    /// Directory name.
+    pub name: String,
+    /// Its priority (from its manifest).
+    pub priority: swarmcast_proto::Priority,
 }
 
 /// A restricted broadcast this node holds (its own or one it receives), as `node status`

@@ -40,6 +40,7 @@ fn manifest(entries: Vec<Entry>) -> Manifest {
         root_mode: Some(0o755),
         entries,
         audience: None,
+        priority: swarmcast_proto::Priority::Normal,
     }
 }
 

@@ -60,6 +60,7 @@ fn valid_manifest() -> impl Strategy<Value = Manifest> {
                 root_mode: Some(0o755),
                 entries,
                 audience: None,
+                priority: swarmcast_proto::Priority::Normal,
             }
         })
     })

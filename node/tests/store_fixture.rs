@@ -113,6 +113,7 @@ pub fn snapshot(source: &Path) -> Built {
         root_mode: Some(fs::metadata(source).expect("stat").mode() & 0o777),
         entries,
         audience: None,
+        priority: swarmcast_proto::Priority::Normal,
     };
     let bytes = manifest.to_bytes();
     let id = manifest_id(&bytes);

@@ -575,6 +575,7 @@ fn commit_timing_64_chunks_of_1_mib() {
             root_mode: Some(0o755),
             entries,
             audience: None,
+            priority: swarmcast_proto::Priority::Normal,
         };
         let bytes = m.to_bytes();
         let id = manifest_id(&bytes);

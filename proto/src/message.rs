@@ -379,6 +379,48 @@ impl Audience {
     }
 }
 
+/// How a broadcast competes with others for a node's links (`node send --priority`): a
+/// higher one is given request budget and upload slots first, equal ones share them. Carried
+/// in the manifest (so the broadcast id binds it); absent means [`Priority::Normal`].
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Gets what the others leave, with a small floor so that it is never starved.
+    Low,
+    /// The default.
+    #[default]
+    Normal,
+    /// Gets the bandwidth first.
+    High,
+}
+
+impl Priority {
+    /// Every priority, highest first.
+    pub const ALL: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
+
+    /// Whether this is the default (omitted from manifests).
+    pub fn is_normal(&self) -> bool {
+        *self == Priority::Normal
+    }
+
+    /// `"high"`, `"normal"` or `"low"`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Normal => "normal",
+            Priority::High => "high",
+        }
+    }
+}
+
+impl std::fmt::Display for Priority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl std::fmt::Display for Audience {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names = self.names.iter().map(String::as_str);

@@ -156,6 +156,7 @@ mod tests {
             resumed_chunks: 0,
             uploaded_bytes: 0,
             audience: None,
+            priority: swarmcast_proto::Priority::Normal,
         }
     }
 

@@ -38,12 +38,15 @@ pub fn run(args: SendArgs) -> Result<()> {
         }
         a.canonical()
     });
-    let info = rt.block_on(control::send_to(
+    let info = rt.block_on(control::send_as(
         &data_dir,
         dir,
         args.chunk_size,
         args.rehash,
-        audience,
+        control::SendMeta {
+            audience,
+            priority: args.priority.into(),
+        },
     ))?;
     for w in &info.warnings {
         eprintln!("warning: {w}");

@@ -39,6 +39,7 @@ fn manifest(name: &str, chunk_size: u32, entries: Vec<Entry>) -> Manifest {
         root_mode: Some(0o755),
         entries,
         audience: None,
+        priority: swarmcast_proto::Priority::Normal,
     }
 }
 

@@ -19,6 +19,7 @@ mod hostile;
 mod local_users;
 mod metrics;
 mod ops;
+mod priority;
 mod pull;
 mod sim_cli;
 mod support;

@@ -52,6 +52,7 @@ fn manifest(name: &str, cs: u32, entries: Vec<Entry>) -> Manifest {
         root_mode: Some(0o755),
         entries,
         audience: None,
+        priority: swarmcast_proto::Priority::Normal,
     };
     m.validate(&ManifestLimits::for_test())
         .expect("seed manifest is valid");

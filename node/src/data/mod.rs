@@ -361,9 +361,16 @@ impl DataPlane {
                 chunk_size,
                 rehash,
                 audience,
+                priority,
                 read_as,
                 reply,
-            } => self.spawn_build(dir, chunk_size, rehash, audience, read_as, reply),
+            } => self.spawn_build(
+                dir,
+                (chunk_size, rehash),
+                (audience, priority),
+                read_as,
+                reply,
+            ),
             DataInput::Built { result, reply } => {
                 let answer = result.and_then(|(b, bytes, dir)| {
                     let stamps = b.stamps;
@@ -481,9 +488,8 @@ impl DataPlane {
     fn spawn_build(
         &self,
         dir: PathBuf,
-        chunk_size: u32,
-        rehash: bool,
-        audience: Option<swarmcast_proto::Audience>,
+        (chunk_size, rehash): (u32, bool),
+        (audience, priority): (Option<swarmcast_proto::Audience>, swarmcast_proto::Priority),
         read_as: crate::manifest::ReadAs,
         reply: oneshot::Sender<Result<PublishInfo, PublishError>>,
     ) {
@@ -506,6 +512,8 @@ impl DataPlane {
                 .and_then(|mut m| {
                     // Restricted: the audience is part of the manifest, so of the id.
                     m.manifest.audience = audience;
+                    // So is the priority: every node that holds it schedules by it.
+                    m.manifest.priority = priority;
                     let canonical =
                         dir.canonicalize()
                             .map_err(|source| PublishError::Canonicalize {
@@ -590,6 +598,7 @@ impl DataPlane {
                 id,
                 super_seed,
                 audience,
+                priority,
             } => {
                 if let Some(io) = self.io.get(&id) {
                     let servable = Servable {
@@ -598,6 +607,7 @@ impl DataPlane {
                         reader: io.reader.clone(),
                         refused: Default::default(),
                         audience,
+                        priority,
                         super_seed,
                     };
                     self.catalog.insert(id, Arc::new(servable));

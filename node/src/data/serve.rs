@@ -4,7 +4,8 @@
 //! [`MAX_RUN_BYTES`] (at least one chunk), each run in one blocking task straight into a pooled
 //! buffer, and handed to quinn as `Bytes` slices of that buffer: no allocation, no zeroing and no
 //! copy on the way. At most [`MAX_CONCURRENT_UPLOADS`] requests are served at once for the whole
-//! node, and each keeps its upload permit until the peer has acknowledged every byte, so the
+//! node (their slots given out by priority: [`UploadGate`], which only wakes the requests the
+//! pure [`UploadSlots`] grants), and each keeps its upload permit until the peer has acknowledged every byte, so the
 //! buffers alive (read, queued in quinn, or unacknowledged) are bounded by pieces in flight,
 //! never by file size.
 
@@ -23,14 +24,15 @@ use swarmcast_proto::{
     BroadcastId, ChunkHeader, ChunkIndex, ChunkRequest, ErrorCode, Limits, MAX_CHUNKS_PER_REQUEST,
     ManifestHeader, Message, encode,
 };
-use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use super::broadcast::Failure;
+use super::broadcast::priority::{Ticket, UploadSlots};
 use crate::inputs::ServeEvent;
 use crate::manifest::Layout;
 use crate::store::{BufPool, Source, StoreError, Workspace};
 use crate::streams::{AckEnd, Deadline, Expired, ServedStream};
+use swarmcast_proto::Priority;
 
 /// Pieces being uploaded at once by one node.
 pub const MAX_CONCURRENT_UPLOADS: usize = 16;
@@ -77,6 +79,9 @@ pub(crate) struct Servable {
     /// judged by [`serve_verdict`](super::broadcast::serve_verdict) against the requester's
     /// certificate before anything is read.
     pub(crate) audience: Option<swarmcast_proto::Audience>,
+    /// Its priority, as the core handed it: its chunk requests wait for an upload slot by it
+    /// ([`UploadSlots`](super::broadcast::priority::UploadSlots)).
+    pub(crate) priority: swarmcast_proto::Priority,
     /// At the origin in a swarm: each chunk request is put to the core first (super-seeding,
     /// see [`SuperSeed`](super::broadcast::SuperSeed)), and its end reported. `false` for receivers and in client-server
     /// mode.
@@ -115,7 +120,7 @@ impl Requester {
 #[derive(Debug)]
 pub(crate) struct Catalog {
     map: RwLock<HashMap<BroadcastId, Arc<Servable>>>,
-    uploads: Option<Arc<Semaphore>>,
+    uploads: Option<Arc<UploadGate>>,
     /// Chunk buffers, shared with the fetching side.
     pool: BufPool,
     /// Fault injection for tests: serve corrupted bytes.
@@ -140,7 +145,7 @@ impl Catalog {
     ) -> Self {
         Self {
             map: RwLock::default(),
-            uploads: Some(Arc::new(Semaphore::new(MAX_CONCURRENT_UPLOADS))),
+            uploads: Some(Arc::new(UploadGate::new(MAX_CONCURRENT_UPLOADS))),
             pool: BufPool::new(POOL_IDLE_BYTES),
             corrupt,
             delay,
@@ -185,6 +190,128 @@ impl Catalog {
 
     fn get(&self, id: &BroadcastId) -> Option<Arc<Servable>> {
         read(&self.map).get(id).cloned()
+    }
+}
+
+/// The node's upload slots: the pure [`UploadSlots`] decides who gets one, this only wakes
+/// the requests it names.
+#[derive(Debug)]
+pub(crate) struct UploadGate {
+    inner: std::sync::Mutex<GateInner>,
+}
+
+#[derive(Debug)]
+struct GateInner {
+    slots: UploadSlots,
+    next: Ticket,
+    waiting: HashMap<Ticket, tokio::sync::oneshot::Sender<()>>,
+}
+
+impl GateInner {
+    /// Wake the requests granted a slot.
+    fn wake(&mut self, granted: Vec<Ticket>) {
+        for t in granted {
+            if let Some(tx) = self.waiting.remove(&t) {
+                // Its receiver lives as long as its `Waiting`, which removes the ticket under
+                // this lock before it goes: the send cannot fail.
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
+/// A slot held; given back when dropped.
+#[derive(Debug)]
+pub(crate) struct UploadPermit {
+    gate: Arc<UploadGate>,
+    priority: Priority,
+}
+
+impl Drop for UploadPermit {
+    fn drop(&mut self) {
+        let mut g = self.gate.lock();
+        let granted = g.slots.handle_released(Instant::now(), self.priority);
+        g.wake(granted);
+    }
+}
+
+/// A request waiting for a slot: dropped before it got one, it gives up its place (or, granted
+/// meanwhile, the slot).
+struct Waiting {
+    gate: Arc<UploadGate>,
+    ticket: Ticket,
+    priority: Priority,
+    rx: Option<tokio::sync::oneshot::Receiver<()>>,
+    done: bool,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut g = self.gate.lock();
+        if g.waiting.remove(&self.ticket).is_some() {
+            let (_, granted) = g
+                .slots
+                .handle_abandoned(Instant::now(), self.ticket, self.priority);
+            g.wake(granted);
+        } else {
+            // Granted, but nobody will use it.
+            let granted = g.slots.handle_released(Instant::now(), self.priority);
+            g.wake(granted);
+        }
+    }
+}
+
+impl UploadGate {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            inner: std::sync::Mutex::new(GateInner {
+                slots: UploadSlots::new(capacity),
+                next: 0,
+                waiting: HashMap::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateInner> {
+        // A panic while holding it would be a bug in the few lines above; the slots stay
+        // consistent (each call is one update), so go on with them.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A slot for a request of a broadcast of `priority`, when the slots' core grants one.
+    pub(crate) async fn acquire(
+        gate: &Arc<UploadGate>,
+        priority: Priority,
+    ) -> Result<UploadPermit, tokio::sync::oneshot::error::RecvError> {
+        let mut waiting = {
+            let mut g = gate.lock();
+            let ticket = g.next;
+            g.next += 1;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            g.waiting.insert(ticket, tx);
+            let granted = g.slots.handle_request(Instant::now(), ticket, priority);
+            g.wake(granted);
+            Waiting {
+                gate: gate.clone(),
+                ticket,
+                priority,
+                rx: Some(rx),
+                done: false,
+            }
+        };
+        if let Some(rx) = waiting.rx.as_mut() {
+            rx.await?;
+        }
+        waiting.done = true;
+        Ok(UploadPermit {
+            gate: gate.clone(),
+            priority,
+        })
     }
 }
 
@@ -366,9 +493,8 @@ async fn serve_chunks(
     let stopped = send.stopped();
     let wait = async {
         let permit = match &catalog.uploads {
-            Some(sem) => Some(
-                sem.clone()
-                    .acquire_owned()
+            Some(gate) => Some(
+                UploadGate::acquire(gate, s.priority)
                     .await
                     .map_err(|_| WireError::Unexpected("shutting down"))?,
             ),
@@ -667,6 +793,7 @@ mod tests {
                 reader: Reader::Source(Arc::new(source)),
                 refused: Default::default(),
                 audience,
+                priority: Priority::Normal,
                 super_seed,
             }),
         );

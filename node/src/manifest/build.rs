@@ -223,6 +223,7 @@ impl Manifest {
             root_mode: Some(root_mode),
             entries,
             audience: None,
+            priority: swarmcast_proto::Priority::Normal,
         };
         manifest.validate(limits)?;
         // Receivers refuse longer encodings: better to fail here than to publish it.

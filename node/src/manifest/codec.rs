@@ -71,11 +71,13 @@ impl Manifest {
 }
 
 /// Name the entry kind when serde refused one (a `Symlink`, a `Device`...), else pass the error
-/// on. `EntryKind` is the only enum in a manifest, so an unknown variant is always a kind.
+/// on.
 fn classify(err: rmp_serde::decode::Error) -> ManifestError {
     if let rmp_serde::decode::Error::Syntax(msg) = &err {
         // serde's wording: "unknown variant `Symlink`, expected `File` or `Dir`".
-        if let Some(rest) = msg.strip_prefix("unknown variant `") {
+        // (The priority is the other enum: its unknown variants stay `Invalid`.)
+        let kinds = msg.contains("expected `File` or `Dir`");
+        if let Some(rest) = msg.strip_prefix("unknown variant `").filter(|_| kinds) {
             let kind = rest.rfind("`, expected").map_or(rest, |end| &rest[..end]);
             return ManifestError::UnsupportedKind { kind: quote(kind) };
         }
@@ -121,6 +123,7 @@ mod tests {
                 },
             ],
             audience: None,
+            priority: swarmcast_proto::Priority::Normal,
         }
     }
 
@@ -181,6 +184,51 @@ mod tests {
                 matches!(err, ManifestError::BadAudience { .. }),
                 "{bad:?}: {err}"
             );
+        }
+    }
+
+    /// A priority is part of the canonical bytes (so of the id) only when not normal; a
+    /// normal one written out is not canonical, and an unknown one is refused (not as a kind).
+    #[test]
+    fn a_priority_is_in_the_bytes_when_not_normal() {
+        use swarmcast_proto::Priority;
+        let limits = ManifestLimits::default();
+        let plain = sample();
+        assert!(!plain.to_bytes().windows(8).any(|w| w == b"priority"));
+        for p in [Priority::High, Priority::Low] {
+            let mut m = sample();
+            m.priority = p;
+            let bytes = m.to_bytes();
+            assert!(bytes.windows(8).any(|w| w == b"priority"));
+            assert_ne!(m.id(), plain.id());
+            assert_eq!(Manifest::decode(&bytes, &m.id(), &limits).unwrap(), m);
+        }
+        #[derive(serde::Serialize)]
+        struct Spelled<'a> {
+            version: u32,
+            name: &'a str,
+            chunk_size: u32,
+            root_mode: Option<u32>,
+            entries: &'a [Entry],
+            priority: &'a str,
+        }
+        let m = sample();
+        for (word, canonical_err) in [("normal", true), ("urgent", false)] {
+            let bytes = rmp_serde::to_vec_named(&Spelled {
+                version: m.version,
+                name: &m.name,
+                chunk_size: m.chunk_size,
+                root_mode: m.root_mode,
+                entries: &m.entries,
+                priority: word,
+            })
+            .unwrap();
+            let err = Manifest::decode(&bytes, &manifest_id(&bytes), &limits).unwrap_err();
+            if canonical_err {
+                assert!(matches!(err, ManifestError::NonCanonical), "{word}: {err}");
+            } else {
+                assert!(matches!(err, ManifestError::Invalid(_)), "{word}: {err}");
+            }
         }
     }
 

@@ -89,6 +89,13 @@ pub struct Manifest {
     /// such a manifest as non-canonical, so it never serves one to the wrong peers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<swarmcast_proto::Audience>,
+    /// How the broadcast competes with others for the links of the nodes it crosses
+    /// (`node send --priority`). Part of the canonical bytes when not normal (so the id binds
+    /// it, as the audience); absent, and omitted from the bytes (so ids of normal broadcasts
+    /// are unchanged): [`Priority::Normal`](swarmcast_proto::Priority::Normal). A node that
+    /// predates priorities refuses a high or low one as non-canonical.
+    #[serde(default, skip_serializing_if = "swarmcast_proto::Priority::is_normal")]
+    pub priority: swarmcast_proto::Priority,
 }
 
 /// One file or empty directory.
@@ -265,6 +272,7 @@ mod layout_tests {
             root_mode: Some(0o755),
             entries,
             audience: None,
+            priority: swarmcast_proto::Priority::Normal,
         }
     }
 

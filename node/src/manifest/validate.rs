@@ -366,6 +366,7 @@ mod tests {
             root_mode: Some(0o755),
             entries: vec![file("a"), file("a-b"), file("a.txt"), file("a/b")],
             audience: None,
+            priority: swarmcast_proto::Priority::Normal,
         };
         let err = m.validate(&ManifestLimits::default());
         assert!(

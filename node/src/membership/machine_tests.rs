@@ -328,6 +328,7 @@ fn report(held: u64, published: bool) -> DataReport {
         uploaded_to: Default::default(),
         awaiting_registry: false,
         restricted: Vec::new(),
+        prioritized: Vec::new(),
     }
 }
 

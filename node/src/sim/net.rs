@@ -198,6 +198,7 @@ pub(crate) fn manifest(net: &Net) -> (Arc<Manifest>, Arc<Layout>, Vec<u8>, Broad
             },
         }],
         audience: None,
+        priority: swarmcast_proto::Priority::Normal,
     };
     let bytes = m.to_bytes();
     let id = manifest_id(&bytes);

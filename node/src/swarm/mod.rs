@@ -156,6 +156,31 @@ pub enum SwarmAction {
     Complete,
 }
 
+/// What a transfer may use while other transfers of the node compete with it, as the
+/// broadcast core hands it out ([`Transfer::set_share`]; the rule is
+/// `data::broadcast::priority`'s). The default is no limit beyond the config's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Share {
+    /// Bytes of live requests across all peers, instead of
+    /// [`max_in_flight_bytes`](SwarmConfig::max_in_flight_bytes) (`None`: that).
+    pub max_in_flight_bytes: Option<u64>,
+    /// Peers at which at most this many requests may be outstanding (a higher-priority
+    /// transfer fetches there), whatever the peer's window.
+    pub capped: BTreeMap<NodeId, u32>,
+}
+
+impl Share {
+    /// `free` slots at `peer`, which has `outstanding` requests, within this share.
+    fn free_at(&self, peer: NodeId, free: u32, outstanding: usize) -> u32 {
+        match self.capped.get(&peer) {
+            Some(&cap) => {
+                free.min(cap.saturating_sub(u32::try_from(outstanding).unwrap_or(u32::MAX)))
+            }
+            None => free,
+        }
+    }
+}
+
 /// One peer as the core sees it, for status output.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PeerStats {
@@ -210,6 +235,8 @@ pub struct Transfer {
     /// EWMA of the time from a request to its answer, over every answer of the transfer;
     /// `None` before the first.
     service: Option<Duration>,
+    /// What the broadcast core lets this transfer use beside the others ([`Share`]).
+    share: Share,
 }
 
 impl Transfer {
@@ -252,6 +279,7 @@ impl Transfer {
             origin_plan,
             last_now: None,
             service: None,
+            share: Share::default(),
         };
         t.check_complete();
         t
@@ -479,6 +507,27 @@ impl Transfer {
             .filter_map(|p| p.next_timeout(grace))
             .chain(origin)
             .min()
+    }
+
+    /// The request budget the broadcast core gives this transfer while others compete with it
+    /// (see [`Share`]); a changed share schedules at once (a looser one makes room).
+    pub fn set_share(&mut self, now: Instant, share: Share) {
+        if self.share != share {
+            self.share = share;
+            self.schedule(now);
+        }
+    }
+
+    /// The share in force.
+    pub fn share(&self) -> &Share {
+        &self.share
+    }
+
+    /// Peers this transfer has requests outstanding at (banned ones excepted).
+    pub fn busy_peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        (self.peers.values())
+            .filter(|p| !p.banned && !p.requests.is_empty())
+            .map(|p| p.id)
     }
 
     /// Durable pieces.

@@ -110,6 +110,7 @@ impl Transfer {
             return;
         };
         let (free, kind) = peer.free_slots(now, &self.config);
+        let free = self.share.free_at(id, free, peer.requests.len());
         if free == 0 {
             return;
         }
@@ -139,11 +140,12 @@ impl Transfer {
             }
             picks
         };
+        let budget = (self.share.max_in_flight_bytes).unwrap_or(self.config.max_in_flight_bytes);
         for piece in picks {
             // The budget bounds live requests; a probe is one trial request per suspect peer.
             if kind == RequestKind::Live {
                 let bytes = self.piece_bytes[piece as usize];
-                if *live_bytes > 0 && *live_bytes + bytes > self.config.max_in_flight_bytes {
+                if *live_bytes > 0 && *live_bytes + bytes > budget {
                     break;
                 }
                 *live_bytes += bytes;
@@ -189,6 +191,7 @@ impl Transfer {
                 continue;
             };
             let (free, kind) = peer.free_slots(now, &self.config);
+            let free = self.share.free_at(id, free, peer.requests.len());
             // A silent peer has not delivered its first piece: no copy is hurried there.
             if free == 0 || kind != RequestKind::Live || peer.silent {
                 continue;

@@ -294,6 +294,7 @@ mod tests {
                     id,
                     super_seed: false,
                     audience: Some(audience.clone()),
+                    priority: swarmcast_proto::Priority::Normal,
                 }),
                 "{a:?}"
             );

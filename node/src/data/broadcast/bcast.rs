@@ -191,6 +191,7 @@ impl Bcast {
             resumed_chunks: self.resumed_chunks,
             uploaded_bytes: self.uploaded_bytes,
             audience: self.manifest.audience.clone(),
+            priority: self.manifest.priority,
         }
     }
 

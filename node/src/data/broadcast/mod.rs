@@ -113,6 +113,7 @@
 mod audience;
 mod bcast;
 mod error;
+pub mod priority;
 mod pull;
 mod retention;
 mod superseed;
@@ -415,6 +416,8 @@ impl Broadcasts {
         self.notice_pause(now);
         self.check_stalls(now);
         self.assume_origins(now);
+        // Shares again (a transfer that left `active` without an event of its own).
+        self.share_out(now);
         let due: Vec<BroadcastId> = self
             .active
             .iter()
@@ -525,10 +528,13 @@ impl Broadcasts {
             b.first_round = super_seed.then(|| SuperSeed::new(b.layout.chunk_count()));
         }
         let audience = (self.broadcasts.get(&id)).and_then(|b| b.manifest.audience.clone());
+        let priority =
+            (self.broadcasts.get(&id)).map_or_else(Default::default, |b| b.manifest.priority);
         self.push(BroadcastAction::Serve {
             id,
             super_seed,
             audience,
+            priority,
         });
         self.push(BroadcastAction::Flood { msg: have });
         publication
@@ -601,6 +607,7 @@ impl Broadcasts {
             id,
             super_seed: false,
             audience: b.manifest.audience.clone(),
+            priority: b.manifest.priority,
         });
         if complete {
             b.finalizing = true;
@@ -1074,6 +1081,19 @@ impl Broadcasts {
         let held = b.piece_bitfield(&b.held_chunks);
         let seed = self.rng.random();
         let mut t = Transfer::new(self.config.swarm.clone(), pieces, held, origin, seed);
+        // Its share among the transfers already running, before its first request.
+        let newcomer = priority::Competitor {
+            id,
+            priority: b.manifest.priority,
+            busy_at: BTreeSet::new(),
+        };
+        let (_, shares) = self.shares(Some(newcomer));
+        if let Some(share) = shares.get(&id) {
+            t.set_share(now, share.clone());
+        }
+        let Some(b) = self.broadcasts.get_mut(&id) else {
+            return;
+        };
         if let Some(haves) = self.haves.get(&id) {
             for (peer, chunks) in haves {
                 if self.peers.contains_key(peer)
@@ -1256,7 +1276,7 @@ impl Broadcasts {
     /// Publication under `received/` ended.
     pub fn handle_finalized(
         &mut self,
-        _now: Instant,
+        now: Instant,
         id: BroadcastId,
         result: Result<PathBuf, StoreError>,
     ) {
@@ -1278,6 +1298,7 @@ impl Broadcasts {
         }
         // Complete or failed: no timers or requests any more.
         self.active.remove(&id);
+        self.share_out(now);
         self.report_change(ReportDue::Now);
         self.relink(&name);
         self.enforce_keep(&name);
@@ -1414,6 +1435,7 @@ impl Broadcasts {
                 resumed_chunks: 0,
                 uploaded_bytes: 0,
                 audience: record.and_then(|r| r.audience.clone()),
+                priority: swarmcast_proto::Priority::Normal,
             });
         }
         // Each name's versions newest first, as ordered by publication.
@@ -1508,6 +1530,14 @@ impl Broadcasts {
                         name: b.manifest.name.clone(),
                         audience: b.manifest.audience.clone()?,
                     })
+                })
+                .collect(),
+            prioritized: (self.broadcasts.iter())
+                .filter(|(_, b)| !b.manifest.priority.is_normal())
+                .map(|(id, b)| crate::status::PrioritizedBroadcast {
+                    id: id.to_hex(),
+                    name: b.manifest.name.clone(),
+                    priority: b.manifest.priority,
                 })
                 .collect(),
         }
@@ -1658,8 +1688,76 @@ impl Broadcasts {
         self.banned.contains(peer)
     }
 
-    /// Turn the transfer's actions into the core's.
+    /// Turn the transfer's actions into the core's, then hand every competing transfer its
+    /// share again (the transfer's requests may have moved).
     fn drain(&mut self, now: Instant, id: BroadcastId) {
+        self.drain_one(now, id);
+        self.share_out(now);
+    }
+
+    /// Each transfer being received gets its [`Share`](crate::swarm::Share) of the node's
+    /// request budget by priority (`priority::shares`); a lone transfer gets no limit beyond
+    /// its config's. Higher priorities first, so that their fresh requests count for the
+    /// caps of the lower ones at the next event.
+    fn share_out(&mut self, now: Instant) {
+        let (mut competitors, shares) = self.shares(None);
+        competitors.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
+        for c in competitors {
+            let Some(share) = shares.get(&c.id) else {
+                continue;
+            };
+            let changed = (self.transfer_mut(c.id)).is_some_and(|t| t.share() != share);
+            if changed {
+                if let Some(t) = self.transfer_mut(c.id) {
+                    t.set_share(now, share.clone());
+                }
+                self.drain_one(now, c.id);
+            }
+        }
+    }
+
+    /// The transfers being received (and `extra`), with their shares.
+    fn shares(
+        &self,
+        extra: Option<priority::Competitor>,
+    ) -> (
+        Vec<priority::Competitor>,
+        BTreeMap<BroadcastId, crate::swarm::Share>,
+    ) {
+        let mut competitors: Vec<priority::Competitor> = (self.active.iter())
+            .filter_map(|id| {
+                crate::work::tick(1);
+                let b = self.broadcasts.get(id)?;
+                b.transfer.as_ref().filter(|t| !t.is_complete())?;
+                Some(priority::Competitor {
+                    id: *id,
+                    priority: b.manifest.priority,
+                    busy_at: BTreeSet::new(),
+                })
+            })
+            .chain(extra)
+            .collect();
+        // Where each one fetches matters only below the highest priority present: a node
+        // receiving many broadcasts of one priority (`bench sends`) skips the walk.
+        let top = competitors.iter().map(|c| c.priority).max();
+        if competitors.iter().any(|c| Some(c.priority) != top) {
+            for c in &mut competitors {
+                let t = self.broadcasts.get(&c.id).and_then(|b| b.transfer.as_ref());
+                c.busy_at = t.map(|t| t.busy_peers().collect()).unwrap_or_default();
+            }
+        }
+        let shares = if competitors.len() <= 1 {
+            (competitors.iter())
+                .map(|c| (c.id, crate::swarm::Share::default()))
+                .collect()
+        } else {
+            priority::shares(&competitors, self.config.swarm.max_in_flight_bytes)
+        };
+        (competitors, shares)
+    }
+
+    /// Turn one transfer's actions into the core's.
+    fn drain_one(&mut self, now: Instant, id: BroadcastId) {
         loop {
             let Some(b) = self.broadcasts.get_mut(&id) else {
                 return;

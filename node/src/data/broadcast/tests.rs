@@ -41,6 +41,7 @@ pub(super) fn manifest(chunks: u32) -> (Arc<Manifest>, Arc<Layout>, Vec<u8>, Bro
             },
         }],
         audience: None,
+        priority: swarmcast_proto::Priority::Normal,
     };
     let bytes = m.to_bytes();
     let id = manifest_id(&bytes);
@@ -157,6 +158,7 @@ fn a_receiver_is_served_announced_and_asks_the_origin() {
         id,
         super_seed: false,
         audience: None,
+        priority: swarmcast_proto::Priority::Normal,
     }));
     assert!(a.contains(&BroadcastAction::Flood {
         msg: have(id, 4, &[])
@@ -401,7 +403,8 @@ fn origin_super_seeds_in_a_swarm_only() {
             a.contains(&BroadcastAction::Serve {
                 id,
                 super_seed,
-                audience: None
+                audience: None,
+                priority: swarmcast_proto::Priority::Normal,
             }),
             "{a:?}"
         );
@@ -912,9 +915,11 @@ fn the_state_of_a_listing_is_its_text_in_json_and_on_the_control_socket() {
         resumed_chunks: 0,
         uploaded_bytes: 0,
         audience: None,
+        priority: swarmcast_proto::Priority::High,
     };
     let json = serde_json::to_value(&info).unwrap();
     assert_eq!(json["state"], "seeding");
+    assert_eq!(json["priority"], "high");
     // An unrestricted broadcast writes no audience at all.
     assert!(json.get("audience").is_none(), "{json}");
     for p in [

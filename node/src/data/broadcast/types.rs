@@ -166,6 +166,9 @@ pub enum BroadcastAction {
         /// A restricted broadcast's audience (its manifest's): every request from a peer
         /// whose certificate it does not admit is refused ([`super::serve_verdict`]).
         audience: Option<swarmcast_proto::Audience>,
+        /// Its priority (its manifest's): upload slots go to higher priorities first
+        /// ([`priority::UploadSlots`](super::priority::UploadSlots)).
+        priority: swarmcast_proto::Priority,
     },
     /// Stop serving `id`.
     Unserve {
@@ -344,6 +347,8 @@ pub struct DataReport {
     /// The restricted broadcasts this node holds (its own and those it receives), with their
     /// audience, for `node status`.
     pub restricted: Vec<RestrictedBroadcast>,
+    /// The broadcasts this node holds whose priority is not normal, for `node status`.
+    pub prioritized: Vec<crate::status::PrioritizedBroadcast>,
 }
 
 /// One line of `node ls` (also its JSON shape).
@@ -388,6 +393,10 @@ pub struct BroadcastInfo {
     /// never written) for an unrestricted one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<Audience>,
+    /// `node send --priority`, from the manifest (normal for a broadcast whose manifest this
+    /// node never held). Always written in JSON: `"high"`, `"normal"` or `"low"`.
+    #[serde(default)]
+    pub priority: swarmcast_proto::Priority,
 }
 
 impl BroadcastInfo {
