@@ -70,6 +70,7 @@ fn workspace() -> &'static Workspace {
             root_mode: Some(0o755),
             entries,
             audience: None,
+            priority: Default::default(),
         };
         manifest
             .validate(&ManifestLimits::for_test())

@@ -115,6 +115,7 @@ fn control() {
                 rehash: false,
                 keepalive: true,
                 audience: None,
+                priority: Default::default(),
             },
         ),
         (
