@@ -697,7 +697,10 @@ impl Sim {
         if !self.linked(up, down) {
             return;
         }
-        if !self.nodes[up].has.get(piece) {
+        // As the node's shell does, a piece written but not yet durable is served: the core
+        // advertised it on arrival (`handle_piece_received`), commits follow at their pace.
+        let n = &self.nodes[up];
+        if !n.has.get(piece) && !n.pending.contains(&piece) {
             let delay = self.delay(up, down);
             self.push(delay, Ev::Failed { up, down, piece });
             return;
