@@ -34,9 +34,9 @@ use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
 pub use broadcast::{
-    BroadcastAction, BroadcastConfig, BroadcastInfo, Broadcasts, DEFAULT_KEEP, DataReport, Failure,
-    ManifestFetchError, ManifestSource, PieceError, Publication, ResumeError, Strategy, SuperSeed,
-    TargetError,
+    BroadcastAction, BroadcastConfig, BroadcastInfo, Broadcasts, COMMIT_INTERVAL, DEFAULT_KEEP,
+    DataReport, Failure, ManifestFetchError, ManifestSource, PieceError, Publication, ResumeError,
+    Strategy, SuperSeed, TargetError,
 };
 pub use error::PublishError;
 
@@ -53,11 +53,6 @@ use crate::outbox::Outbox;
 pub use crate::status::PublishInfo;
 use crate::store::{self, Source, StoredKind, Workspace};
 
-/// Group-commit period (the default [`BroadcastConfig::commit_interval`]): a commit starts when
-/// verified chunks wait, none runs and the last started this long ago (at once when every piece
-/// has arrived), so a SIGKILL loses at most what arrived during about this long plus a commit's
-/// own time (the chaos `refetch` check's bound) plus the requests in flight.
-pub const COMMIT_INTERVAL: Duration = Duration::from_millis(50);
 /// Per-attempt timeout of a manifest fetch.
 const MANIFEST_TIMEOUT: Duration = Duration::from_secs(10);
 

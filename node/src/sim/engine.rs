@@ -208,7 +208,7 @@ pub struct Sim {
     pub(super) seed: u64,
     pub(super) record: BroadcastRecord,
     /// Scheduled faults, and when each was carried out (nanoseconds).
-    pub(super) faults: Vec<super::faults::ScheduledFault>,
+    pub(super) faults: Vec<super::schedule::ScheduledFault>,
     pub(super) fired: Vec<Option<u64>>,
     /// The faults triggered by the fleet's progress and not yet carried out, by descending
     /// fraction (the next one last).

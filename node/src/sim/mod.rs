@@ -56,11 +56,12 @@ mod faults;
 mod links;
 mod net;
 mod outcome;
+mod schedule;
 
 pub use engine::{Fault, HORIZON, LATE_JOIN, Progress, Setup, Sim};
-pub use faults::{FaultAction, ScheduleError, ScheduledFault, When};
 pub use net::{
     DEGREE, FleetConfig, FleetError, HALF_RTT, MAX_DEGREE, MB, MIB, Net, ORIGIN_UP, PIECES,
     RECEIVERS, Rates, Shape, node_id,
 };
 pub use outcome::Outcome;
+pub use schedule::{FaultAction, ScheduleError, ScheduledFault, When};

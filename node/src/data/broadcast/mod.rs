@@ -140,8 +140,8 @@ pub use error::{Failure, ManifestFetchError, PieceError, ResumeError};
 pub use retention::TargetError;
 pub use superseed::SuperSeed;
 pub use types::{
-    BroadcastAction, BroadcastConfig, BroadcastInfo, DEFAULT_KEEP, DataReport, LocalCopy,
-    LocalLink, ManifestSource, Publication, Strategy,
+    BroadcastAction, BroadcastConfig, BroadcastInfo, COMMIT_INTERVAL, DEFAULT_KEEP, DataReport,
+    LocalCopy, LocalLink, ManifestSource, Publication, Strategy,
 };
 
 use crate::status::RestrictedBroadcast;

@@ -101,6 +101,12 @@ pub struct BroadcastConfig {
     pub cert_groups: Vec<String>,
 }
 
+/// Group-commit period (the default [`BroadcastConfig::commit_interval`]): a commit starts when
+/// verified chunks wait, none runs and the last started this long ago (at once when every piece
+/// has arrived), so a SIGKILL loses at most what arrived during about this long plus a commit's
+/// own time (the chaos `refetch` check's bound) plus the requests in flight.
+pub const COMMIT_INTERVAL: Duration = Duration::from_millis(50);
+
 impl Default for BroadcastConfig {
     fn default() -> Self {
         Self {
@@ -111,7 +117,7 @@ impl Default for BroadcastConfig {
             manifest_retry_min: Duration::from_millis(200),
             manifest_retry_max: Duration::from_secs(10),
             unknown_ttl: Duration::from_secs(60),
-            commit_interval: crate::data::COMMIT_INTERVAL,
+            commit_interval: COMMIT_INTERVAL,
             report_interval: Duration::from_millis(100),
             stall_after: Duration::from_secs(5),
             stall_confirm: Duration::from_secs(1),
