@@ -267,6 +267,14 @@ pub(crate) enum BenchCommand {
     /// time (/proc/<pid>/stat) over --seconds. With --netns (root) every process runs in its own
     /// namespace of the lab, which makes the kernel's UDP counters per process: packets per node.
     Idle(BenchIdleArgs),
+    /// The bootstraps under a large fleet's heartbeats.
+    ///
+    /// Starts --bootstraps bootstraps and plays --nodes nodes from this process, each with a
+    /// certificate and a QUIC connection of its own, registering and heartbeating at the
+    /// default period. Reports each bootstrap's CPU and RSS, heartbeat latency p50/p99, answer
+    /// bytes per heartbeat, anti-entropy bytes per second and the time until a registration is
+    /// visible at every bootstrap.
+    Registry(BenchRegistryArgs),
     /// Many small sends: --count tiny broadcasts of distinct names from one origin to
     /// --receivers, through the origin's control socket. Reports the time of one send over the
     /// first and the last 100, when every receiver holds every broadcast, each process's RSS
@@ -426,6 +434,34 @@ pub(crate) struct BenchIdleArgs {
     pub(crate) netns: bool,
     /// The swarmcast binary to start the fleet from (default: this one), e.g. an older build
     /// to compare with.
+    #[arg(long)]
+    pub(crate) exe: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchRegistryArgs {
+    /// Simulated nodes.
+    #[arg(long, default_value_t = 1000, value_parser = parse_positive_count::<usize>)]
+    pub(crate) nodes: usize,
+    /// Bootstraps.
+    #[arg(long, default_value_t = 3, value_parser = parse_positive_count::<usize>)]
+    pub(crate) bootstraps: usize,
+    /// The measuring window, in seconds.
+    #[arg(long, default_value_t = 20, value_parser = parse_positive_count::<u64>)]
+    pub(crate) seconds: u64,
+    /// Wait this long after the fleet registered before measuring.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub(crate) settle: Duration,
+    /// Registrations timed for propagation during the window.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) probes: usize,
+    /// UDP sockets the simulated nodes' connections share.
+    #[arg(long, default_value_t = 8, value_parser = parse_positive_count::<usize>)]
+    pub(crate) sockets: usize,
+    /// The swarmcast binary to start the bootstraps from (default: this one).
     #[arg(long)]
     pub(crate) exe: Option<PathBuf>,
     /// Machine-readable output.

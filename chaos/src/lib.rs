@@ -36,6 +36,7 @@ pub mod lab_trace;
 pub mod netns;
 pub mod pair;
 pub mod procs;
+pub mod registry_bench;
 pub mod scenario;
 pub mod sends_bench;
 pub mod sim_report;

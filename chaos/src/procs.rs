@@ -129,6 +129,11 @@ impl LocalCluster {
         self
     }
 
+    /// The directory of the cluster CA (and of every issued identity).
+    pub fn certs_dir(&self) -> &Path {
+        &self.certs
+    }
+
     /// The lab, in netns mode.
     pub fn lab(&self) -> Option<&Lab> {
         self.lab.as_ref()
@@ -149,6 +154,16 @@ impl LocalCluster {
 
     /// Start `n` bootstraps replicating with each other; their addresses.
     pub fn start_bootstraps(&mut self, n: usize) -> Result<Vec<SocketAddr>> {
+        self.start_bootstraps_with(n, |_| Vec::new())
+    }
+
+    /// [`LocalCluster::start_bootstraps`], bootstrap `i` (from 0) also given `extra(i)` as
+    /// arguments (e.g. `--metrics ADDR`).
+    pub fn start_bootstraps_with(
+        &mut self,
+        n: usize,
+        extra: impl Fn(usize) -> Vec<String>,
+    ) -> Result<Vec<SocketAddr>> {
         let names: Vec<String> = (1..=n).map(|i| format!("b{i}")).collect();
         let addrs: Vec<SocketAddr> = match &mut self.lab {
             Some(lab) => names
@@ -159,17 +174,18 @@ impl LocalCluster {
                 .map(|_| harness::free_addr())
                 .collect::<Result<_>>()?,
         };
-        for (a, name) in addrs.iter().zip(names) {
+        for (i, (a, name)) in addrs.iter().zip(names).enumerate() {
             swarmcast_certs::issue(&self.certs, &name, Role::Bootstrap)?;
             let data_dir = self.root.join("data").join(&name);
             let peers: Vec<SocketAddr> = addrs.iter().filter(|p| *p != a).copied().collect();
-            let args = harness::bootstrap_argv(
+            let mut args = harness::bootstrap_argv(
                 &self.certs.join(&name),
                 *a,
                 &data_dir,
                 &peers,
                 self.timings.as_ref(),
             );
+            args.extend(extra(i));
             self.push(name, Role::Bootstrap, Some(*a), data_dir, args, Vec::new())?;
         }
         Ok(addrs)

@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use swarmcast_chaos::{bench, files, idle, lab_bench, pair};
+use swarmcast_chaos::{bench, files, idle, lab_bench, pair, registry_bench};
 
 use super::{current_exe, runtime, until_signal, usage_error};
 use crate::cli::{
-    BenchCommand, BenchFilesArgs, BenchIdleArgs, BenchLocalArgs, BenchPairArgs, BenchStrategy,
-    ShapeArg, SwarmBenchArgs,
+    BenchCommand, BenchFilesArgs, BenchIdleArgs, BenchLocalArgs, BenchPairArgs, BenchRegistryArgs,
+    BenchStrategy, ShapeArg, SwarmBenchArgs,
 };
 
 pub(crate) fn run(command: BenchCommand) -> Result<()> {
@@ -20,6 +20,7 @@ pub(crate) fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Files(args) => bench_files(args),
         BenchCommand::Versions(args) => bench_versions(args),
         BenchCommand::Idle(args) => bench_idle(args),
+        BenchCommand::Registry(args) => bench_registry(args),
         BenchCommand::Sends(args) => bench_sends(args),
     }
 }
@@ -171,6 +172,34 @@ fn bench_idle(args: BenchIdleArgs) -> Result<()> {
         None => current_exe()?,
     };
     let report = until_signal(&runtime()?, idle::run(exe, &config))?;
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&report.to_json())?)?;
+    } else {
+        out!("{}", report.to_text())?;
+    }
+    Ok(())
+}
+
+/// `bench registry`: the report on stdout.
+fn bench_registry(args: BenchRegistryArgs) -> Result<()> {
+    let config = registry_bench::RegistryConfig {
+        nodes: args.nodes,
+        bootstraps: args.bootstraps,
+        window: Duration::from_secs(args.seconds),
+        settle: args.settle,
+        heartbeat: swarmcast_chaos::idle::DEFAULT_TIMINGS.heartbeat,
+        sockets: args.sockets,
+        probes: args.probes,
+        join_concurrency: 64,
+    };
+    if let Err(e) = config.validate() {
+        usage_error(&["bench", "registry"], format!("{e:#}"));
+    }
+    let exe = match args.exe {
+        Some(e) => e,
+        None => current_exe()?,
+    };
+    let report = until_signal(&runtime()?, registry_bench::run(exe, &config))?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report.to_json())?)?;
     } else {

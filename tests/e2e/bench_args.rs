@@ -1,4 +1,4 @@
-//! `bench pair` and `bench files` refuse bad arguments before starting anything: exit code 2
+//! `bench pair`, `bench files` and `bench registry` refuse bad arguments before starting anything: exit code 2
 //! and a message naming what is wrong.
 
 use std::process::Command;
@@ -42,6 +42,14 @@ fn bench_pair_and_files_refuse_bad_arguments() -> Result<()> {
     refused(
         &["bench", "pair", "--chunk-size", "1KiB"],
         "chunk size 1024 is outside 4096..=16777216 bytes",
+    )?;
+    refused(
+        &["bench", "registry", "--nodes", "0"],
+        "'--nodes <NODES>': must be at least 1",
+    )?;
+    refused(
+        &["bench", "registry", "--bootstraps", "0"],
+        "'--bootstraps <BOOTSTRAPS>': must be at least 1",
     )?;
     refused(
         &["bench", "files", "--files", "0"],
