@@ -428,7 +428,38 @@ fn free_tcp_addr() -> Result<SocketAddr> {
 pub async fn run(exe: std::path::PathBuf, config: &RegistryConfig) -> Result<RegistryReport> {
     config.validate()?;
     let root = tempfile::tempdir().context("creating a scratch directory")?;
-    let mut cluster = LocalCluster::new(exe, root.path(), DEFAULT_TIMINGS)?
+    // The bootstraps' logs, for a run that goes wrong (the scratch directory goes with it).
+    let logs = root.path().to_owned();
+    let result = play(exe, config, root.path()).await;
+    if let Err(e) = &result {
+        if let Ok(dir) = std::env::var("SWARMCAST_BENCH_KEEP") {
+            let _ = copy_logs(&logs, std::path::Path::new(&dir));
+            tracing::warn!(error = %format!("{e:#}"), dir, "bench failed; bootstrap logs kept");
+        }
+    }
+    result
+}
+
+/// Every `*.log` directly in `from`, copied into `to`.
+fn copy_logs(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "log") {
+            if let Some(name) = p.file_name() {
+                std::fs::copy(&p, to.join(name))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn play(
+    exe: std::path::PathBuf,
+    config: &RegistryConfig,
+    root: &std::path::Path,
+) -> Result<RegistryReport> {
+    let mut cluster = LocalCluster::new(exe, root, DEFAULT_TIMINGS)?
         .with_binary_timings()
         .with_default_logs();
     let metrics: Vec<SocketAddr> = (0..config.bootstraps)

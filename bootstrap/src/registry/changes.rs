@@ -64,6 +64,12 @@ pub struct ChangeLog {
     seq: u64,
     nodes: BTreeMap<NodeId, Logged<RegistryEntry>>,
     broadcasts: BTreeMap<BroadcastId, Logged<BroadcastRecord>>,
+    /// `nodes` by change number, so that a partial answer costs what changed, not the
+    /// registry's size (a scan of every entry per heartbeat made a fleet's heartbeats cost N²).
+    node_seqs: BTreeMap<u64, NodeId>,
+    /// `broadcasts` by change number.
+    broadcast_seqs: BTreeMap<u64, BroadcastId>,
+    /// In ascending change number.
     removed: VecDeque<(u64, NodeId)>,
     /// Removals numbered up to this were forgotten: older cursors get everything.
     floor: u64,
@@ -111,6 +117,8 @@ impl ChangeLog {
             seq: 0,
             nodes: BTreeMap::new(),
             broadcasts: BTreeMap::new(),
+            node_seqs: BTreeMap::new(),
+            broadcast_seqs: BTreeMap::new(),
             removed: VecDeque::new(),
             floor: 0,
             refreshed: None,
@@ -162,13 +170,17 @@ impl ChangeLog {
                 }
                 _ => {
                     self.seq += 1;
-                    self.nodes.insert(
+                    self.node_seqs.insert(self.seq, id);
+                    let old = self.nodes.insert(
                         id,
                         Logged {
                             seq: self.seq,
                             value: entry.clone(),
                         },
                     );
+                    if let Some(old) = old {
+                        self.node_seqs.remove(&old.seq);
+                    }
                 }
             }
         }
@@ -179,7 +191,9 @@ impl ChangeLog {
             .copied()
             .collect();
         for id in gone {
-            self.nodes.remove(&id);
+            if let Some(old) = self.nodes.remove(&id) {
+                self.node_seqs.remove(&old.seq);
+            }
             self.seq += 1;
             self.removed.push_back((self.seq, id));
         }
@@ -196,13 +210,17 @@ impl ChangeLog {
                 .is_none_or(|logged| logged.value != *record)
             {
                 self.seq += 1;
-                self.broadcasts.insert(
+                self.broadcast_seqs.insert(self.seq, record.id);
+                let old = self.broadcasts.insert(
                     record.id,
                     Logged {
                         seq: self.seq,
                         value: record.clone(),
                     },
                 );
+                if let Some(old) = old {
+                    self.broadcast_seqs.remove(&old.seq);
+                }
             }
         }
     }
@@ -223,25 +241,22 @@ impl ChangeLog {
             };
         }
         let after = since.seq;
+        let newer = (std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded);
+        let first_removed = self.removed.partition_point(|(seq, _)| *seq <= after);
         RegistryView {
             nodes: sorted_entries(
-                self.nodes
-                    .values()
-                    .filter(|l| l.seq > after)
+                (self.node_seqs.range(newer))
+                    .filter_map(|(_, id)| self.nodes.get(id))
                     .map(|l| &l.value),
             ),
             broadcasts: sorted_broadcasts(
-                self.broadcasts
-                    .values()
-                    .filter(|l| l.seq > after)
+                (self.broadcast_seqs.range(newer))
+                    .filter_map(|(_, id)| self.broadcasts.get(id))
                     .map(|l| &l.value),
             ),
             cursor: Some(self.cursor()),
             partial: true,
-            removed: self
-                .removed
-                .iter()
-                .filter(|(seq, _)| *seq > after)
+            removed: (self.removed.range(first_removed..))
                 .map(|(_, id)| *id)
                 .collect(),
             progress_ack: None,
